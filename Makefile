@@ -1,0 +1,51 @@
+# pingpath — see README.md. The two commands a newcomer needs:
+#   make demo   # the whole workflow on the built-in lab (root)
+#   make test   # every test, including root/BPF/lab ones (root)
+SHELL := /bin/bash
+GO ?= go
+CLANG ?= clang-19
+STRIP ?= llvm-strip-19
+BIN := bin/pingpath
+STATICCHECK_VERSION := v0.8.2
+export CGO_ENABLED := 0
+export BPF2GO_CC := $(CLANG)
+export BPF2GO_STRIP := $(STRIP)
+
+.PHONY: all build deps generate generate-check lint test test-quick test-kernels demo bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/pingpath
+
+deps:
+	./scripts/install-deps.sh
+
+# Regenerate the committed BPF objects (needs clang-19).
+generate:
+	$(GO) generate ./...
+
+# Fails when the committed BPF objects differ from what generate produces.
+generate-check: generate
+	@if ! git diff --quiet --exit-code -- '*.o' '*_bpfel.go'; then \
+		git --no-pager diff --stat -- '*.o' '*_bpfel.go'; \
+		echo "generated BPF objects are stale: run 'make generate' and commit" >&2; exit 1; fi
+	@if [ -n "$$(git status --porcelain --untracked-files=all -- '*_bpfel.o' '*_bpfel.go')" ]; then \
+		git status --porcelain -- '*_bpfel.o' '*_bpfel.go'; \
+		echo "generated BPF objects are not committed" >&2; exit 1; fi
+
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+test-quick: build
+	$(GO) test -count=1 -timeout 30m ./...
+
+test: deps generate-check lint build
+	$(GO) test -count=1 -timeout 45m ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+clean:
+	rm -rf bin

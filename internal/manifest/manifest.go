@@ -1,0 +1,133 @@
+// Package manifest describes a run directory written by `pingpath run`:
+// which nodes took part, what ran where, which files hold what, and how it
+// ended. The analysis reads it to label files and to compare environments;
+// it recognises tracer files by their content too, so a missing or partial
+// manifest never hides collected data.
+package manifest
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Schema names this version of the manifest.
+const Schema = "pingpath.run/v1"
+
+// FileName is the manifest's name inside a run directory.
+const FileName = "manifest.json"
+
+// Node roles.
+const (
+	RoleSenderVM     = "sender-vm"
+	RoleSenderHost   = "sender-host"
+	RoleReceiverHost = "receiver-host"
+	RoleReceiverVM   = "receiver-vm"
+)
+
+// Manifest is the content of DIR/manifest.json.
+type Manifest struct {
+	Schema      string    `json:"schema"`
+	Environment string    `json:"environment"`
+	Version     string    `json:"version"` // pingpath version of the controller
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	// Status is "complete", "partial" (a node or tracer was lost; the rest is
+	// kept) or "failed".
+	Status   string    `json:"status"`
+	Nodes    []Node    `json:"nodes"`
+	Ping     Ping      `json:"ping"`
+	Timings  Timings   `json:"timings"`
+	Failures []Failure `json:"failures,omitempty"`
+	// Config is the environment file as given (secrets never included).
+	ConfigFile string `json:"config_file,omitempty"`
+}
+
+// Node is one machine of the run.
+type Node struct {
+	Role     string            `json:"role"` // RoleSenderVM, ...
+	SSH      string            `json:"ssh"`  // destination as configured (alias or user@host)
+	Hostname string            `json:"hostname,omitempty"`
+	Kernel   string            `json:"kernel,omitempty"`
+	Arch     string            `json:"arch,omitempty"`
+	Facts    map[string]string `json:"facts,omitempty"` // environment capture: cpu model, cstates, tuned profile, ...
+	Tracers  []Tracer          `json:"tracers"`
+}
+
+// Tracer is one tracer process (pingpath's own or an origin script) on a node.
+type Tracer struct {
+	Tool     string   `json:"tool"` // record.ToolVM, ..., or the origin script name
+	Origin   bool     `json:"origin,omitempty"`
+	Command  []string `json:"command"`          // argv as run (already quoted per argument when sent)
+	File     string   `json:"file"`             // output file, relative to the run directory
+	Stderr   string   `json:"stderr,omitempty"` // stderr file, relative to the run directory
+	Probes   []string `json:"probes,omitempty"` // "stage=method:target" as reported by the tracer header
+	ReadyMS  int64    `json:"ready_ms,omitempty"`
+	ExitCode *int     `json:"exit_code,omitempty"`
+	State    string   `json:"state"` // "ok", "failed", "lost", "not-started"
+	Error    string   `json:"error,omitempty"`
+}
+
+// Ping describes the ping that was run on the sender VM.
+type Ping struct {
+	Command  []string `json:"command"`
+	File     string   `json:"file"` // ping's own output, relative to the run directory
+	Count    int      `json:"count"`
+	Interval string   `json:"interval"`
+	Sent     int      `json:"sent"`
+	Received int      `json:"received"`
+	ICMPID   int      `json:"icmp_id,omitempty"` // when known
+}
+
+// Timings records where the wall time of the run went.
+type Timings struct {
+	TotalMS   int64 `json:"total_ms"`
+	PushMS    int64 `json:"push_ms"`
+	StartMS   int64 `json:"start_ms"` // tracers start → all ready
+	PingMS    int64 `json:"ping_ms"`
+	StopMS    int64 `json:"stop_ms"`
+	AnalyzeMS int64 `json:"analyze_ms,omitempty"`
+}
+
+// Failure is something that went wrong, named by node and step.
+type Failure struct {
+	Node  string `json:"node,omitempty"`
+	Step  string `json:"step"`
+	Error string `json:"error"`
+}
+
+// Write stores m as DIR/manifest.json, atomically.
+func Write(dir string, m *Manifest) error {
+	m.Schema = Schema
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding manifest: %w", err)
+	}
+	tmp := filepath.Join(dir, FileName+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing manifest: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, FileName)); err != nil {
+		return fmt.Errorf("writing manifest: %w", err)
+	}
+	return nil
+}
+
+// Read loads DIR/manifest.json.
+func Read(dir string) (*Manifest, error) {
+	p := filepath.Join(dir, FileName)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	m := &Manifest{}
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	if m.Schema != Schema {
+		return nil, fmt.Errorf("reading %s: unsupported schema %q", p, m.Schema)
+	}
+	return m, nil
+}

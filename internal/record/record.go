@@ -1,0 +1,231 @@
+// Package record defines the versioned JSON-lines stream every pingpath tracer
+// writes and the analysis reads: one header record, then ping, drop and event
+// records, then one trailer record. The format is documented in
+// docs/record-format.md; change both together and bump Schema on any
+// incompatible change.
+package record
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Schema names this version of the stream. Readers refuse other major versions.
+const Schema = "pingpath.trace/v1"
+
+// Record types (the "type" field of every line).
+const (
+	TypeHeader  = "header"
+	TypePing    = "ping"
+	TypeDrop    = "drop"
+	TypeTrailer = "trailer"
+)
+
+// Tool names (the "tool" field of the header).
+const (
+	ToolVM      = "vm"
+	ToolHost    = "host"
+	ToolVhostRX = "vhost-rx"
+	ToolVhostTX = "vhost-tx"
+)
+
+// Probe reports how one stage is observed: which rung of its attach ladder was
+// chosen, or why the stage is unavailable on this kernel.
+type Probe struct {
+	Stage     string `json:"stage"`            // stage name, e.g. "p1_start"
+	Method    string `json:"method,omitempty"` // "fentry", "kprobe", "tracepoint", "raw_tracepoint"; empty when unavailable
+	Target    string `json:"target,omitempty"` // function or tracepoint, e.g. "ip_local_out", "net/net_dev_start_xmit"
+	Available bool   `json:"available"`
+	Reason    string `json:"reason,omitempty"` // why unavailable, or why a lower rung was chosen
+}
+
+// Header is the first record of a stream.
+type Header struct {
+	Type        string            `json:"type"`   // always "header"
+	Schema      string            `json:"schema"` // always Schema
+	Tool        string            `json:"tool"`   // ToolVM, ToolHost, ...
+	Version     string            `json:"version"`
+	Kernel      string            `json:"kernel"` // uname -r
+	Hostname    string            `json:"hostname"`
+	Netns       uint64            `json:"netns"` // inode of the tracer's network namespace
+	Clock       string            `json:"clock"` // "CLOCK_MONOTONIC": the clock of every *_ns timestamp
+	StartMonoNS uint64            `json:"start_mono_ns"`
+	StartWallNS int64             `json:"start_wall_ns"` // wall clock (Unix ns) read together with StartMonoNS
+	Role        string            `json:"role,omitempty"` // vm: "tx"|"rx"; host: "sender"|"receiver"; may be "auto" until known
+	SrcIP       string            `json:"src_ip,omitempty"`
+	DstIP       string            `json:"dst_ip,omitempty"`
+	Interfaces  []string          `json:"interfaces,omitempty"`
+	Probes      []Probe           `json:"probes"`
+	Args        map[string]string `json:"args,omitempty"` // the flags the tracer was started with
+}
+
+// Ping is one traced ping (or, for the vhost tracers, one ICMP packet) with its
+// raw stage timestamps and the durations derived from them.
+type Ping struct {
+	Type     string `json:"type"` // always "ping"
+	ID       uint16 `json:"id"`   // ICMP echo identifier
+	Seq      uint16 `json:"seq"`  // ICMP echo sequence (wraps at 65536)
+	ICMPType uint8  `json:"icmp_type,omitempty"`
+	// Role of the tracer when it saw this ping, when the tool decides it per
+	// packet (host: "sender"|"receiver"; vhost-*: "request"|"reply").
+	Role string `json:"role,omitempty"`
+	// Stages maps stage name → CLOCK_MONOTONIC ns. A stage that was not seen
+	// is absent, never zero.
+	Stages map[string]uint64 `json:"stages"`
+	// Durations maps a derived duration name (e.g. "total", "path1") → ns.
+	// Absent when an input stage is missing.
+	Durations map[string]int64 `json:"durations_ns,omitempty"`
+	// Devices maps stage name → network device name where the stage saw the packet.
+	Devices map[string]string `json:"devices,omitempty"`
+	CPU     map[string]uint32 `json:"cpu,omitempty"`
+	PID     map[string]uint32 `json:"pid,omitempty"`
+	Comm    map[string]string `json:"comm,omitempty"`
+	// Extra holds tool-specific detail (queue, vhost tid, eventfd ctx, ...).
+	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// Drop is a ping that did not complete within the tracer's timeout.
+type Drop struct {
+	Type        string            `json:"type"` // always "drop"
+	ID          uint16            `json:"id"`
+	Seq         uint16            `json:"seq"`
+	Role        string            `json:"role,omitempty"`
+	LastSeen    string            `json:"last_seen"`    // last stage observed
+	FirstMissed string            `json:"first_missed"` // first stage expected but not observed
+	Stages      map[string]uint64 `json:"stages"`
+	Devices     map[string]string `json:"devices,omitempty"`
+	// Kernel drop reason where this host's kernel freed the packet
+	// (skb:kfree_skb), named from the kernel's BTF enum skb_drop_reason.
+	Reason     string `json:"reason,omitempty"`
+	ReasonCode uint32 `json:"reason_code,omitempty"`
+	Location   string `json:"location,omitempty"` // symbol where the skb was freed, when known
+	Device     string `json:"device,omitempty"`   // device of the freed skb, when known
+	AtNS       uint64 `json:"at_ns,omitempty"`    // when the kernel freed it
+}
+
+// Trailer is the last record of a stream.
+type Trailer struct {
+	Type       string            `json:"type"` // always "trailer"
+	EndMonoNS  uint64            `json:"end_mono_ns"`
+	ExitReason string            `json:"exit_reason"` // "signal", "duration", "max-duration", "error"
+	Counters   map[string]uint64 `json:"counters"`    // events, pings, drops, incomplete, ringbuf_lost, ...
+	Error      string            `json:"error,omitempty"`
+}
+
+// Writer writes records as JSON lines.
+type Writer struct {
+	enc *json.Encoder
+}
+
+// NewWriter returns a Writer on w. The caller owns buffering and flushing.
+func NewWriter(w io.Writer) *Writer {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return &Writer{enc: enc}
+}
+
+// Write writes one record (a *Header, *Ping, *Drop or *Trailer) and fills in
+// its type field.
+func (w *Writer) Write(rec any) error {
+	switch r := rec.(type) {
+	case *Header:
+		r.Type, r.Schema = TypeHeader, Schema
+	case *Ping:
+		r.Type = TypePing
+	case *Drop:
+		r.Type = TypeDrop
+	case *Trailer:
+		r.Type = TypeTrailer
+	default:
+		return fmt.Errorf("writing record: unsupported type %T", rec)
+	}
+	if err := w.enc.Encode(rec); err != nil {
+		return fmt.Errorf("writing %T record: %w", rec, err)
+	}
+	return nil
+}
+
+// Stream is a decoded record stream.
+type Stream struct {
+	Header  *Header
+	Pings   []Ping
+	Drops   []Drop
+	Trailer *Trailer // nil when the stream was cut short
+	// Problems lists lines that could not be decoded ("line N: ...");
+	// decoding goes on past them so that no good record is lost.
+	Problems []string
+}
+
+// ErrNotRecordStream is returned by Read when the input does not start with a
+// pingpath header record.
+var ErrNotRecordStream = errors.New("not a pingpath record stream")
+
+// Read decodes a whole stream. Lines that fail to decode are listed in
+// Stream.Problems and skipped; only a missing header is an error.
+func Read(r io.Reader) (*Stream, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	s := &Stream{}
+	line := 0
+	for sc.Scan() {
+		line++
+		b := sc.Bytes()
+		if len(b) == 0 {
+			continue
+		}
+		var probe struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(b, &probe); err != nil {
+			if s.Header == nil {
+				return nil, fmt.Errorf("line %d: %w", line, ErrNotRecordStream)
+			}
+			s.Problems = append(s.Problems, fmt.Sprintf("line %d: %v", line, err))
+			continue
+		}
+		var err error
+		switch probe.Type {
+		case TypeHeader:
+			h := &Header{}
+			if err = json.Unmarshal(b, h); err == nil {
+				if h.Schema != Schema {
+					return nil, fmt.Errorf("line %d: unsupported schema %q (want %q)", line, h.Schema, Schema)
+				}
+				s.Header = h
+			}
+		case TypePing:
+			var p Ping
+			if err = json.Unmarshal(b, &p); err == nil {
+				s.Pings = append(s.Pings, p)
+			}
+		case TypeDrop:
+			var d Drop
+			if err = json.Unmarshal(b, &d); err == nil {
+				s.Drops = append(s.Drops, d)
+			}
+		case TypeTrailer:
+			t := &Trailer{}
+			if err = json.Unmarshal(b, t); err == nil {
+				s.Trailer = t
+			}
+		default:
+			err = fmt.Errorf("unknown record type %q", probe.Type)
+		}
+		if s.Header == nil {
+			return nil, fmt.Errorf("line %d: %w", line, ErrNotRecordStream)
+		}
+		if err != nil {
+			s.Problems = append(s.Problems, fmt.Sprintf("line %d: %v", line, err))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		s.Problems = append(s.Problems, fmt.Sprintf("line %d: %v", line+1, err))
+	}
+	if s.Header == nil {
+		return nil, ErrNotRecordStream
+	}
+	return s, nil
+}
