@@ -50,6 +50,10 @@ type Header struct {
 	Version     string            `json:"version"`
 	Kernel      string            `json:"kernel"` // uname -r
 	Hostname    string            `json:"hostname"`
+	// BootID is /proc/sys/kernel/random/boot_id. Two streams with the same
+	// boot id share one CLOCK_MONOTONIC (as all nodes of the lab do), so
+	// their timestamps may be compared directly.
+	BootID string `json:"boot_id,omitempty"`
 	Netns       uint64            `json:"netns"` // inode of the tracer's network namespace
 	Clock       string            `json:"clock"` // "CLOCK_MONOTONIC": the clock of every *_ns timestamp
 	StartMonoNS uint64            `json:"start_mono_ns"`

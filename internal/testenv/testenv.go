@@ -41,3 +41,27 @@ func RequireProgram(t testing.TB, name string) string {
 	Require(t, err == nil, "needs "+name+" on PATH")
 	return p
 }
+
+// InGuest reports whether the test runs inside the QEMU kernel matrix
+// (make test-kernels sets PINGPATH_TEST_GUEST=1 in the guest).
+func InGuest() bool { return os.Getenv("PINGPATH_TEST_GUEST") == "1" }
+
+// GuestOnly skips a test everywhere but in the kernel-matrix guest. Such a
+// test needs what only the guest kernels have (kprobes, fentry, vhost-net);
+// the matrix runs it in CI, so this skip is never the only run of the test.
+func GuestOnly(t testing.TB, reason string) {
+	t.Helper()
+	if !InGuest() {
+		t.Skipf("runs in the kernel matrix (make test-kernels) only: %s", reason)
+	}
+}
+
+// Probe returns the attach rung a tracer test should force
+// (PINGPATH_TEST_PROBE: auto|fentry|kprobe|tracepoint), "auto" by default.
+// The kernel matrix runs each tracer's tests once per rung.
+func Probe() string {
+	if p := os.Getenv("PINGPATH_TEST_PROBE"); p != "" {
+		return p
+	}
+	return "auto"
+}
