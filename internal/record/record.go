@@ -44,20 +44,20 @@ type Probe struct {
 
 // Header is the first record of a stream.
 type Header struct {
-	Type        string            `json:"type"`   // always "header"
-	Schema      string            `json:"schema"` // always Schema
-	Tool        string            `json:"tool"`   // ToolVM, ToolHost, ...
-	Version     string            `json:"version"`
-	Kernel      string            `json:"kernel"` // uname -r
-	Hostname    string            `json:"hostname"`
+	Type     string `json:"type"`   // always "header"
+	Schema   string `json:"schema"` // always Schema
+	Tool     string `json:"tool"`   // ToolVM, ToolHost, ...
+	Version  string `json:"version"`
+	Kernel   string `json:"kernel"` // uname -r
+	Hostname string `json:"hostname"`
 	// BootID is /proc/sys/kernel/random/boot_id. Two streams with the same
 	// boot id share one CLOCK_MONOTONIC (as all nodes of the lab do), so
 	// their timestamps may be compared directly.
-	BootID string `json:"boot_id,omitempty"`
+	BootID      string            `json:"boot_id,omitempty"`
 	Netns       uint64            `json:"netns"` // inode of the tracer's network namespace
 	Clock       string            `json:"clock"` // "CLOCK_MONOTONIC": the clock of every *_ns timestamp
 	StartMonoNS uint64            `json:"start_mono_ns"`
-	StartWallNS int64             `json:"start_wall_ns"` // wall clock (Unix ns) read together with StartMonoNS
+	StartWallNS int64             `json:"start_wall_ns"`  // wall clock (Unix ns) read together with StartMonoNS
 	Role        string            `json:"role,omitempty"` // vm: "tx"|"rx"; host: "sender"|"receiver"; may be "auto" until known
 	SrcIP       string            `json:"src_ip,omitempty"`
 	DstIP       string            `json:"dst_ip,omitempty"`
