@@ -61,5 +61,11 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	// One line per command; each constructor lives in its own cmd_<verb>.go.
 	root.AddCommand(newVersionCommand())
+	root.AddCommand(newTraceCommand())
+	root.AddCommand(newLabCommand())
+	root.AddCommand(newAnalyzeCommand())
+	root.AddCommand(newCompareCommand())
+	root.AddCommand(newRunCommand())
+	root.AddCommand(newCheckCommand())
 	return root
 }

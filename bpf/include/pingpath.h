@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * pingpath.h - what every pingpath BPF tracer shares.
+ *
+ * - filter configuration as `const volatile` globals, set by the Go loader
+ *   (internal/tracer.Filter) before the collection is loaded, so the
+ *   verifier sees constants and dead branches disappear;
+ * - pp_parse_skb(): finds the IPv4 + ICMP echo header of an skb with CO-RE
+ *   reads, whether or not network_header is set yet, skipping 802.1Q/802.1ad
+ *   tags that are still in the packet data;
+ * - pp_netns_ok() / pp_ifindex_ok(): the early exits for packets of other
+ *   network namespaces and interfaces;
+ * - the common event (struct pp_event) sent through the ring buffer
+ *   `pp_events`, and the per-CPU counter `pp_lost` incremented whenever the
+ *   ring buffer is full.
+ *
+ * A tracer's C file includes this header once, defines its programs (one per
+ * hook and attach method), and emits with pp_emit_skb()/pp_emit().
+ */
+#ifndef PINGPATH_H
+#define PINGPATH_H
+
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_tracing.h"
+#include "bpf_endian.h"
+
+#define PP_MAX_IFACES 8
+#define PP_ETH_HLEN 14
+#define PP_VLAN_HLEN 4
+#define PP_ETH_P_IP 0x0800
+#define PP_ETH_P_8021Q 0x8100
+#define PP_ETH_P_8021AD 0x88A8
+#define PP_IPPROTO_ICMP 1
+#define PP_ICMP_ECHOREPLY 0
+#define PP_ICMP_ECHO 8
+#define PP_HDR_UNSET ((__u16)~0U)
+
+/* Kinds of ICMP echo packets (pp_pkt.kind, pp_event.kind, pp_echo_kinds bits). */
+#define PP_KIND_REQUEST 1 /* type 8 from pp_src_ip to pp_dst_ip */
+#define PP_KIND_REPLY 2   /* type 0 from pp_dst_ip to pp_src_ip */
+
+/*
+ * Filter configuration. Written by internal/tracer (Filter.apply) through
+ * CollectionSpec.Variables; never written by the programs.
+ *
+ * pp_src_ip/pp_dst_ip: the ping's initiator and target, network byte order.
+ *   A request must go src->dst, a reply dst->src. 0 means "any address".
+ * pp_echo_kinds: PP_KIND_* bits of the packets to report.
+ * pp_icmp_id/pp_icmp_id_set: only this ICMP echo identifier (host order).
+ * pp_netns: inode of the tracer's network namespace; 0 = all namespaces.
+ * pp_ifindex/pp_n_ifindex: interfaces (in pp_netns) where device-bound
+ *   stages may see the packet; pp_n_ifindex == 0 means any interface.
+ */
+const volatile __u32 pp_src_ip = 0;
+const volatile __u32 pp_dst_ip = 0;
+const volatile __u8 pp_echo_kinds = PP_KIND_REQUEST | PP_KIND_REPLY;
+const volatile __u16 pp_icmp_id = 0;
+const volatile __u8 pp_icmp_id_set = 0;
+const volatile __u64 pp_netns = 0;
+const volatile __u32 pp_ifindex[PP_MAX_IFACES] = {};
+const volatile __u32 pp_n_ifindex = 0;
+
+/* A parsed ICMP echo packet. id and seq are in host byte order. */
+struct pp_pkt {
+	__u32 saddr; /* network byte order */
+	__u32 daddr; /* network byte order */
+	__u16 id;
+	__u16 seq;
+	__u8 icmp_type;
+	__u8 kind; /* PP_KIND_* */
+};
+
+/*
+ * The common event. A tracer either sends it as is or embeds it as the first
+ * member of its own event struct (and then passes its own -type to bpf2go).
+ * hook is the tracer's own number for the program that fired (the Go side
+ * maps hook + kind to a stage); ts is bpf_ktime_get_ns() (CLOCK_MONOTONIC).
+ */
+struct pp_event {
+	__u64 ts;
+	__u32 ifindex; /* 0 when the skb had no device yet */
+	__u32 pid;     /* tgid */
+	__u32 cpu;
+	__u16 id;
+	__u16 seq;
+	__u8 hook;
+	__u8 kind;
+	__u8 icmp_type;
+	__u8 pad;
+	__u32 netns;
+	char comm[16];
+	char ifname[16];
+};
+
+/* Keep struct pp_event in BTF so that bpf2go -type pp_event finds it. */
+const struct pp_event *pp_unused_event __attribute__((unused));
+
+/*
+ * Ring buffer to user space. Its size is set by the Go loader
+ * (tracer.Options.RingBytes) before load; the value here is the default.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} pp_events SEC(".maps");
+
+/* Events that did not fit in pp_events (reported as trailer ringbuf_lost). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pp_lost SEC(".maps");
+
+static __always_inline void pp_count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&pp_lost, &zero);
+	if (n)
+		*n += 1; /* per-CPU slot: no atomics needed */
+}
+
+/* pp_dev_netns returns the inode of the network namespace of dev. */
+static __always_inline __u32 pp_dev_netns(struct net_device *dev)
+{
+	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+}
+
+/*
+ * pp_skb_netns returns the namespace inode of skb: its device's, or, before a
+ * device is set (IP output), its socket's; 0 when it has neither.
+ */
+static __always_inline __u32 pp_skb_netns(struct sk_buff *skb, struct net_device *dev)
+{
+	if (dev)
+		return pp_dev_netns(dev);
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (!sk)
+		return 0;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* pp_netns_ok: the skb belongs to the tracer's namespace (or no filter set). */
+static __always_inline int pp_netns_ok(struct sk_buff *skb, struct net_device *dev)
+{
+	if (!pp_netns)
+		return 1;
+	return pp_skb_netns(skb, dev) == (__u32)pp_netns;
+}
+
+/* pp_ifindex_ok: ifindex is one of the configured interfaces (or no filter set). */
+static __always_inline int pp_ifindex_ok(__u32 ifindex)
+{
+	if (!pp_n_ifindex)
+		return 1;
+#pragma unroll
+	for (int i = 0; i < PP_MAX_IFACES; i++) {
+		if (i >= pp_n_ifindex)
+			break;
+		if (pp_ifindex[i] == ifindex)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * pp_classify fills kind from the addresses and ICMP type and applies the
+ * address, kind and id filters. Returns 1 when the packet is wanted.
+ */
+static __always_inline int pp_classify(struct pp_pkt *pkt)
+{
+	if (pkt->icmp_type == PP_ICMP_ECHO)
+		pkt->kind = PP_KIND_REQUEST;
+	else if (pkt->icmp_type == PP_ICMP_ECHOREPLY)
+		pkt->kind = PP_KIND_REPLY;
+	else
+		return 0;
+	if (!(pp_echo_kinds & pkt->kind))
+		return 0;
+	__u32 from = pkt->kind == PP_KIND_REQUEST ? pp_src_ip : pp_dst_ip;
+	__u32 to = pkt->kind == PP_KIND_REQUEST ? pp_dst_ip : pp_src_ip;
+	if (from && pkt->saddr != from)
+		return 0;
+	if (to && pkt->daddr != to)
+		return 0;
+	if (pp_icmp_id_set && pkt->id != pp_icmp_id)
+		return 0;
+	return 1;
+}
+
+/*
+ * pp_parse_ip reads the IPv4 header at head+off and the ICMP echo header
+ * behind it. Returns 1 for a wanted ICMP echo packet.
+ */
+static __always_inline int pp_parse_ip(unsigned char *head, __u32 off, struct pp_pkt *pkt)
+{
+	struct iphdr ip;
+	if (bpf_probe_read_kernel(&ip, sizeof(ip), head + off))
+		return 0;
+	if (ip.protocol != PP_IPPROTO_ICMP || ip.version != 4 || ip.ihl < 5)
+		return 0;
+	if (ip.frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ICMP header */
+		return 0;
+	pkt->saddr = ip.saddr;
+	pkt->daddr = ip.daddr;
+	/* Cheap address check before reading the ICMP header. */
+	if (pp_src_ip && pkt->saddr != pp_src_ip && pkt->saddr != pp_dst_ip)
+		return 0;
+	struct icmphdr icmp;
+	if (bpf_probe_read_kernel(&icmp, sizeof(icmp), head + off + ip.ihl * 4))
+		return 0;
+	pkt->icmp_type = icmp.type;
+	pkt->id = bpf_ntohs(icmp.un.echo.id);
+	pkt->seq = bpf_ntohs(icmp.un.echo.sequence);
+	return pp_classify(pkt);
+}
+
+/*
+ * pp_parse_skb finds the IPv4/ICMP echo header of skb.
+ *
+ * When network_header is set (IP output, xmit, and receive after
+ * __netif_receive_skb_core) it is trusted: it points at the IP header even if
+ * a software VLAN tag sits between the MAC and IP headers. When it is not set
+ * yet (driver receive before __netif_receive_skb_core resets it; 0 after
+ * allocation) the packet starts at skb->data, or at skb->data + ETH_HLEN when
+ * data still points at the MAC header; up to two 802.1Q/802.1ad tags left in
+ * the data (no hardware VLAN offload) are skipped using skb->protocol or the
+ * Ethernet type. Returns 1 for a wanted ICMP echo packet.
+ */
+static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	if (nh != 0 && nh != PP_HDR_UNSET)
+		return pp_parse_ip(head, nh, pkt);
+
+	__be16 proto = BPF_CORE_READ(skb, protocol);
+	unsigned char *data = BPF_CORE_READ(skb, data);
+	__u32 off = data - head;
+	__u16 mh = BPF_CORE_READ(skb, mac_header);
+	if (mh != PP_HDR_UNSET && off == mh) {
+		struct ethhdr eth;
+		if (bpf_probe_read_kernel(&eth, sizeof(eth), head + off))
+			return 0;
+		proto = eth.h_proto;
+		off += PP_ETH_HLEN;
+	}
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (proto != bpf_htons(PP_ETH_P_8021Q) && proto != bpf_htons(PP_ETH_P_8021AD))
+			break;
+		struct vlan_hdr vh;
+		if (bpf_probe_read_kernel(&vh, sizeof(vh), head + off))
+			return 0;
+		proto = vh.h_vlan_encapsulated_proto;
+		off += PP_VLAN_HLEN;
+	}
+	if (proto != bpf_htons(PP_ETH_P_IP))
+		return 0;
+	return pp_parse_ip(head, off, pkt);
+}
+
+/*
+ * pp_filter_skb is the whole early filter for an skb hook: namespace, then
+ * (when check_dev is set) the interface list, then the packet itself.
+ * Unrelated packets leave after a few loads. On success *devp is the skb's
+ * device (may be NULL when check_dev is 0).
+ */
+static __always_inline int pp_filter_skb(struct sk_buff *skb, struct pp_pkt *pkt, int check_dev,
+					 struct net_device **devp)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	*devp = dev;
+	if (!pp_netns_ok(skb, dev))
+		return 0;
+	if (check_dev && pp_n_ifindex) {
+		if (!dev || !pp_ifindex_ok(BPF_CORE_READ(dev, ifindex)))
+			return 0;
+	}
+	return pp_parse_skb(skb, pkt);
+}
+
+/*
+ * pp_emit sends one event for pkt seen at hook. dev may be NULL. Returns 0;
+ * a full ring buffer is counted in pp_lost.
+ */
+static __always_inline int pp_emit(struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 netns)
+{
+	struct pp_event *e = bpf_ringbuf_reserve(&pp_events, sizeof(*e), 0);
+	if (!e) {
+		pp_count_lost();
+		return 0;
+	}
+	e->ts = bpf_ktime_get_ns();
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->cpu = bpf_get_smp_processor_id();
+	e->id = pkt->id;
+	e->seq = pkt->seq;
+	e->hook = hook;
+	e->kind = pkt->kind;
+	e->icmp_type = pkt->icmp_type;
+	e->pad = 0;
+	e->netns = netns;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (dev) {
+		e->ifindex = BPF_CORE_READ(dev, ifindex);
+		BPF_CORE_READ_STR_INTO(&e->ifname, dev, name);
+	} else {
+		e->ifindex = 0;
+		e->ifname[0] = 0;
+	}
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/*
+ * pp_on_skb is the body of a typical skb hook: filter, then emit. Tracers
+ * call it from their per-method wrappers (fentry/kprobe/raw_tracepoint).
+ */
+static __always_inline int pp_on_skb(struct sk_buff *skb, __u8 hook, int check_dev)
+{
+	struct pp_pkt pkt = {};
+	struct net_device *dev;
+	if (!skb || !pp_filter_skb(skb, &pkt, check_dev, &dev))
+		return 0;
+	return pp_emit(&pkt, hook, dev, pp_netns);
+}
+
+/*
+ * Wrappers for the three attach methods of a hook whose skb is argument N
+ * (1-based) of the kernel function / raw tracepoint. The Go side attaches
+ * fentry programs by setting AttachTo, kprobes by symbol, raw tracepoints by
+ * name, so one wrapper serves every target with the same argument layout.
+ */
+#define PP_FENTRY_SKB1(name, hook, check_dev)                                                    \
+	SEC("fentry") int BPF_PROG(name, struct sk_buff *skb) { return pp_on_skb(skb, hook, check_dev); }
+#define PP_FENTRY_SKB3(name, hook, check_dev)                                                    \
+	SEC("fentry") int BPF_PROG(name, void *a1, void *a2, struct sk_buff *skb)                \
+	{                                                                                        \
+		return pp_on_skb(skb, hook, check_dev);                                          \
+	}
+#define PP_KPROBE_SKB1(name, hook, check_dev)                                                    \
+	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
+	{                                                                                        \
+		return pp_on_skb((struct sk_buff *)PT_REGS_PARM1(ctx), hook, check_dev);        \
+	}
+#define PP_KPROBE_SKB3(name, hook, check_dev)                                                    \
+	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
+	{                                                                                        \
+		return pp_on_skb((struct sk_buff *)PT_REGS_PARM3(ctx), hook, check_dev);        \
+	}
+#define PP_RAW_TP_SKB1(name, hook, check_dev)                                                    \
+	SEC("raw_tracepoint") int name(struct bpf_raw_tracepoint_args *ctx)                      \
+	{                                                                                        \
+		return pp_on_skb((struct sk_buff *)ctx->args[0], hook, check_dev);               \
+	}
+
+#endif /* PINGPATH_H */

@@ -1,0 +1,232 @@
+package analyze
+
+import (
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/pingpath/pingpath/internal/manifest"
+)
+
+// Alpha is the significance level of compare's Mann–Whitney U tests.
+const Alpha = 0.05
+
+// Delta compares one series between run A and run B.
+type Delta struct {
+	AP50    float64  `json:"a_p50_us"`
+	BP50    float64  `json:"b_p50_us"`
+	DP50    float64  `json:"delta_p50_us"`
+	PValue  *float64 `json:"p_value"` // null when a side has no values
+	Signif  bool     `json:"significant"`
+	AN      int      `json:"a_n"`
+	BN      int      `json:"b_n"`
+	AMean   float64  `json:"a_mean_us"`
+	BMean   float64  `json:"b_mean_us"`
+	DMean   float64  `json:"delta_mean_us"`
+	Comment string   `json:"comment,omitempty"`
+}
+
+// LayerDelta compares one layer's mean between the runs.
+type LayerDelta struct {
+	Name   string  `json:"name"`
+	AMean  float64 `json:"a_mean_us"`
+	BMean  float64 `json:"b_mean_us"`
+	DMean  float64 `json:"delta_mean_us"`
+	AShare float64 `json:"a_share"`
+	BShare float64 `json:"b_share"`
+	Delta
+}
+
+// Attribution is one segment's part of the change of the mean RTT. Over
+// each run's layer set the contributions add up to the mean RTT, so their
+// deltas add up to the RTT delta.
+type Attribution struct {
+	Segment string  `json:"segment"`
+	DMean   float64 `json:"delta_mean_us"`
+	Share   float64 `json:"share"` // of the mean RTT delta
+}
+
+// EnvDiff is one environment fact that differs between the runs.
+type EnvDiff struct {
+	What string `json:"what"`
+	A    string `json:"a"`
+	B    string `json:"b"`
+}
+
+// Comparison is the result of comparing two analyses.
+type Comparison struct {
+	A, B        *Result          `json:"-"`
+	RTT         Delta            `json:"rtt"`
+	Segments    map[string]Delta `json:"segments"`
+	Order       []string         `json:"segment_order"`
+	Layers      []LayerDelta     `json:"layers"`
+	RTTDelta    float64          `json:"rtt_mean_delta_us"`
+	Attribution []Attribution    `json:"attribution"`
+	Env         []EnvDiff        `json:"environment"`
+	Warnings    []string         `json:"warnings"`
+}
+
+// values returns a value over the result's statistic set, in µs.
+func (r *Result) values(v int) []float64 {
+	var out []float64
+	for _, i := range r.StatSet {
+		if x, ok := r.Pings[i].Get(v); ok {
+			out = append(out, float64(x)/1000)
+		}
+	}
+	return out
+}
+
+// layerValues returns one layer's per-ping sum over the layer set, in µs.
+func (r *Result) layerValues(segs []int) []float64 {
+	var out []float64
+	for _, i := range r.LayerSet {
+		p := &r.Pings[i]
+		var sum int64
+		for _, s := range segs {
+			if x, ok := p.Get(s); ok {
+				sum += x
+			}
+		}
+		out = append(out, float64(sum)/1000)
+	}
+	return out
+}
+
+func delta(a, b []float64) Delta {
+	sa, sb := SummarizeUS(append([]float64(nil), a...)), SummarizeUS(append([]float64(nil), b...))
+	d := Delta{AP50: sa.P50, BP50: sb.P50, DP50: round3(sb.P50 - sa.P50), AN: sa.N, BN: sb.N,
+		AMean: sa.Mean, BMean: sb.Mean, DMean: round3(sb.Mean - sa.Mean)}
+	p := MannWhitney(a, b)
+	switch {
+	case math.IsNaN(p) && (sa.N == 0 || sb.N == 0):
+		d.Comment = "no values on one side"
+	case math.IsNaN(p):
+		p = 1
+		d.PValue = &p
+	default:
+		p = math.Round(p*1e6) / 1e6
+		d.PValue = &p
+		d.Signif = p < Alpha
+	}
+	return d
+}
+
+// Compare compares run A (baseline) with run B.
+func Compare(a, b *Result) *Comparison {
+	c := &Comparison{A: a, B: b, Segments: map[string]Delta{}}
+	c.RTT = delta(a.values(ValRTT), b.values(ValRTT))
+	if c.RTT.AN == 0 || c.RTT.BN == 0 {
+		// Without a sender VM tracer, ping's own RTT is the RTT.
+		c.RTT = delta(a.values(ValPingRTT), b.values(ValPingRTT))
+		c.RTT.Comment = "ping's own RTT (no sender VM RTT on one side)"
+	}
+	keys := append([]int(nil), ReportSegments...)
+	if a.SharedClk && b.SharedClk {
+		keys = append(keys, SegC, SegJ)
+	}
+	keys = append(keys, ValResidS, ValResidR)
+	for _, v := range keys {
+		c.Segments[ValueNames[v]] = delta(a.values(v), b.values(v))
+		c.Order = append(c.Order, ValueNames[v])
+	}
+	for k, l := range layerDefs {
+		ld := LayerDelta{Name: l.name, Delta: delta(a.layerValues(l.segs), b.layerValues(l.segs))}
+		if k < len(a.Layers) {
+			ld.AMean, ld.AShare = a.Layers[k].MeanUS, a.Layers[k].Share
+		}
+		if k < len(b.Layers) {
+			ld.BMean, ld.BShare = b.Layers[k].MeanUS, b.Layers[k].Share
+		}
+		ld.DMean = round3(ld.BMean - ld.AMean)
+		c.Layers = append(c.Layers, ld)
+	}
+	c.RTTDelta = round3(b.LayerRTTUS - a.LayerRTTUS)
+	names := map[string]bool{}
+	for k := range a.Contrib {
+		names[k] = true
+	}
+	for k := range b.Contrib {
+		names[k] = true
+	}
+	for k := range names {
+		d := round3(b.Contrib[k] - a.Contrib[k])
+		at := Attribution{Segment: k, DMean: d}
+		if c.RTTDelta != 0 {
+			at.Share = d / c.RTTDelta
+		}
+		c.Attribution = append(c.Attribution, at)
+	}
+	sort.Slice(c.Attribution, func(i, j int) bool {
+		return math.Abs(c.Attribution[i].DMean) > math.Abs(c.Attribution[j].DMean)
+	})
+	if len(a.LayerSet) == 0 || len(b.LayerSet) == 0 {
+		c.Warnings = append(c.Warnings, "one run has no ping with a full breakdown: the RTT delta cannot be attributed to segments")
+	}
+	c.Env = envDiff(a, b)
+	if c.Warnings == nil {
+		c.Warnings = []string{}
+	}
+	if c.Env == nil {
+		c.Env = []EnvDiff{}
+	}
+	return c
+}
+
+// envDiff lists what differs between the two runs' environments: from the
+// manifests (kernels, versions, facts, ping settings) and from the tracer
+// headers when a manifest is missing.
+func envDiff(a, b *Result) []EnvDiff {
+	fa, fb := envFacts(a), envFacts(b)
+	keys := map[string]bool{}
+	for k := range fa {
+		keys[k] = true
+	}
+	for k := range fb {
+		keys[k] = true
+	}
+	var out []EnvDiff
+	for k := range keys {
+		if fa[k] != fb[k] {
+			out = append(out, EnvDiff{What: k, A: fa[k], B: fb[k]})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].What < out[j].What })
+	return out
+}
+
+func envFacts(r *Result) map[string]string {
+	m := map[string]string{}
+	if mf := r.Manifest; mf != nil {
+		m["environment"] = mf.Environment
+		m["pingpath version"] = mf.Version
+		m["ping interval"] = mf.Ping.Interval
+		m["ping count"] = fmt.Sprint(mf.Ping.Count)
+		for _, n := range mf.Nodes {
+			addNode(m, n)
+		}
+		return m
+	}
+	for _, f := range r.Files {
+		if f.Kernel != "" {
+			m[f.Vantage+": kernel"] = f.Kernel
+		}
+		if f.Version != "" {
+			m[f.Vantage+": tracer version"] = f.Version
+		}
+	}
+	return m
+}
+
+func addNode(m map[string]string, n manifest.Node) {
+	m[n.Role+": kernel"] = n.Kernel
+	m[n.Role+": arch"] = n.Arch
+	for k, v := range n.Facts {
+		m[n.Role+": "+k] = v
+	}
+	for _, t := range n.Tracers {
+		if len(t.Probes) > 0 {
+			m[n.Role+": "+t.Tool+" probes"] = fmt.Sprint(t.Probes)
+		}
+	}
+}

@@ -1,0 +1,351 @@
+package analyze
+
+import (
+	"fmt"
+	"math/bits"
+	"sort"
+
+	"github.com/pingpath/pingpath/internal/parse"
+)
+
+var coreVantages = []parse.Vantage{parse.VMTx, parse.VMRx, parse.HostSender, parse.HostReceiver}
+
+// classifyPings decides complete, matched and lost per ping and the counts.
+func (j *joiner) classifyPings() {
+	res := j.res
+	nPresent := 0
+	for v := parse.Vantage(0); v < parse.NumVantages; v++ {
+		if j.present[v] {
+			nPresent++
+		}
+	}
+	need := min(2, nPresent)
+	var coreMask uint64
+	anyCore := false
+	for _, v := range coreVantages {
+		if j.present[v] {
+			anyCore = true
+			for _, x := range coreVals[v] {
+				coreMask |= 1 << x
+			}
+		}
+	}
+	// The last ping the sender VM tracer saw, per id: loss is inferred only
+	// inside the span it was running.
+	lastVM := map[uint16]int64{}
+	for i := range res.Pings {
+		p := &res.Pings[i]
+		if p.Seen&(1<<parse.VMTx) != 0 && p.Key > lastVM[p.ID] {
+			lastVM[p.ID] = p.Key
+		}
+	}
+	final := finalCheckpoint(j.present)
+	havePing := j.pingFile != nil && len(j.pingFile.Replies) > 0
+	c := &res.Counts
+	for i := range res.Pings {
+		p := &res.Pings[i]
+		if bits.OnesCount16(p.Seen) >= need {
+			c.Matched++
+		}
+		p.Complete = anyCore && p.Has&coreMask == coreMask
+		if p.Complete {
+			c.Complete++
+		}
+		switch {
+		case havePing && p.PingListed:
+			p.Lost = !p.Replied
+		case havePing:
+			// Seen by tracers but never printed by ping (before ping started
+			// or after it ended): not part of the run's count.
+		case final >= 0 && p.Checkpoints&(1<<final) == 0:
+			if j.present[parse.VMTx] {
+				if last, ok := lastVM[p.ID]; ok && p.Key < last {
+					p.Lost = true
+				}
+			} else if len(p.DropReports) > 0 {
+				p.Lost = true
+			}
+		}
+		if p.Lost {
+			c.Lost++
+		}
+	}
+	switch {
+	case havePing && j.pingFile.Sent > 0:
+		c.Sent = j.pingFile.Sent
+		if l := j.pingFile.Sent - j.pingFile.Received; l > c.Lost {
+			c.Lost = l
+		}
+	case havePing:
+		for i := range res.Pings {
+			if res.Pings[i].PingListed {
+				c.Sent++
+			}
+		}
+	case res.Manifest != nil && res.Manifest.Ping.Sent > 0:
+		c.Sent = res.Manifest.Ping.Sent
+	default:
+		c.Sent = len(res.Pings)
+	}
+	if !havePing && len(res.Pings) > 0 {
+		j.notef("no ping output: sent = pings seen by any tracer; loss is inferred from the tracers (a ping the sender VM tracer never saw come back, inside the span it ran)")
+	}
+}
+
+// finalCheckpoint is the last checkpoint of the path that some present
+// vantage observes (−1 when none).
+func finalCheckpoint(present [parse.NumVantages]bool) int {
+	last := -1
+	for _, v := range coreVantages {
+		if present[v] {
+			for _, cp := range vantageCheckpoints[v] {
+				if cp > last {
+					last = cp
+				}
+			}
+		}
+	}
+	return last
+}
+
+// layerDefs are the five layers with their segments.
+var layerDefs = []struct {
+	name string
+	segs []int
+}{
+	{"VM stack", []int{SegA, SegF, SegG, SegH, SegM}},
+	{"host forwarding", []int{SegB, SegD, SegI, SegK}},
+	{"physical network", []int{SegCJ}},
+	{"virtualization measured", []int{SegE, SegL, SegB1, SegI1}},
+	{"virtualization unmeasured", []int{ValResidS, ValResidR}},
+}
+
+// rttBasis returns the per-ping RTT the layers partition: the sender VM's
+// total, or ping's own RTT when no sender VM tracer ran.
+func rttBasis(p *Ping, useVM bool) (int64, bool) {
+	if useVM {
+		return p.raw(ValRTT)
+	}
+	return p.raw(ValPingRTT)
+}
+
+func summarize(res *Result) {
+	for i := range res.Pings {
+		if res.Pings[i].Complete {
+			res.StatSet = append(res.StatSet, i)
+		}
+	}
+	if len(res.StatSet) == 0 && len(res.Pings) > 0 {
+		for i := range res.Pings {
+			res.StatSet = append(res.StatSet, i)
+		}
+		res.Warnings = append(res.Warnings, "no ping was observed by every vantage point: each statistic is over the pings that have that value, so the segments do not add up")
+	}
+	buf := make([]int64, 0, len(res.StatSet))
+	for v := 0; v < NumVals; v++ {
+		buf = buf[:0]
+		for _, i := range res.StatSet {
+			if x, ok := res.Pings[i].Get(v); ok {
+				buf = append(buf, x)
+			}
+		}
+		res.Stats[v] = Summarize(buf)
+	}
+	for _, v := range []int{ValResidS, ValResidR} {
+		neg := 0
+		for _, i := range res.StatSet {
+			if x, ok := res.Pings[i].Get(v); ok && x < 0 {
+				neg++
+			}
+		}
+		if neg > 0 {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s is negative on %d ping(s): the measured segments exceed their container (flagged, not excluded)", ValueNames[v], neg))
+		}
+	}
+	layers(res)
+	tail(res)
+}
+
+// layers partitions the mean RTT of one ping set into the five layers. Per
+// ping: RTT = A+M+B+K+CJ+D+I+F+G+H + B_1+L+E+I_1 + residuals exactly, so
+// the layer means add up to the mean RTT and the shares to 100 %.
+func layers(res *Result) {
+	useVM := res.Stats[ValRTT].N > 0 || hasRaw(res, ValRTT)
+	var layerMask uint64
+	for _, l := range layerDefs {
+		for _, s := range l.segs {
+			layerMask |= 1 << s
+		}
+	}
+	layerMask |= 1 << ValRTT
+	partial := false
+	for _, i := range res.StatSet {
+		p := &res.Pings[i]
+		if _, ok := rttBasis(p, useVM); ok && p.Complete && p.Excl&layerMask == 0 {
+			res.LayerSet = append(res.LayerSet, i)
+		}
+	}
+	if len(res.LayerSet) == 0 {
+		for _, i := range res.StatSet {
+			p := &res.Pings[i]
+			if _, ok := rttBasis(p, useVM); ok && p.Complete {
+				res.LayerSet = append(res.LayerSet, i)
+			}
+		}
+		partial = len(res.LayerSet) > 0
+	}
+	if len(res.LayerSet) == 0 {
+		return
+	}
+	n := float64(len(res.LayerSet))
+	sums := map[int]float64{}
+	var rttSum float64
+	var excludedNames = map[string]bool{}
+	for _, i := range res.LayerSet {
+		p := &res.Pings[i]
+		rtt, _ := rttBasis(p, useVM)
+		var measured int64
+		for _, l := range layerDefs[:4] {
+			for _, s := range l.segs {
+				if x, ok := p.raw(s); ok {
+					if p.Excl&(1<<s) != 0 {
+						// Partial mode: the refused value is taken out of
+						// the RTT too, so the rest still adds up.
+						rtt -= x
+						excludedNames[ValueNames[s]] = true
+						continue
+					}
+					measured += x
+					sums[s] += float64(x)
+				}
+			}
+		}
+		// What no tracer measured: the residuals when every core vantage
+		// ran (the identity makes them equal), else the unattributed rest.
+		rest := rtt - measured
+		res.layerRTT = append(res.layerRTT, rtt)
+		rttSum += float64(rtt)
+		if rs, ok := p.raw(ValResidS); ok {
+			// Printed origin values are rounded independently, so the
+			// identity holds to within a few hundred ns; the remainder
+			// stays with the sender-side residual.
+			if rr, ok := p.raw(ValResidR); ok && abs64(rs+rr-rest) <= 1000 {
+				sums[ValResidS] += float64(rest - rr)
+				sums[ValResidR] += float64(rr)
+				continue
+			}
+		}
+		sums[-1] += float64(rest)
+	}
+	res.LayerRTTUS = round3(rttSum / n / 1000)
+	res.Contrib = map[string]float64{}
+	for s, v := range sums {
+		name := "unattributed"
+		if s >= 0 {
+			name = ValueNames[s]
+		}
+		res.Contrib[name] = round3(v / n / 1000)
+	}
+	for _, l := range layerDefs {
+		var sum float64
+		var names []string
+		for _, s := range l.segs {
+			sum += sums[s]
+			names = append(names, ValueNames[s])
+		}
+		layer := Layer{Name: l.name, Segments: names}
+		if l.name == "virtualization unmeasured" {
+			sum += sums[-1]
+			if sums[-1] != 0 {
+				layer.Segments = append(layer.Segments, "unattributed")
+				layer.Flag = "includes time no tracer covered (not every vantage point ran)"
+			}
+		}
+		layer.MeanUS = round3(sum / n / 1000)
+		if rttSum != 0 {
+			layer.Share = sum / rttSum
+		}
+		if layer.MeanUS < 0 {
+			layer.Flag = "negative: the measured segments exceed the RTT on average (mis-joined pings or a tracer error)"
+		}
+		res.Layers = append(res.Layers, layer)
+	}
+	if partial {
+		names := make([]string, 0, len(excludedNames))
+		for k := range excludedNames {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		res.Warnings = append(res.Warnings, fmt.Sprintf("no complete ping passed every plausibility gate: layers are over %d pings with %v refused and taken out of the RTT (shares are of the RTT without them)", len(res.LayerSet), names))
+	}
+}
+
+func hasRaw(res *Result, v int) bool {
+	for i := range res.Pings {
+		if _, ok := res.Pings[i].raw(v); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// tail compares the pings at or above the RTT's p90 with the median of
+// every contribution over the layer set.
+func tail(res *Result) {
+	if len(res.LayerSet) < 2 {
+		return
+	}
+	rtts := make([]float64, 0, len(res.LayerSet))
+	for _, r := range res.layerRTT {
+		rtts = append(rtts, float64(r)/1000)
+	}
+	sorted := append([]float64(nil), rtts...)
+	sort.Float64s(sorted)
+	thr := quantile(sorted, 0.9)
+	med := quantile(sorted, 0.5)
+	var tailIdx []int
+	var tailSum float64
+	for k, i := range res.LayerSet {
+		if rtts[k] >= thr {
+			tailIdx = append(tailIdx, i)
+			tailSum += rtts[k]
+		}
+	}
+	t := &Tail{ThresholdUS: round3(thr), Pings: len(tailIdx), TailRTTUS: round3(tailSum / float64(len(tailIdx))), MedianRTTUS: round3(med)}
+	grow := t.TailRTTUS - t.MedianRTTUS
+	for v := 0; v < NumVals; v++ {
+		if v >= NumSegs && v != ValResidS && v != ValResidR {
+			continue
+		}
+		if v == SegC || v == SegJ {
+			continue
+		}
+		var all, tl []float64
+		for _, i := range res.LayerSet {
+			if x, ok := res.Pings[i].Get(v); ok {
+				all = append(all, float64(x)/1000)
+			}
+		}
+		for _, i := range tailIdx {
+			if x, ok := res.Pings[i].Get(v); ok {
+				tl = append(tl, float64(x)/1000)
+			}
+		}
+		if len(all) == 0 || len(tl) == 0 {
+			continue
+		}
+		sort.Float64s(all)
+		var s float64
+		for _, x := range tl {
+			s += x
+		}
+		g := Growth{Segment: ValueNames[v], TailMeanUS: round3(s / float64(len(tl))), MedianUS: round3(quantile(all, 0.5))}
+		g.GrowthUS = round3(g.TailMeanUS - g.MedianUS)
+		if grow != 0 {
+			g.Share = g.GrowthUS / grow
+		}
+		t.Growth = append(t.Growth, g)
+	}
+	sort.SliceStable(t.Growth, func(a, b int) bool { return t.Growth[a].GrowthUS > t.Growth[b].GrowthUS })
+	res.Tail = t
+}

@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pingpath/pingpath/internal/analyze"
+	"github.com/pingpath/pingpath/internal/report"
+)
+
+func newAnalyzeCommand() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "analyze DIR",
+		Short: "Break every ping of a run (or of origin tool logs) into segments and write report.{md,html,json}",
+		Long: `analyze reads a pingpath run directory or a directory of the origin tools' logs
+(files are recognised by content), joins every vantage point's observations per
+ping, computes every segment, residual and layer over the same set of pings,
+and writes report.md, report.html (self-contained, opens offline) and
+report.json into OUT (default: DIR). A run in which no ping was observed is
+reported as empty, not as an error.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := analyze.Run(args[0])
+			if err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			dir := out
+			if dir == "" {
+				dir = args[0]
+			}
+			if err := report.WriteAll(dir, res); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if err := report.Summary(w, res); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(w, "report: %s/report.{md,html,json}\n", dir)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "directory for the reports (default: DIR)")
+	return cmd
+}

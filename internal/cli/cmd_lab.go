@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pingpath/pingpath/internal/lab"
+	"github.com/pingpath/pingpath/internal/lab/wire"
+)
+
+func newLabCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Run the four-node test lab (two VMs on two hosts) on this machine",
+		Long: `The lab builds the two-VMs-on-two-hosts topology from network namespaces on
+this machine (root needed): sender-vm, sender-host, receiver-host, receiver-vm,
+each with a real sshd on a management network, so that the whole pingpath
+workflow runs against it. See docs/lab.md.`,
+	}
+	cmd.AddCommand(newLabUpCommand(), newLabDownCommand(), newLabStatusCommand())
+	for _, name := range lab.ChildNames() {
+		cmd.AddCommand(newLabChildCommand(name))
+	}
+	return cmd
+}
+
+func newLabUpCommand() *cobra.Command {
+	var (
+		o               lab.Options
+		dataNet, mgmtNt string
+		verbose         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "up --dir DIR",
+		Short: "Bring a lab up; prints the path of its env.yaml last",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if o.DataNet, err = parsePrefix("--data-net", dataNet); err != nil {
+				return err
+			}
+			if o.MgmtPool, err = parsePrefix("--mgmt-net", mgmtNt); err != nil {
+				return err
+			}
+			if verbose {
+				o.Log = cmd.ErrOrStderr()
+			}
+			l, err := lab.Up(cmd.Context(), o)
+			if err != nil {
+				if errors.Is(err, lab.ErrExists) {
+					return &ExitError{Code: ExitUsage, Err: err}
+				}
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "lab %s is up (vm link %s, wire %s", l.Name, l.VMLink, l.Wire)
+			if l.Wire == lab.WireRelay {
+				fmt.Fprintf(out, ": delay %s, jitter %s, loss %g%%", l.WireDelay, l.WireJitter, l.WireLoss)
+			}
+			fmt.Fprintln(out, ")")
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tNETNS\tMGMT\tDATA")
+			for _, n := range l.Nodes {
+				data := "-"
+				if n.DataIP.IsValid() {
+					data = n.DataIP.String() + " on " + n.Interface
+				} else {
+					data = n.Bridge + ": " + n.Vnet + " + " + n.Phy
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Netns, n.MgmtIP, data)
+			}
+			tw.Flush()
+			fmt.Fprintf(out, "ssh: ssh -F %s receiver-vm\n", l.SSHConfig)
+			fmt.Fprintln(out, l.EnvFile)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Dir, "dir", "", "lab directory (keys, configs, pid files, logs, env.yaml)")
+	f.StringVar(&o.Name, "name", lab.DefaultName, "lab name; prefixes the namespaces so labs can coexist")
+	f.StringVar(&o.VMLink, "vm-link", lab.VMLinkTap, "VM to host link: tap (TAP pair + userspace backend) or veth")
+	f.StringVar(&o.Wire, "wire", lab.WireAuto, "wire between the hosts: auto (veth unless impaired), veth, or relay")
+	f.DurationVar(&o.WireDelay, "wire-delay", 0, "one-way delay the wire adds in each direction")
+	f.DurationVar(&o.WireJitter, "wire-jitter", 0, "uniform jitter (±) on top of the delay")
+	f.Float64Var(&o.WireLoss, "wire-loss", 0, "percentage of frames the wire drops in each direction")
+	f.Uint64Var(&o.WireSeed, "wire-seed", 1, "seed of the loss and jitter draws")
+	f.StringVar((*string)(&o.WireClock), "wire-clock", string(wire.ClockUser), "relay receipt clock: user (like-for-like with a 0-delay relay) or kernel (SO_TIMESTAMPNS)")
+	f.StringVar(&dataNet, "data-net", lab.DefaultDataNet.String(), "VM data network (sender VM .1.1, receiver VM .2.1)")
+	f.StringVar(&mgmtNt, "mgmt-net", lab.DefaultMgmtPool.String(), "management /16; each lab takes a free /24 of it")
+	f.StringVar(&o.Binary, "pingpath-binary", "", "pingpath executable for the background processes (default: this one)")
+	f.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a half-built lab in place when up fails (for debugging)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "print each step and its duration")
+	_ = cmd.MarkFlagRequired("dir")
+	_ = f.MarkHidden("pingpath-binary")
+	return cmd
+}
+
+func parsePrefix(flag, s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s %q: %w", flag, s, err)}
+	}
+	return p, nil
+}
+
+func newLabDownCommand() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "down --dir DIR",
+		Short: "Stop a lab and remove everything it made",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := lab.Load(dir)
+			if err != nil {
+				if errors.Is(err, lab.ErrNoLab) {
+					return &ExitError{Code: ExitUsage, Err: err}
+				}
+				return err
+			}
+			if err := l.Down(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %s is down\n", l.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "lab directory")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func newLabStatusCommand() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "status --dir DIR",
+		Short: "Show each node of a lab and whether it answers SSH",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := lab.Load(dir)
+			if err != nil {
+				if errors.Is(err, lab.ErrNoLab) {
+					return &ExitError{Code: ExitUsage, Err: err}
+				}
+				return err
+			}
+			nodes, daemons := l.Status(cmd.Context())
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "lab %s (%s) in %s: vm link %s, wire %s\n", l.Name, l.State, l.Dir, l.VMLink, l.Wire)
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tNETNS\tSSHD\tMGMT\tSSH")
+			bad := 0
+			for i, s := range nodes {
+				ns, pid, answer := "missing", "-", s.SSHBanner
+				if s.NetnsOK {
+					ns = s.Netns
+				}
+				if s.SSHDPid != 0 {
+					pid = strconv.Itoa(s.SSHDPid)
+				}
+				if answer == "" {
+					answer = "no answer: " + s.Err
+				}
+				if !s.OK() {
+					bad++
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Node, ns, pid, l.Nodes[i].MgmtIP, answer)
+			}
+			tw.Flush()
+			for _, name := range slices.Sorted(maps.Keys(daemons)) {
+				state := "not running"
+				if daemons[name] != 0 {
+					state = "pid " + strconv.Itoa(daemons[name])
+				} else {
+					bad++
+				}
+				fmt.Fprintf(out, "%s: %s\n", name, state)
+			}
+			if bad > 0 {
+				return fmt.Errorf("lab %s: %d node(s) or process(es) not answering", l.Name, bad)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "lab directory")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+// newLabChildCommand is one of the lab's background processes (pingpath lab
+// wire, tap-backend, node-init). lab up starts them detached inside the
+// right namespace; their flags are parsed by package lab, which test
+// binaries reuse (labtest.Main) without the CLI.
+func newLabChildCommand(name string) *cobra.Command {
+	return &cobra.Command{
+		Use:                name,
+		Short:              "lab background process (started by lab up)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code := lab.ChildMain(cmd.Context(), name, args, cmd.ErrOrStderr()); code != 0 {
+				return &ExitError{Code: code, Err: fmt.Errorf("lab %s failed", name)}
+			}
+			return nil
+		},
+	}
+}

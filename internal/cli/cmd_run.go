@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/pingpath/pingpath/internal/analyze"
+	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/orchestrate"
+	"github.com/pingpath/pingpath/internal/remote/sshremote"
+	"github.com/pingpath/pingpath/internal/report"
+)
+
+func newRunCommand() *cobra.Command {
+	var (
+		config, out        string
+		count              int
+		interval, readyMax time.Duration
+		noAnalyze          bool
+		tracers            []string
+	)
+	cmd := &cobra.Command{
+		Use:   "run -c env.yaml -o DIR",
+		Short: "Measure: push pingpath, start the tracers on all four nodes, ping, collect into DIR, analyse",
+		Long: `run reads the environment file, connects to the four nodes over SSH (host keys
+verified against known_hosts), pushes this pingpath binary (skipped when the
+same checksum is already there), starts the tracers receivers first and waits
+for each one's ready line, runs ping on the sender VM, stops the tracers
+(stdin EOF and SIGINT, then SIGTERM, SIGKILL), and streams everything into DIR
+with a manifest.json. Then it analyses DIR unless --no-analyze.
+
+Exit codes: 0 complete; 1 failed (nothing usable, e.g. a node unreachable at
+the start); 2 bad command line or environment file; 3 partial (a node or a
+tracer was lost: what was collected is kept and analysed); 130 interrupted
+(Ctrl-C: tracers stopped, collected data kept). See docs/run.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			env, err := loadEnv(config)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				return &ExitError{Code: ExitUsage, Err: errors.New("-o DIR is required")}
+			}
+			if count < 0 || interval < 0 {
+				return &ExitError{Code: ExitUsage, Err: errors.New("--count and --interval must be positive")}
+			}
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("finding the pingpath binary to push: %w", err)
+			}
+			pw, err := sudoPassword(env, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			stderr := cmd.ErrOrStderr()
+			opts := orchestrate.RunOptions{
+				Options: orchestrate.Options{
+					Env: env, ConfigFile: config, Dial: orchestrate.SSHDialer(sshremote.Options{}),
+					SudoPassword: pw, Progress: newTerminalProgress(stderr),
+				},
+				OutDir: out, Count: count, Interval: interval, Binary: bin, ReadyTimeout: readyMax,
+				Tracers: tracers,
+			}
+			if !cmd.Flags().Changed("tracers") {
+				opts.Tracers = builtTracers(cmd)
+			}
+			if !noAnalyze {
+				opts.Analyze = func(_ context.Context, dir string) error {
+					res, err := analyze.Run(dir)
+					if err != nil {
+						return err
+					}
+					if err := report.WriteAll(dir, res); err != nil {
+						return err
+					}
+					return report.Summary(cmd.OutOrStdout(), res)
+				}
+			}
+			res, err := orchestrate.Run(cmd.Context(), opts)
+			if err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			m := res.Manifest
+			fmt.Fprintf(stderr, "run %s: %s (ping %d/%d answered) in %s\n", out, m.Status, m.Ping.Received, m.Ping.Sent,
+				time.Duration(m.Timings.TotalMS)*time.Millisecond)
+			for _, f := range m.Failures {
+				fmt.Fprintf(stderr, "  %s %s: %s\n", f.Node, f.Step, f.Error)
+			}
+			switch {
+			case res.Interrupted:
+				return &ExitError{Code: ExitSignal, Err: fmt.Errorf("interrupted; what was collected is in %s", out)}
+			case m.Status == orchestrate.StatusFailed:
+				return &ExitError{Code: ExitFailure, Err: fmt.Errorf("run failed: %w", res.Err)}
+			case m.Status == orchestrate.StatusPartial:
+				return &ExitError{Code: ExitPartial, Err: fmt.Errorf("partial run (kept in %s): %w", out, res.Err)}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&config, "config", "c", "", "environment file (env.yaml)")
+	f.StringVarP(&out, "output", "o", "", "run directory to create (must not exist or be empty)")
+	f.IntVar(&count, "count", 0, "pings to send (default: measurement.ping_count)")
+	f.DurationVar(&interval, "interval", 0, "ping interval (default: measurement.interval)")
+	f.DurationVar(&readyMax, "ready-timeout", 30*time.Second, "how long each tracer may take to print its ready line")
+	f.BoolVar(&noAnalyze, "no-analyze", false, "only collect; analyse later with pingpath analyze DIR")
+	f.StringSliceVar(&tracers, "tracers", nil, "pingpath tracers to run (default: all of vm,host,vhost-rx,vhost-tx this build has)")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// builtTracers lists the `pingpath trace` subcommands of this binary: the
+// pushed binary is this one, so these are the tracers the nodes can run.
+func builtTracers(cmd *cobra.Command) []string {
+	names := []string{}
+	if tr, _, err := cmd.Root().Find([]string{"trace"}); err == nil && tr.Name() == "trace" {
+		for _, c := range tr.Commands() {
+			names = append(names, c.Name())
+		}
+	}
+	return names
+}
+
+// loadEnv reads the environment file; its errors name file:line: field.
+func loadEnv(path string) (*envfile.Environment, error) {
+	env, err := envfile.Load(path)
+	if err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: fmt.Errorf("environment file:\n%w", err)}
+	}
+	return env, nil
+}
+
+// sudoPassword asks once, on the terminal, for the password of nodes with
+// sudo: password. It is never echoed, logged or stored.
+func sudoPassword(env *envfile.Environment, prompt io.Writer) ([]byte, error) {
+	need := false
+	for _, n := range env.Nodes() {
+		need = need || n.Options.Sudo == envfile.SudoPassword
+	}
+	if !need {
+		return nil, nil
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, &ExitError{Code: ExitUsage, Err: errors.New("sudo: password needs a terminal to ask for it; use sudo: passwordless for unattended runs")}
+	}
+	defer tty.Close()
+	fmt.Fprint(tty, "sudo password for the nodes with sudo: password: ")
+	pw, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	if err != nil {
+		return nil, fmt.Errorf("reading the sudo password: %w", err)
+	}
+	return pw, nil
+}
+
+// newTerminalProgress shows live progress on w: redrawn in place on a
+// terminal (colored unless NO_COLOR is set), plain lines otherwise.
+func newTerminalProgress(w io.Writer) orchestrate.Progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb"
+	}
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return orchestrate.NewTerminal(w, tty, !noColor)
+}

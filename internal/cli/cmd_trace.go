@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/tracer/vm"
+)
+
+// newTraceCommand is `pingpath trace`, the parent of every tracer.
+func newTraceCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "trace",
+		Short: "Run an eBPF tracer on this machine (vm, host, vhost-rx, vhost-tx)",
+		Long: `Run one eBPF tracer on this machine. Output is a JSON-lines record stream
+(docs/record-format.md) or a text view (--format text). The tracer prints a line
+starting with "ready" on stderr once every probe is attached, stops on SIGINT or
+SIGTERM, after --duration, after --max-duration (always on), or when stdin closes
+with --stop-on-stdin-eof, and then writes a trailer record.`,
+		Args: cobra.NoArgs,
+	}
+	// One line per tracer; each constructor lives in its own file.
+	cmd.AddCommand(newTraceVMCommand())
+	cmd.AddCommand(newTraceHostCommand())
+	cmd.AddCommand(newTraceVhostRXCommand())
+	cmd.AddCommand(newTraceVhostTXCommand())
+	// Other tracers: add newTraceHostCommand(), newTraceVhostRXCommand(),
+	// newTraceVhostTXCommand() here, one line each.
+	return cmd
+}
+
+// tracerFlags are the flags every tracer shares.
+type tracerFlags struct {
+	opts tracer.Options
+}
+
+// addTracerFlags registers the shared tracer flags on cmd.
+func addTracerFlags(cmd *cobra.Command) *tracerFlags {
+	tf := &tracerFlags{}
+	f := cmd.Flags()
+	f.StringVar(&tf.opts.Probe, "probe", tracer.ProbeAuto, "attach method: auto, fentry, kprobe or tracepoint (forced rungs fail when they cannot work)")
+	f.StringVar(&tf.opts.Format, "format", "json", "output format: json (record stream) or text")
+	f.StringVarP(&tf.opts.Output, "output", "o", "-", "output file (- for stdout)")
+	f.DurationVar(&tf.opts.Duration, "duration", 0, "stop after this long (0: until stopped)")
+	f.DurationVar(&tf.opts.MaxDuration, "max-duration", tracer.DefaultMaxDuration, "always stop after this long; cannot be disabled")
+	f.BoolVar(&tf.opts.StopOnStdinEOF, "stop-on-stdin-eof", false, "stop when stdin is closed (for controllers that run the tracer over SSH)")
+	return tf
+}
+
+// options returns the tracer options for a run of cmd, with the flags the
+// user set recorded for the header.
+func (tf *tracerFlags) options(cmd *cobra.Command) tracer.Options {
+	o := tf.opts
+	o.Args = map[string]string{}
+	cmd.Flags().Visit(func(fl *pflag.Flag) { o.Args[fl.Name] = fl.Value.String() })
+	o.Stdin = cmd.InOrStdin()
+	o.Stdout = cmd.OutOrStdout()
+	o.Stderr = cmd.ErrOrStderr()
+	return o
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// validate checks the shared flags before anything is loaded; bad values
+// exit with ExitUsage.
+func (tf *tracerFlags) validate() error {
+	o := tf.opts
+	if err := o.Validate(); err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	return nil
+}
+
+// newTraceVMCommand is `pingpath trace vm`, run inside a VM.
+func newTraceVMCommand() *cobra.Command {
+	var src, dst, ifaces, direction string
+	var icmpID int
+	cmd := &cobra.Command{
+		Use:   "vm --src-ip S --dst-ip D",
+		Short: "Trace pings inside a VM (replaces kernel_icmp_rtt.py)",
+		Long: `Timestamps each ping's echo request and reply at four stages of this VM's stack
+(p1_start, p1_end, p2_start, p2_end; docs/record-format.md). Run it with the same
+--src-ip (the pinging VM) and --dst-ip (the pinged VM) on both VMs; the direction
+(tx on the sender, rx on the receiver) is found from which address is local.`,
+		Args: cobra.NoArgs,
+	}
+	tf := addTracerFlags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&src, "src-ip", "", "IPv4 address of the VM that sends the echo requests (required)")
+	f.StringVar(&dst, "dst-ip", "", "IPv4 address of the VM that answers them (required)")
+	f.StringVar(&ifaces, "interface", "", "comma-separated interfaces for the device stages (default: all)")
+	f.StringVar(&direction, "direction", "auto", "auto, tx (this VM pings) or rx (this VM is pinged)")
+	f.IntVar(&icmpID, "icmp-id", -1, "only this ICMP echo identifier (default: any)")
+	_ = cmd.MarkFlagRequired("src-ip")
+	_ = cmd.MarkFlagRequired("dst-ip")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := tf.validate(); err != nil {
+			return err
+		}
+		cfg := vm.Config{Interfaces: splitList(ifaces), Direction: direction}
+		var err error
+		if cfg.SrcIP, err = netip.ParseAddr(src); err != nil {
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--src-ip: %w", err)}
+		}
+		if cfg.DstIP, err = netip.ParseAddr(dst); err != nil {
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--dst-ip: %w", err)}
+		}
+		if icmpID >= 0 {
+			if icmpID > 0xffff {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--icmp-id %d: out of range", icmpID)}
+			}
+			id := uint16(icmpID)
+			cfg.ICMPID = &id
+		}
+		t, err := vm.New(cfg)
+		if err != nil {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		return tracer.Run(cmd.Context(), t, tf.options(cmd))
+	}
+	return cmd
+}

@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/tracer/vhost"
+)
+
+// newTraceVhostRXCommand is `pingpath trace vhost-rx`, run on a hypervisor.
+func newTraceVhostRXCommand() *cobra.Command {
+	return newTraceVhostCommand(record.ToolVhostRX,
+		"Trace packets the vnet sends into a VM: tun → vhost → irqfd → KVM interrupt (replaces tun_tx_to_kvm_irq.py)",
+		`For every ICMP echo packet the vnet device transmits toward the guest, timestamps
+s1_tun_xmit (tun_net_xmit), s2_vhost_recv (vhost-net takes the skb, or the user space
+backend reads it), s3_vhost_signal (vhost_add_used_and_signal_n), s4_irqfd
+(irqfd_wakeup) and s5_kvm_irq (interrupt injection), correlated by skb, vhost task,
+eventfd and GSI. total = s5 − s1 (segment E on the receiver host, L on the sender
+host). Each record carries the packet's ICMP id/seq. Stages this host cannot
+observe are listed as unavailable in the header, with the reason.`)
+}
+
+// newTraceVhostTXCommand is `pingpath trace vhost-tx`, run on a hypervisor.
+func newTraceVhostTXCommand() *cobra.Command {
+	return newTraceVhostCommand(record.ToolVhostTX,
+		"Trace packets a VM sends: guest kick → vhost handle_tx → tun → netif_receive_skb (replaces kvm_vhost_tun_latency_*.py)",
+		`For every ICMP echo packet a guest sends through the vnet, timestamps kick
+(ioeventfd_write), handle_tx (handle_tx_kick), tun_sendmsg (or the user space backend's
+write on the tun fd) and netif_receive (netif_receive_skb on the vnet), correlated by
+vhost work and worker task. total = netif_receive − kick (segment B_1 on the sender
+host, I_1 on the receiver host). Each record carries the packet's ICMP id/seq.`)
+}
+
+func newTraceVhostCommand(tool, short, long string) *cobra.Command {
+	var iface, src, dst, procRoot string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   tool + " --vm-interface vnetN [--src-ip S --dst-ip D]",
+		Short: short,
+		Long:  long,
+		Args:  cobra.NoArgs,
+	}
+	tf := addTracerFlags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&iface, "vm-interface", "", "the VM's vnet (tap) interface on this host (required)")
+	f.StringVar(&src, "src-ip", "", "IPv4 address of the VM that sends the echo requests (default: any)")
+	f.StringVar(&dst, "dst-ip", "", "IPv4 address of the VM that answers them (default: any)")
+	f.StringVar(&procRoot, "proc", "/proc", "procfs root used to discover the VM's process and vhost threads")
+	f.DurationVar(&timeout, "chain-timeout", 2*time.Second, "vhost-rx: finish a packet this long after its last stage")
+	_ = cmd.MarkFlagRequired("vm-interface")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := tf.validate(); err != nil {
+			return err
+		}
+		cfg := vhost.Config{Tool: tool, Interface: iface, ProcRoot: procRoot, Timeout: timeout}
+		for _, a := range []struct {
+			flag, val string
+			dst       *netip.Addr
+		}{{"--src-ip", src, &cfg.SrcIP}, {"--dst-ip", dst, &cfg.DstIP}} {
+			if a.val == "" {
+				continue
+			}
+			ip, err := netip.ParseAddr(a.val)
+			if err != nil {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: %w", a.flag, err)}
+			}
+			*a.dst = ip
+		}
+		t, err := vhost.New(cfg)
+		if err != nil {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		return tracer.Run(cmd.Context(), t, tf.options(cmd))
+	}
+	return cmd
+}

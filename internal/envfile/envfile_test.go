@@ -1,0 +1,152 @@
+package envfile
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoadGood(t *testing.T) {
+	env, err := Load("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := env.Nodes()
+	if len(nodes) != 4 || nodes[0].Role != "receiver-vm" || nodes[3].Role != "sender-vm" {
+		t.Fatalf("nodes order: %+v", nodes)
+	}
+	sh := nodes[2]
+	if sh.Options.Sudo != "none" || sh.Options.Port != 2200 || sh.Options.User != "root" || sh.Options.KnownHosts != "/tmp/kh" {
+		t.Fatalf("merge: %+v", sh.Options)
+	}
+	if len(sh.PhyInterfaces) != 2 || sh.PhyInterfaces[1] != "eth1" {
+		t.Fatalf("phy: %v", sh.PhyInterfaces)
+	}
+	if nodes[0].Options.Sudo != "passwordless" {
+		t.Fatalf("global sudo not applied: %+v", nodes[0].Options)
+	}
+	if env.Measurement.PingCount != 50 || env.Tools.Python != "python3" {
+		t.Fatalf("measurement/defaults: %+v %+v", env.Measurement, env.Tools)
+	}
+	tg, err := Resolve(sh.SSH, sh.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The destination's own user and port win over the options.
+	if tg.User != "admin" || tg.Port != 2222 || tg.Host != "10.0.0.1" {
+		t.Fatalf("target %+v", tg)
+	}
+}
+
+// errCase is one bad file and the "line: field" its error must name.
+type errCase struct {
+	name, yaml, want string
+}
+
+func TestLoadErrorsNameFileLineField(t *testing.T) {
+	good, err := os.ReadFile("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := string(good)
+	cases := []errCase{
+		{"malformed", "environment: x\nsender:\n  vm: x\n bad\n", ":3: malformed YAML"},
+		{"tab indent", "sender:\n\tvm: x\n", ":2: malformed YAML"},
+		{"bad ip", strings.Replace(g, "198.18.2.1", "198.18.2.300", 1), `:21: receiver.vm.ip: "198.18.2.300" is not an IPv4 address`},
+		{"unknown field", strings.Replace(g, "    interface: eth0\n", "    interfce: eth0\n", 1), `:10: sender.vm.interfce: unknown field "interfce"`},
+		{"wrong type", strings.Replace(g, "ping_count: 50", "ping_count: many", 1), `:27: measurement.ping_count: wrong type`},
+		{"missing vnet", strings.Replace(g, "    vnet_interface: vnet0\n    phy_interface: eth0\nmeasurement", "    phy_interface: eth0\nmeasurement", 1), ":22: receiver.host.vnet_interface: missing"},
+		{"bad sudo", strings.Replace(g, "sudo: none", "sudo: always", 1), `:16: sender.host.ssh_options.sudo: "always"`},
+		{"bad interval", strings.Replace(g, "interval: 100ms", "interval: fast", 1), `:28: measurement.interval: "fast" is not a duration`},
+		{"injection in ssh", strings.Replace(g, "ssh: receiver-vm", "ssh: 'x;reboot'", 1), `:20: receiver.vm.ssh:`},
+		{"bad ifname", strings.Replace(g, "phy_interface: eth0\n", "phy_interface: \"eth0 ; reboot\"\n", 1), `:25: receiver.host.phy_interface:`},
+		{"same ip", strings.Replace(g, "198.18.2.1", "198.18.1.1", 1), `:21: receiver.vm.ip: same address`},
+		{"no sender", "environment: x\nreceiver:\n  vm: {ssh: a, ip: 1.2.3.4}\n  host: {ssh: b, vnet_interface: v, phy_interface: p}\n", ":1: sender.vm.ssh: missing"},
+		{"empty", "", ":1: empty environment file"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "env.yaml")
+			if err := os.WriteFile(p, []byte(c.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(p)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), p+c.want) {
+				t.Fatalf("error\n%v\ndoes not contain\n%s%s", err, p, c.want)
+			}
+		})
+	}
+}
+
+func TestSSHConfigAliases(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ssh_config")
+	idf := filepath.Join(dir, "id")
+	os.WriteFile(idf, []byte("x"), 0o600)
+	os.WriteFile(cfg, []byte(`# lab
+Host sender-vm receiver-*
+    HostName 10.9.0.%h
+    User labuser
+    Port 2022
+    IdentityFile `+idf+`
+    UserKnownHostsFile `+dir+`/known_hosts
+Host receiver-vm
+    HostName 10.9.0.4
+    ProxyJump bastion
+Host bastion
+    HostName 10.9.0.100
+    Port=2200
+Host *
+    User fallback
+    StrictHostKeyChecking no
+`), 0o600)
+	tg, err := Resolve("receiver-vm", SSHOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// First value wins: "receiver-*" comes before "receiver-vm".
+	if tg.Host != "10.9.0.receiver-vm" || tg.User != "labuser" || tg.Port != 2022 {
+		t.Fatalf("target %+v", tg)
+	}
+	if len(tg.IdentityFiles) != 1 || tg.IdentityFiles[0] != idf || tg.KnownHosts[0] != dir+"/known_hosts" {
+		t.Fatalf("files %+v", tg)
+	}
+	if tg.Jump == nil || tg.Jump.Host != "10.9.0.100" || tg.Jump.Port != 2200 || tg.Jump.User != "fallback" {
+		t.Fatalf("jump %+v", tg.Jump)
+	}
+	if !tg.InsecureIgnoreHostKey {
+		t.Fatal("StrictHostKeyChecking no from the user's config not honoured")
+	}
+	// Options override the config; a destination user overrides both.
+	tg, err = Resolve("me@sender-vm", SSHOptions{Config: cfg, Port: 22, KnownHosts: "/k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg.User != "me" || tg.Port != 22 || tg.KnownHosts[0] != "/k" {
+		t.Fatalf("override %+v", tg)
+	}
+}
+
+func TestParseDestination(t *testing.T) {
+	for in, want := range map[string]Destination{
+		"h":            {Host: "h"},
+		"u@h":          {User: "u", Host: "h"},
+		"u@h:2":        {User: "u", Host: "h", Port: 2},
+		"[fe80::1]:22": {Host: "fe80::1", Port: 22},
+		"u@[fe80::1]":  {User: "u", Host: "fe80::1"},
+	} {
+		got, err := ParseDestination(in)
+		if err != nil || got != want {
+			t.Errorf("%s: got %+v %v, want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-oProxyCommand=x", "h:99999", "@h", "a b", "h;id"} {
+		if _, err := ParseDestination(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,236 @@
+package envfile
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/manifest"
+)
+
+// Node is one of the four machines of an environment, with its SSH options
+// already merged (per-node values over the global ones).
+type Node struct {
+	Role    string // manifest.RoleSenderVM, ...
+	Field   string // where it is in the file, e.g. "sender.vm"
+	SSH     string // destination as configured
+	Options SSHOptions
+	// VM only.
+	IP        string
+	Interface string
+	// Host only.
+	VnetInterface string
+	PhyInterfaces []string
+}
+
+// IsVM tells a guest from a hypervisor.
+func (n Node) IsVM() bool {
+	return n.Role == manifest.RoleSenderVM || n.Role == manifest.RoleReceiverVM
+}
+
+// Nodes returns the four nodes, receivers first: receiver VM, receiver host,
+// sender host, sender VM (the order tracers are started in). Their options
+// are merged and defaulted (sudo none, remote_dir /tmp/pingpath).
+func (e *Environment) Nodes() []Node {
+	opts := func(o SSHOptions) SSHOptions {
+		m := Merge(e.SSH, o)
+		m.Sudo = firstNonEmpty(m.Sudo, SudoNone)
+		m.RemoteDir = firstNonEmpty(m.RemoteDir, DefaultRemoteDir)
+		return m
+	}
+	vm := func(role, field string, v VM) Node {
+		return Node{Role: role, Field: field, SSH: v.SSH, Options: opts(v.Options), IP: v.IP, Interface: v.Interface}
+	}
+	host := func(role, field string, h Host) Node {
+		return Node{Role: role, Field: field, SSH: h.SSH, Options: opts(h.Options),
+			VnetInterface: h.VnetInterface, PhyInterfaces: SplitInterfaces(h.PhyInterface)}
+	}
+	return []Node{
+		vm(manifest.RoleReceiverVM, "receiver.vm", e.Receiver.VM),
+		host(manifest.RoleReceiverHost, "receiver.host", e.Receiver.Host),
+		host(manifest.RoleSenderHost, "sender.host", e.Sender.Host),
+		vm(manifest.RoleSenderVM, "sender.vm", e.Sender.VM),
+	}
+}
+
+// Merge returns global with every field that node sets replacing it.
+func Merge(global, node SSHOptions) SSHOptions {
+	out := global
+	str := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	str(&out.User, node.User)
+	str(&out.IdentityFile, node.IdentityFile)
+	str(&out.Jump, node.Jump)
+	str(&out.KnownHosts, node.KnownHosts)
+	str(&out.Config, node.Config)
+	str(&out.Sudo, node.Sudo)
+	str(&out.ConnectTimeout, node.ConnectTimeout)
+	str(&out.RemoteDir, node.RemoteDir)
+	if node.Port != 0 {
+		out.Port = node.Port
+	}
+	if node.Agent != nil {
+		out.Agent = node.Agent
+	}
+	out.InsecureIgnoreHostKey = global.InsecureIgnoreHostKey || node.InsecureIgnoreHostKey
+	return out
+}
+
+// Destination is a parsed [user@]host[:port].
+type Destination struct {
+	User string
+	Host string
+	Port int // 0 when not given
+}
+
+// ParseDestination parses [user@]host[:port]; an IPv6 host with a port is
+// written [addr]:port.
+func ParseDestination(s string) (Destination, error) {
+	var d Destination
+	if strings.ContainsAny(s, " \t\n'\"`$;|&<>\\") {
+		return d, fmt.Errorf("%q: invalid characters in ssh destination", s)
+	}
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		d.User, s = s[:i], s[i+1:]
+		if d.User == "" {
+			return d, fmt.Errorf("empty user in ssh destination")
+		}
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err == nil {
+		p, perr := strconv.Atoi(port)
+		if perr != nil || p < 1 || p > 65535 {
+			return d, fmt.Errorf("%q: bad port", port)
+		}
+		d.Host, d.Port = host, p
+	} else {
+		d.Host = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	}
+	if d.Host == "" || strings.HasPrefix(d.Host, "-") {
+		return d, fmt.Errorf("%q: bad host in ssh destination", s)
+	}
+	return d, nil
+}
+
+// Target is everything needed to open an SSH connection to one node: the
+// destination after ssh_config alias resolution and option merging.
+type Target struct {
+	Name                  string // as configured (alias or destination), for messages
+	Host                  string
+	Port                  int
+	User                  string
+	IdentityFiles         []string
+	KnownHosts            []string // known_hosts files; default ~/.ssh/known_hosts
+	Agent                 bool
+	InsecureIgnoreHostKey bool
+	ConnectTimeout        time.Duration
+	Jump                  *Target
+}
+
+// Addr is host:port.
+func (t *Target) Addr() string { return net.JoinHostPort(t.Host, strconv.Itoa(t.Port)) }
+
+// Resolve turns a node's destination and options into a Target, reading the
+// ssh_config file named by the options (if any) for Host aliases.
+func Resolve(dest string, o SSHOptions) (*Target, error) {
+	var cfg *SSHConfig
+	if o.Config != "" {
+		var err error
+		if cfg, err = ReadSSHConfig(ExpandHome(o.Config)); err != nil {
+			return nil, err
+		}
+	}
+	return resolve(dest, o, cfg, 0)
+}
+
+func resolve(dest string, o SSHOptions, cfg *SSHConfig, depth int) (*Target, error) {
+	if depth > 3 {
+		return nil, fmt.Errorf("resolving %s: jump hosts nested too deep", dest)
+	}
+	d, err := ParseDestination(dest)
+	if err != nil {
+		return nil, fmt.Errorf("resolving %s: %w", dest, err)
+	}
+	h := HostConfig{}
+	if cfg != nil {
+		h = cfg.Lookup(d.Host)
+	}
+	t := &Target{Name: dest, Host: d.Host, InsecureIgnoreHostKey: o.InsecureIgnoreHostKey}
+	if h.HostName != "" {
+		t.Host = h.HostName
+	}
+	t.User = firstNonEmpty(d.User, o.User, h.User)
+	if t.User == "" {
+		if u, err := user.Current(); err == nil {
+			t.User = u.Username
+		} else {
+			t.User = "root"
+		}
+	}
+	t.Port = firstNonZero(d.Port, o.Port, h.Port, 22)
+	if o.IdentityFile != "" {
+		t.IdentityFiles = append(t.IdentityFiles, ExpandHome(o.IdentityFile))
+	}
+	for _, f := range h.IdentityFiles {
+		t.IdentityFiles = append(t.IdentityFiles, ExpandHome(f))
+	}
+	switch {
+	case o.KnownHosts != "":
+		t.KnownHosts = []string{ExpandHome(o.KnownHosts)}
+	case len(h.KnownHosts) > 0:
+		for _, f := range h.KnownHosts {
+			t.KnownHosts = append(t.KnownHosts, ExpandHome(f))
+		}
+	default:
+		t.KnownHosts = []string{ExpandHome("~/.ssh/known_hosts")}
+	}
+	if h.StrictHostKeyChecking == "no" || h.StrictHostKeyChecking == "off" {
+		// Follows the user's own ssh_config: OpenSSH would also accept any key.
+		t.InsecureIgnoreHostKey = true
+	}
+	t.Agent = os.Getenv("SSH_AUTH_SOCK") != ""
+	if o.Agent != nil {
+		t.Agent = *o.Agent && t.Agent
+	}
+	t.ConnectTimeout, _ = time.ParseDuration(firstNonEmpty(o.ConnectTimeout, DefaultConnectTimeout))
+	jump := o.Jump
+	if jump == "" && h.ProxyJump != "" && h.ProxyJump != "none" {
+		jump = strings.Split(h.ProxyJump, ",")[0]
+	}
+	if jump != "" {
+		jo := o
+		jo.Jump = ""
+		// The jump host's port comes from its destination or its
+		// ssh_config entry, not from the target's options.
+		jo.Port = 0
+		if t.Jump, err = resolve(jump, jo, cfg, depth+1); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func firstNonZero(vs ...int) int {
+	for _, v := range vs {
+		if v != 0 {
+			return v
+		}
+	}
+	return 0
+}

@@ -1,0 +1,39 @@
+package lab
+
+import (
+	"fmt"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pingpath/pingpath/internal/envfile"
+)
+
+// Environment returns the lab as an environment file: the nodes by their
+// SSH aliases in DIR/ssh_config, with the lab's key and known_hosts.
+func (l *Lab) Environment() *envfile.Environment {
+	side := func(vm, host *Node) envfile.Side {
+		return envfile.Side{
+			VM:   envfile.VM{SSH: vm.Name, IP: vm.DataIP.String(), Interface: vm.Interface},
+			Host: envfile.Host{SSH: host.Name, VnetInterface: host.Vnet, PhyInterface: host.Phy},
+		}
+	}
+	return &envfile.Environment{
+		Environment: "lab-" + l.Name,
+		SSH: envfile.SSHOptions{
+			User: "root", Config: l.SSHConfig, KnownHosts: l.KnownHosts, IdentityFile: l.IdentityFile,
+		},
+		Sender:      side(&l.Nodes[0], &l.Nodes[1]),
+		Receiver:    side(&l.Nodes[3], &l.Nodes[2]),
+		Measurement: envfile.Measurement{PingCount: 20, Interval: "200ms", Duration: "60s"},
+	}
+}
+
+// writeEnvFile writes DIR/env.yaml.
+func (l *Lab) writeEnvFile() error {
+	b, err := yaml.Marshal(l.Environment())
+	if err != nil {
+		return fmt.Errorf("encoding env.yaml: %w", err)
+	}
+	head := fmt.Sprintf("# pingpath lab %q: the four nodes by their aliases in %s\n", l.Name, l.SSHConfig)
+	return writeFileAtomic(l.EnvFile, append([]byte(head), b...), 0o644)
+}

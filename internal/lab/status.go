@@ -1,0 +1,57 @@
+package lab
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+)
+
+// NodeStatus is what Status found for one node.
+type NodeStatus struct {
+	Node      string
+	Netns     string
+	NetnsOK   bool   // the namespace exists
+	SSHDPid   int    // 0 when the sshd of the pid file is not running
+	SSHBanner string // the server's identification line when it answered
+	Err       string // why SSH did not answer
+}
+
+// OK reports whether the node is fully there.
+func (s NodeStatus) OK() bool { return s.NetnsOK && s.SSHDPid != 0 && s.SSHBanner != "" }
+
+// Status checks each node: namespace, sshd process, and an SSH banner on
+// its management address. It also reports the other daemons (TAP backends,
+// wire relay) by name with their pid, or 0 when not running.
+func (l *Lab) Status(ctx context.Context) ([]NodeStatus, map[string]int) {
+	pids, _ := l.pids()
+	out := make([]NodeStatus, len(l.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range l.Nodes {
+		out[i] = NodeStatus{Node: n.Name, Netns: n.Netns, NetnsOK: netnsExists(n.Netns), SSHDPid: pids["sshd-"+n.Name]}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			banner, err := sshBanner(ctx, n.MgmtIP, time.Second)
+			if err != nil {
+				out[i].Err = err.Error()
+				return
+			}
+			out[i].SSHBanner = banner
+		}()
+	}
+	wg.Wait()
+	daemons := map[string]int{}
+	if l.VMLink == VMLinkTap {
+		daemons["tap-sender"], daemons["tap-receiver"] = 0, 0
+	}
+	if l.Wire == WireRelay {
+		daemons["wire"] = 0
+	}
+	for name, pid := range pids {
+		if !strings.HasPrefix(name, "sshd-") {
+			daemons[name] = pid
+		}
+	}
+	return out, daemons
+}

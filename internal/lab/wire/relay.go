@@ -1,0 +1,330 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Clock says where a frame's receipt time comes from.
+type Clock string
+
+const (
+	// ClockUser stamps a frame when the relay's read returns. Every frame
+	// then pays the same wake-up latency with or without delay, so a
+	// relay with delay D is exactly D slower than the same relay with 0 —
+	// the like-for-like comparison experiments want.
+	ClockUser Clock = "user"
+	// ClockKernel uses the kernel's receive timestamp (SO_TIMESTAMPNS), so
+	// a delayed frame leaves D after it reached the wire, hiding the
+	// relay's wake-up latency; an undelayed frame still pays it.
+	ClockKernel Clock = "kernel"
+)
+
+// Relay forwards frames between interfaces A and B of the current network
+// namespace, applying the impairment in both directions.
+type Relay struct {
+	A, B       string
+	Impairment Impairment
+	Clock      Clock     // default ClockUser
+	Log        io.Writer // progress and final statistics; nil discards
+	// QueueLen bounds the frames in flight per direction (default 4096);
+	// a frame arriving at a full queue is dropped and counted.
+	QueueLen int
+}
+
+// Stats counts one direction.
+type Stats struct {
+	Received   atomic.Uint64
+	Sent       atomic.Uint64
+	Lost       atomic.Uint64 // dropped by the loss impairment
+	Overflow   atomic.Uint64 // dropped because the queue was full
+	SendErrors atomic.Uint64
+	// Lateness of delayed frames: how long after its release time each was
+	// handed to the kernel.
+	LateCount atomic.Uint64
+	LateSumNs atomic.Int64
+	LateMaxNs atomic.Int64
+}
+
+func (s *Stats) String() string {
+	mean := time.Duration(0)
+	if n := s.LateCount.Load(); n > 0 {
+		mean = time.Duration(s.LateSumNs.Load() / int64(n))
+	}
+	return fmt.Sprintf("received=%d sent=%d lost=%d overflow=%d send_errors=%d delayed=%d late_mean=%s late_max=%s",
+		s.Received.Load(), s.Sent.Load(), s.Lost.Load(), s.Overflow.Load(), s.SendErrors.Load(),
+		s.LateCount.Load(), mean, time.Duration(s.LateMaxNs.Load()))
+}
+
+// frame is a received frame waiting for its release time.
+type frame struct {
+	data    []byte
+	release int64 // monotonic ns
+}
+
+// direction is one way through the relay.
+type direction struct {
+	name    string
+	in, out int // packet sockets
+	sched   *Scheduler
+	clock   Clock
+	queue   chan frame
+	pending atomic.Int64 // frames queued or being sent
+	stats   Stats
+}
+
+// Run relays until ctx is cancelled. AtoB and BtoA statistics are written to
+// Log when it returns.
+func (r *Relay) Run(ctx context.Context) error {
+	if err := r.Impairment.Validate(); err != nil {
+		return err
+	}
+	clock := r.Clock
+	if clock == "" {
+		clock = ClockUser
+	}
+	if clock != ClockUser && clock != ClockKernel {
+		return fmt.Errorf("wire clock %q: want %q or %q", clock, ClockUser, ClockKernel)
+	}
+	qlen := r.QueueLen
+	if qlen <= 0 {
+		qlen = 4096
+	}
+	log := r.Log
+	if log == nil {
+		log = io.Discard
+	}
+	fa, err := openPacketSocket(r.A, clock == ClockKernel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fa)
+	fb, err := openPacketSocket(r.B, clock == ClockKernel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fb)
+	dirs := []*direction{
+		{name: r.A + "->" + r.B, in: fa, out: fb, sched: NewScheduler(r.Impairment, 0), clock: clock, queue: make(chan frame, qlen)},
+		{name: r.B + "->" + r.A, in: fb, out: fa, sched: NewScheduler(r.Impairment, 1), clock: clock, queue: make(chan frame, qlen)},
+	}
+	fmt.Fprintf(log, "wire relay %s <-> %s: delay=%s jitter=%s loss=%g%% seed=%d clock=%s\n",
+		r.A, r.B, r.Impairment.Delay, r.Impairment.Jitter, r.Impairment.Loss, r.Impairment.Seed, clock)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	for _, d := range dirs {
+		wg.Add(2)
+		go func() { defer wg.Done(); errc <- d.receive(ctx) }()
+		go func() { defer wg.Done(); d.send(ctx) }()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		cancel()
+	}
+	wg.Wait()
+	for _, d := range dirs {
+		fmt.Fprintf(log, "wire %s: %s\n", d.name, &d.stats)
+	}
+	return runErr
+}
+
+// openPacketSocket opens an AF_PACKET socket bound to ifname that sees every
+// frame the interface receives (not those it sends).
+func openPacketSocket(ifname string, kernelTimestamps bool) (int, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return -1, fmt.Errorf("wire interface %s: %w", ifname, err)
+	}
+	// Protocol 0 until bound, so no frame of another interface is queued.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("opening packet socket on %s: %w", ifname, err)
+	}
+	fail := func(what string, err error) (int, error) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("packet socket on %s: %s: %w", ifname, what, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+		return fail("PACKET_IGNORE_OUTGOING", err)
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+	if kernelTimestamps {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			return fail("SO_TIMESTAMPNS", err)
+		}
+	}
+	// A receive timeout lets the reader notice cancellation.
+	tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return fail("SO_RCVTIMEO", err)
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fail("bind", err)
+	}
+	return fd, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// monoNow is CLOCK_MONOTONIC in nanoseconds.
+func monoNow() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// receive reads frames, stamps and schedules them. A frame that is due
+// already (no delay) and has nothing queued before it is sent right away
+// from this goroutine, saving a thread hand-off.
+func (d *direction) receive(ctx context.Context) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	buf := make([]byte, 65536)
+	oob := make([]byte, 128)
+	for ctx.Err() == nil {
+		n, oobn, flags, from, err := unix.Recvmsg(d.in, buf, oob, 0)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wire %s: receiving: %w", d.name, err)
+		}
+		now := monoNow()
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		if flags&unix.MSG_TRUNC != 0 {
+			d.stats.SendErrors.Add(1)
+			continue
+		}
+		d.stats.Received.Add(1)
+		rx := now
+		if d.clock == ClockKernel {
+			rx = kernelRx(oob[:oobn], now)
+		}
+		release, keep := d.sched.Schedule(rx, !lossExempt(buf[:n]))
+		if !keep {
+			d.stats.Lost.Add(1)
+			continue
+		}
+		if release <= now && d.pending.Load() == 0 {
+			d.write(buf[:n])
+			continue
+		}
+		d.pending.Add(1)
+		select {
+		case d.queue <- frame{data: append([]byte(nil), buf[:n]...), release: release}:
+		default:
+			d.pending.Add(-1)
+			d.stats.Overflow.Add(1)
+		}
+	}
+	return nil
+}
+
+// kernelRx converts the kernel's CLOCK_REALTIME receive timestamp in the
+// control messages into CLOCK_MONOTONIC, falling back to now when there is
+// none or it is implausible (clock stepped).
+func kernelRx(oob []byte, now int64) int64 {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return now
+	}
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SCM_TIMESTAMPNS || len(m.Data) < int(unsafe.Sizeof(unix.Timespec{})) {
+			continue
+		}
+		ts := *(*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+		var real unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_REALTIME, &real)
+		age := real.Nano() - ts.Nano()
+		if age < 0 || age > int64(time.Second) {
+			return now
+		}
+		return now - age
+	}
+	return now
+}
+
+// send releases queued frames at their time: it sleeps until shortly before
+// (clock_nanosleep with 1 ns timer slack) and spins for the rest, so a frame
+// leaves within a few microseconds of its release time.
+func (d *direction) send(ctx context.Context) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	for {
+		var f frame
+		select {
+		case <-ctx.Done():
+			return
+		case f = <-d.queue:
+		}
+		waitUntil(f.release)
+		late := monoNow() - f.release
+		d.write(f.data)
+		d.pending.Add(-1)
+		d.stats.LateCount.Add(1)
+		d.stats.LateSumNs.Add(late)
+		for {
+			m := d.stats.LateMaxNs.Load()
+			if late <= m || d.stats.LateMaxNs.CompareAndSwap(m, late) {
+				break
+			}
+		}
+	}
+}
+
+// spinWindow is how long before a release time the sender stops sleeping
+// and spins: more than the wake-up latency of a sleeping thread.
+const spinWindow = 150 * time.Microsecond
+
+// waitUntil returns at monotonic time t (or right away if t has passed).
+func waitUntil(t int64) {
+	for {
+		now := monoNow()
+		left := t - now
+		if left <= 0 {
+			return
+		}
+		if left > int64(spinWindow) {
+			ts := unix.NsecToTimespec(t - int64(spinWindow))
+			_ = unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil)
+			continue
+		}
+		for monoNow() < t {
+		}
+		return
+	}
+}
+
+func (d *direction) write(b []byte) {
+	for {
+		_, err := unix.Write(d.out, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			d.stats.SendErrors.Add(1)
+			return
+		}
+		d.stats.Sent.Add(1)
+		return
+	}
+}

@@ -1,0 +1,277 @@
+package orchestrate
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/manifest"
+	"github.com/pingpath/pingpath/internal/remote"
+)
+
+// Check row statuses.
+const (
+	CheckOK   = "ok"
+	CheckWarn = "warn"
+	CheckFail = "FAIL"
+	CheckSkip = "skip"
+)
+
+// CheckRow is one line of the check table.
+type CheckRow struct {
+	Role   string
+	Check  string
+	Status string
+	Detail string
+	Hint   string // what to do about a failure
+}
+
+// CheckReport is the outcome of Check.
+type CheckReport struct {
+	Rows []CheckRow
+}
+
+// Failed counts the failed rows.
+func (r *CheckReport) Failed() int {
+	n := 0
+	for _, row := range r.Rows {
+		if row.Status == CheckFail {
+			n++
+		}
+	}
+	return n
+}
+
+// WriteTable prints the report as an aligned table followed by one
+// actionable line per failure.
+func (r *CheckReport) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tCHECK\tSTATUS\tDETAIL")
+	for _, row := range r.Rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", row.Role, row.Check, row.Status, oneLine(row.Detail))
+	}
+	tw.Flush()
+	for _, row := range r.Rows {
+		if row.Status == CheckFail {
+			fmt.Fprintf(w, "\n%s %s: %s", row.Role, row.Check, oneLine(row.Detail))
+			if row.Hint != "" {
+				fmt.Fprintf(w, "\n  -> %s", row.Hint)
+			}
+		}
+	}
+	if r.Failed() > 0 {
+		fmt.Fprintln(w)
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// checker collects rows from the node goroutines.
+type checker struct {
+	mu   sync.Mutex
+	rows []CheckRow
+}
+
+func (c *checker) add(role, check, status, detail, hint string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rows = append(c.rows, CheckRow{Role: role, Check: check, Status: status, Detail: detail, Hint: hint})
+}
+
+// Check verifies, on every node in parallel, what a run needs: SSH
+// reachability and authentication, root through sudo, kernel and BTF, the
+// attach methods available, the configured interfaces, that each VM owns
+// its IP, and that the sender VM can ping the receiver VM.
+func Check(ctx context.Context, o Options) *CheckReport {
+	c := &checker{}
+	nodes := connectAll(ctx, &o)
+	defer closeAll(nodes)
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.node(ctx, o.Env, n)
+		}()
+	}
+	wg.Wait()
+	order := map[string]int{}
+	for i, n := range nodes {
+		order[n.role()] = i
+	}
+	sort.SliceStable(c.rows, func(i, j int) bool { return order[c.rows[i].Role] < order[c.rows[j].Role] })
+	return &CheckReport{Rows: c.rows}
+}
+
+func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) {
+	role := n.role()
+	if n.err != nil {
+		c.add(role, "ssh", CheckFail, n.err.Error(), sshHint(n.err.Error(), n.spec))
+		return
+	}
+	c.add(role, "ssh", CheckOK, "connected to "+n.spec.SSH, "")
+	sudoOK := true
+	if err := n.checkSudo(ctx); err != nil {
+		sudoOK = false
+		c.add(role, "root", CheckFail, err.Error(), "tracers need root: log in as root, or set ssh.sudo / "+n.spec.Field+".ssh_options.sudo")
+	} else {
+		c.add(role, "root", CheckOK, "sudo "+n.spec.Options.Sudo, "")
+	}
+	if err := n.gatherFacts(ctx); err != nil {
+		c.add(role, "kernel", CheckFail, err.Error(), "")
+		return
+	}
+	f := n.facts
+	c.add(role, "kernel", CheckOK, f["kernel"]+" "+f["arch"], "")
+	if f["btf"] == "yes" {
+		c.add(role, "btf", CheckOK, "/sys/kernel/btf/vmlinux", "")
+	} else {
+		c.add(role, "btf", CheckFail, "no /sys/kernel/btf/vmlinux", "pingpath's CO-RE tracers need a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+	}
+	c.attach(role, f, sudoOK)
+	c.interfaces(ctx, n)
+	if n.spec.IsVM() {
+		c.vmIP(ctx, n)
+		if role == manifest.RoleSenderVM {
+			c.ping(ctx, n, env.Receiver.VM.IP)
+		}
+	}
+	c.tools(ctx, env, n)
+}
+
+// attach summarises which attach methods the kernel offers, from what the
+// facts script could see (tracefs and kprobe_events need root to read).
+func (c *checker) attach(role string, f map[string]string, root bool) {
+	var have []string
+	if f["btf"] == "yes" {
+		have = append(have, "fentry(if allowed)")
+	}
+	switch f["kprobe_events"] {
+	case "yes":
+		have = append(have, "kprobe")
+	case "no":
+		have = append(have, "no kprobe (kprobe_events missing)")
+	}
+	switch f["tracefs"] {
+	case "mounted", "available":
+		have = append(have, "tracepoint(tracefs "+f["tracefs"]+")")
+	default:
+		have = append(have, "no tracefs")
+	}
+	have = append(have, "raw_tracepoint")
+	status := CheckOK
+	if !root {
+		status = CheckWarn
+		have = append(have, "(seen without root)")
+	}
+	c.add(role, "attach", status, strings.Join(have, ", "), "")
+}
+
+func (c *checker) interfaces(ctx context.Context, n *node) {
+	var names []string
+	if n.spec.IsVM() {
+		if n.spec.Interface != "" {
+			names = []string{n.spec.Interface}
+		}
+	} else {
+		names = append([]string{n.spec.VnetInterface}, n.spec.PhyInterfaces...)
+	}
+	if len(names) == 0 {
+		return
+	}
+	missing, err := n.missingInterfaces(ctx, names)
+	switch {
+	case err != nil:
+		c.add(n.role(), "interfaces", CheckFail, err.Error(), "")
+	case len(missing) > 0:
+		c.add(n.role(), "interfaces", CheckFail, "missing: "+strings.Join(missing, ", "),
+			"fix "+n.spec.Field+" (list the node's interfaces with: ip -br link)")
+	default:
+		c.add(n.role(), "interfaces", CheckOK, strings.Join(names, ", "), "")
+	}
+}
+
+func (c *checker) vmIP(ctx context.Context, n *node) {
+	dev, err := n.ownsIP(ctx, n.spec.IP)
+	switch {
+	case err != nil:
+		c.add(n.role(), "vm ip", CheckFail, err.Error(), "")
+	case dev == "":
+		c.add(n.role(), "vm ip", CheckFail, n.spec.IP+" is not configured on "+n.spec.SSH,
+			"check "+n.spec.Field+".ip and .ssh: they must name the same VM")
+	case n.spec.Interface != "" && dev != n.spec.Interface:
+		c.add(n.role(), "vm ip", CheckWarn, fmt.Sprintf("%s is on %s, not on the configured %s", n.spec.IP, dev, n.spec.Interface), "")
+	default:
+		c.add(n.role(), "vm ip", CheckOK, n.spec.IP+" on "+dev, "")
+	}
+}
+
+func (c *checker) ping(ctx context.Context, n *node, dst string) {
+	res, err := n.t.Run(ctx, remote.Command{Args: []string{"ping", "-n", "-c", "1", "-W", "2", dst}})
+	switch {
+	case err != nil:
+		c.add(n.role(), "ping", CheckFail, err.Error(), "")
+	case res.ExitCode != 0:
+		c.add(n.role(), "ping", CheckFail, fmt.Sprintf("ping %s: exit %d %s", dst, res.ExitCode, firstLine(res.Stderr)),
+			"the sender VM cannot reach receiver.vm.ip: check routes, security groups, and that ICMP is allowed")
+	default:
+		c.add(n.role(), "ping", CheckOK, "reaches "+dst, "")
+	}
+}
+
+// tools checks that the origin scripts named in tools: exist on the nodes
+// that run them and that the interpreter is there.
+func (c *checker) tools(ctx context.Context, env *envfile.Environment, n *node) {
+	var scripts []string
+	if n.spec.IsVM() {
+		scripts = []string{env.Tools.KernelICMPRTT}
+	} else {
+		scripts = []string{env.Tools.ICMPDropDetector, env.Tools.TunTxToKVMIRQ, env.Tools.KVMVhostTunLatency}
+	}
+	var want []string
+	for _, s := range scripts {
+		if s != "" {
+			want = append(want, s)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	args := append([]string{"sh", "-c", `for f; do [ -r "$f" ] || echo "$f"; done`, "sh"}, want...)
+	out, err := n.runCmd(ctx, remote.Command{Args: args})
+	py, perr := n.runCmd(ctx, remote.Command{Args: []string{env.Tools.Python, "--version"}})
+	switch {
+	case err != nil:
+		c.add(n.role(), "origin tools", CheckFail, err.Error(), "")
+	case out != "":
+		c.add(n.role(), "origin tools", CheckFail, "not found: "+oneLine(out), "copy the scripts to the node or fix tools:")
+	case perr != nil:
+		c.add(n.role(), "origin tools", CheckFail, perr.Error(), "install python3 and BCC (python3-bpfcc), or set tools.python")
+	default:
+		c.add(n.role(), "origin tools", CheckOK, py+": "+strings.Join(want, ", "), "")
+	}
+}
+
+// sshHint turns a connection error into advice.
+func sshHint(msg string, n envfile.Node) string {
+	switch {
+	case strings.Contains(msg, "HOST KEY MISMATCH"):
+		return "verify the host's key out of band before editing known_hosts; never disable checking to get past this"
+	case strings.Contains(msg, "not in") && strings.Contains(msg, "known_hosts"), strings.Contains(msg, "no known_hosts"):
+		return "add the host key to known_hosts (ssh-keyscan), or point ssh.known_hosts at the right file"
+	case strings.Contains(msg, "unable to authenticate"), strings.Contains(msg, "no SSH key"):
+		return "check the user and key: ssh.user / identity_file / ssh-agent for " + n.Field
+	case strings.Contains(msg, "connection refused"):
+		return "nothing listens there: is sshd running, and is the port right?"
+	case strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"), strings.Contains(msg, "no route"):
+		return "the node does not answer: check the address, firewalls, the jump host, or raise connect_timeout"
+	case strings.Contains(msg, "no such host"):
+		return "the name does not resolve: use an IP, or an alias from ssh.config"
+	}
+	return ""
+}

@@ -1,0 +1,65 @@
+package orchestrate
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/pingpath/pingpath/internal/manifest"
+	"github.com/pingpath/pingpath/internal/testenv"
+)
+
+func TestCheck(t *testing.T) {
+	testenv.RequireRoot(t) // "root" row: the fake nodes run as the test user
+	testenv.RequireProgram(t, "ip")
+	f := newFakeEnv(t, nil, "")
+	f.servers[manifest.RoleReceiverHost].Close() // unreachable
+	o := f.runOptions(t).Options
+	rep := Check(context.Background(), o)
+	var buf bytes.Buffer
+	rep.WriteTable(&buf)
+	out := buf.String()
+	t.Log("\n" + out)
+	status := map[string]string{}
+	for _, r := range rep.Rows {
+		status[r.Role+"/"+r.Check] = r.Status
+	}
+	for key, want := range map[string]string{
+		"receiver-host/ssh":      CheckFail,
+		"receiver-vm/ssh":        CheckOK,
+		"receiver-vm/root":       CheckOK,
+		"receiver-vm/kernel":     CheckOK,
+		"receiver-vm/interfaces": CheckOK,
+		"receiver-vm/vm ip":      CheckOK,
+		"sender-host/interfaces": CheckOK,
+		"sender-vm/vm ip":        CheckFail, // 127.0.0.2 is not an address of this machine
+		"sender-vm/ping":         CheckOK,
+		"sender-host/attach":     CheckOK,
+	} {
+		if status[key] != want {
+			t.Errorf("%s: %q, want %q", key, status[key], want)
+		}
+	}
+	if rep.Failed() != 2 {
+		t.Errorf("failed rows %d, want 2", rep.Failed())
+	}
+	// One actionable line per failure.
+	for _, w := range []string{"receiver-host ssh: connecting to receiver-host", "-> nothing listens there", "sender-vm vm ip: 127.0.0.2 is not configured", "-> check sender.vm.ip"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q", w)
+		}
+	}
+}
+
+func TestCheckMissingInterface(t *testing.T) {
+	testenv.RequireProgram(t, "ip")
+	f := newFakeEnv(t, nil, "")
+	f.env.Sender.Host.VnetInterface = "vnet-nope"
+	rep := Check(context.Background(), f.runOptions(t).Options)
+	var buf bytes.Buffer
+	rep.WriteTable(&buf)
+	if !strings.Contains(buf.String(), "sender-host interfaces: missing: vnet-nope") {
+		t.Fatalf("no missing-interface failure:\n%s", buf.String())
+	}
+}

@@ -1,0 +1,185 @@
+package orchestrate
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/manifest"
+	"github.com/pingpath/pingpath/internal/remote/remotetest"
+	"github.com/pingpath/pingpath/internal/remote/sshremote"
+)
+
+// fakeEnv is four in-process SSH servers standing in for the four nodes,
+// all running commands on this machine, with an env.yaml pointing at them.
+type fakeEnv struct {
+	servers map[string]*remotetest.Server
+	cfgFile string
+	env     *envfile.Environment
+	argsDir string
+}
+
+var roles = []string{manifest.RoleSenderVM, manifest.RoleSenderHost, manifest.RoleReceiverHost, manifest.RoleReceiverVM}
+
+// newFakeEnv starts the servers; opts tunes single nodes; extra is appended
+// to the YAML (tools:, measurement:).
+func newFakeEnv(t *testing.T, opts map[string]remotetest.Options, extra string) *fakeEnv {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fakeEnv{servers: map[string]*remotetest.Server{}, argsDir: filepath.Join(dir, "args")}
+	if err := os.Mkdir(f.argsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range roles {
+		o := opts[r]
+		o.Env = append(o.Env, "FAKE_ARGS_DIR="+f.argsDir)
+		f.servers[r] = remotetest.New(t, o)
+	}
+	node := func(r string) string {
+		s := f.servers[r]
+		return fmt.Sprintf(`ssh: tester@127.0.0.1:%d
+    ssh_options: {identity_file: %s, known_hosts: %s, remote_dir: %s}`, s.Port, s.IdentityFile, s.KnownHostsFile, filepath.Join(dir, "remote-"+r))
+	}
+	yaml := fmt.Sprintf(`environment: fake
+ssh:
+  agent: false
+sender:
+  vm:
+    %s
+    ip: 127.0.0.2
+  host:
+    %s
+    vnet_interface: lo
+    phy_interface: lo
+receiver:
+  vm:
+    %s
+    ip: 127.0.0.1
+    interface: lo
+  host:
+    %s
+    vnet_interface: lo
+    phy_interface: lo
+measurement:
+  ping_count: 3
+  interval: 200ms
+%s`, node(manifest.RoleSenderVM), node(manifest.RoleSenderHost), node(manifest.RoleReceiverVM), node(manifest.RoleReceiverHost), extra)
+	f.cfgFile = filepath.Join(dir, "env.yaml")
+	if err := os.WriteFile(f.cfgFile, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, err := envfile.Load(f.cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.env = env
+	return f
+}
+
+func (f *fakeEnv) runOptions(t *testing.T) RunOptions {
+	bin, err := filepath.Abs("testdata/fake-pingpath.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return RunOptions{
+		Options:      Options{Env: f.env, ConfigFile: f.cfgFile, Dial: SSHDialer(sshremote.Options{KeepAlive: 500 * time.Millisecond})},
+		OutDir:       filepath.Join(t.TempDir(), "run"),
+		Binary:       bin,
+		ReadyTimeout: 5 * time.Second,
+		StopGrace:    2 * time.Second,
+		StopTerm:     time.Second,
+	}
+}
+
+// tracerArgs returns the recorded argv of every fake tracer started.
+func (f *fakeEnv) tracerArgs(t *testing.T) map[string][]string {
+	ents, err := os.ReadDir(f.argsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join(f.argsDir, e.Name()))
+		tool := strings.SplitN(e.Name(), ".", 2)[0]
+		out[tool] = append(out[tool], strings.TrimSpace(string(b)))
+	}
+	return out
+}
+
+// noProcessLeft fails when a process whose command line contains marker is
+// still running (all fake nodes run on this machine).
+func noProcessLeft(t *testing.T, marker string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		left := processesWith(marker)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes left running: %v", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func processesWith(marker string) []string {
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	self := fmt.Sprint(os.Getpid())
+	for _, e := range ents {
+		if e.Name() == self {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		cl := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cl, marker) {
+			out = append(out, e.Name()+": "+cl)
+		}
+	}
+	return out
+}
+
+// recorder is a Progress that keeps every state change.
+type recorder struct {
+	ch chan string
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan string, 1000)} }
+
+func (r *recorder) NodeState(role, state, detail string) {
+	select {
+	case r.ch <- role + " " + state + " " + detail:
+	default:
+	}
+}
+func (r *recorder) Ping(p PingStats) {
+	select {
+	case r.ch <- fmt.Sprintf("ping %d/%d", p.Sent, p.Answered):
+	default:
+	}
+}
+func (r *recorder) Done() {}
+
+// waitFor returns when a progress event containing s arrives.
+func (r *recorder) waitFor(t *testing.T, s string, ctx context.Context) {
+	for {
+		select {
+		case e := <-r.ch:
+			if strings.Contains(e, s) {
+				return
+			}
+		case <-ctx.Done():
+			t.Errorf("no progress event %q", s)
+			return
+		}
+	}
+}

@@ -1,0 +1,268 @@
+// Package orchestrate drives a measurement over SSH: `pingpath check`
+// (can every node do its part?) and `pingpath run` (push pingpath, start the
+// tracers receivers first, ping, stop everything, collect it all into a run
+// directory with a manifest).
+package orchestrate
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/remote"
+	"github.com/pingpath/pingpath/internal/remote/sshremote"
+)
+
+// Dialer opens a transport to one node of the environment.
+type Dialer func(ctx context.Context, n envfile.Node) (remote.Transport, error)
+
+// SSHDialer resolves the node's destination (ssh_config aliases, merged
+// options) and connects with sshremote.
+func SSHDialer(opts sshremote.Options) Dialer {
+	return func(ctx context.Context, n envfile.Node) (remote.Transport, error) {
+		t, err := envfile.Resolve(n.SSH, n.Options)
+		if err != nil {
+			return nil, err
+		}
+		c, err := sshremote.Dial(ctx, t, opts)
+		if err != nil {
+			// Not a typed nil in the interface.
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// Options are shared by Check and Run.
+type Options struct {
+	Env        *envfile.Environment
+	ConfigFile string
+	Dial       Dialer
+	// SudoPassword is used for nodes with sudo: password. The caller asks
+	// for it once; it is only ever written to sudo's stdin.
+	SudoPassword []byte
+	Progress     Progress
+}
+
+func (o *Options) progress() Progress {
+	if o.Progress == nil {
+		return nopProgress{}
+	}
+	return o.Progress
+}
+
+// node is one connected machine.
+type node struct {
+	spec     envfile.Node
+	t        remote.Transport
+	password []byte
+	facts    map[string]string
+	err      error // connection failure
+}
+
+func (n *node) role() string { return n.spec.Role }
+
+// sudo wraps cmd per the node's sudo mode.
+func (n *node) sudo(cmd remote.Command) (remote.Command, error) {
+	return remote.WithSudo(cmd, n.spec.Options.Sudo, n.password)
+}
+
+// recordedArgv is the command as the manifest shows it: with sudo and env,
+// without the pid wrapper, and of course without the password.
+func (n *node) recordedArgv(args []string, env map[string]string) []string {
+	cmd, err := remote.WithSudo(remote.Command{Args: args, Env: env}, n.spec.Options.Sudo, []byte{})
+	if err != nil {
+		return args
+	}
+	out, err := remote.Argv(cmd)
+	if err != nil {
+		return args
+	}
+	return out
+}
+
+// runRoot runs cmd as root (per the sudo mode) and returns trimmed stdout; a
+// non-zero exit is an error carrying stderr.
+func (n *node) runRoot(ctx context.Context, args ...string) (string, error) {
+	cmd, err := n.sudo(remote.Command{Args: args})
+	if err != nil {
+		return "", err
+	}
+	return n.runCmd(ctx, cmd)
+}
+
+func (n *node) runCmd(ctx context.Context, cmd remote.Command) (string, error) {
+	res, err := n.t.Run(ctx, cmd)
+	if err != nil {
+		return "", err
+	}
+	if res.ExitCode != 0 {
+		msg := strings.TrimSpace(string(res.Stderr))
+		if msg == "" {
+			msg = strings.TrimSpace(string(res.Stdout))
+		}
+		return "", fmt.Errorf("%s: exit %d: %s", cmd.Args[0], res.ExitCode, msg)
+	}
+	return strings.TrimSpace(string(res.Stdout)), nil
+}
+
+// connectAll dials every node in parallel. Each node carries its own error.
+func connectAll(ctx context.Context, o *Options) []*node {
+	specs := o.Env.Nodes()
+	nodes := make([]*node, len(specs))
+	var wg sync.WaitGroup
+	for i, s := range specs {
+		n := &node{spec: s}
+		if s.Options.Sudo == envfile.SudoPassword {
+			n.password = o.SudoPassword
+		}
+		nodes[i] = n
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.progress().NodeState(s.Role, "connecting", "")
+			n.t, n.err = o.Dial(ctx, s)
+			if n.err != nil {
+				n.t = nil
+				n.err = fmt.Errorf("%s: %w", s.Role, n.err)
+				o.progress().NodeState(s.Role, "failed", n.err.Error())
+				return
+			}
+			o.progress().NodeState(s.Role, "connected", "")
+		}()
+	}
+	wg.Wait()
+	return nodes
+}
+
+func closeAll(nodes []*node) {
+	for _, n := range nodes {
+		if n.t != nil {
+			n.t.Close()
+		}
+	}
+}
+
+// factsScript gathers what a run records about a node and what check
+// reports. It is a constant: no value from the environment file is in it.
+const factsScript = `
+k() { printf '%s=%s\n' "$1" "$2"; }
+f() { [ -r "$2" ] && k "$1" "$(head -c 4096 "$2" | tr '\n' ' ' | sed 's/ *$//')"; }
+k hostname "$(cat /proc/sys/kernel/hostname 2>/dev/null)"
+k kernel "$(uname -r)"
+k arch "$(uname -m)"
+k uid "$(id -u)"
+f boot_id /proc/sys/kernel/random/boot_id
+[ -e /sys/kernel/btf/vmlinux ] && k btf yes || k btf no
+if [ -d /sys/kernel/tracing/events ]; then k tracefs mounted
+elif grep -qw tracefs /proc/filesystems 2>/dev/null; then k tracefs available
+else k tracefs missing; fi
+if [ -e /sys/kernel/tracing/kprobe_events ] || [ -e /sys/kernel/debug/tracing/kprobe_events ]; then k kprobe_events yes
+elif [ -d /sys/kernel/tracing/events ]; then k kprobe_events no
+else k kprobe_events unknown; fi
+[ -e /sys/kernel/btf/vmlinux ] && k fentry_btf yes
+k cpu_model "$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -n1)"
+k cpus "$(grep -c '^processor' /proc/cpuinfo 2>/dev/null)"
+f cpuidle_driver /sys/devices/system/cpu/cpuidle/current_driver
+f cpuidle_governor /sys/devices/system/cpu/cpuidle/current_governor_ro
+f intel_idle_max_cstate /sys/module/intel_idle/parameters/max_cstate
+f processor_max_cstate /sys/module/processor/parameters/max_cstate
+f cmdline /proc/cmdline
+f tuned_profile /etc/tuned/active_profile
+f clocksource /sys/devices/system/clocksource/clocksource0/current_clocksource
+command -v ping >/dev/null 2>&1 && k ping yes || k ping no
+command -v python3 >/dev/null 2>&1 && k python3 yes || k python3 no
+true
+`
+
+// gatherFacts runs factsScript as root when sudo works, else as the login
+// user (facts then say uid != 0).
+func (n *node) gatherFacts(ctx context.Context) error {
+	out, err := n.runRoot(ctx, "sh", "-c", factsScript)
+	if err != nil {
+		return fmt.Errorf("reading facts on %s: %w", n.role(), err)
+	}
+	n.facts = parseFacts(out)
+	return nil
+}
+
+func parseFacts(out string) map[string]string {
+	m := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok && v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// checkSudo verifies that commands run as root on the node.
+func (n *node) checkSudo(ctx context.Context) error {
+	out, err := n.runRoot(ctx, "id", "-u")
+	if err != nil {
+		switch n.spec.Options.Sudo {
+		case envfile.SudoPasswordless:
+			return fmt.Errorf("sudo -n failed on %s (%v): allow passwordless sudo for the login user, or set sudo: password", n.role(), err)
+		case envfile.SudoPassword:
+			return fmt.Errorf("sudo with password failed on %s (%v): wrong password, or the user may not sudo", n.role(), err)
+		}
+		return fmt.Errorf("running id on %s: %w", n.role(), err)
+	}
+	if out != "0" {
+		return fmt.Errorf("commands on %s run as uid %s, not root: set sudo: passwordless or sudo: password for it", n.role(), out)
+	}
+	return nil
+}
+
+// interfacesOK reports which of names do not exist on the node.
+func (n *node) missingInterfaces(ctx context.Context, names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	// Each name is passed as a positional argument: never part of the script.
+	args := append([]string{"sh", "-c", `for i; do [ -e "/sys/class/net/$i" ] || echo "$i"; done`, "sh"}, names...)
+	out, err := n.runCmd(ctx, remote.Command{Args: args})
+	if err != nil {
+		return nil, err
+	}
+	if out == "" {
+		return nil, nil
+	}
+	return strings.Fields(out), nil
+}
+
+// ownsIP tells whether ip is configured on one of the node's interfaces
+// (and on which).
+func (n *node) ownsIP(ctx context.Context, ip string) (string, error) {
+	out, err := n.runCmd(ctx, remote.Command{Args: []string{"ip", "-o", "-4", "addr", "show"}})
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "inet" && strings.SplitN(f[i+1], "/", 2)[0] == ip && len(f) > 1 {
+				return strings.TrimSuffix(f[1], ":"), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// errTimeout marks a wait that ran out of time.
+var errTimeout = errors.New("timed out")
+
+// firstLine is the first line of b, for short error messages.
+func firstLine(b []byte) string {
+	l, _, _ := bytes.Cut(bytes.TrimSpace(b), []byte("\n"))
+	return string(l)
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }

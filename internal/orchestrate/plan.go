@@ -1,0 +1,140 @@
+package orchestrate
+
+import (
+	"path"
+	"strings"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/manifest"
+)
+
+// tracerSpec is one tracer to run on one node.
+type tracerSpec struct {
+	node   *node
+	tool   string // "vm", "host", "vhost-rx", "vhost-tx", or the origin script's base name
+	origin bool
+	args   []string
+	env    map[string]string
+	file   string // output, relative to the run directory
+	stderr string // stderr file; "" when merged into file (origin tools)
+	// ready matches the readiness line; failed matches a line that means the
+	// tool did not attach although it may keep running or exit 0.
+	ready  func(line string) bool
+	failed func(line string) bool
+	// onLine, if set, sees every watched line (ping progress).
+	onLine func(line string)
+	order  int // position in the plan, for a stable manifest
+}
+
+// planInput is what the plan needs beyond the environment.
+type planInput struct {
+	env         *envfile.Environment
+	nodes       map[string]*node // by role
+	binary      map[string]string
+	maxDuration time.Duration
+}
+
+// plan returns the tracers in start phases: the receiver side (receiver VM
+// and receiver host) first, then the sender side (sender host, sender VM).
+// Each phase is started in parallel and must be ready before the next.
+func plan(in planInput) [][]*tracerSpec {
+	s, r := in.env.Sender.VM.IP, in.env.Receiver.VM.IP
+	tools := in.env.Tools
+	py := tools.Python
+	ours := func(n *node, tool string, flags ...string) *tracerSpec {
+		args := append([]string{in.binary[n.role()], "trace", tool}, flags...)
+		args = append(args, "--format", "json", "--stop-on-stdin-eof", "--max-duration", in.maxDuration.String())
+		return &tracerSpec{
+			node: n, tool: tool, args: args,
+			file:   n.role() + "." + tool + ".jsonl",
+			stderr: n.role() + "." + tool + ".stderr.log",
+			ready:  func(l string) bool { return l == "ready" || strings.HasPrefix(l, "ready ") },
+		}
+	}
+	origin := func(n *node, script, log, readyText string, flags ...string) *tracerSpec {
+		return &tracerSpec{
+			node: n, tool: path.Base(script), origin: true,
+			args:  append([]string{py, "-u", script}, flags...),
+			env:   map[string]string{"PYTHONUNBUFFERED": "1"},
+			file:  log,
+			ready: func(l string) bool { return strings.Contains(l, readyText) },
+			failed: func(l string) bool {
+				return strings.HasPrefix(l, "Failed to load BPF program") || strings.HasPrefix(l, "Traceback (most recent call last)")
+			},
+		}
+	}
+	vm := func(n *node, dir, log string) *tracerSpec {
+		if tools.KernelICMPRTT != "" {
+			f := []string{"--src-ip", s, "--dst-ip", r}
+			if n.spec.Interface != "" {
+				f = append(f, "--interface", n.spec.Interface)
+			}
+			f = append(f, "--direction", dir, "--disable-kernel-stacks")
+			return origin(n, tools.KernelICMPRTT, log, "Hit Ctrl-C to end", f...)
+		}
+		f := []string{"--src-ip", s, "--dst-ip", r, "--direction", dir}
+		if n.spec.Interface != "" {
+			f = append(f, "--interface", n.spec.Interface)
+		}
+		return ours(n, "vm", f...)
+	}
+	host := func(n *node, sender bool, prefix string) []*tracerSpec {
+		vnet, phy := n.spec.VnetInterface, strings.Join(n.spec.PhyInterfaces, ",")
+		var out []*tracerSpec
+		if tools.ICMPDropDetector != "" {
+			rx, tx := phy, vnet
+			if sender {
+				rx, tx = vnet, phy
+			}
+			out = append(out, origin(n, tools.ICMPDropDetector, prefix+"-host-icmp.log", "Hit Ctrl-C to end",
+				"--src-ip", s, "--dst-ip", r, "--rx-iface", rx, "--tx-iface", tx, "--verbose"))
+		} else {
+			out = append(out, ours(n, "host", "--src-ip", s, "--dst-ip", r, "--vm-interface", vnet, "--phy-interface", phy))
+		}
+		// Packets going into this host's VM: the request on the receiver
+		// host (E), the reply on the sender host (L).
+		toVM, fromVM := [2]string{s, r}, [2]string{r, s}
+		if sender {
+			toVM, fromVM = fromVM, toVM
+		}
+		if tools.TunTxToKVMIRQ != "" {
+			out = append(out, origin(n, tools.TunTxToKVMIRQ, prefix+"-host-vhost-rx.log", "Ready for tracing",
+				"--device", vnet, "--src-ip", toVM[0], "--dst-ip", toVM[1], "--protocol", "icmp"))
+		} else {
+			out = append(out, ours(n, "vhost-rx", "--vm-interface", vnet, "--src-ip", s, "--dst-ip", r))
+		}
+		if tools.KVMVhostTunLatency != "" {
+			out = append(out, origin(n, tools.KVMVhostTunLatency, prefix+"-host-kvm-tun.log", "Hit Ctrl+C to end",
+				"--device", vnet, "--flow", "proto=icmp,src="+fromVM[0]+",dst="+fromVM[1]))
+		} else {
+			out = append(out, ours(n, "vhost-tx", "--vm-interface", vnet, "--src-ip", s, "--dst-ip", r))
+		}
+		return out
+	}
+	rv, rh := in.nodes[manifest.RoleReceiverVM], in.nodes[manifest.RoleReceiverHost]
+	sh, sv := in.nodes[manifest.RoleSenderHost], in.nodes[manifest.RoleSenderVM]
+	receivers := append([]*tracerSpec{vm(rv, "rx", "recv-vm-icmp.log")}, host(rh, false, "recv")...)
+	senders := append(host(sh, true, "send"), vm(sv, "tx", "send-vm-icmp.log"))
+	phases := [][]*tracerSpec{receivers, senders}
+	i := 0
+	for _, ph := range phases {
+		for _, t := range ph {
+			t.order = i
+			i++
+		}
+	}
+	return phases
+}
+
+// needsBinary tells whether any of the node's tracers is pingpath's own.
+func needsBinary(phases [][]*tracerSpec, role string) bool {
+	for _, ph := range phases {
+		for _, t := range ph {
+			if t.node.role() == role && !t.origin {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,534 @@
+package orchestrate
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/buildinfo"
+	"github.com/pingpath/pingpath/internal/manifest"
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/remote"
+)
+
+// Run statuses (manifest.Manifest.Status).
+const (
+	StatusComplete = "complete"
+	StatusPartial  = "partial"
+	StatusFailed   = "failed"
+)
+
+// RunOptions configure Run.
+type RunOptions struct {
+	Options
+	OutDir   string
+	Count    int           // 0: measurement.ping_count
+	Interval time.Duration // 0: measurement.interval
+	// Binary is the local pingpath executable pushed to the nodes.
+	Binary string
+	// ReadyTimeout bounds the wait for each tracer's ready line (30s).
+	ReadyTimeout time.Duration
+	// StopGrace is how long a tracer has to exit after stdin EOF/SIGINT
+	// before SIGTERM (5s); StopTerm the same after SIGTERM before SIGKILL (2s).
+	StopGrace, StopTerm time.Duration
+	// MaxDurationMargin is added to the expected measurement time to get
+	// every tracer's --max-duration backstop (30s).
+	MaxDurationMargin time.Duration
+	// Analyze, if set, is called on the run directory at the end.
+	Analyze func(ctx context.Context, dir string) error
+	// Tracers, if set, limits pingpath's own tracers to these names (the
+	// `pingpath trace` subcommands this build has, or the user's --tracers
+	// choice). The others are recorded as not started. Origin tools named
+	// in tools: always run.
+	Tracers []string
+}
+
+// RunResult is how a run ended.
+type RunResult struct {
+	Manifest    *manifest.Manifest
+	Interrupted bool  // the context was cancelled (Ctrl-C)
+	Err         error // the first failure, for the message; nil when complete
+}
+
+func (o *RunOptions) defaults() error {
+	m := o.Env.Measurement
+	if o.Count == 0 {
+		o.Count = m.PingCount
+	}
+	if o.Interval == 0 {
+		d, err := time.ParseDuration(m.Interval)
+		if err != nil {
+			return fmt.Errorf("measurement.interval: %w", err)
+		}
+		o.Interval = d
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 30 * time.Second
+	}
+	if o.StopGrace == 0 {
+		o.StopGrace = 5 * time.Second
+	}
+	if o.StopTerm == 0 {
+		o.StopTerm = 2 * time.Second
+	}
+	if o.MaxDurationMargin == 0 {
+		o.MaxDurationMargin = 30 * time.Second
+	}
+	return nil
+}
+
+// maxDuration is every tracer's self-termination backstop: the time ping
+// needs (or measurement.duration if longer), plus start-up and margin.
+func (o *RunOptions) maxDuration() time.Duration {
+	d := time.Duration(o.Count)*o.Interval + time.Second
+	if md, err := time.ParseDuration(o.Env.Measurement.Duration); err == nil && md > d {
+		d = md
+	}
+	return (d + 2*o.ReadyTimeout + o.MaxDurationMargin).Round(time.Second)
+}
+
+// run is the state of one Run call.
+type run struct {
+	o       *RunOptions
+	m       *manifest.Manifest
+	mu      sync.Mutex
+	nodes   []*node
+	byRole  map[string]*node
+	lost    map[string]bool
+	tracers []*running
+}
+
+func (r *run) fail(role, step string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m.Failures = append(r.m.Failures, manifest.Failure{Node: role, Step: step, Error: err.Error()})
+}
+
+// Run performs a measurement into o.OutDir. The error return is for a run
+// that could not begin (bad output directory); everything else, including
+// failed runs, is described by the RunResult and DIR/manifest.json.
+func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	if err := prepareDir(o.OutDir, o.ConfigFile); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	r := &run{o: &o, byRole: map[string]*node{}, lost: map[string]bool{}, m: &manifest.Manifest{
+		Environment: o.Env.Environment, Version: buildinfo.String(), Started: start.UTC(),
+		ConfigFile: o.ConfigFile,
+	}}
+	prog := o.progress()
+	defer prog.Done()
+	res := &RunResult{Manifest: r.m}
+	finish := func(err error) (*RunResult, error) {
+		if res.Err == nil {
+			res.Err = err
+		}
+		res.Interrupted = ctx.Err() != nil
+		r.finishManifest(start)
+		if werr := manifest.Write(o.OutDir, r.m); werr != nil && res.Err == nil {
+			res.Err = werr
+		}
+		return res, nil
+	}
+
+	r.nodes = connectAll(ctx, &o.Options)
+	defer closeAll(r.nodes)
+	var firstErr error
+	for _, n := range r.nodes {
+		r.byRole[n.role()] = n
+		r.m.Nodes = append(r.m.Nodes, manifest.Node{Role: n.role(), SSH: n.spec.SSH, Tracers: []manifest.Tracer{}})
+		if n.err != nil {
+			r.fail(n.role(), "connect", n.err)
+			firstErr = cmp(firstErr, n.err)
+		}
+	}
+	if firstErr != nil {
+		r.m.Status = StatusFailed
+		return finish(firstErr)
+	}
+
+	if err := r.forEachNode(ctx, "facts", func(ctx context.Context, n *node) error {
+		if err := n.checkSudo(ctx); err != nil {
+			return err
+		}
+		return n.gatherFacts(ctx)
+	}); err != nil {
+		r.m.Status = StatusFailed
+		return finish(err)
+	}
+
+	maxDur := o.maxDuration()
+	binary := map[string]string{}
+	for _, n := range r.nodes {
+		binary[n.role()] = remotePath(n)
+	}
+	phases := r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, binary: binary, maxDuration: maxDur}))
+
+	t0 := time.Now()
+	if err := r.forEachNode(ctx, "push", func(ctx context.Context, n *node) error {
+		if !needsBinary(phases, n.role()) {
+			return nil
+		}
+		prog.NodeState(n.role(), "pushing", "")
+		pr, err := remote.Push(ctx, n.t, o.Binary, n.spec.Options.RemoteDir, "pingpath")
+		if err != nil {
+			return err
+		}
+		detail := "pushed"
+		if pr.Skipped {
+			detail = "already there"
+		}
+		prog.NodeState(n.role(), "pushed", detail)
+		return nil
+	}); err != nil {
+		r.m.Status = StatusFailed
+		return finish(err)
+	}
+	r.m.Timings.PushMS = ms(time.Since(t0))
+
+	// Tracers: receiver side, then sender side, each phase in parallel.
+	t0 = time.Now()
+	for _, phase := range phases {
+		if ctx.Err() != nil {
+			break
+		}
+		r.startPhase(ctx, phase)
+	}
+	r.m.Timings.StartMS = ms(time.Since(t0))
+
+	// Ping, unless interrupted or the sender VM is gone.
+	sv := r.byRole[manifest.RoleSenderVM]
+	r.m.Ping = manifest.Ping{Command: pingArgs(o.Env.Receiver.VM.IP, o.Count, o.Interval), File: PingFile,
+		Count: o.Count, Interval: o.Interval.String()}
+	if ctx.Err() == nil {
+		t0 = time.Now()
+		stats, rt, err := runPing(ctx, o.OutDir, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, prog)
+		r.m.Timings.PingMS = ms(time.Since(t0))
+		r.m.Ping.Sent, r.m.Ping.Received = stats.Sent, stats.Answered
+		if rt != nil {
+			r.m.Ping.Command = rt.cmdLine
+		}
+		if err != nil && ctx.Err() == nil {
+			r.fail(sv.role(), "ping", err)
+			res.Err = cmp(res.Err, err)
+		}
+	}
+
+	t0 = time.Now()
+	r.stopAll(ctx)
+	r.m.Timings.StopMS = ms(time.Since(t0))
+	r.collect()
+
+	switch {
+	case len(r.m.Failures) == 0 && ctx.Err() == nil:
+		r.m.Status = StatusComplete
+	case r.m.Ping.Received == 0 && ctx.Err() == nil:
+		r.m.Status = StatusFailed
+	default:
+		r.m.Status = StatusPartial
+	}
+	if ctx.Err() != nil {
+		r.m.Failures = append(r.m.Failures, manifest.Failure{Step: "run", Error: "interrupted: tracers stopped, collected data kept"})
+	}
+	// Write the manifest before analysing, so the analysis can read it.
+	r.finishManifest(start)
+	if err := manifest.Write(o.OutDir, r.m); err != nil {
+		return finish(err)
+	}
+	if o.Analyze != nil && r.m.Status != StatusFailed && ctx.Err() == nil {
+		t0 = time.Now()
+		if err := o.Analyze(ctx, o.OutDir); err != nil {
+			r.fail("", "analyze", err)
+			res.Err = cmp(res.Err, err)
+		}
+		r.m.Timings.AnalyzeMS = ms(time.Since(t0))
+	}
+	if res.Err == nil && len(r.m.Failures) > 0 {
+		res.Err = errors.New(r.m.Failures[0].Node + ": " + r.m.Failures[0].Step + ": " + r.m.Failures[0].Error)
+	}
+	return finish(nil)
+}
+
+func cmp(old, err error) error {
+	if old != nil {
+		return old
+	}
+	return err
+}
+
+// prepareDir creates the run directory; an existing non-empty one is
+// refused so that no earlier run is overwritten. The environment file is
+// copied in (it holds no secrets: passwords are never in it).
+func prepareDir(dir, config string) error {
+	if dir == "" {
+		return errors.New("no output directory given (-o DIR)")
+	}
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		return fmt.Errorf("output directory %s is not empty: choose a new one (runs are never overwritten)", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating output directory: %w", err)
+	}
+	if config != "" {
+		b, err := os.ReadFile(config)
+		if err != nil {
+			return fmt.Errorf("copying environment file: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "env.yaml"), b, 0o644); err != nil {
+			return fmt.Errorf("copying environment file: %w", err)
+		}
+	}
+	return nil
+}
+
+// remotePath is where pingpath is pushed on the node.
+func remotePath(n *node) string { return path.Join(n.spec.Options.RemoteDir, "pingpath") }
+
+// forEachNode runs fn on every node in parallel; failures are recorded
+// under step and the first is returned.
+func (r *run) forEachNode(ctx context.Context, step string, fn func(context.Context, *node) error) error {
+	errs := make([]error, len(r.nodes))
+	var wg sync.WaitGroup
+	for i, n := range r.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx, n); err != nil {
+				errs[i] = err
+				r.fail(n.role(), step, err)
+				r.o.progress().NodeState(n.role(), "failed", err.Error())
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// skipUnavailable removes the tracers not in o.Tracers and records them in
+// the manifest as not started.
+func (r *run) skipUnavailable(phases [][]*tracerSpec) [][]*tracerSpec {
+	if r.o.Tracers == nil {
+		return phases
+	}
+	idx := map[string]int{}
+	for i, n := range r.m.Nodes {
+		idx[n.Role] = i
+	}
+	out := make([][]*tracerSpec, len(phases))
+	for i, ph := range phases {
+		for _, t := range ph {
+			if t.origin || slices.Contains(r.o.Tracers, t.tool) {
+				out[i] = append(out[i], t)
+				continue
+			}
+			n := &r.m.Nodes[idx[t.node.role()]]
+			n.Tracers = append(n.Tracers, manifest.Tracer{Tool: t.tool, Command: []string{}, State: "not-started",
+				Error: "not selected, or not in this pingpath build"})
+		}
+	}
+	return out
+}
+
+// startPhase starts every tracer of a phase in parallel and waits for each
+// one's ready line. A tracer that fails to start is recorded; the run goes
+// on with the others (and ends partial).
+func (r *run) startPhase(ctx context.Context, phase []*tracerSpec) {
+	var wg sync.WaitGroup
+	for _, spec := range phase {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			role := spec.node.role()
+			r.o.progress().NodeState(role, "starting", spec.tool)
+			rt, err := startTracer(ctx, r.o.OutDir, spec)
+			if err != nil {
+				r.fail(role, "start "+spec.tool, err)
+				r.o.progress().NodeState(role, "failed", err.Error())
+				return
+			}
+			r.mu.Lock()
+			r.tracers = append(r.tracers, rt)
+			r.mu.Unlock()
+			if err := rt.waitReady(ctx, r.o.ReadyTimeout); err != nil {
+				if ctx.Err() == nil {
+					r.fail(role, "start "+spec.tool, err)
+					r.o.progress().NodeState(role, "failed", err.Error())
+				}
+				return
+			}
+			r.o.progress().NodeState(role, "tracing", r.readyTools(role))
+			go r.watchLost(ctx, rt)
+		}()
+	}
+	wg.Wait()
+}
+
+// readyTools lists the node's ready tracers, for progress.
+func (r *run) readyTools(role string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := ""
+	for _, rt := range r.tracers {
+		select {
+		case <-rt.ready:
+			if rt.spec.node.role() == role {
+				if s != "" {
+					s += " "
+				}
+				s += rt.spec.tool
+			}
+		default:
+		}
+	}
+	return s
+}
+
+// watchLost reports a tracer that ends before it was asked to stop.
+func (r *run) watchLost(ctx context.Context, rt *running) {
+	<-rt.exited
+	rt.mu.Lock()
+	stopped := rt.stopped
+	rt.mu.Unlock()
+	if stopped {
+		return
+	}
+	role := rt.spec.node.role()
+	if errors.Is(rt.err, remote.ErrConnectionLost) || rt.err != nil {
+		r.mu.Lock()
+		first := !r.lost[role]
+		r.lost[role] = true
+		r.mu.Unlock()
+		if first {
+			r.o.progress().NodeState(role, "lost", "connection lost; the tracers stop on stdin EOF or --max-duration")
+		}
+		return
+	}
+	r.o.progress().NodeState(role, "failed", rt.spec.tool+" exited early: "+rt.exitText())
+}
+
+// stopAll stops every tracer in parallel, with a context that survives a
+// Ctrl-C (stopping is exactly what an interrupt needs).
+func (r *run) stopAll(ctx context.Context) {
+	sctx := context.WithoutCancel(ctx)
+	to := stopTimeouts{Graceful: r.o.StopGrace, Term: r.o.StopTerm}
+	var wg sync.WaitGroup
+	seen := map[string]bool{}
+	for _, rt := range r.tracers {
+		if role := rt.spec.node.role(); !seen[role] {
+			seen[role] = true
+			r.o.progress().NodeState(role, "stopping", "")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rt.stop(sctx, to)
+		}()
+	}
+	wg.Wait()
+}
+
+// collect fills the manifest's tracer entries and failures from the
+// stopped tracers and their headers.
+func (r *run) collect() {
+	idx := map[string]int{}
+	for i, n := range r.m.Nodes {
+		idx[n.Role] = i
+	}
+	final := map[string]string{}
+	failedStart := map[string]bool{}
+	for _, f := range r.m.Failures {
+		failedStart[f.Node+"/"+f.Step] = true
+	}
+	// Tracers in plan order for a stable manifest.
+	for _, rt := range r.sortedTracers() {
+		role := rt.spec.node.role()
+		t := rt.result()
+		if !rt.spec.origin {
+			t.Probes = headerProbes(filepath.Join(r.o.OutDir, rt.spec.file))
+		}
+		if t.State != "ok" && !failedStart[role+"/start "+rt.spec.tool] {
+			r.fail(role, "trace "+rt.spec.tool, errors.New(t.Error))
+		}
+		n := &r.m.Nodes[idx[role]]
+		n.Tracers = append(n.Tracers, t)
+		switch {
+		case r.lost[role] || t.State == "lost":
+			final[role] = "lost"
+		case t.State != "ok" && final[role] != "lost":
+			final[role] = "failed"
+		case final[role] == "":
+			final[role] = "done"
+		}
+	}
+	for role, st := range final {
+		r.o.progress().NodeState(role, st, "")
+	}
+}
+
+// sortedTracers returns the started tracers in plan order.
+func (r *run) sortedTracers() []*running {
+	out := append([]*running(nil), r.tracers...)
+	sort.Slice(out, func(i, j int) bool { return out[i].spec.order < out[j].spec.order })
+	return out
+}
+
+// headerProbes reads the probes a tracer chose from its stream header.
+func headerProbes(file string) []string {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	line, err := br.ReadBytes('\n')
+	if err != nil && len(line) == 0 {
+		return nil
+	}
+	var h record.Header
+	if json.Unmarshal(line, &h) != nil || h.Type != record.TypeHeader {
+		return nil
+	}
+	out := make([]string, 0, len(h.Probes))
+	for _, p := range h.Probes {
+		if p.Available {
+			out = append(out, p.Stage+"="+p.Method+":"+p.Target)
+		} else {
+			out = append(out, p.Stage+"=unavailable: "+p.Reason)
+		}
+	}
+	return out
+}
+
+// finishManifest fills node facts and total timing.
+func (r *run) finishManifest(start time.Time) {
+	for i := range r.m.Nodes {
+		n := r.byRole[r.m.Nodes[i].Role]
+		if n == nil || n.facts == nil {
+			continue
+		}
+		mn := &r.m.Nodes[i]
+		mn.Hostname, mn.Kernel, mn.Arch = n.facts["hostname"], n.facts["kernel"], n.facts["arch"]
+		mn.Facts = map[string]string{}
+		for k, v := range n.facts {
+			switch k {
+			case "hostname", "kernel", "arch":
+			default:
+				mn.Facts[k] = v
+			}
+		}
+	}
+	r.m.Finished = time.Now().UTC()
+	r.m.Timings.TotalMS = ms(time.Since(start))
+}

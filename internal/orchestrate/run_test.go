@@ -1,0 +1,269 @@
+package orchestrate
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/manifest"
+	"github.com/pingpath/pingpath/internal/remote/remotetest"
+	"github.com/pingpath/pingpath/internal/testenv"
+)
+
+func TestRunComplete(t *testing.T) {
+	testenv.RequireProgram(t, "ping")
+	f := newFakeEnv(t, nil, "")
+	o := f.runOptions(t)
+	analyzed := ""
+	o.Analyze = func(_ context.Context, dir string) error { analyzed = dir; return nil }
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Manifest
+	if m.Status != StatusComplete || res.Err != nil {
+		t.Fatalf("status %s err %v failures %+v", m.Status, res.Err, m.Failures)
+	}
+	if analyzed != o.OutDir {
+		t.Fatalf("analysis not run on the run directory")
+	}
+	back, err := manifest.Read(o.OutDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Status != StatusComplete || back.Ping.Sent != 3 || back.Ping.Received != 3 {
+		t.Fatalf("manifest on disk: %+v", back.Ping)
+	}
+	want := map[string][]string{
+		manifest.RoleReceiverVM:   {"vm"},
+		manifest.RoleReceiverHost: {"host", "vhost-rx", "vhost-tx"},
+		manifest.RoleSenderHost:   {"host", "vhost-rx", "vhost-tx"},
+		manifest.RoleSenderVM:     {"vm"},
+	}
+	for _, n := range back.Nodes {
+		if n.Kernel == "" || n.Facts["cpus"] == "" {
+			t.Errorf("%s: facts missing: %+v", n.Role, n)
+		}
+		if len(n.Tracers) != len(want[n.Role]) {
+			t.Fatalf("%s: tracers %+v", n.Role, n.Tracers)
+		}
+		for i, tr := range n.Tracers {
+			if tr.Tool != want[n.Role][i] || tr.State != "ok" || tr.ExitCode == nil || *tr.ExitCode != 0 {
+				t.Errorf("%s: tracer %+v", n.Role, tr)
+			}
+			if len(tr.Probes) != 2 || tr.Probes[0] != "s1=tracepoint:net/netif_receive_skb" {
+				t.Errorf("%s %s: probes %v", n.Role, tr.Tool, tr.Probes)
+			}
+			b, err := os.ReadFile(filepath.Join(o.OutDir, tr.File))
+			if err != nil || !strings.Contains(string(b), `"type":"header"`) || !strings.Contains(string(b), `"type":"trailer"`) {
+				t.Errorf("%s: %s: %q %v", n.Role, tr.File, b, err)
+			}
+			if tr.File != n.Role+"."+tr.Tool+".jsonl" {
+				t.Errorf("file name %s", tr.File)
+			}
+			// The ready line went to the stderr log (the pid line did not).
+			b, _ = os.ReadFile(filepath.Join(o.OutDir, tr.Stderr))
+			if !strings.HasPrefix(string(b), "ready tool=") {
+				t.Errorf("%s: stderr log %q", tr.Stderr, b)
+			}
+		}
+	}
+	ping, _ := os.ReadFile(filepath.Join(o.OutDir, PingFile))
+	if !strings.Contains(string(ping), "3 packets transmitted, 3 received") {
+		t.Fatalf("ping.log: %s", ping)
+	}
+	if _, err := os.Stat(filepath.Join(o.OutDir, "env.yaml")); err != nil {
+		t.Fatal("environment file not copied into the run directory")
+	}
+	args := f.tracerArgs(t)
+	if len(args["vm"]) != 2 || len(args["host"]) != 2 || len(args["vhost-rx"]) != 2 || len(args["vhost-tx"]) != 2 {
+		t.Fatalf("tracers started: %v", args)
+	}
+	joined := strings.Join(args["vm"], "\n")
+	for _, w := range []string{"--direction rx --interface lo", "--direction tx", "--src-ip 127.0.0.2 --dst-ip 127.0.0.1", "--format json --stop-on-stdin-eof --max-duration"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("vm tracer args lack %q: %v", w, args["vm"])
+		}
+	}
+	if !strings.Contains(args["host"][0], "--vm-interface lo --phy-interface lo") {
+		t.Errorf("host args %v", args["host"])
+	}
+	noProcessLeft(t, "fake-pingpath", 0)
+	noProcessLeft(t, filepath.Dir(o.OutDir), 0)
+
+	// A second run to a new directory skips the push (same checksum).
+	o2 := f.runOptions(t)
+	rec := newRecorder()
+	o2.Progress = rec
+	if res, err := Run(context.Background(), o2); err != nil || res.Manifest.Status != StatusComplete {
+		t.Fatalf("second run: %v %+v", err, res)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	rec.waitFor(t, "pushed already there", ctx)
+
+	// The same directory is refused: runs are never overwritten.
+	if _, err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("reusing a run directory: %v", err)
+	}
+}
+
+func TestRunTracerNeverReady(t *testing.T) {
+	testenv.RequireProgram(t, "ping")
+	f := newFakeEnv(t, map[string]remotetest.Options{
+		manifest.RoleReceiverHost: {Env: []string{"FAKE_HANG=vhost-tx"}},
+	}, "")
+	o := f.runOptions(t)
+	o.ReadyTimeout = 500 * time.Millisecond
+	start := time.Now()
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Manifest
+	if m.Status != StatusPartial || res.Err == nil {
+		t.Fatalf("status %s err %v", m.Status, res.Err)
+	}
+	msg := res.Err.Error()
+	if !strings.Contains(msg, "vhost-tx on receiver-host") || !strings.Contains(msg, "no ready line within 500ms") {
+		t.Fatalf("error does not name the node and tool: %v", msg)
+	}
+	// The hung tracer was stopped (escalated to a kill) and nothing remains.
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("run took %s", d)
+	}
+	noProcessLeft(t, "fake-pingpath", 3*time.Second)
+	if m.Ping.Received != 3 {
+		t.Fatalf("ping should still have run: %+v", m.Ping)
+	}
+}
+
+func TestRunTracerFailsAtStart(t *testing.T) {
+	testenv.RequireProgram(t, "ping")
+	f := newFakeEnv(t, map[string]remotetest.Options{
+		manifest.RoleSenderHost: {Env: []string{"FAKE_EXIT=host"}},
+	}, "")
+	res, err := Run(context.Background(), f.runOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest.Status != StatusPartial || !strings.Contains(res.Err.Error(), "operation not permitted") {
+		t.Fatalf("status %s err %v", res.Manifest.Status, res.Err)
+	}
+}
+
+func TestRunNodeLostMidRun(t *testing.T) {
+	testenv.RequireProgram(t, "ping")
+	f := newFakeEnv(t, nil, "")
+	o := f.runOptions(t)
+	o.Count = 15
+	rec := newRecorder()
+	o.Progress = rec
+	done := make(chan *RunResult, 1)
+	go func() {
+		res, err := Run(context.Background(), o)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	rec.waitFor(t, "ping 2/2", ctx)
+	f.servers[manifest.RoleReceiverHost].DropConnections()
+	res := <-done
+	m := res.Manifest
+	if m.Status != StatusPartial {
+		t.Fatalf("status %s, failures %+v", m.Status, m.Failures)
+	}
+	for _, n := range m.Nodes {
+		for _, tr := range n.Tracers {
+			want := "ok"
+			if n.Role == manifest.RoleReceiverHost {
+				want = "lost"
+			}
+			if tr.State != want {
+				t.Errorf("%s %s: state %s (%s), want %s", n.Role, tr.Tool, tr.State, tr.Error, want)
+			}
+		}
+	}
+	if m.Ping.Received < 10 {
+		t.Errorf("ping should go on: %+v", m.Ping)
+	}
+	// The lost node's tracers saw stdin EOF and exited by themselves.
+	noProcessLeft(t, "fake-pingpath", 5*time.Second)
+}
+
+func TestRunInterrupted(t *testing.T) {
+	testenv.RequireProgram(t, "ping")
+	f := newFakeEnv(t, nil, "")
+	o := f.runOptions(t)
+	o.Count = 50
+	rec := newRecorder()
+	o.Progress = rec
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan *RunResult, 1)
+	go func() {
+		res, err := Run(ctx, o)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer wcancel()
+	rec.waitFor(t, "ping 2/2", wctx)
+	cancel()
+	start := time.Now()
+	res := <-done
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("stopping after Ctrl-C took %s", d)
+	}
+	m := res.Manifest
+	if !res.Interrupted || m.Status != StatusPartial {
+		t.Fatalf("interrupted %v status %s", res.Interrupted, m.Status)
+	}
+	for _, n := range m.Nodes {
+		for _, tr := range n.Tracers {
+			if tr.State != "ok" {
+				t.Errorf("%s %s: %s %s", n.Role, tr.Tool, tr.State, tr.Error)
+			}
+			b, _ := os.ReadFile(filepath.Join(o.OutDir, tr.File))
+			if !strings.Contains(string(b), `"type":"trailer"`) {
+				t.Errorf("%s: data not kept: %q", tr.File, b)
+			}
+		}
+	}
+	ping, _ := os.ReadFile(filepath.Join(o.OutDir, PingFile))
+	if !strings.Contains(string(ping), "packets transmitted") {
+		t.Errorf("ping was not stopped with SIGINT (no summary): %s", ping)
+	}
+	if _, err := manifest.Read(o.OutDir); err != nil {
+		t.Fatal(err)
+	}
+	noProcessLeft(t, "fake-pingpath", 3*time.Second)
+}
+
+func TestRunUnreachableNode(t *testing.T) {
+	f := newFakeEnv(t, nil, "")
+	f.servers[manifest.RoleSenderHost].Close()
+	o := f.runOptions(t)
+	start := time.Now()
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest.Status != StatusFailed || !strings.Contains(res.Err.Error(), "sender-host") {
+		t.Fatalf("status %s err %v", res.Manifest.Status, res.Err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatal("too slow to report an unreachable node")
+	}
+	if _, err := manifest.Read(o.OutDir); err != nil {
+		t.Fatal("a failed run must still write its manifest:", err)
+	}
+}

@@ -1,0 +1,301 @@
+package orchestrate
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/manifest"
+	"github.com/pingpath/pingpath/internal/remote"
+)
+
+// running is a started tracer whose output is being streamed to files.
+type running struct {
+	spec    *tracerSpec
+	cmdLine []string // as recorded in the manifest (after sudo wrapping, no secrets)
+	proc    remote.Process
+	files   []*os.File
+	started time.Time
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	readyAt   time.Duration
+	exited    chan struct{}
+	code      int
+	err       error
+
+	mu       sync.Mutex
+	lastLine string // last stderr (or merged) line, for error messages
+	failLine string
+	stopped  bool // we asked it to stop
+}
+
+// lineWriter serialises whole lines from several streams into one file.
+type lineWriter struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (w *lineWriter) write(b []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, _ = w.f.Write(b)
+}
+
+// startTracer starts spec on its node and streams its output into dir.
+// The session is not tied to the run's context: a Ctrl-C must still stop
+// the tracer cleanly, which stop does.
+func startTracer(ctx context.Context, dir string, spec *tracerSpec) (*running, error) {
+	cmd, err := spec.node.sudo(remote.Command{Args: spec.args, Env: spec.env, ReportPID: true})
+	if err != nil {
+		return nil, err
+	}
+	rt := &running{spec: spec, ready: make(chan struct{}), exited: make(chan struct{}), started: time.Now()}
+	rt.cmdLine = spec.node.recordedArgv(spec.args, spec.env)
+	open := func(name string) (*lineWriter, error) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("creating %s: %w", name, err)
+		}
+		rt.files = append(rt.files, f)
+		return &lineWriter{f: f}, nil
+	}
+	out, err := open(spec.file)
+	if err != nil {
+		return nil, err
+	}
+	errw := out
+	if spec.stderr != "" {
+		if errw, err = open(spec.stderr); err != nil {
+			rt.closeFiles()
+			return nil, err
+		}
+	}
+	rt.proc, err = spec.node.t.Start(context.WithoutCancel(ctx), cmd)
+	if err != nil {
+		rt.closeFiles()
+		return nil, fmt.Errorf("starting %s on %s: %w", spec.tool, spec.node.role(), err)
+	}
+	var copies sync.WaitGroup
+	copies.Add(2)
+	// Our tracers print readiness on stderr; origin tools on stdout.
+	go func() {
+		defer copies.Done()
+		copyLines(rt.proc.Stdout(), out, rt.watch(spec.origin))
+	}()
+	go func() {
+		defer copies.Done()
+		copyLines(rt.proc.Stderr(), errw, rt.watch(true))
+	}()
+	go func() {
+		rt.code, rt.err = rt.proc.Wait()
+		copies.Wait()
+		rt.closeFiles()
+		close(rt.exited)
+	}()
+	return rt, nil
+}
+
+// watch returns the per-line hook of a stream (nil: nothing to look for).
+func (rt *running) watch(enabled bool) func(string) {
+	if !enabled {
+		return nil
+	}
+	return func(l string) {
+		rt.mu.Lock()
+		if strings.TrimSpace(l) != "" {
+			rt.lastLine = l
+		}
+		if rt.spec.failed != nil && rt.failLine == "" && rt.spec.failed(l) {
+			rt.failLine = l
+		}
+		rt.mu.Unlock()
+		if rt.spec.onLine != nil {
+			rt.spec.onLine(l)
+		}
+		if rt.spec.ready(l) {
+			rt.readyOnce.Do(func() {
+				rt.readyAt = time.Since(rt.started)
+				close(rt.ready)
+			})
+		}
+	}
+}
+
+// copyLines copies r to w line by line as lines arrive, calling onLine for
+// each (without its newline). A final unterminated line is kept.
+func copyLines(r io.Reader, w *lineWriter, onLine func(string)) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		b, err := br.ReadBytes('\n')
+		if len(b) > 0 {
+			w.write(b)
+			if onLine != nil {
+				onLine(strings.TrimRight(string(b), "\r\n"))
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (rt *running) closeFiles() {
+	for _, f := range rt.files {
+		f.Close()
+	}
+	rt.files = nil
+}
+
+func (rt *running) name() string { return rt.spec.tool + " on " + rt.spec.node.role() }
+
+func (rt *running) hasExited() bool {
+	select {
+	case <-rt.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitReady waits for the readiness line.
+func (rt *running) waitReady(ctx context.Context, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-rt.ready:
+		return nil
+	case <-rt.exited:
+		select {
+		case <-rt.ready:
+			return nil
+		default:
+		}
+		return fmt.Errorf("%s exited before it was ready (%s): %s", rt.name(), rt.exitText(), rt.last())
+	case <-t.C:
+		return fmt.Errorf("%s: no ready line within %s (last output: %q)", rt.name(), timeout, rt.last())
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (rt *running) last() string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.lastLine
+}
+
+func (rt *running) exitText() string {
+	if errors.Is(rt.err, remote.ErrConnectionLost) {
+		return "connection lost"
+	}
+	if rt.err != nil {
+		return rt.err.Error()
+	}
+	return "exit " + strconv.Itoa(rt.code)
+}
+
+// stopTimeouts are the grace periods of stop.
+type stopTimeouts struct {
+	Graceful time.Duration // after stdin EOF / SIGINT, before SIGTERM
+	Term     time.Duration // after SIGTERM, before SIGKILL
+}
+
+// stop ends the tracer: stdin EOF and SIGINT (SSH signal, and kill(1) of
+// the reported pid, which also reaches tools that ignore stdin), then
+// SIGTERM and SIGKILL after the grace periods, and finally the session is
+// closed. It returns when the tracer exited or everything was tried.
+func (rt *running) stop(ctx context.Context, to stopTimeouts) {
+	rt.mu.Lock()
+	rt.stopped = true
+	rt.mu.Unlock()
+	if rt.hasExited() {
+		return
+	}
+	_ = rt.proc.CloseStdin()
+	_ = rt.proc.Signal(remote.SIGINT)
+	if rt.spec.origin {
+		rt.kill(ctx, "INT")
+	}
+	for _, step := range []struct {
+		wait time.Duration
+		sig  string
+	}{{to.Graceful, "TERM"}, {to.Term, "KILL"}, {to.Term, ""}} {
+		select {
+		case <-rt.exited:
+			return
+		case <-time.After(step.wait):
+		}
+		if step.sig == "" {
+			break
+		}
+		_ = rt.proc.Signal(step.sig)
+		rt.kill(ctx, step.sig)
+	}
+	rt.proc.Close()
+	select {
+	case <-rt.exited:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// kill signals the tracer's remote pid with kill(1) through a new session.
+func (rt *running) kill(ctx context.Context, sig string) {
+	pid := rt.proc.PID()
+	if pid <= 0 {
+		return
+	}
+	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, _ = rt.spec.node.runRoot(kctx, "kill", "-s", sig, strconv.Itoa(pid))
+}
+
+// result describes the tracer for the manifest.
+func (rt *running) result() manifest.Tracer {
+	t := manifest.Tracer{
+		Tool: rt.spec.tool, Origin: rt.spec.origin, Command: rt.cmdLine,
+		File: rt.spec.file, Stderr: rt.spec.stderr,
+	}
+	select {
+	case <-rt.ready:
+		t.ReadyMS = ms(rt.readyAt)
+	default:
+	}
+	rt.mu.Lock()
+	stopped, failLine := rt.stopped, rt.failLine
+	rt.mu.Unlock()
+	if !rt.hasExited() {
+		t.State, t.Error = "lost", "did not exit after SIGKILL; the --max-duration backstop ends it"
+		return t
+	}
+	switch {
+	case errors.Is(rt.err, remote.ErrConnectionLost):
+		t.State, t.Error = "lost", "connection to "+rt.spec.node.role()+" lost"
+		return t
+	case rt.err != nil:
+		t.State, t.Error = "lost", rt.err.Error()
+		return t
+	}
+	code := rt.code
+	t.ExitCode = &code
+	switch {
+	case failLine != "":
+		t.State, t.Error = "failed", failLine
+	case !stopped:
+		t.State, t.Error = "failed", fmt.Sprintf("exited early (exit %d): %s", code, rt.last())
+	case code == 0 || rt.spec.origin && code == 128+2:
+		// Origin tools exit through KeyboardInterrupt (0 or 130).
+		t.State = "ok"
+	default:
+		t.State, t.Error = "failed", fmt.Sprintf("exit %d: %s", code, rt.last())
+	}
+	return t
+}

@@ -1,0 +1,299 @@
+// Package parse reads everything a measurement leaves behind — pingpath's own
+// tracer record streams, the origin tools' text logs (kernel_icmp_rtt,
+// icmp_drop_detector/icmp_path_tracer, tun_tx_to_kvm_irq,
+// kvm_vhost_tun_latency) and ping's own output — and turns each file into a
+// list of per-ping observations in one common shape. Files are recognised by
+// their content, never by their name. Parsing is forgiving: a line that
+// cannot be understood becomes a warning naming file and line, and every
+// other line is still used.
+package parse
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Kind says which producer wrote a file.
+type Kind int
+
+// File kinds, recognised by content.
+const (
+	KindUnknown  Kind = iota
+	KindRecord        // pingpath tracer JSON-lines stream (internal/record)
+	KindVMText        // origin kernel_icmp_rtt.py (either label set)
+	KindHostText      // origin icmp_drop_detector.py / icmp_path_tracer.py
+	KindTunText       // origin tun_tx_to_kvm_irq.py
+	KindVhostTX       // origin kvm_vhost_tun_latency_details.py / _no_discovery.py
+	KindPing          // output of `ping -D -n -O`
+)
+
+var kindNames = [...]string{"unknown", "pingpath record stream", "kernel_icmp_rtt log",
+	"icmp_path_tracer log", "tun_tx_to_kvm_irq log", "kvm_vhost_tun_latency log", "ping output"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Vantage is one measurement point of the path: which tracer, in which role.
+type Vantage int
+
+// The eight vantage points, plus ping's own view.
+const (
+	VMTx           Vantage = iota // sender VM (vm tracer, role tx): A, InterPath_s, M, RTT
+	VMRx                          // receiver VM (role rx): F, G, H, Total_rv
+	HostSender                    // sender host: B, Ext_s, K, Total_s
+	HostReceiver                  // receiver host: D, Ext_r, I, Total_r
+	VhostRXRequest                // receiver host vhost-rx, echo request into the guest: E
+	VhostRXReply                  // sender host vhost-rx, echo reply into the guest: L
+	VhostTXRequest                // sender host vhost-tx, echo request out of the guest: B_1
+	VhostTXReply                  // receiver host vhost-tx, echo reply out of the guest: I_1
+	PingOwn                       // ping's own RTT per seq
+	NumVantages
+)
+
+var vantageNames = [...]string{"sender VM", "receiver VM", "sender host", "receiver host",
+	"receiver host vhost-rx (E)", "sender host vhost-rx (L)", "sender host vhost-tx (B_1)",
+	"receiver host vhost-tx (I_1)", "ping"}
+
+func (v Vantage) String() string {
+	if v >= 0 && int(v) < len(vantageNames) {
+		return vantageNames[v]
+	}
+	return "unknown vantage"
+}
+
+// Indexes into Obs.Dur. The meaning depends on the vantage:
+//
+//	VMTx:  D0=A (path1)  D1=InterPath_s  D2=M (path2)  D3=Total RTT
+//	VMRx:  D0=F (path1)  D1=G (inter)    D2=H (path2)  D3=Total_rv
+//	Host*: D0=B|D (req_internal) D1=Ext (external) D2=K|I (rep_internal) D3=Total
+//	Vhost*: D3=total (E, L: t5−t1; B_1, I_1: netif_receive − kick)
+//	PingOwn: D3=ping's RTT
+const (
+	D0 = iota
+	D1
+	D2
+	D3
+	NumDur
+)
+
+// Host stage indexes into Obs.Stage (CLOCK_MONOTONIC ns of the host).
+const (
+	StReqIn = iota
+	StReqOut
+	StRepIn
+	StRepOut
+	NumStages
+)
+
+// Obs is one vantage point's view of one ping.
+type Obs struct {
+	Vantage Vantage
+	ID, Seq uint16
+	// HasID is false when the producer printed no ICMP identity for this
+	// observation (kvm_vhost_tun_latency lines); such observations are
+	// matched to pings by time window.
+	HasID bool
+	// Dur holds durations in ns; bit i of Has says whether Dur[i] is known.
+	Dur [NumDur]int64
+	Has uint8
+	// Stage holds host stage timestamps (CLOCK_MONOTONIC ns, record streams
+	// only); bit i of HasStage says whether Stage[i] is known.
+	Stage    [NumStages]uint64
+	HasStage uint8
+	// StageWall is the wall time (Unix ns) at which an origin host tool
+	// printed each stage (ms resolution; used for time-window matching).
+	StageWall [NumStages]int64
+	// Seen has bit i set when host stage i was observed (record or origin).
+	Seen uint8
+	// Time orders observations within a file and places them on a time
+	// axis: Unix ns of wall time when known (TimeWall), else the producer's
+	// monotonic ns.
+	Time     int64
+	TimeWall bool
+	Line     int // line of the file where the observation starts
+	// Extra carries a few details worth showing (e.g. "chain": "time-window").
+	Note string
+}
+
+// Set stores a duration.
+func (o *Obs) Set(i int, ns int64) { o.Dur[i] = ns; o.Has |= 1 << i }
+
+// Get returns a duration and whether it is known.
+func (o *Obs) Get(i int) (int64, bool) { return o.Dur[i], o.Has&(1<<i) != 0 }
+
+// SetStage stores a host stage timestamp.
+func (o *Obs) SetStage(i int, ns uint64) { o.Stage[i] = ns; o.HasStage |= 1 << i }
+
+// DropObs is a drop (or timeout) reported by one vantage point.
+type DropObs struct {
+	Vantage     Vantage
+	ID, Seq     uint16
+	LastSeen    string // stage name as the producer calls it
+	FirstMissed string
+	Location    string // origin: "EXTERNAL (network or peer)"; record: kernel symbol
+	Reason      string // kernel drop reason when known
+	Device      string
+	Time        int64
+	Line        int
+}
+
+// PingReply is ping's own view of one sequence number.
+type PingReply struct {
+	Seq     uint16
+	RTTNS   int64 // 0 when no reply
+	Replied bool
+	Time    int64 // Unix ns of the -D timestamp
+	Line    int
+}
+
+// File is one parsed input file.
+type File struct {
+	Path string
+	Kind Kind
+	// Tool and Role as the file states them (record header, or derived from
+	// the origin banner).
+	Tool, Role string
+	// BootID and Hostname from a record header (empty for origin logs).
+	BootID, Hostname, Kernel, Version string
+	// StartMonoNS/StartWallNS map monotonic ns to wall time (record streams).
+	StartMonoNS uint64
+	StartWallNS int64
+	// SrcIP/DstIP: the echo request's source and destination as the file
+	// states them (filters, session line, flow filter).
+	SrcIP, DstIP string
+	// Devices the producer was told to watch (vnet, physical NIC).
+	RxIface, TxIface, Device string
+	// Identity describes how observations carry the ping identity:
+	// "exact" (ICMP id+seq on every record), "stage1+time-window" (tun),
+	// "time-window" (kvm_vhost), "seq" (ping).
+	Identity string
+	Obs      []Obs
+	Drops    []DropObs
+	Replies  []PingReply
+	// Sent/Received from ping's summary line (0 when absent).
+	Sent, Received int
+	// Counters from a record trailer or an origin summary.
+	Counters map[string]uint64
+	Warnings []string
+	// Truncated is true when the producer's closing summary is missing.
+	Truncated bool
+}
+
+// Empty reports whether the file holds no observation of any ping.
+func (f *File) Empty() bool { return len(f.Obs) == 0 && len(f.Drops) == 0 && len(f.Replies) == 0 }
+
+func (f *File) warnf(line int, format string, args ...any) {
+	// Cap the warning list so a garbage file cannot grow it without bound.
+	const maxWarnings = 200
+	if len(f.Warnings) == maxWarnings {
+		f.Warnings = append(f.Warnings, fmt.Sprintf("%s: more warnings suppressed", filepath.Base(f.Path)))
+	}
+	if len(f.Warnings) > maxWarnings {
+		return
+	}
+	f.Warnings = append(f.Warnings, fmt.Sprintf("%s:%d: %s", filepath.Base(f.Path), line, fmt.Sprintf(format, args...)))
+}
+
+// maxLine bounds the memory one line may take; longer lines are reported and skipped.
+const maxLine = 1 << 20
+
+// Detect recognises a file's producer from its first bytes (up to ~64 KiB).
+func Detect(head []byte) Kind {
+	trim := bytes.TrimLeft(head, " \t\r\n")
+	if bytes.HasPrefix(trim, []byte("{")) {
+		if bytes.Contains(head, []byte(`"pingpath.trace/`)) {
+			return KindRecord
+		}
+		return KindUnknown
+	}
+	switch {
+	case bytes.Contains(head, []byte("=== Kernel ICMP RTT Tracer ===")),
+		bytes.Contains(head, []byte("=== ICMP RTT Trace:")):
+		return KindVMText
+	case bytes.Contains(head, []byte("=== ICMP Drop Detector ===")),
+		bytes.Contains(head, []byte("=== ICMP Path Tracer ===")),
+		bytes.Contains(head, []byte("ReqRX:")) && bytes.Contains(head, []byte("RepTX:")):
+		return KindHostText
+	case bytes.Contains(head, []byte("TUN TX QUEUE INTERRUPT TRACING")),
+		bytes.Contains(head, []byte("TUN TX INTERRUPT [")):
+		return KindTunText
+	case bytes.Contains(head, []byte("Target vhost TIDs:")),
+		bytes.Contains(head, []byte("TID -> Queue -> Eventfd")),
+		bytes.Contains(head, []byte("KVM -> vhost -> TUN")),
+		bytes.Contains(head, []byte("S0 (ioeventfd->kick)")),
+		reVhostLine.Match(firstLines(head)):
+		return KindVhostTX
+	case bytes.HasPrefix(trim, []byte("PING ")),
+		bytes.Contains(head, []byte(" icmp_seq=")) && (bytes.Contains(head, []byte(" bytes from ")) || bytes.Contains(head, []byte("no answer yet"))):
+		return KindPing
+	}
+	return KindUnknown
+}
+
+func firstLines(b []byte) []byte {
+	if len(b) > 4096 {
+		b = b[:4096]
+	}
+	return b
+}
+
+// ParseFile recognises and parses one file. A file of unknown kind returns
+// a File with Kind == KindUnknown and no error.
+func ParseFile(path string) (*File, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	defer fh.Close()
+	return Parse(path, fh)
+}
+
+// Parse recognises and parses one input; name is used in warnings.
+func Parse(name string, r io.Reader) (*File, error) {
+	br := bufio.NewReaderSize(r, 64*1024)
+	head, _ := br.Peek(64 * 1024)
+	f := &File{Path: name, Kind: Detect(head)}
+	var err error
+	switch f.Kind {
+	case KindRecord:
+		err = parseRecord(f, br)
+	case KindVMText:
+		err = parseVMText(f, br)
+	case KindHostText:
+		err = parseHostText(f, br)
+	case KindTunText:
+		err = parseTunText(f, br)
+	case KindVhostTX:
+		err = parseVhostTX(f, br)
+	case KindPing:
+		err = parsePing(f, br)
+	}
+	if err != nil {
+		return f, fmt.Errorf("parsing %s (%s): %w", name, f.Kind, err)
+	}
+	return f, nil
+}
+
+// lines calls fn for every line of r (without the newline), numbering from
+// 1. Over-long lines are reported and skipped.
+func lines(f *File, r io.Reader, fn func(n int, line []byte)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), maxLine)
+	n := 0
+	for sc.Scan() {
+		n++
+		fn(n, bytes.TrimRight(sc.Bytes(), "\r"))
+	}
+	if err := sc.Err(); err != nil {
+		f.warnf(n+1, "reading stopped: %v", err)
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package parse
+
+import (
+	"bytes"
+	"io"
+	"regexp"
+	"strconv"
+)
+
+// ping -D -n -O prints "[unix.micro] 64 bytes from IP: icmp_seq=N ttl=T
+// time=X ms" per reply, "[unix.micro] no answer yet for icmp_seq=N" for an
+// overdue one, and a summary. Duplicates ("DUP!") are ignored. A reply that
+// arrives after its "no answer yet" line counts as a (late) reply.
+var (
+	rePingReply   = regexp.MustCompile(`^(?:\[(\d+)\.(\d+)\] )?\d+ bytes from [^:]+: icmp_seq=(\d+) .*time=([0-9.]+) ms`)
+	rePingNoAns   = regexp.MustCompile(`^(?:\[(\d+)\.(\d+)\] )?no answer yet for icmp_seq=(\d+)`)
+	rePingSummary = regexp.MustCompile(`^(\d+) packets transmitted, (\d+) (?:packets )?received`)
+)
+
+func pingTime(sec, frac []byte) int64 {
+	if len(sec) == 0 {
+		return 0
+	}
+	s, err := strconv.ParseInt(string(sec), 10, 64)
+	if err != nil || s > 1<<33 {
+		return 0
+	}
+	fr := string(frac)
+	if len(fr) > 9 {
+		fr = fr[:9]
+	}
+	for len(fr) < 9 {
+		fr += "0"
+	}
+	ns, _ := strconv.ParseInt(fr, 10, 64)
+	return s*1e9 + ns
+}
+
+func parsePing(f *File, r io.Reader) error {
+	f.Tool, f.Identity = "ping", "seq"
+	pending := map[uint16]int{} // seq → index of its "no answer yet" entry
+	ended := false
+	err := lines(f, r, func(n int, line []byte) {
+		if m := rePingReply.FindSubmatch(line); m != nil {
+			if bytes.Contains(line, []byte("DUP!")) {
+				return
+			}
+			seq, ok := parsePingSeq(m[3])
+			v, ok2 := msToNS(string(m[4]))
+			if !ok || !ok2 {
+				f.warnf(n, "bad reply line")
+				return
+			}
+			rep := PingReply{Seq: seq, RTTNS: v, Replied: true, Time: pingTime(m[1], m[2]), Line: n}
+			if i, ok := pending[seq]; ok {
+				delete(pending, seq)
+				f.Replies[i] = rep
+				return
+			}
+			f.Replies = append(f.Replies, rep)
+			return
+		}
+		if m := rePingNoAns.FindSubmatch(line); m != nil {
+			seq, ok := parsePingSeq(m[3])
+			if !ok {
+				f.warnf(n, "bad no-answer line")
+				return
+			}
+			if _, dup := pending[seq]; dup {
+				return
+			}
+			pending[seq] = len(f.Replies)
+			f.Replies = append(f.Replies, PingReply{Seq: seq, Time: pingTime(m[1], m[2]), Line: n})
+			return
+		}
+		if m := rePingSummary.FindSubmatch(line); m != nil {
+			f.Sent, _ = strconv.Atoi(string(m[1]))
+			f.Received, _ = strconv.Atoi(string(m[2]))
+			ended = true
+		}
+	})
+	f.Truncated = !ended
+	return err
+}
+
+// parsePingSeq reads icmp_seq; iputils prints it wrapped to 16 bits, other
+// pings may not, so larger values are reduced modulo 65536.
+func parsePingSeq(b []byte) (uint16, bool) {
+	v, err := strconv.ParseUint(string(b), 10, 64)
+	return uint16(v), err == nil
+}

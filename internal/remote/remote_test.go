@@ -1,0 +1,102 @@
+package remote
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// hostile are values a config file could carry.
+var hostile = []string{
+	"", "plain", "with space", "it's", `"dq"`, "$(id)", "`id`", "a;b", "a|b", "a&b", "*", "~root",
+	"new\nline", "tab\there", `back\slash`, "-n", "--", "!", "{a,b}", "x'y'z", "'", "''", "ünïcode",
+}
+
+func TestQuoteGolden(t *testing.T) {
+	var b strings.Builder
+	for _, h := range hostile {
+		fmt.Fprintf(&b, "%q => %s\n", h, Quote(h))
+	}
+	cmd := Command{Args: []string{"pingpath", "trace", "vm", "--src-ip", "10.0.0.1; rm -rf /", "--interface", "eth0'"},
+		Env: map[string]string{"PYTHONUNBUFFERED": "1", "B": "$HOME"}, ReportPID: true}
+	line, err := Line(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "line: %s\n", line)
+	for _, mode := range []string{SudoNone, SudoPasswordless, SudoPassword} {
+		sc, err := WithSudo(cmd, mode, []byte("s3cret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := Line(sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(l, "s3cret") {
+			t.Fatalf("sudo password leaked into the command line: %s", l)
+		}
+		fmt.Fprintf(&b, "sudo %s: %s (stdin prefix %d bytes)\n", mode, l, len(sc.StdinPrefix))
+	}
+	golden := filepath.Join("testdata", "quote.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if string(want) != b.String() {
+		t.Errorf("quoting changed:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// TestQuoteRoundTrip hands every quoted value to a real shell and checks
+// that the program receives exactly the original argument.
+func TestQuoteRoundTrip(t *testing.T) {
+	line := Join(append([]string{"printf", "%s\\0"}, hostile...))
+	out, err := exec.Command("/bin/sh", "-c", line).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+	if len(got) != len(hostile) {
+		t.Fatalf("got %d args, want %d: %q", len(got), len(hostile), got)
+	}
+	for i := range hostile {
+		if got[i] != hostile[i] {
+			t.Errorf("arg %d: got %q, want %q", i, got[i], hostile[i])
+		}
+	}
+}
+
+func TestLineRejectsBadEnvName(t *testing.T) {
+	if _, err := Line(Command{Args: []string{"true"}, Env: map[string]string{"A;B": "x"}}); err == nil {
+		t.Fatal("want error for a bad environment variable name")
+	}
+	if _, err := Line(Command{}); err == nil {
+		t.Fatal("want error for an empty command")
+	}
+}
+
+func TestPIDReader(t *testing.T) {
+	r := NewPIDReader(strings.NewReader("pingpath-pid 4242\nready\n"))
+	b := make([]byte, 64)
+	n, _ := r.Read(b)
+	if string(b[:n]) != "ready\n" || r.PID() != 4242 {
+		t.Fatalf("got %q pid %d", b[:n], r.PID())
+	}
+	r = NewPIDReader(strings.NewReader("no pid here\n"))
+	n, _ = r.Read(b)
+	if string(b[:n]) != "no pid here\n" || r.PID() != 0 {
+		t.Fatalf("got %q pid %d", b[:n], r.PID())
+	}
+}

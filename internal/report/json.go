@@ -1,0 +1,170 @@
+// Package report renders an analysis (internal/analyze) as Markdown, as one
+// self-contained offline HTML file with inline SVG charts, as JSON, and as
+// a short terminal summary. It never fetches anything: the HTML carries its
+// data and script inline.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/pingpath/pingpath/internal/analyze"
+)
+
+// Schema names the report.json format.
+const Schema = "pingpath.report/v1"
+
+// maxPerPing bounds the per-ping rows written to report.json and embedded in
+// report.html, so that an hour at 100 pings/s stays a file a browser opens.
+const maxPerPing = 20000
+
+// Doc is report.json.
+type Doc struct {
+	Schema    string                   `json:"schema"`
+	Dir       string                   `json:"dir"`
+	Source    string                   `json:"source"`
+	Empty     bool                     `json:"empty"`
+	Pings     analyze.Counts           `json:"pings"`
+	RTT       analyze.Stats            `json:"rtt"`
+	PingRTT   analyze.Stats            `json:"ping_rtt"`
+	Segments  map[string]analyze.Stats `json:"segments"`
+	Residuals map[string]analyze.Stats `json:"residuals"`
+	Totals    map[string]analyze.Stats `json:"totals"`
+	Layers    []analyze.Layer          `json:"layers"`
+	LayerRTT  float64                  `json:"layer_rtt_mean_us"`
+	LayerN    int                      `json:"layer_pings"`
+	Contrib   map[string]float64       `json:"contrib_mean_us,omitempty"`
+	Tail      *analyze.Tail            `json:"tail,omitempty"`
+	Drops     []analyze.Drop           `json:"drops"`
+	Excluded  []analyze.Exclusion      `json:"excluded"`
+	Warnings  []string                 `json:"warnings"`
+	Notes     []string                 `json:"notes"`
+	SharedClk bool                     `json:"shared_clock"`
+	IDs       []uint16                 `json:"icmp_ids"`
+	Vantages  []string                 `json:"vantages"`
+	Files     []analyze.FileInfo       `json:"files"`
+	PerPing   []PingRow                `json:"per_ping"`
+	// PerPingTruncated is true when only the first maxPerPing rows are kept.
+	PerPingTruncated bool `json:"per_ping_truncated,omitempty"`
+}
+
+// PingRow is one ping's values in µs (absent: not measured).
+type PingRow struct {
+	ID       uint16             `json:"id"`
+	Seq      uint16             `json:"seq"`
+	TimeNS   int64              `json:"time_ns,omitempty"`
+	Complete bool               `json:"complete"`
+	Lost     bool               `json:"lost,omitempty"`
+	Values   map[string]float64 `json:"values_us"`
+	Excluded []string           `json:"excluded,omitempty"`
+}
+
+// segmentKeys are the report.json segment keys in order (C and J only on a shared clock).
+func segmentKeys(res *analyze.Result) []int {
+	keys := append([]int(nil), analyze.ReportSegments...)
+	if res.SharedClk {
+		keys = append(keys, analyze.SegC, analyze.SegJ)
+	}
+	return keys
+}
+
+// Build turns a Result into the report.json document.
+func Build(res *analyze.Result) *Doc {
+	d := &Doc{Schema: Schema, Dir: res.Dir, Source: res.Source, Empty: res.Empty, Pings: res.Counts,
+		RTT: res.Stats[analyze.ValRTT], PingRTT: res.Stats[analyze.ValPingRTT],
+		Segments: map[string]analyze.Stats{}, Layers: res.Layers, LayerRTT: res.LayerRTTUS, LayerN: len(res.LayerSet),
+		Contrib: res.Contrib, Tail: res.Tail, Drops: res.Drops, Excluded: res.Excluded, Warnings: res.Warnings,
+		Notes: res.Notes, SharedClk: res.SharedClk, IDs: res.IDs, Vantages: res.Vantages, Files: res.Files,
+		Residuals: map[string]analyze.Stats{
+			"sender":   res.Stats[analyze.ValResidS],
+			"receiver": res.Stats[analyze.ValResidR],
+		},
+		Totals: map[string]analyze.Stats{},
+	}
+	if d.Layers == nil {
+		d.Layers = []analyze.Layer{}
+	}
+	if d.IDs == nil {
+		d.IDs = []uint16{}
+	}
+	if d.Vantages == nil {
+		d.Vantages = []string{}
+	}
+	for _, s := range segmentKeys(res) {
+		d.Segments[analyze.ValueNames[s]] = res.Stats[s]
+	}
+	for _, v := range []int{analyze.ValInterS, analyze.ValTotalS, analyze.ValExtS, analyze.ValTotalR, analyze.ValExtR, analyze.ValTotalRV} {
+		d.Totals[analyze.ValueNames[v]] = res.Stats[v]
+	}
+	d.PerPing = perPing(res, maxPerPing)
+	d.PerPingTruncated = len(res.Pings) > maxPerPing
+	return d
+}
+
+func perPing(res *analyze.Result, limit int) []PingRow {
+	n := min(len(res.Pings), limit)
+	rows := make([]PingRow, 0, n)
+	for i := 0; i < n; i++ {
+		p := &res.Pings[i]
+		row := PingRow{ID: p.ID, Seq: p.Seq, TimeNS: p.Time, Complete: p.Complete, Lost: p.Lost, Values: map[string]float64{}}
+		for v := 0; v < analyze.NumVals; v++ {
+			if p.Has&(1<<v) == 0 {
+				continue
+			}
+			row.Values[analyze.ValueNames[v]] = float64(p.Val[v]) / 1000
+			if p.Excl&(1<<v) != 0 {
+				row.Excluded = append(row.Excluded, analyze.ValueNames[v])
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// WriteAll writes report.md, report.html and report.json into outDir.
+func WriteAll(outDir string, res *analyze.Result) error {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return fmt.Errorf("creating report directory: %w", err)
+	}
+	doc := Build(res)
+	if err := writeJSON(filepath.Join(outDir, "report.json"), doc); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(outDir, "report.md"), func(f *os.File) error { return Markdown(f, res) }); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(outDir, "report.html"), func(f *os.File) error { return HTML(f, res, doc) })
+}
+
+func writeJSON(path string, v any) error {
+	return writeFile(path, func(f *os.File) error {
+		enc := json.NewEncoder(f)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	})
+}
+
+// writeFile writes through a temporary file and renames, so a failed
+// render never leaves half a report in place of a good one.
+func writeFile(path string, fn func(*os.File) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := fn(f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/pingpath/pingpath/internal/analyze"
+)
+
+// errWriter keeps the first write error so rendering code stays linear.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) printf(format string, args ...any) {
+	if e.err == nil {
+		_, e.err = fmt.Fprintf(e.w, format, args...)
+	}
+}
+
+func f1(x float64) string { return fmt.Sprintf("%.1f", x) }
+
+func pct(x float64) string { return fmt.Sprintf("%.1f %%", x*100) }
+
+// statsCells renders n, mean, stddev, min, p50, p90, p99, max.
+func statsCells(s analyze.Stats) []string {
+	if s.N == 0 {
+		return []string{"0", "–", "–", "–", "–", "–", "–", "–"}
+	}
+	return []string{fmt.Sprint(s.N), f1(s.Mean), f1(s.Stddev), f1(s.Min), f1(s.P50), f1(s.P90), f1(s.P99), f1(s.Max)}
+}
+
+var statsHeader = []string{"n", "mean", "stddev", "min", "p50", "p90", "p99", "max"}
+
+func mdRow(w *errWriter, cells ...string) {
+	for i := range cells {
+		cells[i] = strings.ReplaceAll(cells[i], "|", `\|`)
+	}
+	w.printf("| %s |\n", strings.Join(cells, " | "))
+}
+
+func mdHeader(w *errWriter, cells ...string) {
+	mdRow(w, cells...)
+	sep := make([]string, len(cells))
+	for i := range sep {
+		sep[i] = "---"
+	}
+	w.printf("|%s|\n", strings.Join(sep, "|"))
+}
+
+// statRows lists the rows of the main table: RTT, ping's RTT, segments, residuals.
+func statRows(res *analyze.Result) []int {
+	rows := []int{analyze.ValRTT, analyze.ValPingRTT}
+	rows = append(rows, segmentKeys(res)...)
+	return append(rows, analyze.ValResidS, analyze.ValResidR)
+}
+
+// Markdown writes report.md.
+func Markdown(out io.Writer, res *analyze.Result) error {
+	w := &errWriter{w: out}
+	w.printf("# pingpath report\n\n")
+	w.printf("Directory: `%s` · input: %s · ICMP ids: %v\n\n", res.Dir, sourceName(res.Source), res.IDs)
+	c := res.Counts
+	w.printf("Pings: **%d sent**, %d matched across vantage points, **%d complete** (seen by every vantage point that ran), %d lost.\n\n", c.Sent, c.Matched, c.Complete, c.Lost)
+	if res.Empty {
+		w.printf("**Empty run: no ping was observed by any tracer.** Nothing to break down.\n\n")
+	}
+	if len(res.Vantages) > 0 {
+		w.printf("Vantage points: %s.\n\n", strings.Join(res.Vantages, ", "))
+	}
+	for _, n := range res.Notes {
+		w.printf("- %s\n", n)
+	}
+	if len(res.Notes) > 0 {
+		w.printf("\n")
+	}
+	w.printf("## Segments (µs)\n\n")
+	w.printf("All statistics are over the same set of %d pings (complete pings), after the plausibility gates; a segment with n < that was not measured on every ping.\n\n", len(res.StatSet))
+	mdHeader(w, append([]string{"segment"}, append(statsHeader, "what")...)...)
+	for _, v := range statRows(res) {
+		mdRow(w, append([]string{analyze.ValueNames[v]}, append(statsCells(res.Stats[v]), analyze.SegmentDescriptions[v])...)...)
+	}
+	w.printf("\nHost and VM totals (µs) the residuals are derived from:\n\n")
+	mdHeader(w, append([]string{"value"}, statsHeader...)...)
+	for _, v := range []int{analyze.ValInterS, analyze.ValTotalS, analyze.ValExtS, analyze.ValTotalR, analyze.ValExtR, analyze.ValTotalRV} {
+		mdRow(w, append([]string{analyze.ValueNames[v]}, statsCells(res.Stats[v])...)...)
+	}
+	w.printf("\n## Layers\n\n")
+	if len(res.Layers) == 0 {
+		w.printf("No ping has the values needed to partition its RTT.\n\n")
+	} else {
+		w.printf("Mean over %d pings; per ping RTT = A+M+B+K+CJ+D+I+F+G+H + B_1+L+E+I_1 + residuals exactly, so the shares add up to 100 %% (mean RTT %.1f µs).\n\n", len(res.LayerSet), res.LayerRTTUS)
+		mdHeader(w, "layer", "segments", "mean µs", "share", "flag")
+		for _, l := range res.Layers {
+			mdRow(w, l.Name, strings.Join(l.Segments, " "), f1(l.MeanUS), pct(l.Share), l.Flag)
+		}
+		w.printf("\n")
+	}
+	if t := res.Tail; t != nil {
+		w.printf("## Tail attribution\n\n%d ping(s) at or above the RTT's p90 (%.1f µs) average %.1f µs against a median of %.1f µs. Growth of each segment (tail mean − median):\n\n", t.Pings, t.ThresholdUS, t.TailRTTUS, t.MedianRTTUS)
+		mdHeader(w, "segment", "tail mean µs", "median µs", "growth µs", "share of growth")
+		for _, g := range t.Growth {
+			mdRow(w, g.Segment, f1(g.TailMeanUS), f1(g.MedianUS), f1(g.GrowthUS), pct(g.Share))
+		}
+		w.printf("\n")
+	}
+	w.printf("## Drops\n\n")
+	if len(res.Drops) == 0 {
+		w.printf("None.\n\n")
+	} else {
+		mdHeader(w, "id", "seq", "status", "last seen", "first missed", "where", "kernel reason", "reported by", "note")
+		for _, d := range res.Drops {
+			mdRow(w, fmt.Sprint(d.ID), fmt.Sprint(d.Seq), d.Status, d.LastSeen, d.FirstMissed, d.Segment,
+				strings.TrimSpace(d.Reason+" "+d.Location), strings.Join(d.ReportedBy, "; "), d.Note)
+		}
+		w.printf("\n")
+	}
+	w.printf("## Values refused by plausibility gates\n\n")
+	if len(res.Excluded) == 0 {
+		w.printf("None.\n\n")
+	} else {
+		mdHeader(w, "id", "seq", "value", "µs", "reason")
+		for _, e := range res.Excluded {
+			mdRow(w, fmt.Sprint(e.ID), fmt.Sprint(e.Seq), e.Segment, f1(e.ValueUS), e.Reason)
+		}
+		w.printf("\n")
+	}
+	w.printf("## Warnings\n\n")
+	if len(res.Warnings) == 0 {
+		w.printf("None.\n\n")
+	}
+	for _, s := range res.Warnings {
+		w.printf("- %s\n", s)
+	}
+	w.printf("\n## Files\n\n")
+	mdHeader(w, "file", "kind", "vantage", "identity", "observations", "drops", "note")
+	for _, f := range res.Files {
+		note := f.Ignored
+		if f.Truncated {
+			note = strings.TrimSpace(note + " no closing summary (stopped abruptly or cut short)")
+		}
+		mdRow(w, f.Path, f.Kind, f.Vantage, f.Identity, fmt.Sprint(f.Obs), fmt.Sprint(f.Drops), note)
+	}
+	w.printf("\nMethod: every segment is a difference of two timestamps taken on one machine; C+J = Ext_s − Total_r of the same ping; E and L are t5 − t1 (not the sum of the origin tool's stage delays, which counts t3 − t2 twice); the residuals are what the virtualization layer took that no tracer covered (guest entry/exit gaps) and may be negative, which is flagged. See docs/analysis.md.\n")
+	return w.err
+}
+
+func sourceName(s string) string {
+	switch s {
+	case "pingpath":
+		return "pingpath record streams"
+	case "origin":
+		return "origin tool logs"
+	case "mixed":
+		return "pingpath record streams and origin tool logs"
+	}
+	return "nothing recognised"
+}
+
+// Summary prints the concise terminal table `pingpath analyze` shows.
+func Summary(out io.Writer, res *analyze.Result) error {
+	c := res.Counts
+	tw := tabwriter.NewWriter(out, 2, 0, 2, ' ', tabwriter.AlignRight)
+	w := &errWriter{w: out}
+	w.printf("pings: %d sent, %d matched, %d complete, %d lost", c.Sent, c.Matched, c.Complete, c.Lost)
+	if res.Empty {
+		w.printf("  — empty run: no ping was observed\n")
+		return w.err
+	}
+	w.printf("\n")
+	tww := &errWriter{w: tw}
+	tww.printf("segment\tn\tp50 µs\tp90 µs\tp99 µs\tmean µs\t\n")
+	for _, v := range statRows(res) {
+		s := res.Stats[v]
+		if s.N == 0 {
+			continue
+		}
+		tww.printf("%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", analyze.ValueNames[v], s.N, s.P50, s.P90, s.P99, s.Mean)
+	}
+	if tww.err == nil {
+		tww.err = tw.Flush()
+	}
+	if tww.err != nil {
+		return tww.err
+	}
+	if len(res.Layers) > 0 {
+		w.printf("layers (mean RTT %.1f µs over %d pings):", res.LayerRTTUS, len(res.LayerSet))
+		for _, l := range res.Layers {
+			flag := ""
+			if l.Flag != "" {
+				flag = "!"
+			}
+			w.printf("  %s %.1f%%%s", l.Name, l.Share*100, flag)
+		}
+		w.printf("\n")
+	}
+	if t := res.Tail; t != nil && len(t.Growth) > 0 {
+		w.printf("slowest %d ping(s) (≥ p90 %.1f µs): +%.1f µs vs median, mostly %s (+%.1f µs)\n", t.Pings, t.ThresholdUS,
+			t.TailRTTUS-t.MedianRTTUS, t.Growth[0].Segment, t.Growth[0].GrowthUS)
+	}
+	lost, falseDrops := 0, 0
+	for _, d := range res.Drops {
+		switch d.Status {
+		case "lost":
+			lost++
+		case "false-drop":
+			falseDrops++
+		}
+	}
+	if lost+falseDrops > 0 {
+		w.printf("drops: %d lost, %d drop report(s) refuted by later vantage points\n", lost, falseDrops)
+	}
+	if len(res.Excluded) > 0 {
+		w.printf("plausibility gates refused %d value(s) (see report)\n", len(res.Excluded))
+	}
+	if len(res.Warnings) > 0 {
+		w.printf("%d warning(s) (see report)\n", len(res.Warnings))
+	}
+	return w.err
+}

@@ -1,0 +1,82 @@
+package tracer
+
+import (
+	"strings"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/pingpath/pingpath/internal/kernel"
+)
+
+// ProbeCapabilities asks the running kernel about every method and target the
+// stages mention. It attaches an empty fentry program for a moment to learn
+// whether trampolines work.
+func ProbeCapabilities(stages []Stage) Capabilities {
+	b, err := kernel.LoadBTF()
+	return probeCapabilities(stages, b, err)
+}
+
+func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error) Capabilities {
+	targets := Targets(stages)
+	caps := Capabilities{Methods: map[Method]string{}, Targets: map[Method]map[string]bool{}}
+	reason := func(err error) string {
+		if err == nil {
+			return ""
+		}
+		return err.Error()
+	}
+	if fns := targets[Fentry]; len(fns) > 0 {
+		caps.Targets[Fentry] = map[string]bool{}
+		switch {
+		case btfErr != nil:
+			caps.Methods[Fentry] = reason(btfErr)
+		default:
+			var probeOn string
+			for _, fn := range fns {
+				if b.HasFunc(fn) {
+					caps.Targets[Fentry][fn] = true
+					if probeOn == "" {
+						probeOn = fn
+					}
+				}
+			}
+			if probeOn == "" {
+				caps.Methods[Fentry] = "none of " + strings.Join(fns, ", ") + " in kernel BTF"
+			} else {
+				caps.Methods[Fentry] = reason(kernel.FentrySupport(probeOn))
+			}
+		}
+	}
+	if fns := targets[Kprobe]; len(fns) > 0 {
+		caps.Methods[Kprobe] = reason(kernel.KprobeSupport())
+		if have, _, err := kernel.TraceableFunctions(fns); err == nil {
+			caps.Targets[Kprobe] = have
+		}
+	}
+	if tps := targets[Tracepoint]; len(tps) > 0 {
+		err := kernel.ProgramTypeSupport(ebpf.TracePoint)
+		if err == nil {
+			err = kernel.EnsureTracefs()
+		}
+		caps.Methods[Tracepoint] = reason(err)
+		caps.Targets[Tracepoint] = map[string]bool{}
+		for _, tp := range tps {
+			if g, n, ok := strings.Cut(tp, "/"); ok && err == nil {
+				caps.Targets[Tracepoint][tp] = kernel.HasTracepoint(g, n)
+			}
+		}
+	}
+	if tps := targets[RawTracepoint]; len(tps) > 0 {
+		caps.Methods[RawTracepoint] = reason(kernel.ProgramTypeSupport(ebpf.RawTracepoint))
+		caps.Targets[RawTracepoint] = map[string]bool{}
+		for _, tp := range tps {
+			switch {
+			case btfErr == nil:
+				caps.Targets[RawTracepoint][tp] = b.HasRawTracepoint(tp)
+			default:
+				caps.Targets[RawTracepoint][tp] = kernel.HasTracepointAnyGroup(tp)
+			}
+		}
+	}
+	return caps
+}

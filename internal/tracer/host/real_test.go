@@ -1,0 +1,148 @@
+package host
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/nettest"
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/testenv"
+)
+
+// TestTraceRealPackets runs the host tracer on both hosts of a namespace
+// topology while the sender VM pings the receiver VM among unrelated
+// traffic, over a plain bridge, with 802.1Q-tagged VM traffic, and with the
+// hosts joined by VXLAN. It uses netlink, netns and internal/nettest only,
+// and honours PINGPATH_TEST_PROBE, so the kernel matrix runs it per rung.
+func TestTraceRealPackets(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, tc := range []struct {
+		name  string
+		opts  topoOptions
+		encap string
+	}{
+		{"bridge", topoOptions{}, ""},
+		{"vlan", topoOptions{vlan: 100}, "vlan"},
+		{"vxlan", topoOptions{encap: "vxlan"}, "vxlan"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.opts.vlan != 0 && !nettest.VLANSupported(t) {
+				// In-band tags are covered by TestTraceCraftedFrames.
+				if !testenv.InGuest() {
+					t.Skip("kernel without 802.1Q VLAN devices (CONFIG_VLAN_8021Q)")
+				}
+				testenv.Require(t, false, "802.1Q VLAN devices (CONFIG_VLAN_8021Q)")
+			}
+			tp := newTopo(t, tc.opts)
+			// Warm up ARP/FDB so the first traced ping is not special.
+			pingAll(t, tp.vmA, tp.dst, 1, 1)
+			trA := startTracer(t, tp.hostA, Config{SrcIP: tp.src, DstIP: tp.dst})
+			trB := startTracer(t, tp.hostB, Config{SrcIP: tp.src, DstIP: tp.dst})
+
+			// Background: UDP across both bridges, and pings the other way
+			// (requests vmB→vmA are neither our requests nor our replies).
+			ctx, cancel := context.WithCancel(context.Background())
+			floodDone := make(chan int, 1)
+			go func() {
+				n, _ := tp.vmA.UDPFlood(ctx, netip.AddrPortFrom(tp.dst, 9), 0)
+				floodDone <- n
+			}()
+			revDone := make(chan struct{})
+			go func() {
+				defer close(revDone)
+				_, _ = tp.vmB.Ping(ctx, nettestPing(tp.src, 4242, 20))
+			}()
+			const n = 20
+			pingAll(t, tp.vmA, tp.dst, 777, n)
+			cancel()
+			<-revDone
+			flood := <-floodDone
+			time.Sleep(100 * time.Millisecond)
+			sA, sB := trA.stop(t), trB.stop(t)
+			t.Logf("background UDP datagrams: %d", flood)
+
+			pA := checkHost(t, "hostA", sA, RoleSender, 777, n, tp.hostA.vnet, tp.hostA.phy, tc.encap)
+			pB := checkHost(t, "hostB", sB, RoleReceiver, 777, n, tp.hostB.vnet, tp.hostB.phy, tc.encap)
+			// One clock for all namespaces: the receiver host's whole
+			// round trip lies inside the sender host's External.
+			for seq, a := range pA {
+				b := pB[seq]
+				if !(a.Stages[StageReqOut] <= b.Stages[StageReqIn] && b.Stages[StageRepOut] <= a.Stages[StageRepIn]) {
+					t.Errorf("seq %d: receiver host [%d,%d] not inside sender external [%d,%d]", seq,
+						b.Stages[StageReqIn], b.Stages[StageRepOut], a.Stages[StageReqOut], a.Stages[StageRepIn])
+				}
+				if a.Durations["external"] < b.Durations["total"] {
+					t.Errorf("seq %d: Ext_s %d < Total_r %d", seq, a.Durations["external"], b.Durations["total"])
+				}
+			}
+		})
+	}
+}
+
+// checkHost checks one host's stream: a header naming the role-free
+// configuration, exactly one complete ping record per sequence with the
+// expected role and devices, nothing else, and a clean trailer.
+func checkHost(t *testing.T, name string, s *record.Stream, role string, id uint16, n int, vnet, phy, encap string) map[uint16]record.Ping {
+	t.Helper()
+	h := s.Header
+	if h.Tool != record.ToolHost || h.Role != "auto" || len(h.Probes) != 5 {
+		t.Errorf("%s header: tool %q role %q probes %+v", name, h.Tool, h.Role, h.Probes)
+	}
+	for _, p := range h.Probes {
+		if !p.Available {
+			t.Errorf("%s: probe %s unavailable: %s", name, p.Stage, p.Reason)
+		}
+	}
+	if len(s.Drops) != 0 {
+		t.Errorf("%s: %d drop records, first %+v", name, len(s.Drops), s.Drops[0])
+	}
+	got := map[uint16]record.Ping{}
+	for _, p := range s.Pings {
+		if p.ID != id {
+			t.Errorf("%s: ping record of unrelated traffic: %+v", name, p)
+			continue
+		}
+		if _, dup := got[p.Seq]; dup {
+			t.Errorf("%s: two records for seq %d", name, p.Seq)
+		}
+		got[p.Seq] = p
+		if p.Role != role || len(p.Stages) != 4 || p.Extra["incomplete"] != "" {
+			t.Errorf("%s seq %d: role %q stages %v extra %v", name, p.Seq, p.Role, p.Stages, p.Extra)
+			continue
+		}
+		vmStage, phyStage := StageReqIn, StageReqOut
+		if role == RoleReceiver {
+			vmStage, phyStage = StageReqOut, StageReqIn
+		}
+		if p.Devices[vmStage] != vnet || p.Devices[phyStage] != phy {
+			t.Errorf("%s seq %d: devices %v, want %s=%s %s=%s", name, p.Seq, p.Devices, vmStage, vnet, phyStage, phy)
+		}
+		d := p.Durations
+		for _, k := range []string{"req_internal", "external", "rep_internal", "total"} {
+			if d[k] <= 0 {
+				t.Errorf("%s seq %d: %s = %d", name, p.Seq, k, d[k])
+			}
+		}
+		if d["req_internal"]+d["external"]+d["rep_internal"] != d["total"] {
+			t.Errorf("%s seq %d: durations do not add up: %v", name, p.Seq, d)
+		}
+		if encap != "" && p.Extra["encap"] != encap {
+			t.Errorf("%s seq %d: encap %q, want %q", name, p.Seq, p.Extra["encap"], encap)
+		}
+	}
+	for seq := uint16(1); seq <= uint16(n); seq++ {
+		if _, ok := got[seq]; !ok {
+			t.Errorf("%s: no record for seq %d", name, seq)
+		}
+	}
+	c := s.Trailer.Counters
+	if c["pings"] != uint64(n) || c["drops"] != 0 || c["incomplete"] != 0 || c["ringbuf_lost"] != 0 || c["late_events"] != 0 {
+		t.Errorf("%s trailer counters: %v", name, c)
+	}
+	if s.Trailer.ExitReason != "signal" {
+		t.Errorf("%s exit reason %q", name, s.Trailer.ExitReason)
+	}
+	return got
+}

@@ -1,0 +1,229 @@
+// Package host is the host path tracer (`pingpath trace host`): on a
+// hypervisor host it timestamps one ping's echo request entering and leaving
+// the host and its echo reply entering and leaving again, between the VM's
+// vnet device and the physical NIC(s), through whatever bridge or OVS joins
+// them. A ping that does not complete becomes a drop record naming the last
+// point seen and, when this host's kernel freed the packet, the kernel's drop
+// reason and where it happened. Replaces the origin's icmp_drop_detector.py.
+package host
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/pingpath/pingpath/internal/kernel"
+	"github.com/pingpath/pingpath/internal/kernel/dropreason"
+	"github.com/pingpath/pingpath/internal/kernel/kallsyms"
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
+)
+
+// ReorderWindow is how long events are held before they are applied in
+// timestamp order. Ring buffer records of different CPUs can arrive out of
+// time order; the runner also reads them in batches between ticks.
+const ReorderWindow = 250 * time.Millisecond
+
+// Config is what `pingpath trace host` is told.
+type Config struct {
+	SrcIP, DstIP  netip.Addr // the ping's initiator (sender VM) and target (receiver VM)
+	VMInterfaces  []string   // the VM's vnet/tap device(s) on this host
+	PhyInterfaces []string   // physical NIC(s) or bond slaves (replies may return on any)
+	Timeout       time.Duration
+	Role          string // auto|sender|receiver
+}
+
+// Tool implements tracer.Tool for the host tracer.
+type Tool struct {
+	cfg   Config
+	netns uint64
+	sides map[uint32]Side
+	ifidx []uint32
+	// ifindexOf maps each configured interface name to its index.
+	ifindexOf map[string]uint32
+	corr      *Correlator
+	out       tracer.Sink
+	err       error // first sink error, returned from the next Event/Tick
+	text      textStats
+}
+
+var _ tracer.Tool = (*Tool)(nil)
+var _ tracer.TextView = (*Tool)(nil)
+
+// New validates cfg and resolves the interfaces in the calling thread's
+// network namespace, which is the one traced.
+func New(cfg Config) (*Tool, error) {
+	if !cfg.SrcIP.Is4() || !cfg.DstIP.Is4() {
+		return nil, fmt.Errorf("--src-ip %s --dst-ip %s: both must be IPv4 addresses", cfg.SrcIP, cfg.DstIP)
+	}
+	if cfg.SrcIP == cfg.DstIP {
+		return nil, fmt.Errorf("--src-ip and --dst-ip are both %s", cfg.SrcIP)
+	}
+	switch cfg.Role {
+	case "":
+		cfg.Role = "auto"
+	case "auto", RoleSender, RoleReceiver:
+	default:
+		return nil, fmt.Errorf("--role %q: want auto, sender or receiver", cfg.Role)
+	}
+	if cfg.Timeout <= 0 {
+		return nil, fmt.Errorf("--timeout %s: must be positive", cfg.Timeout)
+	}
+	if len(cfg.VMInterfaces) == 0 || len(cfg.PhyInterfaces) == 0 {
+		return nil, errors.New("both --vm-interface and --phy-interface are required")
+	}
+	t := &Tool{cfg: cfg, sides: map[uint32]Side{}, ifindexOf: map[string]uint32{}}
+	for _, l := range []struct {
+		flag  string
+		names []string
+		side  Side
+	}{{"--vm-interface", cfg.VMInterfaces, SideVM}, {"--phy-interface", cfg.PhyInterfaces, SidePhy}} {
+		for _, name := range l.names {
+			ifc, err := net.InterfaceByName(name)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: no such interface in this network namespace: %w", l.flag, name, err)
+			}
+			idx := uint32(ifc.Index)
+			if _, dup := t.sides[idx]; dup {
+				return nil, fmt.Errorf("%s %s: interface given twice", l.flag, name)
+			}
+			t.sides[idx] = l.side
+			t.ifindexOf[name] = idx
+			t.ifidx = append(t.ifidx, idx)
+		}
+	}
+	if len(t.ifidx) > tracer.MaxInterfaces {
+		return nil, fmt.Errorf("%d interfaces given: at most %d can be traced", len(t.ifidx), tracer.MaxInterfaces)
+	}
+	var err error
+	if t.netns, err = kernel.NetnsInode(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Name implements tracer.Tool.
+func (t *Tool) Name() string { return record.ToolHost }
+
+// Stages implements tracer.Tool: the ladders of the three BPF hooks.
+func (t *Tool) Stages() []tracer.Stage { return hookStages(exactSymbol(rcvCore)) }
+
+// Filter implements tracer.Tool.
+func (t *Tool) Filter() tracer.Filter {
+	return tracer.Filter{SrcIP: t.cfg.SrcIP, DstIP: t.cfg.DstIP, Netns: t.netns, Ifindexes: t.ifidx}
+}
+
+// Spec implements tracer.Tool.
+func (t *Tool) Spec([]tracer.Choice) (*ebpf.CollectionSpec, error) {
+	spec, err := loadHost()
+	if err != nil {
+		return nil, err
+	}
+	kspec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("loading kernel btf: %w", err)
+	}
+	layout, err := readLayout(kspec)
+	if err != nil {
+		return nil, err
+	}
+	if err := layout.configure(spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// Describe implements tracer.Tool. The runner lists one probe per BPF hook;
+// the header lists the record's stages, each with the rung of its hook.
+func (t *Tool) Describe(h *record.Header) {
+	h.Role = t.cfg.Role
+	h.SrcIP, h.DstIP = t.cfg.SrcIP.String(), t.cfg.DstIP.String()
+	h.Interfaces = append(append([]string(nil), t.cfg.VMInterfaces...), t.cfg.PhyInterfaces...)
+	byHook := map[string]record.Probe{}
+	for _, p := range h.Probes {
+		byHook[p.Stage] = p
+	}
+	probes := make([]record.Probe, 0, len(Stages)+1)
+	for _, st := range Stages {
+		p := byHook[stageHook[st]]
+		p.Stage = st
+		probes = append(probes, p)
+	}
+	h.Probes = append(probes, byHook[hookDrop])
+	if h.Args == nil {
+		h.Args = map[string]string{}
+	}
+	h.Args["timeout"] = t.cfg.Timeout.String()
+}
+
+// Start implements tracer.Tool.
+func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
+	t.out = out
+	cfg := CorrelatorConfig{
+		Timeout: uint64(t.cfg.Timeout), Window: uint64(ReorderWindow), Role: t.cfg.Role,
+		Emit: t.emit,
+	}
+	for _, c := range choices {
+		if c.Stage != hookDrop || !c.Available {
+			continue
+		}
+		names, err := dropreason.Load(nil)
+		if err != nil {
+			return err
+		}
+		cfg.ReasonName = names.Name
+		// Without readable kallsyms (kptr_restrict) locations stay empty.
+		if syms, err := kallsyms.Load(); err == nil {
+			cfg.Symbol = syms.Resolve
+		}
+	}
+	t.corr = NewCorrelator(cfg)
+	return nil
+}
+
+func (t *Tool) emit(rec any) {
+	var err error
+	switch r := rec.(type) {
+	case *record.Ping:
+		err = t.out.Ping(r)
+	case *record.Drop:
+		err = t.out.Drop(r)
+	}
+	if err != nil && t.err == nil {
+		t.err = err
+	}
+}
+
+// Event implements tracer.Tool.
+func (t *Tool) Event(raw []byte) error {
+	e, err := decode(raw, t.sides)
+	if err != nil {
+		return err
+	}
+	t.corr.Add(e)
+	return t.err
+}
+
+// Tick implements tracer.Tool.
+func (t *Tool) Tick(now uint64) { t.corr.Advance(now) }
+
+// Finish implements tracer.Tool.
+func (t *Tool) Finish() map[string]uint64 {
+	t.corr.Flush(kernel.MonotonicNS())
+	c := t.corr
+	return map[string]uint64{
+		"pings":                  c.Pings,
+		"drops":                  c.Drops,
+		"incomplete":             c.Incomplete,
+		"late_events":            c.Late,
+		"events_after_decision":  c.AfterEnd,
+		"duplicate_stages":       c.Duplicates,
+		"other_role":             c.OtherRole,
+		"unmatched_kernel_drops": c.Unmatched,
+	}
+}

@@ -1,0 +1,190 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/pingpath/pingpath/internal/kernel"
+)
+
+// Map names every pingpath object has (defined in pingpath.h).
+const (
+	EventsMap = "pp_events"
+	LostMap   = "pp_lost"
+)
+
+// Loaded is a loaded collection with its programs attached.
+type Loaded struct {
+	Coll  *ebpf.Collection
+	links []link.Link
+	// ProgramIDs are the kernel IDs of the loaded programs (tests use them to
+	// check everything is gone after exit).
+	ProgramIDs []ebpf.ProgramID
+}
+
+// PruneSpec deletes from spec every program the choices do not use, so that
+// programs this kernel cannot load (fentry without trampolines, kprobes
+// without CONFIG_KPROBES) never reach the verifier. It returns the used
+// program names.
+func PruneSpec(spec *ebpf.CollectionSpec, choices []Choice) ([]string, error) {
+	used := map[string]bool{}
+	for _, c := range choices {
+		if !c.Available {
+			continue
+		}
+		for _, h := range c.Rung.Hooks {
+			ps, ok := spec.Programs[h.Program]
+			if !ok {
+				return nil, fmt.Errorf("stage %s: program %s not in the BPF object", c.Stage, h.Program)
+			}
+			if c.Rung.Method == Fentry {
+				// One fentry program per target: a program's BTF attach
+				// target is fixed at load time.
+				if used[h.Program] && ps.AttachTo != h.Target {
+					return nil, fmt.Errorf("stage %s: fentry program %s used for two targets (%s, %s)", c.Stage, h.Program, ps.AttachTo, h.Target)
+				}
+				ps.AttachTo = h.Target
+			}
+			used[h.Program] = true
+		}
+	}
+	for name := range spec.Programs {
+		if !used[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	names := make([]string, 0, len(used))
+	for n := range used {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// LoadAndAttach loads spec (already pruned and configured) and attaches every
+// chosen hook through a BPF link. On error everything done so far is undone.
+// kbtf, when not nil, is the kernel BTF already read (spares reading it again
+// for CO-RE relocation).
+func LoadAndAttach(spec *ebpf.CollectionSpec, choices []Choice, kbtf *kernel.BTF) (*Loaded, error) {
+	var opts ebpf.CollectionOptions
+	if kbtf != nil {
+		opts.Programs.KernelTypes = kbtf.Spec()
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("loading BPF programs: %w (verifier log tail: %s)", err, strings.Join(tail(ve.Log, 8), " | "))
+		}
+		return nil, fmt.Errorf("loading BPF programs: %w", err)
+	}
+	l := &Loaded{Coll: coll}
+	for name, p := range coll.Programs {
+		info, err := p.Info()
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("reading info of program %s: %w", name, err)
+		}
+		id, _ := info.ID()
+		l.ProgramIDs = append(l.ProgramIDs, id)
+	}
+	// A hook shared by two stages (one program telling them apart) is
+	// attached once.
+	attached := map[string]bool{}
+	for _, c := range choices {
+		if !c.Available {
+			continue
+		}
+		for _, h := range c.Rung.Hooks {
+			key := string(c.Rung.Method) + "/" + h.Target + "/" + h.Program
+			if attached[key] {
+				continue
+			}
+			attached[key] = true
+			lk, err := attach(c.Rung.Method, h, coll.Programs[h.Program])
+			if err != nil {
+				l.Close()
+				return nil, fmt.Errorf("stage %s: attaching %s %s: %w", c.Stage, c.Rung.Method, h.Target, err)
+			}
+			l.links = append(l.links, lk)
+		}
+	}
+	return l, nil
+}
+
+func tail(lines []string, n int) []string {
+	if len(lines) > n {
+		return lines[len(lines)-n:]
+	}
+	return lines
+}
+
+func attach(m Method, h Hook, prog *ebpf.Program) (link.Link, error) {
+	if prog == nil {
+		return nil, fmt.Errorf("program %s not loaded", h.Program)
+	}
+	switch m {
+	case Fentry:
+		return link.AttachTracing(link.TracingOptions{Program: prog})
+	case Kprobe:
+		return link.Kprobe(h.Target, prog, nil)
+	case Tracepoint:
+		group, name, ok := strings.Cut(h.Target, "/")
+		if !ok {
+			return nil, fmt.Errorf("tracepoint target %q: want group/name", h.Target)
+		}
+		if err := kernel.EnsureTracefs(); err != nil {
+			return nil, err
+		}
+		return link.Tracepoint(group, name, prog, nil)
+	case RawTracepoint:
+		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.Target, Program: prog})
+	}
+	return nil, fmt.Errorf("unknown attach method %q", m)
+}
+
+// Detach closes every link (the programs stop firing) but keeps the maps, so
+// that the ring buffer can still be drained.
+func (l *Loaded) Detach() error {
+	var errs []error
+	for _, lk := range l.links {
+		if err := lk.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	l.links = nil
+	return errors.Join(errs...)
+}
+
+// Close detaches and unloads everything.
+func (l *Loaded) Close() error {
+	err := l.Detach()
+	if l.Coll != nil {
+		l.Coll.Close()
+		l.Coll = nil
+	}
+	return err
+}
+
+// Lost sums the per-CPU pp_lost counter (events dropped because the ring
+// buffer was full).
+func (l *Loaded) Lost() (uint64, error) {
+	m := l.Coll.Maps[LostMap]
+	if m == nil {
+		return 0, fmt.Errorf("map %s missing", LostMap)
+	}
+	var perCPU []uint64
+	if err := m.Lookup(uint32(0), &perCPU); err != nil {
+		return 0, fmt.Errorf("reading %s: %w", LostMap, err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}

@@ -1,0 +1,331 @@
+package tracer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/pingpath/pingpath/internal/buildinfo"
+	"github.com/pingpath/pingpath/internal/kernel"
+	"github.com/pingpath/pingpath/internal/record"
+)
+
+// Exit reasons written to the trailer.
+const (
+	ExitSignal      = "signal"
+	ExitDuration    = "duration"
+	ExitMaxDuration = "max-duration"
+	ExitStdinEOF    = "stdin-eof"
+	ExitError       = "error"
+)
+
+// DefaultMaxDuration bounds every tracer run (--max-duration).
+const DefaultMaxDuration = 15 * time.Minute
+
+// Sink receives a tool's records; the runner writes them in the chosen format.
+type Sink interface {
+	Ping(*record.Ping) error
+	Drop(*record.Drop) error
+}
+
+// Tool is one tracer (vm, host, vhost-rx, vhost-tx). Run calls, in order:
+// Stages, Filter, Spec, Describe, Start, then Event/Tick from one goroutine
+// until stop, then Finish.
+type Tool interface {
+	// Name is the header's tool (record.ToolVM, ...).
+	Name() string
+	// Stages is the probe ladder of every stage, in path order.
+	Stages() []Stage
+	// Filter is the in-kernel filter (pp_* globals).
+	Filter() Filter
+	// Spec returns a fresh CollectionSpec (the bpf2go load<Name>() function)
+	// with the tool's own variables set for the chosen probes. The runner
+	// then prunes unused programs and applies the Filter.
+	Spec(choices []Choice) (*ebpf.CollectionSpec, error)
+	// Describe fills the tool's header fields (Role, SrcIP, DstIP, Interfaces).
+	Describe(h *record.Header)
+	// Start gets the chosen probes and the sink, before events flow.
+	Start(choices []Choice, out Sink) error
+	// Event handles one ring-buffer record (raw bytes of the C event struct).
+	Event(raw []byte) error
+	// Tick is called about every 100 ms with CLOCK_MONOTONIC ns (expire state).
+	Tick(now uint64)
+	// Finish closes open state (incomplete flows become drop records) and
+	// returns the tool's trailer counters (at least pings, drops, incomplete).
+	Finish() map[string]uint64
+}
+
+// TextView is implemented by tools with their own text rendering (the
+// origin's blocks). Tools without one get a generic view.
+type TextView interface {
+	TextHeader(w io.Writer, h *record.Header)
+	TextPing(w io.Writer, h *record.Header, p *record.Ping)
+	TextDrop(w io.Writer, h *record.Header, d *record.Drop)
+	TextTrailer(w io.Writer, h *record.Header, t *record.Trailer)
+}
+
+// Options are the flags every tracer shares (see cli.addTracerFlags).
+type Options struct {
+	Probe          string        // auto|fentry|kprobe|tracepoint
+	Format         string        // json|text
+	Output         string        // file; "" or "-" = Stdout
+	Duration       time.Duration // 0 = until stopped
+	MaxDuration    time.Duration // > 0, always on
+	StopOnStdinEOF bool
+	RingBytes      uint32            // ring buffer size (power of two, ≥ page size); 0 = 4 MiB
+	Args           map[string]string // flags as given, copied to the header
+
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+
+	// OnReady, if set, is called after the ready line (tests read the
+	// program IDs from it).
+	OnReady func(*Loaded)
+}
+
+// Validate checks the options and fills defaults.
+func (o *Options) Validate() error {
+	var err error
+	if o.Probe, err = ParseProbe(o.Probe); err != nil {
+		return err
+	}
+	switch o.Format {
+	case "":
+		o.Format = "json"
+	case "json", "text":
+	default:
+		return fmt.Errorf("--format %q: want json or text", o.Format)
+	}
+	if o.MaxDuration <= 0 {
+		return fmt.Errorf("--max-duration %s: must be positive (it cannot be disabled)", o.MaxDuration)
+	}
+	if o.Duration < 0 {
+		return fmt.Errorf("--duration %s: must not be negative", o.Duration)
+	}
+	if o.RingBytes != 0 && (o.RingBytes&(o.RingBytes-1) != 0 || o.RingBytes < 4096) {
+		return fmt.Errorf("ring buffer size %d: must be a power of two ≥ 4096", o.RingBytes)
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Stdin == nil {
+		o.Stdin = os.Stdin
+	}
+	return nil
+}
+
+// Run runs tool until ctx is cancelled (signal), --duration or
+// --max-duration elapse, or stdin closes (--stop-on-stdin-eof). A stop is a
+// clean exit (nil error) with a trailer. Errors before the ready line return
+// without output; later errors end the stream with an "error" trailer.
+func Run(ctx context.Context, tool Tool, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raising the memlock limit: %w", err)
+	}
+	stages := tool.Stages()
+	kbtf, btfErr := kernel.LoadBTF()
+	choices, err := Select(stages, probeCapabilities(stages, kbtf, btfErr), o.Probe)
+	if err != nil {
+		return fmt.Errorf("choosing probes: %w", err)
+	}
+	spec, err := tool.Spec(choices)
+	if err != nil {
+		return fmt.Errorf("reading the BPF object: %w", err)
+	}
+	if _, err := PruneSpec(spec, choices); err != nil {
+		return err
+	}
+	if err := tool.Filter().Apply(spec); err != nil {
+		return err
+	}
+	if o.RingBytes != 0 {
+		spec.Maps[EventsMap].MaxEntries = o.RingBytes
+	}
+	loaded, err := LoadAndAttach(spec, choices, kbtf)
+	if err != nil {
+		return err
+	}
+	defer loaded.Close()
+	rd, err := ringbuf.NewReader(loaded.Coll.Maps[EventsMap])
+	if err != nil {
+		return fmt.Errorf("opening ring buffer: %w", err)
+	}
+	defer rd.Close()
+
+	out, closeOut, err := openOutput(o)
+	if err != nil {
+		return err
+	}
+	defer closeOut()
+	hdr := header(tool, choices, o)
+	w := newRecordWriter(out, o.Format, hdr, tool)
+	if err := w.header(); err != nil {
+		return err
+	}
+	if err := tool.Start(choices, w); err != nil {
+		return w.fail(loaded, err)
+	}
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("writing output: %w", err)
+	}
+
+	stop := stopper(ctx, o)
+	fmt.Fprintf(o.Stderr, "ready tool=%s pid=%d probes=%s\n", tool.Name(), os.Getpid(), readyProbes(choices))
+	if o.OnReady != nil {
+		o.OnReady(loaded)
+	}
+
+	reason, err := loop(rd, tool, out, stop, &w.events)
+	if err != nil {
+		return w.fail(loaded, err)
+	}
+	// Detach first so nothing new arrives, then drain what is in the ring.
+	if err := loaded.Detach(); err != nil {
+		return w.fail(loaded, fmt.Errorf("detaching: %w", err))
+	}
+	if err := drain(rd, tool, &w.events); err != nil {
+		return w.fail(loaded, err)
+	}
+	return w.trailer(loaded, reason, tool.Finish(), nil)
+}
+
+// loop reads events until a stop reason arrives.
+func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, events *uint64) (string, error) {
+	var rec ringbuf.Record
+	tick := time.Now()
+	for {
+		select {
+		case reason := <-stop:
+			return reason, nil
+		default:
+		}
+		if time.Since(tick) >= 100*time.Millisecond {
+			tick = time.Now()
+			tool.Tick(kernel.MonotonicNS())
+			if err := out.Flush(); err != nil {
+				return "", fmt.Errorf("writing output: %w", err)
+			}
+		}
+		rd.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		err := rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			*events++
+			if err := tool.Event(rec.RawSample); err != nil {
+				return "", err
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		default:
+			return "", fmt.Errorf("reading ring buffer: %w", err)
+		}
+	}
+}
+
+// drain reads what is left in the ring buffer without waiting.
+func drain(rd *ringbuf.Reader, tool Tool, events *uint64) error {
+	var rec ringbuf.Record
+	rd.SetDeadline(time.Now())
+	for {
+		err := rd.ReadInto(&rec)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil
+			}
+			return fmt.Errorf("draining ring buffer: %w", err)
+		}
+		*events++
+		if err := tool.Event(rec.RawSample); err != nil {
+			return err
+		}
+	}
+}
+
+// stopper returns a channel that yields the first stop reason.
+func stopper(ctx context.Context, o Options) <-chan string {
+	ch := make(chan string, 4)
+	send := func(r string) {
+		select {
+		case ch <- r:
+		default:
+		}
+	}
+	go func() {
+		var dur <-chan time.Time
+		if o.Duration > 0 {
+			t := time.NewTimer(o.Duration)
+			defer t.Stop()
+			dur = t.C
+		}
+		maxT := time.NewTimer(o.MaxDuration)
+		defer maxT.Stop()
+		select {
+		case <-ctx.Done():
+			send(ExitSignal)
+		case <-dur:
+			send(ExitDuration)
+		case <-maxT.C:
+			send(ExitMaxDuration)
+		}
+	}()
+	if o.StopOnStdinEOF {
+		go func() {
+			_, _ = io.Copy(io.Discard, o.Stdin)
+			send(ExitStdinEOF)
+		}()
+	}
+	return ch
+}
+
+func readyProbes(choices []Choice) string {
+	parts := make([]string, 0, len(choices))
+	for _, c := range choices {
+		p := c.Probe()
+		if !p.Available {
+			parts = append(parts, c.Stage+"=unavailable")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s=%s:%s", c.Stage, p.Method, p.Target))
+	}
+	return strings.Join(parts, ",")
+}
+
+func header(tool Tool, choices []Choice, o Options) *record.Header {
+	h := &record.Header{Tool: tool.Name(), Version: buildinfo.String(), Clock: "CLOCK_MONOTONIC", Args: o.Args}
+	h.Kernel, _ = kernel.Release()
+	h.Hostname, _ = os.Hostname()
+	h.BootID, _ = kernel.BootID()
+	h.Netns, _ = kernel.NetnsInode()
+	h.StartWallNS = time.Now().UnixNano()
+	h.StartMonoNS = kernel.MonotonicNS()
+	for _, c := range choices {
+		h.Probes = append(h.Probes, c.Probe())
+	}
+	tool.Describe(h)
+	return h
+}
+
+func openOutput(o Options) (*bufio.Writer, func(), error) {
+	if o.Output == "" || o.Output == "-" {
+		return bufio.NewWriterSize(o.Stdout, 64*1024), func() {}, nil
+	}
+	f, err := os.Create(o.Output)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating output: %w", err)
+	}
+	return bufio.NewWriterSize(f, 64*1024), func() { f.Close() }, nil
+}

@@ -1,0 +1,258 @@
+package vhost
+
+import (
+	"sort"
+	"strconv"
+
+	"github.com/pingpath/pingpath/internal/record"
+)
+
+// Emit receives the correlators' output: a *record.Ping or a *record.Drop.
+type Emit func(rec any)
+
+// machine is one tool's correlation state machine. Events reach it in
+// timestamp order (the Correlator's reorder buffer sees to that).
+type machine interface {
+	handle(ev Event)
+	expire(now uint64) // finish chains that cannot progress any more
+	flush()            // finish every open chain (end of trace)
+}
+
+// Correlator joins kernel events into per-packet records. Events may arrive
+// out of order (the ring buffer is filled from several CPUs, each stamping
+// its event before reserving space; the origin tools' per-CPU perf buffers
+// printed a chain's later stages before its first), so they wait in a
+// reorder buffer for Window ns of event time before the machine sees them.
+type Correlator struct {
+	m        machine
+	window   uint64
+	pending  []Event
+	maxTS    uint64
+	counters map[string]uint64
+}
+
+// DefaultWindow is how long (ns of event time) an event waits for earlier
+// events from other CPUs.
+const DefaultWindow = 5_000_000
+
+func newCorrelator(m machine, window uint64, counters map[string]uint64) *Correlator {
+	if window == 0 {
+		window = DefaultWindow
+	}
+	return &Correlator{m: m, window: window, counters: counters}
+}
+
+// Add queues one event.
+func (c *Correlator) Add(ev Event) {
+	c.counters["events"]++
+	c.pending = append(c.pending, ev)
+	if ev.TS > c.maxTS {
+		c.maxTS = ev.TS
+	}
+	c.release(c.maxTS)
+}
+
+// Advance tells the correlator that the clock reached now (CLOCK_MONOTONIC
+// ns): events older than the window are processed and chains that timed out
+// are finished, even when no new event arrives.
+func (c *Correlator) Advance(now uint64) {
+	if now > c.maxTS {
+		c.maxTS = now
+	}
+	c.release(c.maxTS)
+	c.m.expire(c.maxTS)
+}
+
+// Close processes every queued event and finishes all open chains.
+func (c *Correlator) Close() {
+	c.release(^uint64(0))
+	c.m.flush()
+}
+
+// Counters returns the correlation counters (events, pings, drops,
+// incomplete, unmatched, ...). The map is live; copy it to keep it.
+func (c *Correlator) Counters() map[string]uint64 { return c.counters }
+
+func (c *Correlator) release(upTo uint64) {
+	if len(c.pending) == 0 {
+		return
+	}
+	limit := uint64(0)
+	if upTo > c.window {
+		limit = upTo - c.window
+	}
+	if upTo == ^uint64(0) {
+		limit = upTo
+	}
+	sort.SliceStable(c.pending, func(i, j int) bool { return c.pending[i].TS < c.pending[j].TS })
+	n := 0
+	for n < len(c.pending) && c.pending[n].TS <= limit {
+		n++
+	}
+	for _, ev := range c.pending[:n] {
+		c.m.handle(ev)
+	}
+	c.pending = append(c.pending[:0], c.pending[n:]...)
+}
+
+// durationSpec derives one duration from two stages.
+type durationSpec struct{ name, from, to string }
+
+// adjacentDurations returns total = last − first and the deltas between
+// neighbouring stages named by prefix (s1_s2) or by the two stage names.
+func adjacentDurations(stages []string, short func(string) string) []durationSpec {
+	out := []durationSpec{{"total", stages[0], stages[len(stages)-1]}}
+	for i := 0; i+1 < len(stages); i++ {
+		out = append(out, durationSpec{short(stages[i]) + "_" + short(stages[i+1]), stages[i], stages[i+1]})
+	}
+	return out
+}
+
+// chain is one packet's observations so far.
+type chain struct {
+	id      Identity
+	stages  map[string]uint64
+	cpu     map[string]uint32
+	pid     map[string]uint32
+	comm    map[string]string
+	extra   map[string]string
+	device  string
+	lastTS  uint64
+	skb     Ptr
+	eventfd Ptr
+	gsi     uint32
+}
+
+func newChain(id Identity) *chain {
+	return &chain{id: id, stages: map[string]uint64{}, cpu: map[string]uint32{},
+		pid: map[string]uint32{}, comm: map[string]string{}, extra: map[string]string{}}
+}
+
+// see records stage at ev (the first observation wins: a stage is the
+// moment the packet first reached it).
+func (ch *chain) see(stage string, ev Event) {
+	if _, ok := ch.stages[stage]; ok {
+		return
+	}
+	ch.stages[stage] = ev.TS
+	ch.cpu[stage] = ev.CPU
+	ch.pid[stage] = ev.TID
+	if ev.Comm != "" {
+		ch.comm[stage] = ev.Comm
+	}
+	if ev.Method != "" {
+		ch.extra["method_"+stage] = ev.Method
+	}
+	if ev.TS > ch.lastTS {
+		ch.lastTS = ev.TS
+	}
+}
+
+func (ch *chain) has(stage string) bool { _, ok := ch.stages[stage]; return ok }
+
+// ping builds the record: stages seen, durations whose two ends were seen,
+// and the available stages that were not seen (extra "missing").
+func (ch *chain) ping(order []string, durs []durationSpec, available map[string]bool) *record.Ping {
+	p := &record.Ping{ID: ch.id.ID, Seq: ch.id.Seq, ICMPType: ch.id.Type, Role: ch.id.Role(),
+		Stages: ch.stages, Durations: map[string]int64{}, CPU: ch.cpu, PID: ch.pid, Comm: ch.comm}
+	for _, d := range durs {
+		a, okA := ch.stages[d.from]
+		b, okB := ch.stages[d.to]
+		if okA && okB {
+			p.Durations[d.name] = int64(b) - int64(a)
+		}
+	}
+	missing := ""
+	for _, s := range order {
+		if available[s] && !ch.has(s) {
+			if missing != "" {
+				missing += ","
+			}
+			missing += s
+		}
+	}
+	if missing != "" {
+		ch.extra["missing"] = missing
+	}
+	if ch.device != "" {
+		p.Devices = map[string]string{}
+		for s := range ch.stages {
+			p.Devices[s] = ch.device
+		}
+	}
+	if ch.id.Src.IsValid() {
+		ch.extra["src"], ch.extra["dst"] = ch.id.Src.String(), ch.id.Dst.String()
+	}
+	if ch.skb != 0 {
+		ch.extra["skb"] = hexPtr(ch.skb)
+	}
+	if ch.eventfd != 0 {
+		ch.extra["eventfd"] = hexPtr(ch.eventfd)
+	}
+	if ch.gsi != 0 {
+		ch.extra["gsi"] = strconv.FormatUint(uint64(ch.gsi), 10)
+	}
+	if len(ch.extra) > 0 {
+		p.Extra = ch.extra
+	}
+	if len(p.Durations) == 0 {
+		p.Durations = nil
+	}
+	return p
+}
+
+func hexPtr(p Ptr) string { return "0x" + strconv.FormatUint(uint64(p), 16) }
+
+// lastAvailable is the last stage of order the tracer can observe: a chain
+// that reached it is complete.
+func lastAvailable(order []string, available map[string]bool) string {
+	last := ""
+	for _, s := range order {
+		if available[s] {
+			last = s
+		}
+	}
+	return last
+}
+
+// taskQueue keeps chains waiting for the next event of a task (the vhost
+// worker that took them), in arrival order.
+type taskQueue map[uint32][]*chain
+
+func (q taskQueue) push(tid uint32, ch *chain) { q[tid] = append(q[tid], ch) }
+
+func (q taskQueue) take(tid uint32) []*chain {
+	chs := q[tid]
+	delete(q, tid)
+	return chs
+}
+
+// drop removes ch wherever it waits.
+func (q taskQueue) drop(ch *chain) {
+	for tid, chs := range q {
+		for i, c := range chs {
+			if c == ch {
+				chs = append(chs[:i], chs[i+1:]...)
+				break
+			}
+		}
+		if len(chs) == 0 {
+			delete(q, tid)
+		} else {
+			q[tid] = chs
+		}
+	}
+}
+
+// sortChains orders chains by their first observation, so that chains
+// finished together are written in the order the packets came.
+func sortChains(chs []*chain) {
+	first := func(ch *chain) uint64 {
+		m := ^uint64(0)
+		for _, t := range ch.stages {
+			m = min(m, t)
+		}
+		return m
+	}
+	sort.SliceStable(chs, func(i, j int) bool { return first(chs[i]) < first(chs[j]) })
+}

@@ -1,0 +1,232 @@
+package vhost
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func allRX() map[string]bool {
+	m := map[string]bool{}
+	for _, s := range RXStages {
+		m[s] = true
+	}
+	return m
+}
+
+func allTX() map[string]bool {
+	m := map[string]bool{}
+	for _, s := range TXStages {
+		m[s] = true
+	}
+	return m
+}
+
+func readCorpus(t *testing.T, name string) []Event {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "chains", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := ReadEvents(data)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return evs
+}
+
+func TestReplayRXBatchFastPath(t *testing.T) {
+	var got []*pingOrDrop
+	c := NewRXCorrelator(RXConfig{Available: allRX(), Device: "vnet0"}, collect(&got))
+	replay(t, c, readCorpus(t, "rx-batch-fastpath.jsonl"))
+	if len(got) != 2 {
+		t.Fatalf("%d records, want 2", len(got))
+	}
+	for i, want := range []struct {
+		seq    uint16
+		s1, s2 uint64
+	}{{1, 1000000, 1012000}, {2, 1004000, 1014000}} {
+		p := got[i].ping
+		if p == nil || p.Seq != want.seq || p.ID != 77 || p.Role != "request" {
+			t.Fatalf("record %d: %+v", i, got[i])
+		}
+		st := p.Stages
+		if st[StageTunXmit] != want.s1 || st[StageVhostRecv] != want.s2 || st[StageVhostSignal] != 1020000 ||
+			st[StageIrqfd] != 1023000 || st[StageKVMIRQ] != 1025000 {
+			t.Errorf("seq %d stages %v", want.seq, st)
+		}
+		if p.Durations["total"] != int64(1025000-want.s1) || p.Durations["s2_s3"] != int64(1020000-want.s2) ||
+			p.Durations["s4_s5"] != 2000 || p.Durations["s3_s4"] != 3000 {
+			t.Errorf("seq %d durations %v", want.seq, p.Durations)
+		}
+		if p.Extra["eventfd"] != "0xffff888160000700" || p.Extra["vector"] != "37" || p.Extra["gsi"] != "37" ||
+			p.Extra["vhost_tid"] != "4300" || p.Extra["missing"] != "" || p.Devices[StageKVMIRQ] != "vnet0" {
+			t.Errorf("seq %d extra %v devices %v", want.seq, p.Extra, p.Devices)
+		}
+	}
+	if n := c.Counters()["unmatched"]; n != 1 {
+		t.Errorf("unmatched %d, want 1 (the other VM's signal)", n)
+	}
+}
+
+func TestReplayRXKworkerInjection(t *testing.T) {
+	var got []*pingOrDrop
+	replay(t, NewRXCorrelator(RXConfig{Available: allRX()}, collect(&got)), readCorpus(t, "rx-kworker-inject.jsonl"))
+	if len(got) != 1 || got[0].ping == nil {
+		t.Fatalf("records %+v", got)
+	}
+	p := got[0].ping
+	if p.Role != "reply" || p.Seq != 300 {
+		t.Errorf("identity %d/%d role %s", p.ID, p.Seq, p.Role)
+	}
+	if p.Stages[StageIrqfd] != 5015000 || p.Stages[StageKVMIRQ] != 5031000 || p.Comm[StageKVMIRQ] != "kworker/1:2" {
+		t.Errorf("irqfd/injection %v %v", p.Stages, p.Comm)
+	}
+	if p.Durations["total"] != 31000 || p.Extra["gsi"] != "37" {
+		t.Errorf("durations %v extra %v", p.Durations, p.Extra)
+	}
+}
+
+func TestReplayRXSuppressedAndLost(t *testing.T) {
+	var got []*pingOrDrop
+	names := map[uint32]string{9: "TUN_RING_FULL"}
+	c := NewRXCorrelator(RXConfig{Available: allRX(), Device: "vnet0", DropReason: func(c uint32) string { return names[c] }}, collect(&got))
+	for _, ev := range readCorpus(t, "rx-suppressed-and-lost.jsonl") {
+		c.Add(ev)
+	}
+	// Nothing is final before the timeout: seq 10 could still be signalled.
+	c.Advance(9_300_000)
+	for _, r := range got {
+		if r.ping != nil {
+			t.Fatalf("ping written before its timeout: %+v", r.ping)
+		}
+	}
+	c.Advance(9_300_000 + 3_000_000_000)
+	if len(got) != 3 {
+		t.Fatalf("%d records, want 3", len(got))
+	}
+	if d := got[0].drop; d == nil || d.Seq != 11 || d.Reason != "TUN_RING_FULL" || d.ReasonCode != 9 || d.LastSeen != StageTunXmit || d.FirstMissed != StageVhostRecv {
+		t.Errorf("first record %+v, want the drop of seq 11", got[0])
+	}
+	if p := got[1].ping; p == nil || p.Seq != 10 || len(p.Stages) != 3 || p.Extra["missing"] != "s4_irqfd,s5_kvm_irq" {
+		t.Errorf("second record %+v, want seq 10 with s1..s3", got[1])
+	} else if _, ok := p.Durations["total"]; ok {
+		t.Errorf("seq 10 has a total without S5: %v", p.Durations)
+	}
+	if d := got[2].drop; d == nil || d.Seq != 12 || d.Reason != "" || d.FirstMissed != StageVhostRecv {
+		t.Errorf("third record %+v, want seq 12 never taken", got[2])
+	}
+	cn := c.Counters()
+	if cn["pings"] != 1 || cn["drops"] != 2 || cn["incomplete"] != 1 {
+		t.Errorf("counters %v", cn)
+	}
+}
+
+// TestReplayRXOnlyLiveStages is the tap-link situation of the lab: only S1
+// and S2 exist; a chain is complete at S2 and nothing else is claimed.
+func TestReplayRXOnlyLiveStages(t *testing.T) {
+	var got []*pingOrDrop
+	avail := map[string]bool{StageTunXmit: true, StageVhostRecv: true}
+	replay(t, NewRXCorrelator(RXConfig{Available: avail}, collect(&got)), readCorpus(t, "rx-batch-fastpath.jsonl"))
+	if len(got) != 2 {
+		t.Fatalf("%d records", len(got))
+	}
+	for _, r := range got {
+		p := r.ping
+		if len(p.Stages) != 2 || p.Durations["s1_s2"] <= 0 || p.Extra["missing"] != "" {
+			t.Errorf("record %+v", p)
+		}
+		if _, ok := p.Durations["total"]; ok {
+			t.Errorf("total without S5: %v", p.Durations)
+		}
+	}
+}
+
+func TestReplayTXBatch(t *testing.T) {
+	var got []*pingOrDrop
+	replay(t, NewTXCorrelator(TXConfig{Available: allTX(), Device: "vnet0"}, collect(&got)), readCorpus(t, "tx-batch.jsonl"))
+	if len(got) != 3 {
+		t.Fatalf("%d records, want 3", len(got))
+	}
+	p1, p2, p3 := got[0].ping, got[1].ping, got[2].ping
+	if p1.Seq != 1 || p1.Stages[StageKick] != 2000000 || p1.Stages[StageHandleTX] != 2010000 ||
+		p1.Stages[StageTunSendmsg] != 2013000 || p1.Durations["total"] != 16000 || p1.Extra["kick_tid"] != "4250" {
+		t.Errorf("seq 1: %+v", p1)
+	}
+	// The same handle_tx pass (and kick) sends seq 2 with its own sendmsg.
+	if p2.Seq != 2 || p2.Stages[StageKick] != 2000000 || p2.Stages[StageTunSendmsg] != 2018000 || p2.Durations["tun_sendmsg_netif_receive"] != 2000 {
+		t.Errorf("seq 2: %+v", p2)
+	}
+	if p3.Seq != 3 || len(p3.Stages) != 1 || p3.Extra["missing"] != "kick,handle_tx,tun_sendmsg" || p3.Durations != nil {
+		t.Errorf("seq 3: %+v", p3)
+	}
+}
+
+// TestReplayNeverInventsStages replays every corpus with each stage made
+// unavailable in turn: a record never has a stage that was not available,
+// and every record carries the packet's ICMP identity.
+func TestReplayNeverInventsStages(t *testing.T) {
+	files, _ := filepath.Glob("testdata/chains/*.jsonl")
+	for _, f := range files {
+		evs := readCorpus(t, filepath.Base(f))
+		for _, tool := range []struct {
+			stages []string
+			mk     func(map[string]bool, Emit) *Correlator
+		}{
+			{RXStages, func(a map[string]bool, e Emit) *Correlator { return NewRXCorrelator(RXConfig{Available: a}, e) }},
+			{TXStages, func(a map[string]bool, e Emit) *Correlator { return NewTXCorrelator(TXConfig{Available: a}, e) }},
+		} {
+			for _, off := range tool.stages {
+				avail := map[string]bool{}
+				for _, s := range tool.stages {
+					avail[s] = s != off
+				}
+				var got []*pingOrDrop
+				c := tool.mk(avail, collect(&got))
+				for _, ev := range evs {
+					// The BPF side emits nothing for a stage that is not attached.
+					if stageOf(ev.Kind) == off {
+						continue
+					}
+					c.Add(ev)
+				}
+				c.Close()
+				for _, r := range got {
+					if r.ping == nil {
+						continue
+					}
+					if r.ping.ID == 0 || r.ping.Seq == 0 {
+						t.Errorf("%s without %s: record without identity %+v", f, off, r.ping)
+					}
+					if _, ok := r.ping.Stages[off]; ok {
+						t.Errorf("%s without %s: record reports it: %+v", f, off, r.ping.Stages)
+					}
+				}
+			}
+		}
+	}
+}
+
+func stageOf(k Kind) string {
+	switch k {
+	case KindTunXmit:
+		return StageTunXmit
+	case KindVhostRecv:
+		return StageVhostRecv
+	case KindVhostSignal:
+		return StageVhostSignal
+	case KindIrqfd:
+		return StageIrqfd
+	case KindKVMIRQ:
+		return StageKVMIRQ
+	case KindKick:
+		return StageKick
+	case KindHandleTX:
+		return StageHandleTX
+	case KindTunSendmsg:
+		return StageTunSendmsg
+	case KindNetifReceive:
+		return StageNetifReceive
+	}
+	return ""
+}

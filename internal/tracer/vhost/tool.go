@@ -1,0 +1,354 @@
+package vhost
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/pingpath/pingpath/internal/kernel"
+	"github.com/pingpath/pingpath/internal/kernel/dropreason"
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/vhostdiscover"
+)
+
+// Correlation-only hooks: attached like stages (they appear in the header's
+// probes) but they are not record stages.
+const (
+	HookSkbConsumed = "skb_consumed" // consume_skb of a tracked skb (cleanup; S2 of last resort)
+	HookSkbDropped  = "skb_dropped"  // kfree_skb of a tracked skb (drop records with a reason)
+	HookEventfd     = "eventfd"      // eventfd_signal(_mask): the eventfd ctx of a chain
+	HookPollWakeup  = "poll_wakeup"  // vhost_poll_wakeup: ties a kick to the vhost work it queues
+)
+
+// Config configures one vhost tracer.
+type Config struct {
+	// Tool is record.ToolVhostRX or record.ToolVhostTX.
+	Tool string
+	// Interface is the vnet (tap) device of the VM, in this namespace.
+	Interface string
+	// SrcIP/DstIP: the pinging VM and the pinged VM (either may be invalid
+	// for "any"). Requests go Src→Dst, replies Dst→Src.
+	SrcIP, DstIP netip.Addr
+	// ProcRoot is where /proc is ("/proc" when empty).
+	ProcRoot string
+	// Timeout finishes a vhost-rx chain this long after its last event (2 s).
+	Timeout time.Duration
+}
+
+// Tool is the vhost-rx or vhost-tx tracer for the tracer core (tracer.Run).
+type Tool struct {
+	cfg     Config
+	ifindex int
+	netns   uint64
+	disc    *vhostdiscover.Result
+	discErr error
+	// vhostUsed: the owner has /dev/vhost-net open (or discovery failed and
+	// we cannot tell): the kernel vhost stages can happen.
+	vhostUsed bool
+	disabled  map[string]string // stage → why it cannot happen for this interface
+	corr      *Correlator
+	sinkErr   error
+}
+
+// New checks the interface and discovers what is behind it.
+func New(cfg Config) (*Tool, error) {
+	if cfg.Tool != record.ToolVhostRX && cfg.Tool != record.ToolVhostTX {
+		return nil, fmt.Errorf("unknown vhost tool %q", cfg.Tool)
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	for _, a := range []netip.Addr{cfg.SrcIP, cfg.DstIP} {
+		if a.IsValid() && !a.Is4() {
+			return nil, fmt.Errorf("address %s: only IPv4 is supported", a)
+		}
+	}
+	ifc, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("--vm-interface %q: %w", cfg.Interface, err)
+	}
+	t := &Tool{cfg: cfg, ifindex: ifc.Index, disabled: map[string]string{}}
+	if t.netns, err = kernel.NetnsInode(); err != nil {
+		return nil, err
+	}
+	t.disc, t.discErr = vhostdiscover.Discover(cfg.ProcRoot, cfg.Interface)
+	t.vhostUsed = t.discErr != nil || t.disc.OwnerPID == 0 || t.disc.VhostNet > 0
+	if !t.vhostUsed {
+		why := fmt.Sprintf("%s is served by a user space backend (pid %d %s has no /dev/vhost-net open): no vhost worker, eventfd or irqfd on this path",
+			cfg.Interface, t.disc.OwnerPID, t.disc.OwnerComm)
+		for _, s := range []string{StageVhostSignal, StageIrqfd, StageKVMIRQ, HookEventfd, StageKick, HookPollWakeup, StageHandleTX} {
+			t.disabled[s] = why
+		}
+	}
+	return t, nil
+}
+
+// Discovery returns what was found behind the interface (nil and the error
+// when discovery failed).
+func (t *Tool) Discovery() (*vhostdiscover.Result, error) { return t.disc, t.discErr }
+
+// Name implements tracer.Tool.
+func (t *Tool) Name() string { return t.cfg.Tool }
+
+func rung(m tracer.Method, target, prog, note string) tracer.Rung {
+	return tracer.Rung{Method: m, Hooks: []tracer.Hook{{Target: target, Program: prog}}, Note: note}
+}
+
+// fnRungs is the fentry → kprobe pair for a function.
+func fnRungs(target, fentryProg, kprobeProg, note string) []tracer.Rung {
+	return []tracer.Rung{rung(tracer.Fentry, target, fentryProg, note), rung(tracer.Kprobe, target, kprobeProg, note)}
+}
+
+// ownerFDs says whether the write(2) rung can be filtered: the owner and its
+// tun fds are known.
+func (t *Tool) ownerFDs() bool {
+	return t.discErr == nil && t.disc.OwnerPID != 0 && len(t.disc.TunFiles) > 0
+}
+
+// Stages implements tracer.Tool: every stage's ladder, best rung first.
+func (t *Tool) Stages() []tracer.Stage {
+	var st []tracer.Stage
+	add := func(name string, required bool, rungs ...[]tracer.Rung) {
+		s := tracer.Stage{Name: name, Required: required}
+		if _, off := t.disabled[name]; !off {
+			for _, r := range rungs {
+				s.Rungs = append(s.Rungs, r...)
+			}
+		}
+		st = append(st, s)
+	}
+	R := tracer.RawTracepoint
+	if t.cfg.Tool == record.ToolVhostRX {
+		add(StageTunXmit, true, fnRungs("tun_net_xmit", "s1_fentry", "s1_kprobe", ""),
+			[]tracer.Rung{rung(R, "net_dev_start_xmit", "s1_tp", "net:net_dev_start_xmit on the vnet, right before tun_net_xmit")})
+		var s2 [][]tracer.Rung
+		if t.vhostUsed {
+			s2 = append(s2, fnRungs("tun_recvmsg", "s2_fentry", "s2_kprobe", "vhost-net handle_rx takes the skb from the tun ring"))
+		}
+		s2 = append(s2, []tracer.Rung{rung(R, "skb_copy_datagram_iovec", "s2_tp",
+			"skb:skb_copy_datagram_iovec in tun_put_user, in the task that reads the tun queue (vhost worker or user space backend)")})
+		add(StageVhostRecv, false, s2...)
+		add(HookSkbConsumed, false, []tracer.Rung{rung(R, "consume_skb", "skb_consumed", "end of a traced skb")})
+		add(HookSkbDropped, false, []tracer.Rung{rung(R, "kfree_skb", "skb_dropped", "a traced skb dropped, with the kernel's reason")})
+		add(StageVhostSignal, false, fnRungs("vhost_add_used_and_signal_n", "s3_fentry", "s3_kprobe", ""),
+			fnRungs("vhost_signal", "s3_fentry", "s3_kprobe", ""))
+		add(HookEventfd, false, fnRungs("eventfd_signal_mask", "eventfd_fentry", "eventfd_kprobe", "6.8+ (and 6.3+ inner function)"),
+			fnRungs("eventfd_signal", "eventfd_fentry", "eventfd_kprobe", "before 6.8"))
+		add(StageIrqfd, false, fnRungs("irqfd_wakeup", "s4_fentry", "s4_kprobe", ""))
+		add(StageKVMIRQ, false,
+			fnRungs("vmx_deliver_posted_interrupt", "s5_vec2_fentry", "s5_vec2_kprobe", "Intel posted interrupt"),
+			fnRungs("vmx_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "Intel"),
+			fnRungs("svm_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "AMD"),
+			[]tracer.Rung{
+				rung(R, "kvm_apic_accept_irq", "s5_tp_apic", "kvm:kvm_apic_accept_irq (vector accepted by the vcpu's APIC)"),
+				rung(R, "kvm_msi_set_irq", "s5_tp_msi", "kvm:kvm_msi_set_irq"),
+				rung(R, "kvm_set_irq", "s5_tp_set_irq", "kvm:kvm_set_irq (irqfd_inject from a kworker)"),
+			},
+			fnRungs("kvm_arch_set_irq_inatomic", "s5_arg1_fentry", "s5_arg1_kprobe", "start of the irqfd fast path injection"))
+		return st
+	}
+	add(StageKick, false, fnRungs("ioeventfd_write", "kick_fentry", "kick_kprobe", "guest notification (KVM ioeventfd)"))
+	add(HookPollWakeup, false, fnRungs("vhost_poll_wakeup", "wakeup_fentry", "wakeup_kprobe", "kick → vhost work"))
+	add(StageHandleTX, false, fnRungs("handle_tx_kick", "handle_tx_fentry", "handle_tx_kprobe", ""))
+	var sm [][]tracer.Rung
+	if t.vhostUsed {
+		sm = append(sm, fnRungs("tun_sendmsg", "sendmsg_fentry", "sendmsg_kprobe", "vhost-net hands a packet to tun"))
+	}
+	if t.ownerFDs() {
+		sm = append(sm, []tracer.Rung{rung(R, "sys_enter", "sendmsg_tp",
+			fmt.Sprintf("write(2)/writev(2) by pid %d on the tun fd (tun_get_user runs inside)", t.disc.OwnerPID))})
+	}
+	add(StageTunSendmsg, false, sm...)
+	add(StageNetifReceive, true, fnRungs("__netif_receive_skb", "netif_fentry", "netif_kprobe", ""),
+		[]tracer.Rung{rung(R, "netif_receive_skb", "netif_tp", "net:netif_receive_skb on the vnet")})
+	return st
+}
+
+// Filter implements tracer.Tool.
+func (t *Tool) Filter() tracer.Filter {
+	return tracer.Filter{SrcIP: t.cfg.SrcIP, DstIP: t.cfg.DstIP, Netns: t.netns, Ifindexes: []uint32{uint32(t.ifindex)}}
+}
+
+// Spec implements tracer.Tool: the BPF object with the owner, its tun fds
+// and its kernel-thread vhost workers filled in.
+func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
+	spec, err := loadVhost()
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]any{"vh_sys_write": uint32(unix.SYS_WRITE), "vh_sys_writev": uint32(unix.SYS_WRITEV)}
+	if t.ownerFDs() {
+		vars["vh_qemu_tgid"] = uint32(t.disc.OwnerPID)
+		var kvs []ebpf.MapKV
+		for _, f := range t.disc.TunFiles {
+			if f.PID == t.disc.OwnerPID {
+				kvs = append(kvs, ebpf.MapKV{Key: uint64(f.PID)<<32 | uint64(f.FD), Value: uint8(1)})
+			}
+		}
+		spec.Maps["tun_fds"].Contents = kvs
+		// Kernel-thread workers (before 6.4) are not in QEMU's thread
+		// group; vhost-tx follows them by tid.
+		if t.cfg.Tool == record.ToolVhostTX {
+			var ws []ebpf.MapKV
+			for _, w := range t.disc.Workers {
+				if w.Kernel {
+					ws = append(ws, ebpf.MapKV{Key: uint32(w.TID), Value: uint8(1)})
+				}
+			}
+			spec.Maps["watch_tasks"].Contents = ws
+		}
+	}
+	for name, v := range vars {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return spec, nil
+}
+
+// moduleOf names the kernel module a hook target lives in, for the reason
+// of an unavailable stage.
+var moduleOf = map[string]string{
+	StageVhostSignal: "vhost", StageIrqfd: "kvm", StageKVMIRQ: "kvm", HookEventfd: "",
+	StageKick: "kvm", HookPollWakeup: "vhost", StageHandleTX: "vhost_net", StageTunSendmsg: "tun",
+	StageTunXmit: "tun", StageVhostRecv: "tun",
+}
+
+// Describe implements tracer.Tool: header fields, and reasons that say
+// plainly why a stage cannot be seen here.
+func (t *Tool) Describe(h *record.Header) {
+	h.Interfaces = []string{t.cfg.Interface}
+	if t.cfg.SrcIP.IsValid() {
+		h.SrcIP = t.cfg.SrcIP.String()
+	}
+	if t.cfg.DstIP.IsValid() {
+		h.DstIP = t.cfg.DstIP.String()
+	}
+	h.Role = "auto" // per packet: request or reply
+	if h.Args == nil {
+		h.Args = map[string]string{}
+	}
+	if t.discErr != nil {
+		h.Args["discovery"] = "failed: " + t.discErr.Error()
+	} else {
+		h.Args["discovery"] = t.disc.Summary()
+	}
+	for i := range h.Probes {
+		p := &h.Probes[i]
+		if p.Available {
+			continue
+		}
+		if why, ok := t.disabled[p.Stage]; ok {
+			p.Reason = why
+			continue
+		}
+		if mod := moduleOf[p.Stage]; mod != "" && !moduleLoaded(mod) {
+			p.Reason = mod + " not loaded; " + p.Reason
+		}
+	}
+	// A kick cannot be tied to the TX queue without the poll wake-up.
+	if t.cfg.Tool == record.ToolVhostTX && !probeAvailable(h.Probes, HookPollWakeup) {
+		for i := range h.Probes {
+			if p := &h.Probes[i]; p.Stage == StageKick && p.Available {
+				p.Available, p.Method, p.Target = false, "", ""
+				p.Reason = "vhost_poll_wakeup cannot be traced, so a kick cannot be tied to the TX queue"
+			}
+		}
+	}
+}
+
+func probeAvailable(ps []record.Probe, stage string) bool {
+	for _, p := range ps {
+		if p.Stage == stage {
+			return p.Available
+		}
+	}
+	return false
+}
+
+func moduleLoaded(mod string) bool {
+	_, err := os.Stat("/sys/module/" + mod)
+	return err == nil
+}
+
+// Start implements tracer.Tool.
+func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
+	avail := map[string]bool{}
+	s2Method := ""
+	for _, c := range choices {
+		avail[c.Stage] = c.Available
+		if c.Stage == StageVhostRecv && c.Available {
+			s2Method = c.Rung.Hooks[0].Target
+		}
+	}
+	emit := func(rec any) {
+		var err error
+		switch r := rec.(type) {
+		case *record.Ping:
+			err = out.Ping(r)
+		case *record.Drop:
+			err = out.Drop(r)
+		}
+		if err != nil && t.sinkErr == nil {
+			t.sinkErr = err
+		}
+	}
+	if t.cfg.Tool == record.ToolVhostRX {
+		cfg := RXConfig{Available: avail, Device: t.cfg.Interface, Timeout: uint64(t.cfg.Timeout)}
+		// Without an S2 rung, consume_skb of the skb is when the reader took it.
+		if s2Method == "" && avail[HookSkbConsumed] {
+			cfg.S2FromConsume = true
+			avail[StageVhostRecv] = true
+		}
+		if names, err := dropreason.Load(nil); err == nil {
+			cfg.DropReason = names.Name
+		}
+		t.corr = NewRXCorrelator(cfg, emit)
+		return nil
+	}
+	if !avail[HookPollWakeup] {
+		avail[StageKick] = false
+	}
+	t.corr = NewTXCorrelator(TXConfig{Available: avail, Device: t.cfg.Interface}, emit)
+	return nil
+}
+
+// Event implements tracer.Tool.
+func (t *Tool) Event(raw []byte) error {
+	ev, err := DecodeEvent(raw)
+	if err != nil {
+		return err
+	}
+	if !t.wanted(ev) {
+		return nil
+	}
+	t.corr.Add(ev)
+	return t.sinkErr
+}
+
+// wanted drops events of stages the correlator was told are unavailable
+// (e.g. a kick whose wake-up cannot be traced).
+func (t *Tool) wanted(ev Event) bool {
+	return !(ev.Kind == KindKick && t.disabled[StageKick] != "")
+}
+
+// Tick implements tracer.Tool.
+func (t *Tool) Tick(now uint64) { t.corr.Advance(now) }
+
+// Finish implements tracer.Tool.
+func (t *Tool) Finish() map[string]uint64 {
+	t.corr.Close()
+	out := map[string]uint64{}
+	for k, v := range t.corr.Counters() {
+		out[k] = v
+	}
+	delete(out, "events") // the core counts ring buffer events itself
+	out["correlated_events"] = t.corr.Counters()["events"]
+	return out
+}

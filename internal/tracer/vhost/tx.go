@@ -1,0 +1,166 @@
+package vhost
+
+import (
+	"strconv"
+)
+
+// vhost-tx stage names (docs/record-format.md).
+const (
+	StageKick         = "kick"
+	StageHandleTX     = "handle_tx"
+	StageTunSendmsg   = "tun_sendmsg"
+	StageNetifReceive = "netif_receive"
+)
+
+// TXStages is the vhost-tx chain in kernel order.
+var TXStages = []string{StageKick, StageHandleTX, StageTunSendmsg, StageNetifReceive}
+
+// TXConfig configures the vhost-tx correlation.
+type TXConfig struct {
+	Available map[string]bool
+	Device    string
+	// Stale (ns): earlier stages older than this before netif_receive do
+	// not belong to the packet (default 100 ms).
+	Stale  uint64
+	Window uint64
+}
+
+// txRun is one vhost worker's current handle_tx pass: the kick that
+// started it, handle_tx, and the latest tun_sendmsg (or write(2)).
+type txRun struct {
+	kick, handleTX, sendmsg *Event
+	packets                 int // netif_receive events of this tun_sendmsg so far
+}
+
+// txMachine links the vhost-tx chain: the kick (ioeventfd_write in a vcpu
+// thread) to the vhost work it wakes (vhost_poll_wakeup in the same task),
+// that work to the worker running handle_tx_kick(work), and the worker's
+// tun_sendmsg to the netif_receive_skb it causes in the same task (tun
+// delivers synchronously when the device has no NAPI and RPS is off). The
+// ICMP identity comes from netif_receive, the last stage, and is carried
+// back to the earlier ones by this linking.
+type txMachine struct {
+	cfg      TXConfig
+	out      Emit
+	counters map[string]uint64
+	kicks    map[uint32]Event // vcpu tid → latest kick
+	workKick map[Ptr]Event    // vhost work → earliest kick not yet handled
+	runs     map[uint32]*txRun
+}
+
+// NewTXCorrelator returns the vhost-tx correlator.
+func NewTXCorrelator(cfg TXConfig, out Emit) *Correlator {
+	if cfg.Stale == 0 {
+		cfg.Stale = 100_000_000
+	}
+	counters := map[string]uint64{"events": 0, "pings": 0, "drops": 0, "incomplete": 0, "unmatched": 0}
+	m := &txMachine{cfg: cfg, out: out, counters: counters, kicks: map[uint32]Event{},
+		workKick: map[Ptr]Event{}, runs: map[uint32]*txRun{}}
+	return newCorrelator(m, cfg.Window, counters)
+}
+
+func (m *txMachine) handle(ev Event) {
+	switch ev.Kind {
+	case KindKick:
+		m.kicks[ev.TID] = ev
+	case KindPollWakeup:
+		k, ok := m.kicks[ev.TID]
+		if !ok || ev.TS-k.TS > 1_000_000 {
+			m.counters["unmatched"]++
+			return
+		}
+		delete(m.kicks, ev.TID)
+		// Kicks while the work is already queued merge into one handle_tx
+		// pass: keep the first, which started the wait.
+		if _, queued := m.workKick[ev.Key]; !queued {
+			m.workKick[ev.Key] = k
+		}
+	case KindHandleTX:
+		run := &txRun{handleTX: &ev}
+		if k, ok := m.workKick[ev.Key]; ok {
+			delete(m.workKick, ev.Key)
+			run.kick = &k
+		}
+		m.runs[ev.TID] = run
+	case KindTunSendmsg:
+		run := m.runs[ev.TID]
+		if run == nil || ev.TS-run.start() > m.cfg.Stale {
+			run = &txRun{}
+			m.runs[ev.TID] = run
+		}
+		run.sendmsg = &ev
+		run.packets = 0
+	case KindNetifReceive:
+		m.onNetifReceive(ev)
+	default:
+		m.counters["unmatched"]++
+	}
+}
+
+func (r *txRun) start() uint64 {
+	for _, e := range []*Event{r.kick, r.handleTX, r.sendmsg} {
+		if e != nil {
+			return e.TS
+		}
+	}
+	return 0
+}
+
+func (m *txMachine) onNetifReceive(ev Event) {
+	if ev.ICMP == nil {
+		m.counters["unmatched"]++
+		return
+	}
+	ch := newChain(*ev.ICMP)
+	ch.device = m.cfg.Device
+	ch.skb = ev.Key
+	if run := m.runs[ev.TID]; run != nil {
+		for _, st := range []struct {
+			name string
+			ev   *Event
+		}{{StageKick, run.kick}, {StageHandleTX, run.handleTX}, {StageTunSendmsg, run.sendmsg}} {
+			if st.ev != nil && st.ev.TS <= ev.TS && ev.TS-st.ev.TS <= m.cfg.Stale {
+				ch.see(st.name, *st.ev)
+			}
+		}
+		if run.kick != nil && ch.has(StageKick) {
+			ch.extra["kick_tid"] = strconv.FormatUint(uint64(run.kick.TID), 10)
+		}
+		if run.sendmsg != nil && ch.has(StageTunSendmsg) {
+			// Several packets of one tun_sendmsg (a vhost XDP batch) share
+			// its timestamp; say which one this was.
+			ch.extra["sendmsg_packet"] = strconv.Itoa(run.packets)
+			run.packets++
+		}
+	}
+	ch.see(StageNetifReceive, ev)
+	ch.extra["vhost_tid"] = strconv.FormatUint(uint64(ev.TID), 10)
+	p := ch.ping(TXStages, txDurations, m.cfg.Available)
+	if p.Extra["missing"] != "" {
+		m.counters["incomplete"]++
+	}
+	m.counters["pings"]++
+	m.out(p)
+}
+
+var txDurations = adjacentDurations(TXStages, func(s string) string { return s })
+
+func (m *txMachine) expire(now uint64) {
+	for tid, k := range m.kicks {
+		if now > k.TS+m.cfg.Stale {
+			delete(m.kicks, tid)
+		}
+	}
+	for w, k := range m.workKick {
+		if now > k.TS+m.cfg.Stale {
+			delete(m.workKick, w)
+		}
+	}
+	for tid, r := range m.runs {
+		if now > r.start()+m.cfg.Stale && (r.sendmsg == nil || now > r.sendmsg.TS+m.cfg.Stale) {
+			delete(m.runs, tid)
+		}
+	}
+}
+
+func (m *txMachine) flush() {}

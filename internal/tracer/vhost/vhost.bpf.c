@@ -1,0 +1,617 @@
+//go:build ignore
+
+// BPF side of `pingpath trace vhost-rx` and `pingpath trace vhost-tx`.
+//
+// The programs only observe and filter: every stage emits a small event into
+// one ring buffer and user space (correlate.go) joins the events into
+// per-packet chains, the way the kernel call chain links them:
+//
+//   vhost-rx: tun_net_xmit(skb) -> [vhost worker] tun_recvmsg(skb) ->
+//             vhost_add_used_and_signal_n -> eventfd_signal(ctx) ->
+//             irqfd_wakeup -> interrupt injection (same task, or a kworker)
+//   vhost-tx: [vcpu] ioeventfd_write -> vhost_poll_wakeup(work) ->
+//             [vhost worker] handle_tx_kick(work) -> tun_sendmsg ->
+//             netif_receive_skb(skb on the vnet)
+//
+// Each stage is built in several variants (fentry, kprobe, raw tracepoint)
+// sharing one handler; the loader picks the first that works on this kernel.
+// Filtering keeps unrelated traffic cheap: a device/ICMP check where the
+// packet is parsed, one hash lookup on an skb pointer or task id elsewhere.
+
+#include "pingpath.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// Event kinds (pp_event.hook); keep in sync with event.go.
+enum vh_kind {
+	VH_TUN_XMIT = 1,      // vhost-rx S1: the tun device transmits toward the guest
+	VH_VHOST_RECV = 2,    // vhost-rx S2: the backend takes the skb (tun_recvmsg / copy to user)
+	VH_SKB_CONSUMED = 3,  // a tracked skb was consumed (end of its life)
+	VH_SKB_DROPPED = 4,   // a tracked skb was freed as a drop (aux = reason)
+	VH_VHOST_SIGNAL = 5,  // vhost-rx S3: vhost publishes used buffers and signals
+	VH_EVENTFD = 6,       // eventfd_signal(ctx) in an armed task
+	VH_IRQFD = 7,         // vhost-rx S4: irqfd_wakeup
+	VH_KVM_IRQ = 8,       // vhost-rx S5: interrupt injection
+	VH_KICK = 16,         // vhost-tx: guest kick (ioeventfd_write)
+	VH_POLL_WAKEUP = 17,  // vhost-tx: the kick wakes a vhost poll (key = &poll->work)
+	VH_HANDLE_TX = 18,    // vhost-tx: handle_tx_kick(work)
+	VH_TUN_SENDMSG = 19,  // vhost-tx: tun_sendmsg, or write(2) on the tun fd
+	VH_NETIF_RECEIVE = 20,// vhost-tx: netif_receive_skb on the vnet
+};
+
+// Attach method of the program that fired (vh_event.method).
+enum vh_method {
+	M_FENTRY = 1,
+	M_KPROBE = 2,
+	M_TRACEPOINT = 3,
+};
+
+// The vhost event: the common pingpath event (hook = enum vh_kind; id, seq,
+// kind, icmp_type set when the packet was parsed) and the correlation keys.
+struct vh_event {
+	struct pp_event pp;
+	__u64 key;  // skb, eventfd ctx, vhost work, tun socket
+	__u64 key2; // vq, irqfd wait entry, vcpu / apic, drop location
+	__u32 tid;
+	__u32 aux;  // gsi / vector / drop reason / fd
+	__u32 saddr; // network byte order, when parsed
+	__u32 daddr;
+	__u8 method;
+	__u8 pad[7];
+};
+
+// Referenced so that bpf2go emits the Go type.
+const struct vh_event *unused_vh_event __attribute__((unused));
+
+// Configuration beyond the common filter, set from Go before loading.
+volatile const __u32 vh_qemu_tgid;   // the process owning the tun file (0: any)
+volatile const __u32 vh_sys_write;   // syscall numbers of write/writev on this arch
+volatile const __u32 vh_sys_writev;
+volatile const __u64 vh_arm_ns = 50000000; // how long a task stays armed after taking a packet
+
+// skb pointers seen at S1, until the backend takes or frees them.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u64);
+} tracked_skbs SEC(".maps");
+
+// Tasks that took a traced packet (vhost workers): their next signal,
+// eventfd and irqfd calls belong to it. Value: when armed.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+} armed SEC(".maps");
+
+// Tasks user space asked to watch (vhost workers of the VM): kernel-thread
+// workers (before 6.4) are not in QEMU's thread group, and without an S2
+// probe no task gets armed.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} watch_tasks SEC(".maps");
+
+// Vcpu tasks inside ioeventfd_write (the kick), so that the vhost poll
+// wake-up they cause can be told from socket wake-ups.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+} kicking SEC(".maps");
+
+// (tgid << 32 | fd) of the tun files of the vnet, for the write(2) rung.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, __u8);
+} tun_fds SEC(".maps");
+
+// [0]: time of the last S4 event, so that an injection in another task
+// (irqfd_inject in a kworker) is reported only shortly after one.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} last_irqfd SEC(".maps");
+
+// vh_reserve reserves and fills an event's common part; the caller fills the
+// rest and submits. A full ring buffer is counted in pp_lost.
+static __always_inline struct vh_event *vh_reserve(__u8 kind, __u8 method, __u64 ts)
+{
+	struct vh_event *e = bpf_ringbuf_reserve(&pp_events, sizeof(*e), 0);
+	if (!e) {
+		pp_count_lost();
+		return 0;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__builtin_memset(e, 0, sizeof(*e));
+	e->pp.ts = ts;
+	e->pp.pid = pid_tgid >> 32;
+	e->pp.cpu = bpf_get_smp_processor_id();
+	e->pp.hook = kind;
+	e->pp.netns = pp_netns;
+	bpf_get_current_comm(e->pp.comm, sizeof(e->pp.comm));
+	e->tid = (__u32)pid_tgid;
+	e->method = method;
+	return e;
+}
+
+static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, struct net_device *dev)
+{
+	e->pp.id = pkt->id;
+	e->pp.seq = pkt->seq;
+	e->pp.kind = pkt->kind;
+	e->pp.icmp_type = pkt->icmp_type;
+	e->saddr = pkt->saddr;
+	e->daddr = pkt->daddr;
+	if (dev) {
+		e->pp.ifindex = BPF_CORE_READ(dev, ifindex);
+		BPF_CORE_READ_STR_INTO(&e->pp.ifname, dev, name);
+	}
+}
+
+/* ---------------------------------------------------------------- vhost-rx */
+
+// S1: the tun device transmits skb toward the guest.
+static __always_inline int on_tun_xmit(struct sk_buff *skb, struct net_device *dev, __u8 method)
+{
+	struct pp_pkt pkt = {};
+	if (!dev || !pp_netns_ok(skb, dev) || !pp_ifindex_ok(BPF_CORE_READ(dev, ifindex)))
+		return 0;
+	if (!pp_parse_skb(skb, &pkt))
+		return 0;
+	__u64 ts = bpf_ktime_get_ns();
+	__u64 key = (__u64)skb;
+	bpf_map_update_elem(&tracked_skbs, &key, &ts, BPF_ANY);
+	struct vh_event *e = vh_reserve(VH_TUN_XMIT, method, ts);
+	if (!e)
+		return 0;
+	e->key = key;
+	vh_fill_pkt(e, &pkt, dev);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("fentry")
+int BPF_PROG(s1_fentry, struct sk_buff *skb, struct net_device *dev)
+{
+	return on_tun_xmit(skb, dev, M_FENTRY);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(s1_kprobe, struct sk_buff *skb, struct net_device *dev)
+{
+	return on_tun_xmit(skb, dev, M_KPROBE);
+}
+
+SEC("raw_tracepoint")
+int BPF_PROG(s1_tp, struct sk_buff *skb, struct net_device *dev)
+{
+	return on_tun_xmit(skb, dev, M_TRACEPOINT);
+}
+
+static __always_inline void arm_task(__u64 ts)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&armed, &tid, &ts, BPF_ANY);
+}
+
+// S2: the backend takes a tracked skb. forget says whether the skb's life
+// ends here (tun_recvmsg consumes it; a copy to user space is followed by a
+// consume_skb that does the forgetting).
+static __always_inline int on_vhost_recv(void *skb, __u8 probe, int forget)
+{
+	__u64 key = (__u64)skb;
+	if (!bpf_map_lookup_elem(&tracked_skbs, &key))
+		return 0;
+	if (forget)
+		bpf_map_delete_elem(&tracked_skbs, &key);
+	__u64 ts = bpf_ktime_get_ns();
+	arm_task(ts);
+	struct vh_event *e = vh_reserve(VH_VHOST_RECV, probe, ts);
+	if (!e)
+		return 0;
+	e->key = key;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+// vhost-net hands tun the skb it took from the tun ring in msg_control.
+SEC("fentry")
+int BPF_PROG(s2_fentry, struct socket *sock, struct msghdr *m)
+{
+	return on_vhost_recv(BPF_CORE_READ(m, msg_control), M_FENTRY, 1);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(s2_kprobe, struct socket *sock, struct msghdr *m)
+{
+	return on_vhost_recv(BPF_CORE_READ(m, msg_control), M_KPROBE, 1);
+}
+
+// tun_put_user copies the packet with skb_copy_datagram_iter, in the task of
+// whoever reads the tun queue (the vhost worker, or a user space backend).
+SEC("raw_tracepoint")
+int BPF_PROG(s2_tp, struct sk_buff *skb, int len)
+{
+	return on_vhost_recv(skb, M_TRACEPOINT, 0);
+}
+
+SEC("raw_tracepoint")
+int BPF_PROG(skb_consumed, struct sk_buff *skb, void *location)
+{
+	__u64 key = (__u64)skb;
+	if (!bpf_map_lookup_elem(&tracked_skbs, &key))
+		return 0;
+	bpf_map_delete_elem(&tracked_skbs, &key);
+	__u64 ts = bpf_ktime_get_ns();
+	arm_task(ts);
+	struct vh_event *e = vh_reserve(VH_SKB_CONSUMED, M_TRACEPOINT, ts);
+	if (!e)
+		return 0;
+	e->key = key;
+	e->key2 = (__u64)location;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("raw_tracepoint")
+int BPF_PROG(skb_dropped, struct sk_buff *skb, void *location, int reason)
+{
+	__u64 key = (__u64)skb;
+	if (!bpf_map_lookup_elem(&tracked_skbs, &key))
+		return 0;
+	bpf_map_delete_elem(&tracked_skbs, &key);
+	struct vh_event *e = vh_reserve(VH_SKB_DROPPED, M_TRACEPOINT, bpf_ktime_get_ns());
+	if (!e)
+		return 0;
+	e->key = key;
+	e->key2 = (__u64)location;
+	e->aux = (__u32)reason;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+// task_armed reports whether the current task took a traced packet recently
+// (or is a watched vhost worker).
+static __always_inline int task_armed(__u64 now)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *at = bpf_map_lookup_elem(&armed, &tid);
+	if (at && now - *at <= vh_arm_ns)
+		return 1;
+	return bpf_map_lookup_elem(&watch_tasks, &tid) != 0;
+}
+
+static __always_inline int on_armed_event(__u8 kind, __u8 probe, __u64 key, __u64 key2, __u32 aux)
+{
+	__u64 ts = bpf_ktime_get_ns();
+	if (!task_armed(ts))
+		return 0;
+	if (kind == VH_IRQFD || kind == VH_EVENTFD) {
+		__u32 zero = 0;
+		bpf_map_update_elem(&last_irqfd, &zero, &ts, BPF_ANY);
+	}
+	struct vh_event *e = vh_reserve(kind, probe, ts);
+	if (!e)
+		return 0;
+	e->key = key;
+	e->key2 = key2;
+	e->aux = aux;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+// S3: vhost_add_used_and_signal_n(dev, vq, heads, count) or vhost_signal(dev, vq).
+SEC("fentry")
+int BPF_PROG(s3_fentry, void *dev, void *vq)
+{
+	return on_armed_event(VH_VHOST_SIGNAL, M_FENTRY, (__u64)dev, (__u64)vq, 0);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(s3_kprobe, void *dev, void *vq)
+{
+	return on_armed_event(VH_VHOST_SIGNAL, M_KPROBE, (__u64)dev, (__u64)vq, 0);
+}
+
+// eventfd_signal(ctx, n) before 6.8, eventfd_signal_mask(ctx, mask) from
+// 6.8 (eventfd_signal became an inline wrapper): ctx is the first argument
+// of both, so one program serves either symbol.
+SEC("fentry")
+int BPF_PROG(eventfd_fentry, void *ctx_)
+{
+	return on_armed_event(VH_EVENTFD, M_FENTRY, (__u64)ctx_, 0, 0);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(eventfd_kprobe, void *ctx_)
+{
+	return on_armed_event(VH_EVENTFD, M_KPROBE, (__u64)ctx_, 0, 0);
+}
+
+// S4: irqfd_wakeup(wait, mode, sync, key). The irqfd's eventfd and GSI are
+// read with CO-RE where the kernel's BTF describes struct kvm_kernel_irqfd.
+static __always_inline int on_irqfd(wait_queue_entry_t *wait, __u64 flags, __u8 probe)
+{
+	if (!(flags & 0x1 /* EPOLLIN */))
+		return 0;
+	__u64 ctx_ = 0;
+	__u32 gsi = 0;
+	if (bpf_core_type_exists(struct kvm_kernel_irqfd)) {
+		struct kvm_kernel_irqfd *irqfd = (void *)((char *)wait - bpf_core_field_offset(struct kvm_kernel_irqfd, wait));
+		ctx_ = (__u64)BPF_CORE_READ(irqfd, eventfd);
+		gsi = BPF_CORE_READ(irqfd, gsi);
+	}
+	return on_armed_event(VH_IRQFD, probe, ctx_, (__u64)wait, gsi);
+}
+
+SEC("fentry")
+int BPF_PROG(s4_fentry, wait_queue_entry_t *wait, unsigned mode, int sync, void *key)
+{
+	return on_irqfd(wait, (__u64)key, M_FENTRY);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(s4_kprobe, wait_queue_entry_t *wait, unsigned mode, int sync, void *key)
+{
+	return on_irqfd(wait, (__u64)key, M_KPROBE);
+}
+
+// S5: interrupt injection. Reported in the armed task (the irqfd fast path
+// injects synchronously) or, shortly after an irqfd wake-up, in any task
+// (irqfd_inject runs from a kworker).
+// src says what aux holds (enum vh_irq_src).
+enum vh_irq_src {
+	IRQ_POSTED = 1,   // vmx_deliver_posted_interrupt: aux = vector
+	IRQ_DELIVER = 2,  // vmx/svm_deliver_interrupt: aux = vector
+	IRQ_INATOMIC = 3, // kvm_arch_set_irq_inatomic: no aux
+	IRQ_APIC = 4,     // kvm:kvm_apic_accept_irq: aux = vector
+	IRQ_MSI = 5,      // kvm:kvm_msi_set_irq: aux = vector
+	IRQ_SET_IRQ = 6,  // kvm:kvm_set_irq: aux = GSI
+};
+
+static __always_inline int on_kvm_irq(__u8 method, __u8 src, __u64 key2, __u32 aux)
+{
+	__u64 ts = bpf_ktime_get_ns();
+	if (!task_armed(ts)) {
+		__u32 zero = 0;
+		__u64 *last = bpf_map_lookup_elem(&last_irqfd, &zero);
+		if (!last || !*last || ts - *last > vh_arm_ns)
+			return 0;
+	}
+	struct vh_event *e = vh_reserve(VH_KVM_IRQ, method, ts);
+	if (!e)
+		return 0;
+	e->key = src;
+	e->key2 = key2;
+	e->aux = aux;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+// (vcpu, vector): vmx_deliver_posted_interrupt.
+SEC("fentry")
+int BPF_PROG(s5_vec2_fentry, void *vcpu, int vector)
+{
+	return on_kvm_irq(M_FENTRY, IRQ_POSTED, (__u64)vcpu, vector);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(s5_vec2_kprobe, void *vcpu, int vector)
+{
+	return on_kvm_irq(M_KPROBE, IRQ_POSTED, (__u64)vcpu, vector);
+}
+
+// (apic, delivery_mode, trig_mode, vector): vmx_deliver_interrupt, svm_deliver_interrupt.
+SEC("fentry")
+int BPF_PROG(s5_vec4_fentry, void *apic, int dm, int tm, int vector)
+{
+	return on_kvm_irq(M_FENTRY, IRQ_DELIVER, (__u64)apic, vector);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(s5_vec4_kprobe, void *apic, int dm, int tm, int vector)
+{
+	return on_kvm_irq(M_KPROBE, IRQ_DELIVER, (__u64)apic, vector);
+}
+
+// (routing entry, kvm, ...): kvm_arch_set_irq_inatomic, kvm_set_msi_irq.
+SEC("fentry")
+int BPF_PROG(s5_arg1_fentry, void *arg1)
+{
+	return on_kvm_irq(M_FENTRY, IRQ_INATOMIC, (__u64)arg1, 0);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(s5_arg1_kprobe, void *arg1)
+{
+	return on_kvm_irq(M_KPROBE, IRQ_INATOMIC, (__u64)arg1, 0);
+}
+
+SEC("raw_tracepoint")
+int BPF_PROG(s5_tp_apic, __u32 apicid, __u16 dm, __u16 tm, __u8 vec)
+{
+	return on_kvm_irq(M_TRACEPOINT, IRQ_APIC, apicid, vec);
+}
+
+SEC("raw_tracepoint")
+int BPF_PROG(s5_tp_msi, __u64 address, __u64 data)
+{
+	return on_kvm_irq(M_TRACEPOINT, IRQ_MSI, address, (__u32)(data & 0xff));
+}
+
+SEC("raw_tracepoint")
+int BPF_PROG(s5_tp_set_irq, unsigned int gsi, int level, int irq_source_id)
+{
+	return on_kvm_irq(M_TRACEPOINT, IRQ_SET_IRQ, 0, gsi);
+}
+
+/* ---------------------------------------------------------------- vhost-tx */
+
+// Guest kick: ioeventfd_write(vcpu, this, addr, len, val) in a vcpu thread.
+static __always_inline int on_kick(void *dev, __u8 probe)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (vh_qemu_tgid && (pid_tgid >> 32) != vh_qemu_tgid)
+		return 0;
+	__u64 ts = bpf_ktime_get_ns();
+	__u32 tid = (__u32)pid_tgid;
+	bpf_map_update_elem(&kicking, &tid, &ts, BPF_ANY);
+	struct vh_event *e = vh_reserve(VH_KICK, probe, ts);
+	if (!e)
+		return 0;
+	e->key = (__u64)dev;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("fentry")
+int BPF_PROG(kick_fentry, void *vcpu, void *this)
+{
+	return on_kick(this, M_FENTRY);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(kick_kprobe, void *vcpu, void *this)
+{
+	return on_kick(this, M_KPROBE);
+}
+
+// vhost_poll_wakeup(wait, mode, sync, key) runs inside the kick's
+// eventfd_signal. struct vhost_poll keeps its work right after its wait entry
+// (since 4.x), so &poll->work = wait + sizeof(wait_queue_entry_t): the key
+// handle_tx_kick(work) is called with.
+static __always_inline int on_poll_wakeup(void *wait, __u8 probe)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *at = bpf_map_lookup_elem(&kicking, &tid);
+	__u64 ts = bpf_ktime_get_ns();
+	if (!at || ts - *at > 1000000)
+		return 0;
+	struct vh_event *e = vh_reserve(VH_POLL_WAKEUP, probe, ts);
+	if (!e)
+		return 0;
+	e->key = (__u64)wait + bpf_core_type_size(struct wait_queue_entry);
+	e->key2 = (__u64)wait;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("fentry")
+int BPF_PROG(wakeup_fentry, void *wait)
+{
+	return on_poll_wakeup(wait, M_FENTRY);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(wakeup_kprobe, void *wait)
+{
+	return on_poll_wakeup(wait, M_KPROBE);
+}
+
+static __always_inline int on_tx_event(__u8 kind, __u8 probe, __u64 key, __u32 aux)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	// vhost workers are kernel threads before 6.4 (watched by tid) and
+	// threads of QEMU from 6.4 on.
+	if (vh_qemu_tgid && (pid_tgid >> 32) != vh_qemu_tgid && !bpf_map_lookup_elem(&watch_tasks, &tid))
+		return 0;
+	struct vh_event *e = vh_reserve(kind, probe, bpf_ktime_get_ns());
+	if (!e)
+		return 0;
+	e->key = key;
+	e->aux = aux;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("fentry")
+int BPF_PROG(handle_tx_fentry, void *work)
+{
+	return on_tx_event(VH_HANDLE_TX, M_FENTRY, (__u64)work, 0);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(handle_tx_kprobe, void *work)
+{
+	return on_tx_event(VH_HANDLE_TX, M_KPROBE, (__u64)work, 0);
+}
+
+SEC("fentry")
+int BPF_PROG(sendmsg_fentry, void *sock)
+{
+	return on_tx_event(VH_TUN_SENDMSG, M_FENTRY, (__u64)sock, 0);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(sendmsg_kprobe, void *sock)
+{
+	return on_tx_event(VH_TUN_SENDMSG, M_KPROBE, (__u64)sock, 0);
+}
+
+// Tracepoint rung of tun_sendmsg: a write(2)/writev(2) on the vnet's tun file
+// by the process that owns it (a user space virtio backend: QEMU without
+// vhost, or the lab's relay). tun_get_user runs inside that syscall.
+SEC("raw_tracepoint")
+int BPF_PROG(sendmsg_tp, struct pt_regs *regs, long id)
+{
+	if (id != vh_sys_write && id != vh_sys_writev)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (vh_qemu_tgid && (pid_tgid >> 32) != vh_qemu_tgid)
+		return 0;
+	__u32 fd = (__u32)PT_REGS_PARM1_CORE(regs);
+	__u64 key = (pid_tgid & 0xffffffff00000000ULL) | fd;
+	if (!bpf_map_lookup_elem(&tun_fds, &key))
+		return 0;
+	struct vh_event *e = vh_reserve(VH_TUN_SENDMSG, M_TRACEPOINT, bpf_ktime_get_ns());
+	if (!e)
+		return 0;
+	e->aux = fd;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+// netif_receive_skb of a packet the guest sent (on the vnet), with its identity.
+static __always_inline int on_netif_receive(struct sk_buff *skb, __u8 method)
+{
+	struct pp_pkt pkt = {};
+	struct net_device *dev;
+	if (!skb || !pp_filter_skb(skb, &pkt, 1, &dev))
+		return 0;
+	struct vh_event *e = vh_reserve(VH_NETIF_RECEIVE, method, bpf_ktime_get_ns());
+	if (!e)
+		return 0;
+	e->key = (__u64)skb;
+	vh_fill_pkt(e, &pkt, dev);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("fentry")
+int BPF_PROG(netif_fentry, struct sk_buff *skb)
+{
+	return on_netif_receive(skb, M_FENTRY);
+}
+
+SEC("kprobe")
+int BPF_KPROBE(netif_kprobe, struct sk_buff *skb)
+{
+	return on_netif_receive(skb, M_KPROBE);
+}
+
+SEC("raw_tracepoint")
+int BPF_PROG(netif_tp, struct sk_buff *skb)
+{
+	return on_netif_receive(skb, M_TRACEPOINT);
+}

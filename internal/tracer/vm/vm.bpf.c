@@ -1,0 +1,258 @@
+//go:build ignore
+
+// VM tracer: the kernel_icmp_rtt replacement. Each program below observes one
+// hook on one attach method and emits a struct pp_event tagged with its hook
+// number; the Go side (vm.go) maps hook + echo kind to a stage
+// (p1_start, p1_end, p2_start, p2_end) according to the direction, and the
+// ladder there decides which programs are loaded at all.
+//
+// Hooks:
+//   VM_HOOK_IP_OUT     ip_local_out / __ip_local_out        fentry, kprobe
+//   VM_HOOK_DEV_QUEUE  dev_queue_xmit                       fentry, kprobe (__dev_queue_xmit), raw_tp net_dev_queue
+//   VM_HOOK_NETIF_RX   netif_receive_skb                    raw_tp netif_receive_skb
+//   VM_HOOK_ICMP_RCV   icmp_rcv                             fentry, kprobe
+//   VM_HOOK_SENDTO     sendto(2) entry of an echo request   tracepoint syscalls/sys_enter_sendto
+//   VM_HOOK_CONSUME    skb freed at the end of icmp_rcv     raw_tp consume_skb, kfree_skb (location inside icmp_rcv)
+//   VM_HOOK_FIB_IN     request's input route lookup         raw_tp fib_table_lookup
+//   VM_HOOK_FIB_OUT    reply's output route lookup          raw_tp fib_table_lookup
+// The last two carry no skb: they take the id/seq of the echo request this
+// CPU is processing (recorded at netif_receive_skb), which is sound because
+// netif_receive_skb → ip_rcv → icmp_rcv → icmp_reply → dev_queue_xmit runs
+// in one softirq pass on one CPU.
+
+#include "pingpath.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define VM_HOOK_IP_OUT 1
+#define VM_HOOK_DEV_QUEUE 2
+#define VM_HOOK_NETIF_RX 3
+#define VM_HOOK_ICMP_RCV 4
+#define VM_HOOK_SENDTO 5
+#define VM_HOOK_CONSUME 6
+#define VM_HOOK_FIB_IN 7
+#define VM_HOOK_FIB_OUT 8
+
+#define VM_AF_INET 2
+#define VM_SOCK_DGRAM 2
+#define VM_SOCK_RAW 3
+#define VM_LOOPBACK_IFINDEX 1
+/* How long the request a CPU is processing stays its "current" one. */
+#define VM_CUR_MAX_AGE_NS 10000000ULL
+
+/*
+ * Text ranges [start, end) of the functions that free an echo reply at the
+ * end of ICMP processing (icmp_rcv, ping_rcv), from kallsyms. No range set =
+ * no location check.
+ */
+#define VM_FREE_FUNCS 2
+const volatile __u64 vm_free_start[VM_FREE_FUNCS] = {};
+const volatile __u64 vm_free_end[VM_FREE_FUNCS] = {};
+
+/* The echo request this CPU last saw at netif_receive_skb (rx stages FIB_*). */
+struct vm_cur {
+	__u64 ts;
+	__u16 id;
+	__u16 seq;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vm_cur);
+} vm_cur_req SEC(".maps");
+
+/* ---- ip_local_out / __ip_local_out (struct net *, struct sock *, struct sk_buff *) ---- */
+PP_FENTRY_SKB3(vm_fentry_ip_local_out, VM_HOOK_IP_OUT, 0)
+PP_FENTRY_SKB3(vm_fentry_ip_local_out_inner, VM_HOOK_IP_OUT, 0)
+PP_KPROBE_SKB3(vm_kprobe_ip_local_out, VM_HOOK_IP_OUT, 0)
+
+/* ---- dev_queue_xmit (struct sk_buff *, ...) ---- */
+PP_FENTRY_SKB1(vm_fentry_dev_queue_xmit, VM_HOOK_DEV_QUEUE, 1)
+PP_FENTRY_SKB1(vm_fentry_dev_queue_xmit_inner, VM_HOOK_DEV_QUEUE, 1)
+PP_KPROBE_SKB1(vm_kprobe_dev_queue_xmit, VM_HOOK_DEV_QUEUE, 1)
+PP_RAW_TP_SKB1(vm_raw_tp_net_dev_queue, VM_HOOK_DEV_QUEUE, 1)
+
+/* ---- icmp_rcv (struct sk_buff *) ---- */
+PP_FENTRY_SKB1(vm_fentry_icmp_rcv, VM_HOOK_ICMP_RCV, 0)
+PP_KPROBE_SKB1(vm_kprobe_icmp_rcv, VM_HOOK_ICMP_RCV, 0)
+
+/* ---- netif_receive_skb tracepoint (struct sk_buff *) ---- */
+SEC("raw_tracepoint")
+int vm_raw_tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
+	struct pp_pkt pkt = {};
+	struct net_device *dev;
+	if (!pp_filter_skb(skb, &pkt, 1, &dev))
+		return 0;
+	if (pkt.kind == PP_KIND_REQUEST) {
+		__u32 zero = 0;
+		struct vm_cur *cur = bpf_map_lookup_elem(&vm_cur_req, &zero);
+		if (cur) {
+			cur->ts = bpf_ktime_get_ns();
+			cur->id = pkt.id;
+			cur->seq = pkt.seq;
+		}
+	}
+	return pp_emit(&pkt, VM_HOOK_NETIF_RX, dev, pp_netns);
+}
+
+/*
+ * consume_skb(skb, location) / kfree_skb(skb, location, reason): the reply
+ * freed at the end of ICMP processing. Depending on the kernel and on who
+ * listens (ping socket, raw sockets only), the original reply is consumed or
+ * freed (reason NO_SOCKET) in icmp_rcv or ping_rcv, so both tracepoints are
+ * needed; the location check keeps out the clones that sockets free later
+ * in recvmsg.
+ */
+static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *ctx)
+{
+	if (vm_free_end[0]) {
+		__u64 loc = ctx->args[1];
+		int in = 0;
+#pragma unroll
+		for (int i = 0; i < VM_FREE_FUNCS; i++)
+			if (loc >= vm_free_start[i] && loc < vm_free_end[i])
+				in = 1;
+		if (!in)
+			return 0;
+	}
+	return pp_on_skb((struct sk_buff *)ctx->args[0], VM_HOOK_CONSUME, 0);
+}
+
+SEC("raw_tracepoint")
+int vm_raw_tp_consume_skb(struct bpf_raw_tracepoint_args *ctx)
+{
+	return vm_freed_in_icmp_rcv(ctx);
+}
+
+SEC("raw_tracepoint")
+int vm_raw_tp_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
+{
+	return vm_freed_in_icmp_rcv(ctx);
+}
+
+/* pp_task_netns: the network namespace of the current task. */
+static __always_inline __u32 vm_task_netns(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+}
+
+/*
+ * vm_fd_sock returns the struct sock behind file descriptor fd of the current
+ * task, or NULL.
+ */
+static __always_inline struct sock *vm_fd_sock(__u64 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return NULL;
+	return BPF_CORE_READ(sock, sk);
+}
+
+/*
+ * sendto(fd, buf, len, flags, addr, addrlen) of an ICMP echo request to
+ * pp_dst_ip on a raw or datagram ("ping") ICMP socket. The echo id of a ping
+ * socket is the socket's port, not what user space wrote.
+ */
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int vm_tp_sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!(pp_echo_kinds & PP_KIND_REQUEST))
+		return 0;
+	if (pp_netns && vm_task_netns() != (__u32)pp_netns)
+		return 0;
+	void *uaddr = (void *)ctx->args[4];
+	if (!uaddr || ctx->args[2] < sizeof(struct icmphdr))
+		return 0;
+	struct sockaddr_in sin;
+	if (bpf_probe_read_user(&sin, sizeof(sin), uaddr) || sin.sin_family != VM_AF_INET)
+		return 0;
+	if (pp_dst_ip && sin.sin_addr.s_addr != pp_dst_ip)
+		return 0;
+	struct icmphdr icmp;
+	if (bpf_probe_read_user(&icmp, sizeof(icmp), (void *)ctx->args[1]) || icmp.type != PP_ICMP_ECHO)
+		return 0;
+	struct sock *sk = vm_fd_sock(ctx->args[0]);
+	if (!sk)
+		return 0;
+	__u16 proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+	__u16 type = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type);
+	if (proto != PP_IPPROTO_ICMP)
+		return 0;
+	struct pp_pkt pkt = {
+		.saddr = pp_src_ip, /* chosen by the route later; assume the configured source */
+		.daddr = sin.sin_addr.s_addr,
+		.icmp_type = icmp.type,
+		.id = bpf_ntohs(icmp.un.echo.id),
+		.seq = bpf_ntohs(icmp.un.echo.sequence),
+	};
+	if (type == VM_SOCK_DGRAM)
+		pkt.id = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	else if (type != VM_SOCK_RAW)
+		return 0;
+	if (!pp_classify(&pkt))
+		return 0;
+	return pp_emit(&pkt, VM_HOOK_SENDTO, NULL, pp_netns);
+}
+
+/*
+ * fib_table_lookup(tb_id, flp, nhc, err): the request's input route lookup
+ * (remote → local, from a device) and the reply's output route lookup
+ * (local → remote, ICMP) on the CPU that just received the request.
+ */
+SEC("raw_tracepoint")
+int vm_raw_tp_fib_table_lookup(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct flowi4 *flp = (const struct flowi4 *)ctx->args[1];
+	__u32 saddr = BPF_CORE_READ(flp, saddr);
+	__u32 daddr = BPF_CORE_READ(flp, daddr);
+	__u8 hook, kind;
+	if (saddr == pp_src_ip && daddr == pp_dst_ip) {
+		int iif = BPF_CORE_READ(flp, __fl_common.flowic_iif);
+		if (iif == 0 || iif == VM_LOOPBACK_IFINDEX)
+			return 0;
+		hook = VM_HOOK_FIB_IN;
+		kind = PP_KIND_REQUEST;
+	} else if (saddr == pp_dst_ip && daddr == pp_src_ip) {
+		if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != PP_IPPROTO_ICMP)
+			return 0;
+		hook = VM_HOOK_FIB_OUT;
+		kind = PP_KIND_REPLY;
+	} else {
+		return 0;
+	}
+	if (!(pp_echo_kinds & kind))
+		return 0;
+	const struct fib_nh_common *nhc = (const struct fib_nh_common *)ctx->args[2];
+	struct net_device *dev = nhc ? BPF_CORE_READ(nhc, nhc_dev) : NULL;
+	if (pp_netns && (!dev || pp_dev_netns(dev) != (__u32)pp_netns))
+		return 0;
+	__u32 zero = 0;
+	struct vm_cur *cur = bpf_map_lookup_elem(&vm_cur_req, &zero);
+	if (!cur || !cur->ts || bpf_ktime_get_ns() - cur->ts > VM_CUR_MAX_AGE_NS)
+		return 0;
+	struct pp_pkt pkt = {
+		.saddr = saddr,
+		.daddr = daddr,
+		.id = cur->id,
+		.seq = cur->seq,
+		.icmp_type = kind == PP_KIND_REQUEST ? PP_ICMP_ECHO : PP_ICMP_ECHOREPLY,
+		.kind = kind,
+	};
+	if (pp_icmp_id_set && pkt.id != pp_icmp_id)
+		return 0;
+	return pp_emit(&pkt, hook, NULL, pp_netns);
+}

@@ -1,0 +1,343 @@
+// Package vm is the VM tracer (`pingpath trace vm`), the replacement of the
+// origin's kernel_icmp_rtt.py: inside a VM it timestamps one ping's echo
+// request and echo reply at four stages of the guest's network stack.
+//
+// Sender (role tx): p1_start request enters IP output, p1_end request handed
+// to the device, p2_start reply received, p2_end reply reaches icmp_rcv.
+// Receiver (role rx): p1_start request received, p1_end request reaches
+// icmp_rcv, p2_start reply enters IP output, p2_end reply handed to the
+// device. Which hook backs each stage on each attach rung is in Stages and
+// docs/tracers.md.
+package vm
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+
+	"github.com/pingpath/pingpath/internal/kernel"
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
+)
+
+// Stage names (docs/record-format.md).
+const (
+	P1Start = "p1_start"
+	P1End   = "p1_end"
+	P2Start = "p2_start"
+	P2End   = "p2_end"
+)
+
+// Roles.
+const (
+	RoleTX = "tx" // this VM sends the echo requests
+	RoleRX = "rx" // this VM answers them
+)
+
+// Hook numbers, VM_HOOK_* in vm.bpf.c (a test keeps them in sync).
+const (
+	hookIPOut    uint8 = 1
+	hookDevQueue uint8 = 2
+	hookNetifRX  uint8 = 3
+	hookICMPRcv  uint8 = 4
+	hookSendto   uint8 = 5
+	hookConsume  uint8 = 6
+	hookFibIn    uint8 = 7
+	hookFibOut   uint8 = 8
+)
+
+// Durations (docs/record-format.md): path1 + inter_path + path2 = total.
+var durations = []tracer.Duration{
+	{Name: "path1", From: P1Start, To: P1End},
+	{Name: "inter_path", From: P1End, To: P2Start},
+	{Name: "path2", From: P2Start, To: P2End},
+	{Name: "total", From: P1Start, To: P2End},
+}
+
+// The rungs, shared by both directions. Each says what it sees.
+var (
+	ipLocalOut = []tracer.Rung{
+		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "ip_local_out", Program: "vm_fentry_ip_local_out"}, {Target: "__ip_local_out", Program: "vm_fentry_ip_local_out_inner"}}},
+		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "ip_local_out", Program: "vm_kprobe_ip_local_out"}, {Target: "__ip_local_out", Program: "vm_kprobe_ip_local_out"}}},
+	}
+	devQueue = []tracer.Rung{
+		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "dev_queue_xmit", Program: "vm_fentry_dev_queue_xmit"}, {Target: "__dev_queue_xmit", Program: "vm_fentry_dev_queue_xmit_inner"}}},
+		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "dev_queue_xmit", Program: "vm_kprobe_dev_queue_xmit"}, {Target: "__dev_queue_xmit", Program: "vm_kprobe_dev_queue_xmit"}}},
+		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "net_dev_queue", Program: "vm_raw_tp_net_dev_queue"}},
+			Note: "net_dev_queue fires at dev_queue_xmit entry, before the qdisc"},
+	}
+	netifReceive = []tracer.Rung{
+		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: "vm_raw_tp_netif_receive_skb"}}},
+	}
+	icmpRcv = []tracer.Rung{
+		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "icmp_rcv", Program: "vm_fentry_icmp_rcv"}}},
+		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "icmp_rcv", Program: "vm_kprobe_icmp_rcv"}}},
+	}
+)
+
+func with(rungs []tracer.Rung, more ...tracer.Rung) []tracer.Rung {
+	out := append([]tracer.Rung(nil), rungs...)
+	return append(out, more...)
+}
+
+// Stages returns the probe ladder of each stage for role (RoleTX, RoleRX).
+func Stages(role string) []tracer.Stage {
+	if role == RoleTX {
+		return []tracer.Stage{
+			{Name: P1Start, Required: true, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.Tracepoint,
+				Hooks: []tracer.Hook{{Target: "syscalls/sys_enter_sendto", Program: "vm_tp_sys_enter_sendto"}},
+				Note:  "approximation: sendto(2) entry, so it also counts the socket layer, route lookup and skb build before ip_local_out"})},
+			{Name: P1End, Rungs: devQueue},
+			{Name: P2Start, Rungs: netifReceive},
+			{Name: P2End, Required: true, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
+				Hooks: []tracer.Hook{{Target: "consume_skb", Program: "vm_raw_tp_consume_skb"}, {Target: "kfree_skb", Program: "vm_raw_tp_kfree_skb"}},
+				Note:  "approximation: the reply freed (consume_skb or kfree_skb) by icmp_rcv, i.e. the end of icmp_rcv after delivery to the sockets"})},
+		}
+	}
+	return []tracer.Stage{
+		{Name: P1Start, Required: true, Rungs: netifReceive},
+		{Name: P1End, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
+			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: "vm_raw_tp_fib_table_lookup"}},
+			Note:  "approximation: the request's input route lookup in ip_rcv_finish, just before local delivery to icmp_rcv"})},
+		{Name: P2Start, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.RawTracepoint,
+			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: "vm_raw_tp_fib_table_lookup"}},
+			Note:  "approximation: the reply's output route lookup in icmp_reply, just before ip_local_out"})},
+		{Name: P2End, Required: true, Rungs: devQueue},
+	}
+}
+
+// stageOf maps (hook, kind) to the stage it stamps for role.
+func stageOf(role string) map[[2]uint8]string {
+	req, rep := tracer.KindRequest, tracer.KindReply
+	if role == RoleTX {
+		return map[[2]uint8]string{
+			{hookIPOut, req}: P1Start, {hookSendto, req}: P1Start,
+			{hookDevQueue, req}: P1End,
+			{hookNetifRX, rep}:  P2Start,
+			{hookICMPRcv, rep}:  P2End, {hookConsume, rep}: P2End,
+		}
+	}
+	return map[[2]uint8]string{
+		{hookNetifRX, req}: P1Start,
+		{hookICMPRcv, req}: P1End, {hookFibIn, req}: P1End,
+		{hookIPOut, rep}: P2Start, {hookFibOut, rep}: P2Start,
+		{hookDevQueue, rep}: P2End,
+	}
+}
+
+// Config is what `pingpath trace vm` was asked.
+type Config struct {
+	SrcIP, DstIP netip.Addr // the ping's initiator and target (same on both VMs)
+	Interfaces   []string   // device-bound stages only on these; empty = any
+	Direction    string     // "auto", "tx" or "rx"
+	ICMPID       *uint16    // only this echo identifier
+	// FlowTimeout closes pings not complete after this long (default 5 s).
+	FlowTimeout time.Duration
+}
+
+// Tracer is the VM tracer; it implements tracer.Tool.
+type Tracer struct {
+	cfg       Config
+	role      string
+	netns     uint64
+	ifindexes []uint32
+	stageOf   map[[2]uint8]string
+	stages    []string // available stages in path order, after Start
+	corr      *tracer.Correlator
+	out       tracer.Sink
+	err       error // first sink error
+	unmatched uint64
+}
+
+// New resolves direction and interfaces in the caller's network namespace.
+func New(cfg Config) (*Tracer, error) {
+	if !cfg.SrcIP.Is4() || !cfg.DstIP.Is4() {
+		return nil, fmt.Errorf("--src-ip %s / --dst-ip %s: IPv4 addresses are required", cfg.SrcIP, cfg.DstIP)
+	}
+	if cfg.SrcIP == cfg.DstIP {
+		return nil, fmt.Errorf("--src-ip and --dst-ip are both %s", cfg.SrcIP)
+	}
+	t := &Tracer{cfg: cfg}
+	var err error
+	if t.netns, err = kernel.NetnsInode(); err != nil {
+		return nil, err
+	}
+	if t.role, err = resolveDirection(cfg); err != nil {
+		return nil, err
+	}
+	for _, name := range cfg.Interfaces {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("--interface %s: %w", name, err)
+		}
+		t.ifindexes = append(t.ifindexes, uint32(ifc.Index))
+	}
+	if len(t.ifindexes) > tracer.MaxInterfaces {
+		return nil, fmt.Errorf("--interface: at most %d interfaces", tracer.MaxInterfaces)
+	}
+	t.stageOf = stageOf(t.role)
+	return t, nil
+}
+
+// resolveDirection turns auto into tx or rx from which address is local.
+func resolveDirection(cfg Config) (string, error) {
+	switch cfg.Direction {
+	case RoleTX, RoleRX:
+		return cfg.Direction, nil
+	case "", "auto":
+	default:
+		return "", fmt.Errorf("--direction %q: want auto, tx or rx", cfg.Direction)
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return "", fmt.Errorf("listing local addresses for --direction auto: %w", err)
+	}
+	var srcLocal, dstLocal bool
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP.To4())
+		if !ok {
+			continue
+		}
+		srcLocal = srcLocal || ip == cfg.SrcIP
+		dstLocal = dstLocal || ip == cfg.DstIP
+	}
+	switch {
+	case srcLocal && !dstLocal:
+		return RoleTX, nil
+	case dstLocal && !srcLocal:
+		return RoleRX, nil
+	case srcLocal && dstLocal:
+		return "", errors.New("--direction auto: both --src-ip and --dst-ip are local addresses here; give --direction tx or rx")
+	}
+	return "", fmt.Errorf("--direction auto: neither %s nor %s is an address of this network namespace; give --direction tx or rx", cfg.SrcIP, cfg.DstIP)
+}
+
+// Role is "tx" or "rx".
+func (t *Tracer) Role() string { return t.role }
+
+// Name implements tracer.Tool.
+func (t *Tracer) Name() string { return record.ToolVM }
+
+// Stages implements tracer.Tool.
+func (t *Tracer) Stages() []tracer.Stage { return Stages(t.role) }
+
+// Filter implements tracer.Tool.
+func (t *Tracer) Filter() tracer.Filter {
+	return tracer.Filter{SrcIP: t.cfg.SrcIP, DstIP: t.cfg.DstIP, ICMPID: t.cfg.ICMPID, Netns: t.netns, Ifindexes: t.ifindexes}
+}
+
+// freeFuncs are the functions where the echo reply is freed at the end of
+// ICMP processing (see vm_freed_in_icmp_rcv in vm.bpf.c).
+var freeFuncs = []string{"icmp_rcv", "ping_rcv"}
+
+// Spec implements tracer.Tool: the embedded object, with the text ranges of
+// freeFuncs set when consume_skb/kfree_skb back p2_end.
+func (t *Tracer) Spec(choices []tracer.Choice) (*ebpf.CollectionSpec, error) {
+	spec, err := loadVm()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range choices {
+		if !c.Available || c.Rung.Hooks[0].Program != "vm_raw_tp_consume_skb" {
+			continue
+		}
+		var starts, ends [2]uint64
+		for i, fn := range freeFuncs {
+			if starts[i], ends[i], err = kernel.TextSymbolRange(fn); err != nil {
+				// Without ranges every free of a matching reply counts; the
+				// correlator keeps the first, which is ICMP's in practice.
+				return spec, nil
+			}
+		}
+		if err := spec.Variables["vm_free_start"].Set(starts); err != nil {
+			return nil, err
+		}
+		if err := spec.Variables["vm_free_end"].Set(ends); err != nil {
+			return nil, err
+		}
+	}
+	return spec, nil
+}
+
+// Describe implements tracer.Tool.
+func (t *Tracer) Describe(h *record.Header) {
+	h.Role = t.role
+	h.SrcIP = t.cfg.SrcIP.String()
+	h.DstIP = t.cfg.DstIP.String()
+	h.Interfaces = t.cfg.Interfaces
+}
+
+// Start implements tracer.Tool.
+func (t *Tracer) Start(choices []tracer.Choice, out tracer.Sink) error {
+	t.out = out
+	t.stages = nil
+	for _, c := range choices {
+		if c.Available {
+			t.stages = append(t.stages, c.Stage)
+		}
+	}
+	if len(t.stages) == 0 {
+		return errors.New("no stage can be observed")
+	}
+	t.corr = tracer.NewCorrelator(tracer.CorrelatorConfig{
+		Stages:  t.stages,
+		Final:   P2End,
+		Timeout: uint64(t.cfg.FlowTimeout),
+	}, t.complete, t.incomplete)
+	return nil
+}
+
+// Event implements tracer.Tool.
+func (t *Tracer) Event(raw []byte) error {
+	ev, err := tracer.DecodeEvent(raw)
+	if err != nil {
+		return err
+	}
+	stage, ok := t.stageOf[[2]uint8{ev.Hook, ev.Kind}]
+	if !ok {
+		t.unmatched++
+		return nil
+	}
+	t.corr.Add(tracer.Hit{Key: tracer.FlowKey{ID: ev.ID, Seq: ev.Seq}, Stage: stage, TS: ev.TS,
+		Device: ev.Ifname, CPU: ev.CPU, PID: ev.PID, Comm: ev.Comm})
+	return t.err
+}
+
+func (t *Tracer) complete(f *tracer.Flow) {
+	p := f.PingRecord()
+	p.Durations = tracer.Durations(p.Stages, durations)
+	if err := t.out.Ping(p); err != nil && t.err == nil {
+		t.err = err
+	}
+}
+
+func (t *Tracer) incomplete(f *tracer.Flow) {
+	last, missed := t.corr.LastSeen(f)
+	d := &record.Drop{ID: f.Key.ID, Seq: f.Key.Seq, Role: t.role, LastSeen: last, FirstMissed: missed, Stages: f.Stages}
+	if len(f.Devices) > 0 {
+		d.Devices = f.Devices
+	}
+	if err := t.out.Drop(d); err != nil && t.err == nil {
+		t.err = err
+	}
+}
+
+// Tick implements tracer.Tool.
+func (t *Tracer) Tick(now uint64) { t.corr.Expire(now) }
+
+// Finish implements tracer.Tool.
+func (t *Tracer) Finish() map[string]uint64 {
+	t.corr.Flush()
+	return map[string]uint64{
+		"pings":      t.corr.Completed,
+		"drops":      t.corr.Incomplete,
+		"incomplete": t.corr.Incomplete,
+		"duplicates": t.corr.Duplicates,
+		"unmatched":  t.unmatched,
+	}
+}
