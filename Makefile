@@ -11,7 +11,7 @@ export CGO_ENABLED := 0
 export BPF2GO_CC := $(CLANG)
 export BPF2GO_STRIP := $(STRIP)
 
-.PHONY: all build deps generate generate-check lint test test-quick test-kernels demo bench clean
+.PHONY: all build deps generate generate-check lint test test-quick test-kernels demo bench fuzz clean
 
 all: build
 
@@ -46,6 +46,16 @@ test: deps generate-check lint build
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+# Every parser's fuzz target (internal/parse) for FUZZTIME each; not part of `make test`.
+FUZZTIME ?= 20s
+fuzz:
+	@for t in $$($(GO) test ./internal/parse -list '^Fuzz' | grep '^Fuzz'); do \
+		echo "== $$t"; $(GO) test ./internal/parse -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+
+# The built-in lab end to end (root): deps, build, lab up, ssh, ping, lab down.
+demo:
+	./scripts/demo.sh
 
 clean:
 	rm -rf bin

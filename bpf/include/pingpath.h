@@ -122,6 +122,30 @@ static __always_inline void pp_count_lost(void)
 		*n += 1; /* per-CPU slot: no atomics needed */
 }
 
+/*
+ * The struct net of the tracer's namespace, learned from the first packet
+ * whose namespace inode matches pp_netns. Afterwards the namespace check is
+ * a pointer compare (one probe read less per packet). The namespace cannot
+ * go away while the tracer, which lives in it, runs.
+ */
+struct net *pp_own_net = NULL;
+
+/* pp_net_ok: net is the tracer's namespace (or no namespace filter is set). */
+static __always_inline int pp_net_ok(struct net *net)
+{
+	if (!pp_netns)
+		return 1;
+	if (!net)
+		return 0;
+	struct net *own = pp_own_net;
+	if (own)
+		return net == own;
+	if (BPF_CORE_READ(net, ns.inum) != (__u32)pp_netns)
+		return 0;
+	pp_own_net = net;
+	return 1;
+}
+
 /* pp_dev_netns returns the inode of the network namespace of dev. */
 static __always_inline __u32 pp_dev_netns(struct net_device *dev)
 {
@@ -147,7 +171,12 @@ static __always_inline int pp_netns_ok(struct sk_buff *skb, struct net_device *d
 {
 	if (!pp_netns)
 		return 1;
-	return pp_skb_netns(skb, dev) == (__u32)pp_netns;
+	if (dev)
+		return pp_net_ok(BPF_CORE_READ(dev, nd_net.net));
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (!sk)
+		return 0;
+	return pp_net_ok(BPF_CORE_READ(sk, __sk_common.skc_net.net));
 }
 
 /* pp_ifindex_ok: ifindex is one of the configured interfaces (or no filter set). */
@@ -191,15 +220,18 @@ static __always_inline int pp_classify(struct pp_pkt *pkt)
 }
 
 /*
- * pp_parse_ip reads the IPv4 header at head+off and the ICMP echo header
- * behind it. Returns 1 for a wanted ICMP echo packet.
+ * pp_parse_ip_hdr reads the IPv4 header at head+off and the ICMP echo header
+ * behind it. Returns 1 for a wanted ICMP echo packet, 0 for another IPv4
+ * packet, -1 when head+off does not hold an IPv4 header at all.
  */
-static __always_inline int pp_parse_ip(unsigned char *head, __u32 off, struct pp_pkt *pkt)
+static __always_inline int pp_parse_ip_hdr(unsigned char *head, __u32 off, struct pp_pkt *pkt)
 {
 	struct iphdr ip;
 	if (bpf_probe_read_kernel(&ip, sizeof(ip), head + off))
 		return 0;
-	if (ip.protocol != PP_IPPROTO_ICMP || ip.version != 4 || ip.ihl < 5)
+	if (ip.version != 4 || ip.ihl < 5)
+		return -1;
+	if (ip.protocol != PP_IPPROTO_ICMP)
 		return 0;
 	if (ip.frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ICMP header */
 		return 0;
@@ -218,28 +250,82 @@ static __always_inline int pp_parse_ip(unsigned char *head, __u32 off, struct pp
 }
 
 /*
+ * pp_parse_ip reads the IPv4 header at head+off and the ICMP echo header
+ * behind it. Returns 1 for a wanted ICMP echo packet, else 0.
+ */
+static __always_inline int pp_parse_ip(unsigned char *head, __u32 off, struct pp_pkt *pkt)
+{
+	return pp_parse_ip_hdr(head, off, pkt) > 0;
+}
+
+#define PP_ARPHRD_ETHER 1
+
+/* pp_skb_ether: the skb's device has Ethernet headers. */
+static __always_inline int pp_skb_ether(struct sk_buff *skb)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	return dev && BPF_CORE_READ(dev, type) == PP_ARPHRD_ETHER;
+}
+
+/*
  * pp_parse_skb finds the IPv4/ICMP echo header of skb.
  *
  * When network_header is set (IP output, xmit, and receive after
  * __netif_receive_skb_core) it is trusted: it points at the IP header even if
  * a software VLAN tag sits between the MAC and IP headers. When it is not set
  * yet (driver receive before __netif_receive_skb_core resets it; 0 after
- * allocation) the packet starts at skb->data, or at skb->data + ETH_HLEN when
- * data still points at the MAC header; up to two 802.1Q/802.1ad tags left in
- * the data (no hardware VLAN offload) are skipped using skb->protocol or the
- * Ethernet type. Returns 1 for a wanted ICMP echo packet.
+ * allocation), or is stale and does not point past the MAC header at an IPv4
+ * header (a frame built by an AF_PACKET sender and forwarded by veth), the
+ * packet starts at skb->data, or at skb->data + ETH_HLEN when data still
+ * points at the MAC header; up to two 802.1Q/802.1ad tags left in the data
+ * (no hardware VLAN offload) are skipped using skb->protocol or the Ethernet
+ * type. Returns 1 for a wanted ICMP echo packet.
  */
 static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	if (nh != 0 && nh != PP_HDR_UNSET)
-		return pp_parse_ip(head, nh, pkt);
+	/*
+	 * protocol, network_header, mac_header, head and data lie within a few
+	 * dozen bytes of each other (protocol .. data: 32 bytes on 5.x/6.x), so
+	 * they are fetched with one probe read; the CO-RE offsets below are
+	 * load-time constants, and kernels where the window does not fit take
+	 * the field-by-field path instead (the verifier drops the other one).
+	 */
+	__u32 base = bpf_core_field_offset(struct sk_buff, protocol);
+	__u32 o_nh = bpf_core_field_offset(struct sk_buff, network_header) - base;
+	__u32 o_mh = bpf_core_field_offset(struct sk_buff, mac_header) - base;
+	__u32 o_head = bpf_core_field_offset(struct sk_buff, head) - base;
+	__u32 o_data = bpf_core_field_offset(struct sk_buff, data) - base;
+	unsigned char *head, *data;
+	__u16 nh, mh;
+	__be16 proto;
+	if (o_nh + 2 <= 48 && o_mh + 2 <= 48 && o_head + 8 <= 48 && o_data + 8 <= 48 &&
+	    bpf_core_field_size(struct sk_buff, network_header) == 2 &&
+	    bpf_core_field_size(struct sk_buff, mac_header) == 2) {
+		__u8 win[48];
+		if (bpf_probe_read_kernel(win, sizeof(win), (void *)skb + base))
+			return 0;
+		proto = *(__be16 *)win;
+		nh = *(__u16 *)(win + o_nh);
+		mh = *(__u16 *)(win + o_mh);
+		head = *(unsigned char **)(win + o_head);
+		data = *(unsigned char **)(win + o_data);
+	} else {
+		proto = BPF_CORE_READ(skb, protocol);
+		nh = BPF_CORE_READ(skb, network_header);
+		mh = BPF_CORE_READ(skb, mac_header);
+		head = BPF_CORE_READ(skb, head);
+		data = BPF_CORE_READ(skb, data);
+	}
+	if (nh != 0 && nh != PP_HDR_UNSET) {
+		if (mh == PP_HDR_UNSET || nh > mh)
+			return pp_parse_ip(head, nh, pkt);
+		/* nh == mh is right for L3 devices (tun, ipip) but stale on
+		 * Ethernet; nh < mh is always stale. Rare: costs one more read. */
+		if (nh == mh && !pp_skb_ether(skb))
+			return pp_parse_ip(head, nh, pkt);
+	}
 
-	__be16 proto = BPF_CORE_READ(skb, protocol);
-	unsigned char *data = BPF_CORE_READ(skb, data);
 	__u32 off = data - head;
-	__u16 mh = BPF_CORE_READ(skb, mac_header);
 	if (mh != PP_HDR_UNSET && off == mh) {
 		struct ethhdr eth;
 		if (bpf_probe_read_kernel(&eth, sizeof(eth), head + off))

@@ -149,7 +149,12 @@ func Compare(a, b *Result) *Comparison {
 	for k := range b.Contrib {
 		names[k] = true
 	}
+	sortedNames := make([]string, 0, len(names))
 	for k := range names {
+		sortedNames = append(sortedNames, k)
+	}
+	sort.Strings(sortedNames)
+	for _, k := range sortedNames {
 		d := round3(b.Contrib[k] - a.Contrib[k])
 		at := Attribution{Segment: k, DMean: d}
 		if c.RTTDelta != 0 {
@@ -157,7 +162,7 @@ func Compare(a, b *Result) *Comparison {
 		}
 		c.Attribution = append(c.Attribution, at)
 	}
-	sort.Slice(c.Attribution, func(i, j int) bool {
+	sort.SliceStable(c.Attribution, func(i, j int) bool {
 		return math.Abs(c.Attribution[i].DMean) > math.Abs(c.Attribution[j].DMean)
 	})
 	if len(a.LayerSet) == 0 || len(b.LayerSet) == 0 {

@@ -1,8 +1,10 @@
 package analyze
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/pingpath/pingpath/internal/parse"
@@ -93,7 +95,7 @@ type joiner struct {
 	present  [parse.NumVantages]bool
 	ids      map[uint16]bool
 	idRank   map[uint16]int
-	index    map[uint64]int32
+	index    map[uint16]*seqIndex
 	refFirst map[uint16]int64
 	dups     [parse.NumVantages]int
 	pingFile *parse.File
@@ -102,7 +104,7 @@ type joiner struct {
 }
 
 func newJoiner(res *Result, files []*parse.File) *joiner {
-	return &joiner{res: res, files: files, index: map[uint64]int32{}, refFirst: map[uint16]int64{},
+	return &joiner{res: res, files: files, index: map[uint16]*seqIndex{}, refFirst: map[uint16]int64{},
 		idRank: map[uint16]int{}}
 }
 
@@ -487,16 +489,21 @@ func (j *joiner) newUnwrapper() *seqUnwrapper {
 }
 
 func (j *joiner) ping(id uint16, key int64) (int, bool) {
-	k := uint64(id)<<48 | uint64(key)&(1<<48-1)
-	if i, ok := j.index[k]; ok {
-		return int(i), false
-	}
-	if _, ok := j.idRank[id]; !ok {
+	ix := j.index[id]
+	if ix == nil {
+		ix = &seqIndex{}
+		j.index[id] = ix
 		j.idRank[id] = len(j.idRank)
+	}
+	if i, ok := ix.get(key); ok {
+		return i, false
+	}
+	if j.res.Pings == nil {
+		j.res.Pings = make([]Ping, 0, len(j.byV[parse.VMTx])+len(j.byV[parse.HostSender])/8+16)
 	}
 	j.res.Pings = append(j.res.Pings, Ping{ID: id, Seq: uint16(key), Key: key})
 	i := len(j.res.Pings) - 1
-	j.index[k] = int32(i)
+	ix.put(key, i)
 	if _, ok := j.refFirst[id]; !ok {
 		j.refFirst[id] = key
 	}
@@ -504,8 +511,11 @@ func (j *joiner) ping(id uint16, key int64) (int, bool) {
 }
 
 func (j *joiner) lookup(id uint16, key int64) (int, bool) {
-	i, ok := j.index[uint64(id)<<48|uint64(key)&(1<<48-1)]
-	return int(i), ok
+	ix := j.index[id]
+	if ix == nil {
+		return 0, false
+	}
+	return ix.get(key)
 }
 
 // attach adds every observation of one vantage to its ping.
@@ -514,12 +524,20 @@ func (j *joiner) attach(v parse.Vantage) {
 	if len(refs) == 0 {
 		return
 	}
-	sort.SliceStable(refs, func(a, b int) bool {
-		if refs[a].o.Time == 0 || refs[b].o.Time == 0 {
-			return false
-		}
-		return refs[a].o.Time < refs[b].o.Time
-	})
+	// Time order (records of several CPUs' ring buffers can be written
+	// out of order); observations without a time keep their file order.
+	sorted := true
+	for k := 1; k < len(refs) && sorted; k++ {
+		sorted = refs[k-1].o.Time <= refs[k].o.Time
+	}
+	if !sorted {
+		slices.SortStableFunc(refs, func(a, b obsRef) int {
+			if a.o.Time == 0 || b.o.Time == 0 {
+				return 0
+			}
+			return cmp.Compare(a.o.Time, b.o.Time)
+		})
+	}
 	u := j.newUnwrapper()
 	for _, r := range refs {
 		o := r.o

@@ -20,6 +20,7 @@ type synthRun struct {
 	lost      map[int]bool // pings dropped by the receiver host's kernel
 	swapHost  bool         // write the sender host's records out of order
 	noPingLog bool
+	extraC    int64 // added to every ping's C (a slower wire)
 }
 
 // Gaps that no tracer covers; each side's residual is their sum.
@@ -35,7 +36,7 @@ const (
 func (s synthRun) segs(k int) map[string]int64 {
 	return map[string]int64{
 		"A": 10_000 + int64(k%7)*1000, "B_1": 20_000 + int64(k%3)*500, "B": 30_000 + int64(k%5)*100,
-		"C": 40_000 + int64(k%11)*1000, "D": 25_000, "E": 35_000 + int64(k%4)*2000, "F": 15_000, "G": 5_000 + int64(k%2)*100,
+		"C": 40_000 + int64(k%11)*1000 + s.extraC, "D": 25_000, "E": 35_000 + int64(k%4)*2000, "F": 15_000, "G": 5_000 + int64(k%2)*100,
 		"H": 8_000, "I_1": 22_000, "I": 27_000, "J": 45_000 + int64(k%9)*700, "K": 33_000, "L": 31_000 + int64(k%6)*300,
 		"M": 12_000 + int64(k%8)*250,
 	}

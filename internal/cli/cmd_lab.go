@@ -91,7 +91,7 @@ func newLabUpCommand() *cobra.Command {
 	f.DurationVar(&o.WireJitter, "wire-jitter", 0, "uniform jitter (±) on top of the delay")
 	f.Float64Var(&o.WireLoss, "wire-loss", 0, "percentage of frames the wire drops in each direction")
 	f.Uint64Var(&o.WireSeed, "wire-seed", 1, "seed of the loss and jitter draws")
-	f.StringVar((*string)(&o.WireClock), "wire-clock", string(wire.ClockUser), "relay receipt clock: user (like-for-like with a 0-delay relay) or kernel (SO_TIMESTAMPNS)")
+	f.StringVar((*string)(&o.WireClock), "wire-clock", string(wire.ClockKernel), "relay receipt clock: kernel (SO_TIMESTAMPNS: the wire adds the delay plus a few µs) or user (relay+D minus relay+0 is D)")
 	f.StringVar(&dataNet, "data-net", lab.DefaultDataNet.String(), "VM data network (sender VM .1.1, receiver VM .2.1)")
 	f.StringVar(&mgmtNt, "mgmt-net", lab.DefaultMgmtPool.String(), "management /16; each lab takes a free /24 of it")
 	f.StringVar(&o.Binary, "pingpath-binary", "", "pingpath executable for the background processes (default: this one)")
@@ -110,6 +110,15 @@ func parsePrefix(flag, s string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// loadLab reads DIR/lab.json; a directory without a lab is a usage error.
+func loadLab(dir string) (*lab.Lab, error) {
+	l, err := lab.Load(dir)
+	if errors.Is(err, lab.ErrNoLab) {
+		return nil, &ExitError{Code: ExitUsage, Err: err}
+	}
+	return l, err
+}
+
 func newLabDownCommand() *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
@@ -117,11 +126,8 @@ func newLabDownCommand() *cobra.Command {
 		Short: "Stop a lab and remove everything it made",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lab.Load(dir)
+			l, err := loadLab(dir)
 			if err != nil {
-				if errors.Is(err, lab.ErrNoLab) {
-					return &ExitError{Code: ExitUsage, Err: err}
-				}
 				return err
 			}
 			if err := l.Down(cmd.Context()); err != nil {
@@ -143,11 +149,8 @@ func newLabStatusCommand() *cobra.Command {
 		Short: "Show each node of a lab and whether it answers SSH",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := lab.Load(dir)
+			l, err := loadLab(dir)
 			if err != nil {
-				if errors.Is(err, lab.ErrNoLab) {
-					return &ExitError{Code: ExitUsage, Err: err}
-				}
 				return err
 			}
 			nodes, daemons := l.Status(cmd.Context())

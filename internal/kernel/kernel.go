@@ -5,7 +5,7 @@
 package kernel
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -94,64 +94,6 @@ func HasTracepoint(group, name string) bool {
 	return err == nil
 }
 
-// TraceableFunctions returns which of names can carry a kprobe: listed in
-// tracefs available_filter_functions when it is readable, otherwise text
-// symbols of /proc/kallsyms. The second result names the source used.
-func TraceableFunctions(names []string) (map[string]bool, string, error) {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = false
-	}
-	if len(want) == 0 {
-		return want, "", nil
-	}
-	_ = EnsureTracefs()
-	if f, err := os.Open(tracefsRoot() + "/available_filter_functions"); err == nil {
-		defer f.Close()
-		if err := scanSymbols(f, want, func(fields []string) (string, bool) { return fields[0], true }); err == nil {
-			return want, "available_filter_functions", nil
-		}
-		for n := range want {
-			want[n] = false
-		}
-	}
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return nil, "", fmt.Errorf("reading kallsyms: %w", err)
-	}
-	defer f.Close()
-	err = scanSymbols(f, want, func(fields []string) (string, bool) {
-		if len(fields) < 3 || (fields[1] != "t" && fields[1] != "T") {
-			return "", false
-		}
-		return fields[2], true
-	})
-	if err != nil {
-		return nil, "", fmt.Errorf("reading kallsyms: %w", err)
-	}
-	return want, "kallsyms", nil
-}
-
-// scanSymbols marks the names of want seen in r; pick extracts the symbol
-// of a line. "name [module]" and "name.isra.0" style suffixes are not
-// matched: a probe needs the exact symbol.
-func scanSymbols(r interface{ Read([]byte) (int, error) }, want map[string]bool, pick func([]string) (string, bool)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 {
-			continue
-		}
-		if name, ok := pick(fields); ok {
-			if _, w := want[name]; w {
-				want[name] = true
-			}
-		}
-	}
-	return sc.Err()
-}
-
 // HasTracepointAnyGroup reports whether a tracepoint called name exists in any
 // group (raw tracepoints are named without their group).
 func HasTracepointAnyGroup(name string) bool {
@@ -162,40 +104,70 @@ func HasTracepointAnyGroup(name string) bool {
 	return len(m) > 0
 }
 
-// TextSymbolRange returns [start, end) of kernel text symbol name from
-// /proc/kallsyms: its address and the next higher symbol's. It fails when
-// the symbol is missing or addresses are hidden (kptr_restrict, no
-// CAP_SYSLOG).
-func TextSymbolRange(name string) (start, end uint64, err error) {
-	f, err := os.Open("/proc/kallsyms")
+// Kallsyms is a snapshot of /proc/kallsyms. Reading the file costs ~50 ms
+// of kernel time, so a tracer reads it at most once and only when a chosen
+// probe needs it.
+type Kallsyms struct{ data []byte }
+
+// LoadKallsyms reads /proc/kallsyms.
+func LoadKallsyms() (*Kallsyms, error) {
+	b, err := os.ReadFile("/proc/kallsyms")
 	if err != nil {
-		return 0, 0, fmt.Errorf("reading kallsyms: %w", err)
+		return nil, fmt.Errorf("reading kallsyms: %w", err)
 	}
-	defer f.Close()
-	var addrs []uint64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 3 {
-			continue
+	return &Kallsyms{data: b}, nil
+}
+
+// find returns the line of text symbol name ("addr t name" or
+// "addr T name\t[module]"), or nil.
+func (k *Kallsyms) find(name string) []byte {
+	d := k.data
+	for _, end := range []string{"\n", "\t"} {
+		pat := []byte(" " + name + end)
+		for off := 0; ; {
+			i := bytes.Index(d[off:], pat)
+			if i < 0 {
+				break
+			}
+			i += off
+			off = i + 1
+			if i < 2 || d[i-2] != ' ' || (d[i-1] != 't' && d[i-1] != 'T') {
+				continue
+			}
+			start := bytes.LastIndexByte(d[:i], '\n') + 1
+			return d[start:i]
 		}
-		a, perr := strconv.ParseUint(fields[0], 16, 64)
-		if perr != nil || a == 0 {
-			continue
+	}
+	return nil
+}
+
+// HasText reports whether name is a kernel text symbol (a kprobe target).
+func (k *Kallsyms) HasText(name string) bool { return k.find(name) != nil }
+
+// Range returns [start, end) of text symbol name: its address and the next
+// higher symbol address. It fails when the symbol is missing or addresses
+// are hidden (kptr_restrict, no CAP_SYSLOG).
+func (k *Kallsyms) Range(name string) (start, end uint64, err error) {
+	line := k.find(name)
+	if line == nil {
+		return 0, 0, fmt.Errorf("symbol %s not in kallsyms", name)
+	}
+	addr, _, _ := bytes.Cut(line, []byte(" "))
+	start, perr := strconv.ParseUint(string(addr), 16, 64)
+	if perr != nil || start == 0 {
+		return 0, 0, fmt.Errorf("symbol %s: address hidden in kallsyms", name)
+	}
+	// The core kernel's symbols are sorted: the next line is usually the
+	// end. Fall back to a full scan when it is not higher.
+	rest := k.data[bytes.Index(k.data, line)+len(line):]
+	if nl := bytes.IndexByte(rest, '\n'); nl >= 0 {
+		if a, err := strconv.ParseUint(string(rest[nl+1:min(len(rest), nl+17)]), 16, 64); err == nil && a > start {
+			return start, a, nil
 		}
-		addrs = append(addrs, a)
-		if start == 0 && fields[2] == name && (fields[1] == "t" || fields[1] == "T") {
-			start = a
-		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, 0, fmt.Errorf("reading kallsyms: %w", err)
-	}
-	if start == 0 {
-		return 0, 0, fmt.Errorf("symbol %s not in kallsyms (or addresses hidden)", name)
-	}
-	for _, a := range addrs {
-		if a > start && (end == 0 || a < end) {
+	for _, l := range bytes.Split(k.data, []byte("\n")) {
+		f, _, _ := bytes.Cut(l, []byte(" "))
+		if a, err := strconv.ParseUint(string(f), 16, 64); err == nil && a > start && (end == 0 || a < end) {
 			end = a
 		}
 	}
@@ -203,4 +175,30 @@ func TextSymbolRange(name string) (start, end uint64, err error) {
 		return 0, 0, fmt.Errorf("symbol %s: no symbol after it in kallsyms", name)
 	}
 	return start, end, nil
+}
+
+// TraceableFunctions returns which of names can carry a kprobe: listed in
+// tracefs available_filter_functions when it is readable, otherwise text
+// symbols of /proc/kallsyms. The second result names the source used.
+func TraceableFunctions(names []string) (map[string]bool, string, error) {
+	have := map[string]bool{}
+	if len(names) == 0 {
+		return have, "", nil
+	}
+	_ = EnsureTracefs()
+	if b, err := os.ReadFile(tracefsRoot() + "/available_filter_functions"); err == nil {
+		for _, n := range names {
+			have[n] = bytes.HasPrefix(b, []byte(n+"\n")) || bytes.Contains(b, []byte("\n"+n+"\n")) ||
+				bytes.Contains(b, []byte("\n"+n+" "))
+		}
+		return have, "available_filter_functions", nil
+	}
+	k, err := LoadKallsyms()
+	if err != nil {
+		return nil, "", err
+	}
+	for _, n := range names {
+		have[n] = k.HasText(n)
+	}
+	return have, "kallsyms", nil
 }

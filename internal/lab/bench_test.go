@@ -27,8 +27,8 @@ func BenchmarkRTT(b *testing.B) {
 		{"veth-link/relay", lab.Options{VMLink: lab.VMLinkVeth, Wire: lab.WireRelay}},
 		{"tap-link/relay", lab.Options{VMLink: lab.VMLinkTap, Wire: lab.WireRelay}},
 		{"tap-link/relay-0.5ms", lab.Options{VMLink: lab.VMLinkTap, WireDelay: delay}},
-		{"tap-link/relay-kernelclock", lab.Options{VMLink: lab.VMLinkTap, Wire: lab.WireRelay, WireClock: wire.ClockKernel}},
-		{"tap-link/relay-0.5ms-kernelclock", lab.Options{VMLink: lab.VMLinkTap, WireDelay: delay, WireClock: wire.ClockKernel}},
+		{"tap-link/relay-userclock", lab.Options{VMLink: lab.VMLinkTap, Wire: lab.WireRelay, WireClock: wire.ClockUser}},
+		{"tap-link/relay-0.5ms-userclock", lab.Options{VMLink: lab.VMLinkTap, WireDelay: delay, WireClock: wire.ClockUser}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -74,4 +74,3 @@ func relayLateness(l *lab.Lab) (time.Duration, bool) {
 	}
 	return worst, found
 }
-

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -79,12 +80,16 @@ func runWire(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&r.Impairment.Jitter, "jitter", 0, "uniform jitter (±)")
 	fs.Float64Var(&r.Impairment.Loss, "loss", 0, "loss percentage")
 	fs.Uint64Var(&r.Impairment.Seed, "seed", 1, "seed of the loss and jitter draws")
-	fs.StringVar(&clock, "clock", string(wire.ClockUser), "receipt clock: user or kernel")
+	fs.StringVar(&clock, "clock", string(wire.ClockKernel), "receipt clock: kernel or user")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	r.Clock = wire.Clock(clock)
 	r.Log = stderr
+	// Each of the relay's four threads (a reader and a sender per
+	// direction) is locked and may spin: give each a P of its own so a
+	// spinning sender never keeps a reader from running Go code.
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 6))
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return r.Run(ctx)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
 	"github.com/pingpath/pingpath/internal/testenv"
@@ -71,11 +72,20 @@ func ping(t testing.TB, ctx context.Context, l *lab.Lab, count int, interval str
 	return parsePing(t, out), out
 }
 
+// openSSH runs `hostname` on a node with the OpenSSH client and returns its
+// standard output, or its standard error with the error. (Only stdout is
+// compared: root's shell start-up files on the machine may print to stderr.)
 func openSSH(t *testing.T, ctx context.Context, l *lab.Lab, node string, extra ...string) ([]byte, error) {
 	t.Helper()
 	args := append([]string{"-F", l.SSHConfig}, extra...)
 	args = append(args, node, "hostname")
-	return exec.CommandContext(ctx, "ssh", args...).CombinedOutput()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "ssh", args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return append(stdout.Bytes(), stderr.Bytes()...), err
+	}
+	return stdout.Bytes(), nil
 }
 
 func goSSH(ctx context.Context, l *lab.Lab, node string) (string, error) {
@@ -89,7 +99,7 @@ func goSSH(ctx context.Context, l *lab.Lab, node string) (string, error) {
 		return "", err
 	}
 	defer s.Close()
-	out, err := s.CombinedOutput("hostname")
+	out, err := s.Output("hostname")
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -171,6 +181,14 @@ func TestLab(t *testing.T) {
 				if !bytes.Contains(env, []byte(want)) {
 					t.Errorf("env.yaml lacks %q:\n%s", want, env)
 				}
+			}
+			// What pingpath run reads must accept it as it is.
+			parsed, err := envfile.Load(l.EnvFile)
+			if err != nil {
+				t.Fatalf("env.yaml is not a valid environment file: %v\n%s", err, env)
+			}
+			if parsed.Receiver.VM.IP != l.Nodes[3].DataIP.String() || parsed.SSH.KnownHosts != l.KnownHosts {
+				t.Errorf("env.yaml parsed as %+v", parsed)
 			}
 
 			for _, n := range l.Nodes {

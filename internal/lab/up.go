@@ -43,7 +43,7 @@ type Options struct {
 	WireJitter time.Duration
 	WireLoss   float64 // percent
 	WireSeed   uint64
-	// WireClock is the relay's receipt clock (wire.ClockUser by default).
+	// WireClock is the relay's receipt clock (wire.ClockKernel by default).
 	WireClock wire.Clock
 
 	// DataNet holds the VMs' addresses: sender VM at .1.1, receiver VM at
@@ -106,7 +106,7 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("wire %q: want %q, %q or %q", o.Wire, WireAuto, WireVeth, WireRelay)
 	}
 	if o.WireClock == "" {
-		o.WireClock = wire.ClockUser
+		o.WireClock = wire.ClockKernel
 	}
 	if o.WireClock != wire.ClockUser && o.WireClock != wire.ClockKernel {
 		return fmt.Errorf("wire clock %q: want %q or %q", o.WireClock, wire.ClockUser, wire.ClockKernel)
@@ -213,6 +213,9 @@ func plan(o *Options, dir string, index int) *Lab {
 func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("lab up needs root (network namespaces, TAP devices, sshd)")
 	}
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {

@@ -84,8 +84,9 @@ type Ping struct {
 // Timings records where the wall time of the run went.
 type Timings struct {
 	TotalMS   int64 `json:"total_ms"`
-	PushMS    int64 `json:"push_ms"`
-	StartMS   int64 `json:"start_ms"` // tracers start → all ready
+	ConnectMS int64 `json:"connect_ms,omitempty"` // SSH to every node, root check and facts
+	PushMS    int64 `json:"push_ms"`              // the slowest node's push (it overlaps the other nodes' facts)
+	StartMS   int64 `json:"start_ms"`             // tracers start → all ready
 	PingMS    int64 `json:"ping_ms"`
 	StopMS    int64 `json:"stop_ms"`
 	AnalyzeMS int64 `json:"analyze_ms,omitempty"`

@@ -116,15 +116,17 @@ func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) {
 	}
 	c.add(role, "ssh", CheckOK, "connected to "+n.spec.SSH, "")
 	sudoOK := true
-	if err := n.checkSudo(ctx); err != nil {
+	if err := n.gatherFacts(ctx); err != nil {
 		sudoOK = false
 		c.add(role, "root", CheckFail, err.Error(), "tracers need root: log in as root, or set ssh.sudo / "+n.spec.Field+".ssh_options.sudo")
+		if n.facts == nil {
+			if err := n.userFacts(ctx); err != nil {
+				c.add(role, "kernel", CheckFail, err.Error(), "")
+				return
+			}
+		}
 	} else {
 		c.add(role, "root", CheckOK, "sudo "+n.spec.Options.Sudo, "")
-	}
-	if err := n.gatherFacts(ctx); err != nil {
-		c.add(role, "kernel", CheckFail, err.Error(), "")
-		return
 	}
 	f := n.facts
 	c.add(role, "kernel", CheckOK, f["kernel"]+" "+f["arch"], "")

@@ -45,7 +45,7 @@ func TestCheck(t *testing.T) {
 		t.Errorf("failed rows %d, want 2", rep.Failed())
 	}
 	// One actionable line per failure.
-	for _, w := range []string{"receiver-host ssh: connecting to receiver-host", "-> nothing listens there", "sender-vm vm ip: 127.0.0.2 is not configured", "-> check sender.vm.ip"} {
+	for _, w := range []string{"receiver-host ssh: receiver-host: connecting to tester@127.0.0.1", "-> nothing listens there", "sender-vm vm ip: 127.0.0.2 is not configured", "-> check sender.vm.ip"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q", w)
 		}

@@ -169,8 +169,27 @@ func (r *recorder) Ping(p PingStats) {
 }
 func (r *recorder) Done() {}
 
+// runUntilPings starts Run in the background and returns once ping has
+// sent n pings; the channel delivers the result.
+func runUntilPings(t testing.TB, ctx context.Context, o RunOptions, n int) <-chan *RunResult {
+	rec := newRecorder()
+	o.Progress = rec
+	done := make(chan *RunResult, 1)
+	go func() {
+		res, err := Run(ctx, o)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	wctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rec.waitFor(t, fmt.Sprintf("ping %d/", n), wctx)
+	return done
+}
+
 // waitFor returns when a progress event containing s arrives.
-func (r *recorder) waitFor(t *testing.T, s string, ctx context.Context) {
+func (r *recorder) waitFor(t testing.TB, s string, ctx context.Context) {
 	for {
 		select {
 		case e := <-r.ch:
@@ -180,6 +199,29 @@ func (r *recorder) waitFor(t *testing.T, s string, ctx context.Context) {
 		case <-ctx.Done():
 			t.Errorf("no progress event %q", s)
 			return
+		}
+	}
+}
+
+// checkLost asserts a partial run in which exactly the tracers of the lost
+// node are "lost" and every other started tracer is "ok".
+func checkLost(t testing.TB, m *manifest.Manifest, lost string) {
+	t.Helper()
+	if m.Status != StatusPartial {
+		t.Fatalf("status %s, failures %+v", m.Status, m.Failures)
+	}
+	for _, n := range m.Nodes {
+		for _, tr := range n.Tracers {
+			want := "ok"
+			switch {
+			case tr.State == "not-started":
+				continue
+			case n.Role == lost:
+				want = "lost"
+			}
+			if tr.State != want {
+				t.Errorf("%s %s: state %s (%s), want %s", n.Role, tr.Tool, tr.State, tr.Error, want)
+			}
 		}
 	}
 }

@@ -181,31 +181,11 @@ command -v python3 >/dev/null 2>&1 && k python3 yes || k python3 no
 true
 `
 
-// gatherFacts runs factsScript as root when sudo works, else as the login
-// user (facts then say uid != 0).
+// gatherFacts runs factsScript as root (per the node's sudo mode). It
+// fails, with advice, when sudo does not work or the commands do not run as
+// root; n.facts is then filled if the script ran at all.
 func (n *node) gatherFacts(ctx context.Context) error {
 	out, err := n.runRoot(ctx, "sh", "-c", factsScript)
-	if err != nil {
-		return fmt.Errorf("reading facts on %s: %w", n.role(), err)
-	}
-	n.facts = parseFacts(out)
-	return nil
-}
-
-func parseFacts(out string) map[string]string {
-	m := map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok && v != "" {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-// checkSudo verifies that commands run as root on the node.
-func (n *node) checkSudo(ctx context.Context) error {
-	out, err := n.runRoot(ctx, "id", "-u")
 	if err != nil {
 		switch n.spec.Options.Sudo {
 		case envfile.SudoPasswordless:
@@ -213,29 +193,47 @@ func (n *node) checkSudo(ctx context.Context) error {
 		case envfile.SudoPassword:
 			return fmt.Errorf("sudo with password failed on %s (%v): wrong password, or the user may not sudo", n.role(), err)
 		}
-		return fmt.Errorf("running id on %s: %w", n.role(), err)
+		return fmt.Errorf("reading facts on %s: %w", n.role(), err)
 	}
-	if out != "0" {
-		return fmt.Errorf("commands on %s run as uid %s, not root: set sudo: passwordless or sudo: password for it", n.role(), out)
+	n.facts = parseFacts(out)
+	if uid := n.facts["uid"]; uid != "0" {
+		return fmt.Errorf("commands on %s run as uid %s, not root: set sudo: passwordless or sudo: password for it", n.role(), uid)
 	}
 	return nil
 }
 
-// interfacesOK reports which of names do not exist on the node.
-func (n *node) missingInterfaces(ctx context.Context, names []string) ([]string, error) {
-	if len(names) == 0 {
-		return nil, nil
+// userFacts runs factsScript as the login user, for check to report what it
+// can when root is not available.
+func (n *node) userFacts(ctx context.Context) error {
+	out, err := n.runCmd(ctx, remote.Command{Args: []string{"sh", "-c", factsScript}})
+	if err != nil {
+		return fmt.Errorf("reading facts on %s: %w", n.role(), err)
 	}
-	// Each name is passed as a positional argument: never part of the script.
-	args := append([]string{"sh", "-c", `for i; do [ -e "/sys/class/net/$i" ] || echo "$i"; done`, "sh"}, names...)
-	out, err := n.runCmd(ctx, remote.Command{Args: args})
+	n.facts = parseFacts(out)
+	return nil
+}
+
+// missingInterfaces reports which of names do not exist on the node. It
+// reads /proc/net/dev, which shows the caller's network namespace (unlike
+// /sys/class/net, which shows the namespace that mounted sysfs).
+func (n *node) missingInterfaces(ctx context.Context, names []string) ([]string, error) {
+	out, err := n.runCmd(ctx, remote.Command{Args: []string{"cat", "/proc/net/dev"}})
 	if err != nil {
 		return nil, err
 	}
-	if out == "" {
-		return nil, nil
+	have := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		if name, _, ok := strings.Cut(line, ":"); ok {
+			have[strings.TrimSpace(name)] = true
+		}
 	}
-	return strings.Fields(out), nil
+	var missing []string
+	for _, name := range names {
+		if !have[name] {
+			missing = append(missing, name)
+		}
+	}
+	return missing, nil
 }
 
 // ownsIP tells whether ip is configured on one of the node's interfaces
@@ -266,3 +264,15 @@ func firstLine(b []byte) string {
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
+
+// parseFacts reads the key=value lines of factsScript.
+func parseFacts(out string) map[string]string {
+	m := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok && v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -159,33 +158,37 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		return finish(firstErr)
 	}
 
-	if err := r.forEachNode(ctx, "facts", func(ctx context.Context, n *node) error {
-		if err := n.checkSudo(ctx); err != nil {
-			return err
-		}
-		return n.gatherFacts(ctx)
-	}); err != nil {
+	sum, err := remote.FileSHA256(o.Binary)
+	if err != nil {
+		r.fail("", "push", err)
 		r.m.Status = StatusFailed
-		return finish(err)
+		return finish(fmt.Errorf("reading the pingpath binary to push: %w", err))
 	}
-
-	maxDur := o.maxDuration()
 	binary := map[string]string{}
 	for _, n := range r.nodes {
-		binary[n.role()] = remotePath(n)
+		binary[n.role()] = remote.PushedPath(n.spec.Options.RemoteDir, "pingpath", sum)
 	}
-	phases := r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, binary: binary, maxDuration: maxDur}))
+	phases := r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, binary: binary, maxDuration: o.maxDuration()}))
 
-	t0 := time.Now()
-	if err := r.forEachNode(ctx, "push", func(ctx context.Context, n *node) error {
+	// Per node, without a barrier between the steps: facts (as root), then
+	// the push.
+	var pushMax time.Duration
+	if err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
+		if err := n.gatherFacts(ctx); err != nil {
+			return err
+		}
 		if !needsBinary(phases, n.role()) {
 			return nil
 		}
 		prog.NodeState(n.role(), "pushing", "")
-		pr, err := remote.Push(ctx, n.t, o.Binary, n.spec.Options.RemoteDir, "pingpath")
+		t0 := time.Now()
+		pr, err := remote.Push(ctx, n.t, o.Binary, sum, n.spec.Options.RemoteDir, "pingpath")
 		if err != nil {
 			return err
 		}
+		r.mu.Lock()
+		pushMax = max(pushMax, time.Since(t0))
+		r.mu.Unlock()
 		detail := "pushed"
 		if pr.Skipped {
 			detail = "already there"
@@ -196,10 +199,11 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		r.m.Status = StatusFailed
 		return finish(err)
 	}
-	r.m.Timings.PushMS = ms(time.Since(t0))
+	r.m.Timings.PushMS = ms(pushMax)
+	r.m.Timings.ConnectMS = ms(time.Since(start) - pushMax)
 
 	// Tracers: receiver side, then sender side, each phase in parallel.
-	t0 = time.Now()
+	t0 := time.Now()
 	for _, phase := range phases {
 		if ctx.Err() != nil {
 			break
@@ -210,6 +214,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 
 	// Ping, unless interrupted or the sender VM is gone.
 	sv := r.byRole[manifest.RoleSenderVM]
+	pingFailed := false
 	r.m.Ping = manifest.Ping{Command: pingArgs(o.Env.Receiver.VM.IP, o.Count, o.Interval), File: PingFile,
 		Count: o.Count, Interval: o.Interval.String()}
 	if ctx.Err() == nil {
@@ -221,6 +226,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 			r.m.Ping.Command = rt.cmdLine
 		}
 		if err != nil && ctx.Err() == nil {
+			pingFailed = true
 			r.fail(sv.role(), "ping", err)
 			res.Err = cmp(res.Err, err)
 		}
@@ -234,7 +240,9 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	switch {
 	case len(r.m.Failures) == 0 && ctx.Err() == nil:
 		r.m.Status = StatusComplete
-	case r.m.Ping.Received == 0 && ctx.Err() == nil:
+	case pingFailed && r.m.Ping.Sent == 0 && ctx.Err() == nil:
+		// ping could not run at all: there is nothing to analyse. (All
+		// pings lost is data: the tracers localise the drops.)
 		r.m.Status = StatusFailed
 	default:
 		r.m.Status = StatusPartial
@@ -292,9 +300,6 @@ func prepareDir(dir, config string) error {
 	}
 	return nil
 }
-
-// remotePath is where pingpath is pushed on the node.
-func remotePath(n *node) string { return path.Join(n.spec.Options.RemoteDir, "pingpath") }
 
 // forEachNode runs fn on every node in parallel; failures are recorded
 // under step and the first is returned.

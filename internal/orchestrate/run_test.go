@@ -160,36 +160,10 @@ func TestRunNodeLostMidRun(t *testing.T) {
 	f := newFakeEnv(t, nil, "")
 	o := f.runOptions(t)
 	o.Count = 15
-	rec := newRecorder()
-	o.Progress = rec
-	done := make(chan *RunResult, 1)
-	go func() {
-		res, err := Run(context.Background(), o)
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	rec.waitFor(t, "ping 2/2", ctx)
+	done := runUntilPings(t, context.Background(), o, 2)
 	f.servers[manifest.RoleReceiverHost].DropConnections()
-	res := <-done
-	m := res.Manifest
-	if m.Status != StatusPartial {
-		t.Fatalf("status %s, failures %+v", m.Status, m.Failures)
-	}
-	for _, n := range m.Nodes {
-		for _, tr := range n.Tracers {
-			want := "ok"
-			if n.Role == manifest.RoleReceiverHost {
-				want = "lost"
-			}
-			if tr.State != want {
-				t.Errorf("%s %s: state %s (%s), want %s", n.Role, tr.Tool, tr.State, tr.Error, want)
-			}
-		}
-	}
+	m := (<-done).Manifest
+	checkLost(t, m, manifest.RoleReceiverHost)
 	if m.Ping.Received < 10 {
 		t.Errorf("ping should go on: %+v", m.Ping)
 	}
@@ -202,21 +176,9 @@ func TestRunInterrupted(t *testing.T) {
 	f := newFakeEnv(t, nil, "")
 	o := f.runOptions(t)
 	o.Count = 50
-	rec := newRecorder()
-	o.Progress = rec
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan *RunResult, 1)
-	go func() {
-		res, err := Run(ctx, o)
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
-	wctx, wcancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer wcancel()
-	rec.waitFor(t, "ping 2/2", wctx)
+	done := runUntilPings(t, ctx, o, 2)
 	cancel()
 	start := time.Now()
 	res := <-done

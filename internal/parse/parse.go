@@ -185,6 +185,8 @@ type File struct {
 	Warnings []string
 	// Truncated is true when the producer's closing summary is missing.
 	Truncated bool
+	// sizeHint is the input's size when known, to pre-size Obs.
+	sizeHint int64
 }
 
 // Empty reports whether the file holds no observation of any ping.
@@ -253,18 +255,24 @@ func ParseFile(path string) (*File, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	defer fh.Close()
-	return Parse(path, fh)
+	var size int64
+	if st, err := fh.Stat(); err == nil {
+		size = st.Size()
+	}
+	return parse(path, fh, size)
 }
 
 // Parse recognises and parses one input; name is used in warnings.
-func Parse(name string, r io.Reader) (*File, error) {
+func Parse(name string, r io.Reader) (*File, error) { return parse(name, r, 0) }
+
+func parse(name string, r io.Reader, size int64) (*File, error) {
 	br := bufio.NewReaderSize(r, 64*1024)
 	head, _ := br.Peek(64 * 1024)
-	f := &File{Path: name, Kind: Detect(head)}
+	f := &File{Path: name, Kind: Detect(head), sizeHint: size}
 	var err error
 	switch f.Kind {
 	case KindRecord:
-		err = parseRecord(f, br)
+		err = readRecords(f, br)
 	case KindVMText:
 		err = parseVMText(f, br)
 	case KindHostText:

@@ -41,6 +41,16 @@ func parsePing(f *File, r io.Reader) error {
 	pending := map[uint16]int{} // seq → index of its "no answer yet" entry
 	ended := false
 	err := lines(f, r, func(n int, line []byte) {
+		if rep, ok := fastPingReply(line); ok {
+			rep.Line = n
+			if i, ok := pending[rep.Seq]; ok {
+				delete(pending, rep.Seq)
+				f.Replies[i] = rep
+				return
+			}
+			f.Replies = append(f.Replies, rep)
+			return
+		}
 		if m := rePingReply.FindSubmatch(line); m != nil {
 			if bytes.Contains(line, []byte("DUP!")) {
 				return
@@ -88,4 +98,41 @@ func parsePing(f *File, r io.Reader) error {
 func parsePingSeq(b []byte) (uint16, bool) {
 	v, err := strconv.ParseUint(string(b), 10, 64)
 	return uint16(v), err == nil
+}
+
+// fastPingReply reads the usual reply line "[sec.usec] 64 bytes from IP:
+// icmp_seq=N ttl=T time=X ms" without a regexp; anything else (DUP!,
+// other layouts) goes to the regexps.
+func fastPingReply(line []byte) (PingReply, bool) {
+	var rep PingReply
+	if len(line) < 2 || line[0] != '[' || bytes.Contains(line, []byte("DUP!")) {
+		return rep, false
+	}
+	end := bytes.IndexByte(line, ']')
+	if end < 0 || !bytes.Contains(line[end:], []byte(" bytes from ")) {
+		return rep, false
+	}
+	sec, frac, _ := bytes.Cut(line[1:end], []byte("."))
+	i := bytes.Index(line, []byte(" icmp_seq="))
+	j := bytes.Index(line, []byte(" time="))
+	if i < 0 || j < i {
+		return rep, false
+	}
+	seqEnd := bytes.IndexByte(line[i+10:], ' ')
+	if seqEnd < 0 {
+		return rep, false
+	}
+	seq, ok := parsePingSeq(line[i+10 : i+10+seqEnd])
+	if !ok {
+		return rep, false
+	}
+	tv, unit, ok := bytes.Cut(line[j+6:], []byte(" "))
+	if !ok || !bytes.HasPrefix(unit, []byte("ms")) {
+		return rep, false
+	}
+	v, ok := msToNS(string(tv))
+	if !ok {
+		return rep, false
+	}
+	return PingReply{Seq: seq, RTTNS: v, Replied: true, Time: pingTime(sec, frac)}, true
 }

@@ -114,7 +114,7 @@ type Drop struct {
 type Trailer struct {
 	Type       string            `json:"type"` // always "trailer"
 	EndMonoNS  uint64            `json:"end_mono_ns"`
-	ExitReason string            `json:"exit_reason"` // "signal", "duration", "max-duration", "error"
+	ExitReason string            `json:"exit_reason"` // "signal", "duration", "max-duration", "stdin-eof", "error"
 	Counters   map[string]uint64 `json:"counters"`    // events, pings, drops, incomplete, ringbuf_lost, ...
 	Error      string            `json:"error,omitempty"`
 }

@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -16,20 +17,26 @@ import (
 type PushResult struct {
 	Path    string // the remote file
 	SHA256  string // its checksum (hex)
-	Skipped bool   // the remote copy already matched
+	Skipped bool   // it was already there
 }
 
 // Push copies the local executable into remoteDir (created with mode 0700)
-// unless a file with the same SHA-256 is already there, and verifies the
-// checksum of what landed.
-func Push(ctx context.Context, t Transport, local, remoteDir, name string) (*PushResult, error) {
-	sum, err := FileSHA256(local)
-	if err != nil {
-		return nil, fmt.Errorf("pushing %s: %w", local, err)
+// as NAME-<sha256 prefix>. The copy is written under a temporary name, its
+// SHA-256 verified on the node, and only then renamed into place, so the
+// content-addressed name only ever holds a verified copy: a later push
+// finding it skips the upload. Distinct builds never overwrite each other,
+// and nodes sharing one filesystem (the lab) can push at the same time.
+// sum is local's SHA-256 when the caller has it already ("" to compute it).
+func Push(ctx context.Context, t Transport, local, sum, remoteDir, name string) (*PushResult, error) {
+	if sum == "" {
+		var err error
+		if sum, err = FileSHA256(local); err != nil {
+			return nil, fmt.Errorf("pushing %s: %w", local, err)
+		}
 	}
-	dst := path.Join(remoteDir, name)
+	dst := PushedPath(remoteDir, name, sum)
 	res := &PushResult{Path: dst, SHA256: sum}
-	if remote, err := RemoteSHA256(ctx, t, dst); err == nil && remote == sum {
+	if r, err := t.Run(ctx, Command{Args: []string{"test", "-f", dst, "-a", "-x", dst}}); err == nil && r.ExitCode == 0 {
 		res.Skipped = true
 		return res, nil
 	}
@@ -40,17 +47,36 @@ func Push(ctx context.Context, t Transport, local, remoteDir, name string) (*Pus
 	if mk.ExitCode != 0 {
 		return nil, fmt.Errorf("creating %s: %s", remoteDir, bytes.TrimSpace(mk.Stderr))
 	}
-	if err := t.Upload(ctx, local, dst, 0o755); err != nil {
+	tmp := path.Join(remoteDir, "."+name+".upload-"+randomSuffix())
+	if err := t.Upload(ctx, local, tmp, 0o755); err != nil {
 		return nil, err
 	}
-	got, err := RemoteSHA256(ctx, t, dst)
-	if err != nil {
-		return nil, fmt.Errorf("verifying %s: %w", dst, err)
+	got, err := RemoteSHA256(ctx, t, tmp)
+	if err == nil && got != sum {
+		err = fmt.Errorf("checksum %s, want %s (upload corrupted)", got, sum)
 	}
-	if got != sum {
-		return nil, fmt.Errorf("verifying %s: checksum %s, want %s (upload corrupted)", dst, got, sum)
+	if err == nil {
+		var r *Result
+		if r, err = t.Run(ctx, Command{Args: []string{"mv", "-f", tmp, dst}}); err == nil && r.ExitCode != 0 {
+			err = fmt.Errorf("mv: %s", bytes.TrimSpace(r.Stderr))
+		}
+	}
+	if err != nil {
+		_, _ = t.Run(context.WithoutCancel(ctx), Command{Args: []string{"rm", "-f", tmp}})
+		return nil, fmt.Errorf("verifying the upload to %s: %w", dst, err)
 	}
 	return res, nil
+}
+
+// PushedPath is where Push puts a file with checksum sum.
+func PushedPath(remoteDir, name, sum string) string {
+	return path.Join(remoteDir, name+"-"+sum[:16])
+}
+
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // FileSHA256 is the hex SHA-256 of a local file.

@@ -57,12 +57,13 @@ func HTML(w io.Writer, res *analyze.Result, doc *Doc) error {
 		return err
 	}
 	return reportPage.Execute(w, map[string]any{
-		"Res":    res,
-		"Doc":    doc,
-		"Rows":   statRows(res),
-		"Header": statsHeader,
-		"Data":   data,
-		"JS":     template.JS(chartsJS),
-		"Source": sourceName(res.Source),
+		"Res":     res,
+		"Doc":     doc,
+		"Rows":    statRows(res),
+		"Refused": refusedCounts(res),
+		"Header":  statsHeader,
+		"Data":    data,
+		"JS":      template.JS(chartsJS),
+		"Source":  sourceName(res.Source),
 	})
 }

@@ -79,9 +79,11 @@ func Markdown(out io.Writer, res *analyze.Result) error {
 	}
 	w.printf("## Segments (µs)\n\n")
 	w.printf("All statistics are over the same set of %d pings (complete pings), after the plausibility gates; a segment with n < that was not measured on every ping.\n\n", len(res.StatSet))
-	mdHeader(w, append([]string{"segment"}, append(statsHeader, "what")...)...)
+	refused := refusedCounts(res)
+	mdHeader(w, append([]string{"segment"}, append(statsHeader, "refused", "what")...)...)
 	for _, v := range statRows(res) {
-		mdRow(w, append([]string{analyze.ValueNames[v]}, append(statsCells(res.Stats[v]), analyze.SegmentDescriptions[v])...)...)
+		name := analyze.ValueNames[v]
+		mdRow(w, append([]string{name}, append(statsCells(res.Stats[v]), fmt.Sprint(refused[name]), analyze.SegmentDescriptions[v])...)...)
 	}
 	w.printf("\nHost and VM totals (µs) the residuals are derived from:\n\n")
 	mdHeader(w, append([]string{"value"}, statsHeader...)...)
@@ -146,6 +148,15 @@ func Markdown(out io.Writer, res *analyze.Result) error {
 	}
 	w.printf("\nMethod: every segment is a difference of two timestamps taken on one machine; C+J = Ext_s − Total_r of the same ping; E and L are t5 − t1 (not the sum of the origin tool's stage delays, which counts t3 − t2 twice); the residuals are what the virtualization layer took that no tracer covered (guest entry/exit gaps) and may be negative, which is flagged. See docs/analysis.md.\n")
 	return w.err
+}
+
+// refusedCounts counts the values the gates refused, per value name.
+func refusedCounts(res *analyze.Result) map[string]int {
+	m := map[string]int{}
+	for _, e := range res.Excluded {
+		m[e.Segment]++
+	}
+	return m
 }
 
 func sourceName(s string) string {

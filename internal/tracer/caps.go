@@ -49,8 +49,11 @@ func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error) Capabilities
 	}
 	if fns := targets[Kprobe]; len(fns) > 0 {
 		caps.Methods[Kprobe] = reason(kernel.KprobeSupport())
-		if have, _, err := kernel.TraceableFunctions(fns); err == nil {
-			caps.Targets[Kprobe] = have
+		// Symbol lists cost tens of ms to read: only when kprobes work.
+		if caps.Methods[Kprobe] == "" {
+			if have, _, err := kernel.TraceableFunctions(fns); err == nil {
+				caps.Targets[Kprobe] = have
+			}
 		}
 	}
 	if tps := targets[Tracepoint]; len(tps) > 0 {

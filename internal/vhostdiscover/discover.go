@@ -68,7 +68,12 @@ type Result struct {
 var ErrNoTunFile = errors.New("no process holds a tun file of this interface")
 
 // Discover looks the interface up under procRoot ("/proc" on a live system).
-func Discover(procRoot, iface string) (*Result, error) {
+// netns, when not 0, is the inode of the network namespace the interface is
+// in: interface names repeat across namespaces (every lab host has a
+// vnet0), and a tun file's fdinfo shows only the name, so holders in other
+// namespaces are left out — unless that leaves none (a tap moved to another
+// namespace after it was created), in which case all holders are kept.
+func Discover(procRoot, iface string, netns uint64) (*Result, error) {
 	pids, err := listPIDs(procRoot)
 	if err != nil {
 		return nil, fmt.Errorf("discovering %s: %w", iface, err)
@@ -88,6 +93,21 @@ func Discover(procRoot, iface string) (*Result, error) {
 	if len(r.TunFiles) == 0 {
 		return r, fmt.Errorf("discovering %s under %s: %w", iface, procRoot, ErrNoTunFile)
 	}
+	if netns != 0 {
+		var here []TunFile
+		for _, f := range r.TunFiles {
+			if processNetns(procRoot, f.PID) == netns {
+				here = append(here, f)
+			}
+		}
+		if len(here) > 0 {
+			r.TunFiles = here
+			owners = map[int]bool{}
+			for _, f := range here {
+				owners[f.PID] = true
+			}
+		}
+	}
 	if len(owners) == 1 {
 		r.OwnerPID = r.TunFiles[0].PID
 		r.OwnerComm = r.TunFiles[0].Comm
@@ -98,6 +118,20 @@ func Discover(procRoot, iface string) (*Result, error) {
 	r.Workers = workers(procRoot, r.OwnerPID, pids)
 	r.scanOwnerFDs(procRoot)
 	return r, nil
+}
+
+// processNetns returns the inode of pid's network namespace (from the
+// "net:[INODE]" link), 0 when unknown.
+func processNetns(procRoot string, pid int) uint64 {
+	target, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(pid), "ns", "net"))
+	if err != nil {
+		return 0
+	}
+	v, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(target, "net:["), "]"), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }
 
 func listPIDs(procRoot string) ([]int, error) {

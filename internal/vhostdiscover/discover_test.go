@@ -70,7 +70,7 @@ func TestDiscoverKernelThreadWorkers(t *testing.T) {
 		"4242/fd/37": "anon_inode:kvm-vcpu:1",
 		"4242/fd/40": "anon_inode:[eventfd]",
 	})
-	r, err := Discover(root, "vnet3")
+	r, err := Discover(root, "vnet3", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestDiscoverUserThreadWorkers(t *testing.T) {
 		"7000/task/7003/comm": "vhost-7000\n",
 		"7000/task/7004/comm": "CPU 0/KVM\n",
 	}, nil)
-	r, err := Discover(root, "vnet0")
+	r, err := Discover(root, "vnet0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,12 +107,40 @@ func TestDiscoverUserThreadWorkers(t *testing.T) {
 	}
 }
 
+// TestDiscoverSameNameOtherNetns is the lab: each host namespace has a
+// vnet0 with its own backend process; the namespace picks the right one.
+func TestDiscoverSameNameOtherNetns(t *testing.T) {
+	root := fakeProc(t, map[string]string{
+		"300/comm":     "pingpath\n",
+		"300/fdinfo/7": fmt.Sprintf(tunInfo, "vnet0"),
+		"400/comm":     "pingpath\n",
+		"400/fdinfo/7": fmt.Sprintf(tunInfo, "vnet0"),
+		"400/fdinfo/9": fmt.Sprintf(tunInfo, "vnet0"),
+	}, map[string]string{
+		"300/ns/net": "net:[4026532001]",
+		"400/ns/net": "net:[4026532002]",
+	})
+	r, err := Discover(root, "vnet0", 4026532002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OwnerPID != 400 || len(r.TunFiles) != 2 {
+		t.Errorf("owner %d files %+v, want pid 400 with 2 files", r.OwnerPID, r.TunFiles)
+	}
+	if r, _ := Discover(root, "vnet0", 0); r.OwnerPID != 0 || len(r.TunFiles) != 3 {
+		t.Errorf("without a namespace: owner %d files %+v, want no single owner", r.OwnerPID, r.TunFiles)
+	}
+	if r, _ := Discover(root, "vnet0", 1); len(r.TunFiles) != 3 {
+		t.Errorf("unknown namespace: %+v, want every holder kept", r.TunFiles)
+	}
+}
+
 func TestDiscoverMissing(t *testing.T) {
 	root := fakeProc(t, map[string]string{"1/comm": "init\n", "1/fdinfo/0": "pos:\t0\n"}, nil)
-	if _, err := Discover(root, "vnet9"); !errors.Is(err, ErrNoTunFile) {
+	if _, err := Discover(root, "vnet9", 0); !errors.Is(err, ErrNoTunFile) {
 		t.Fatalf("err %v, want ErrNoTunFile", err)
 	}
-	if _, err := Discover(filepath.Join(root, "nope"), "vnet9"); err == nil {
+	if _, err := Discover(filepath.Join(root, "nope"), "vnet9", 0); err == nil {
 		t.Fatal("no error for a missing proc root")
 	}
 }
@@ -123,7 +151,7 @@ func TestDiscoverLiveTap(t *testing.T) {
 	testenv.RequireRoot(t)
 	name := "vdisc" + strconv.Itoa(os.Getpid()%100000)
 	fd := openTapInNewNetns(t, name)
-	r, err := Discover("/proc", name)
+	r, err := Discover("/proc", name, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -73,14 +74,19 @@ func run(args []string) int {
 	}
 	dir, _ := os.Getwd()
 	cfg := vm.Config{
-		Kernel:  k,
-		Program: args[0],
-		Args:    progArgs,
-		Env:     vm.PassEnv(os.Environ()),
-		Dir:     dir,
-		Modules: append(append([]string(nil), vm.DefaultModules...), strings.Fields(os.Getenv("PINGPATH_VM_MODULES"))...),
-		Timeout: timeout,
-		Stdout:  os.Stdout,
+		Kernel:    k,
+		Program:   args[0],
+		Args:      progArgs,
+		Env:       vm.PassEnv(os.Environ()),
+		Dir:       dir,
+		Modules:   append(append([]string(nil), vm.DefaultModules...), strings.Fields(os.Getenv("PINGPATH_VM_MODULES"))...),
+		Timeout:   timeout,
+		Stdout:    os.Stdout,
+		TCGThread: os.Getenv("PINGPATH_VM_TCG_THREAD"),
+		CPUModel:  os.Getenv("PINGPATH_VM_CPU"),
+	}
+	if n, err := strconv.Atoi(os.Getenv("PINGPATH_VM_CPUS")); err == nil {
+		cfg.CPUs = n
 	}
 	if os.Getenv("PINGPATH_VM_CONSOLE") == "1" {
 		cfg.Console = os.Stderr

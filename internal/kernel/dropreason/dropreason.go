@@ -8,6 +8,7 @@ package dropreason
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
@@ -57,7 +58,39 @@ func Load(spec *btf.Spec) (*Names, error) {
 	default:
 		return nil, fmt.Errorf("finding enum skb_drop_reason_subsys in kernel btf: %w", err)
 	}
+	n.loadModuleReasons()
 	return n, nil
+}
+
+// moduleReasons lists the subsystem-owned reason enums and the module whose
+// BTF declares them; their values carry the subsystem in the upper bits.
+var moduleReasons = []struct{ module, enum, prefix string }{
+	{"openvswitch", "ovs_drop_reason", ""},
+	{"mac80211", "mac80211_drop_reason", "RX_DROP_"},
+}
+
+// loadModuleReasons names subsystem reasons from the BTF of loaded modules
+// (OVS drops are "OVS_DROP_LAST_ACTION" rather than "OPENVSWITCH:1"). A
+// module that is not loaded cannot have dropped anything.
+func (n *Names) loadModuleReasons() {
+	for _, m := range moduleReasons {
+		if _, err := os.Stat("/sys/kernel/btf/" + m.module); err != nil {
+			continue
+		}
+		spec, err := btf.LoadKernelModuleSpec(m.module)
+		if err != nil {
+			continue // names fall back to "<SUBSYS>:<n>"
+		}
+		var e *btf.Enum
+		if spec.TypeByName(m.enum, &e) != nil {
+			continue
+		}
+		for code, name := range enumNames(e, m.prefix) {
+			if code>>subsysShift != 0 {
+				n.core[code] = name
+			}
+		}
+	}
 }
 
 // FromMap builds Names from a code → name table (tests, recorded streams).
@@ -77,18 +110,19 @@ func enumNames(e *btf.Enum, prefix string) map[uint32]string {
 }
 
 // Name returns the name of code, e.g. "NETFILTER_DROP". A subsystem-owned
-// code is named "<SUBSYS>:<n>" (e.g. "OPENVSWITCH:3"), and a code this kernel
-// does not know is "UNKNOWN_<code>", so a name is never empty.
+// code is named from its module's enum when that module is loaded (e.g.
+// "OVS_DROP_LAST_ACTION"), else "<SUBSYS>:<n>" (e.g. "OPENVSWITCH:3"); a code
+// this kernel does not know is "UNKNOWN_<code>", so a name is never empty.
 func (n *Names) Name(code uint32) string {
+	if s, ok := n.core[code]; ok {
+		return s
+	}
 	if sub := code >> subsysShift; sub != 0 {
 		s, ok := n.subsys[sub]
 		if !ok {
 			s = fmt.Sprintf("SUBSYS_%d", sub)
 		}
 		return fmt.Sprintf("%s:%d", s, code&(1<<subsysShift-1))
-	}
-	if s, ok := n.core[code]; ok {
-		return s
 	}
 	return fmt.Sprintf("UNKNOWN_%d", code)
 }

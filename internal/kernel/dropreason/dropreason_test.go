@@ -33,10 +33,11 @@ func TestKernelNames(t *testing.T) {
 }
 
 func TestNameFallbacks(t *testing.T) {
-	n := FromMap(map[uint32]string{2: "NOT_SPECIFIED"})
+	n := FromMap(map[uint32]string{2: "NOT_SPECIFIED", 2<<16 | 1: "OVS_DROP_LAST_ACTION"})
 	n.subsys = map[uint32]string{2: "OPENVSWITCH"}
 	for code, want := range map[uint32]string{
 		2:         "NOT_SPECIFIED",
+		2<<16 | 1: "OVS_DROP_LAST_ACTION",
 		9999:      "UNKNOWN_9999",
 		2<<16 | 3: "OPENVSWITCH:3",
 		7<<16 | 1: "SUBSYS_7:1",

@@ -1,5 +1,10 @@
 // Package kallsyms resolves kernel text addresses (for example the
 // "location" of skb:kfree_skb) to "symbol+0xoff" using /proc/kallsyms.
+//
+// It keeps no symbol table: the kernel lists 100k+ symbols (several MB as Go
+// strings), while a tracer resolves a handful of distinct drop locations in
+// a run. Each new address costs one scan of /proc/kallsyms (~0.25 s); the
+// answers are cached.
 package kallsyms
 
 import (
@@ -7,73 +12,81 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
-// Table is a sorted list of kernel text symbols.
-type Table struct {
-	addrs []uint64
-	names []string
+// Resolver resolves kernel text addresses, caching each answer.
+type Resolver struct {
+	open  func() (io.ReadCloser, error)
+	mu    sync.Mutex
+	cache map[uint64]string
 }
 
-// Load reads /proc/kallsyms. Addresses read as zero (no CAP_SYSLOG, or
-// kptr_restrict) make every lookup return "".
-func Load() (*Table, error) {
-	f, err := os.Open("/proc/kallsyms")
+// New returns a Resolver reading /proc/kallsyms.
+func New() *Resolver {
+	return NewFrom(func() (io.ReadCloser, error) { return os.Open("/proc/kallsyms") })
+}
+
+// NewFrom returns a Resolver reading the kallsyms format
+// ("addr type name [module]") from what open returns.
+func NewFrom(open func() (io.ReadCloser, error)) *Resolver {
+	return &Resolver{open: open, cache: map[uint64]string{}}
+}
+
+// Resolve returns "name+0xoff" for addr: the text symbol (type t or T) with
+// the highest address not above addr. It returns "" when addr is 0, below
+// every symbol, or the list is unreadable or hides addresses (read as 0
+// without CAP_SYSLOG / with kptr_restrict).
+func (r *Resolver) Resolve(addr uint64) string {
+	if addr == 0 {
+		return ""
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.cache[addr]; ok {
+		return s
+	}
+	s, err := r.scan(addr)
 	if err != nil {
-		return nil, fmt.Errorf("opening kallsyms: %w", err)
+		s = "" // not cached: a later call may succeed
+	} else {
+		r.cache[addr] = s
+	}
+	return s
+}
+
+func (r *Resolver) scan(addr uint64) (string, error) {
+	f, err := r.open()
+	if err != nil {
+		return "", fmt.Errorf("opening kallsyms: %w", err)
 	}
 	defer f.Close()
-	return Parse(f)
-}
-
-// Parse reads the kallsyms format ("addr type name [module]"), keeping text
-// symbols (types t and T).
-func Parse(r io.Reader) (*Table, error) {
-	type sym struct {
-		addr uint64
-		name string
-	}
-	var syms []sym
-	sc := bufio.NewScanner(r)
-	line := 0
+	var bestAddr uint64
+	var bestName string
+	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		line++
-		f := strings.Fields(sc.Text())
-		if len(f) < 3 || (f[1] != "t" && f[1] != "T") {
+		line := sc.Text()
+		sp := strings.IndexByte(line, ' ')
+		if sp < 0 || len(line) < sp+4 || (line[sp+1] != 't' && line[sp+1] != 'T') {
 			continue
 		}
-		a, err := strconv.ParseUint(f[0], 16, 64)
-		if err != nil {
-			return nil, fmt.Errorf("kallsyms line %d: bad address %q: %w", line, f[0], err)
-		}
-		if a == 0 {
+		a, err := strconv.ParseUint(line[:sp], 16, 64)
+		if err != nil || a == 0 || a > addr || a < bestAddr {
 			continue
 		}
-		syms = append(syms, sym{a, f[2]})
+		name := line[sp+3:]
+		if i := strings.IndexAny(name, " \t"); i >= 0 {
+			name = name[:i]
+		}
+		bestAddr, bestName = a, name
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading kallsyms: %w", err)
+		return "", fmt.Errorf("reading kallsyms: %w", err)
 	}
-	sort.SliceStable(syms, func(i, j int) bool { return syms[i].addr < syms[j].addr })
-	t := &Table{addrs: make([]uint64, len(syms)), names: make([]string, len(syms))}
-	for i, s := range syms {
-		t.addrs[i], t.names[i] = s.addr, s.name
+	if bestName == "" {
+		return "", nil
 	}
-	return t, nil
-}
-
-// Resolve returns "name+0xoff" for addr, or "" when addr is not inside a
-// known text symbol.
-func (t *Table) Resolve(addr uint64) string {
-	if t == nil || addr == 0 {
-		return ""
-	}
-	i := sort.Search(len(t.addrs), func(i int) bool { return t.addrs[i] > addr }) - 1
-	if i < 0 {
-		return ""
-	}
-	return fmt.Sprintf("%s+%#x", t.names[i], addr-t.addrs[i])
+	return fmt.Sprintf("%s+%#x", bestName, addr-bestAddr), nil
 }

@@ -20,7 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,7 +125,7 @@ func Binary(t testing.TB) string {
 func build() (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("no go tool on PATH to build pingpath (or set PINGPATH_BIN): %w", err)
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {

@@ -19,15 +19,17 @@ import (
 type Clock string
 
 const (
+	// ClockKernel (the default) uses the kernel's receive timestamp
+	// (SO_TIMESTAMPNS): a delayed frame leaves D after it reached the
+	// wire, so the relay's own wake-up latency is hidden inside the delay
+	// and the wire adds D plus only a few microseconds (an undelayed frame
+	// still pays the wake-up).
+	ClockKernel Clock = "kernel"
 	// ClockUser stamps a frame when the relay's read returns. Every frame
 	// then pays the same wake-up latency with or without delay, so a
-	// relay with delay D is exactly D slower than the same relay with 0 —
-	// the like-for-like comparison experiments want.
+	// relay with delay D is D slower than the same relay with 0: the
+	// like-for-like comparison.
 	ClockUser Clock = "user"
-	// ClockKernel uses the kernel's receive timestamp (SO_TIMESTAMPNS), so
-	// a delayed frame leaves D after it reached the wire, hiding the
-	// relay's wake-up latency; an undelayed frame still pays it.
-	ClockKernel Clock = "kernel"
 )
 
 // Relay forwards frames between interfaces A and B of the current network
@@ -35,7 +37,7 @@ const (
 type Relay struct {
 	A, B       string
 	Impairment Impairment
-	Clock      Clock     // default ClockUser
+	Clock      Clock     // default ClockKernel
 	Log        io.Writer // progress and final statistics; nil discards
 	// QueueLen bounds the frames in flight per direction (default 4096);
 	// a frame arriving at a full queue is dropped and counted.
@@ -91,7 +93,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	clock := r.Clock
 	if clock == "" {
-		clock = ClockUser
+		clock = ClockKernel
 	}
 	if clock != ClockUser && clock != ClockKernel {
 		return fmt.Errorf("wire clock %q: want %q or %q", clock, ClockUser, ClockKernel)
@@ -195,6 +197,7 @@ func monoNow() int64 {
 func (d *direction) receive(ctx context.Context) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	realtime()
 	buf := make([]byte, 65536)
 	oob := make([]byte, 128)
 	for ctx.Err() == nil {
@@ -242,24 +245,32 @@ func (d *direction) receive(ctx context.Context) error {
 // control messages into CLOCK_MONOTONIC, falling back to now when there is
 // none or it is implausible (clock stepped).
 func kernelRx(oob []byte, now int64) int64 {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
+	ts, ok := RxTimestamp(oob)
+	if !ok {
 		return now
 	}
-	for _, m := range msgs {
-		if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SCM_TIMESTAMPNS || len(m.Data) < int(unsafe.Sizeof(unix.Timespec{})) {
-			continue
-		}
-		ts := *(*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
-		var real unix.Timespec
-		_ = unix.ClockGettime(unix.CLOCK_REALTIME, &real)
-		age := real.Nano() - ts.Nano()
-		if age < 0 || age > int64(time.Second) {
-			return now
-		}
-		return now - age
+	var real unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_REALTIME, &real)
+	age := real.Nano() - ts
+	if age < 0 || age > int64(time.Second) {
+		return now
 	}
-	return now
+	return now - age
+}
+
+// RxTimestamp returns the SO_TIMESTAMPNS receive timestamp (CLOCK_REALTIME,
+// ns) from a recvmsg's control messages.
+func RxTimestamp(oob []byte) (int64, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			return (*unix.Timespec)(unsafe.Pointer(&m.Data[0])).Nano(), true
+		}
+	}
+	return 0, false
 }
 
 // send releases queued frames at their time: it sleeps until shortly before
@@ -269,6 +280,7 @@ func (d *direction) send(ctx context.Context) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	realtime()
 	for {
 		var f frame
 		select {
@@ -291,9 +303,20 @@ func (d *direction) send(ctx context.Context) {
 	}
 }
 
+// realtime moves the calling thread to SCHED_FIFO (best effort; it needs
+// CAP_SYS_NICE, which lab up has as root). A busy machine then delays the
+// relay's wake-ups by microseconds instead of a scheduler slice, which is
+// what keeps the injected delay precise while other tests run. The threads
+// only spin for the last spinWindow before each release, so they cannot
+// monopolise a CPU at the packet rates the lab is for (and the kernel's RT
+// throttling caps them at 95% anyway).
+func realtime() {
+	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_FIFO, Priority: 10}, 0)
+}
+
 // spinWindow is how long before a release time the sender stops sleeping
 // and spins: more than the wake-up latency of a sleeping thread.
-const spinWindow = 150 * time.Microsecond
+const spinWindow = 100 * time.Microsecond
 
 // waitUntil returns at monotonic time t (or right away if t has passed).
 func waitUntil(t int64) {

@@ -14,7 +14,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path"
 	"strconv"
 	"sync"
 	"time"
@@ -445,7 +444,7 @@ func (c *Client) Upload(ctx context.Context, local, remotePath string, mode os.F
 		return fmt.Errorf("uploading %s: %w", local, err)
 	}
 	defer f.Close()
-	tmp := path.Join(path.Dir(remotePath), "."+path.Base(remotePath)+".tmp"+strconv.Itoa(os.Getpid()))
+	tmp := remotePath + ".part"
 	if sc := c.sftpClient(); sc != nil {
 		if err := c.sftpUpload(ctx, sc, f, tmp, remotePath, mode); err == nil {
 			return nil

@@ -167,7 +167,7 @@ func TestUploadAndPushSkip(t *testing.T) {
 				t.Fatal(err)
 			}
 			dir := filepath.Join(t.TempDir(), "remote", "pingpath")
-			res, err := remote.Push(context.Background(), c, local, dir, "pingpath")
+			res, err := remote.Push(context.Background(), c, local, "", dir, "pingpath")
 			if err != nil || res.Skipped {
 				t.Fatalf("first push: %+v %v", res, err)
 			}
@@ -180,24 +180,27 @@ func TestUploadAndPushSkip(t *testing.T) {
 				t.Fatalf("remote file: %v", err)
 			}
 			n := len(srv.Execs())
-			res, err = remote.Push(context.Background(), c, local, dir, "pingpath")
+			res, err = remote.Push(context.Background(), c, local, "", dir, "pingpath")
 			if err != nil || !res.Skipped {
 				t.Fatalf("second push not skipped: %+v %v", res, err)
 			}
 			if got := len(srv.Execs()) - n; got != 1 {
-				t.Fatalf("skipped push ran %d commands, want only the checksum", got)
+				t.Fatalf("skipped push ran %d commands, want only the existence test", got)
 			}
-			// A different local file replaces the remote one.
+			// A different build goes next to the first one.
 			if err := os.WriteFile(local, []byte("#!/bin/sh\necho v2\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			res, err = remote.Push(context.Background(), c, local, dir, "pingpath")
+			res, err = remote.Push(context.Background(), c, local, "", dir, "pingpath")
 			if err != nil || res.Skipped {
 				t.Fatalf("changed push: %+v %v", res, err)
 			}
 			b, _ := os.ReadFile(res.Path)
 			if string(b) != "#!/bin/sh\necho v2\n" {
 				t.Fatalf("remote content %q", b)
+			}
+			if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+				t.Fatalf("remote dir holds %d files, want the two builds and no upload leftovers", len(ents))
 			}
 			if noSFTP == false && strings.Contains(strings.Join(srv.Execs(), "\n"), "cat >") {
 				t.Fatalf("used cat although SFTP was available: %v", srv.Execs())

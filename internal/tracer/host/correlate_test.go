@@ -344,3 +344,48 @@ func BenchmarkCorrelator(b *testing.B) {
 	c.Flush(uint64(b.N)*ms + 5000*ms)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pings/s")
 }
+
+// A stalled reader (the tracer process descheduled, a backlog in the ring
+// buffer) must not turn pings whose events are still unread into drops.
+func TestStalledReaderNoFalseDrop(t *testing.T) {
+	c, out := newTestCorrelator("auto")
+	tool := &Tool{corr: c}
+	base := 10_000 * ms
+	evs := senderPing(7, 1, base)
+	tick := func(now uint64) {
+		if upTo, ok := tool.reader.progress(now); ok {
+			c.Advance(upTo)
+		}
+	}
+	feed := func(e Event) {
+		c.Add(e)
+		tool.reader.saw(e.TS)
+	}
+	for now := base - 500*ms; now < base; now += 100 * ms {
+		tick(now)
+	}
+	feed(evs[0])
+	feed(evs[1])
+	tick(base + 100*ms)
+	// The process stalls for 5 s; the reply events sit in the ring.
+	tick(base + 5_100*ms)
+	// Reading the backlog: old events arrive, ticks keep coming.
+	feed(evs[2])
+	tick(base + 5_200*ms)
+	feed(evs[3])
+	tick(base + 5_300*ms)
+	for now := base + 5_400*ms; now < base+8_000*ms; now += 100 * ms {
+		tick(now)
+	}
+	if len(out.drops) != 0 || len(out.pings) != 1 {
+		t.Fatalf("after a stall: %d drops %d pings, want 0/1", len(out.drops), len(out.pings))
+	}
+	// An idle reader still decides drops: a request that never gets a reply.
+	feed(senderPing(7, 2, base+8_000*ms)[0])
+	for now := base + 8_100*ms; now < base+10_000*ms; now += 100 * ms {
+		tick(now)
+	}
+	if len(out.drops) != 1 || out.drops[0].Seq != 2 {
+		t.Fatalf("idle reader: drops %+v, want seq 2", out.drops)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/pingpath/pingpath/internal/nettest"
@@ -133,12 +134,14 @@ var (
 // frame builds an Ethernet frame around an IPv4 packet with the given tag
 // protocols (outermost first). Requests go wire → VM, replies VM → wire.
 func frame(tags []uint16, ip []byte) []byte {
-	var b []byte
 	if ip[19] == 0x02 { // destination 10.88.0.2: a request, towards the VM
-		b = append(append(b, macVM...), macWire...)
-	} else {
-		b = append(append(b, macWire...), macVM...)
+		return frameMAC(macVM, macWire, tags, ip)
 	}
+	return frameMAC(macWire, macVM, tags, ip)
+}
+
+func frameMAC(dst, src []byte, tags []uint16, ip []byte) []byte {
+	b := append(append([]byte{}, dst...), src...)
 	for i, tpid := range tags {
 		b = binary.BigEndian.AppendUint16(b, tpid)
 		b = binary.BigEndian.AppendUint16(b, uint16(100+i))
@@ -215,4 +218,49 @@ func csum(b []byte) uint16 {
 		s = s&0xffff + s>>16
 	}
 	return ^uint16(s)
+}
+
+// TestTraceReplyOnOtherPhy gives host A a second physical port (a bond
+// slave, say) and returns the reply through it: the sender host's ping is
+// complete, with rep_in on the second port. The request, flooded by the
+// bridge to both ports, is counted once.
+func TestTraceReplyOnOtherPhy(t *testing.T) {
+	testenv.RequireRoot(t)
+	tp := newTopo(t, topoOptions{})
+	sw := nettest.NewNetns(t, "sw")
+	p2, p2peer := nettest.Veth(t, tp.hostA.ns, netip.Prefix{}, sw, netip.Prefix{})
+	err := tp.hostA.ns.Do(func() error {
+		br, err := netlink.LinkByName("br0")
+		if err != nil {
+			return err
+		}
+		l, err := netlink.LinkByName(p2.Name)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetMaster(l, br)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, dst := netip.MustParseAddr("10.88.0.1"), netip.MustParseAddr("10.88.0.2")
+	tr := startTracer(t, tp.hostA, Config{SrcIP: src, DstIP: dst, PhyInterfaces: []string{tp.hostA.phy, p2.Name}})
+	macSender := []byte{0x02, 0, 0, 0, 0x89, 1}
+	macUnknown := []byte{0x02, 0, 0, 0, 0x89, 2}
+	vm := ifindex(t, tp.vmA, "")
+	inject(t, tp.vmA, vm, frameMAC(macUnknown, macSender, nil, ipICMP(src, dst, true, 901, 1, 0)))
+	time.Sleep(20 * time.Millisecond)
+	inject(t, sw, p2peer.Index, frameMAC(macSender, macUnknown, nil, ipICMP(src, dst, false, 901, 1, 0)))
+	time.Sleep(50 * time.Millisecond)
+	s := tr.stop(t)
+	if len(s.Pings) != 1 || len(s.Drops) != 0 {
+		t.Fatalf("got %d pings %d drops, want 1/0: %+v", len(s.Pings), len(s.Drops), s.Pings)
+	}
+	p := s.Pings[0]
+	if p.Role != RoleSender || len(p.Stages) != 4 || p.Devices[StageRepIn] != p2.Name || p.Devices[StageReqIn] != tp.hostA.vnet {
+		t.Errorf("ping %+v", p)
+	}
+	if s.Trailer.Counters["duplicate_stages"] != 1 {
+		t.Errorf("duplicate_stages = %d, want 1 (request flooded to both ports)", s.Trailer.Counters["duplicate_stages"])
+	}
 }

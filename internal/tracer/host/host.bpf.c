@@ -3,20 +3,19 @@
 // Host path tracer: sees one ping's echo request and echo reply enter and
 // leave this hypervisor host, and the kernel freeing them when they die here.
 //
-// Three hooks, each offered on several attach rungs (the Go loader picks one
-// per kernel with the tracer core's ladder):
+// Three hooks (the Go loader picks a rung of each with the core's ladder):
 //   ingress  a traced device received the packet:
-//            fentry/kprobe __netif_receive_skb_core | raw_tp netif_receive_skb
+//            raw_tp netif_receive_skb (inside __netif_receive_skb_core)
 //   egress   the packet is handed to a traced device's driver:
 //            fentry/kprobe dev_hard_start_xmit | raw_tp net_dev_start_xmit
 //   drop     the skb is freed with a drop reason: raw_tp kfree_skb
 //
-// Filtering order is cheapest first, so that unrelated traffic costs little:
-// ifindex in the traced set (pp_ifindex) → device in our network namespace →
-// headers: Ethernet, up to two VLAN tags, IPv4, ICMP echo between the two
-// configured addresses (pingpath.h), or VXLAN/Geneve in UDP with the same
-// inside. Which device is the VM side and which the physical side is decided
-// in Go from the ifindex.
+// Filtering order is cheapest first: ifindex in the traced set (pp_ifindex)
+// → one 64-byte read of the headers, parsed on the stack: Ethernet, up to
+// two VLAN tags, IPv4, then ICMP echo between the two configured addresses
+// (pp_classify), or VXLAN/Geneve in UDP (one more read for the inner
+// headers) → device in our network namespace. Which device is the VM side and
+// which the physical side is decided in Go from the ifindex.
 
 #include "pingpath.h"
 
@@ -38,8 +37,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ENCAP_GENEVE 4
 
 /* Set by the loader from the kernel's BTF. */
-const volatile __u8 host_rcv_pskb = 0;      /* __netif_receive_skb_core takes struct sk_buff ** */
-const volatile __u8 host_kfree_reason = 1;  /* the kfree_skb tracepoint has a reason argument */
+const volatile __u8 host_kfree_reason = 1; /* the kfree_skb tracepoint has a reason argument */
 
 struct host_event {
 	struct pp_event pp;
@@ -53,95 +51,175 @@ struct host_event {
 const struct host_event *host_unused_event __attribute__((unused));
 
 /*
- * l3_after_eth returns the offset (from head) of the IPv4 header of the
- * Ethernet frame at head+off, skipping up to two VLAN tags, or 0 when the
- * frame does not carry IPv4.
+ * Headers are read once into a stack buffer: Ethernet (14) + two tags (8) +
+ * IPv4 without options (20) + ICMP echo header (8) or UDP (8) + the first
+ * Geneve word (4) all fit. Reading past a short frame's end stays inside
+ * the skb's head buffer (tailroom, skb_shared_info), so it does not fail.
  */
-static __always_inline __u32 l3_after_eth(unsigned char *head, __u32 off, __u8 *encap)
+#define HDR_BUF 64
+
+/* What a header parse found. */
+#define HDR_NONE 0  /* not interesting */
+#define HDR_ECHO 1  /* ICMP echo of the configured pair: pkt is filled */
+#define HDR_UDP 2   /* UDP: see udp */
+#define HDR_SLOW 3  /* IPv4 with options: parse again with pp_parse_ip */
+
+struct udp_info {
+	__u32 off;     /* offset of the UDP header from the buffer start */
+	__u16 dport;   /* host order */
+	__u16 gproto;  /* Geneve protocol type, host order */
+	__u8 gopt;     /* Geneve option length in 4-byte words */
+};
+
+/* ip_in_buf parses the IPv4 header at the constant offset l3 of b. */
+static __always_inline int ip_in_buf(const __u8 *b, const __u32 l3, struct pp_pkt *pkt, struct udp_info *udp)
 {
-	__be16 proto;
-	off += 12;
-#pragma unroll
-	for (int i = 0; i < 3; i++) {
-		if (bpf_probe_read_kernel(&proto, sizeof(proto), head + off))
-			return 0;
-		off += 2;
-		if (proto == bpf_htons(PP_ETH_P_IP))
-			return off;
-		if (i == 2 || (proto != bpf_htons(PP_ETH_P_8021Q) && proto != bpf_htons(PP_ETH_P_8021AD)))
-			return 0;
-		*encap |= ENCAP_VLAN;
-		off += 2; /* skip the TCI; the next two bytes are the inner type */
+	if ((b[l3] >> 4) != 4)
+		return HDR_NONE;
+	if ((b[l3] & 0xf) != 5)
+		return HDR_SLOW;
+	if ((b[l3 + 6] & 0x1f) || b[l3 + 7]) /* not the first fragment */
+		return HDR_NONE;
+	__u8 proto = b[l3 + 9];
+	if (proto == PP_IPPROTO_ICMP) {
+		__builtin_memcpy(&pkt->saddr, b + l3 + 12, 4);
+		__builtin_memcpy(&pkt->daddr, b + l3 + 16, 4);
+		pkt->icmp_type = b[l3 + 20];
+		pkt->id = (__u16)b[l3 + 24] << 8 | b[l3 + 25];
+		pkt->seq = (__u16)b[l3 + 26] << 8 | b[l3 + 27];
+		return pp_classify(pkt) ? HDR_ECHO : HDR_NONE;
+	}
+	if (proto != HOST_IPPROTO_UDP)
+		return HDR_NONE;
+	udp->off = l3 + 20;
+	udp->dport = (__u16)b[l3 + 22] << 8 | b[l3 + 23];
+	udp->gopt = b[l3 + 28] & 0x3f;
+	udp->gproto = (__u16)b[l3 + 30] << 8 | b[l3 + 31];
+	return HDR_UDP;
+}
+
+static __always_inline int is_vlan(__u16 p)
+{
+	return p == PP_ETH_P_8021Q || p == PP_ETH_P_8021AD;
+}
+
+/* eth_in_buf parses the Ethernet frame at the start of b. */
+static __always_inline int eth_in_buf(const __u8 *b, struct pp_pkt *pkt, __u8 *encap, __u32 *l3,
+				      struct udp_info *udp)
+{
+	__u16 p = (__u16)b[12] << 8 | b[13];
+	if (p == PP_ETH_P_IP) {
+		*l3 = 14;
+		return ip_in_buf(b, 14, pkt, udp);
+	}
+	if (!is_vlan(p))
+		return HDR_NONE;
+	*encap |= ENCAP_VLAN;
+	p = (__u16)b[16] << 8 | b[17];
+	if (p == PP_ETH_P_IP) {
+		*l3 = 18;
+		return ip_in_buf(b, 18, pkt, udp);
+	}
+	if (!is_vlan(p))
+		return HDR_NONE;
+	p = (__u16)b[20] << 8 | b[21];
+	if (p == PP_ETH_P_IP) {
+		*l3 = 22;
+		return ip_in_buf(b, 22, pkt, udp);
+	}
+	return HDR_NONE;
+}
+
+/*
+ * overlay matches the ICMP echo inside VXLAN or Geneve (Ethernet payload)
+ * whose UDP header is at head+udp_off.
+ */
+static __always_inline int overlay(unsigned char *head, __u32 udp_off, struct udp_info *udp, __u8 *b,
+				   struct pp_pkt *pkt, __u8 *encap)
+{
+	__u32 inner;
+	__u8 flag;
+	if (udp->dport == HOST_VXLAN_PORT) {
+		inner = udp_off + 8 + 8;
+		flag = ENCAP_VXLAN;
+	} else if (udp->dport == HOST_GENEVE_PORT && udp->gproto == HOST_ETH_P_TEB) {
+		inner = udp_off + 8 + 8 + udp->gopt * 4;
+		flag = ENCAP_GENEVE;
+	} else {
+		return 0;
+	}
+	if (bpf_probe_read_kernel(b, HDR_BUF, head + inner))
+		return 0;
+	__u32 l3 = 0;
+	struct udp_info inner_udp = {};
+	int r = eth_in_buf(b, pkt, &flag, &l3, &inner_udp);
+	if (r == HDR_SLOW)
+		r = pp_parse_ip(head, inner + l3, pkt) ? HDR_ECHO : HDR_NONE;
+	if (r != HDR_ECHO)
+		return 0;
+	*encap |= flag;
+	return 1;
+}
+
+/* match_frame matches a frame whose Ethernet header is at head+off. */
+static __always_inline int match_frame(unsigned char *head, __u32 off, struct pp_pkt *pkt, __u8 *encap)
+{
+	__u8 b[HDR_BUF];
+	if (bpf_probe_read_kernel(b, sizeof(b), head + off))
+		return 0;
+	__u32 l3 = 0;
+	struct udp_info udp = {};
+	switch (eth_in_buf(b, pkt, encap, &l3, &udp)) {
+	case HDR_ECHO:
+		return 1;
+	case HDR_SLOW:
+		return pp_parse_ip(head, off + l3, pkt);
+	case HDR_UDP:
+		return overlay(head, off + udp.off, &udp, b, pkt, encap);
+	}
+	return 0;
+}
+
+/* match_ip matches a packet whose IPv4 header is at head+off. */
+static __always_inline int match_ip(unsigned char *head, __u32 off, struct pp_pkt *pkt, __u8 *encap)
+{
+	__u8 b[HDR_BUF];
+	if (bpf_probe_read_kernel(b, sizeof(b), head + off))
+		return 0;
+	struct udp_info udp = {};
+	switch (ip_in_buf(b, 0, pkt, &udp)) {
+	case HDR_ECHO:
+		return 1;
+	case HDR_SLOW:
+		return pp_parse_ip(head, off, pkt);
+	case HDR_UDP:
+		return overlay(head, off + udp.off, &udp, b, pkt, encap);
 	}
 	return 0;
 }
 
 /*
- * overlay_at matches the ICMP echo inside a VXLAN or Geneve packet whose
- * outer IPv4 header is at head+off.
+ * traced_ifindex: dev has the index of a configured device. Indexes are per
+ * namespace, so a match must still pass in_netns; that check comes after
+ * the header parse, which turns away the unrelated packets of our own
+ * (busiest) namespace two reads sooner.
  */
-static __always_inline int overlay_at(unsigned char *head, __u32 off, struct pp_pkt *pkt, __u8 *encap)
+static __always_inline int traced_ifindex(struct net_device *dev)
 {
-	struct iphdr ip;
-	if (bpf_probe_read_kernel(&ip, sizeof(ip), head + off))
-		return 0;
-	if (ip.version != 4 || ip.protocol != HOST_IPPROTO_UDP || (ip.frag_off & bpf_htons(0x1fff)))
-		return 0;
-	__u32 udp = off + ip.ihl * 4;
-	__be16 dport;
-	if (bpf_probe_read_kernel(&dport, sizeof(dport), head + udp + 2))
-		return 0;
-	__u32 inner;
-	__u8 flag;
-	if (dport == bpf_htons(HOST_VXLAN_PORT)) {
-		inner = udp + 8 + 8; /* UDP header, VXLAN header */
-		flag = ENCAP_VXLAN;
-	} else if (dport == bpf_htons(HOST_GENEVE_PORT)) {
-		__u8 gh[4];
-		if (bpf_probe_read_kernel(gh, sizeof(gh), head + udp + 8))
-			return 0;
-		if (gh[2] != (HOST_ETH_P_TEB >> 8) || gh[3] != (HOST_ETH_P_TEB & 0xff))
-			return 0;
-		inner = udp + 8 + 8 + (gh[0] & 0x3f) * 4; /* options: opt_len 4-byte words */
-		flag = ENCAP_GENEVE;
-	} else {
-		return 0;
-	}
-	__u8 inner_encap = flag;
-	__u32 l3 = l3_after_eth(head, inner, &inner_encap);
-	if (!l3 || !pp_parse_ip(head, l3, pkt))
-		return 0;
-	*encap |= inner_encap;
-	return 1;
+	return dev && pp_ifindex_ok(BPF_CORE_READ(dev, ifindex));
 }
 
-/* match_l3 matches an ICMP echo, plain or in an overlay, at head+off. */
-static __always_inline int match_l3(unsigned char *head, __u32 off, struct pp_pkt *pkt, __u8 *encap)
+static __always_inline int in_netns(struct net_device *dev)
 {
-	if (pp_parse_ip(head, off, pkt))
-		return 1;
-	return overlay_at(head, off, pkt, encap);
-}
-
-/* match_frame matches a frame whose Ethernet header is at head+off. */
-static __always_inline int match_frame(struct sk_buff *skb, unsigned char *head, __u32 off,
-				       struct pp_pkt *pkt, __u8 *encap)
-{
-	/* A VLAN tag moved into skb metadata is no longer in the bytes. */
-	if (bpf_core_field_exists(skb->vlan_all) && BPF_CORE_READ(skb, vlan_all))
-		*encap |= ENCAP_VLAN;
-	__u32 l3 = l3_after_eth(head, off, encap);
-	if (!l3)
-		return 0;
-	return match_l3(head, l3, pkt, encap);
-}
-
-/* traced: dev is one of the configured devices, in our namespace. */
-static __always_inline int traced(struct net_device *dev)
-{
-	if (!dev || !pp_ifindex_ok(BPF_CORE_READ(dev, ifindex)))
-		return 0;
 	return !pp_netns || pp_dev_netns(dev) == (__u32)pp_netns;
+}
+
+/* skb_vlan_flag notes a VLAN tag the driver or 8021q moved into metadata. */
+static __always_inline __u8 skb_vlan_flag(struct sk_buff *skb)
+{
+	if (bpf_core_field_exists(skb->vlan_all) && BPF_CORE_READ(skb, vlan_all))
+		return ENCAP_VLAN;
+	return 0;
 }
 
 static __always_inline void emit(struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u8 encap,
@@ -173,12 +251,14 @@ static __always_inline void emit(struct pp_pkt *pkt, __u8 hook, struct net_devic
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline int on_ingress(struct sk_buff *skb)
+SEC("raw_tracepoint")
+int host_ingress_tp(struct bpf_raw_tracepoint_args *ctx)
 {
+	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	if (!skb)
 		return 0;
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	if (!traced(dev))
+	if (!traced_ifindex(dev))
 		return 0;
 	/* eth_type_trans pulled the Ethernet header; mac_header points at it. */
 	__u16 mac = BPF_CORE_READ(skb, mac_header);
@@ -186,25 +266,43 @@ static __always_inline int on_ingress(struct sk_buff *skb)
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_frame(skb, BPF_CORE_READ(skb, head), mac, &pkt, &encap))
+	if (!match_frame(BPF_CORE_READ(skb, head), mac, &pkt, &encap) || !in_netns(dev))
 		return 0;
-	emit(&pkt, HOOK_INGRESS, dev, encap, 0, 0);
+	emit(&pkt, HOOK_INGRESS, dev, encap | skb_vlan_flag(skb), 0, 0);
 	return 0;
 }
 
 static __always_inline int on_egress(struct sk_buff *skb, struct net_device *dev)
 {
-	if (!skb || !traced(dev))
+	if (!skb || !traced_ifindex(dev))
 		return 0;
 	/* At the driver boundary skb->data is the Ethernet header. */
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	unsigned char *data = BPF_CORE_READ(skb, data);
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_frame(skb, head, data - head, &pkt, &encap))
+	if (!match_frame(head, data - head, &pkt, &encap) || !in_netns(dev))
 		return 0;
-	emit(&pkt, HOOK_EGRESS, dev, encap, 0, 0);
+	emit(&pkt, HOOK_EGRESS, dev, encap | skb_vlan_flag(skb), 0, 0);
 	return 0;
+}
+
+SEC("raw_tracepoint")
+int host_egress_tp(struct bpf_raw_tracepoint_args *ctx)
+{
+	return on_egress((struct sk_buff *)ctx->args[0], (struct net_device *)ctx->args[1]);
+}
+
+SEC("kprobe")
+int host_egress_kprobe(struct pt_regs *ctx)
+{
+	return on_egress((struct sk_buff *)PT_REGS_PARM1(ctx), (struct net_device *)PT_REGS_PARM2(ctx));
+}
+
+SEC("fentry")
+int BPF_PROG(host_egress_fentry, struct sk_buff *first, struct net_device *dev)
+{
+	return on_egress(first, dev);
 }
 
 SEC("raw_tracepoint")
@@ -226,57 +324,8 @@ int host_drop(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_l3(BPF_CORE_READ(skb, head), nh, &pkt, &encap))
+	if (!match_ip(BPF_CORE_READ(skb, head), nh, &pkt, &encap))
 		return 0;
 	emit(&pkt, HOOK_DROP, dev, encap, ctx->args[1], reason);
 	return 0;
-}
-
-/* Tracepoint rung. */
-
-SEC("raw_tracepoint")
-int host_ingress_tp(struct bpf_raw_tracepoint_args *ctx)
-{
-	return on_ingress((struct sk_buff *)ctx->args[0]);
-}
-
-SEC("raw_tracepoint")
-int host_egress_tp(struct bpf_raw_tracepoint_args *ctx)
-{
-	return on_egress((struct sk_buff *)ctx->args[0], (struct net_device *)ctx->args[1]);
-}
-
-/* Kprobe and fentry rungs: the same kernel functions. */
-
-static __always_inline struct sk_buff *rcv_core_skb(__u64 arg0)
-{
-	if (!host_rcv_pskb)
-		return (struct sk_buff *)arg0;
-	struct sk_buff *skb = NULL;
-	bpf_probe_read_kernel(&skb, sizeof(skb), (void *)arg0);
-	return skb;
-}
-
-SEC("kprobe")
-int host_ingress_kprobe(struct pt_regs *ctx)
-{
-	return on_ingress(rcv_core_skb(PT_REGS_PARM1(ctx)));
-}
-
-SEC("kprobe")
-int host_egress_kprobe(struct pt_regs *ctx)
-{
-	return on_egress((struct sk_buff *)PT_REGS_PARM1(ctx), (struct net_device *)PT_REGS_PARM2(ctx));
-}
-
-SEC("fentry")
-int BPF_PROG(host_ingress_fentry, __u64 arg0)
-{
-	return on_ingress(rcv_core_skb(arg0));
-}
-
-SEC("fentry")
-int BPF_PROG(host_egress_fentry, struct sk_buff *first, struct net_device *dev)
-{
-	return on_egress(first, dev);
 }

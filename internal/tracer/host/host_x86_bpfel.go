@@ -41,27 +41,25 @@ type hostHostEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	hostMapPpEvents           = "pp_events"
-	hostMapPpLost             = "pp_lost"
-	hostProgHostDrop          = "host_drop"
-	hostProgHostEgressFentry  = "host_egress_fentry"
-	hostProgHostEgressKprobe  = "host_egress_kprobe"
-	hostProgHostEgressTp      = "host_egress_tp"
-	hostProgHostIngressFentry = "host_ingress_fentry"
-	hostProgHostIngressKprobe = "host_ingress_kprobe"
-	hostProgHostIngressTp     = "host_ingress_tp"
-	hostVarHostKfreeReason    = "host_kfree_reason"
-	hostVarHostRcvPskb        = "host_rcv_pskb"
-	hostVarHostUnusedEvent    = "host_unused_event"
-	hostVarPpDstIp            = "pp_dst_ip"
-	hostVarPpEchoKinds        = "pp_echo_kinds"
-	hostVarPpIcmpId           = "pp_icmp_id"
-	hostVarPpIcmpIdSet        = "pp_icmp_id_set"
-	hostVarPpIfindex          = "pp_ifindex"
-	hostVarPpN_ifindex        = "pp_n_ifindex"
-	hostVarPpNetns            = "pp_netns"
-	hostVarPpSrcIp            = "pp_src_ip"
-	hostVarPpUnusedEvent      = "pp_unused_event"
+	hostMapPpEvents          = "pp_events"
+	hostMapPpLost            = "pp_lost"
+	hostProgHostDrop         = "host_drop"
+	hostProgHostEgressFentry = "host_egress_fentry"
+	hostProgHostEgressKprobe = "host_egress_kprobe"
+	hostProgHostEgressTp     = "host_egress_tp"
+	hostProgHostIngressTp    = "host_ingress_tp"
+	hostVarHostKfreeReason   = "host_kfree_reason"
+	hostVarHostUnusedEvent   = "host_unused_event"
+	hostVarPpDstIp           = "pp_dst_ip"
+	hostVarPpEchoKinds       = "pp_echo_kinds"
+	hostVarPpIcmpId          = "pp_icmp_id"
+	hostVarPpIcmpIdSet       = "pp_icmp_id_set"
+	hostVarPpIfindex         = "pp_ifindex"
+	hostVarPpN_ifindex       = "pp_n_ifindex"
+	hostVarPpNetns           = "pp_netns"
+	hostVarPpOwnNet          = "pp_own_net"
+	hostVarPpSrcIp           = "pp_src_ip"
+	hostVarPpUnusedEvent     = "pp_unused_event"
 )
 
 // loadHost returns the embedded CollectionSpec for host.
@@ -106,13 +104,11 @@ type hostSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostProgramSpecs struct {
-	HostDrop          *ebpf.ProgramSpec `ebpf:"host_drop"`
-	HostEgressFentry  *ebpf.ProgramSpec `ebpf:"host_egress_fentry"`
-	HostEgressKprobe  *ebpf.ProgramSpec `ebpf:"host_egress_kprobe"`
-	HostEgressTp      *ebpf.ProgramSpec `ebpf:"host_egress_tp"`
-	HostIngressFentry *ebpf.ProgramSpec `ebpf:"host_ingress_fentry"`
-	HostIngressKprobe *ebpf.ProgramSpec `ebpf:"host_ingress_kprobe"`
-	HostIngressTp     *ebpf.ProgramSpec `ebpf:"host_ingress_tp"`
+	HostDrop         *ebpf.ProgramSpec `ebpf:"host_drop"`
+	HostEgressFentry *ebpf.ProgramSpec `ebpf:"host_egress_fentry"`
+	HostEgressKprobe *ebpf.ProgramSpec `ebpf:"host_egress_kprobe"`
+	HostEgressTp     *ebpf.ProgramSpec `ebpf:"host_egress_tp"`
+	HostIngressTp    *ebpf.ProgramSpec `ebpf:"host_ingress_tp"`
 }
 
 // hostMapSpecs contains maps before they are loaded into the kernel.
@@ -128,7 +124,6 @@ type hostMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostVariableSpecs struct {
 	HostKfreeReason *ebpf.VariableSpec `ebpf:"host_kfree_reason"`
-	HostRcvPskb     *ebpf.VariableSpec `ebpf:"host_rcv_pskb"`
 	HostUnusedEvent *ebpf.VariableSpec `ebpf:"host_unused_event"`
 	PpDstIp         *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.VariableSpec `ebpf:"pp_echo_kinds"`
@@ -137,6 +132,7 @@ type hostVariableSpecs struct {
 	PpIfindex       *ebpf.VariableSpec `ebpf:"pp_ifindex"`
 	PpN_ifindex     *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
 	PpNetns         *ebpf.VariableSpec `ebpf:"pp_netns"`
+	PpOwnNet        *ebpf.VariableSpec `ebpf:"pp_own_net"`
 	PpSrcIp         *ebpf.VariableSpec `ebpf:"pp_src_ip"`
 	PpUnusedEvent   *ebpf.VariableSpec `ebpf:"pp_unused_event"`
 }
@@ -177,7 +173,6 @@ func (m *hostMaps) Close() error {
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostVariables struct {
 	HostKfreeReason *ebpf.Variable `ebpf:"host_kfree_reason"`
-	HostRcvPskb     *ebpf.Variable `ebpf:"host_rcv_pskb"`
 	HostUnusedEvent *ebpf.Variable `ebpf:"host_unused_event"`
 	PpDstIp         *ebpf.Variable `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.Variable `ebpf:"pp_echo_kinds"`
@@ -186,6 +181,7 @@ type hostVariables struct {
 	PpIfindex       *ebpf.Variable `ebpf:"pp_ifindex"`
 	PpN_ifindex     *ebpf.Variable `ebpf:"pp_n_ifindex"`
 	PpNetns         *ebpf.Variable `ebpf:"pp_netns"`
+	PpOwnNet        *ebpf.Variable `ebpf:"pp_own_net"`
 	PpSrcIp         *ebpf.Variable `ebpf:"pp_src_ip"`
 	PpUnusedEvent   *ebpf.Variable `ebpf:"pp_unused_event"`
 }
@@ -194,13 +190,11 @@ type hostVariables struct {
 //
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostPrograms struct {
-	HostDrop          *ebpf.Program `ebpf:"host_drop"`
-	HostEgressFentry  *ebpf.Program `ebpf:"host_egress_fentry"`
-	HostEgressKprobe  *ebpf.Program `ebpf:"host_egress_kprobe"`
-	HostEgressTp      *ebpf.Program `ebpf:"host_egress_tp"`
-	HostIngressFentry *ebpf.Program `ebpf:"host_ingress_fentry"`
-	HostIngressKprobe *ebpf.Program `ebpf:"host_ingress_kprobe"`
-	HostIngressTp     *ebpf.Program `ebpf:"host_ingress_tp"`
+	HostDrop         *ebpf.Program `ebpf:"host_drop"`
+	HostEgressFentry *ebpf.Program `ebpf:"host_egress_fentry"`
+	HostEgressKprobe *ebpf.Program `ebpf:"host_egress_kprobe"`
+	HostEgressTp     *ebpf.Program `ebpf:"host_egress_tp"`
+	HostIngressTp    *ebpf.Program `ebpf:"host_ingress_tp"`
 }
 
 func (p *hostPrograms) Close() error {
@@ -209,8 +203,6 @@ func (p *hostPrograms) Close() error {
 		p.HostEgressFentry,
 		p.HostEgressKprobe,
 		p.HostEgressTp,
-		p.HostIngressFentry,
-		p.HostIngressKprobe,
 		p.HostIngressTp,
 	)
 }

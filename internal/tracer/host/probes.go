@@ -1,12 +1,9 @@
 package host
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -30,30 +27,27 @@ const (
 	GenevePort = 6081
 )
 
-// rcvCore is the kernel function every received packet passes (GRO list and
-// single-skb paths alike), and where the netif_receive_skb tracepoint sits.
-const rcvCore = "__netif_receive_skb_core"
-
-// hookStages returns the attach ladders of the three hooks. exactRcvCore
-// says whether __netif_receive_skb_core is a symbol of its own in kallsyms:
-// on many builds it is a ".constprop" clone that neither kprobes nor fentry
-// can attach to by name, and then only the tracepoint rung is offered.
-func hookStages(exactRcvCore bool) []tracer.Stage {
-	ingress := tracer.Stage{Name: hookIngress, Required: true}
-	if exactRcvCore {
-		ingress.Rungs = append(ingress.Rungs,
-			tracer.Rung{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: rcvCore, Program: "host_ingress_fentry"}}},
-			tracer.Rung{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: rcvCore, Program: "host_ingress_kprobe"}}})
-	}
-	rawNote := "after driver, GRO and XDP, before taps, bridge/OVS rx handler and IP"
-	if !exactRcvCore {
-		rawNote = rcvCore + " is not a symbol of its own on this kernel (inlined or cloned); " + rawNote
-	}
-	ingress.Rungs = append(ingress.Rungs, tracer.Rung{Method: tracer.RawTracepoint,
-		Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: "host_ingress_tp"}}, Note: rawNote})
+// hookStages returns the attach ladders of the three hooks.
+//
+// Ingress has only the netif_receive_skb tracepoint, on purpose. The
+// function it sits in, __netif_receive_skb_core, is static and often a
+// ".constprop" clone (it is on 6.18): fentry then fails at load time and a
+// kprobe by name misses. Its exported callers are no substitute: NIC drivers
+// using GRO deliver through netif_receive_skb_list_internal and
+// __netif_receive_skb_list_core, never through netif_receive_skb() or
+// __netif_receive_skb(). The tracepoint sees both paths, and a raw
+// tracepoint costs about what fentry does.
+//
+// Egress is dev_hard_start_xmit, a global function (never cloned) that
+// calls the driver through xmit_one, where the net_dev_start_xmit
+// tracepoint sits, so the three rungs observe the same instant.
+func hookStages() []tracer.Stage {
 	egressNote := "packet handed to the driver, after the qdisc"
 	return []tracer.Stage{
-		ingress,
+		{Name: hookIngress, Required: true, Rungs: []tracer.Rung{
+			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: "host_ingress_tp"}},
+				Note: "after driver, GRO and XDP, before taps, the bridge/OVS rx handler and IP; no fentry/kprobe rung (see docs/tracer-host.md)"},
+		}},
 		{Name: hookEgress, Required: true, Rungs: []tracer.Rung{
 			{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "dev_hard_start_xmit", Program: "host_egress_fentry"}}, Note: egressNote},
 			{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "dev_hard_start_xmit", Program: "host_egress_kprobe"}}, Note: egressNote},
@@ -72,41 +66,14 @@ var stageHook = map[string]string{
 	StageReqIn: hookIngress, StageReqOut: hookEgress, StageRepIn: hookIngress, StageRepOut: hookEgress,
 }
 
-// exactSymbol reports whether name is a text symbol of its own in kallsyms.
-func exactSymbol(name string) bool {
-	b, err := os.ReadFile("/proc/kallsyms")
-	if err != nil {
-		return false
-	}
-	for _, line := range bytes.Split(b, []byte{'\n'}) {
-		f := strings.Fields(string(line))
-		if len(f) >= 3 && f[2] == name && (f[1] == "t" || f[1] == "T") {
-			return true
-		}
-	}
-	return false
-}
-
-// kernelLayout is what the BPF program needs to know about argument layouts.
+// kernelLayout is what the BPF program needs to know about the kernel.
 type kernelLayout struct {
-	rcvPskb     bool // __netif_receive_skb_core(struct sk_buff **pskb, ...) (5.7+) rather than (struct sk_buff *skb, ...)
 	kfreeReason bool // the kfree_skb tracepoint passes a drop reason (5.17+)
 }
 
 // readLayout inspects the kernel's BTF.
 func readLayout(spec *btf.Spec) (kernelLayout, error) {
 	var l kernelLayout
-	var fn *btf.Func
-	switch err := spec.TypeByName(rcvCore, &fn); {
-	case err == nil:
-		if proto, ok := fn.Type.(*btf.FuncProto); ok && len(proto.Params) > 0 {
-			if p, ok := btf.UnderlyingType(proto.Params[0].Type).(*btf.Pointer); ok {
-				_, l.rcvPskb = btf.UnderlyingType(p.Target).(*btf.Pointer)
-			}
-		}
-	case !errors.Is(err, btf.ErrNotFound):
-		return l, fmt.Errorf("reading %s from kernel btf: %w", rcvCore, err)
-	}
 	var td *btf.Typedef
 	switch err := spec.TypeByName("btf_trace_kfree_skb", &td); {
 	case err == nil:
@@ -124,54 +91,46 @@ func readLayout(spec *btf.Spec) (kernelLayout, error) {
 
 // configure sets the host program's own constants.
 func (l kernelLayout) configure(spec *ebpf.CollectionSpec) error {
-	for name, v := range map[string]bool{"host_rcv_pskb": l.rcvPskb, "host_kfree_reason": l.kfreeReason} {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("variable %s missing from the host BPF object", name)
-		}
-		var b uint8
-		if v {
-			b = 1
-		}
-		if err := vs.Set(b); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
-		}
+	v, ok := spec.Variables["host_kfree_reason"]
+	if !ok {
+		return errors.New("variable host_kfree_reason missing from the host BPF object")
+	}
+	var b uint8
+	if l.kfreeReason {
+		b = 1
+	}
+	if err := v.Set(b); err != nil {
+		return fmt.Errorf("setting host_kfree_reason: %w", err)
 	}
 	return nil
 }
 
-// eventSize is the size of struct host_event.
-var eventSize = binary.Size(hostHostEvent{})
+// Offsets of struct host_event's own fields after the embedded pp_event
+// (checked against the bpf2go type in a test).
+const (
+	offLocation = tracer.EventSize
+	offReason   = tracer.EventSize + 8
+	offEncap    = tracer.EventSize + 12
+	eventSize   = tracer.EventSize + 16
+)
 
 // decode turns a ring buffer record into an Event. sides maps a traced
 // ifindex to its class.
 func decode(raw []byte, sides map[uint32]Side) (Event, error) {
-	var he hostHostEvent
+	pe, err := tracer.DecodeEvent(raw)
+	if err != nil {
+		return Event{}, err
+	}
 	if len(raw) < eventSize {
-		return Event{}, fmt.Errorf("ring buffer record of %d bytes, want %d", len(raw), eventSize)
+		return Event{}, fmt.Errorf("decoding host event: %d bytes, want %d", len(raw), eventSize)
 	}
-	if _, err := binary.Decode(raw, binary.NativeEndian, &he); err != nil {
-		return Event{}, fmt.Errorf("decoding ring buffer record: %w", err)
-	}
+	ne := binary.NativeEndian
 	e := Event{
-		TS: he.Pp.Ts, Kind: Kind(he.Pp.Hook), Dir: Dir(he.Pp.Kind),
-		ID: he.Pp.Id, Seq: he.Pp.Seq, CPU: he.Pp.Cpu,
-		Dev:   cString(he.Pp.Ifname[:]),
-		Encap: he.Encap, Reason: he.Reason, Location: he.Location,
+		TS: pe.TS, Kind: Kind(pe.Hook), Dir: Dir(pe.Kind), ID: pe.ID, Seq: pe.Seq, CPU: pe.CPU, Dev: pe.Ifname,
+		Location: ne.Uint64(raw[offLocation:]), Reason: ne.Uint32(raw[offReason:]), Encap: raw[offEncap],
 	}
 	if e.Kind != KindDrop {
-		e.Side = sides[he.Pp.Ifindex]
+		e.Side = sides[pe.Ifindex]
 	}
 	return e, nil
-}
-
-func cString(b []int8) string {
-	s := make([]byte, 0, len(b))
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		s = append(s, byte(c))
-	}
-	return string(s)
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -50,6 +51,46 @@ type Tool struct {
 	out       tracer.Sink
 	err       error // first sink error, returned from the next Event/Tick
 	text      textStats
+	// reader tracks how far the ring buffer has been read.
+	reader readProgress
+}
+
+// tickGap is the longest expected gap between two Ticks (the runner ticks
+// about every 100 ms); a longer one means the process was stalled.
+const tickGap = 300 * time.Millisecond
+
+// readProgress estimates up to which time every event has been read, so
+// that a stalled reader (a descheduled process, a backlog in the ring
+// buffer) never makes pings look idle while their events wait unread.
+type readProgress struct {
+	prevTick uint64 // time of the previous Tick
+	maxTS    uint64 // newest event timestamp read
+	read     int    // events read since the previous Tick
+}
+
+func (r *readProgress) saw(ts uint64) {
+	r.read++
+	r.maxTS = max(r.maxTS, ts)
+}
+
+// progress returns the time up to which events are assumed read at Tick
+// time now (Correlator.Advance then subtracts its reorder window), and false
+// when no claim can be made yet:
+//   - after a stall the ring may hold a backlog: wait one Tick, reading;
+//   - while the events read are older than the reorder window, the reader
+//     is working through a backlog: trust only their timestamps;
+//   - otherwise the reader keeps up: now.
+func (r *readProgress) progress(now uint64) (uint64, bool) {
+	stalled := r.prevTick != 0 && now-r.prevTick > uint64(tickGap)
+	read := r.read
+	r.prevTick, r.read = now, 0
+	switch {
+	case stalled:
+		return 0, false
+	case read > 0 && r.maxTS+uint64(ReorderWindow) < now:
+		return r.maxTS, true
+	}
+	return now, true
 }
 
 var _ tracer.Tool = (*Tool)(nil)
@@ -111,7 +152,7 @@ func New(cfg Config) (*Tool, error) {
 func (t *Tool) Name() string { return record.ToolHost }
 
 // Stages implements tracer.Tool: the ladders of the three BPF hooks.
-func (t *Tool) Stages() []tracer.Stage { return hookStages(exactSymbol(rcvCore)) }
+func (t *Tool) Stages() []tracer.Stage { return hookStages() }
 
 // Filter implements tracer.Tool.
 func (t *Tool) Filter() tracer.Filter {
@@ -169,21 +210,29 @@ func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 		Emit: t.emit,
 	}
 	for _, c := range choices {
-		if c.Stage != hookDrop || !c.Available {
-			continue
-		}
-		names, err := dropreason.Load(nil)
-		if err != nil {
-			return err
-		}
-		cfg.ReasonName = names.Name
-		// Without readable kallsyms (kptr_restrict) locations stay empty.
-		if syms, err := kallsyms.Load(); err == nil {
-			cfg.Symbol = syms.Resolve
+		if c.Stage == hookDrop && c.Available {
+			cfg.ReasonName, cfg.Symbol = dropNaming()
 		}
 	}
 	t.corr = NewCorrelator(cfg)
 	return nil
+}
+
+// dropNaming returns the functions naming drop reasons and locations. The
+// reason names (kernel BTF) are loaded in the background so they do not
+// delay the ready line; the first drop waits for them if it comes sooner.
+// Locations are resolved per distinct address (kallsyms.Resolver).
+func dropNaming() (reason func(uint32) string, symbol func(uint64) string) {
+	names := sync.OnceValues(func() (*dropreason.Names, error) { return dropreason.Load(nil) })
+	go func() { _, _ = names() }()
+	reason = func(code uint32) string {
+		n, err := names()
+		if err != nil {
+			return fmt.Sprintf("UNKNOWN_%d", code) // reason_code is kept
+		}
+		return n.Name(code)
+	}
+	return reason, kallsyms.New().Resolve
 }
 
 func (t *Tool) emit(rec any) {
@@ -206,11 +255,16 @@ func (t *Tool) Event(raw []byte) error {
 		return err
 	}
 	t.corr.Add(e)
+	t.reader.saw(e.TS)
 	return t.err
 }
 
 // Tick implements tracer.Tool.
-func (t *Tool) Tick(now uint64) { t.corr.Advance(now) }
+func (t *Tool) Tick(now uint64) {
+	if upTo, ok := t.reader.progress(now); ok {
+		t.corr.Advance(upTo)
+	}
+}
 
 // Finish implements tracer.Tool.
 func (t *Tool) Finish() map[string]uint64 {

@@ -55,7 +55,7 @@ type topo struct {
 	src, dst     netip.Addr
 }
 
-func newTopo(t *testing.T, o topoOptions) *topo {
+func newTopo(t testing.TB, o topoOptions) *topo {
 	t.Helper()
 	testenv.RequireRoot(t)
 	tp := &topo{
@@ -86,7 +86,7 @@ func newTopo(t *testing.T, o topoOptions) *topo {
 }
 
 // addVLAN puts addr on a VLAN sub-interface of l (in the VM namespace).
-func addVLAN(t *testing.T, l *nettest.Link, addr netip.Prefix, vid int) {
+func addVLAN(t testing.TB, l *nettest.Link, addr netip.Prefix, vid int) {
 	t.Helper()
 	err := l.NS.Do(func() error {
 		v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("vl%d", vid), ParentIndex: l.Index}, VlanId: vid}
@@ -109,7 +109,7 @@ func addVLAN(t *testing.T, l *nettest.Link, addr netip.Prefix, vid int) {
 
 // bridge joins vnet and the physical side in ns: the wire itself, or a VXLAN
 // device over it.
-func bridge(t *testing.T, ns *nettest.Netns, vnet, wire *nettest.Link, encap string, local, remote netip.Prefix) {
+func bridge(t testing.TB, ns *nettest.Netns, vnet, wire *nettest.Link, encap string, local, remote netip.Prefix) {
 	t.Helper()
 	err := ns.Do(func() error {
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
@@ -156,7 +156,7 @@ func bridge(t *testing.T, ns *nettest.Netns, vnet, wire *nettest.Link, encap str
 }
 
 // setLink sets a link of ns up or down.
-func setLink(t *testing.T, ns *nettest.Netns, name string, up bool) {
+func setLink(t testing.TB, ns *nettest.Netns, name string, up bool) {
 	t.Helper()
 	err := ns.Do(func() error {
 		l, err := netlink.LinkByName(name)
@@ -174,7 +174,7 @@ func setLink(t *testing.T, ns *nettest.Netns, name string, up bool) {
 }
 
 // unbridge takes a link of ns out of its bridge (it stays up).
-func unbridge(t *testing.T, ns *nettest.Netns, name string) {
+func unbridge(t testing.TB, ns *nettest.Netns, name string) {
 	t.Helper()
 	err := ns.Do(func() error {
 		l, err := netlink.LinkByName(name)
@@ -200,7 +200,7 @@ type runningTracer struct {
 
 // startTracer runs the host tracer in h's namespace (on a locked thread, as
 // the real binary would run there) and waits for its ready line.
-func startTracer(t *testing.T, h testHost, cfg Config) *runningTracer {
+func startTracer(t testing.TB, h testHost, cfg Config) *runningTracer {
 	t.Helper()
 	if len(cfg.VMInterfaces) == 0 {
 		cfg.VMInterfaces = []string{h.vnet}
@@ -213,7 +213,7 @@ func startTracer(t *testing.T, h testHost, cfg Config) *runningTracer {
 
 // startTracerIn runs the host tracer through do, which runs a function on a
 // thread inside the host's network namespace.
-func startTracerIn(t *testing.T, where string, do func(func() error) error, cfg Config) *runningTracer {
+func startTracerIn(t testing.TB, where string, do func(func() error) error, cfg Config) *runningTracer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	rt := &runningTracer{cancel: cancel, done: make(chan error, 1), out: &bytes.Buffer{}, errOut: &bytes.Buffer{}}
@@ -253,7 +253,7 @@ func startTracerIn(t *testing.T, where string, do func(func() error) error, cfg 
 }
 
 // stop ends the tracer, checks its programs are gone and returns its stream.
-func (rt *runningTracer) stop(t *testing.T) *record.Stream {
+func (rt *runningTracer) stop(t testing.TB) *record.Stream {
 	t.Helper()
 	rt.cancel()
 	select {
@@ -275,7 +275,7 @@ func (rt *runningTracer) stop(t *testing.T) *record.Stream {
 	return s
 }
 
-func (rt *runningTracer) checkProgramsGone(t *testing.T) {
+func (rt *runningTracer) checkProgramsGone(t testing.TB) {
 	t.Helper()
 	rt.mu.Lock()
 	ids := rt.ids
@@ -303,7 +303,7 @@ func (rt *runningTracer) checkProgramsGone(t *testing.T) {
 }
 
 // pingAll pings dst from vm and fails unless every reply came back.
-func pingAll(t *testing.T, vm *nettest.Netns, dst netip.Addr, id uint16, count int) {
+func pingAll(t testing.TB, vm *nettest.Netns, dst netip.Addr, id uint16, count int) {
 	t.Helper()
 	res := ping(t, vm, dst, id, count, time.Second)
 	if len(res.Lost) != 0 {
@@ -311,7 +311,7 @@ func pingAll(t *testing.T, vm *nettest.Netns, dst netip.Addr, id uint16, count i
 	}
 }
 
-func ping(t *testing.T, vm *nettest.Netns, dst netip.Addr, id uint16, count int, wait time.Duration) *nettest.PingResult {
+func ping(t testing.TB, vm *nettest.Netns, dst netip.Addr, id uint16, count int, wait time.Duration) *nettest.PingResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

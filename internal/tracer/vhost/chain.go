@@ -27,8 +27,11 @@ type Correlator struct {
 	m        machine
 	window   uint64
 	pending  []Event
-	maxTS    uint64
+	maxTS    uint64 // newest event time added
 	counters map[string]uint64
+	// added says events arrived since the last Advance: the reader may be
+	// behind, with older events still in the ring buffer.
+	added bool
 }
 
 // DefaultWindow is how long (ns of event time) an event waits for earlier
@@ -49,18 +52,27 @@ func (c *Correlator) Add(ev Event) {
 	if ev.TS > c.maxTS {
 		c.maxTS = ev.TS
 	}
+	c.added = true
 	c.release(c.maxTS)
 }
 
 // Advance tells the correlator that the clock reached now (CLOCK_MONOTONIC
-// ns): events older than the window are processed and chains that timed out
-// are finished, even when no new event arrives.
+// ns), so that the last events of a burst are processed and chains that
+// timed out are finished even when no new event arrives. Only when nothing
+// arrived since the previous call (the reader has drained the ring buffer)
+// does now count; otherwise the reader may be behind (a loaded machine),
+// and time is only as far as the newest event read, so that neither the
+// reorder window nor a chain's timeout is cut short by the reader's lag.
 func (c *Correlator) Advance(now uint64) {
-	if now > c.maxTS {
-		c.maxTS = now
+	mark := c.maxTS
+	if !c.added && now > mark {
+		mark = now
 	}
-	c.release(c.maxTS)
-	c.m.expire(c.maxTS)
+	c.added = false
+	c.release(mark)
+	if mark > c.window {
+		c.m.expire(mark - c.window)
+	}
 }
 
 // Close processes every queued event and finishes all open chains.

@@ -3,7 +3,10 @@ package vhost
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/pingpath/pingpath/internal/record"
 )
 
 func allRX() map[string]bool {
@@ -229,4 +232,22 @@ func stageOf(k Kind) string {
 		return StageNetifReceive
 	}
 	return ""
+}
+
+func TestTextView(t *testing.T) {
+	tl := &Tool{cfg: Config{Tool: record.ToolVhostRX, Interface: "vnet7"}}
+	var got []*pingOrDrop
+	replay(t, NewRXCorrelator(RXConfig{Available: allRX()}, collect(&got)), readCorpus(t, "rx-batch-fastpath.jsonl"))
+	var b strings.Builder
+	h := &record.Header{Tool: record.ToolVhostRX}
+	tl.TextPing(&b, h, got[0].ping)
+	want := "VHOST-RX [vnet7] request id=77 seq=1 s1_tun_xmit=+0.000us s2_vhost_recv=+12.000us s3_vhost_signal=+20.000us s4_irqfd=+23.000us s5_kvm_irq=+25.000us total=25.000us\n"
+	if b.String() != want {
+		t.Errorf("text line\n got %q\nwant %q", b.String(), want)
+	}
+	b.Reset()
+	tl.TextDrop(&b, h, &record.Drop{Role: "request", ID: 5, Seq: 11, LastSeen: StageTunXmit, Reason: "TUN_RING_FULL"})
+	if !strings.Contains(b.String(), "DROP request id=5 seq=11 after s1_tun_xmit: TUN_RING_FULL") {
+		t.Errorf("drop line %q", b.String())
+	}
 }

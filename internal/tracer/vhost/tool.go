@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -52,8 +53,15 @@ type Tool struct {
 	// we cannot tell): the kernel vhost stages can happen.
 	vhostUsed bool
 	disabled  map[string]string // stage → why it cannot happen for this interface
-	corr      *Correlator
-	sinkErr   error
+	// moduleLoaded reports whether a kernel module is loaded (tests replace it).
+	moduleLoaded func(string) bool
+	// present says which kernel functions exist (nil: unknown, offer every
+	// rung). Rungs on absent functions are left out of the ladder, so that a
+	// forced --probe kprobe does not fail on a host without KVM or vhost:
+	// those stages become unavailable instead.
+	present map[string]bool
+	corr    *Correlator
+	sinkErr error
 }
 
 // New checks the interface and discovers what is behind it.
@@ -73,11 +81,15 @@ func New(cfg Config) (*Tool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--vm-interface %q: %w", cfg.Interface, err)
 	}
-	t := &Tool{cfg: cfg, ifindex: ifc.Index, disabled: map[string]string{}}
+	t := &Tool{cfg: cfg, ifindex: ifc.Index, disabled: map[string]string{}, moduleLoaded: moduleLoaded}
 	if t.netns, err = kernel.NetnsInode(); err != nil {
 		return nil, err
 	}
-	t.disc, t.discErr = vhostdiscover.Discover(cfg.ProcRoot, cfg.Interface)
+	t.disc, t.discErr = vhostdiscover.Discover(cfg.ProcRoot, cfg.Interface, t.netns)
+	fns := tracer.Targets(t.Stages())[tracer.Kprobe]
+	if present, _, err := kernel.TraceableFunctions(fns); err == nil {
+		t.present = present
+	}
 	t.vhostUsed = t.discErr != nil || t.disc.OwnerPID == 0 || t.disc.VhostNet > 0
 	if !t.vhostUsed {
 		why := fmt.Sprintf("%s is served by a user space backend (pid %d %s has no /dev/vhost-net open): no vhost worker, eventfd or irqfd on this path",
@@ -100,8 +112,12 @@ func rung(m tracer.Method, target, prog, note string) tracer.Rung {
 	return tracer.Rung{Method: m, Hooks: []tracer.Hook{{Target: target, Program: prog}}, Note: note}
 }
 
-// fnRungs is the fentry → kprobe pair for a function.
-func fnRungs(target, fentryProg, kprobeProg, note string) []tracer.Rung {
+// fnRungs is the fentry → kprobe pair for a kernel function, none when the
+// function is not in this kernel.
+func (t *Tool) fnRungs(target, fentryProg, kprobeProg, note string) []tracer.Rung {
+	if t.present != nil && !t.present[target] {
+		return nil
+	}
 	return []tracer.Rung{rung(tracer.Fentry, target, fentryProg, note), rung(tracer.Kprobe, target, kprobeProg, note)}
 }
 
@@ -125,47 +141,55 @@ func (t *Tool) Stages() []tracer.Stage {
 	}
 	R := tracer.RawTracepoint
 	if t.cfg.Tool == record.ToolVhostRX {
-		add(StageTunXmit, true, fnRungs("tun_net_xmit", "s1_fentry", "s1_kprobe", ""),
+		add(StageTunXmit, true, t.fnRungs("tun_net_xmit", "s1_fentry", "s1_kprobe", ""),
 			[]tracer.Rung{rung(R, "net_dev_start_xmit", "s1_tp", "net:net_dev_start_xmit on the vnet, right before tun_net_xmit")})
 		var s2 [][]tracer.Rung
 		if t.vhostUsed {
-			s2 = append(s2, fnRungs("tun_recvmsg", "s2_fentry", "s2_kprobe", "vhost-net handle_rx takes the skb from the tun ring"))
+			s2 = append(s2, t.fnRungs("tun_recvmsg", "s2_fentry", "s2_kprobe", "vhost-net handle_rx takes the skb from the tun ring"))
 		}
-		s2 = append(s2, []tracer.Rung{rung(R, "skb_copy_datagram_iovec", "s2_tp",
-			"skb:skb_copy_datagram_iovec in tun_put_user, in the task that reads the tun queue (vhost worker or user space backend)")})
+		s2 = append(s2, []tracer.Rung{
+			rung(R, "skb_copy_datagram_iovec", "s2_tp",
+				"skb:skb_copy_datagram_iovec in tun_put_user, in the task that reads the tun queue (vhost worker or user space backend)"),
+			rung(R, "consume_skb", "skb_consumed", "skb:consume_skb of the skb once the reader copied it"),
+		})
 		add(StageVhostRecv, false, s2...)
 		add(HookSkbConsumed, false, []tracer.Rung{rung(R, "consume_skb", "skb_consumed", "end of a traced skb")})
 		add(HookSkbDropped, false, []tracer.Rung{rung(R, "kfree_skb", "skb_dropped", "a traced skb dropped, with the kernel's reason")})
-		add(StageVhostSignal, false, fnRungs("vhost_add_used_and_signal_n", "s3_fentry", "s3_kprobe", ""),
-			fnRungs("vhost_signal", "s3_fentry", "s3_kprobe", ""))
-		add(HookEventfd, false, fnRungs("eventfd_signal_mask", "eventfd_fentry", "eventfd_kprobe", "6.8+ (and 6.3+ inner function)"),
-			fnRungs("eventfd_signal", "eventfd_fentry", "eventfd_kprobe", "before 6.8"))
-		add(StageIrqfd, false, fnRungs("irqfd_wakeup", "s4_fentry", "s4_kprobe", ""))
+		add(StageVhostSignal, false, t.fnRungs("vhost_add_used_and_signal_n", "s3_fentry", "s3_kprobe", ""),
+			t.fnRungs("vhost_signal", "s3_fentry", "s3_kprobe", ""))
+		add(HookEventfd, false, t.fnRungs("eventfd_signal_mask", "eventfd_fentry", "eventfd_kprobe", "6.8+ (and 6.3+ inner function)"),
+			t.fnRungs("eventfd_signal", "eventfd_fentry", "eventfd_kprobe", "before 6.8"))
+		add(StageIrqfd, false, t.fnRungs("irqfd_wakeup", "s4_fentry", "s4_kprobe", ""))
 		add(StageKVMIRQ, false,
-			fnRungs("vmx_deliver_posted_interrupt", "s5_vec2_fentry", "s5_vec2_kprobe", "Intel posted interrupt"),
-			fnRungs("vmx_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "Intel"),
-			fnRungs("svm_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "AMD"),
+			t.fnRungs("vmx_deliver_posted_interrupt", "s5_vec2_fentry", "s5_vec2_kprobe", "Intel posted interrupt"),
+			t.fnRungs("vmx_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "Intel"),
+			t.fnRungs("svm_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "AMD"),
 			[]tracer.Rung{
 				rung(R, "kvm_apic_accept_irq", "s5_tp_apic", "kvm:kvm_apic_accept_irq (vector accepted by the vcpu's APIC)"),
 				rung(R, "kvm_msi_set_irq", "s5_tp_msi", "kvm:kvm_msi_set_irq"),
 				rung(R, "kvm_set_irq", "s5_tp_set_irq", "kvm:kvm_set_irq (irqfd_inject from a kworker)"),
 			},
-			fnRungs("kvm_arch_set_irq_inatomic", "s5_arg1_fentry", "s5_arg1_kprobe", "start of the irqfd fast path injection"))
+			t.fnRungs("kvm_arch_set_irq_inatomic", "s5_arg1_fentry", "s5_arg1_kprobe", "start of the irqfd fast path injection"))
 		return st
 	}
-	add(StageKick, false, fnRungs("ioeventfd_write", "kick_fentry", "kick_kprobe", "guest notification (KVM ioeventfd)"))
-	add(HookPollWakeup, false, fnRungs("vhost_poll_wakeup", "wakeup_fentry", "wakeup_kprobe", "kick → vhost work"))
-	add(StageHandleTX, false, fnRungs("handle_tx_kick", "handle_tx_fentry", "handle_tx_kprobe", ""))
+	add(StageKick, false, t.fnRungs("ioeventfd_write", "kick_fentry", "kick_kprobe", "guest notification (KVM ioeventfd); without it the kick is timed at vhost_poll_wakeup"))
+	add(HookPollWakeup, false, t.fnRungs("vhost_poll_wakeup", "wakeup_fentry", "wakeup_kprobe", "a kick wakes the vhost work (ties the kick to the TX queue)"))
+	add(StageHandleTX, false, t.fnRungs("handle_tx_kick", "handle_tx_fentry", "handle_tx_kprobe", ""))
 	var sm [][]tracer.Rung
 	if t.vhostUsed {
-		sm = append(sm, fnRungs("tun_sendmsg", "sendmsg_fentry", "sendmsg_kprobe", "vhost-net hands a packet to tun"))
+		sm = append(sm, t.fnRungs("tun_sendmsg", "sendmsg_fentry", "sendmsg_kprobe", "vhost-net hands a packet to tun"))
 	}
 	if t.ownerFDs() {
-		sm = append(sm, []tracer.Rung{rung(R, "sys_enter", "sendmsg_tp",
-			fmt.Sprintf("write(2)/writev(2) by pid %d on the tun fd (tun_get_user runs inside)", t.disc.OwnerPID))})
+		note := fmt.Sprintf("write(2)/writev(2) by pid %d on the tun fd (tun_get_user runs inside)", t.disc.OwnerPID)
+		sm = append(sm, []tracer.Rung{
+			{Method: tracer.Tracepoint, Note: note, Hooks: []tracer.Hook{
+				{Target: "syscalls/sys_enter_write", Program: "sendmsg_tp_write"},
+				{Target: "syscalls/sys_enter_writev", Program: "sendmsg_tp_write"}}},
+			rung(R, "sys_enter", "sendmsg_tp", note+"; raw_syscalls:sys_enter sees every system call"),
+		})
 	}
 	add(StageTunSendmsg, false, sm...)
-	add(StageNetifReceive, true, fnRungs("__netif_receive_skb", "netif_fentry", "netif_kprobe", ""),
+	add(StageNetifReceive, true, t.fnRungs("__netif_receive_skb", "netif_fentry", "netif_kprobe", ""),
 		[]tracer.Rung{rung(R, "netif_receive_skb", "netif_tp", "net:netif_receive_skb on the vnet")})
 	return st
 }
@@ -248,19 +272,43 @@ func (t *Tool) Describe(h *record.Header) {
 			p.Reason = why
 			continue
 		}
-		if mod := moduleOf[p.Stage]; mod != "" && !moduleLoaded(mod) {
+		mod := moduleOf[p.Stage]
+		switch {
+		case mod != "" && !t.moduleLoaded(mod):
 			p.Reason = mod + " not loaded; " + p.Reason
+		case strings.Contains(p.Reason, "not observable on any attach method"):
+			p.Reason = "none of its kernel functions exists in this kernel"
 		}
 	}
-	// A kick cannot be tied to the TX queue without the poll wake-up.
-	if t.cfg.Tool == record.ToolVhostTX && !probeAvailable(h.Probes, HookPollWakeup) {
-		for i := range h.Probes {
-			if p := &h.Probes[i]; p.Stage == StageKick && p.Available {
-				p.Available, p.Method, p.Target = false, "", ""
-				p.Reason = "vhost_poll_wakeup cannot be traced, so a kick cannot be tied to the TX queue"
-			}
+	if t.cfg.Tool != record.ToolVhostTX {
+		return
+	}
+	// The kick is known through the poll wake-up: without it there is
+	// none; with it but without ioeventfd_write, it is timed there.
+	wake := probeAvailable(h.Probes, HookPollWakeup)
+	for i := range h.Probes {
+		p := &h.Probes[i]
+		if p.Stage != StageKick {
+			continue
+		}
+		switch {
+		case !wake:
+			p.Available, p.Method, p.Target = false, "", ""
+			p.Reason = "vhost_poll_wakeup cannot be traced, so a kick cannot be tied to the TX queue; " + p.Reason
+		case !p.Available:
+			p.Available, p.Method, p.Target = true, probeMethod(h.Probes, HookPollWakeup), "vhost_poll_wakeup"
+			p.Reason = "ioeventfd_write unavailable (" + p.Reason + "): the kick is timed where it wakes the vhost work"
 		}
 	}
+}
+
+func probeMethod(ps []record.Probe, stage string) string {
+	for _, p := range ps {
+		if p.Stage == stage {
+			return p.Method
+		}
+	}
+	return ""
 }
 
 func probeAvailable(ps []record.Probe, stage string) bool {
@@ -280,11 +328,11 @@ func moduleLoaded(mod string) bool {
 // Start implements tracer.Tool.
 func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 	avail := map[string]bool{}
-	s2Method := ""
+	s2Target := ""
 	for _, c := range choices {
 		avail[c.Stage] = c.Available
 		if c.Stage == StageVhostRecv && c.Available {
-			s2Method = c.Rung.Hooks[0].Target
+			s2Target = c.Rung.Hooks[0].Target
 		}
 	}
 	emit := func(rec any) {
@@ -300,21 +348,16 @@ func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 		}
 	}
 	if t.cfg.Tool == record.ToolVhostRX {
-		cfg := RXConfig{Available: avail, Device: t.cfg.Interface, Timeout: uint64(t.cfg.Timeout)}
-		// Without an S2 rung, consume_skb of the skb is when the reader took it.
-		if s2Method == "" && avail[HookSkbConsumed] {
-			cfg.S2FromConsume = true
-			avail[StageVhostRecv] = true
-		}
+		cfg := RXConfig{Available: avail, Device: t.cfg.Interface, Timeout: uint64(t.cfg.Timeout),
+			S2FromConsume: s2Target == "consume_skb"}
 		if names, err := dropreason.Load(nil); err == nil {
 			cfg.DropReason = names.Name
 		}
 		t.corr = NewRXCorrelator(cfg, emit)
 		return nil
 	}
-	if !avail[HookPollWakeup] {
-		avail[StageKick] = false
-	}
+	// Kicks are known through the poll wake-up (see Describe).
+	avail[StageKick] = avail[HookPollWakeup]
 	t.corr = NewTXCorrelator(TXConfig{Available: avail, Device: t.cfg.Interface}, emit)
 	return nil
 }
@@ -332,8 +375,7 @@ func (t *Tool) Event(raw []byte) error {
 	return t.sinkErr
 }
 
-// wanted drops events of stages the correlator was told are unavailable
-// (e.g. a kick whose wake-up cannot be traced).
+// wanted drops events of stages disabled for this interface.
 func (t *Tool) wanted(ev Event) bool {
 	return !(ev.Kind == KindKick && t.disabled[StageKick] != "")
 }

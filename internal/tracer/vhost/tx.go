@@ -64,12 +64,19 @@ func (m *txMachine) handle(ev Event) {
 	case KindKick:
 		m.kicks[ev.TID] = ev
 	case KindPollWakeup:
-		k, ok := m.kicks[ev.TID]
-		if !ok || ev.TS-k.TS > 1_000_000 {
-			m.counters["unmatched"]++
+		if !m.cfg.Available[StageKick] {
 			return
 		}
-		delete(m.kicks, ev.TID)
+		// The kick is the KVM ioeventfd write of this task when there was
+		// one just before; otherwise (a user space driver writing the kick
+		// eventfd, or no ioeventfd probe) the wake-up is where the kick is
+		// seen.
+		k, ok := m.kicks[ev.TID]
+		if ok && ev.TS >= k.TS && ev.TS-k.TS <= 1_000_000 {
+			delete(m.kicks, ev.TID)
+		} else {
+			k = ev
+		}
 		// Kicks while the work is already queued merge into one handle_tx
 		// pass: keep the first, which started the wait.
 		if _, queued := m.workKick[ev.Key]; !queued {
@@ -125,6 +132,7 @@ func (m *txMachine) onNetifReceive(ev Event) {
 		}
 		if run.kick != nil && ch.has(StageKick) {
 			ch.extra["kick_tid"] = strconv.FormatUint(uint64(run.kick.TID), 10)
+			ch.extra["kick_at"] = run.kick.Kind.String() // kick (ioeventfd_write) or poll_wakeup
 		}
 		if run.sendmsg != nil && ch.has(StageTunSendmsg) {
 			// Several packets of one tun_sendmsg (a vhost XDP batch) share

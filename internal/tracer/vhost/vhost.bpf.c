@@ -164,7 +164,8 @@ static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, 
 static __always_inline int on_tun_xmit(struct sk_buff *skb, struct net_device *dev, __u8 method)
 {
 	struct pp_pkt pkt = {};
-	if (!dev || !pp_netns_ok(skb, dev) || !pp_ifindex_ok(BPF_CORE_READ(dev, ifindex)))
+	// Cheapest test first: the device index, then its namespace.
+	if (!dev || !pp_ifindex_ok(BPF_CORE_READ(dev, ifindex)) || !pp_netns_ok(skb, dev))
 		return 0;
 	if (!pp_parse_skb(skb, &pkt))
 		return 0;
@@ -486,18 +487,23 @@ int BPF_KPROBE(kick_kprobe, void *vcpu, void *this)
 	return on_kick(this, M_KPROBE);
 }
 
-// vhost_poll_wakeup(wait, mode, sync, key) runs inside the kick's
-// eventfd_signal. struct vhost_poll keeps its work right after its wait entry
-// (since 4.x), so &poll->work = wait + sizeof(wait_queue_entry_t): the key
-// handle_tx_kick(work) is called with.
-static __always_inline int on_poll_wakeup(void *wait, __u8 probe)
+// vhost_poll_wakeup(wait, mode, sync, key) runs inside the eventfd_signal of
+// a kick: in a vcpu thread inside ioeventfd_write (KVM), or in the thread of
+// a user space driver that wrote the kick eventfd. Both are tasks of the
+// owner process; a KVM kick is also remembered in `kicking`. struct
+// vhost_poll keeps its work right after its wait entry (since 4.x), so
+// &poll->work = wait + sizeof(wait_queue_entry_t): the key handle_tx_kick
+// is called with.
+static __always_inline int on_poll_wakeup(void *wait, __u8 method)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
 	__u64 *at = bpf_map_lookup_elem(&kicking, &tid);
 	__u64 ts = bpf_ktime_get_ns();
-	if (!at || ts - *at > 1000000)
+	int kvm_kick = at && ts - *at <= 1000000;
+	if (!kvm_kick && (!vh_qemu_tgid || (pid_tgid >> 32) != vh_qemu_tgid))
 		return 0;
-	struct vh_event *e = vh_reserve(VH_POLL_WAKEUP, probe, ts);
+	struct vh_event *e = vh_reserve(VH_POLL_WAKEUP, method, ts);
 	if (!e)
 		return 0;
 	e->key = (__u64)wait + bpf_core_type_size(struct wait_queue_entry);
@@ -559,27 +565,40 @@ int BPF_KPROBE(sendmsg_kprobe, void *sock)
 	return on_tx_event(VH_TUN_SENDMSG, M_KPROBE, (__u64)sock, 0);
 }
 
-// Tracepoint rung of tun_sendmsg: a write(2)/writev(2) on the vnet's tun file
-// by the process that owns it (a user space virtio backend: QEMU without
-// vhost, or the lab's relay). tun_get_user runs inside that syscall.
-SEC("raw_tracepoint")
-int BPF_PROG(sendmsg_tp, struct pt_regs *regs, long id)
+// Tracepoint rungs of tun_sendmsg: a write(2)/writev(2) on the vnet's tun
+// file by the process that owns it (a user space virtio backend: QEMU
+// without vhost, or the lab's relay). tun_get_user runs inside that syscall.
+static __always_inline int on_backend_write(__u32 fd, __u8 method)
 {
-	if (id != vh_sys_write && id != vh_sys_writev)
-		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (vh_qemu_tgid && (pid_tgid >> 32) != vh_qemu_tgid)
 		return 0;
-	__u32 fd = (__u32)PT_REGS_PARM1_CORE(regs);
 	__u64 key = (pid_tgid & 0xffffffff00000000ULL) | fd;
 	if (!bpf_map_lookup_elem(&tun_fds, &key))
 		return 0;
-	struct vh_event *e = vh_reserve(VH_TUN_SENDMSG, M_TRACEPOINT, bpf_ktime_get_ns());
+	struct vh_event *e = vh_reserve(VH_TUN_SENDMSG, method, bpf_ktime_get_ns());
 	if (!e)
 		return 0;
 	e->aux = fd;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+// syscalls:sys_enter_write / sys_enter_writev: fire only for those calls.
+SEC("tracepoint")
+int sendmsg_tp_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_backend_write((__u32)ctx->args[0], M_TRACEPOINT);
+}
+
+// raw_syscalls:sys_enter, for kernels without syscall tracepoints: fires
+// for every system call, so the syscall number is checked first.
+SEC("raw_tracepoint")
+int BPF_PROG(sendmsg_tp, struct pt_regs *regs, long id)
+{
+	if (id != vh_sys_write && id != vh_sys_writev)
+		return 0;
+	return on_backend_write((__u32)PT_REGS_PARM1_CORE(regs), M_TRACEPOINT);
 }
 
 // netif_receive_skb of a packet the guest sent (on the vnet), with its identity.

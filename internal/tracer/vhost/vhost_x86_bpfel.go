@@ -86,6 +86,7 @@ const (
 	vhostProgSendmsgFentry  = "sendmsg_fentry"
 	vhostProgSendmsgKprobe  = "sendmsg_kprobe"
 	vhostProgSendmsgTp      = "sendmsg_tp"
+	vhostProgSendmsgTpWrite = "sendmsg_tp_write"
 	vhostProgSkbConsumed    = "skb_consumed"
 	vhostProgSkbDropped     = "skb_dropped"
 	vhostProgWakeupFentry   = "wakeup_fentry"
@@ -97,6 +98,7 @@ const (
 	vhostVarPpIfindex       = "pp_ifindex"
 	vhostVarPpN_ifindex     = "pp_n_ifindex"
 	vhostVarPpNetns         = "pp_netns"
+	vhostVarPpOwnNet        = "pp_own_net"
 	vhostVarPpSrcIp         = "pp_src_ip"
 	vhostVarPpUnusedEvent   = "pp_unused_event"
 	vhostVarUnusedVhEvent   = "unused_vh_event"
@@ -179,6 +181,7 @@ type vhostProgramSpecs struct {
 	SendmsgFentry  *ebpf.ProgramSpec `ebpf:"sendmsg_fentry"`
 	SendmsgKprobe  *ebpf.ProgramSpec `ebpf:"sendmsg_kprobe"`
 	SendmsgTp      *ebpf.ProgramSpec `ebpf:"sendmsg_tp"`
+	SendmsgTpWrite *ebpf.ProgramSpec `ebpf:"sendmsg_tp_write"`
 	SkbConsumed    *ebpf.ProgramSpec `ebpf:"skb_consumed"`
 	SkbDropped     *ebpf.ProgramSpec `ebpf:"skb_dropped"`
 	WakeupFentry   *ebpf.ProgramSpec `ebpf:"wakeup_fentry"`
@@ -210,6 +213,7 @@ type vhostVariableSpecs struct {
 	PpIfindex     *ebpf.VariableSpec `ebpf:"pp_ifindex"`
 	PpN_ifindex   *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
 	PpNetns       *ebpf.VariableSpec `ebpf:"pp_netns"`
+	PpOwnNet      *ebpf.VariableSpec `ebpf:"pp_own_net"`
 	PpSrcIp       *ebpf.VariableSpec `ebpf:"pp_src_ip"`
 	PpUnusedEvent *ebpf.VariableSpec `ebpf:"pp_unused_event"`
 	UnusedVhEvent *ebpf.VariableSpec `ebpf:"unused_vh_event"`
@@ -273,6 +277,7 @@ type vhostVariables struct {
 	PpIfindex     *ebpf.Variable `ebpf:"pp_ifindex"`
 	PpN_ifindex   *ebpf.Variable `ebpf:"pp_n_ifindex"`
 	PpNetns       *ebpf.Variable `ebpf:"pp_netns"`
+	PpOwnNet      *ebpf.Variable `ebpf:"pp_own_net"`
 	PpSrcIp       *ebpf.Variable `ebpf:"pp_src_ip"`
 	PpUnusedEvent *ebpf.Variable `ebpf:"pp_unused_event"`
 	UnusedVhEvent *ebpf.Variable `ebpf:"unused_vh_event"`
@@ -317,6 +322,7 @@ type vhostPrograms struct {
 	SendmsgFentry  *ebpf.Program `ebpf:"sendmsg_fentry"`
 	SendmsgKprobe  *ebpf.Program `ebpf:"sendmsg_kprobe"`
 	SendmsgTp      *ebpf.Program `ebpf:"sendmsg_tp"`
+	SendmsgTpWrite *ebpf.Program `ebpf:"sendmsg_tp_write"`
 	SkbConsumed    *ebpf.Program `ebpf:"skb_consumed"`
 	SkbDropped     *ebpf.Program `ebpf:"skb_dropped"`
 	WakeupFentry   *ebpf.Program `ebpf:"wakeup_fentry"`
@@ -356,6 +362,7 @@ func (p *vhostPrograms) Close() error {
 		p.SendmsgFentry,
 		p.SendmsgKprobe,
 		p.SendmsgTp,
+		p.SendmsgTpWrite,
 		p.SkbConsumed,
 		p.SkbDropped,
 		p.WakeupFentry,

@@ -135,13 +135,6 @@ int vm_raw_tp_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	return vm_freed_in_icmp_rcv(ctx);
 }
 
-/* pp_task_netns: the network namespace of the current task. */
-static __always_inline __u32 vm_task_netns(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
-}
-
 /*
  * vm_fd_sock returns the struct sock behind file descriptor fd of the current
  * task, or NULL.
@@ -172,8 +165,6 @@ int vm_tp_sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
 	if (!(pp_echo_kinds & PP_KIND_REQUEST))
 		return 0;
-	if (pp_netns && vm_task_netns() != (__u32)pp_netns)
-		return 0;
 	void *uaddr = (void *)ctx->args[4];
 	if (!uaddr || ctx->args[2] < sizeof(struct icmphdr))
 		return 0;
@@ -187,6 +178,10 @@ int vm_tp_sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	struct sock *sk = vm_fd_sock(ctx->args[0]);
 	if (!sk)
+		return 0;
+	/* The socket's namespace, not the task's: a socket keeps the namespace
+	 * it was created in. */
+	if (!pp_net_ok(BPF_CORE_READ(sk, __sk_common.skc_net.net)))
 		return 0;
 	__u16 proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 	__u16 type = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type);
@@ -217,18 +212,22 @@ SEC("raw_tracepoint")
 int vm_raw_tp_fib_table_lookup(struct bpf_raw_tracepoint_args *ctx)
 {
 	const struct flowi4 *flp = (const struct flowi4 *)ctx->args[1];
-	__u32 saddr = BPF_CORE_READ(flp, saddr);
-	__u32 daddr = BPF_CORE_READ(flp, daddr);
+	__u32 saddr, daddr;
+	if (bpf_core_field_offset(struct flowi4, daddr) == bpf_core_field_offset(struct flowi4, saddr) + 4) {
+		__u32 addrs[2]; /* saddr, daddr: one read */
+		if (bpf_probe_read_kernel(addrs, sizeof(addrs), (void *)flp + bpf_core_field_offset(struct flowi4, saddr)))
+			return 0;
+		saddr = addrs[0];
+		daddr = addrs[1];
+	} else {
+		saddr = BPF_CORE_READ(flp, saddr);
+		daddr = BPF_CORE_READ(flp, daddr);
+	}
 	__u8 hook, kind;
 	if (saddr == pp_src_ip && daddr == pp_dst_ip) {
-		int iif = BPF_CORE_READ(flp, __fl_common.flowic_iif);
-		if (iif == 0 || iif == VM_LOOPBACK_IFINDEX)
-			return 0;
 		hook = VM_HOOK_FIB_IN;
 		kind = PP_KIND_REQUEST;
 	} else if (saddr == pp_dst_ip && daddr == pp_src_ip) {
-		if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != PP_IPPROTO_ICMP)
-			return 0;
 		hook = VM_HOOK_FIB_OUT;
 		kind = PP_KIND_REPLY;
 	} else {
@@ -236,13 +235,21 @@ int vm_raw_tp_fib_table_lookup(struct bpf_raw_tracepoint_args *ctx)
 	}
 	if (!(pp_echo_kinds & kind))
 		return 0;
-	const struct fib_nh_common *nhc = (const struct fib_nh_common *)ctx->args[2];
-	struct net_device *dev = nhc ? BPF_CORE_READ(nhc, nhc_dev) : NULL;
-	if (pp_netns && (!dev || pp_dev_netns(dev) != (__u32)pp_netns))
-		return 0;
+	/* Only right after this CPU received an echo request. */
 	__u32 zero = 0;
 	struct vm_cur *cur = bpf_map_lookup_elem(&vm_cur_req, &zero);
 	if (!cur || !cur->ts || bpf_ktime_get_ns() - cur->ts > VM_CUR_MAX_AGE_NS)
+		return 0;
+	if (hook == VM_HOOK_FIB_IN) {
+		int iif = BPF_CORE_READ(flp, __fl_common.flowic_iif);
+		if (iif == 0 || iif == VM_LOOPBACK_IFINDEX)
+			return 0;
+	} else if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != PP_IPPROTO_ICMP) {
+		return 0;
+	}
+	const struct fib_nh_common *nhc = (const struct fib_nh_common *)ctx->args[2];
+	struct net_device *dev = nhc ? BPF_CORE_READ(nhc, nhc_dev) : NULL;
+	if (pp_netns && (!dev || !pp_net_ok(BPF_CORE_READ(dev, nd_net.net))))
 		return 0;
 	struct pp_pkt pkt = {
 		.saddr = saddr,

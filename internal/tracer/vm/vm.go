@@ -246,9 +246,13 @@ func (t *Tracer) Spec(choices []tracer.Choice) (*ebpf.CollectionSpec, error) {
 		if !c.Available || c.Rung.Hooks[0].Program != "vm_raw_tp_consume_skb" {
 			continue
 		}
+		ks, err := kernel.LoadKallsyms()
+		if err != nil {
+			return spec, nil // no location check, see below
+		}
 		var starts, ends [2]uint64
 		for i, fn := range freeFuncs {
-			if starts[i], ends[i], err = kernel.TextSymbolRange(fn); err != nil {
+			if starts[i], ends[i], err = ks.Range(fn); err != nil {
 				// Without ranges every free of a matching reply counts; the
 				// correlator keeps the first, which is ICMP's in practice.
 				return spec, nil

@@ -66,6 +66,7 @@ const (
 	vmVarPpIfindex                  = "pp_ifindex"
 	vmVarPpN_ifindex                = "pp_n_ifindex"
 	vmVarPpNetns                    = "pp_netns"
+	vmVarPpOwnNet                   = "pp_own_net"
 	vmVarPpSrcIp                    = "pp_src_ip"
 	vmVarPpUnusedEvent              = "pp_unused_event"
 	vmVarVmFreeEnd                  = "vm_free_end"
@@ -150,6 +151,7 @@ type vmVariableSpecs struct {
 	PpIfindex     *ebpf.VariableSpec `ebpf:"pp_ifindex"`
 	PpN_ifindex   *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
 	PpNetns       *ebpf.VariableSpec `ebpf:"pp_netns"`
+	PpOwnNet      *ebpf.VariableSpec `ebpf:"pp_own_net"`
 	PpSrcIp       *ebpf.VariableSpec `ebpf:"pp_src_ip"`
 	PpUnusedEvent *ebpf.VariableSpec `ebpf:"pp_unused_event"`
 	VmFreeEnd     *ebpf.VariableSpec `ebpf:"vm_free_end"`
@@ -200,6 +202,7 @@ type vmVariables struct {
 	PpIfindex     *ebpf.Variable `ebpf:"pp_ifindex"`
 	PpN_ifindex   *ebpf.Variable `ebpf:"pp_n_ifindex"`
 	PpNetns       *ebpf.Variable `ebpf:"pp_netns"`
+	PpOwnNet      *ebpf.Variable `ebpf:"pp_own_net"`
 	PpSrcIp       *ebpf.Variable `ebpf:"pp_src_ip"`
 	PpUnusedEvent *ebpf.Variable `ebpf:"pp_unused_event"`
 	VmFreeEnd     *ebpf.Variable `ebpf:"vm_free_end"`

@@ -33,6 +33,11 @@ type Config struct {
 	CPUs    int           // 0 means 2
 	// MemoryMB is the guest's RAM; 0 means 1024.
 	MemoryMB int
+	// TCGThread is QEMU's TCG threading: "single" (all vCPUs in one host
+	// thread) or "multi"; empty means "single" (see DefaultTCGThread).
+	TCGThread string
+	// CPUModel is QEMU's -cpu; empty means QEMU's default (qemu64).
+	CPUModel string
 	// Stdout receives the program's output (stdout and stderr interleaved, as
 	// a terminal would show them).
 	Stdout io.Writer
@@ -88,6 +93,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	if cfg.MemoryMB == 0 {
 		cfg.MemoryMB = 1024
+	}
+	if cfg.TCGThread == "" {
+		cfg.TCGThread = "single"
 	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
@@ -195,13 +203,17 @@ func boot(ctx context.Context, cfg Config, initrd string) (Result, error) {
 	// The console goes to fd 3 of QEMU (first serial port = ttyS0), the
 	// program's output to QEMU's stdout (second serial port = ttyS1).
 	args := []string{
-		"-accel", "tcg", // never KVM: the cloud kernels die in KVM emulation here and QEMU then hangs
+		// Never KVM: the cloud kernels die in KVM emulation here and QEMU then hangs.
+		"-accel", "tcg,thread=" + cfg.TCGThread,
 		"-M", "pc", "-m", fmt.Sprint(cfg.MemoryMB), "-smp", fmt.Sprint(cfg.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none", "-no-reboot",
 		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
 		"-serial", "file:/dev/fd/3", "-serial", "stdio",
 		"-kernel", cfg.Kernel.Vmlinuz(), "-initrd", initrd,
 		"-append", "console=ttyS0 quiet panic=-1 rdinit=/init",
+	}
+	if cfg.CPUModel != "" {
+		args = append(args, "-cpu", cfg.CPUModel)
 	}
 	cmd := exec.CommandContext(ctx, QEMUBinary, args...)
 	cmd.Stdin = nil

@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func anchorRun(name string) string {
+	return filepath.Join("..", "parse", "testdata", "anchor-logs", name)
+}
+
+func TestAnalyzeCommand(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), []string{"analyze", anchorRun("measurement-20260206-160003"), "-o", out}, &stdout, &stderr)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, f := range []string{"report.md", "report.html", "report.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	if !strings.Contains(stdout.String(), "23 sent") || !strings.Contains(stdout.String(), "layers") {
+		t.Errorf("summary:\n%s", stdout.String())
+	}
+	// The empty run is reported as empty, not as an error.
+	stdout.Reset()
+	code = Main(context.Background(), []string{"analyze", anchorRun("measurement-20260204-180849"), "-o", t.TempDir()}, &stdout, &stderr)
+	if code != ExitOK || !strings.Contains(stdout.String(), "empty run") {
+		t.Errorf("empty run: exit %d, %s", code, stdout.String())
+	}
+	// A missing directory is a usage error naming it.
+	stderr.Reset()
+	code = Main(context.Background(), []string{"analyze", "/nonexistent/run"}, &stdout, &stderr)
+	if code != ExitUsage || !strings.Contains(stderr.String(), "/nonexistent/run") {
+		t.Errorf("missing dir: exit %d, %s", code, stderr.String())
+	}
+}
+
+func TestCompareCommand(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), []string{"compare", anchorRun("measurement-20260204-180934"),
+		anchorRun("measurement-20260206-160003"), "-o", out}, &stdout, &stderr)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "compare.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"schema": "pingpath.compare/v1"`, `"rtt"`, `"CJ"`, `"delta_p50_us"`, `"p_value"`, `"significant"`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("compare.json lacks %s", want)
+		}
+	}
+	if !strings.Contains(stdout.String(), "CJ") {
+		t.Errorf("summary:\n%s", stdout.String())
+	}
+}

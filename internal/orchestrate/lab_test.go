@@ -1,0 +1,307 @@
+package orchestrate
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/lab"
+	"github.com/pingpath/pingpath/internal/lab/labtest"
+	"github.com/pingpath/pingpath/internal/manifest"
+	"github.com/pingpath/pingpath/internal/remote/sshremote"
+)
+
+// labRun is a lab plus run options that drive it with a real pingpath.
+type labRun struct {
+	lab  *lab.Lab
+	bin  string
+	opts RunOptions
+}
+
+func upLab(t testing.TB) *labRun {
+	l := labtest.Up(t, lab.Options{})
+	env, err := envfile.Load(l.EnvFile)
+	if err != nil {
+		t.Fatalf("the lab's env.yaml: %v", err)
+	}
+	bin := labtest.Binary(t)
+	return &labRun{lab: l, bin: bin, opts: RunOptions{
+		Options: Options{Env: env, ConfigFile: l.EnvFile,
+			Dial: SSHDialer(sshremote.Options{KeepAlive: time.Second})},
+		Binary: bin, Count: 10, Interval: 100 * time.Millisecond,
+		Tracers: builtTracers(t, bin), ReadyTimeout: 20 * time.Second,
+	}}
+}
+
+// builtTracers asks the binary which tracers it has (the CLI does the same
+// from its own command tree).
+func builtTracers(t testing.TB, bin string) []string {
+	var out []string
+	for _, tool := range []string{"vm", "host", "vhost-rx", "vhost-tx"} {
+		if exec.Command(bin, "trace", tool, "--help").Run() == nil {
+			out = append(out, tool)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s has no tracers", bin)
+	}
+	return out
+}
+
+func (lr *labRun) outDir(t testing.TB) string { return filepath.Join(t.TempDir(), "run") }
+
+// netnsProcs lists processes in the lab node's namespace whose command
+// line contains marker.
+func netnsProcs(t testing.TB, netns, marker string) []string {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+netns, &st); err != nil {
+		t.Fatalf("netns %s: %v", netns, err)
+	}
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		var ps syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name()+"/ns/net", &ps) != nil || ps.Ino != st.Ino {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		cl := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cl, marker) {
+			out = append(out, e.Name()+": "+cl)
+		}
+	}
+	return out
+}
+
+// noTracerLeft fails when a `pingpath trace` process still runs in any lab
+// namespace after within.
+func (lr *labRun) noTracerLeft(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var left []string
+		for _, n := range lr.lab.Nodes {
+			left = append(left, netnsProcs(t, n.Netns, " trace ")...)
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tracers left running in the lab: %v", left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestLabRunComplete(t *testing.T) {
+	lr := upLab(t)
+	o := lr.opts
+	o.OutDir = lr.outDir(t)
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Manifest
+	if m.Status != StatusComplete {
+		t.Fatalf("status %s: %+v", m.Status, m.Failures)
+	}
+	if m.Ping.Sent != 10 || m.Ping.Received != 10 {
+		t.Fatalf("ping %+v", m.Ping)
+	}
+	started := 0
+	for _, n := range m.Nodes {
+		if n.Kernel == "" || n.Hostname == "" {
+			t.Errorf("%s: no facts", n.Role)
+		}
+		for _, tr := range n.Tracers {
+			if tr.State == "not-started" {
+				t.Logf("%s %s not in this build", n.Role, tr.Tool)
+				continue
+			}
+			started++
+			if tr.State != "ok" || len(tr.Probes) == 0 {
+				t.Errorf("%s %s: %+v", n.Role, tr.Tool, tr)
+			}
+			f, err := os.Open(filepath.Join(o.OutDir, tr.File))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(f)
+			sc.Buffer(nil, 1<<20)
+			lines, pings, trailer := 0, 0, false
+			for sc.Scan() {
+				lines++
+				pings += strings.Count(sc.Text(), `"type":"ping"`)
+				trailer = trailer || strings.Contains(sc.Text(), `"type":"trailer"`)
+			}
+			f.Close()
+			if !trailer {
+				t.Errorf("%s: no trailer (%d lines)", tr.File, lines)
+			}
+			// The path tracers saw the pings.
+			if (tr.Tool == "vm" || tr.Tool == "host") && pings < 10 {
+				t.Errorf("%s: %d ping records, want 10", tr.File, pings)
+			}
+		}
+	}
+	if started < 4 {
+		t.Fatalf("only %d tracers started", started)
+	}
+	t.Logf("timings %+v; overhead (total - ping) %d ms", m.Timings, m.Timings.TotalMS-m.Timings.PingMS)
+	lr.noTracerLeft(t, 0)
+}
+
+// TestLabFailures shares one lab between the failure cases.
+func TestLabFailures(t *testing.T) {
+	lr := upLab(t)
+
+	t.Run("wrong host key", func(t *testing.T) {
+		kh, err := os.ReadFile(lr.lab.KnownHosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Give receiver-vm the sender-vm's key.
+		rv, _ := lr.lab.Node(lab.ReceiverVM)
+		sv, _ := lr.lab.Node(lab.SenderVM)
+		bad := strings.ReplaceAll(string(kh), strings.TrimSpace(keyOf(rv.HostKey)), strings.TrimSpace(keyOf(sv.HostKey)))
+		if bad == string(kh) {
+			t.Fatalf("could not tamper with %s", lr.lab.KnownHosts)
+		}
+		p := filepath.Join(t.TempDir(), "known_hosts")
+		if err := os.WriteFile(p, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env := *lr.opts.Env
+		env.SSH.KnownHosts = p
+		o := lr.opts.Options
+		o.Env = &env
+		rep := Check(context.Background(), o)
+		fails := 0
+		for _, r := range rep.Rows {
+			if r.Status == CheckFail {
+				fails++
+				if r.Role != manifest.RoleReceiverVM || !strings.Contains(r.Detail, "HOST KEY MISMATCH") {
+					t.Errorf("unexpected failure %+v", r)
+				}
+			}
+		}
+		if fails != 1 {
+			t.Fatalf("%d failures, want the receiver-vm host key", fails)
+		}
+	})
+
+	t.Run("unreachable node", func(t *testing.T) {
+		env := *lr.opts.Env
+		// An address on the lab's management network that nobody has.
+		gw := lr.lab.MgmtGateway.As4()
+		gw[3] = 250
+		env.Receiver.Host.SSH = "root@" + strings.Join([]string{strconv.Itoa(int(gw[0])), strconv.Itoa(int(gw[1])), strconv.Itoa(int(gw[2])), "250"}, ".")
+		env.Receiver.Host.Options.ConnectTimeout = "2s"
+		o := lr.opts
+		o.Env = &env
+		o.OutDir = lr.outDir(t)
+		start := time.Now()
+		res, err := Run(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 6*time.Second {
+			t.Errorf("took %s to give up on an unreachable node (timeout 2s)", d)
+		}
+		if res.Manifest.Status != StatusFailed || !strings.Contains(res.Err.Error(), "receiver-host") {
+			t.Fatalf("status %s err %v", res.Manifest.Status, res.Err)
+		}
+		t.Logf("error: %v", res.Err)
+	})
+
+	t.Run("interrupted", func(t *testing.T) {
+		o := lr.opts
+		o.OutDir = lr.outDir(t)
+		o.Count = 100
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := runUntilPings(t, ctx, o, 3)
+		cancel()
+		res := <-done
+		m := res.Manifest
+		if !res.Interrupted || m.Status != StatusPartial {
+			t.Fatalf("interrupted %v status %s", res.Interrupted, m.Status)
+		}
+		for _, n := range m.Nodes {
+			for _, tr := range n.Tracers {
+				if tr.State != "ok" && tr.State != "not-started" {
+					t.Errorf("%s %s: %s %s", n.Role, tr.Tool, tr.State, tr.Error)
+				}
+			}
+		}
+		lr.noTracerLeft(t, 0)
+	})
+
+	t.Run("sshd killed mid-run", func(t *testing.T) {
+		o := lr.opts
+		o.OutDir = lr.outDir(t)
+		o.Count, o.Interval = 40, 100*time.Millisecond
+		done := runUntilPings(t, context.Background(), o, 5)
+		rh, _ := lr.lab.Node(lab.ReceiverHost)
+		killed := 0
+		for _, p := range netnsProcs(t, rh.Netns, "sshd") {
+			pid, _ := strconv.Atoi(strings.SplitN(p, ":", 2)[0])
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				killed++
+			}
+		}
+		if killed == 0 {
+			t.Fatal("no sshd found in the receiver host")
+		}
+		m := (<-done).Manifest
+		checkLost(t, m, manifest.RoleReceiverHost)
+		if m.Ping.Received < 30 {
+			t.Errorf("ping should go on through the receiver host's data path: %+v", m.Ping)
+		}
+		// Its tracers lost their stdin with sshd: they end by themselves.
+		lr.noTracerLeft(t, 10*time.Second)
+	})
+}
+
+// keyOf is the "type base64" part of an authorized_keys line.
+func keyOf(line string) string {
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return line
+	}
+	return f[0] + " " + f[1]
+}
+
+// BenchmarkLabRunOverhead measures a run's wall time minus ping's own
+// time (target ≤ 3 s on the lab).
+func BenchmarkLabRunOverhead(b *testing.B) {
+	lr := upLab(b)
+	var over, total time.Duration
+	for i := 0; i < b.N; i++ {
+		o := lr.opts
+		o.OutDir = lr.outDir(b)
+		o.Count, o.Interval = 5, 100*time.Millisecond
+		start := time.Now()
+		res, err := Run(context.Background(), o)
+		if err != nil || res.Manifest.Status != StatusComplete {
+			b.Fatalf("%v %+v", err, res)
+		}
+		d := time.Since(start)
+		total += d
+		over += d - time.Duration(res.Manifest.Timings.PingMS)*time.Millisecond
+		b.Logf("run %d: total %s, timings %+v", i, d, res.Manifest.Timings)
+	}
+	b.ReportMetric(over.Seconds()/float64(b.N), "overhead-s/run")
+	b.ReportMetric(total.Seconds()/float64(b.N), "wall-s/run")
+}

@@ -1,0 +1,212 @@
+package vhost
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
+)
+
+// TestDecodeEventMatchesBPF checks the hand-written decoder against the
+// layout bpf2go generated from struct vh_event.
+func TestDecodeEventMatchesBPF(t *testing.T) {
+	var in vhostVhEvent
+	in.Pp.Ts, in.Pp.Ifindex, in.Pp.Pid, in.Pp.Cpu = 123456789, 7, 4242, 3
+	in.Pp.Id, in.Pp.Seq, in.Pp.Hook, in.Pp.Kind, in.Pp.IcmpType = 0xbeef, 513, uint8(KindTunXmit), 1, 8
+	copy(in.Pp.Comm[:], []int8{'v', 'h', 'o', 's', 't'})
+	copy(in.Pp.Ifname[:], []int8{'v', 'n', 'e', 't', '0'})
+	in.Key, in.Key2, in.Tid, in.Aux, in.Method = 0xffff888101000100, 0xffff8881500000b0, 4300, 37, 3
+	in.Saddr = binary.NativeEndian.Uint32([]byte{10, 1, 0, 1})
+	in.Daddr = binary.NativeEndian.Uint32([]byte{10, 2, 0, 1})
+	var buf bytes.Buffer
+	if err := binary.Write(&buf, binary.NativeEndian, &in); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() != rawEventSize {
+		t.Fatalf("struct vh_event is %d bytes, decoder expects %d", buf.Len(), rawEventSize)
+	}
+	ev, err := DecodeEvent(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Event{Kind: KindTunXmit, TS: 123456789, Key: 0xffff888101000100, Key2: 0xffff8881500000b0, TID: 4300,
+		TGID: 4242, CPU: 3, Ifindex: 7, Aux: 37, Method: "raw_tracepoint", Comm: "vhost", Device: "vnet0",
+		ICMP: &Identity{Type: 8, ID: 0xbeef, Seq: 513, Src: netip.MustParseAddr("10.1.0.1"), Dst: netip.MustParseAddr("10.2.0.1")}}
+	if ev.ICMP == nil || *ev.ICMP != *want.ICMP {
+		t.Fatalf("identity %+v, want %+v", ev.ICMP, want.ICMP)
+	}
+	ev.ICMP, want.ICMP = nil, nil
+	if ev != want {
+		t.Errorf("decoded %+v\nwant    %+v", ev, want)
+	}
+	if _, err := DecodeEvent(buf.Bytes()[:50]); err == nil {
+		t.Error("short sample decoded")
+	}
+}
+
+// testTool builds a tool on "lo" (no tun file: discovery fails, so every
+// vhost stage stays possible) with module presence faked.
+func testTool(t *testing.T, tool string, modules ...string) *Tool {
+	t.Helper()
+	tl, err := New(Config{Tool: tool, Interface: "lo", ProcRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl.present = nil // every function "exists": the ladders are tested on fabricated capabilities
+	tl.moduleLoaded = func(m string) bool {
+		for _, x := range modules {
+			if x == m {
+				return true
+			}
+		}
+		return false
+	}
+	return tl
+}
+
+// set is a target set of fabricated capabilities.
+func set(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+func chosen(t *testing.T, choices []tracer.Choice) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, c := range choices {
+		if c.Available {
+			out[c.Stage] = string(c.Rung.Method) + ":" + c.Rung.Hooks[0].Target
+		} else {
+			out[c.Stage] = "unavailable"
+		}
+	}
+	return out
+}
+
+func TestLadderSelection(t *testing.T) {
+	allTP := set("net_dev_start_xmit", "skb_copy_datagram_iovec", "consume_skb", "kfree_skb", "netif_receive_skb",
+		"kvm_apic_accept_irq", "kvm_msi_set_irq", "kvm_set_irq", "sys_enter")
+	for _, c := range []struct {
+		name string
+		tool string
+		caps tracer.Capabilities
+		want map[string]string
+	}{{
+		name: "dev machine: tracepoints only, kvm built in, no vhost",
+		tool: record.ToolVhostRX,
+		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Fentry: "attach refused", tracer.Kprobe: "kprobes not supported", tracer.RawTracepoint: ""},
+			Targets: map[tracer.Method]map[string]bool{tracer.RawTracepoint: allTP}},
+		want: map[string]string{StageTunXmit: "raw_tracepoint:net_dev_start_xmit", StageVhostRecv: "raw_tracepoint:skb_copy_datagram_iovec",
+			StageVhostSignal: "unavailable", StageIrqfd: "unavailable", HookEventfd: "unavailable", StageKVMIRQ: "raw_tracepoint:kvm_apic_accept_irq"},
+	}, {
+		name: "hypervisor 6.x: fentry on vmlinux only, kprobes on the modules, Intel",
+		tool: record.ToolVhostRX,
+		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Fentry: "", tracer.Kprobe: "", tracer.RawTracepoint: ""},
+			Targets: map[tracer.Method]map[string]bool{
+				tracer.Fentry:        set("eventfd_signal_mask", "__netif_receive_skb"),
+				tracer.Kprobe:        set("tun_net_xmit", "tun_recvmsg", "vhost_add_used_and_signal_n", "vhost_signal", "eventfd_signal_mask", "irqfd_wakeup", "vmx_deliver_interrupt", "kvm_arch_set_irq_inatomic"),
+				tracer.RawTracepoint: allTP}},
+		want: map[string]string{StageTunXmit: "kprobe:tun_net_xmit", StageVhostRecv: "kprobe:tun_recvmsg",
+			StageVhostSignal: "kprobe:vhost_add_used_and_signal_n", HookEventfd: "fentry:eventfd_signal_mask",
+			StageIrqfd: "kprobe:irqfd_wakeup", StageKVMIRQ: "kprobe:vmx_deliver_interrupt"},
+	}, {
+		name: "hypervisor 5.10 (eventfd_signal, AMD, no vmx)",
+		tool: record.ToolVhostRX,
+		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Kprobe: "", tracer.RawTracepoint: ""},
+			Targets: map[tracer.Method]map[string]bool{
+				tracer.Kprobe:        set("tun_net_xmit", "eventfd_signal", "irqfd_wakeup", "svm_deliver_interrupt", "vhost_signal"),
+				tracer.RawTracepoint: allTP}},
+		want: map[string]string{HookEventfd: "kprobe:eventfd_signal", StageKVMIRQ: "kprobe:svm_deliver_interrupt",
+			StageVhostSignal: "kprobe:vhost_signal"},
+	}, {
+		name: "vhost-tx on a kprobe hypervisor",
+		tool: record.ToolVhostTX,
+		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Kprobe: "", tracer.RawTracepoint: ""},
+			Targets: map[tracer.Method]map[string]bool{
+				tracer.Kprobe:        set("ioeventfd_write", "vhost_poll_wakeup", "handle_tx_kick", "tun_sendmsg", "__netif_receive_skb"),
+				tracer.RawTracepoint: allTP}},
+		want: map[string]string{StageKick: "kprobe:ioeventfd_write", HookPollWakeup: "kprobe:vhost_poll_wakeup",
+			StageHandleTX: "kprobe:handle_tx_kick", StageTunSendmsg: "kprobe:tun_sendmsg", StageNetifReceive: "kprobe:__netif_receive_skb"},
+	}} {
+		t.Run(c.name, func(t *testing.T) {
+			tl := testTool(t, c.tool)
+			choices, err := tracer.Select(tl.Stages(), c.caps, tracer.ProbeAuto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := chosen(t, choices)
+			for stage, want := range c.want {
+				if got[stage] != want {
+					t.Errorf("%s: %s, want %s", stage, got[stage], want)
+				}
+			}
+		})
+	}
+}
+
+// TestAbsentFunctionsLeaveNoRung: on a host without KVM a forced kprobe run
+// must not fail on the KVM stages; they have no rung and say why.
+func TestAbsentFunctionsLeaveNoRung(t *testing.T) {
+	tl := testTool(t, record.ToolVhostRX, "vhost")
+	tl.present = set("tun_net_xmit", "tun_recvmsg", "vhost_add_used_and_signal_n", "eventfd_signal_mask")
+	c := tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Kprobe: "", tracer.RawTracepoint: ""},
+		Targets: map[tracer.Method]map[string]bool{tracer.Kprobe: tl.present,
+			tracer.RawTracepoint: set("skb_copy_datagram_iovec", "consume_skb", "kfree_skb", "net_dev_start_xmit")}}
+	choices, err := tracer.Select(tl.Stages(), c, tracer.ProbeKprobe)
+	if err != nil {
+		t.Fatalf("forced kprobe on a host without KVM: %v", err)
+	}
+	got := chosen(t, choices)
+	if got[StageVhostSignal] != "kprobe:vhost_add_used_and_signal_n" || got[StageIrqfd] != "unavailable" || got[StageKVMIRQ] != "unavailable" {
+		t.Errorf("choices %v", got)
+	}
+	h := &record.Header{}
+	for _, ch := range choices {
+		h.Probes = append(h.Probes, ch.Probe())
+	}
+	tl.Describe(h)
+	if p := probeOf(h, StageIrqfd); !strings.HasPrefix(p.Reason, "kvm not loaded") {
+		t.Errorf("s4 reason %q", p.Reason)
+	}
+}
+
+func TestDescribeReasons(t *testing.T) {
+	tl := testTool(t, record.ToolVhostRX, "kvm")
+	h := &record.Header{Probes: []record.Probe{
+		{Stage: StageTunXmit, Available: true, Method: "raw_tracepoint"},
+		{Stage: StageVhostSignal, Reason: "no usable rung: kprobe: kprobes not supported"},
+		{Stage: StageIrqfd, Reason: "no usable rung: kprobe: kprobes not supported"},
+	}}
+	tl.Describe(h)
+	if r := h.Probes[1].Reason; !strings.HasPrefix(r, "vhost not loaded; ") {
+		t.Errorf("s3 reason %q", r)
+	}
+	if r := h.Probes[2].Reason; strings.Contains(r, "not loaded") {
+		t.Errorf("s4 reason %q: kvm is loaded", r)
+	}
+	if h.Interfaces[0] != "lo" || !strings.HasPrefix(h.Args["discovery"], "failed") {
+		t.Errorf("header %+v", h)
+	}
+
+	tx := testTool(t, record.ToolVhostTX)
+	h = &record.Header{Probes: []record.Probe{
+		{Stage: StageKick, Reason: "no usable rung"},
+		{Stage: HookPollWakeup, Available: true, Method: "kprobe", Target: "vhost_poll_wakeup"},
+	}}
+	tx.Describe(h)
+	if p := h.Probes[0]; !p.Available || p.Target != "vhost_poll_wakeup" || !strings.Contains(p.Reason, "timed where it wakes") {
+		t.Errorf("kick without ioeventfd_write: %+v", p)
+	}
+	h.Probes = []record.Probe{{Stage: StageKick, Available: true, Method: "kprobe"}, {Stage: HookPollWakeup, Reason: "no usable rung"}}
+	tx.Describe(h)
+	if p := h.Probes[0]; p.Available {
+		t.Errorf("kick without vhost_poll_wakeup: %+v", p)
+	}
+}

@@ -1,0 +1,343 @@
+package vm_test
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/cli"
+	"github.com/pingpath/pingpath/internal/nettest"
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/tracer/vm"
+)
+
+// The same addresses are used in every pair: each pair has its own
+// namespaces, and the tracers must tell them apart by namespace.
+const (
+	srcIP = "10.77.0.1"
+	dstIP = "10.77.0.2"
+)
+
+func newPair(t *testing.T) *nettest.Pair {
+	t.Helper()
+	return nettest.NewPair(t, srcIP+"/24", dstIP+"/24")
+}
+
+func vmArgs(extra ...string) []string {
+	return append([]string{"--src-ip", srcIP, "--dst-ip", dstIP, "--probe", testenv.Probe()}, extra...)
+}
+
+// checkProbes verifies the header's probes honour a forced rung.
+func checkProbes(t *testing.T, h *record.Header, role string) {
+	t.Helper()
+	if h.Role != role || h.Tool != record.ToolVM || h.Clock != "CLOCK_MONOTONIC" {
+		t.Errorf("header role=%q tool=%q clock=%q", h.Role, h.Tool, h.Clock)
+	}
+	if len(h.Probes) != 4 {
+		t.Fatalf("header has %d probes, want 4", len(h.Probes))
+	}
+	forced := testenv.Probe()
+	if forced == tracer.ProbeAuto {
+		return
+	}
+	for _, st := range vm.Stages(role) {
+		has := false
+		for _, r := range st.Rungs {
+			fam := string(r.Method)
+			if r.Method == tracer.RawTracepoint {
+				fam = tracer.ProbeTracepoint
+			}
+			has = has || fam == forced
+		}
+		for _, p := range h.Probes {
+			if p.Stage != st.Name || !has {
+				continue
+			}
+			m := p.Method
+			if m == string(tracer.RawTracepoint) {
+				m = tracer.ProbeTracepoint
+			}
+			if m != forced {
+				t.Errorf("stage %s: method %s, but --probe %s was forced", p.Stage, p.Method, forced)
+			}
+		}
+	}
+}
+
+// checkPings verifies exactly one record per sent seq with the pinger's id,
+// ordered stages and path1 + inter_path + path2 = total.
+func checkPings(t *testing.T, who string, s *record.Stream, id uint16, seqs []uint16) {
+	t.Helper()
+	want := map[uint16]bool{}
+	for _, q := range seqs {
+		want[q] = true
+	}
+	got := map[uint16]int{}
+	for _, p := range s.Pings {
+		if p.ID != id {
+			t.Errorf("%s: record for foreign ping id=%d seq=%d", who, p.ID, p.Seq)
+			continue
+		}
+		if !want[p.Seq] {
+			t.Errorf("%s: record for unsent seq %d", who, p.Seq)
+		}
+		got[p.Seq]++
+		var prev uint64
+		for _, st := range []string{vm.P1Start, vm.P1End, vm.P2Start, vm.P2End} {
+			ts, ok := p.Stages[st]
+			if !ok {
+				continue
+			}
+			if ts < prev {
+				t.Errorf("%s seq %d: stage %s at %d before the previous stage (%d): %v", who, p.Seq, st, ts, prev, p.Stages)
+			}
+			prev = ts
+		}
+		d := p.Durations
+		if _, ok := d["total"]; !ok {
+			t.Errorf("%s seq %d: no total: %v", who, p.Seq, p.Stages)
+		}
+		if len(p.Stages) == 4 && d["path1"]+d["inter_path"]+d["path2"] != d["total"] {
+			t.Errorf("%s seq %d: path1+inter_path+path2 = %d != total %d", who, p.Seq, d["path1"]+d["inter_path"]+d["path2"], d["total"])
+		}
+	}
+	for _, q := range seqs {
+		if got[q] != 1 {
+			t.Errorf("%s: seq %d has %d records, want 1", who, q, got[q])
+		}
+	}
+	if s.Trailer.Counters["ringbuf_lost"] != 0 {
+		t.Errorf("%s: ringbuf_lost = %d", who, s.Trailer.Counters["ringbuf_lost"])
+	}
+}
+
+func seqsOf(res *nettest.PingResult, first uint16) []uint16 {
+	var out []uint16
+	for i := 0; i < res.Sent; i++ {
+		out = append(out, first+uint16(i))
+	}
+	return out
+}
+
+// TestTraceRealPackets runs the tx tracer in the sender namespace and the rx
+// tracer in the receiver namespace of one pair, and a third tracer in the
+// sender namespace of a second pair with the same addresses, while both pairs
+// ping (different ids) and a UDP flood runs in the second pair. Each tracer
+// must report exactly its own pings. Honours PINGPATH_TEST_PROBE.
+func TestTraceRealPackets(t *testing.T) {
+	testenv.RequireRoot(t)
+	mine, other := newPair(t), newPair(t)
+
+	tx := startTracer(t, mine.A, vmArgs()...)
+	rx := startTracer(t, mine.B, vmArgs("--interface", mine.LinkB.Name)...)
+	otx := startTracer(t, other.A, vmArgs()...)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // unrelated traffic in the other pair
+		defer wg.Done()
+		_, _ = other.A.UDPFlood(ctx, netip.MustParseAddrPort(dstIP+":9"), 0)
+	}()
+	const first = 65530 // crosses the seq wrap
+	var otherRes *nettest.PingResult
+	var otherErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		otherRes, otherErr = other.A.Ping(ctx, nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 2222, FirstSeq: 1, Count: 20, Interval: 10 * time.Millisecond})
+	}()
+	res, err := mine.A.Ping(ctx, nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 1111, FirstSeq: first, Count: 20, Interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	if otherErr != nil {
+		t.Fatal(otherErr)
+	}
+	if len(res.Lost) > 0 || len(otherRes.Lost) > 0 {
+		t.Fatalf("pings lost: mine %v, other %v", res.Lost, otherRes.Lost)
+	}
+
+	txs, rxs, otxs := tx.signal(os.Interrupt), rx.signal(syscall.SIGTERM), otx.signal(os.Interrupt)
+	checkProbes(t, txs.Header, vm.RoleTX)
+	checkProbes(t, rxs.Header, vm.RoleRX)
+	if txs.Header.Netns != mine.A.Inode || rxs.Header.Netns != mine.B.Inode || otxs.Header.Netns != other.A.Inode {
+		t.Errorf("header netns %d/%d/%d, want %d/%d/%d", txs.Header.Netns, rxs.Header.Netns, otxs.Header.Netns, mine.A.Inode, mine.B.Inode, other.A.Inode)
+	}
+	checkPings(t, "tx", txs, 1111, seqsOf(res, first))
+	checkPings(t, "rx", rxs, 1111, seqsOf(res, first))
+	checkPings(t, "other tx", otxs, 2222, seqsOf(otherRes, 1))
+	for _, s := range []*record.Stream{txs, rxs, otxs} {
+		if s.Trailer.ExitReason != tracer.ExitSignal {
+			t.Errorf("exit reason %q, want signal", s.Trailer.ExitReason)
+		}
+		if s.Trailer.Counters["incomplete"] != 0 {
+			t.Errorf("%s: %d incomplete flows", s.Header.Role, s.Trailer.Counters["incomplete"])
+		}
+	}
+	// The rx tracer filtered on its interface; the device stages name it.
+	for _, p := range rxs.Pings {
+		if dev := p.Devices[vm.P1Start]; dev != mine.LinkB.Name {
+			t.Errorf("rx seq %d: p1_start device %q, want %s", p.Seq, dev, mine.LinkB.Name)
+			break
+		}
+	}
+	for _, p := range []*tracerProc{tx, rx, otx} {
+		p.assertGone()
+	}
+}
+
+// Pings to a pair nobody traces, and traffic of the traced pair that is not
+// ICMP echo, produce no records.
+func TestTraceIgnoresUnrelated(t *testing.T) {
+	testenv.RequireRoot(t)
+	mine, other := newPair(t), newPair(t)
+	tx := startTracer(t, mine.A, vmArgs("--icmp-id", "3333")...)
+	ctx := context.Background()
+	if _, err := other.A.Ping(ctx, nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 3333, Count: 5, Interval: 5 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := mine.A.UDPFlood(ctx, netip.MustParseAddrPort(dstIP+":9"), 2000); err != nil || n != 2000 {
+		t.Fatalf("udp flood: %d, %v", n, err)
+	}
+	// Same namespace, other id: filtered by --icmp-id.
+	if _, err := mine.A.Ping(ctx, nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 4444, Count: 5, Interval: 5 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	s := tx.signal(os.Interrupt)
+	if len(s.Pings) != 0 || len(s.Drops) != 0 || s.Trailer.Counters["events"] != 0 {
+		t.Errorf("unrelated traffic produced %d pings, %d drops, %d events", len(s.Pings), len(s.Drops), s.Trailer.Counters["events"])
+	}
+}
+
+// --max-duration makes the tracer exit by itself, with a trailer, and
+// everything it loaded is gone afterwards.
+func TestTraceMaxDuration(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := newPair(t)
+	start := time.Now()
+	tr := startTracer(t, p.A, vmArgs("--max-duration", "2s")...)
+	s := tr.wait(20 * time.Second)
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("exited after %v, before --max-duration", took)
+	}
+	if s.Trailer.ExitReason != tracer.ExitMaxDuration {
+		t.Errorf("exit reason %q", s.Trailer.ExitReason)
+	}
+	tr.assertGone()
+}
+
+// --duration and --stop-on-stdin-eof end the run cleanly too.
+func TestTraceDurationAndStdinEOF(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := newPair(t)
+	tr := startTracer(t, p.A, vmArgs("--duration", "500ms")...)
+	if s := tr.wait(20 * time.Second); s.Trailer.ExitReason != tracer.ExitDuration {
+		t.Errorf("exit reason %q, want duration", s.Trailer.ExitReason)
+	}
+	tr = startTracer(t, p.A, vmArgs("--stop-on-stdin-eof")...)
+	tr.stdin.Close()
+	if s := tr.wait(20 * time.Second); s.Trailer.ExitReason != tracer.ExitStdinEOF {
+		t.Errorf("exit reason %q, want stdin-eof", s.Trailer.ExitReason)
+	}
+	tr.assertGone()
+}
+
+// The text view shows the origin's blocks.
+func TestTraceTextFormat(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := newPair(t)
+	tr := startTracer(t, p.A, vmArgs("--format", "text")...)
+	if _, err := p.A.Ping(context.Background(), nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 5555, FirstSeq: 9, Count: 2, Interval: 5 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	<-tr.done
+	b, err := os.ReadFile(tr.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(b)
+	for _, want := range []string{"=== ICMP RTT Trace:", "Session: 10.77.0.1 -> 10.77.0.2 (ID: 5555, Seq: 9)", "Total Path 1:",
+		"Total RTT (Path1 Start to Path2 End):", "Inter-Path Latency (P1 end -> P2 start):", "Detaching...", "Exiting."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// Bad lifecycle flags are usage errors before anything is loaded.
+func TestTraceUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--max-duration", "0"},
+		{"--max-duration", "-1s"},
+		{"--probe", "uprobe"},
+		{"--format", "xml"},
+		{"--direction", "sideways"},
+	} {
+		var out, errb strings.Builder
+		full := append([]string{"trace", "vm", "--src-ip", srcIP, "--dst-ip", dstIP}, args...)
+		if code := cli.Main(context.Background(), full, &out, &errb); code != cli.ExitUsage {
+			t.Errorf("%v: exit %d (%s), want %d", args, code, errb.String(), cli.ExitUsage)
+		}
+	}
+}
+
+// Frames built by hand and sent through an AF_PACKET socket reach the
+// receiver's netif_receive_skb with a stale network header (untagged) or
+// with VLAN tags still in the data (no VLAN device, no offload): the parser
+// must find the ICMP echo header in all of them. The untagged request is
+// answered (one ping record); the tagged ones die after netif_receive_skb
+// (no VLAN device), so they end as incomplete flows seen at p1_start.
+func TestTraceRawAndVLANFrames(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := newPair(t)
+	rx := startTracer(t, p.B, vmArgs()...)
+	srcMAC, err := p.A.MAC(p.LinkA.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dstMAC, err := p.B.MAC(p.LinkB.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := func(seq uint16, tags ...nettest.VLANTag) []byte {
+		return nettest.EchoFrame{Dst: dstMAC, Src: srcMAC, VLANs: tags, SrcIP: netip.MustParseAddr(srcIP),
+			DstIP: netip.MustParseAddr(dstIP), Type: 8, ID: 6001, Seq: seq, Payload: 32}.Bytes()
+	}
+	frames := [][]byte{
+		frame(1),
+		frame(2, nettest.VLANTag{TPID: nettest.TPID8021Q, VID: 100}),
+		frame(3, nettest.VLANTag{TPID: nettest.TPID8021AD, VID: 200}, nettest.VLANTag{TPID: nettest.TPID8021Q, VID: 100}),
+	}
+	if err := p.A.SendFrames(p.LinkA.Name, frames...); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	s := rx.signal(os.Interrupt)
+	if len(s.Pings) != 1 || s.Pings[0].ID != 6001 || s.Pings[0].Seq != 1 {
+		t.Errorf("pings = %+v, want the untagged seq 1", s.Pings)
+	}
+	seen := map[uint16]bool{}
+	for _, d := range s.Drops {
+		if d.ID == 6001 && d.LastSeen == vm.P1Start {
+			seen[d.Seq] = true
+		}
+	}
+	if !seen[2] || !seen[3] {
+		t.Errorf("tagged frames not seen at p1_start: drops = %+v", s.Drops)
+	}
+}
