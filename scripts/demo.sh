@@ -31,10 +31,15 @@ ok=0
 cleanup() {
   step "lab down"
   "$BIN" lab down --dir "$DIR" || true
-  if ((ok)); then
+  if ((ok)) || [[ ! -d "$DIR/logs" ]]; then
     rm -rf "$DIR"
-  else
-    echo "demo failed; the lab's logs are in $DIR/logs" >&2
+  fi
+  if ((!ok)); then
+    if [[ -d "$DIR" ]]; then
+      echo "demo failed; the lab's logs are in $DIR/logs" >&2
+    else
+      echo "demo failed" >&2
+    fi
   fi
 }
 trap cleanup EXIT

@@ -304,11 +304,13 @@ static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt)
 		__u8 win[48];
 		if (bpf_probe_read_kernel(win, sizeof(win), (void *)skb + base))
 			return 0;
-		proto = *(__be16 *)win;
-		nh = *(__u16 *)(win + o_nh);
-		mh = *(__u16 *)(win + o_mh);
-		head = *(unsigned char **)(win + o_head);
-		data = *(unsigned char **)(win + o_data);
+		/* memcpy: the fields' offsets within win need not be aligned,
+		 * and the verifier rejects misaligned stack loads (6.1). */
+		__builtin_memcpy(&proto, win, sizeof(proto));
+		__builtin_memcpy(&nh, win + o_nh, sizeof(nh));
+		__builtin_memcpy(&mh, win + o_mh, sizeof(mh));
+		__builtin_memcpy(&head, win + o_head, sizeof(head));
+		__builtin_memcpy(&data, win + o_data, sizeof(data));
 	} else {
 		proto = BPF_CORE_READ(skb, protocol);
 		nh = BPF_CORE_READ(skb, network_header);
@@ -316,22 +318,29 @@ static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt)
 		head = BPF_CORE_READ(skb, head);
 		data = BPF_CORE_READ(skb, data);
 	}
+	__u32 off;
+	int trusted = 0;
 	if (nh != 0 && nh != PP_HDR_UNSET) {
-		if (mh == PP_HDR_UNSET || nh > mh)
-			return pp_parse_ip(head, nh, pkt);
 		/* nh == mh is right for L3 devices (tun, ipip) but stale on
-		 * Ethernet; nh < mh is always stale. Rare: costs one more read. */
-		if (nh == mh && !pp_skb_ether(skb))
-			return pp_parse_ip(head, nh, pkt);
+		 * Ethernet (rare: costs one more read); nh < mh is always stale. */
+		trusted = mh == PP_HDR_UNSET || nh > mh || (nh == mh && !pp_skb_ether(skb));
 	}
-
-	__u32 off = data - head;
-	if (mh != PP_HDR_UNSET && off == mh) {
-		struct ethhdr eth;
-		if (bpf_probe_read_kernel(&eth, sizeof(eth), head + off))
-			return 0;
-		proto = eth.h_proto;
-		off += PP_ETH_HLEN;
+	if (trusted) {
+		off = nh;
+		int r = pp_parse_ip_hdr(head, off, pkt);
+		/* Not IPv4 at nh: a TAP sets nh right after the Ethernet header,
+		 * at the VLAN tags of a tagged frame. */
+		if (r >= 0 || (proto != bpf_htons(PP_ETH_P_8021Q) && proto != bpf_htons(PP_ETH_P_8021AD)))
+			return r > 0;
+	} else {
+		off = data - head;
+		if (mh != PP_HDR_UNSET && off == mh) {
+			struct ethhdr eth;
+			if (bpf_probe_read_kernel(&eth, sizeof(eth), head + off))
+				return 0;
+			proto = eth.h_proto;
+			off += PP_ETH_HLEN;
+		}
 	}
 #pragma unroll
 	for (int i = 0; i < 2; i++) {

@@ -8,7 +8,9 @@
 package analyze
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -222,17 +224,19 @@ type Result struct {
 	Stats      [NumVals]Stats `json:"-"`
 	Layers     []Layer        `json:"layers"`
 	LayerRTTUS float64        `json:"layer_rtt_mean_us"`
+	// LayersPartial is true when the layers had to be taken over pings
+	// with refused values (taken out of the RTT as well).
+	LayersPartial bool `json:"layers_partial"`
 	// Contrib is the mean of each value over LayerSet: these add up to the
 	// layer RTT mean exactly.
-	Contrib    map[string]float64 `json:"contrib_mean_us"`
-	Excluded   []Exclusion        `json:"excluded"`
-	Tail       *Tail              `json:"tail,omitempty"`
-	Drops      []Drop             `json:"drops"`
-	Notes      []string           `json:"notes"`    // how identity was obtained, what is missing
-	Warnings   []string           `json:"warnings"` // file:line problems and flagged conditions
-	layerRTT   []int64            // per LayerSet ping: the RTT the layers partition
-	dropObs    []parse.DropObs
-	dropSource []parse.Vantage
+	Contrib  map[string]float64 `json:"contrib_mean_us"`
+	Excluded []Exclusion        `json:"excluded"`
+	Tail     *Tail              `json:"tail,omitempty"`
+	Drops    []Drop             `json:"drops"`
+	Notes    []string           `json:"notes"`    // how identity was obtained, what is missing
+	Warnings []string           `json:"warnings"` // file:line problems and flagged conditions
+	layerRTT []int64            // per LayerSet ping: the RTT the layers partition
+	dropObs  []parse.DropObs
 }
 
 // Run analyses the directory dir.
@@ -255,7 +259,7 @@ func Run(dir string) (*Result, error) {
 				}
 			}
 		}
-	} else if !os.IsNotExist(unwrapAll(err)) {
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %v (continuing without it)", manifest.FileName, err))
 	}
 	entries, err := os.ReadDir(dir)
@@ -283,20 +287,6 @@ func Run(dir string) (*Result, error) {
 	}
 	Analyze(res, files)
 	return res, nil
-}
-
-func unwrapAll(err error) error {
-	for {
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			return err
-		}
-		next := u.Unwrap()
-		if next == nil {
-			return err
-		}
-		err = next
-	}
 }
 
 // isOwnOutput recognises the files analyze and compare write, so that a

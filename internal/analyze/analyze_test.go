@@ -395,3 +395,35 @@ func writeForeign(t *testing.T, dir string) {
 	w.Write(&record.Ping{ID: 999, Seq: 3, Role: "sender", Stages: map[string]uint64{"req_in": 1, "req_out": 2, "rep_in": 3, "rep_out": 4}})
 	w.Write(&record.Trailer{ExitReason: "signal"})
 }
+
+// A corrupt manifest and a record stream cut mid-line give warnings naming
+// the file; everything else is still analysed.
+func TestCorruptInputKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	synthRun{pings: 10, firstSeq: 1, id: 3}.write(t, dir)
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), []byte(`{"schema":"pingpath.run/v1","nodes":[`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "d.jsonl")) // receiver host
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := b[:len(b)/2]
+	if err := os.WriteFile(filepath.Join(dir, "d.jsonl"), cut, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(r.Warnings, "\n")
+	if !strings.Contains(all, "manifest.json") || !strings.Contains(all, "d.jsonl:") {
+		t.Errorf("warnings do not name the files:\n%s", all)
+	}
+	if r.Counts.Sent != 10 || r.Counts.Complete < 3 || r.Counts.Complete > 5 {
+		t.Errorf("counts %+v (half the receiver host stream survives)", r.Counts)
+	}
+	if r.Stats[SegA].N != r.Counts.Complete {
+		t.Errorf("A n=%d complete=%d", r.Stats[SegA].N, r.Counts.Complete)
+	}
+}

@@ -95,8 +95,10 @@ func (r *Result) layerValues(segs []int) []float64 {
 
 func delta(a, b []float64) Delta {
 	sa, sb := SummarizeUS(append([]float64(nil), a...)), SummarizeUS(append([]float64(nil), b...))
-	d := Delta{AP50: sa.P50, BP50: sb.P50, DP50: round3(sb.P50 - sa.P50), AN: sa.N, BN: sb.N,
-		AMean: sa.Mean, BMean: sb.Mean, DMean: round3(sb.Mean - sa.Mean)}
+	d := Delta{AP50: sa.P50, BP50: sb.P50, AN: sa.N, BN: sb.N, AMean: sa.Mean, BMean: sb.Mean}
+	if sa.N > 0 && sb.N > 0 {
+		d.DP50, d.DMean = round3(sb.P50-sa.P50), round3(sb.Mean-sa.Mean)
+	}
 	p := MannWhitney(a, b)
 	switch {
 	case math.IsNaN(p) && (sa.N == 0 || sb.N == 0):
@@ -117,9 +119,11 @@ func Compare(a, b *Result) *Comparison {
 	c := &Comparison{A: a, B: b, Segments: map[string]Delta{}}
 	c.RTT = delta(a.values(ValRTT), b.values(ValRTT))
 	if c.RTT.AN == 0 || c.RTT.BN == 0 {
-		// Without a sender VM tracer, ping's own RTT is the RTT.
-		c.RTT = delta(a.values(ValPingRTT), b.values(ValPingRTT))
-		c.RTT.Comment = "ping's own RTT (no sender VM RTT on one side)"
+		// Without a sender VM RTT, ping's own RTT is the RTT.
+		if pr := delta(a.values(ValPingRTT), b.values(ValPingRTT)); pr.AN > 0 && pr.BN > 0 {
+			c.RTT = pr
+			c.RTT.Comment = "ping's own RTT (no sender VM RTT on one side)"
+		}
 	}
 	keys := append([]int(nil), ReportSegments...)
 	if a.SharedClk && b.SharedClk {
@@ -165,6 +169,11 @@ func Compare(a, b *Result) *Comparison {
 	sort.SliceStable(c.Attribution, func(i, j int) bool {
 		return math.Abs(c.Attribution[i].DMean) > math.Abs(c.Attribution[j].DMean)
 	})
+	for _, r := range []*Result{a, b} {
+		if r.LayersPartial {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: every complete ping had a refused value, so its layers exclude the refused segments; their share of the RTT delta is not meaningful", r.Dir))
+		}
+	}
 	if len(a.LayerSet) == 0 || len(b.LayerSet) == 0 {
 		c.Warnings = append(c.Warnings, "one run has no ping with a full breakdown: the RTT delta cannot be attributed to segments")
 	}

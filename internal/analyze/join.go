@@ -219,6 +219,15 @@ func (j *joiner) classify() {
 			}
 		}
 	}
+	var perV [parse.NumVantages]int
+	for _, f := range j.files {
+		for i := range f.Obs {
+			perV[f.Obs[i].Vantage]++
+		}
+	}
+	for v, n := range perV {
+		j.byV[v] = make([]obsRef, 0, n)
+	}
 	for _, f := range j.files {
 		info := FileInfo{Path: baseName(f.Path), Kind: f.Kind.String(), Tool: f.Tool, Role: f.Role,
 			Identity: f.Identity, Obs: len(f.Obs), Drops: len(f.Drops), Truncated: f.Truncated,

@@ -270,6 +270,7 @@ func layers(res *Result) {
 		}
 		res.Layers = append(res.Layers, layer)
 	}
+	res.LayersPartial = partial
 	if partial {
 		names := make([]string, 0, len(excludedNames))
 		for k := range excludedNames {

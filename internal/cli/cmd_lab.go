@@ -54,7 +54,7 @@ func newLabUpCommand() *cobra.Command {
 			}
 			l, err := lab.Up(cmd.Context(), o)
 			if err != nil {
-				if errors.Is(err, lab.ErrExists) {
+				if errors.Is(err, lab.ErrExists) || errors.Is(err, lab.ErrOptions) {
 					return &ExitError{Code: ExitUsage, Err: err}
 				}
 				return err
@@ -68,11 +68,9 @@ func newLabUpCommand() *cobra.Command {
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tNETNS\tMGMT\tDATA")
 			for _, n := range l.Nodes {
-				data := "-"
-				if n.DataIP.IsValid() {
+				data := n.Bridge + ": " + n.Vnet + " + " + n.Phy
+				if n.IsVM() {
 					data = n.DataIP.String() + " on " + n.Interface
-				} else {
-					data = n.Bridge + ": " + n.Vnet + " + " + n.Phy
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Netns, n.MgmtIP, data)
 			}

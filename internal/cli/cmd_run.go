@@ -64,10 +64,9 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 			opts := orchestrate.RunOptions{
 				Options: orchestrate.Options{
 					Env: env, ConfigFile: config, Dial: orchestrate.SSHDialer(sshremote.Options{}),
-					SudoPassword: pw, Progress: newTerminalProgress(stderr),
+					SudoPassword: pw, Progress: newTerminalProgress(stderr), Binary: bin, Tracers: tracers,
 				},
-				OutDir: out, Count: count, Interval: interval, Binary: bin, ReadyTimeout: readyMax,
-				Tracers: tracers,
+				OutDir: out, Count: count, Interval: interval, ReadyTimeout: readyMax,
 			}
 			if !cmd.Flags().Changed("tracers") {
 				opts.Tracers = builtTracers(cmd)

@@ -29,8 +29,6 @@ with --stop-on-stdin-eof, and then writes a trailer record.`,
 	cmd.AddCommand(newTraceHostCommand())
 	cmd.AddCommand(newTraceVhostRXCommand())
 	cmd.AddCommand(newTraceVhostTXCommand())
-	// Other tracers: add newTraceHostCommand(), newTraceVhostRXCommand(),
-	// newTraceVhostTXCommand() here, one line each.
 	return cmd
 }
 

@@ -5,9 +5,11 @@
 package kernel
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -104,77 +106,106 @@ func HasTracepointAnyGroup(name string) bool {
 	return len(m) > 0
 }
 
-// Kallsyms is a snapshot of /proc/kallsyms. Reading the file costs ~50 ms
-// of kernel time, so a tracer reads it at most once and only when a chosen
-// probe needs it.
-type Kallsyms struct{ data []byte }
+// TextSymbol is a kernel text symbol's address range [Start, End): End is
+// the next higher symbol's address.
+type TextSymbol struct{ Start, End uint64 }
 
-// LoadKallsyms reads /proc/kallsyms.
-func LoadKallsyms() (*Kallsyms, error) {
-	b, err := os.ReadFile("/proc/kallsyms")
+// TextSymbols looks names up in /proc/kallsyms in one streaming pass (the
+// file is ~5 MB and costs ~50 ms of kernel time to generate, so tracers read
+// it once, only when a chosen probe needs it). Missing names are absent from
+// the result. Start is 0 when addresses are hidden (kptr_restrict, no
+// CAP_SYSLOG).
+func TextSymbols(names []string) (map[string]TextSymbol, error) {
+	f, err := os.Open("/proc/kallsyms")
 	if err != nil {
 		return nil, fmt.Errorf("reading kallsyms: %w", err)
 	}
-	return &Kallsyms{data: b}, nil
+	defer f.Close()
+	return scanTextSymbols(f, names, true)
 }
 
-// find returns the line of text symbol name ("addr t name" or
-// "addr T name\t[module]"), or nil.
-func (k *Kallsyms) find(name string) []byte {
-	d := k.data
-	for _, end := range []string{"\n", "\t"} {
-		pat := []byte(" " + name + end)
-		for off := 0; ; {
-			i := bytes.Index(d[off:], pat)
-			if i < 0 {
-				break
+// scanTextSymbols reads the kallsyms format ("addr type name [module]").
+// The core kernel's symbols are sorted, so a symbol's end is normally the
+// next line's address; when it is not higher, the smallest higher address
+// of the whole file is used (needs a seekable r for a second pass).
+func scanTextSymbols(r io.ReadSeeker, names []string, retry bool) (map[string]TextSymbol, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string]TextSymbol{}
+	var pending string // found on the previous line, end not known yet
+	var unresolved []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Bytes()
+		sp := bytes.IndexByte(line, ' ')
+		if sp < 0 || len(line) < sp+4 {
+			continue
+		}
+		if pending != "" {
+			a, _ := strconv.ParseUint(string(line[:sp]), 16, 64)
+			sym := out[pending]
+			if a > sym.Start {
+				sym.End = a
+				out[pending] = sym
+			} else if sym.Start != 0 {
+				unresolved = append(unresolved, pending)
 			}
-			i += off
-			off = i + 1
-			if i < 2 || d[i-2] != ' ' || (d[i-1] != 't' && d[i-1] != 'T') {
-				continue
+			pending = ""
+		}
+		typ := line[sp+1]
+		if typ != 't' && typ != 'T' {
+			continue
+		}
+		name := line[sp+3:]
+		if tab := bytes.IndexByte(name, '\t'); tab >= 0 {
+			name = name[:tab]
+		}
+		if !want[string(name)] {
+			continue
+		}
+		if _, dup := out[string(name)]; dup {
+			continue
+		}
+		a, _ := strconv.ParseUint(string(line[:sp]), 16, 64)
+		out[string(name)] = TextSymbol{Start: a}
+		pending = string(name)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading kallsyms: %w", err)
+	}
+	if pending != "" && out[pending].Start != 0 {
+		unresolved = append(unresolved, pending)
+	}
+	if len(unresolved) == 0 || !retry {
+		return out, nil
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return out, nil
+	}
+	sc = bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Bytes()
+		sp := bytes.IndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		a, err := strconv.ParseUint(string(line[:sp]), 16, 64)
+		if err != nil {
+			continue
+		}
+		for _, n := range unresolved {
+			sym := out[n]
+			if a > sym.Start && (sym.End == 0 || a < sym.End) {
+				sym.End = a
+				out[n] = sym
 			}
-			start := bytes.LastIndexByte(d[:i], '\n') + 1
-			return d[start:i]
 		}
 	}
-	return nil
-}
-
-// HasText reports whether name is a kernel text symbol (a kprobe target).
-func (k *Kallsyms) HasText(name string) bool { return k.find(name) != nil }
-
-// Range returns [start, end) of text symbol name: its address and the next
-// higher symbol address. It fails when the symbol is missing or addresses
-// are hidden (kptr_restrict, no CAP_SYSLOG).
-func (k *Kallsyms) Range(name string) (start, end uint64, err error) {
-	line := k.find(name)
-	if line == nil {
-		return 0, 0, fmt.Errorf("symbol %s not in kallsyms", name)
-	}
-	addr, _, _ := bytes.Cut(line, []byte(" "))
-	start, perr := strconv.ParseUint(string(addr), 16, 64)
-	if perr != nil || start == 0 {
-		return 0, 0, fmt.Errorf("symbol %s: address hidden in kallsyms", name)
-	}
-	// The core kernel's symbols are sorted: the next line is usually the
-	// end. Fall back to a full scan when it is not higher.
-	rest := k.data[bytes.Index(k.data, line)+len(line):]
-	if nl := bytes.IndexByte(rest, '\n'); nl >= 0 {
-		if a, err := strconv.ParseUint(string(rest[nl+1:min(len(rest), nl+17)]), 16, 64); err == nil && a > start {
-			return start, a, nil
-		}
-	}
-	for _, l := range bytes.Split(k.data, []byte("\n")) {
-		f, _, _ := bytes.Cut(l, []byte(" "))
-		if a, err := strconv.ParseUint(string(f), 16, 64); err == nil && a > start && (end == 0 || a < end) {
-			end = a
-		}
-	}
-	if end == 0 {
-		return 0, 0, fmt.Errorf("symbol %s: no symbol after it in kallsyms", name)
-	}
-	return start, end, nil
+	return out, sc.Err()
 }
 
 // TraceableFunctions returns which of names can carry a kprobe: listed in
@@ -193,12 +224,37 @@ func TraceableFunctions(names []string) (map[string]bool, string, error) {
 		}
 		return have, "available_filter_functions", nil
 	}
-	k, err := LoadKallsyms()
+	syms, err := TextSymbols(names)
 	if err != nil {
 		return nil, "", err
 	}
 	for _, n := range names {
-		have[n] = k.HasText(n)
+		_, have[n] = syms[n]
 	}
 	return have, "kallsyms", nil
+}
+
+// TracepointHasField reports whether tracepoint group/name records a field
+// called field (from its tracefs format file). Raw tracepoint arguments
+// follow the same prototype, so this also tells whether an argument exists
+// on this kernel (e.g. consume_skb's location, added in 6.3).
+func TracepointHasField(group, name, field string) (bool, error) {
+	if err := EnsureTracefs(); err != nil {
+		return false, err
+	}
+	b, err := os.ReadFile(fmt.Sprintf("%s/events/%s/%s/format", tracefsRoot(), group, name))
+	if err != nil {
+		return false, fmt.Errorf("reading format of tracepoint %s/%s: %w", group, name, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		decl, _, ok := strings.Cut(strings.TrimSpace(line), ";")
+		if !ok || !strings.HasPrefix(decl, "field:") {
+			continue
+		}
+		f := strings.Fields(decl)
+		if len(f) > 0 && strings.TrimLeft(f[len(f)-1], "*") == field {
+			return true, nil
+		}
+	}
+	return false, nil
 }

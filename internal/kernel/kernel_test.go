@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/pingpath/pingpath/internal/testenv"
@@ -17,32 +18,29 @@ ffffffffc0001000 t modfunc	[somemod]
 ffffffffc0000000 t unsorted_mod	[somemod]
 `
 
-func TestKallsymsFind(t *testing.T) {
-	k := &Kallsyms{data: []byte(fakeKallsyms)}
-	for name, want := range map[string]bool{"icmp_rcv": true, "icmp_rcv_helper": true, "modfunc": true,
-		"icmp_data": false, "icmp": false, "cmp_rcv": false} {
-		if got := k.HasText(name); got != want {
-			t.Errorf("HasText(%s) = %v", name, got)
+func TestTextSymbols(t *testing.T) {
+	got, err := scanTextSymbols(strings.NewReader(fakeKallsyms), []string{"icmp_rcv", "icmp_rcv_helper", "modfunc",
+		"unsorted_mod", "icmp_data", "icmp", "cmp_rcv"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]TextSymbol{
+		"icmp_rcv":        {0xffffffff82051730, 0xffffffff82051af0},
+		"icmp_rcv_helper": {0xffffffff82051b00, 0xffffffff82051c00},
+		"modfunc":         {0xffffffffc0001000, 0}, // highest: no end
+		"unsorted_mod":    {0xffffffffc0000000, 0xffffffffc0001000},
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %v", got)
+	}
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("%s = %x, want %x", n, got[n], w)
 		}
 	}
-	s, e, err := k.Range("icmp_rcv")
-	if err != nil || s != 0xffffffff82051730 || e != 0xffffffff82051af0 {
-		t.Errorf("Range(icmp_rcv) = %x %x %v", s, e, err)
-	}
-	// Not followed by a higher address: full scan.
-	s, e, err = k.Range("unsorted_mod")
-	if err != nil || s != 0xffffffffc0000000 || e != 0xffffffffc0001000 {
-		t.Errorf("Range(unsorted_mod) = %x %x %v", s, e, err)
-	}
-	if _, _, err := k.Range("modfunc"); err == nil {
-		t.Error("Range of the highest symbol succeeded")
-	}
-	if _, _, err := k.Range("nothere"); err == nil {
-		t.Error("Range of a missing symbol succeeded")
-	}
-	hidden := &Kallsyms{data: []byte("0000000000000000 T icmp_rcv\n0000000000000000 T x\n")}
-	if _, _, err := hidden.Range("icmp_rcv"); err == nil {
-		t.Error("Range with hidden addresses succeeded")
+	hidden, err := scanTextSymbols(strings.NewReader("0000000000000000 T icmp_rcv\n0000000000000000 T x\n"), []string{"icmp_rcv"}, true)
+	if err != nil || hidden["icmp_rcv"].Start != 0 {
+		t.Errorf("hidden addresses: %v %v", hidden, err)
 	}
 }
 
@@ -62,19 +60,23 @@ func TestRealKernel(t *testing.T) {
 	if a, b := MonotonicNS(), MonotonicNS(); b < a || a == 0 {
 		t.Errorf("monotonic %d %d", a, b)
 	}
-	k, err := LoadKallsyms()
+	syms, err := TextSymbols([]string{"icmp_rcv"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, e, err := k.Range("icmp_rcv")
-	if err != nil || e <= s || e-s > 1<<16 {
-		t.Errorf("icmp_rcv range %x-%x %v", s, e, err)
+	if s := syms["icmp_rcv"]; s.End <= s.Start || s.End-s.Start > 1<<16 {
+		t.Errorf("icmp_rcv range %x-%x", s.Start, s.End)
 	}
 	if err := EnsureTracefs(); err != nil {
 		t.Fatal(err)
 	}
 	if !HasTracepoint("net", "net_dev_queue") || HasTracepoint("net", "no_such_tracepoint") {
 		t.Error("tracepoint lookup wrong")
+	}
+	for field, want := range map[string]bool{"skbaddr": true, "location": true, "nosuchfield": false} {
+		if got, err := TracepointHasField("skb", "consume_skb", field); err != nil || got != want {
+			t.Errorf("consume_skb field %s: %v %v", field, got, err)
+		}
 	}
 	b, err := LoadBTF()
 	if err != nil {

@@ -357,6 +357,46 @@ func TestUpTwice(t *testing.T) {
 	}
 }
 
+// TestUpSameNameConcurrently: of two labs with one name brought up at the
+// same moment, one wins and the other fails cleanly without touching it.
+func TestUpSameNameConcurrently(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Parallel()
+	ctx := ctxT(t)
+	name := labtest.UniqueName()
+	type result struct {
+		l   *lab.Lab
+		err error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			l, err := lab.Up(ctx, lab.Options{Dir: t.TempDir(), Name: name, VMLink: lab.VMLinkVeth, Binary: labtest.Binary(t)})
+			results <- result{l, err}
+		}()
+	}
+	var winner *lab.Lab
+	for range 2 {
+		r := <-results
+		switch {
+		case r.err == nil && winner == nil:
+			winner = r.l
+			t.Cleanup(func() { _ = r.l.Down(context.Background()) })
+		case r.err == nil:
+			_ = r.l.Down(ctx)
+			t.Fatal("both labs with the same name came up")
+		case !errors.Is(r.err, lab.ErrExists):
+			t.Errorf("the loser failed with %v, want ErrExists", r.err)
+		}
+	}
+	if winner == nil {
+		t.Fatal("neither lab came up")
+	}
+	if st, out := ping(t, ctx, winner, 3, "0.01"); st.received != 3 {
+		t.Fatalf("the winning lab is broken:\n%s", out)
+	}
+}
+
 // TestDownHalfBuilt: when sshd never comes up, Up fails; with
 // KeepOnFailure the half-built lab stays and Down removes it, without it Up
 // removes it by itself.
@@ -423,8 +463,8 @@ func TestOptionErrors(t *testing.T) {
 		{Dir: t.TempDir(), WireLoss: 101},
 		{Dir: t.TempDir(), WireDelay: -time.Millisecond},
 	} {
-		if _, err := lab.Up(ctx, o); err == nil {
-			t.Errorf("Up(%+v) succeeded, want an option error", o)
+		if _, err := lab.Up(ctx, o); !errors.Is(err, lab.ErrOptions) {
+			t.Errorf("Up(%+v): %v, want an option error", o, err)
 		}
 	}
 }

@@ -2,7 +2,7 @@ package lab
 
 import (
 	"context"
-	"strings"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -42,16 +42,36 @@ func (l *Lab) Status(ctx context.Context) ([]NodeStatus, map[string]int) {
 	}
 	wg.Wait()
 	daemons := map[string]int{}
-	if l.VMLink == VMLinkTap {
-		daemons["tap-sender"], daemons["tap-receiver"] = 0, 0
-	}
-	if l.Wire == WireRelay {
-		daemons["wire"] = 0
-	}
-	for name, pid := range pids {
-		if !strings.HasPrefix(name, "sshd-") {
-			daemons[name] = pid
-		}
+	for _, name := range l.daemonNames() {
+		daemons[name] = pids[name]
 	}
 	return out, daemons
+}
+
+// daemonNames lists the background processes other than sshd that the lab
+// runs: the TAP backends and the wire relay, when it has them.
+func (l *Lab) daemonNames() []string {
+	var names []string
+	if l.VMLink == VMLinkTap {
+		names = append(names, "tap-sender", "tap-receiver")
+	}
+	if l.Wire == WireRelay {
+		names = append(names, "wire")
+	}
+	return names
+}
+
+// checkDaemons fails when a background process has already exited (a
+// relay that could not open its sockets, say), naming its log.
+func (l *Lab) checkDaemons() error {
+	pids, err := l.pids()
+	if err != nil {
+		return err
+	}
+	for _, name := range l.daemonNames() {
+		if pids[name] == 0 {
+			return fmt.Errorf("%s exited right after starting (log: %s)", name, l.LogFile(name))
+		}
+	}
+	return nil
 }

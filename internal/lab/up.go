@@ -68,7 +68,17 @@ type Options struct {
 	Log io.Writer
 }
 
+// ErrOptions marks an error in Options (a usage error on the command line).
+var ErrOptions = errors.New("invalid lab options")
+
 func (o *Options) setDefaults() error {
+	if err := o.fill(); err != nil {
+		return fmt.Errorf("%w: %w", ErrOptions, err)
+	}
+	return nil
+}
+
+func (o *Options) fill() error {
 	if o.Dir == "" {
 		return errors.New("lab directory: not set (--dir)")
 	}
@@ -224,10 +234,8 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if _, err := os.Stat(filepath.Join(dir, StateFile)); err == nil {
 		return nil, fmt.Errorf("%w in %s (run pingpath lab down --dir %s first)", ErrExists, dir, dir)
 	}
-	for _, name := range NodeNames() {
-		if ns := o.Name + "-" + name; netnsExists(ns) {
-			return nil, fmt.Errorf("%w: network namespace %s exists (another lab named %q is up; pick another --name)", ErrExists, ns, o.Name)
-		}
+	if err := checkNameFree(o.Name); err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat(o.Sshd); err != nil {
 		return nil, fmt.Errorf("sshd: %w (install openssh-server)", err)
@@ -242,6 +250,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
+	fmt.Fprintf(o.Log, "  %-28s %s\n", fmt.Sprintf("index %d, namespaces", l.Index), time.Since(start).Round(100*time.Microsecond))
 	if err := l.build(ctx, &o); err != nil {
 		if o.KeepOnFailure {
 			return l, fmt.Errorf("bringing up lab %s: %w (left in place: --keep-on-failure)", l.Name, err)
@@ -255,11 +264,25 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	return l, nil
 }
 
-// lockFile serialises index allocation between concurrent `lab up`s.
+// checkNameFree fails when a lab with this name has namespaces already.
+func checkNameFree(name string) error {
+	for _, node := range append(NodeNames(), "wire") {
+		if ns := name + "-" + node; netnsExists(ns) {
+			return fmt.Errorf("%w: network namespace %s exists (another lab named %q is up; pick another --name)", ErrExists, ns, name)
+		}
+	}
+	return nil
+}
+
+// lockFile serialises index and name allocation between concurrent
+// `lab up`s.
 const lockFile = "/run/pingpath-lab.lock"
 
-// allocate picks a free management index, creates the root bridge that
-// claims it and writes lab.json, all under a machine-wide lock.
+// allocate claims a free management index (by creating its root bridge)
+// and the lab's name (by creating its namespaces) and writes lab.json, all
+// under a machine-wide lock, so two concurrent `lab up`s never pick the same
+// subnet or name, and a failed one never tears down another lab's
+// namespaces.
 func allocate(o *Options, dir string) (*Lab, error) {
 	lf, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
@@ -268,6 +291,9 @@ func allocate(o *Options, dir string) (*Lab, error) {
 	defer lf.Close()
 	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX); err != nil {
 		return nil, fmt.Errorf("locking %s: %w", lockFile, err)
+	}
+	if err := checkNameFree(o.Name); err != nil {
+		return nil, err
 	}
 	used, err := usedMgmtIndexes(o.MgmtPool)
 	if err != nil {
@@ -285,7 +311,10 @@ func allocate(o *Options, dir string) (*Lab, error) {
 			return nil, err
 		}
 		if err := l.createMgmtBridge(); err != nil {
-			return l, errors.Join(err, l.Down(context.Background()))
+			return nil, errors.Join(err, l.Down(context.Background()))
+		}
+		if err := l.createNamespaces(); err != nil {
+			return nil, errors.Join(err, l.Down(context.Background()))
 		}
 		return l, nil
 	}
@@ -357,9 +386,6 @@ func (l *Lab) build(ctx context.Context, o *Options) error {
 	if err := step("ssh keys and configs", l.writeSSHFiles); err != nil {
 		return err
 	}
-	if err := step("network namespaces", l.createNamespaces); err != nil {
-		return err
-	}
 	if err := step("management links", l.createMgmtLinks); err != nil {
 		return err
 	}
@@ -375,6 +401,12 @@ func (l *Lab) build(ctx context.Context, o *Options) error {
 		}
 	}
 	if err := step("sshd", func() error { return l.startSSHDs(ctx, o) }); err != nil {
+		return err
+	}
+	if err := step("data path operational", func() error { return l.waitOperational(3 * time.Second) }); err != nil {
+		return err
+	}
+	if err := l.checkDaemons(); err != nil {
 		return err
 	}
 	if err := step("env.yaml", l.writeEnvFile); err != nil {
@@ -423,12 +455,18 @@ func withHandle(nsName string, fn func(h *netlink.Handle) error) error {
 // vethInto creates a veth pair whose ends live in namespaces nsA and nsB
 // (nsA "" is the root namespace) with the given names.
 func vethInto(nsA, nameA, nsB, nameB string) error {
+	return vethIndexed(nsA, nameA, 0, nsB, nameB)
+}
+
+// vethIndexed is vethInto with an explicit interface index for end A
+// (0: the kernel picks).
+func vethIndexed(nsA, nameA string, indexA int, nsB, nameB string) error {
 	peer, err := netns.GetFromName(nsB)
 	if err != nil {
 		return fmt.Errorf("opening namespace %s: %w", nsB, err)
 	}
 	defer peer.Close()
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nameA}, PeerName: nameB, PeerNamespace: netlink.NsFd(peer)}
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nameA, Index: indexA}, PeerName: nameB, PeerNamespace: netlink.NsFd(peer)}
 	add := func(h *netlink.Handle) error {
 		if err := h.LinkAdd(v); err != nil {
 			return fmt.Errorf("creating veth %s/%s - %s/%s: %w", nsOrRoot(nsA), nameA, nsB, nameB, err)
@@ -520,7 +558,12 @@ func (l *Lab) createDataPath() error {
 		}
 	}
 	if l.Wire == WireVeth {
-		if err := vethInto(sh.Netns, PhyInterface, rh.Netns, PhyInterface); err != nil {
+		// Both hosts' eth0 would get the same index in their fresh
+		// namespaces. The kernel then treats the pair's carrier change as
+		// non-urgent and attaches its transmit queue up to a second later
+		// (linkwatch), dropping the first frames; distinct indexes avoid
+		// that. waitOperational below still checks.
+		if err := vethIndexed(sh.Netns, PhyInterface, wireVethIndex, rh.Netns, PhyInterface); err != nil {
 			return err
 		}
 	} else {
@@ -553,6 +596,55 @@ func (l *Lab) createDataPath() error {
 			return linkUp(nh, PhyInterface, netip.Prefix{}, BridgeName)
 		}); err != nil {
 			return fmt.Errorf("node %s: %w", h.Name, err)
+		}
+	}
+	return nil
+}
+
+// wireVethIndex is the sender host's eth0 index with a veth wire: above
+// anything a fresh namespace has.
+const wireVethIndex = 100
+
+// waitOperational waits until each veth of the data path is operationally
+// up. The kernel attaches a veth's transmit queue in the same deferred work
+// (linkwatch) that sets the operational state, and drops what is sent
+// before; a first ping lost that way would cost a 1 s ARP retry.
+func (l *Lab) waitOperational(timeout time.Duration) error {
+	type link struct{ netns, name string }
+	var links []link
+	for _, n := range l.Nodes {
+		switch {
+		case !n.IsVM():
+			links = append(links, link{n.Netns, n.Phy})
+			if l.VMLink == VMLinkVeth {
+				links = append(links, link{n.Netns, n.Vnet})
+			}
+		case l.VMLink == VMLinkVeth:
+			links = append(links, link{n.Netns, n.Interface})
+		}
+	}
+	if l.WireNetns != "" {
+		links = append(links, link{l.WireNetns, wireEnd(l.Nodes[1])}, link{l.WireNetns, wireEnd(l.Nodes[2])})
+	}
+	deadline := time.Now().Add(timeout)
+	for _, k := range links {
+		err := withHandle(k.netns, func(h *netlink.Handle) error {
+			for {
+				ln, err := h.LinkByName(k.name)
+				if err != nil {
+					return fmt.Errorf("finding %s: %w", k.name, err)
+				}
+				if ln.Attrs().OperState == netlink.OperUp {
+					return nil
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("%s in %s: operational state %s after %s, want up", k.name, k.netns, ln.Attrs().OperState, timeout)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/pingpath/pingpath/internal/testenv"
 	"github.com/vishvananda/netlink"
@@ -190,7 +191,39 @@ func CreateVeth(a *Netns, addrA netip.Prefix, b *Netns, addrB netip.Prefix, vid 
 			return nil, nil, err
 		}
 	}
+	// Packets sent before the carrier is up wait for ARP's 1 s retransmit.
+	for _, l := range []*Link{la, lb} {
+		if err := l.waitRunning(5 * time.Second); err != nil {
+			return nil, nil, err
+		}
+	}
 	return la, lb, nil
+}
+
+// waitRunning waits until the link has carrier (IFF_RUNNING).
+func (l *Link) waitRunning(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		var running bool
+		err := l.NS.Do(func() error {
+			link, err := netlink.LinkByName(l.Name)
+			if err != nil {
+				return err
+			}
+			running = link.Attrs().RawFlags&unix.IFF_RUNNING != 0
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("netns %s: reading %s: %w", l.NS.Name, l.Name, err)
+		}
+		if running {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("netns %s: %s has no carrier after %v", l.NS.Name, l.Name, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (l *Link) configure() error {

@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/manifest"
@@ -87,16 +91,31 @@ func (c *checker) add(role, check, status, detail, hint string) {
 // reachability and authentication, root through sudo, kernel and BTF, the
 // attach methods available, the configured interfaces, that each VM owns
 // its IP, and that the sender VM can ping the receiver VM.
+//
+// With o.Binary set, it also pushes pingpath and runs each of the node's
+// tracers for a moment (--duration 1s): the header each one writes says
+// which attach method every stage got on that kernel, or why a stage is
+// unavailable — the real answer to "which attach methods work".
 func Check(ctx context.Context, o Options) *CheckReport {
 	c := &checker{}
 	nodes := connectAll(ctx, &o)
 	defer closeAll(nodes)
+	var probe *tracerProbe
+	if o.Binary != "" {
+		var err error
+		if probe, err = newTracerProbe(&o, nodes); err != nil {
+			c.add("", "tracers", CheckFail, err.Error(), "")
+		}
+		defer probe.cleanup()
+	}
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.node(ctx, o.Env, n)
+			if c.node(ctx, o.Env, n) && probe != nil {
+				c.tracers(ctx, probe, n)
+			}
 		}()
 	}
 	wg.Wait()
@@ -108,21 +127,23 @@ func Check(ctx context.Context, o Options) *CheckReport {
 	return &CheckReport{Rows: c.rows}
 }
 
-func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) {
+// node runs the basic checks; it reports whether the node can run tracers
+// (reachable, root).
+func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) bool {
 	role := n.role()
 	if n.err != nil {
 		c.add(role, "ssh", CheckFail, n.err.Error(), sshHint(n.err.Error(), n.spec))
-		return
+		return false
 	}
 	c.add(role, "ssh", CheckOK, "connected to "+n.spec.SSH, "")
 	sudoOK := true
-	if err := n.gatherFacts(ctx); err != nil {
+	if err := n.gatherFacts(ctx, ""); err != nil {
 		sudoOK = false
 		c.add(role, "root", CheckFail, err.Error(), "tracers need root: log in as root, or set ssh.sudo / "+n.spec.Field+".ssh_options.sudo")
 		if n.facts == nil {
 			if err := n.userFacts(ctx); err != nil {
 				c.add(role, "kernel", CheckFail, err.Error(), "")
-				return
+				return false
 			}
 		}
 	} else {
@@ -144,6 +165,120 @@ func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) {
 		}
 	}
 	c.tools(ctx, env, n)
+	return sudoOK
+}
+
+// tracerProbe is what check needs to try the tracers: the plan, the
+// pushed binary's checksum, and a local directory for their output.
+type tracerProbe struct {
+	o      *Options
+	sum    string
+	phases [][]*tracerSpec
+	dir    string
+}
+
+func newTracerProbe(o *Options, nodes []*node) (*tracerProbe, error) {
+	sum, err := remote.FileSHA256(o.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("reading the pingpath binary to push: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "pingpath-check-")
+	if err != nil {
+		return nil, err
+	}
+	byRole, binary := map[string]*node{}, map[string]string{}
+	for _, n := range nodes {
+		byRole[n.role()] = n
+		binary[n.role()] = remote.PushedPath(n.spec.Options.RemoteDir, "pingpath", sum)
+	}
+	p := &tracerProbe{o: o, sum: sum, dir: dir}
+	p.phases = plan(planInput{env: o.Env, nodes: byRole, binary: binary, maxDuration: 30 * time.Second})
+	return p, nil
+}
+
+func (p *tracerProbe) cleanup() {
+	if p != nil {
+		os.RemoveAll(p.dir)
+	}
+}
+
+// tracers pushes pingpath to the node and runs each of its tracers with
+// --duration 1s, reporting the attach method chosen per stage.
+func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
+	var specs []*tracerSpec
+	for _, ph := range p.phases {
+		for _, t := range ph {
+			if t.node == n && !t.origin && (p.o.Tracers == nil || slices.Contains(p.o.Tracers, t.tool)) {
+				specs = append(specs, t)
+			}
+		}
+	}
+	if len(specs) == 0 {
+		return
+	}
+	if _, err := remote.Push(ctx, n.t, p.o.Binary, p.sum, n.spec.Options.RemoteDir, "pingpath"); err != nil {
+		c.add(n.role(), "push", CheckFail, err.Error(), "pingpath pushes itself to remote_dir: it must be writable and allow executables (not noexec)")
+		return
+	}
+	// Tried in parallel, reported in plan order.
+	rows := make([]CheckRow, len(specs))
+	row := func(i int, status, detail, hint string) {
+		rows[i] = CheckRow{Role: n.role(), Check: "tracer " + specs[i].tool, Status: status, Detail: detail, Hint: hint}
+	}
+	var wg sync.WaitGroup
+	for i, t := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			spec := *t
+			spec.args = append(append([]string{}, t.args...), "--duration", "1s")
+			spec.file, spec.stderr = n.role()+"."+t.tool+".jsonl", n.role()+"."+t.tool+".stderr.log"
+			rt, err := startTracer(ctx, p.dir, &spec, false)
+			if err != nil {
+				row(i, CheckFail, err.Error(), "")
+				return
+			}
+			select {
+			case <-rt.exited:
+			case <-time.After(30 * time.Second):
+				rt.stop(ctx, stopTimeouts{Graceful: time.Second, Term: time.Second})
+			}
+			if rt.err != nil || rt.code != 0 {
+				row(i, CheckFail, rt.exitText()+": "+rt.last(),
+					"run it by hand on the node to see why: "+strings.Join(spec.args, " "))
+				return
+			}
+			status, detail, hint := probeStatus(headerProbes(filepath.Join(p.dir, spec.file)))
+			row(i, status, detail, hint)
+		}()
+	}
+	wg.Wait()
+	c.mu.Lock()
+	c.rows = append(c.rows, rows...)
+	c.mu.Unlock()
+}
+
+// probeStatus summarises a tracer header's probes: ok when every stage
+// attached, warn when some are unavailable (the reason is given).
+func probeStatus(probes []string) (string, string, string) {
+	if len(probes) == 0 {
+		return CheckFail, "no header written", "the tracer ran but wrote no record stream"
+	}
+	var ok, missing []string
+	for _, p := range probes {
+		stage, how, _ := strings.Cut(p, "=")
+		if strings.HasPrefix(how, "unavailable") {
+			missing = append(missing, p)
+			continue
+		}
+		method, _, _ := strings.Cut(how, ":")
+		ok = append(ok, stage+"="+method)
+	}
+	detail := strings.Join(ok, " ")
+	if len(missing) > 0 {
+		return CheckWarn, detail + "; " + strings.Join(missing, "; "), ""
+	}
+	return CheckOK, detail, ""
 }
 
 // attach summarises which attach methods the kernel offers, from what the

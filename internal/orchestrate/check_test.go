@@ -15,7 +15,7 @@ func TestCheck(t *testing.T) {
 	testenv.RequireProgram(t, "ip")
 	f := newFakeEnv(t, nil, "")
 	f.servers[manifest.RoleReceiverHost].Close() // unreachable
-	o := f.runOptions(t).Options
+	o := f.runOptions(t).Options                 // with Binary: the tracers are tried too
 	rep := Check(context.Background(), o)
 	var buf bytes.Buffer
 	rep.WriteTable(&buf)
@@ -43,6 +43,11 @@ func TestCheck(t *testing.T) {
 	}
 	if rep.Failed() != 2 {
 		t.Errorf("failed rows %d, want 2", rep.Failed())
+	}
+	for _, r := range rep.Rows {
+		if r.Check == "tracer vm" && r.Detail != "s1=tracepoint; s2=unavailable: no vhost" {
+			t.Errorf("tracer row %+v", r)
+		}
 	}
 	// One actionable line per failure.
 	for _, w := range []string{"receiver-host ssh: receiver-host: connecting to tester@127.0.0.1", "-> nothing listens there", "sender-vm vm ip: 127.0.0.2 is not configured", "-> check sender.vm.ip"} {

@@ -87,9 +87,9 @@ func (f *fakeEnv) runOptions(t *testing.T) RunOptions {
 		t.Fatal(err)
 	}
 	return RunOptions{
-		Options:      Options{Env: f.env, ConfigFile: f.cfgFile, Dial: SSHDialer(sshremote.Options{KeepAlive: 500 * time.Millisecond})},
+		Options: Options{Env: f.env, ConfigFile: f.cfgFile, Dial: SSHDialer(sshremote.Options{KeepAlive: 500 * time.Millisecond}),
+			Binary: bin},
 		OutDir:       filepath.Join(t.TempDir(), "run"),
-		Binary:       bin,
 		ReadyTimeout: 5 * time.Second,
 		StopGrace:    2 * time.Second,
 		StopTerm:     time.Second,

@@ -35,9 +35,9 @@ func upLab(t testing.TB) *labRun {
 	bin := labtest.Binary(t)
 	return &labRun{lab: l, bin: bin, opts: RunOptions{
 		Options: Options{Env: env, ConfigFile: l.EnvFile,
-			Dial: SSHDialer(sshremote.Options{KeepAlive: time.Second})},
-		Binary: bin, Count: 10, Interval: 100 * time.Millisecond,
-		Tracers: builtTracers(t, bin), ReadyTimeout: 20 * time.Second,
+			Dial:   SSHDialer(sshremote.Options{KeepAlive: time.Second}),
+			Binary: bin, Tracers: builtTracers(t, bin)},
+		Count: 10, Interval: 100 * time.Millisecond, ReadyTimeout: 20 * time.Second,
 	}}
 }
 

@@ -48,6 +48,14 @@ type Options struct {
 	// for it once; it is only ever written to sudo's stdin.
 	SudoPassword []byte
 	Progress     Progress
+	// Binary is the local pingpath executable pushed to the nodes (run
+	// always; check when set, to try every tracer for a moment).
+	Binary string
+	// Tracers, if set, limits pingpath's own tracers to these names (the
+	// `pingpath trace` subcommands this build has, or the user's --tracers
+	// choice). The others are recorded as not started. Origin tools named
+	// in tools: always run.
+	Tracers []string
 }
 
 func (o *Options) progress() Progress {
@@ -150,25 +158,32 @@ func closeAll(nodes []*node) {
 }
 
 // factsScript gathers what a run records about a node and what check
-// reports. It is a constant: no value from the environment file is in it.
+// reports. It is a constant: no value from the environment file is in it;
+// its one argument, the pushed binary's path, is a positional parameter.
+// It forks as little as it can: every SSH command already pays for a login
+// shell (and its rc files) on the node.
 const factsScript = `
 k() { printf '%s=%s\n' "$1" "$2"; }
-f() { [ -r "$2" ] && k "$1" "$(head -c 4096 "$2" | tr '\n' ' ' | sed 's/ *$//')"; }
-k hostname "$(cat /proc/sys/kernel/hostname 2>/dev/null)"
-k kernel "$(uname -r)"
+f() { [ -r "$2" ] && IFS= read -r v < "$2" && k "$1" "$v"; }
+f hostname /proc/sys/kernel/hostname
+f kernel /proc/sys/kernel/osrelease
 k arch "$(uname -m)"
 k uid "$(id -u)"
 f boot_id /proc/sys/kernel/random/boot_id
 [ -e /sys/kernel/btf/vmlinux ] && k btf yes || k btf no
 if [ -d /sys/kernel/tracing/events ]; then k tracefs mounted
-elif grep -qw tracefs /proc/filesystems 2>/dev/null; then k tracefs available
-else k tracefs missing; fi
+else
+	while IFS= read -r l; do case "$l" in *tracefs*) k tracefs available; break ;; esac; done < /proc/filesystems
+fi
 if [ -e /sys/kernel/tracing/kprobe_events ] || [ -e /sys/kernel/debug/tracing/kprobe_events ]; then k kprobe_events yes
 elif [ -d /sys/kernel/tracing/events ]; then k kprobe_events no
 else k kprobe_events unknown; fi
-[ -e /sys/kernel/btf/vmlinux ] && k fentry_btf yes
-k cpu_model "$(sed -n 's/^model name[^:]*: *//p' /proc/cpuinfo 2>/dev/null | head -n1)"
-k cpus "$(grep -c '^processor' /proc/cpuinfo 2>/dev/null)"
+n=0 m=
+while IFS= read -r l; do
+	case "$l" in processor*) n=$((n+1)) ;; "model name"*) [ -z "$m" ] && m=${l#*: } ;; esac
+done < /proc/cpuinfo
+k cpu_model "$m"
+k cpus "$n"
 f cpuidle_driver /sys/devices/system/cpu/cpuidle/current_driver
 f cpuidle_governor /sys/devices/system/cpu/cpuidle/current_governor_ro
 f intel_idle_max_cstate /sys/module/intel_idle/parameters/max_cstate
@@ -178,14 +193,16 @@ f tuned_profile /etc/tuned/active_profile
 f clocksource /sys/devices/system/clocksource/clocksource0/current_clocksource
 command -v ping >/dev/null 2>&1 && k ping yes || k ping no
 command -v python3 >/dev/null 2>&1 && k python3 yes || k python3 no
+[ -n "$1" ] && [ -f "$1" ] && [ -x "$1" ] && k pushed yes
 true
 `
 
-// gatherFacts runs factsScript as root (per the node's sudo mode). It
-// fails, with advice, when sudo does not work or the commands do not run as
-// root; n.facts is then filled if the script ran at all.
-func (n *node) gatherFacts(ctx context.Context) error {
-	out, err := n.runRoot(ctx, "sh", "-c", factsScript)
+// gatherFacts runs factsScript as root (per the node's sudo mode); with
+// pushed set, the facts say whether that file is already there. It fails,
+// with advice, when sudo does not work or the commands do not run as root;
+// n.facts is then filled if the script ran at all.
+func (n *node) gatherFacts(ctx context.Context, pushed string) error {
+	out, err := n.runRoot(ctx, "sh", "-c", factsScript, "sh", pushed)
 	if err != nil {
 		switch n.spec.Options.Sudo {
 		case envfile.SudoPasswordless:

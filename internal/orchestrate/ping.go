@@ -79,7 +79,7 @@ func runPing(ctx context.Context, dir string, n *node, dst string, count int, in
 			}
 		},
 	}
-	rt, err := startTracer(ctx, dir, spec)
+	rt, err := startTracer(ctx, dir, spec, false)
 	if err != nil {
 		return tr.stats, nil, err
 	}

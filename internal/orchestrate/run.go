@@ -32,8 +32,6 @@ type RunOptions struct {
 	OutDir   string
 	Count    int           // 0: measurement.ping_count
 	Interval time.Duration // 0: measurement.interval
-	// Binary is the local pingpath executable pushed to the nodes.
-	Binary string
 	// ReadyTimeout bounds the wait for each tracer's ready line (30s).
 	ReadyTimeout time.Duration
 	// StopGrace is how long a tracer has to exit after stdin EOF/SIGINT
@@ -44,11 +42,6 @@ type RunOptions struct {
 	MaxDurationMargin time.Duration
 	// Analyze, if set, is called on the run directory at the end.
 	Analyze func(ctx context.Context, dir string) error
-	// Tracers, if set, limits pingpath's own tracers to these names (the
-	// `pingpath trace` subcommands this build has, or the user's --tracers
-	// choice). The others are recorded as not started. Origin tools named
-	// in tools: always run.
-	Tracers []string
 }
 
 // RunResult is how a run ended.
@@ -174,10 +167,15 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	// the push.
 	var pushMax time.Duration
 	if err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
-		if err := n.gatherFacts(ctx); err != nil {
+		if err := n.gatherFacts(ctx, binary[n.role()]); err != nil {
 			return err
 		}
 		if !needsBinary(phases, n.role()) {
+			return nil
+		}
+		if n.facts["pushed"] == "yes" {
+			// The content-addressed name only ever holds a verified copy.
+			prog.NodeState(n.role(), "pushed", "already there")
 			return nil
 		}
 		prog.NodeState(n.role(), "pushing", "")
@@ -204,12 +202,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 
 	// Tracers: receiver side, then sender side, each phase in parallel.
 	t0 := time.Now()
-	for _, phase := range phases {
-		if ctx.Err() != nil {
-			break
-		}
-		r.startPhase(ctx, phase)
-	}
+	r.startTracers(ctx, phases)
 	r.m.Timings.StartMS = ms(time.Since(t0))
 
 	// Ping, unless interrupted or the sender VM is gone.
@@ -346,38 +339,77 @@ func (r *run) skipUnavailable(phases [][]*tracerSpec) [][]*tracerSpec {
 	return out
 }
 
-// startPhase starts every tracer of a phase in parallel and waits for each
-// one's ready line. A tracer that fails to start is recorded; the run goes
-// on with the others (and ends partial).
-func (r *run) startPhase(ctx context.Context, phase []*tracerSpec) {
-	var wg sync.WaitGroup
-	for _, spec := range phase {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			role := spec.node.role()
-			r.o.progress().NodeState(role, "starting", spec.tool)
-			rt, err := startTracer(ctx, r.o.OutDir, spec)
-			if err != nil {
-				r.fail(role, "start "+spec.tool, err)
-				r.o.progress().NodeState(role, "failed", err.Error())
-				return
-			}
-			r.mu.Lock()
-			r.tracers = append(r.tracers, rt)
-			r.mu.Unlock()
-			if err := rt.waitReady(ctx, r.o.ReadyTimeout); err != nil {
-				if ctx.Err() == nil {
-					r.fail(role, "start "+spec.tool, err)
-					r.o.progress().NodeState(role, "failed", err.Error())
+// startTracers opens every tracer's session at once, so that the SSH and
+// login-shell cost is paid in parallel, but holds each later phase's
+// programs behind a gate until the previous phase is ready: the tracers
+// themselves start receivers first. A tracer that fails to start is
+// recorded; the run goes on with the others (and ends partial).
+func (r *run) startTracers(ctx context.Context, phases [][]*tracerSpec) {
+	started := make([][]*running, len(phases))
+	var mu sync.Mutex
+	var open sync.WaitGroup
+	for i, phase := range phases {
+		for _, spec := range phase {
+			open.Add(1)
+			go func() {
+				defer open.Done()
+				if rt := r.startOne(ctx, spec, i > 0); rt != nil {
+					mu.Lock()
+					started[i] = append(started[i], rt)
+					mu.Unlock()
 				}
-				return
-			}
-			r.o.progress().NodeState(role, "tracing", r.readyTools(role))
-			go r.watchLost(ctx, rt)
-		}()
+			}()
+		}
 	}
-	wg.Wait()
+	open.Wait()
+	for _, phase := range started {
+		if ctx.Err() != nil {
+			return
+		}
+		var ready sync.WaitGroup
+		for _, rt := range phase {
+			ready.Add(1)
+			go func() {
+				defer ready.Done()
+				r.awaitReady(ctx, rt)
+			}()
+		}
+		ready.Wait()
+	}
+}
+
+// startOne opens the session of one tracer.
+func (r *run) startOne(ctx context.Context, spec *tracerSpec, gated bool) *running {
+	role := spec.node.role()
+	r.o.progress().NodeState(role, "starting", spec.tool)
+	rt, err := startTracer(ctx, r.o.OutDir, spec, gated)
+	if err != nil {
+		r.fail(role, "start "+spec.tool, err)
+		r.o.progress().NodeState(role, "failed", err.Error())
+		return nil
+	}
+	r.mu.Lock()
+	r.tracers = append(r.tracers, rt)
+	r.mu.Unlock()
+	return rt
+}
+
+// awaitReady releases a gated tracer and waits for its ready line.
+func (r *run) awaitReady(ctx context.Context, rt *running) {
+	role := rt.spec.node.role()
+	err := rt.release()
+	if err == nil {
+		err = rt.waitReady(ctx, r.o.ReadyTimeout)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			r.fail(role, "start "+rt.spec.tool, err)
+			r.o.progress().NodeState(role, "failed", err.Error())
+		}
+		return
+	}
+	r.o.progress().NodeState(role, "tracing", r.readyTools(role))
+	go r.watchLost(ctx, rt)
 }
 
 // readyTools lists the node's ready tracers, for progress.

@@ -36,7 +36,14 @@ type running struct {
 	lastLine string // last stderr (or merged) line, for error messages
 	failLine string
 	stopped  bool // we asked it to stop
+	gated    bool // the program waits for release
+	released bool
 }
+
+// gateScript holds a program until a line arrives on stdin (release); EOF
+// instead means it never runs. The read builtin takes one byte at a time
+// from a pipe, so the program inherits the rest of stdin (its EOF stop).
+const gateScript = `IFS= read -r _ || exit 1; exec "$@"`
 
 // lineWriter serialises whole lines from several streams into one file.
 type lineWriter struct {
@@ -52,13 +59,18 @@ func (w *lineWriter) write(b []byte) {
 
 // startTracer starts spec on its node and streams its output into dir.
 // The session is not tied to the run's context: a Ctrl-C must still stop
-// the tracer cleanly, which stop does.
-func startTracer(ctx context.Context, dir string, spec *tracerSpec) (*running, error) {
-	cmd, err := spec.node.sudo(remote.Command{Args: spec.args, Env: spec.env, ReportPID: true})
+// the tracer cleanly, which stop does. A gated tracer's session (and the
+// node's login shell) starts now, the program itself only on release.
+func startTracer(ctx context.Context, dir string, spec *tracerSpec, gated bool) (*running, error) {
+	args := spec.args
+	if gated {
+		args = append([]string{"sh", "-c", gateScript, "sh"}, args...)
+	}
+	cmd, err := spec.node.sudo(remote.Command{Args: args, Env: spec.env, ReportPID: true})
 	if err != nil {
 		return nil, err
 	}
-	rt := &running{spec: spec, ready: make(chan struct{}), exited: make(chan struct{}), started: time.Now()}
+	rt := &running{spec: spec, ready: make(chan struct{}), exited: make(chan struct{}), started: time.Now(), gated: gated}
 	rt.cmdLine = spec.node.recordedArgv(spec.args, spec.env)
 	open := func(name string) (*lineWriter, error) {
 		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
@@ -123,7 +135,9 @@ func (rt *running) watch(enabled bool) func(string) {
 		}
 		if rt.spec.ready(l) {
 			rt.readyOnce.Do(func() {
+				rt.mu.Lock()
 				rt.readyAt = time.Since(rt.started)
+				rt.mu.Unlock()
 				close(rt.ready)
 			})
 		}
@@ -153,6 +167,19 @@ func (rt *running) closeFiles() {
 		f.Close()
 	}
 	rt.files = nil
+}
+
+// release lets a gated tracer's program start.
+func (rt *running) release() error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if !rt.gated || rt.released {
+		return nil
+	}
+	rt.released = true
+	rt.started = time.Now()
+	_, err := rt.proc.Stdin().Write([]byte("\n"))
+	return err
 }
 
 func (rt *running) name() string { return rt.spec.tool + " on " + rt.spec.node.role() }
@@ -209,10 +236,9 @@ type stopTimeouts struct {
 	Term     time.Duration // after SIGTERM, before SIGKILL
 }
 
-// stop ends the tracer: stdin EOF and SIGINT (SSH signal, and kill(1) of
-// the reported pid, which also reaches tools that ignore stdin), then
-// SIGTERM and SIGKILL after the grace periods, and finally the session is
-// closed. It returns when the tracer exited or everything was tried.
+// stop ends the tracer: stdin EOF and one SIGINT, then SIGTERM and SIGKILL
+// (SSH signal and kill(1) of the reported pid) after the grace periods, and
+// finally the session is closed. It returns when the tracer exited or everything was tried.
 func (rt *running) stop(ctx context.Context, to stopTimeouts) {
 	rt.mu.Lock()
 	rt.stopped = true
@@ -221,9 +247,15 @@ func (rt *running) stop(ctx context.Context, to stopTimeouts) {
 		return
 	}
 	_ = rt.proc.CloseStdin()
-	_ = rt.proc.Signal(remote.SIGINT)
-	if rt.spec.origin {
+	// Exactly one SIGINT: a second one would interrupt the origin tools'
+	// KeyboardInterrupt handler and lose their summaries. Origin tools get
+	// it by kill(1) on their pid (the SSH signal request is optional for
+	// servers); ours stop on stdin EOF and get the SSH signal as a second
+	// way.
+	if rt.spec.origin && rt.proc.PID() > 0 {
 		rt.kill(ctx, "INT")
+	} else {
+		_ = rt.proc.Signal(remote.SIGINT)
 	}
 	for _, step := range []struct {
 		wait time.Duration
@@ -264,14 +296,19 @@ func (rt *running) result() manifest.Tracer {
 		Tool: rt.spec.tool, Origin: rt.spec.origin, Command: rt.cmdLine,
 		File: rt.spec.file, Stderr: rt.spec.stderr,
 	}
+	rt.mu.Lock()
+	stopped, failLine, readyAt := rt.stopped, rt.failLine, rt.readyAt
+	neverRan := rt.gated && !rt.released
+	rt.mu.Unlock()
 	select {
 	case <-rt.ready:
-		t.ReadyMS = ms(rt.readyAt)
+		t.ReadyMS = ms(readyAt)
 	default:
 	}
-	rt.mu.Lock()
-	stopped, failLine := rt.stopped, rt.failLine
-	rt.mu.Unlock()
+	if neverRan {
+		t.State, t.Error = "not-started", "the run ended before this tracer's turn"
+		return t
+	}
 	if !rt.hasExited() {
 		t.State, t.Error = "lost", "did not exit after SIGKILL; the --max-duration backstop ends it"
 		return t

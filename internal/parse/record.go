@@ -46,15 +46,6 @@ func (f *File) wall(mono uint64) int64 {
 	return f.StartWallNS + int64(mono-f.StartMonoNS)
 }
 
-func baseName(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
-		}
-	}
-	return p
-}
-
 // recordVantage maps the tool and the per-record (or header) role to a vantage.
 func recordVantage(f *File, role string) (Vantage, bool) {
 	if role == "" || role == "auto" {

@@ -26,6 +26,9 @@ var (
 // print local time without a zone; only differences within one file matter).
 func parseTimestamp(s string) (int64, bool) {
 	layout := "2006-01-02 15:04:05"
+	if len(s) > len(layout)+10 {
+		s = s[:len(layout)+10] // at most ns resolution
+	}
 	if len(s) > len(layout) {
 		layout += ".000000000"[:len(s)-len(layout)]
 	}

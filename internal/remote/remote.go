@@ -68,6 +68,8 @@ type Transport interface {
 type Process interface {
 	Stdout() io.Reader
 	Stderr() io.Reader
+	// Stdin writes to the program's stdin.
+	Stdin() io.Writer
 	// CloseStdin sends EOF to the program.
 	CloseStdin() error
 	// Signal asks the server to deliver a signal (ignored by servers that

@@ -33,7 +33,7 @@
     return t;
   }
   function svg(host, w, h) {
-    var s = el('svg', { width: w, height: h, viewBox: '0 0 ' + w + ' ' + h, role: 'img' });
+    var s = el('svg', { width: '100%', viewBox: '0 0 ' + w + ' ' + h, role: 'img', preserveAspectRatio: 'xMinYMin meet' });
     host.appendChild(s);
     charts++;
     return s;

@@ -63,6 +63,14 @@ func compareRows(c *analyze.Comparison) []compareRow {
 	return rows
 }
 
+// nf1 renders a value that only exists when n > 0.
+func nf1(x float64, n int) string {
+	if n == 0 {
+		return "–"
+	}
+	return f1(x)
+}
+
 func pval(d analyze.Delta) string {
 	if d.PValue == nil {
 		return "–"
@@ -82,7 +90,9 @@ func CompareMarkdown(out io.Writer, c *analyze.Comparison) error {
 	w.printf("Medians per segment over each run's complete pings; p-value of a two-sided Mann–Whitney U test, * = significant at %.2f.\n\n", analyze.Alpha)
 	mdHeader(w, "segment", "A p50 µs", "B p50 µs", "Δ p50 µs", "A mean", "B mean", "Δ mean", "n A", "n B", "p")
 	for _, r := range compareRows(c) {
-		mdRow(w, r.Name, f1(r.AP50), f1(r.BP50), f1(r.DP50), f1(r.AMean), f1(r.BMean), f1(r.DMean), fmt.Sprint(r.AN), fmt.Sprint(r.BN), pval(r.Delta))
+		d := r.Delta
+		mdRow(w, r.Name, nf1(d.AP50, d.AN), nf1(d.BP50, d.BN), nf1(d.DP50, min(d.AN, d.BN)), nf1(d.AMean, d.AN),
+			nf1(d.BMean, d.BN), nf1(d.DMean, min(d.AN, d.BN)), fmt.Sprint(d.AN), fmt.Sprint(d.BN), pval(d))
 	}
 	w.printf("\n## Layers\n\n")
 	mdHeader(w, "layer", "A mean µs", "B mean µs", "Δ mean µs", "A share", "B share", "Δ p50 µs", "p")
@@ -117,7 +127,8 @@ func CompareSummary(out io.Writer, c *analyze.Comparison) error {
 		if r.AN == 0 && r.BN == 0 {
 			continue
 		}
-		w.printf("%-26s %10.1f %10.1f %+10.1f %10s\n", r.Name, r.AP50, r.BP50, r.DP50, pval(r.Delta))
+		d := r.Delta
+		w.printf("%-26s %10s %10s %10s %10s\n", r.Name, nf1(d.AP50, d.AN), nf1(d.BP50, d.BN), nf1(d.DP50, min(d.AN, d.BN)), pval(d))
 	}
 	w.printf("mean RTT delta %+.1f µs", c.RTTDelta)
 	if len(c.Attribution) > 0 {

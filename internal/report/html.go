@@ -20,6 +20,8 @@ var chartsJS string
 var pageFuncs = template.FuncMap{
 	"f1":    f1,
 	"pval":  pval,
+	"nf1":   nf1,
+	"min":   func(a, b int) int { return min(a, b) },
 	"pct":   pct,
 	"cells": statsCells,
 	"name":  func(v int) string { return analyze.ValueNames[v] },

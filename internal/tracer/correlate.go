@@ -54,7 +54,9 @@ type CorrelatorConfig struct {
 	// DupWindow: a second hit of an already seen stage within this many ns of
 	// the flow's first hit is a duplicate (first timestamp wins); a later one
 	// is a new ping with a reused id/seq (seq wrapped, ping restarted), so
-	// the old flow is closed as incomplete. Default 1 s.
+	// the old flow is closed as incomplete. Default 100 ms: far above the
+	// µs–ms between duplicate hits, and short enough that a seq wrap is
+	// told apart up to ~650 000 pings/s.
 	DupWindow uint64
 }
 
@@ -81,7 +83,7 @@ func NewCorrelator(cfg CorrelatorConfig, complete, incomplete func(*Flow)) *Corr
 		cfg.Timeout = 5e9
 	}
 	if cfg.DupWindow == 0 {
-		cfg.DupWindow = 1e9
+		cfg.DupWindow = 100e6
 	}
 	return &Correlator{cfg: cfg, flows: map[FlowKey]*Flow{}, done: map[FlowKey]uint64{}, complete: complete, incomplete: incomplete}
 }

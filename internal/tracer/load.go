@@ -67,7 +67,9 @@ func PruneSpec(spec *ebpf.CollectionSpec, choices []Choice) ([]string, error) {
 }
 
 // LoadAndAttach loads spec (already pruned and configured) and attaches every
-// chosen hook through a BPF link. On error everything done so far is undone.
+// chosen hook through a BPF link. A hook that fails to attach is dropped from
+// its choice (with the reason) when another hook of the stage attached;
+// otherwise everything done so far is undone and the error returned.
 // kbtf, when not nil, is the kernel BTF already read (spares reading it again
 // for CO-RE relocation).
 func LoadAndAttach(spec *ebpf.CollectionSpec, choices []Choice, kbtf *kernel.BTF) (*Loaded, error) {
@@ -95,23 +97,39 @@ func LoadAndAttach(spec *ebpf.CollectionSpec, choices []Choice, kbtf *kernel.BTF
 	}
 	// A hook shared by two stages (one program telling them apart) is
 	// attached once.
-	attached := map[string]bool{}
-	for _, c := range choices {
+	attached := map[string]error{}
+	for i := range choices {
+		c := &choices[i]
 		if !c.Available {
 			continue
 		}
+		var kept []Hook
+		var failed []string
 		for _, h := range c.Rung.Hooks {
 			key := string(c.Rung.Method) + "/" + h.Target + "/" + h.Program
-			if attached[key] {
+			err, done := attached[key]
+			if !done {
+				var lk link.Link
+				if lk, err = attach(c.Rung.Method, h, coll.Programs[h.Program]); err == nil {
+					l.links = append(l.links, lk)
+				}
+				attached[key] = err
+			}
+			if err != nil {
+				failed = append(failed, fmt.Sprintf("attaching %s %s: %v", c.Rung.Method, h.Target, err))
 				continue
 			}
-			attached[key] = true
-			lk, err := attach(c.Rung.Method, h, coll.Programs[h.Program])
-			if err != nil {
-				l.Close()
-				return nil, fmt.Errorf("stage %s: attaching %s %s: %w", c.Stage, c.Rung.Method, h.Target, err)
-			}
-			l.links = append(l.links, lk)
+			kept = append(kept, h)
+		}
+		if len(kept) == 0 {
+			l.Close()
+			return nil, fmt.Errorf("stage %s: %s", c.Stage, strings.Join(failed, "; "))
+		}
+		// A rung with several hooks works when one attaches (e.g. only
+		// __ip_local_out is traceable): report what was dropped.
+		if len(failed) > 0 {
+			c.Rung.Hooks = kept
+			c.Reason = joinReason(c.Reason, strings.Join(failed, "; "))
 		}
 	}
 	return l, nil

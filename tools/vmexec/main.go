@@ -74,16 +74,17 @@ func run(args []string) int {
 	}
 	dir, _ := os.Getwd()
 	cfg := vm.Config{
-		Kernel:    k,
-		Program:   args[0],
-		Args:      progArgs,
-		Env:       vm.PassEnv(os.Environ()),
-		Dir:       dir,
-		Modules:   append(append([]string(nil), vm.DefaultModules...), strings.Fields(os.Getenv("PINGPATH_VM_MODULES"))...),
-		Timeout:   timeout,
-		Stdout:    os.Stdout,
-		TCGThread: os.Getenv("PINGPATH_VM_TCG_THREAD"),
-		CPUModel:  os.Getenv("PINGPATH_VM_CPU"),
+		Kernel:     k,
+		Program:    args[0],
+		Args:       progArgs,
+		Env:        vm.PassEnv(os.Environ()),
+		Dir:        dir,
+		Modules:    append(append([]string(nil), vm.DefaultModules...), strings.Fields(os.Getenv("PINGPATH_VM_MODULES"))...),
+		Timeout:    timeout,
+		Stdout:     os.Stdout,
+		TCGThread:  os.Getenv("PINGPATH_VM_TCG_THREAD"),
+		CPUModel:   os.Getenv("PINGPATH_VM_CPU"),
+		KernelArgs: os.Getenv("PINGPATH_VM_APPEND"),
 	}
 	if n, err := strconv.Atoi(os.Getenv("PINGPATH_VM_CPUS")); err == nil {
 		cfg.CPUs = n

@@ -251,3 +251,25 @@ func TestTextView(t *testing.T) {
 		t.Errorf("drop line %q", b.String())
 	}
 }
+
+// TestAdvanceWithLaggingReader: a tick while the reader is behind (events
+// arrived since the last tick) must not expire state by the wall clock; the
+// packet's later events are still in the ring buffer.
+func TestAdvanceWithLaggingReader(t *testing.T) {
+	var got []*pingOrDrop
+	c := NewTXCorrelator(TXConfig{Available: allTX()}, collect(&got))
+	c.Add(Event{Kind: KindTunSendmsg, TS: 1_000_000, TID: 7})
+	c.Advance(900_000_000) // 0.9 s later by the clock, reader far behind
+	c.Add(Event{Kind: KindNetifReceive, TS: 1_050_000, TID: 7, ICMP: &Identity{Type: 0, ID: 1, Seq: 1}})
+	c.Advance(900_100_000) // the reader caught up: time is the newest event's
+	if len(got) != 0 {
+		t.Fatalf("released before the reorder window passed: %+v", got[0])
+	}
+	c.Advance(900_200_000) // idle tick: now the clock counts
+	if len(got) != 1 {
+		t.Fatalf("%d records", len(got))
+	}
+	if p := got[0].ping; p.Stages[StageTunSendmsg] != 1_000_000 || p.Durations["tun_sendmsg_netif_receive"] != 50_000 {
+		t.Errorf("record %+v lost its tun_sendmsg", p)
+	}
+}

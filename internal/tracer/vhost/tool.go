@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
 	"github.com/pingpath/pingpath/internal/kernel"
@@ -60,6 +61,12 @@ type Tool struct {
 	// forced --probe kprobe does not fail on a host without KVM or vhost:
 	// those stages become unavailable instead.
 	present map[string]bool
+	// kbtf is the kernel's (vmlinux) BTF, nil when unknown. fentry rungs and
+	// raw tracepoint rungs are offered only for what it describes: the
+	// tracer core looks targets up there, and a forced --probe must not
+	// fail on a stage whose functions live in a module (vhost, kvm, tun on
+	// most hosts): that stage falls back to kprobe instead.
+	kbtf *kernel.BTF
 	corr    *Correlator
 	sinkErr error
 }
@@ -86,10 +93,6 @@ func New(cfg Config) (*Tool, error) {
 		return nil, err
 	}
 	t.disc, t.discErr = vhostdiscover.Discover(cfg.ProcRoot, cfg.Interface, t.netns)
-	fns := tracer.Targets(t.Stages())[tracer.Kprobe]
-	if present, _, err := kernel.TraceableFunctions(fns); err == nil {
-		t.present = present
-	}
 	t.vhostUsed = t.discErr != nil || t.disc.OwnerPID == 0 || t.disc.VhostNet > 0
 	if !t.vhostUsed {
 		why := fmt.Sprintf("%s is served by a user space backend (pid %d %s has no /dev/vhost-net open): no vhost worker, eventfd or irqfd on this path",
@@ -97,6 +100,14 @@ func New(cfg Config) (*Tool, error) {
 		for _, s := range []string{StageVhostSignal, StageIrqfd, StageKVMIRQ, HookEventfd, StageKick, HookPollWakeup, StageHandleTX} {
 			t.disabled[s] = why
 		}
+	}
+	// Last: the ladders depend on what discovery found.
+	if kb, err := kernel.LoadBTF(); err == nil {
+		t.kbtf = kb
+	}
+	fns := tracer.Targets(t.Stages())[tracer.Kprobe]
+	if present, _, err := kernel.TraceableFunctions(fns); err == nil {
+		t.present = present
 	}
 	return t, nil
 }
@@ -118,7 +129,24 @@ func (t *Tool) fnRungs(target, fentryProg, kprobeProg, note string) []tracer.Run
 	if t.present != nil && !t.present[target] {
 		return nil
 	}
-	return []tracer.Rung{rung(tracer.Fentry, target, fentryProg, note), rung(tracer.Kprobe, target, kprobeProg, note)}
+	kp := rung(tracer.Kprobe, target, kprobeProg, note)
+	if t.kbtf != nil && !t.kbtf.HasFunc(target) {
+		return []tracer.Rung{kp}
+	}
+	return []tracer.Rung{rung(tracer.Fentry, target, fentryProg, note), kp}
+}
+
+// tpRungs keeps the raw tracepoint rungs whose tracepoint the kernel BTF
+// declares (module tracepoints such as kvm's are not there when KVM is a
+// module, or not loaded).
+func (t *Tool) tpRungs(rs ...tracer.Rung) []tracer.Rung {
+	var out []tracer.Rung
+	for _, r := range rs {
+		if t.kbtf == nil || t.kbtf.HasRawTracepoint(r.Hooks[0].Target) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // ownerFDs says whether the write(2) rung can be filtered: the owner and its
@@ -154,7 +182,11 @@ func (t *Tool) Stages() []tracer.Stage {
 		})
 		add(StageVhostRecv, false, s2...)
 		add(HookSkbConsumed, false, []tracer.Rung{rung(R, "consume_skb", "skb_consumed", "end of a traced skb")})
-		add(HookSkbDropped, false, []tracer.Rung{rung(R, "kfree_skb", "skb_dropped", "a traced skb dropped, with the kernel's reason")})
+		dropProg, dropNote := "skb_dropped", "a traced skb dropped, with the kernel's reason"
+		if n := rawTracepointArgs("kfree_skb"); n >= 0 && n < 3 {
+			dropProg, dropNote = "skb_dropped_noreason", "a traced skb dropped (this kernel's kfree_skb has no reason)"
+		}
+		add(HookSkbDropped, false, []tracer.Rung{rung(R, "kfree_skb", dropProg, dropNote)})
 		add(StageVhostSignal, false, t.fnRungs("vhost_add_used_and_signal_n", "s3_fentry", "s3_kprobe", ""),
 			t.fnRungs("vhost_signal", "s3_fentry", "s3_kprobe", ""))
 		add(HookEventfd, false, t.fnRungs("eventfd_signal_mask", "eventfd_fentry", "eventfd_kprobe", "6.8+ (and 6.3+ inner function)"),
@@ -164,11 +196,11 @@ func (t *Tool) Stages() []tracer.Stage {
 			t.fnRungs("vmx_deliver_posted_interrupt", "s5_vec2_fentry", "s5_vec2_kprobe", "Intel posted interrupt"),
 			t.fnRungs("vmx_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "Intel"),
 			t.fnRungs("svm_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "AMD"),
-			[]tracer.Rung{
+			t.tpRungs(
 				rung(R, "kvm_apic_accept_irq", "s5_tp_apic", "kvm:kvm_apic_accept_irq (vector accepted by the vcpu's APIC)"),
 				rung(R, "kvm_msi_set_irq", "s5_tp_msi", "kvm:kvm_msi_set_irq"),
 				rung(R, "kvm_set_irq", "s5_tp_set_irq", "kvm:kvm_set_irq (irqfd_inject from a kworker)"),
-			},
+			),
 			t.fnRungs("kvm_arch_set_irq_inatomic", "s5_arg1_fentry", "s5_arg1_kprobe", "start of the irqfd fast path injection"))
 		return st
 	}
@@ -300,6 +332,29 @@ func (t *Tool) Describe(h *record.Header) {
 			p.Reason = "ioeventfd_write unavailable (" + p.Reason + "): the kick is timed where it wakes the vhost work"
 		}
 	}
+}
+
+// rawTracepointArgs returns how many arguments raw tracepoint name passes on
+// this kernel (its btf_trace_<name> typedef, minus the leading data
+// pointer), or -1 when unknown.
+func rawTracepointArgs(name string) int {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return -1
+	}
+	var td *btf.Typedef
+	if err := spec.TypeByName("btf_trace_"+name, &td); err != nil {
+		return -1
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return -1
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	if !ok || len(proto.Params) == 0 {
+		return -1
+	}
+	return len(proto.Params) - 1
 }
 
 func probeMethod(ps []record.Probe, stage string) string {

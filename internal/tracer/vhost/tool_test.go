@@ -56,7 +56,9 @@ func testTool(t *testing.T, tool string, modules ...string) *Tool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl.present = nil // every function "exists": the ladders are tested on fabricated capabilities
+	// Every function and tracepoint "exists": the ladders are tested on
+	// fabricated capabilities.
+	tl.present, tl.kbtf = nil, nil
 	tl.moduleLoaded = func(m string) bool {
 		for _, x := range modules {
 			if x == m {
@@ -208,5 +210,16 @@ func TestDescribeReasons(t *testing.T) {
 	tx.Describe(h)
 	if p := h.Probes[0]; p.Available {
 		t.Errorf("kick without vhost_poll_wakeup: %+v", p)
+	}
+}
+
+func TestRawTracepointArgs(t *testing.T) {
+	// 6.18 (this machine's vmlinux BTF): kfree_skb(skb, location, reason, rx_sk).
+	n := rawTracepointArgs("kfree_skb")
+	if n != -1 && n < 3 {
+		t.Errorf("kfree_skb: %d args", n)
+	}
+	if n := rawTracepointArgs("no_such_tracepoint_pp"); n != -1 {
+		t.Errorf("unknown tracepoint: %d", n)
 	}
 }

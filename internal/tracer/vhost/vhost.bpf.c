@@ -246,8 +246,10 @@ int BPF_PROG(s2_tp, struct sk_buff *skb, int len)
 	return on_vhost_recv(skb, M_TRACEPOINT, 0);
 }
 
+// consume_skb(skb) (6.3+ adds the caller's location: not read, so that one
+// program attaches everywhere).
 SEC("raw_tracepoint")
-int BPF_PROG(skb_consumed, struct sk_buff *skb, void *location)
+int BPF_PROG(skb_consumed, struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb;
 	if (!bpf_map_lookup_elem(&tracked_skbs, &key))
@@ -259,13 +261,11 @@ int BPF_PROG(skb_consumed, struct sk_buff *skb, void *location)
 	if (!e)
 		return 0;
 	e->key = key;
-	e->key2 = (__u64)location;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
-SEC("raw_tracepoint")
-int BPF_PROG(skb_dropped, struct sk_buff *skb, void *location, int reason)
+static __always_inline int on_skb_dropped(struct sk_buff *skb, void *location, __u32 reason)
 {
 	__u64 key = (__u64)skb;
 	if (!bpf_map_lookup_elem(&tracked_skbs, &key))
@@ -276,9 +276,24 @@ int BPF_PROG(skb_dropped, struct sk_buff *skb, void *location, int reason)
 		return 0;
 	e->key = key;
 	e->key2 = (__u64)location;
-	e->aux = (__u32)reason;
+	e->aux = reason;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+// kfree_skb(skb, location, reason[, rx_sk]) since 5.17 ...
+SEC("raw_tracepoint")
+int BPF_PROG(skb_dropped, struct sk_buff *skb, void *location, int reason)
+{
+	return on_skb_dropped(skb, location, (__u32)reason);
+}
+
+// ... and kfree_skb(skb, location) before: a raw tracepoint program may not
+// read more arguments than the tracepoint has.
+SEC("raw_tracepoint")
+int BPF_PROG(skb_dropped_noreason, struct sk_buff *skb, void *location)
+{
+	return on_skb_dropped(skb, location, 0);
 }
 
 // task_armed reports whether the current task took a traced packet recently

@@ -46,6 +46,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * no location check.
  */
 #define VM_FREE_FUNCS 2
+/* consume_skb passes its location only since 6.3; older: no location check. */
+const volatile __u8 vm_consume_has_loc = 1;
 const volatile __u64 vm_free_start[VM_FREE_FUNCS] = {};
 const volatile __u64 vm_free_end[VM_FREE_FUNCS] = {};
 
@@ -108,9 +110,9 @@ int vm_raw_tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
  * needed; the location check keeps out the clones that sockets free later
  * in recvmsg.
  */
-static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *ctx, int has_loc)
 {
-	if (vm_free_end[0]) {
+	if (has_loc && vm_free_end[0]) {
 		__u64 loc = ctx->args[1];
 		int in = 0;
 #pragma unroll
@@ -126,13 +128,13 @@ static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *
 SEC("raw_tracepoint")
 int vm_raw_tp_consume_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return vm_freed_in_icmp_rcv(ctx);
+	return vm_freed_in_icmp_rcv(ctx, vm_consume_has_loc);
 }
 
 SEC("raw_tracepoint")
 int vm_raw_tp_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return vm_freed_in_icmp_rcv(ctx);
+	return vm_freed_in_icmp_rcv(ctx, 1);
 }
 
 /*

@@ -246,13 +246,19 @@ func (t *Tracer) Spec(choices []tracer.Choice) (*ebpf.CollectionSpec, error) {
 		if !c.Available || c.Rung.Hooks[0].Program != "vm_raw_tp_consume_skb" {
 			continue
 		}
-		ks, err := kernel.LoadKallsyms()
+		if hasLoc, err := kernel.TracepointHasField("skb", "consume_skb", "location"); err == nil && !hasLoc {
+			if err := spec.Variables["vm_consume_has_loc"].Set(uint8(0)); err != nil {
+				return nil, err
+			}
+		}
+		syms, err := kernel.TextSymbols(freeFuncs)
 		if err != nil {
 			return spec, nil // no location check, see below
 		}
 		var starts, ends [2]uint64
 		for i, fn := range freeFuncs {
-			if starts[i], ends[i], err = ks.Range(fn); err != nil {
+			sym := syms[fn]
+			if starts[i], ends[i] = sym.Start, sym.End; sym.Start == 0 || sym.End == 0 {
 				// Without ranges every free of a matching reply counts; the
 				// correlator keeps the first, which is ICMP's in practice.
 				return spec, nil

@@ -153,3 +153,44 @@ func TestProgramsPassVerifier(t *testing.T) {
 		})
 	}
 }
+
+// A rung keeps working when one of its hooks cannot attach; a stage whose
+// every hook fails is an error.
+func TestLoadAndAttachDropsFailedHooks(t *testing.T) {
+	testenv.RequireRoot(t)
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Fatal(err)
+	}
+	rung := func(targets ...string) tracer.Rung {
+		r := tracer.Rung{Method: tracer.RawTracepoint}
+		for _, tg := range targets {
+			r.Hooks = append(r.Hooks, tracer.Hook{Target: tg, Program: "vm_raw_tp_netif_receive_skb"})
+		}
+		return r
+	}
+	choices := []tracer.Choice{{Stage: "s", Available: true, Rung: rung("netif_receive_skb", "no_such_tracepoint_pp")}}
+	spec, err := loadVm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tracer.PruneSpec(spec, choices); err != nil {
+		t.Fatal(err)
+	}
+	l, err := tracer.LoadAndAttach(spec, choices, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if p := choices[0].Probe(); p.Target != "netif_receive_skb" || !strings.Contains(p.Reason, "no_such_tracepoint_pp") {
+		t.Errorf("probe after a failed hook = %+v", p)
+	}
+	choices = []tracer.Choice{{Stage: "s", Available: true, Rung: rung("no_such_tracepoint_pp")}}
+	spec, _ = loadVm()
+	if _, err := tracer.PruneSpec(spec, choices); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := tracer.LoadAndAttach(spec, choices, nil); err == nil {
+		l.Close()
+		t.Error("a stage without any attached hook loaded")
+	}
+}

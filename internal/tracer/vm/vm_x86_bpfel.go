@@ -69,6 +69,7 @@ const (
 	vmVarPpOwnNet                   = "pp_own_net"
 	vmVarPpSrcIp                    = "pp_src_ip"
 	vmVarPpUnusedEvent              = "pp_unused_event"
+	vmVarVmConsumeHasLoc            = "vm_consume_has_loc"
 	vmVarVmFreeEnd                  = "vm_free_end"
 	vmVarVmFreeStart                = "vm_free_start"
 )
@@ -144,18 +145,19 @@ type vmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vmVariableSpecs struct {
-	PpDstIp       *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
-	PpEchoKinds   *ebpf.VariableSpec `ebpf:"pp_echo_kinds"`
-	PpIcmpId      *ebpf.VariableSpec `ebpf:"pp_icmp_id"`
-	PpIcmpIdSet   *ebpf.VariableSpec `ebpf:"pp_icmp_id_set"`
-	PpIfindex     *ebpf.VariableSpec `ebpf:"pp_ifindex"`
-	PpN_ifindex   *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
-	PpNetns       *ebpf.VariableSpec `ebpf:"pp_netns"`
-	PpOwnNet      *ebpf.VariableSpec `ebpf:"pp_own_net"`
-	PpSrcIp       *ebpf.VariableSpec `ebpf:"pp_src_ip"`
-	PpUnusedEvent *ebpf.VariableSpec `ebpf:"pp_unused_event"`
-	VmFreeEnd     *ebpf.VariableSpec `ebpf:"vm_free_end"`
-	VmFreeStart   *ebpf.VariableSpec `ebpf:"vm_free_start"`
+	PpDstIp         *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
+	PpEchoKinds     *ebpf.VariableSpec `ebpf:"pp_echo_kinds"`
+	PpIcmpId        *ebpf.VariableSpec `ebpf:"pp_icmp_id"`
+	PpIcmpIdSet     *ebpf.VariableSpec `ebpf:"pp_icmp_id_set"`
+	PpIfindex       *ebpf.VariableSpec `ebpf:"pp_ifindex"`
+	PpN_ifindex     *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
+	PpNetns         *ebpf.VariableSpec `ebpf:"pp_netns"`
+	PpOwnNet        *ebpf.VariableSpec `ebpf:"pp_own_net"`
+	PpSrcIp         *ebpf.VariableSpec `ebpf:"pp_src_ip"`
+	PpUnusedEvent   *ebpf.VariableSpec `ebpf:"pp_unused_event"`
+	VmConsumeHasLoc *ebpf.VariableSpec `ebpf:"vm_consume_has_loc"`
+	VmFreeEnd       *ebpf.VariableSpec `ebpf:"vm_free_end"`
+	VmFreeStart     *ebpf.VariableSpec `ebpf:"vm_free_start"`
 }
 
 // vmObjects contains all objects after they have been loaded into the kernel.
@@ -195,18 +197,19 @@ func (m *vmMaps) Close() error {
 //
 // It can be passed to loadVmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vmVariables struct {
-	PpDstIp       *ebpf.Variable `ebpf:"pp_dst_ip"`
-	PpEchoKinds   *ebpf.Variable `ebpf:"pp_echo_kinds"`
-	PpIcmpId      *ebpf.Variable `ebpf:"pp_icmp_id"`
-	PpIcmpIdSet   *ebpf.Variable `ebpf:"pp_icmp_id_set"`
-	PpIfindex     *ebpf.Variable `ebpf:"pp_ifindex"`
-	PpN_ifindex   *ebpf.Variable `ebpf:"pp_n_ifindex"`
-	PpNetns       *ebpf.Variable `ebpf:"pp_netns"`
-	PpOwnNet      *ebpf.Variable `ebpf:"pp_own_net"`
-	PpSrcIp       *ebpf.Variable `ebpf:"pp_src_ip"`
-	PpUnusedEvent *ebpf.Variable `ebpf:"pp_unused_event"`
-	VmFreeEnd     *ebpf.Variable `ebpf:"vm_free_end"`
-	VmFreeStart   *ebpf.Variable `ebpf:"vm_free_start"`
+	PpDstIp         *ebpf.Variable `ebpf:"pp_dst_ip"`
+	PpEchoKinds     *ebpf.Variable `ebpf:"pp_echo_kinds"`
+	PpIcmpId        *ebpf.Variable `ebpf:"pp_icmp_id"`
+	PpIcmpIdSet     *ebpf.Variable `ebpf:"pp_icmp_id_set"`
+	PpIfindex       *ebpf.Variable `ebpf:"pp_ifindex"`
+	PpN_ifindex     *ebpf.Variable `ebpf:"pp_n_ifindex"`
+	PpNetns         *ebpf.Variable `ebpf:"pp_netns"`
+	PpOwnNet        *ebpf.Variable `ebpf:"pp_own_net"`
+	PpSrcIp         *ebpf.Variable `ebpf:"pp_src_ip"`
+	PpUnusedEvent   *ebpf.Variable `ebpf:"pp_unused_event"`
+	VmConsumeHasLoc *ebpf.Variable `ebpf:"vm_consume_has_loc"`
+	VmFreeEnd       *ebpf.Variable `ebpf:"vm_free_end"`
+	VmFreeStart     *ebpf.Variable `ebpf:"vm_free_start"`
 }
 
 // vmPrograms contains all programs after they have been loaded into the kernel.
