@@ -12,9 +12,12 @@ import (
 //   - a negative segment (a duration cannot be negative);
 //   - a segment larger than what contains it: E and I_1 inside Ext_r, B_1
 //     and L inside the sender VM's Inter-Path;
-//   - a VM stack segment beyond the host-side totals: A or M larger than
-//     the sender host's whole round trip of the same ping (e.g. the ~60 ms
-//     Path 1 of the origin logs while the host saw < 1 ms);
+//   - a VM stack segment far beyond the host-side totals: A or M more than
+//     10× and 1 ms above the sender host's whole round trip of the same
+//     ping (e.g. the ~60 ms Path 1 of the origin logs while the host saw
+//     < 1 ms), unless ping's own RTT confirms the VM's RTT. A first ping
+//     legitimately waits for neighbour resolution inside A, so A can exceed
+//     the host's round trip by a little;
 //   - the VM RTT far from ping's own RTT: above it by more than
 //     max(100 µs, 10 %) (ping's RTT contains the VM's), or below it by more
 //     than max(1 ms, 50 %);
@@ -53,10 +56,10 @@ func applyGates(res *Result) {
 				}
 			}
 		}
-		if ts, ok := p.raw(ValTotalS); ok {
+		if ts, ok := p.raw(ValTotalS); ok && !pingConfirmsVM(p) {
 			for _, s := range []int{SegA, SegM} {
-				if v, ok := p.raw(s); ok && v > ts {
-					excl(s, "sender VM stack segment larger than the sender host's whole round trip (%.1f µs) of the same ping", us(ts))
+				if v, ok := p.raw(s); ok && v > 10*ts && v > ts+1_000_000 {
+					excl(s, "sender VM stack segment far beyond the sender host's whole round trip (%.1f µs) of the same ping", us(ts))
 				}
 			}
 		}
@@ -76,6 +79,14 @@ func applyGates(res *Result) {
 			}
 		}
 	}
+}
+
+// pingConfirmsVM reports whether ping's own RTT agrees with the sender VM's
+// RTT (the VM RTT is inside ping's, by at most max(1 ms, 50 %) less).
+func pingConfirmsVM(p *Ping) bool {
+	rtt, ok1 := p.raw(ValRTT)
+	pr, ok2 := p.raw(ValPingRTT)
+	return ok1 && ok2 && rtt <= pr+max(100_000, pr/10) && pr-rtt <= max(1_000_000, pr/2)
 }
 
 func us(ns int64) float64 { return round3(float64(ns) / 1000) }

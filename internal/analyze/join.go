@@ -234,6 +234,7 @@ func (j *joiner) classify() {
 			Hostname: f.Hostname, Kernel: f.Kernel, Version: f.Version, BootID: f.BootID}
 		res.Warnings = append(res.Warnings, f.Warnings...)
 		if f.Kind == parse.KindPing {
+			info.Obs = len(f.Replies)
 			if j.pingFile != nil {
 				info.Ignored = "second ping output; the first one is used"
 			} else {
@@ -288,6 +289,7 @@ func (j *joiner) classify() {
 			}
 		}
 		info.Vantage = joinStrings(names, ", ")
+		j.noteUnmeasured(f)
 		res.Files = append(res.Files, info)
 		switch f.Identity {
 		case "stage1+time-window":
@@ -300,6 +302,26 @@ func (j *joiner) classify() {
 			}
 		}
 	}
+}
+
+// noteUnmeasured says why a vhost stream that saw packets gives no segment:
+// its records lack an end stage (e.g. no vhost worker in the lab's user
+// space backend; the header's probes say why).
+func (j *joiner) noteUnmeasured(f *parse.File) {
+	if f.Kind != parse.KindRecord || len(f.Obs) == 0 {
+		return
+	}
+	for i := range f.Obs {
+		if _, ok := vhostVal[f.Obs[i].Vantage]; !ok {
+			return
+		}
+		if f.Obs[i].Has&(1<<parse.D3) != 0 {
+			return
+		}
+	}
+	ends := map[string]string{"vhost-rx": "s1_tun_xmit and s5_kvm_irq", "vhost-tx": "kick and netif_receive"}[f.Tool]
+	j.notef("%s: %d record(s), none with both end stages (%s), so %s is not measured; the stream's header lists the unavailable probes and why",
+		baseName(f.Path), len(f.Obs), ends, ValueNames[vhostVal[f.Obs[0].Vantage]])
 }
 
 // fileVantage guesses the vantage an empty file would have reported.

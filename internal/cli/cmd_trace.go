@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -87,6 +88,7 @@ func (tf *tracerFlags) validate() error {
 func newTraceVMCommand() *cobra.Command {
 	var src, dst, ifaces, direction string
 	var icmpID int
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "vm --src-ip S --dst-ip D",
 		Short: "Trace pings inside a VM (replaces kernel_icmp_rtt.py)",
@@ -103,13 +105,17 @@ func newTraceVMCommand() *cobra.Command {
 	f.StringVar(&ifaces, "interface", "", "comma-separated interfaces for the device stages (default: all)")
 	f.StringVar(&direction, "direction", "auto", "auto, tx (this VM pings) or rx (this VM is pinged)")
 	f.IntVar(&icmpID, "icmp-id", -1, "only this ICMP echo identifier (default: any)")
+	f.DurationVar(&timeout, "timeout", 5*time.Second, "a ping not complete this long after its first stage is written as a drop record")
 	_ = cmd.MarkFlagRequired("src-ip")
 	_ = cmd.MarkFlagRequired("dst-ip")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := tf.validate(); err != nil {
 			return err
 		}
-		cfg := vm.Config{Interfaces: splitList(ifaces), Direction: direction}
+		if timeout <= 0 {
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--timeout %s: must be positive", timeout)}
+		}
+		cfg := vm.Config{Interfaces: splitList(ifaces), Direction: direction, FlowTimeout: timeout}
 		var err error
 		if cfg.SrcIP, err = netip.ParseAddr(src); err != nil {
 			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--src-ip: %w", err)}

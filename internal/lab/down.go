@@ -50,31 +50,24 @@ func (l *Lab) Down(ctx context.Context) error {
 			}
 		}
 	}
-	// 3. The namespaces; their links (and the root ends of the management
-	// veths) go with them.
+	// 3. Root links: the management veths (deleting the root end deletes
+	// the node's end with it) and the bridge. Done before the namespaces,
+	// whose links the kernel destroys asynchronously, so that no root link
+	// outlives Down.
+	for _, name := range l.RootLinks() {
+		link, err := netlink.LinkByName(name)
+		if err != nil {
+			continue // gone
+		}
+		// ENODEV: removed meanwhile.
+		if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+			errs = append(errs, fmt.Errorf("deleting link %s: %w", name, err))
+		}
+	}
+	// 4. The namespaces, with everything left in them.
 	for _, ns := range l.Namespaces() {
 		if err := deleteNetns(ns); err != nil {
 			errs = append(errs, err)
-		}
-	}
-	// 4. Root links: the bridge, and veth ends whose namespace is gone
-	// already. Deleting a namespace destroys its links asynchronously, so
-	// wait briefly for the root ends of the veths to disappear.
-	deadline := time.Now().Add(3 * time.Second)
-	for _, name := range l.RootLinks() {
-		for {
-			link, err := netlink.LinkByName(name)
-			if err != nil {
-				break // gone
-			}
-			if name == l.MgmtBridge || time.Now().After(deadline) {
-				// ENODEV: the namespace's cleanup removed it meanwhile.
-				if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
-					errs = append(errs, fmt.Errorf("deleting link %s: %w", name, err))
-				}
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
 		}
 	}
 	if len(errs) > 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func newFakeEnv(t *testing.T, opts map[string]remotetest.Options, extra string) 
 	}
 	for _, r := range roles {
 		o := opts[r]
-		o.Env = append(o.Env, "FAKE_ARGS_DIR="+f.argsDir)
+		o.Env = append(o.Env, "FAKE_ARGS_DIR="+f.argsDir, "ROLE="+r)
 		f.servers[r] = remotetest.New(t, o)
 	}
 	node := func(r string) string {
@@ -104,9 +105,34 @@ func (f *fakeEnv) tracerArgs(t *testing.T) map[string][]string {
 	}
 	out := map[string][]string{}
 	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".start") {
+			continue
+		}
 		b, _ := os.ReadFile(filepath.Join(f.argsDir, e.Name()))
 		tool := strings.SplitN(e.Name(), ".", 2)[0]
 		out[tool] = append(out[tool], strings.TrimSpace(string(b)))
+	}
+	return out
+}
+
+// startTimes returns when each role's tracers began (Unix ns), by role.
+func (f *fakeEnv) startTimes(t *testing.T) map[string][]int64 {
+	ents, err := os.ReadDir(f.argsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]int64{}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".start") {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(f.argsDir, e.Name()))
+		ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		role := strings.SplitN(e.Name(), ".", 2)[0]
+		out[role] = append(out[role], ns)
 	}
 	return out
 }

@@ -229,3 +229,35 @@ func TestRunUnreachableNode(t *testing.T) {
 		t.Fatal("a failed run must still write its manifest:", err)
 	}
 }
+
+// TestRunReceiversFirst: the sender side's tracers start only once every
+// receiver-side tracer is ready, although their sessions open at once.
+func TestRunReceiversFirst(t *testing.T) {
+	testenv.RequireProgram(t, "ping")
+	slow := remotetest.Options{Env: []string{"FAKE_READY_DELAY=0.5"}}
+	f := newFakeEnv(t, map[string]remotetest.Options{
+		manifest.RoleReceiverVM: slow, manifest.RoleReceiverHost: slow,
+	}, "")
+	res, err := Run(context.Background(), f.runOptions(t))
+	if err != nil || res.Manifest.Status != StatusComplete {
+		t.Fatalf("%v %+v", err, res.Manifest.Failures)
+	}
+	st := f.startTimes(t)
+	var lastReceiver, firstSender int64
+	for _, r := range []string{manifest.RoleReceiverVM, manifest.RoleReceiverHost} {
+		for _, ns := range st[r] {
+			lastReceiver = max(lastReceiver, ns)
+		}
+	}
+	for _, r := range []string{manifest.RoleSenderVM, manifest.RoleSenderHost} {
+		for _, ns := range st[r] {
+			if firstSender == 0 || ns < firstSender {
+				firstSender = ns
+			}
+		}
+	}
+	if len(st) != 4 || firstSender < lastReceiver+int64(450*time.Millisecond) {
+		t.Fatalf("sender tracers started %s after the last receiver one began, want ≥ its 0.5 s to ready (%v)",
+			time.Duration(firstSender-lastReceiver), st)
+	}
+}

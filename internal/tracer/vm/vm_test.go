@@ -247,37 +247,36 @@ func TestTraceIgnoresUnrelated(t *testing.T) {
 	}
 }
 
-// --max-duration makes the tracer exit by itself, with a trailer, and
-// everything it loaded is gone afterwards.
-func TestTraceMaxDuration(t *testing.T) {
+// The tracer ends by itself, with a trailer naming why, after
+// --max-duration, after --duration, and when stdin closes under
+// --stop-on-stdin-eof; everything it loaded is gone afterwards.
+func TestTraceLifecycle(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := newPair(t)
-	start := time.Now()
-	tr := startTracer(t, p.A, vmArgs("--max-duration", "2s")...)
-	s := tr.wait(20 * time.Second)
-	if took := time.Since(start); took < 2*time.Second {
-		t.Errorf("exited after %v, before --max-duration", took)
+	for _, c := range []struct {
+		args     []string
+		closeIn  bool
+		minTime  time.Duration
+		wantExit string
+	}{
+		{[]string{"--max-duration", "2s"}, false, 2 * time.Second, tracer.ExitMaxDuration},
+		{[]string{"--duration", "500ms"}, false, 500 * time.Millisecond, tracer.ExitDuration},
+		{[]string{"--stop-on-stdin-eof"}, true, 0, tracer.ExitStdinEOF},
+	} {
+		start := time.Now()
+		tr := startTracer(t, p.A, vmArgs(c.args...)...)
+		if c.closeIn {
+			tr.stdin.Close()
+		}
+		s := tr.wait(20 * time.Second)
+		if took := time.Since(start); took < c.minTime {
+			t.Errorf("%v: exited after %v", c.args, took)
+		}
+		if s.Trailer.ExitReason != c.wantExit {
+			t.Errorf("%v: exit reason %q, want %q", c.args, s.Trailer.ExitReason, c.wantExit)
+		}
+		tr.assertGone()
 	}
-	if s.Trailer.ExitReason != tracer.ExitMaxDuration {
-		t.Errorf("exit reason %q", s.Trailer.ExitReason)
-	}
-	tr.assertGone()
-}
-
-// --duration and --stop-on-stdin-eof end the run cleanly too.
-func TestTraceDurationAndStdinEOF(t *testing.T) {
-	testenv.RequireRoot(t)
-	p := newPair(t)
-	tr := startTracer(t, p.A, vmArgs("--duration", "500ms")...)
-	if s := tr.wait(20 * time.Second); s.Trailer.ExitReason != tracer.ExitDuration {
-		t.Errorf("exit reason %q, want duration", s.Trailer.ExitReason)
-	}
-	tr = startTracer(t, p.A, vmArgs("--stop-on-stdin-eof")...)
-	tr.stdin.Close()
-	if s := tr.wait(20 * time.Second); s.Trailer.ExitReason != tracer.ExitStdinEOF {
-		t.Errorf("exit reason %q, want stdin-eof", s.Trailer.ExitReason)
-	}
-	tr.assertGone()
 }
 
 // The text view shows the origin's blocks.
@@ -313,6 +312,7 @@ func TestTraceUsageErrors(t *testing.T) {
 		{"--probe", "uprobe"},
 		{"--format", "xml"},
 		{"--direction", "sideways"},
+		{"--timeout", "0s"},
 	} {
 		var out, errb strings.Builder
 		full := append([]string{"trace", "vm", "--src-ip", srcIP, "--dst-ip", dstIP}, args...)
