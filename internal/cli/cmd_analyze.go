@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -29,13 +30,18 @@ reported as empty, not as an error.`,
 			dir := out
 			if dir == "" {
 				dir = args[0]
+				if err := checkWritable(dir); err != nil {
+					_ = report.Summary(cmd.OutOrStdout(), res)
+					return err
+				}
 			}
-			if err := report.WriteAll(dir, res); err != nil {
-				return err
-			}
+			// The summary first: it is still shown when DIR is read-only.
 			w := cmd.OutOrStdout()
 			if err := report.Summary(w, res); err != nil {
 				return err
+			}
+			if err := report.WriteAll(dir, res); err != nil {
+				return fmt.Errorf("%w (use -o to write the reports elsewhere)", err)
 			}
 			_, err = fmt.Fprintf(w, "report: %s/report.{md,html,json}\n", dir)
 			return err
@@ -43,4 +49,17 @@ reported as empty, not as an error.`,
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "directory for the reports (default: DIR)")
 	return cmd
+}
+
+// checkWritable refuses to write reports into a directory whose mode says
+// read-only (as root the kernel would allow it, but the owner meant it).
+func checkWritable(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("checking report directory: %w", err)
+	}
+	if st.Mode().Perm()&0o200 == 0 {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s is read-only: use -o DIR to write the reports elsewhere", dir)}
+	}
+	return nil
 }

@@ -34,6 +34,17 @@ func TestAnalyzeCommand(t *testing.T) {
 	if code != ExitOK || !strings.Contains(stdout.String(), "empty run") {
 		t.Errorf("empty run: exit %d, %s", code, stdout.String())
 	}
+	// A read-only run directory is not written into without -o.
+	ro := t.TempDir()
+	if err := os.Chmod(ro, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	code = Main(context.Background(), []string{"analyze", ro}, &stdout, &stderr)
+	if entries, _ := os.ReadDir(ro); code != ExitUsage || len(entries) != 0 || !strings.Contains(stderr.String(), "read-only") {
+		t.Errorf("read-only dir: exit %d, %d files written, %s", code, len(entries), stderr.String())
+	}
+	os.Chmod(ro, 0o755)
 	// A missing directory is a usage error naming it.
 	stderr.Reset()
 	code = Main(context.Background(), []string{"analyze", "/nonexistent/run"}, &stdout, &stderr)

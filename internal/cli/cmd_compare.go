@@ -32,6 +32,9 @@ found in the two manifests. Output goes to OUT (default: B).`,
 			dir := out
 			if dir == "" {
 				dir = args[1]
+				if err := checkWritable(dir); err != nil {
+					return err
+				}
 			}
 			if err := report.WriteCompare(dir, c); err != nil {
 				return err

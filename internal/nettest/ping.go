@@ -23,6 +23,8 @@ type PingOptions struct {
 	// Wait is how long to wait for replies after the last request
 	// (default 1 s).
 	Wait time.Duration
+	// Sendmsg sends with sendmsg(2) instead of sendto(2).
+	Sendmsg bool
 }
 
 // Reply is one echo reply matched to its request.
@@ -108,7 +110,7 @@ func (n *Netns) Ping(ctx context.Context, opts PingOptions) (*PingResult, error)
 		mu.Lock()
 		sentAt[seq] = time.Now()
 		mu.Unlock()
-		if err := sendRetry(fd, pkt, sa); err != nil {
+		if err := sendRetry(fd, pkt, sa, opts.Sendmsg); err != nil {
 			unix.Close(fd)
 			<-done
 			return nil, fmt.Errorf("ping %s seq %d: %w", opts.Dst, seq, err)
@@ -134,9 +136,14 @@ func (n *Netns) Ping(ctx context.Context, opts PingOptions) (*PingResult, error)
 
 // sendRetry sends pkt, waiting briefly when the socket buffer is full (at
 // flood rates the raw socket's send buffer can fill up).
-func sendRetry(fd int, pkt []byte, sa unix.Sockaddr) error {
+func sendRetry(fd int, pkt []byte, sa unix.Sockaddr, sendmsg bool) error {
 	for tries := 0; ; tries++ {
-		err := unix.Sendto(fd, pkt, 0, sa)
+		var err error
+		if sendmsg {
+			_, err = unix.SendmsgN(fd, pkt, nil, sa, 0)
+		} else {
+			err = unix.Sendto(fd, pkt, 0, sa)
+		}
 		if err == nil {
 			return nil
 		}

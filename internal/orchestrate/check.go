@@ -259,26 +259,34 @@ func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
 }
 
 // probeStatus summarises a tracer header's probes: ok when every stage
-// attached, warn when some are unavailable (the reason is given).
+// attached, warn when some are unavailable (stages sharing a reason are
+// listed together).
 func probeStatus(probes []string) (string, string, string) {
 	if len(probes) == 0 {
 		return CheckFail, "no header written", "the tracer ran but wrote no record stream"
 	}
-	var ok, missing []string
+	var ok, reasons []string
+	byReason := map[string][]string{}
 	for _, p := range probes {
 		stage, how, _ := strings.Cut(p, "=")
-		if strings.HasPrefix(how, "unavailable") {
-			missing = append(missing, p)
+		if reason, found := strings.CutPrefix(how, "unavailable: "); found {
+			if byReason[reason] == nil {
+				reasons = append(reasons, reason)
+			}
+			byReason[reason] = append(byReason[reason], stage)
 			continue
 		}
 		method, _, _ := strings.Cut(how, ":")
 		ok = append(ok, stage+"="+method)
 	}
 	detail := strings.Join(ok, " ")
-	if len(missing) > 0 {
-		return CheckWarn, detail + "; " + strings.Join(missing, "; "), ""
+	if len(reasons) == 0 {
+		return CheckOK, detail, ""
 	}
-	return CheckOK, detail, ""
+	for _, r := range reasons {
+		detail += "; unavailable " + strings.Join(byReason[r], ",") + ": " + r
+	}
+	return CheckWarn, detail, ""
 }
 
 // attach summarises which attach methods the kernel offers, from what the

@@ -45,7 +45,7 @@ func TestCheck(t *testing.T) {
 		t.Errorf("failed rows %d, want 2", rep.Failed())
 	}
 	for _, r := range rep.Rows {
-		if r.Check == "tracer vm" && r.Detail != "s1=tracepoint; s2=unavailable: no vhost" {
+		if r.Check == "tracer vm" && r.Detail != "s1=tracepoint; unavailable s2: no vhost" {
 			t.Errorf("tracer row %+v", r)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -270,9 +269,6 @@ func (n *node) ownsIP(ctx context.Context, ip string) (string, error) {
 	}
 	return "", nil
 }
-
-// errTimeout marks a wait that ran out of time.
-var errTimeout = errors.New("timed out")
 
 // firstLine is the first line of b, for short error messages.
 func firstLine(b []byte) string {

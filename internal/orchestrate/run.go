@@ -2,6 +2,7 @@ package orchestrate
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,6 +50,8 @@ type RunResult struct {
 	Manifest    *manifest.Manifest
 	Interrupted bool  // the context was cancelled (Ctrl-C)
 	Err         error // the first failure, for the message; nil when complete
+	// AnalyzeErr is the analysis' error: the run itself may be complete.
+	AnalyzeErr error
 }
 
 func (o *RunOptions) defaults() error {
@@ -120,42 +123,87 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		Environment: o.Env.Environment, Version: buildinfo.String(), Started: start.UTC(),
 		ConfigFile: o.ConfigFile,
 	}}
-	prog := o.progress()
-	defer prog.Done()
+	defer o.progress().Done()
 	res := &RunResult{Manifest: r.m}
-	finish := func(err error) (*RunResult, error) {
-		if res.Err == nil {
+	defer func() {
+		res.Interrupted = ctx.Err() != nil
+		if res.Err == nil && len(r.m.Failures) > 0 {
+			f := r.m.Failures[0]
+			res.Err = errors.New(f.Node + ": " + f.Step + ": " + f.Error)
+		}
+		r.finishManifest(start)
+		if err := manifest.Write(o.OutDir, r.m); err != nil && res.Err == nil {
 			res.Err = err
 		}
-		res.Interrupted = ctx.Err() != nil
-		r.finishManifest(start)
-		if werr := manifest.Write(o.OutDir, r.m); werr != nil && res.Err == nil {
-			res.Err = werr
-		}
+	}()
+	defer closeAll(r.nodes)
+
+	phases, err := r.setUp(ctx, start)
+	if err != nil {
+		r.m.Status = StatusFailed
+		res.Err = err
 		return res, nil
 	}
+	t0 := time.Now()
+	r.startTracers(ctx, phases)
+	r.m.Timings.StartMS = ms(time.Since(t0))
+	pingErr := r.ping(ctx)
+	t0 = time.Now()
+	r.stopAll(ctx)
+	r.m.Timings.StopMS = ms(time.Since(t0))
+	r.collect()
 
+	switch {
+	case ctx.Err() != nil:
+		r.m.Status = StatusPartial
+		r.m.Failures = append(r.m.Failures, manifest.Failure{Step: "run", Error: "interrupted: tracers stopped, collected data kept"})
+		return res, nil
+	case len(r.m.Failures) == 0:
+		r.m.Status = StatusComplete
+	case pingErr != nil && r.m.Ping.Sent == 0:
+		// ping could not run at all: there is nothing to analyse. (All
+		// pings lost is data: the tracers localise the drops.)
+		r.m.Status = StatusFailed
+		return res, nil
+	default:
+		r.m.Status = StatusPartial
+	}
+	if o.Analyze != nil {
+		// The analysis reads the manifest: write it first.
+		r.finishManifest(start)
+		if err := manifest.Write(o.OutDir, r.m); err != nil {
+			res.Err = err
+			return res, nil
+		}
+		t0 = time.Now()
+		res.AnalyzeErr = o.Analyze(ctx, o.OutDir)
+		r.m.Timings.AnalyzeMS = ms(time.Since(t0))
+	}
+	return res, nil
+}
+
+// setUp connects to every node, reads its facts and pushes pingpath, and
+// returns the tracer plan. Any failure here fails the run.
+func (r *run) setUp(ctx context.Context, start time.Time) ([][]*tracerSpec, error) {
+	o := r.o
 	r.nodes = connectAll(ctx, &o.Options)
-	defer closeAll(r.nodes)
-	var firstErr error
+	var connErr error
 	for _, n := range r.nodes {
 		r.byRole[n.role()] = n
 		r.m.Nodes = append(r.m.Nodes, manifest.Node{Role: n.role(), SSH: n.spec.SSH, Tracers: []manifest.Tracer{}})
 		if n.err != nil {
 			r.fail(n.role(), "connect", n.err)
-			firstErr = cmp(firstErr, n.err)
+			connErr = cmp.Or(connErr, n.err)
 		}
 	}
-	if firstErr != nil {
-		r.m.Status = StatusFailed
-		return finish(firstErr)
+	if connErr != nil {
+		return nil, connErr
 	}
-
 	sum, err := remote.FileSHA256(o.Binary)
 	if err != nil {
+		err = fmt.Errorf("reading the pingpath binary to push: %w", err)
 		r.fail("", "push", err)
-		r.m.Status = StatusFailed
-		return finish(fmt.Errorf("reading the pingpath binary to push: %w", err))
+		return nil, err
 	}
 	binary := map[string]string{}
 	for _, n := range r.nodes {
@@ -166,7 +214,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	// Per node, without a barrier between the steps: facts (as root), then
 	// the push.
 	var pushMax time.Duration
-	if err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
+	err = r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
 		if err := n.gatherFacts(ctx, binary[n.role()]); err != nil {
 			return err
 		}
@@ -175,98 +223,47 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		}
 		if n.facts["pushed"] == "yes" {
 			// The content-addressed name only ever holds a verified copy.
-			prog.NodeState(n.role(), "pushed", "already there")
+			o.progress().NodeState(n.role(), "pushed", "already there")
 			return nil
 		}
-		prog.NodeState(n.role(), "pushing", "")
+		o.progress().NodeState(n.role(), "pushing", "")
 		t0 := time.Now()
-		pr, err := remote.Push(ctx, n.t, o.Binary, sum, n.spec.Options.RemoteDir, "pingpath")
-		if err != nil {
+		if _, err := remote.Push(ctx, n.t, o.Binary, sum, n.spec.Options.RemoteDir, "pingpath"); err != nil {
 			return err
 		}
 		r.mu.Lock()
 		pushMax = max(pushMax, time.Since(t0))
 		r.mu.Unlock()
-		detail := "pushed"
-		if pr.Skipped {
-			detail = "already there"
-		}
-		prog.NodeState(n.role(), "pushed", detail)
+		o.progress().NodeState(n.role(), "pushed", "")
 		return nil
-	}); err != nil {
-		r.m.Status = StatusFailed
-		return finish(err)
-	}
+	})
 	r.m.Timings.PushMS = ms(pushMax)
 	r.m.Timings.ConnectMS = ms(time.Since(start) - pushMax)
-
-	// Tracers: receiver side, then sender side, each phase in parallel.
-	t0 := time.Now()
-	r.startTracers(ctx, phases)
-	r.m.Timings.StartMS = ms(time.Since(t0))
-
-	// Ping, unless interrupted or the sender VM is gone.
-	sv := r.byRole[manifest.RoleSenderVM]
-	pingFailed := false
-	r.m.Ping = manifest.Ping{Command: pingArgs(o.Env.Receiver.VM.IP, o.Count, o.Interval), File: PingFile,
-		Count: o.Count, Interval: o.Interval.String()}
-	if ctx.Err() == nil {
-		t0 = time.Now()
-		stats, rt, err := runPing(ctx, o.OutDir, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, prog)
-		r.m.Timings.PingMS = ms(time.Since(t0))
-		r.m.Ping.Sent, r.m.Ping.Received = stats.Sent, stats.Answered
-		if rt != nil {
-			r.m.Ping.Command = rt.cmdLine
-		}
-		if err != nil && ctx.Err() == nil {
-			pingFailed = true
-			r.fail(sv.role(), "ping", err)
-			res.Err = cmp(res.Err, err)
-		}
-	}
-
-	t0 = time.Now()
-	r.stopAll(ctx)
-	r.m.Timings.StopMS = ms(time.Since(t0))
-	r.collect()
-
-	switch {
-	case len(r.m.Failures) == 0 && ctx.Err() == nil:
-		r.m.Status = StatusComplete
-	case pingFailed && r.m.Ping.Sent == 0 && ctx.Err() == nil:
-		// ping could not run at all: there is nothing to analyse. (All
-		// pings lost is data: the tracers localise the drops.)
-		r.m.Status = StatusFailed
-	default:
-		r.m.Status = StatusPartial
-	}
-	if ctx.Err() != nil {
-		r.m.Failures = append(r.m.Failures, manifest.Failure{Step: "run", Error: "interrupted: tracers stopped, collected data kept"})
-	}
-	// Write the manifest before analysing, so the analysis can read it.
-	r.finishManifest(start)
-	if err := manifest.Write(o.OutDir, r.m); err != nil {
-		return finish(err)
-	}
-	if o.Analyze != nil && r.m.Status != StatusFailed && ctx.Err() == nil {
-		t0 = time.Now()
-		if err := o.Analyze(ctx, o.OutDir); err != nil {
-			r.fail("", "analyze", err)
-			res.Err = cmp(res.Err, err)
-		}
-		r.m.Timings.AnalyzeMS = ms(time.Since(t0))
-	}
-	if res.Err == nil && len(r.m.Failures) > 0 {
-		res.Err = errors.New(r.m.Failures[0].Node + ": " + r.m.Failures[0].Step + ": " + r.m.Failures[0].Error)
-	}
-	return finish(nil)
+	return phases, err
 }
 
-func cmp(old, err error) error {
-	if old != nil {
-		return old
+// ping runs ping on the sender VM unless the run was interrupted; its
+// failure is recorded and returned.
+func (r *run) ping(ctx context.Context) error {
+	o := r.o
+	sv := r.byRole[manifest.RoleSenderVM]
+	r.m.Ping = manifest.Ping{Command: pingArgs(o.Env.Receiver.VM.IP, o.Count, o.Interval), File: PingFile,
+		Count: o.Count, Interval: o.Interval.String()}
+	if ctx.Err() != nil {
+		return nil
 	}
-	return err
+	t0 := time.Now()
+	stats, rt, err := runPing(ctx, o.OutDir, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, o.progress())
+	r.m.Timings.PingMS = ms(time.Since(t0))
+	r.m.Ping.Sent, r.m.Ping.Received = stats.Sent, stats.Answered
+	if rt != nil {
+		r.m.Ping.Command = rt.cmdLine
+	}
+	if err != nil && ctx.Err() == nil {
+		r.fail(sv.role(), "ping", err)
+		return err
+	}
+	return nil
 }
 
 // prepareDir creates the run directory; an existing non-empty one is

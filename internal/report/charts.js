@@ -55,7 +55,7 @@
       var r = el('rect', { x: x, y: 10, width: w, height: 30, fill: LAYER_COLORS[i % LAYER_COLORS.length] }, s);
       title(r, l.name + ': ' + fmt(l.mean_us) + ' µs (' + fmt(l.share * 100) + ' %)');
       if (w > 60) text(s, x + 4, 30, l.name, { fill: '#fff' });
-      text(s, x + 2, 58, fmt(l.share * 100) + ' %');
+      if (w > 40) text(s, x + 2, 58, fmt(l.share * 100) + ' %');
       x += w;
     });
   }

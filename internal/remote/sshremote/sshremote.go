@@ -29,8 +29,10 @@ import (
 
 // Options tune a connection beyond what the Target says.
 type Options struct {
-	// KeepAlive is the interval of keepalive requests; a node that misses
-	// three in a row is declared lost and the connection closed. Default 2s.
+	// KeepAlive is the interval of keepalive requests; a node that leaves
+	// three in a row unanswered is declared lost and the connection closed
+	// (a crashed sshd is noticed at once anyway: the TCP connection ends).
+	// Default 5s, lenient enough for a loaded node.
 	KeepAlive time.Duration
 }
 
@@ -54,7 +56,7 @@ var _ remote.Transport = (*Client)(nil)
 // It fails within t.ConnectTimeout (per hop) or when ctx ends.
 func Dial(ctx context.Context, t *envfile.Target, opts Options) (*Client, error) {
 	if opts.KeepAlive <= 0 {
-		opts.KeepAlive = 2 * time.Second
+		opts.KeepAlive = 5 * time.Second
 	}
 	c := &Client{target: t, done: make(chan struct{})}
 	auth, agentConn, err := authMethods(t)

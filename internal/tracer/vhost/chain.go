@@ -48,6 +48,7 @@ func newCorrelator(m machine, window uint64, counters map[string]uint64) *Correl
 // Add queues one event.
 func (c *Correlator) Add(ev Event) {
 	c.counters["events"]++
+	c.counters["events_"+ev.Kind.String()]++ // per hook, to tell a silent probe from a failed link
 	c.pending = append(c.pending, ev)
 	if ev.TS > c.maxTS {
 		c.maxTS = ev.TS

@@ -109,6 +109,9 @@ func TestGuestVhostNetStages(t *testing.T) {
 			t.Errorf("vhost-tx seq %d total %v", seq, p.Durations)
 		}
 	}
+	if t.Failed() {
+		t.Logf("vhost-tx stream:\n%s", tx.out.String())
+	}
 	rxGot := pingsBy(rxs, "reply", id)
 	if len(rxGot) != n {
 		t.Fatalf("vhost-rx: %d reply records, want %d (%s)", len(rxGot), n, describe(rxs))

@@ -66,7 +66,7 @@ type Tool struct {
 	// tracer core looks targets up there, and a forced --probe must not
 	// fail on a stage whose functions live in a module (vhost, kvm, tun on
 	// most hosts): that stage falls back to kprobe instead.
-	kbtf *kernel.BTF
+	kbtf    *kernel.BTF
 	corr    *Correlator
 	sinkErr error
 }

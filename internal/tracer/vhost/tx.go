@@ -20,7 +20,9 @@ type TXConfig struct {
 	Available map[string]bool
 	Device    string
 	// Stale (ns): earlier stages older than this before netif_receive do
-	// not belong to the packet (default 100 ms).
+	// not belong to the packet (default 1 s: far above a real host's
+	// microseconds, but an emulated guest can take a scheduler tick or
+	// more between the kick and the worker).
 	Stale  uint64
 	Window uint64
 }
@@ -51,7 +53,7 @@ type txMachine struct {
 // NewTXCorrelator returns the vhost-tx correlator.
 func NewTXCorrelator(cfg TXConfig, out Emit) *Correlator {
 	if cfg.Stale == 0 {
-		cfg.Stale = 100_000_000
+		cfg.Stale = 1_000_000_000
 	}
 	counters := map[string]uint64{"events": 0, "pings": 0, "drops": 0, "incomplete": 0, "unmatched": 0}
 	m := &txMachine{cfg: cfg, out: out, counters: counters, kicks: map[uint32]Event{},
@@ -91,7 +93,7 @@ func (m *txMachine) handle(ev Event) {
 		m.runs[ev.TID] = run
 	case KindTunSendmsg:
 		run := m.runs[ev.TID]
-		if run == nil || ev.TS-run.start() > m.cfg.Stale {
+		if run == nil || ev.TS-run.last() > m.cfg.Stale {
 			run = &txRun{}
 			m.runs[ev.TID] = run
 		}
@@ -104,13 +106,15 @@ func (m *txMachine) handle(ev Event) {
 	}
 }
 
-func (r *txRun) start() uint64 {
+// last is the time of the run's latest stage.
+func (r *txRun) last() uint64 {
+	var t uint64
 	for _, e := range []*Event{r.kick, r.handleTX, r.sendmsg} {
-		if e != nil {
-			return e.TS
+		if e != nil && e.TS > t {
+			t = e.TS
 		}
 	}
-	return 0
+	return t
 }
 
 func (m *txMachine) onNetifReceive(ev Event) {
@@ -164,8 +168,10 @@ func (m *txMachine) expire(now uint64) {
 			delete(m.workKick, w)
 		}
 	}
+	// Events come in time order: a run none of whose stages is within
+	// Stale of now can serve no later packet.
 	for tid, r := range m.runs {
-		if now > r.start()+m.cfg.Stale && (r.sendmsg == nil || now > r.sendmsg.TS+m.cfg.Stale) {
+		if now > r.last()+m.cfg.Stale {
 			delete(m.runs, tid)
 		}
 	}

@@ -11,7 +11,8 @@
 //   VM_HOOK_DEV_QUEUE  dev_queue_xmit                       fentry, kprobe (__dev_queue_xmit), raw_tp net_dev_queue
 //   VM_HOOK_NETIF_RX   netif_receive_skb                    raw_tp netif_receive_skb
 //   VM_HOOK_ICMP_RCV   icmp_rcv                             fentry, kprobe
-//   VM_HOOK_SENDTO     sendto(2) entry of an echo request   tracepoint syscalls/sys_enter_sendto
+//   VM_HOOK_SENDTO     sendto(2)/sendmsg(2) entry of an echo request
+//                                                           tracepoint syscalls/sys_enter_sendto, sys_enter_sendmsg
 //   VM_HOOK_CONSUME    skb freed at the end of icmp_rcv     raw_tp consume_skb, kfree_skb (location inside icmp_rcv)
 //   VM_HOOK_FIB_IN     request's input route lookup         raw_tp fib_table_lookup
 //   VM_HOOK_FIB_OUT    reply's output route lookup          raw_tp fib_table_lookup
@@ -158,17 +159,13 @@ static __always_inline struct sock *vm_fd_sock(__u64 fd)
 }
 
 /*
- * sendto(fd, buf, len, flags, addr, addrlen) of an ICMP echo request to
- * pp_dst_ip on a raw or datagram ("ping") ICMP socket. The echo id of a ping
- * socket is the socket's port, not what user space wrote.
+ * vm_on_send handles sendto(fd, buf, len, ..., addr)/sendmsg of an ICMP
+ * echo request to pp_dst_ip on a raw or datagram ("ping") ICMP socket. The
+ * echo id of a ping socket is the socket's port, not what user space wrote.
  */
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int vm_tp_sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int vm_on_send(__u64 fd, void *buf, __u64 len, void *uaddr)
 {
-	if (!(pp_echo_kinds & PP_KIND_REQUEST))
-		return 0;
-	void *uaddr = (void *)ctx->args[4];
-	if (!uaddr || ctx->args[2] < sizeof(struct icmphdr))
+	if (!uaddr || len < sizeof(struct icmphdr))
 		return 0;
 	struct sockaddr_in sin;
 	if (bpf_probe_read_user(&sin, sizeof(sin), uaddr) || sin.sin_family != VM_AF_INET)
@@ -176,9 +173,9 @@ int vm_tp_sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 	if (pp_dst_ip && sin.sin_addr.s_addr != pp_dst_ip)
 		return 0;
 	struct icmphdr icmp;
-	if (bpf_probe_read_user(&icmp, sizeof(icmp), (void *)ctx->args[1]) || icmp.type != PP_ICMP_ECHO)
+	if (bpf_probe_read_user(&icmp, sizeof(icmp), buf) || icmp.type != PP_ICMP_ECHO)
 		return 0;
-	struct sock *sk = vm_fd_sock(ctx->args[0]);
+	struct sock *sk = vm_fd_sock(fd);
 	if (!sk)
 		return 0;
 	/* The socket's namespace, not the task's: a socket keeps the namespace
@@ -203,6 +200,30 @@ int vm_tp_sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 	if (!pp_classify(&pkt))
 		return 0;
 	return pp_emit(&pkt, VM_HOOK_SENDTO, NULL, pp_netns);
+}
+
+/* sendto(fd, buf, len, flags, addr, addrlen) */
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int vm_tp_sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!(pp_echo_kinds & PP_KIND_REQUEST))
+		return 0;
+	return vm_on_send(ctx->args[0], (void *)ctx->args[1], ctx->args[2], (void *)ctx->args[4]);
+}
+
+/* sendmsg(fd, msg, flags): the echo header is in the first iovec. */
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int vm_tp_sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!(pp_echo_kinds & PP_KIND_REQUEST))
+		return 0;
+	struct user_msghdr msg;
+	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]) || !msg.msg_name || msg.msg_iovlen < 1)
+		return 0;
+	struct iovec iov;
+	if (bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
+		return 0;
+	return vm_on_send(ctx->args[0], iov.iov_base, iov.iov_len, msg.msg_name);
 }
 
 /*

@@ -90,8 +90,9 @@ func Stages(role string) []tracer.Stage {
 	if role == RoleTX {
 		return []tracer.Stage{
 			{Name: P1Start, Required: true, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.Tracepoint,
-				Hooks: []tracer.Hook{{Target: "syscalls/sys_enter_sendto", Program: "vm_tp_sys_enter_sendto"}},
-				Note:  "approximation: sendto(2) entry, so it also counts the socket layer, route lookup and skb build before ip_local_out"})},
+				Hooks: []tracer.Hook{{Target: "syscalls/sys_enter_sendto", Program: "vm_tp_sys_enter_sendto"},
+					{Target: "syscalls/sys_enter_sendmsg", Program: "vm_tp_sys_enter_sendmsg"}},
+				Note: "approximation: sendto(2)/sendmsg(2) entry, so it also counts the socket layer, route lookup and skb build before ip_local_out"})},
 			{Name: P1End, Rungs: devQueue},
 			{Name: P2Start, Rungs: netifReceive},
 			{Name: P2End, Required: true, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,

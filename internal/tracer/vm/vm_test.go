@@ -489,3 +489,22 @@ func TestTraceTapAndTun(t *testing.T) {
 	}
 	checkPingRecords(t, "tun", rxTun.signal(os.Interrupt), 6003, []uint16{4}, true)
 }
+
+// A pinger using sendmsg(2) is seen at p1_start too (tracepoint rung).
+func TestTraceSendmsgPinger(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := newPair(t)
+	tx := startTracer(t, p.A, vmArgs()...)
+	res, err := p.A.Ping(context.Background(), nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 8080, FirstSeq: 1,
+		Count: 5, Interval: 5 * time.Millisecond, Sendmsg: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := tx.signal(os.Interrupt)
+	checkPings(t, "sendmsg", s, 8080, seqsOf(res, 1))
+	for _, r := range s.Pings {
+		if _, ok := r.Stages[vm.P1Start]; !ok {
+			t.Errorf("seq %d: no p1_start", r.Seq)
+		}
+	}
+}

@@ -58,6 +58,7 @@ const (
 	vmProgVmRawTpKfreeSkb           = "vm_raw_tp_kfree_skb"
 	vmProgVmRawTpNetDevQueue        = "vm_raw_tp_net_dev_queue"
 	vmProgVmRawTpNetifReceiveSkb    = "vm_raw_tp_netif_receive_skb"
+	vmProgVmTpSysEnterSendmsg       = "vm_tp_sys_enter_sendmsg"
 	vmProgVmTpSysEnterSendto        = "vm_tp_sys_enter_sendto"
 	vmVarPpDstIp                    = "pp_dst_ip"
 	vmVarPpEchoKinds                = "pp_echo_kinds"
@@ -129,6 +130,7 @@ type vmProgramSpecs struct {
 	VmRawTpKfreeSkb           *ebpf.ProgramSpec `ebpf:"vm_raw_tp_kfree_skb"`
 	VmRawTpNetDevQueue        *ebpf.ProgramSpec `ebpf:"vm_raw_tp_net_dev_queue"`
 	VmRawTpNetifReceiveSkb    *ebpf.ProgramSpec `ebpf:"vm_raw_tp_netif_receive_skb"`
+	VmTpSysEnterSendmsg       *ebpf.ProgramSpec `ebpf:"vm_tp_sys_enter_sendmsg"`
 	VmTpSysEnterSendto        *ebpf.ProgramSpec `ebpf:"vm_tp_sys_enter_sendto"`
 }
 
@@ -229,6 +231,7 @@ type vmPrograms struct {
 	VmRawTpKfreeSkb           *ebpf.Program `ebpf:"vm_raw_tp_kfree_skb"`
 	VmRawTpNetDevQueue        *ebpf.Program `ebpf:"vm_raw_tp_net_dev_queue"`
 	VmRawTpNetifReceiveSkb    *ebpf.Program `ebpf:"vm_raw_tp_netif_receive_skb"`
+	VmTpSysEnterSendmsg       *ebpf.Program `ebpf:"vm_tp_sys_enter_sendmsg"`
 	VmTpSysEnterSendto        *ebpf.Program `ebpf:"vm_tp_sys_enter_sendto"`
 }
 
@@ -247,6 +250,7 @@ func (p *vmPrograms) Close() error {
 		p.VmRawTpKfreeSkb,
 		p.VmRawTpNetDevQueue,
 		p.VmRawTpNetifReceiveSkb,
+		p.VmTpSysEnterSendmsg,
 		p.VmTpSysEnterSendto,
 	)
 }

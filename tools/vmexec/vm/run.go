@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,7 +75,7 @@ const (
 	guestProgram  = "/t/prog"
 	// startMarker is printed on the console by /init right before it starts
 	// the program; the host times the boot by it.
-	startMarker = "vmexec: starting program"
+	startMarker = "starting program"
 )
 
 // ErrNoStatus means QEMU ended without the guest reporting a status (a
@@ -105,6 +106,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
 	}
+	if err := checkStatic(cfg.Program); err != nil {
+		return Result{}, err
+	}
 	tmp, err := os.MkdirTemp("", "vmexec-")
 	if err != nil {
 		return Result{}, fmt.Errorf("making the VM's work directory: %w", err)
@@ -115,6 +119,23 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	return boot(ctx, cfg, initrd)
+}
+
+// checkStatic rejects a dynamically linked program: the guest has no
+// dynamic loader or libc (a Go test built with cgo, e.g. without
+// CGO_ENABLED=0, would fail there with a puzzling "no such file").
+func checkStatic(program string) error {
+	f, err := elf.Open(program)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", program, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s is dynamically linked; the guest has no libc (build it with CGO_ENABLED=0)", program)
+		}
+	}
+	return nil
 }
 
 // writeInitramfs builds the guest's root file system. It is left
@@ -254,7 +275,7 @@ func boot(ctx context.Context, cfg Config, initrd string) (Result, error) {
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := strings.TrimRight(sc.Text(), "\r")
-			if res.Boot == 0 && strings.Contains(line, startMarker) {
+			if res.Boot == 0 && strings.Contains(line, "vmexec: "+startMarker) {
 				res.Boot = time.Since(start)
 			}
 			tail.WriteString(line + "\n")
@@ -267,8 +288,11 @@ func boot(ctx context.Context, cfg Config, initrd string) (Result, error) {
 	res.Total = time.Since(start)
 	wg.Wait()
 	res.Console = tail.String()
-	if ctx.Err() != nil {
+	switch ctx.Err() {
+	case context.DeadlineExceeded:
 		return res, fmt.Errorf("%w after %s (kernel %s)", ErrTimeout, cfg.Timeout, cfg.Kernel.Release)
+	case context.Canceled:
+		return res, fmt.Errorf("VM stopped: %w", context.Cause(ctx))
 	}
 	status := 0
 	if werr != nil {
