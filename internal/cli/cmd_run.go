@@ -37,7 +37,7 @@ for each one's ready line, runs ping on the sender VM, stops the tracers
 with a manifest.json. Then it analyses DIR unless --no-analyze.
 
 Exit codes: 0 complete; 1 failed (nothing usable, e.g. a node unreachable at
-the start); 2 bad command line or environment file; 3 partial (a node or a
+the start; or only the analysis failed); 2 bad command line or environment file; 3 partial (a node or a
 tracer was lost: what was collected is kept and analysed); 130 interrupted
 (Ctrl-C: tracers stopped, collected data kept). See docs/run.md.`,
 		Args: cobra.NoArgs,
@@ -93,6 +93,9 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 			for _, f := range m.Failures {
 				fmt.Fprintf(stderr, "  %s %s: %s\n", f.Node, f.Step, f.Error)
 			}
+			if res.AnalyzeErr != nil {
+				fmt.Fprintf(stderr, "  analysis: %v\n", res.AnalyzeErr)
+			}
 			switch {
 			case res.Interrupted:
 				return &ExitError{Code: ExitSignal, Err: fmt.Errorf("interrupted; what was collected is in %s", out)}
@@ -100,6 +103,8 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 				return &ExitError{Code: ExitFailure, Err: fmt.Errorf("run failed: %w", res.Err)}
 			case m.Status == orchestrate.StatusPartial:
 				return &ExitError{Code: ExitPartial, Err: fmt.Errorf("partial run (kept in %s): %w", out, res.Err)}
+			case res.AnalyzeErr != nil:
+				return fmt.Errorf("the run is complete in %s but its analysis failed (retry with pingpath analyze %s): %w", out, out, res.AnalyzeErr)
 			}
 			return nil
 		},

@@ -136,7 +136,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 			res.Err = err
 		}
 	}()
-	defer closeAll(r.nodes)
+	defer func() { closeAll(r.nodes) }()
 
 	phases, err := r.setUp(ctx, start)
 	if err != nil {

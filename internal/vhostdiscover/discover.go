@@ -7,9 +7,10 @@
 // How each fact is found:
 //   - tun files: /proc/<pid>/fdinfo/<fd> of a tun/tap file has an "iff:"
 //     line with the interface name (tun_chr_show_fdinfo);
-//   - vhost workers: threads named "vhost-<owner pid>": kernel threads
-//     (their own /proc/<tid>) before Linux 6.4, threads of the owner
-//     (/proc/<pid>/task/<tid>) from 6.4 on; both are looked for;
+//   - vhost workers: threads named "vhost-<tid>" after the owner's thread
+//     that set vhost up: kernel threads (their own /proc/<tid>) before
+//     Linux 6.4, threads of the owner (/proc/<pid>/task/<tid>) from 6.4 on;
+//     both are looked for;
 //   - vhost-net, KVM and eventfd files: the owner's /proc/<pid>/fd links
 //     ("/dev/vhost-net", "anon_inode:kvm-vm", "anon_inode:kvm-vcpu:N",
 //     "anon_inode:[eventfd]"). Which eventfd is a queue's call (irqfd) or
@@ -194,29 +195,36 @@ func readComm(path string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// workers finds the threads named vhost-<owner>: the owner's own threads
-// (6.4+) and kernel threads elsewhere (before 6.4).
+// workers finds the vhost workers of owner. vhost names a worker
+// "vhost-<tid>" after the thread that called VHOST_SET_OWNER (QEMU's main
+// thread, so usually the pid; any thread in a Go program), so every
+// thread id of the owner counts. Workers are the owner's own threads from
+// 6.4 on and kernel threads (their own /proc/<tid>) before.
 func workers(procRoot string, owner int, pids []int) []Worker {
-	name := "vhost-" + strconv.Itoa(owner)
+	taskDir := filepath.Join(procRoot, strconv.Itoa(owner), "task")
+	names := map[string]bool{"vhost-" + strconv.Itoa(owner): true}
+	var tids []int
+	if ents, err := os.ReadDir(taskDir); err == nil {
+		for _, e := range ents {
+			if tid, err := strconv.Atoi(e.Name()); err == nil {
+				tids = append(tids, tid)
+				names["vhost-"+e.Name()] = true
+			}
+		}
+	}
 	var out []Worker
 	seen := map[int]bool{}
-	if ents, err := os.ReadDir(filepath.Join(procRoot, strconv.Itoa(owner), "task")); err == nil {
-		for _, e := range ents {
-			tid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			if readComm(filepath.Join(procRoot, strconv.Itoa(owner), "task", e.Name(), "comm")) == name {
-				out = append(out, Worker{TID: tid})
-				seen[tid] = true
-			}
+	for _, tid := range tids {
+		if names[readComm(filepath.Join(taskDir, strconv.Itoa(tid), "comm"))] {
+			out = append(out, Worker{TID: tid})
+			seen[tid] = true
 		}
 	}
 	for _, pid := range pids {
 		if pid == owner || seen[pid] {
 			continue
 		}
-		if readComm(filepath.Join(procRoot, strconv.Itoa(pid), "comm")) == name {
+		if names[readComm(filepath.Join(procRoot, strconv.Itoa(pid), "comm"))] {
 			out = append(out, Worker{TID: pid, Kernel: true})
 		}
 	}

@@ -58,8 +58,10 @@ func TestDiscoverKernelThreadWorkers(t *testing.T) {
 		"811/comm":            "vhost-4242\n",
 		"812/comm":            "vhost-4242\n",
 		"900/comm":            "vhost-5000\n",
-		"1/comm":              "systemd\n",
-		"1/fdinfo/3":          "pos:\t0\nflags:\t02\n",
+		// A worker named after a thread of QEMU other than the main one.
+		"813/comm":   "vhost-4250\n",
+		"1/comm":     "systemd\n",
+		"1/fdinfo/3": "pos:\t0\nflags:\t02\n",
 	}, map[string]string{
 		"4242/fd/30": "/dev/net/tun",
 		"4242/fd/31": "/dev/net/tun",
@@ -77,7 +79,7 @@ func TestDiscoverKernelThreadWorkers(t *testing.T) {
 	if len(r.TunFiles) != 2 || r.OwnerPID != 4242 || r.OwnerComm != "qemu-kvm" {
 		t.Errorf("tun files %+v owner %d %q", r.TunFiles, r.OwnerPID, r.OwnerComm)
 	}
-	if len(r.Workers) != 2 || r.Workers[0] != (Worker{TID: 811, Kernel: true}) || r.Workers[1].TID != 812 {
+	if len(r.Workers) != 3 || r.Workers[0] != (Worker{TID: 811, Kernel: true}) || r.Workers[1].TID != 812 || r.Workers[2].TID != 813 {
 		t.Errorf("workers %+v", r.Workers)
 	}
 	if r.VhostNet != 2 || !r.KVMVM || r.VCPUs != 2 || len(r.EventFDs) != 1 || r.EventFDs[0] != (EventFD{FD: 40, ID: "12"}) {
