@@ -43,6 +43,15 @@ test-quick: build
 
 test: deps generate-check lint build
 	$(GO) test -count=1 -timeout 45m ./...
+	$(MAKE) test-kernels
+
+# The kernel matrix: every package's guest tests (TestTraceRealPackets,
+# TestGuest*) in QEMU/TCG guests booting Debian's 6.1 and 6.12 cloud kernels,
+# per probe rung (auto, fentry, kprobe, tracepoint). Fetches and caches the
+# kernels in .cache/kernels, rewrites docs/kernel-matrix.md from the run.
+test-kernels:
+	./scripts/kernels.sh
+	$(GO) run ./tools/kernelmatrix
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # The pingpath demo on the built-in lab (run as root, from a checkout):
 # installs what it needs, builds bin/pingpath, brings up the four-node lab
-# (two VMs on two hosts, each a network namespace with its own sshd) in a
-# temporary directory, SSHes to every node, pings VM to VM, and tears the
-# lab down again, also when a step fails or on Ctrl-C.
+# (two VMs on two hosts, each a network namespace with its own sshd, TAP VM
+# links) in a temporary directory, SSHes to every node, checks the nodes,
+# runs the whole workflow (`pingpath run`: every tracer on all four nodes,
+# ping, collect, analyse), prints the summary and the path of report.html,
+# and tears the lab down again, also when a step fails or on Ctrl-C.
 #
-# Extra `pingpath lab up` flags can be passed in LAB_FLAGS, for example
-#   LAB_FLAGS="--wire-delay 2ms --wire-loss 10" make demo
+# The run directory stays in ./out/demo-<UTC timestamp> (OUT overrides it).
+# Knobs, all optional:
+#   LAB_FLAGS="--wire-delay 2ms --wire-loss 10"   extra `pingpath lab up` flags
+#   COUNT=20 INTERVAL=100ms                       the ping series
+#   OUT=./out/mine                                the run directory
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ $EUID -ne 0 ]]; then
-  echo "demo: the lab needs root (network namespaces, sshd)" >&2
+  echo "demo: the lab needs root (network namespaces, sshd, BPF)" >&2
   exit 1
 fi
+
+COUNT="${COUNT:-20}"
+INTERVAL="${INTERVAL:-100ms}"
+OUT="${OUT:-$PWD/out/demo-$(date -u +%Y%m%dT%H%M%SZ)}"
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -40,6 +49,9 @@ cleanup() {
     else
       echo "demo failed" >&2
     fi
+    if [[ -d "$OUT" ]]; then
+      echo "what the run collected is in $OUT" >&2
+    fi
   fi
 }
 trap cleanup EXIT
@@ -58,11 +70,24 @@ for node in sender-vm sender-host receiver-host receiver-vm; do
   "${SSH[@]}" "$node" 'echo "$(hostname)  $(uname -srm)  $(ip -4 -o addr show scope global | awk "{printf \"%s %s  \", \$2, \$4}")"'
 done
 
-# The receiver VM's address on the measured path, from env.yaml.
-RECV_IP="$(awk '/^receiver:/ {r=1} r && $1 == "ip:" {print $2; exit}' "$ENV")"
-step "ping from sender-vm to receiver-vm ($RECV_IP) through both bridges and the wire"
-"${SSH[@]}" sender-vm ping -c 10 -i 0.2 "$RECV_IP"
+step "pingpath check: can every node do its part?"
+"$BIN" check -c "$ENV"
 
-step "lab status"
-"$BIN" lab status --dir "$DIR"
+step "pingpath run: all tracers on all four nodes, $COUNT pings at $INTERVAL"
+mkdir -p "$(dirname "$OUT")"
+rc=0
+"$BIN" run -c "$ENV" -o "$OUT" --count "$COUNT" --interval "$INTERVAL" || rc=$?
+# 3 = partial: a tracer or node was lost, the rest is kept and analysed.
+if ((rc != 0 && rc != 3)); then
+  exit "$rc"
+fi
+
+step "result"
+ls "$OUT"
+echo
+echo "report:   $OUT/report.html"
+echo "          $OUT/report.md, $OUT/report.json"
+echo "manifest: $OUT/manifest.json"
+echo "compare another run with: $BIN compare $OUT OTHER_RUN_DIR"
 ok=1
+exit "$rc"

@@ -75,7 +75,7 @@ fetch() {
   [[ $rel == "$s".* ]] || { echo "kernels.sh: $s: metapackage points at $pkg, not a $s kernel" >&2; return 1; }
   echo "kernels.sh: $s: downloading $pkg" >&2
   local tmp; tmp=$(mktemp -d "$cache/.fetch-$s.XXXXXX")
-  trap 'rm -rf "$tmp"' RETURN
+  tmps+=("$tmp")
   # "Download is performed unsandboxed as root" is expected and harmless.
   (cd "$tmp" && apt-get "${opts[@]}" -qq download "$pkg" 2>&1 | grep -v 'unsandboxed as root' >&2 || true)
   local deb; deb=$(ls "$tmp"/*.deb 2>/dev/null | head -1)
@@ -91,8 +91,11 @@ fetch() {
   mkdir -p "$dir"
   mv "$tmp/root" "$dir/root"
   echo "$rel" >"$dir/release"
+  rm -rf "$tmp"
   echo "$s $rel $dir/root"
 }
 
+tmps=()
+trap 'rm -rf "${tmps[@]}"' EXIT
 mkdir -p "$cache"
 for s in "${series[@]}"; do fetch "$s"; done

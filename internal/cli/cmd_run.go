@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -91,7 +92,7 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 			fmt.Fprintf(stderr, "run %s: %s (ping %d/%d answered) in %s\n", out, m.Status, m.Ping.Received, m.Ping.Sent,
 				time.Duration(m.Timings.TotalMS)*time.Millisecond)
 			for _, f := range m.Failures {
-				fmt.Fprintf(stderr, "  %s %s: %s\n", f.Node, f.Step, f.Error)
+				fmt.Fprintf(stderr, "  %s: %s\n", strings.TrimSpace(f.Node+" "+f.Step), f.Error)
 			}
 			if res.AnalyzeErr != nil {
 				fmt.Fprintf(stderr, "  analysis: %v\n", res.AnalyzeErr)
@@ -114,7 +115,7 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 	f.StringVarP(&out, "output", "o", "", "run directory to create (must not exist or be empty)")
 	f.IntVar(&count, "count", 0, "pings to send (default: measurement.ping_count)")
 	f.DurationVar(&interval, "interval", 0, "ping interval (default: measurement.interval)")
-	f.DurationVar(&readyMax, "ready-timeout", 30*time.Second, "how long each tracer may take to print its ready line")
+	f.DurationVar(&readyMax, "ready-timeout", 0, "how long each tracer may take to print its ready line (default 30s, 90s with origin tools)")
 	f.BoolVar(&noAnalyze, "no-analyze", false, "only collect; analyse later with pingpath analyze DIR")
 	f.StringSliceVar(&tracers, "tracers", nil, "pingpath tracers to run (default: all of vm,host,vhost-rx,vhost-tx this build has)")
 	_ = cmd.MarkFlagRequired("config")

@@ -62,28 +62,47 @@ func (p *pingTracker) line(l string) bool {
 	return false
 }
 
-// runPing runs ping on the sender VM, streaming its output to PingFile and
-// progress to prog. Cancelling ctx interrupts ping (SIGINT, so it still
-// prints its summary).
-func runPing(ctx context.Context, dir string, n *node, dst string, count int, interval time.Duration, prog Progress) (PingStats, *running, error) {
-	tr := &pingTracker{stats: PingStats{Count: count}}
-	var mu sync.Mutex
+// pingRun is ping on the sender VM, opened ahead of time behind a gate.
+type pingRun struct {
+	rt       *running
+	count    int
+	interval time.Duration
+	mu       sync.Mutex
+	tracker  pingTracker
+}
+
+// openPing opens ping's session on the sender VM now (the SSH and login
+// shell cost is paid while the tracers start); ping itself runs on wait.
+func openPing(ctx context.Context, dir string, n *node, dst string, count int, interval time.Duration, prog Progress) (*pingRun, error) {
+	p := &pingRun{count: count, interval: interval, tracker: pingTracker{stats: PingStats{Count: count}}}
 	spec := &tracerSpec{
 		node: n, tool: "ping", args: pingArgs(dst, count, interval), file: PingFile, origin: true,
 		ready: func(string) bool { return true },
 		onLine: func(l string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if tr.line(l) {
-				prog.Ping(tr.stats)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.tracker.line(l) {
+				prog.Ping(p.tracker.stats)
 			}
 		},
 	}
-	rt, err := startTracer(ctx, dir, spec, false)
+	rt, err := startTracer(ctx, dir, spec, true)
 	if err != nil {
-		return tr.stats, nil, err
+		return nil, err
 	}
-	limit := time.Duration(count)*interval + 15*time.Second
+	p.rt = rt
+	return p, nil
+}
+
+// run releases ping and waits for it, streaming its output to PingFile and
+// progress to prog. Cancelling ctx interrupts ping (SIGINT, so it still
+// prints its summary).
+func (p *pingRun) run(ctx context.Context) (PingStats, error) {
+	rt, n := p.rt, p.rt.spec.node
+	if err := rt.release(); err != nil {
+		return p.stats(), fmt.Errorf("starting ping on %s: %w", n.role(), err)
+	}
+	limit := time.Duration(p.count)*p.interval + 15*time.Second
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	var stopErr error
@@ -98,16 +117,29 @@ func runPing(ctx context.Context, dir string, n *node, dst string, count int, in
 		stopErr = fmt.Errorf("ping on %s did not finish within %s", n.role(), limit)
 	}
 	<-rt.exited
-	mu.Lock()
-	defer mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	switch {
 	case stopErr != nil:
-		return tr.stats, rt, stopErr
+		return p.tracker.stats, stopErr
 	case rt.err != nil:
-		return tr.stats, rt, fmt.Errorf("ping on %s: %s", n.role(), rt.exitText())
-	case rt.code > 1 || !tr.summary && rt.code != 0:
+		return p.tracker.stats, fmt.Errorf("ping on %s: %s", n.role(), rt.exitText())
+	case rt.code > 1 || !p.tracker.summary && rt.code != 0:
 		// ping exits 1 when replies were missing: that is data, not failure.
-		return tr.stats, rt, fmt.Errorf("ping on %s failed (exit %d): %s", n.role(), rt.code, strings.TrimSpace(rt.last()))
+		return p.tracker.stats, fmt.Errorf("ping on %s failed (exit %d): %s", n.role(), rt.code, strings.TrimSpace(rt.last()))
 	}
-	return tr.stats, rt, nil
+	return p.tracker.stats, nil
+}
+
+func (p *pingRun) stats() PingStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tracker.stats
+}
+
+// cancel ends a ping that never ran (its gate sees EOF).
+func (p *pingRun) cancel() {
+	if p != nil {
+		_ = p.rt.proc.CloseStdin()
+	}
 }

@@ -33,7 +33,8 @@ type RunOptions struct {
 	OutDir   string
 	Count    int           // 0: measurement.ping_count
 	Interval time.Duration // 0: measurement.interval
-	// ReadyTimeout bounds the wait for each tracer's ready line (30s).
+	// ReadyTimeout bounds the wait for each tracer's ready line (30s; 90s
+	// when origin BCC tools run, which compile at start).
 	ReadyTimeout time.Duration
 	// StopGrace is how long a tracer has to exit after stdin EOF/SIGINT
 	// before SIGTERM (5s); StopTerm the same after SIGTERM before SIGKILL (2s).
@@ -68,6 +69,10 @@ func (o *RunOptions) defaults() error {
 	}
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 30 * time.Second
+		if t := o.Env.Tools; t.KernelICMPRTT+t.ICMPDropDetector+t.TunTxToKVMIRQ+t.KVMVhostTunLatency != "" {
+			// BCC compiles its programs at start: seconds to tens of them.
+			o.ReadyTimeout = 90 * time.Second
+		}
 	}
 	if o.StopGrace == 0 {
 		o.StopGrace = 5 * time.Second
@@ -138,16 +143,38 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	}()
 	defer func() { closeAll(r.nodes) }()
 
-	phases, err := r.setUp(ctx, start)
+	phases, sum, err := r.connect(ctx)
 	if err != nil {
 		r.m.Status = StatusFailed
 		res.Err = err
 		return res, nil
 	}
+	// Open every tracer's session and ping's, gated, while the nodes are
+	// prepared: the SSH and login-shell costs overlap.
+	var started [][]*running
+	var pinger *pingRun
+	var pingOpenErr error
+	opened := make(chan struct{})
+	go func() {
+		defer close(opened)
+		started = r.openTracers(ctx, phases)
+		sv := r.byRole[manifest.RoleSenderVM]
+		pinger, pingOpenErr = openPing(ctx, o.OutDir, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, o.progress())
+	}()
+	err = r.prepare(ctx, start, phases, sum)
+	<-opened
+	if err != nil {
+		pinger.cancel()
+		r.stopAll(ctx)
+		r.collect()
+		r.m.Status = StatusFailed
+		res.Err = err
+		return res, nil
+	}
 	t0 := time.Now()
-	r.startTracers(ctx, phases)
+	r.readyTracers(ctx, started)
 	r.m.Timings.StartMS = ms(time.Since(t0))
-	pingErr := r.ping(ctx)
+	pingErr := r.ping(ctx, pinger, pingOpenErr)
 	t0 = time.Now()
 	r.stopAll(ctx)
 	r.m.Timings.StopMS = ms(time.Since(t0))
@@ -182,9 +209,9 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	return res, nil
 }
 
-// setUp connects to every node, reads its facts and pushes pingpath, and
-// returns the tracer plan. Any failure here fails the run.
-func (r *run) setUp(ctx context.Context, start time.Time) ([][]*tracerSpec, error) {
+// connect connects to every node and returns the tracer plan and the
+// checksum of the binary to push. Any failure here fails the run.
+func (r *run) connect(ctx context.Context) ([][]*tracerSpec, string, error) {
 	o := r.o
 	r.nodes = connectAll(ctx, &o.Options)
 	var connErr error
@@ -197,25 +224,30 @@ func (r *run) setUp(ctx context.Context, start time.Time) ([][]*tracerSpec, erro
 		}
 	}
 	if connErr != nil {
-		return nil, connErr
+		return nil, "", connErr
 	}
 	sum, err := remote.FileSHA256(o.Binary)
 	if err != nil {
 		err = fmt.Errorf("reading the pingpath binary to push: %w", err)
 		r.fail("", "push", err)
-		return nil, err
+		return nil, "", err
 	}
 	binary := map[string]string{}
 	for _, n := range r.nodes {
 		binary[n.role()] = remote.PushedPath(n.spec.Options.RemoteDir, "pingpath", sum)
 	}
-	phases := r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, binary: binary, maxDuration: o.maxDuration()}))
+	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, binary: binary, maxDuration: o.maxDuration()})), sum, nil
+}
 
-	// Per node, without a barrier between the steps: facts (as root), then
-	// the push.
+// prepare reads every node's facts (as root, which checks sudo) and pushes
+// pingpath where it is not yet, per node without a barrier between the
+// steps. Any failure here fails the run.
+func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSpec, sum string) error {
+	o := r.o
 	var pushMax time.Duration
-	err = r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
-		if err := n.gatherFacts(ctx, binary[n.role()]); err != nil {
+	err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
+		bin := remote.PushedPath(n.spec.Options.RemoteDir, "pingpath", sum)
+		if err := n.gatherFacts(ctx, bin); err != nil {
 			return err
 		}
 		if !needsBinary(phases, n.role()) {
@@ -239,25 +271,27 @@ func (r *run) setUp(ctx context.Context, start time.Time) ([][]*tracerSpec, erro
 	})
 	r.m.Timings.PushMS = ms(pushMax)
 	r.m.Timings.ConnectMS = ms(time.Since(start) - pushMax)
-	return phases, err
+	return err
 }
 
-// ping runs ping on the sender VM unless the run was interrupted; its
+// ping runs the pre-opened ping unless the run was interrupted; its
 // failure is recorded and returned.
-func (r *run) ping(ctx context.Context) error {
+func (r *run) ping(ctx context.Context, p *pingRun, openErr error) error {
 	o := r.o
 	sv := r.byRole[manifest.RoleSenderVM]
-	r.m.Ping = manifest.Ping{Command: pingArgs(o.Env.Receiver.VM.IP, o.Count, o.Interval), File: PingFile,
-		Count: o.Count, Interval: o.Interval.String()}
+	r.m.Ping = manifest.Ping{Command: sv.recordedArgv(pingArgs(o.Env.Receiver.VM.IP, o.Count, o.Interval), nil),
+		File: PingFile, Count: o.Count, Interval: o.Interval.String()}
 	if ctx.Err() != nil {
+		p.cancel()
 		return nil
 	}
-	t0 := time.Now()
-	stats, rt, err := runPing(ctx, o.OutDir, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, o.progress())
-	r.m.Timings.PingMS = ms(time.Since(t0))
-	r.m.Ping.Sent, r.m.Ping.Received = stats.Sent, stats.Answered
-	if rt != nil {
-		r.m.Ping.Command = rt.cmdLine
+	err := openErr
+	if err == nil {
+		t0 := time.Now()
+		var stats PingStats
+		stats, err = p.run(ctx)
+		r.m.Timings.PingMS = ms(time.Since(t0))
+		r.m.Ping.Sent, r.m.Ping.Received = stats.Sent, stats.Answered
 	}
 	if err != nil && ctx.Err() == nil {
 		r.fail(sv.role(), "ping", err)
@@ -336,12 +370,10 @@ func (r *run) skipUnavailable(phases [][]*tracerSpec) [][]*tracerSpec {
 	return out
 }
 
-// startTracers opens every tracer's session at once, so that the SSH and
-// login-shell cost is paid in parallel, but holds each later phase's
-// programs behind a gate until the previous phase is ready: the tracers
-// themselves start receivers first. A tracer that fails to start is
-// recorded; the run goes on with the others (and ends partial).
-func (r *run) startTracers(ctx context.Context, phases [][]*tracerSpec) {
+// openTracers opens every tracer's session at once, each program held
+// behind a gate: the SSH and login-shell costs are paid in parallel (and
+// while the nodes are prepared).
+func (r *run) openTracers(ctx context.Context, phases [][]*tracerSpec) [][]*running {
 	started := make([][]*running, len(phases))
 	var mu sync.Mutex
 	var open sync.WaitGroup
@@ -350,7 +382,7 @@ func (r *run) startTracers(ctx context.Context, phases [][]*tracerSpec) {
 			open.Add(1)
 			go func() {
 				defer open.Done()
-				if rt := r.startOne(ctx, spec, i > 0); rt != nil {
+				if rt := r.startOne(ctx, spec); rt != nil {
 					mu.Lock()
 					started[i] = append(started[i], rt)
 					mu.Unlock()
@@ -359,6 +391,14 @@ func (r *run) startTracers(ctx context.Context, phases [][]*tracerSpec) {
 		}
 	}
 	open.Wait()
+	return started
+}
+
+// readyTracers releases the tracers phase by phase, receivers first: each
+// phase's programs start together and must all be ready (or have failed)
+// before the next phase's start. A tracer that fails to start is recorded;
+// the run goes on with the others (and ends partial).
+func (r *run) readyTracers(ctx context.Context, started [][]*running) {
 	for _, phase := range started {
 		if ctx.Err() != nil {
 			return
@@ -375,11 +415,10 @@ func (r *run) startTracers(ctx context.Context, phases [][]*tracerSpec) {
 	}
 }
 
-// startOne opens the session of one tracer.
-func (r *run) startOne(ctx context.Context, spec *tracerSpec, gated bool) *running {
+// startOne opens the (gated) session of one tracer.
+func (r *run) startOne(ctx context.Context, spec *tracerSpec) *running {
 	role := spec.node.role()
-	r.o.progress().NodeState(role, "starting", spec.tool)
-	rt, err := startTracer(ctx, r.o.OutDir, spec, gated)
+	rt, err := startTracer(ctx, r.o.OutDir, spec, true)
 	if err != nil {
 		r.fail(role, "start "+spec.tool, err)
 		r.o.progress().NodeState(role, "failed", err.Error())
@@ -394,6 +433,7 @@ func (r *run) startOne(ctx context.Context, spec *tracerSpec, gated bool) *runni
 // awaitReady releases a gated tracer and waits for its ready line.
 func (r *run) awaitReady(ctx context.Context, rt *running) {
 	role := rt.spec.node.role()
+	r.o.progress().NodeState(role, "starting", rt.spec.tool)
 	err := rt.release()
 	if err == nil {
 		err = rt.waitReady(ctx, r.o.ReadyTimeout)
@@ -452,6 +492,13 @@ func (r *run) watchLost(ctx context.Context, rt *running) {
 	r.o.progress().NodeState(role, "failed", rt.spec.tool+" exited early: "+rt.exitText())
 }
 
+// isLost tells whether a node's connection was reported lost.
+func (r *run) isLost(role string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lost[role]
+}
+
 // stopAll stops every tracer in parallel, with a context that survives a
 // Ctrl-C (stopping is exactly what an interrupt needs).
 func (r *run) stopAll(ctx context.Context) {
@@ -492,15 +539,15 @@ func (r *run) collect() {
 		if !rt.spec.origin {
 			t.Probes = headerProbes(filepath.Join(r.o.OutDir, rt.spec.file))
 		}
-		if t.State != "ok" && !failedStart[role+"/start "+rt.spec.tool] {
+		if t.State != "ok" && t.State != "not-started" && !failedStart[role+"/start "+rt.spec.tool] {
 			r.fail(role, "trace "+rt.spec.tool, errors.New(t.Error))
 		}
 		n := &r.m.Nodes[idx[role]]
 		n.Tracers = append(n.Tracers, t)
 		switch {
-		case r.lost[role] || t.State == "lost":
+		case r.isLost(role) || t.State == "lost":
 			final[role] = "lost"
-		case t.State != "ok" && final[role] != "lost":
+		case t.State != "ok" && t.State != "not-started" && final[role] != "lost":
 			final[role] = "failed"
 		case final[role] == "":
 			final[role] = "done"
@@ -557,7 +604,7 @@ func (r *run) finishManifest(start time.Time) {
 		mn.Facts = map[string]string{}
 		for k, v := range n.facts {
 			switch k {
-			case "hostname", "kernel", "arch":
+			case "hostname", "kernel", "arch", "pushed":
 			default:
 				mn.Facts[k] = v
 			}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pingpath/pingpath/internal/remote/remotetest"
 	"github.com/pingpath/pingpath/internal/testenv"
@@ -40,7 +41,7 @@ func TestRunSudoPassword(t *testing.T) {
 	// password line was consumed by sudo, the EOF reached the tracer).
 	for _, n := range res.Manifest.Nodes {
 		for _, tr := range n.Tracers {
-			if tr.State != "ok" || !strings.HasPrefix(strings.Join(tr.Command, " "), "sudo -S -p  -- ") {
+			if tr.State != "ok" || !strings.HasPrefix(strings.Join(tr.Command, " "), "sudo -S -k -p  -- ") {
 				t.Errorf("%s %s: %+v", n.Role, tr.Tool, tr)
 			}
 		}
@@ -68,6 +69,19 @@ func TestRunSudoWrongPassword(t *testing.T) {
 	if res.Manifest.Status != StatusFailed || !strings.Contains(res.Err.Error(), "sudo with password failed") {
 		t.Fatalf("status %s err %v", res.Manifest.Status, res.Err)
 	}
+	// The tracer sessions opened ahead behind their gates never ran a
+	// tracer, and are gone.
+	if args := f.tracerArgs(t); len(args) != 0 {
+		t.Fatalf("tracers ran although the run failed before starting them: %v", args)
+	}
+	for _, n := range res.Manifest.Nodes {
+		for _, tr := range n.Tracers {
+			if tr.State != "not-started" {
+				t.Errorf("%s %s: %s", n.Role, tr.Tool, tr.State)
+			}
+		}
+	}
+	noProcessLeft(t, "fake-pingpath", 2*time.Second)
 }
 
 func TestRunSudoPasswordlessRefused(t *testing.T) {

@@ -160,8 +160,8 @@ const (
 	SudoPassword     = "password"
 )
 
-// WithSudo wraps cmd to run as root: "sudo -n --" (passwordless) or
-// "sudo -S -p ” --" with the password fed on stdin ahead of anything else.
+// WithSudo wraps cmd to run as root: sudo -n (passwordless), or sudo -S -k
+// with an empty prompt and the password fed on stdin ahead of anything else.
 // Mode "" or "none" leaves cmd as it is.
 func WithSudo(cmd Command, mode string, password []byte) (Command, error) {
 	var prefix []string
@@ -174,7 +174,9 @@ func WithSudo(cmd Command, mode string, password []byte) (Command, error) {
 		if password == nil {
 			return cmd, errors.New("sudo password mode but no password given")
 		}
-		prefix = []string{"sudo", "-S", "-p", "", "--"}
+		// -k: ignore cached credentials, so that sudo always reads the
+		// password line and never leaves it to the program.
+		prefix = []string{"sudo", "-S", "-k", "-p", "", "--"}
 		cmd.StdinPrefix = append(append(append([]byte{}, password...), '\n'), cmd.StdinPrefix...)
 	default:
 		return cmd, fmt.Errorf("unknown sudo mode %q", mode)

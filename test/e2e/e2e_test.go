@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,13 +118,23 @@ func requireLab(t testing.TB) {
 // returns its stdout. Any exit code other than 0 fails the test.
 func pingpath(t testing.TB, ctx context.Context, args ...string) string {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, labtest.Binary(t), args...)
+	out, err := runPingpath(ctx, labtest.Binary(t), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runPingpath runs bin with args and returns its stdout; an exit code other
+// than 0 is an error that quotes both outputs.
+func runPingpath(ctx context.Context, bin string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("pingpath %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), tail(stderr.String(), 40))
+		return stdout.String(), fmt.Errorf("pingpath %s: %w\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), tail(stderr.String(), 40))
 	}
-	return stdout.String()
+	return stdout.String(), nil
 }
 
 // tail returns the last n lines of s.
@@ -138,27 +149,58 @@ func tail(s string, n int) string {
 // series is one measured run: a lab brought up with opts, `pingpath run`
 // with every tracer on every node, and the analysis it wrote.
 type series struct {
+	Name   string
 	Lab    *lab.Lab
 	Dir    string // the run directory
 	Report *report
 }
 
-// measure brings up a lab, runs `pingpath run` with count pings at interval,
-// takes the lab down again (so the next series runs on a quiet machine) and
-// returns the run with its report.json.
-func measure(t *testing.T, name string, opts lab.Options, count int, interval time.Duration) *series {
+// spec names a series and the lab it runs on.
+type spec struct {
+	name string
+	opts lab.Options
+}
+
+// measure brings up one lab per spec, runs `pingpath run` (count pings at
+// interval) on all of them AT THE SAME TIME, takes the labs down and returns
+// the runs with their report.json, in the order of specs. Runs that are
+// compared with each other are measured together so that they see the same
+// machine: on a shared 2-CPU machine the load of the moment moves every
+// wake-up on the path, and two runs taken one after the other differ by that
+// as well as by what the test changed (docs/accuracy.md).
+func measure(t *testing.T, count int, interval time.Duration, specs ...spec) []*series {
 	t.Helper()
-	l := labtest.Up(t, opts)
-	dir := filepath.Join(t.TempDir(), name)
+	bin := labtest.Binary(t)
+	runs := make([]*series, len(specs))
+	for i, sp := range specs {
+		runs[i] = &series{Name: sp.name, Lab: labtest.Up(t, sp.opts), Dir: filepath.Join(t.TempDir(), sp.name)}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out := pingpath(t, ctx, "run", "-c", l.EnvFile, "-o", dir,
-		"--count", fmt.Sprint(count), "--interval", interval.String())
-	t.Logf("%s (wire %s, delay %s, loss %g%%, clock %s):\n%s", name, l.Wire, l.WireDelay, l.WireLoss, opts.WireClock, summaryOf(out))
-	if err := l.Down(ctx); err != nil {
-		t.Fatalf("lab down: %v", err)
+	outs := make([]string, len(runs))
+	errs := make([]error, len(runs))
+	var wg sync.WaitGroup
+	for i, s := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = runPingpath(ctx, bin, "run", "-c", s.Lab.EnvFile, "-o", s.Dir,
+				"--count", fmt.Sprint(count), "--interval", interval.String())
+		}()
 	}
-	return &series{Lab: l, Dir: dir, Report: readJSON[report](t, filepath.Join(dir, "report.json"))}
+	wg.Wait()
+	for i, s := range runs {
+		if err := s.Lab.Down(ctx); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+		if errs[i] != nil {
+			t.Fatalf("%s: %v", s.Name, errs[i])
+		}
+		l := s.Lab
+		t.Logf("%s (wire %s, delay %s, loss %g%%, clock %q):\n%s", s.Name, l.Wire, l.WireDelay, l.WireLoss, specs[i].opts.WireClock, summaryOf(outs[i]))
+		s.Report = readJSON[report](t, filepath.Join(s.Dir, "report.json"))
+	}
+	return runs
 }
 
 // summaryOf drops `pingpath run`'s progress lines and keeps the summary.

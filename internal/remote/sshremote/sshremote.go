@@ -418,7 +418,7 @@ func (c *Client) Start(ctx context.Context, cmd remote.Command) (remote.Process,
 
 func (p *process) Stdout() io.Reader { return p.stdout }
 func (p *process) Stderr() io.Reader { return p.stderr }
-func (p *process) Stdin() io.Writer   { return p.stdin }
+func (p *process) Stdin() io.Writer  { return p.stdin }
 func (p *process) CloseStdin() error { return p.stdin.Close() }
 func (p *process) Signal(sig string) error {
 	return p.s.Signal(ssh.Signal(sig))

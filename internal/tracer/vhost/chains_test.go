@@ -273,3 +273,21 @@ func TestAdvanceWithLaggingReader(t *testing.T) {
 		t.Errorf("record %+v lost its tun_sendmsg", p)
 	}
 }
+
+// TestReplayRXWithoutKVM is vhost-net without KVM (a user space driver, as
+// in the kernel-matrix guest): the chain ends at the signal, and the
+// eventfd hook still names the call eventfd.
+func TestReplayRXWithoutKVM(t *testing.T) {
+	var got []*pingOrDrop
+	avail := map[string]bool{StageTunXmit: true, StageVhostRecv: true, StageVhostSignal: true, HookEventfd: true}
+	replay(t, NewRXCorrelator(RXConfig{Available: avail}, collect(&got)), readCorpus(t, "rx-batch-fastpath.jsonl"))
+	if len(got) != 2 {
+		t.Fatalf("%d records", len(got))
+	}
+	for _, r := range got {
+		p := r.ping
+		if len(p.Stages) != 3 || p.Extra["eventfd"] != "0xffff888160000700" || p.Extra["missing"] != "" {
+			t.Errorf("record %+v", p)
+		}
+	}
+}

@@ -1,20 +1,13 @@
 package vhost
 
 import (
-	"bytes"
-	"net"
-	"net/netip"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
-	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testenv"
-	"github.com/pingpath/pingpath/internal/vhostnet"
+	"github.com/pingpath/pingpath/internal/vhostnet/vhosttest"
 )
 
 // TestGuestVhostNetStages pushes pings through the real vhost-net data path
@@ -29,64 +22,15 @@ func TestGuestVhostNetStages(t *testing.T) {
 	testenv.GuestOnly(t, "needs /dev/vhost-net and kprobes or fentry")
 	testenv.RequireRoot(t)
 	probe := testenv.Probe()
-	ns := nettest.NewNetns(t, "vhg")
-	tapName := nettest.UniqueName("vht")
-	tapIP, guestIP := netip.MustParseAddr("10.214.0.1"), netip.MustParseAddr("10.214.0.2")
-	guestMAC := net.HardwareAddr{0x52, 0x54, 0x00, 0x21, 0x43, 0x65}
-	tap, err := vhostnet.OpenTap(ns.Handle(), tapName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev, err := vhostnet.Open(tap, vhostnet.Options{})
-	if err != nil {
-		tap.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dev.Close() })
-	h, err := netlink.NewHandleAt(ns.Handle(), unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	lk, err := h.LinkByName(tapName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tapMAC := lk.Attrs().HardwareAddr
-	if err := h.AddrAdd(lk, &netlink.Addr{IPNet: &net.IPNet{IP: tapIP.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(lk); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.NeighAdd(&netlink.Neigh{LinkIndex: lk.Attrs().Index, IP: guestIP.AsSlice(), HardwareAddr: guestMAC, State: netlink.NUD_PERMANENT}); err != nil {
-		t.Fatal(err)
-	}
-
+	p := vhosttest.NewPeer(t)
 	// The guest pings the host: requests leave the guest (vhost-tx), replies
 	// enter it (vhost-rx).
-	rx := startTracer(t, ns, tapName, record.ToolVhostRX, probe, guestIP, tapIP)
-	tx := startTracer(t, ns, tapName, record.ToolVhostTX, probe, guestIP, tapIP)
-	id := uint16(os.Getpid())
+	rx := startTracer(t, p.NS, p.TapName, record.ToolVhostRX, probe, p.GuestAddr, p.TapAddr)
+	tx := startTracer(t, p.NS, p.TapName, record.ToolVhostTX, probe, p.GuestAddr, p.TapAddr)
 	const n = 5
 	for seq := uint16(1); seq <= n; seq++ {
-		req := vhostnet.Echo{SrcMAC: guestMAC, DstMAC: tapMAC, Src: guestIP, Dst: tapIP, ID: id, Seq: seq, Payload: []byte("pingpath vhost")}
-		if err := dev.Send(req.Frame()); err != nil {
+		if _, err := p.Ping(seq, []byte("pingpath vhost"), 5*time.Second); err != nil {
 			t.Fatal(err)
-		}
-		got := false
-		for deadline := time.Now().Add(5 * time.Second); !got && time.Now().Before(deadline); {
-			frames, err := dev.Receive(time.Until(deadline))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range frames {
-				e, ok := vhostnet.ParseEcho(f)
-				got = got || (ok && e.Reply && e.ID == id && e.Seq == seq && bytes.Equal(e.Payload, req.Payload))
-			}
-		}
-		if !got {
-			t.Fatalf("no echo reply for seq %d", seq)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -95,6 +39,7 @@ func TestGuestVhostNetStages(t *testing.T) {
 	t.Logf("vhost-rx probes %+v", rxs.Header.Probes)
 	t.Logf("vhost-tx probes %+v", txs.Header.Probes)
 
+	id := uint16(os.Getpid()) // the echo identifier vhosttest.Peer uses
 	txGot := pingsBy(txs, "request", id)
 	if len(txGot) != n {
 		t.Fatalf("vhost-tx: %d request records, want %d (%s)", len(txGot), n, describe(txs))
@@ -127,8 +72,8 @@ func TestGuestVhostNetStages(t *testing.T) {
 				t.Errorf("vhost-rx seq %d reports %s without KVM", seq, s)
 			}
 		}
-		if p.Durations["s2_s3"] <= 0 {
-			t.Errorf("vhost-rx seq %d durations %v", seq, p.Durations)
+		if p.Durations["s2_s3"] <= 0 || p.Extra["eventfd"] == "" {
+			t.Errorf("vhost-rx seq %d durations %v extra %v", seq, p.Durations, p.Extra)
 		}
 	}
 }

@@ -95,6 +95,12 @@ func (m *rxMachine) handle(ev Event) {
 				ch.eventfd = ev.Key
 			}
 		}
+		// No irqfd to wait for (no KVM here): the signal went out.
+		if m.last == StageVhostSignal {
+			for _, ch := range m.signalled.take(ev.TID) {
+				m.finish(ch)
+			}
+		}
 	case KindIrqfd:
 		m.onIrqfd(ev)
 	case KindKVMIRQ:
@@ -195,7 +201,9 @@ func (m *rxMachine) onSignal(ev Event) {
 	for _, ch := range chs {
 		ch.see(StageVhostSignal, ev)
 		ch.extra["vq"] = hexPtr(ev.Key2)
-		if m.last == StageVhostSignal {
+		// The last stage: done, unless the eventfd hook can still tell
+		// which eventfd was signalled (then it finishes the chain).
+		if m.last == StageVhostSignal && !m.cfg.Available[HookEventfd] {
 			m.finish(ch)
 			continue
 		}

@@ -211,7 +211,9 @@ func (t *Tool) Stages() []tracer.Stage {
 	if t.vhostUsed {
 		sm = append(sm, t.fnRungs("tun_sendmsg", "sendmsg_fentry", "sendmsg_kprobe", "vhost-net hands a packet to tun"))
 	}
-	if t.ownerFDs() {
+	// A vhost-net backend never write(2)s packets to the tap: the write
+	// rungs are for user space backends only.
+	if t.ownerFDs() && !t.vhostUsed {
 		note := fmt.Sprintf("write(2)/writev(2) by pid %d on the tun fd (tun_get_user runs inside)", t.disc.OwnerPID)
 		sm = append(sm, []tracer.Rung{
 			{Method: tracer.Tracepoint, Note: note, Hooks: []tracer.Hook{
@@ -423,16 +425,8 @@ func (t *Tool) Event(raw []byte) error {
 	if err != nil {
 		return err
 	}
-	if !t.wanted(ev) {
-		return nil
-	}
 	t.corr.Add(ev)
 	return t.sinkErr
-}
-
-// wanted drops events of stages disabled for this interface.
-func (t *Tool) wanted(ev Event) bool {
-	return !(ev.Kind == KindKick && t.disabled[StageKick] != "")
 }
 
 // Tick implements tracer.Tool.

@@ -20,10 +20,13 @@ import (
 	"strings"
 )
 
-// DefaultModules are the modules every guest loads: what the tracer tests
-// build their topologies from (veth, bridge, vxlan) and the vhost-net path
-// (tun, tap, vhost_net), with their dependencies.
-var DefaultModules = []string{"veth", "bridge", "tun", "tap", "vhost_net", "vxlan"}
+// DefaultModules are the modules every guest loads, with their
+// dependencies: what the tracer tests build their topologies from (veth,
+// bridge, 8021q, vxlan), the vhost-net path (tun, tap, vhost_net), and the
+// netlink families vishvananda/netlink opens by default (xfrm_user,
+// nfnetlink). A host loads the last two on demand through /sbin/modprobe;
+// the guest carries only these modules, so it cannot.
+var DefaultModules = []string{"veth", "bridge", "8021q", "vxlan", "tun", "tap", "vhost_net", "xfrm_user", "nfnetlink"}
 
 // Kernel is one kernel unpacked by scripts/kernels.sh.
 type Kernel struct {

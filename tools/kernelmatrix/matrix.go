@@ -1,0 +1,415 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pingpath/pingpath/tools/vmexec/vm"
+)
+
+// Test outcomes.
+const (
+	statusPass = "PASS"
+	statusFail = "FAIL"
+	statusSkip = "SKIP"
+)
+
+// rungAny labels the runs of packages that do not look at the rung.
+const rungAny = "any"
+
+// job is one VM: one package's tests on one kernel with one rung.
+type job struct {
+	pkg    *testPackage
+	kernel vm.Kernel
+	rung   string
+}
+
+// outcome is one top-level test's result in one job.
+type outcome struct {
+	Test    string
+	Status  string
+	Reason  string
+	Elapsed string
+}
+
+// jobResult is what one VM produced.
+type jobResult struct {
+	job
+	outcomes []outcome
+	boot     time.Duration
+	total    time.Duration
+	exitCode int
+	err      error
+}
+
+// Matrix is the whole run.
+type Matrix struct {
+	module  string
+	kernels []vm.Kernel
+	rungs   []string
+	pkgs    []testPackage
+	results []jobResult
+	started time.Time
+	build   time.Duration
+	wall    time.Duration
+	qemu    string
+	cpus    int
+	jobs    int
+}
+
+func runMatrix(ctx context.Context, o options) (*Matrix, error) {
+	m := &Matrix{started: time.Now(), rungs: splitList(o.rungs), cpus: o.cpus, jobs: o.jobs}
+	cache, err := vm.CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range splitList(o.kernels) {
+		k, err := vm.LoadKernel(cache, s)
+		if err != nil {
+			return nil, err
+		}
+		m.kernels = append(m.kernels, k)
+	}
+	if out, err := exec.Command(vm.QEMUBinary, "--version").Output(); err == nil {
+		m.qemu, _, _ = strings.Cut(string(out), "\n")
+	}
+	m.module, m.pkgs, err = findPackages(o.patterns, o.runRE)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.pkgs) == 0 {
+		return nil, fmt.Errorf("no package in %s has tests matching %s", strings.Join(o.patterns, " "), o.run)
+	}
+	t0 := time.Now()
+	if err := build(m.pkgs, m.module, o.work); err != nil {
+		return nil, err
+	}
+	m.build = time.Since(t0)
+	var jobs []job
+	for _, k := range m.kernels {
+		for i := range m.pkgs {
+			p := &m.pkgs[i]
+			rungs := []string{rungAny}
+			if p.RungAware {
+				rungs = m.rungs
+			}
+			for _, r := range rungs {
+				jobs = append(jobs, job{pkg: p, kernel: k, rung: r})
+			}
+		}
+	}
+	fmt.Fprintf(os.Stderr, "kernelmatrix: %d packages built in %s; %d VMs to run\n", len(m.pkgs), m.build.Round(time.Second), len(jobs))
+	m.results = make([]jobResult, len(jobs))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	next := 0
+	for w := 0; w < max(o.jobs, 1); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(jobs) || ctx.Err() != nil {
+					return
+				}
+				r := runJob(ctx, jobs[i], o)
+				mu.Lock()
+				m.results[i] = r
+				r.report(m.module, o.verbose)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	m.wall = time.Since(m.started)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	return m, nil
+}
+
+func runJob(ctx context.Context, j job, o options) jobResult {
+	var out bytes.Buffer
+	env := vm.PassEnv(os.Environ())
+	if j.rung != rungAny {
+		env = append(env, "PINGPATH_TEST_PROBE="+j.rung)
+	}
+	res, err := vm.Run(ctx, vm.Config{
+		Kernel:  j.kernel,
+		Program: j.pkg.Binary,
+		Args:    []string{"-test.v", "-test.run", o.run, "-test.timeout", o.testTimeout.String()},
+		Env:     env,
+		Dir:     j.pkg.Dir,
+		Modules: vm.DefaultModules,
+		Timeout: o.testTimeout + 2*time.Minute,
+		CPUs:    o.cpus,
+		Stdout:  &out,
+	})
+	r := jobResult{job: j, boot: res.Boot, total: res.Total, exitCode: res.ExitCode, err: err}
+	r.outcomes = parseTestOutput(out.String(), j.pkg.Tests)
+	r.settle(out.String(), res.Console)
+	return r
+}
+
+var (
+	startLine = regexp.MustCompile(`^=== (?:RUN|CONT|NAME)\s+(\S+)`)
+	endLine   = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+) \(([\d.]+s)\)`)
+	logLine   = regexp.MustCompile(`^\s+\S+\.go:\d+: `)
+)
+
+// parseTestOutput reads `go test -v` output into one outcome per top-level
+// test, in the order of want; a test with no result line is left with an
+// empty status.
+func parseTestOutput(out string, want []string) []outcome {
+	logs := map[string][]string{}
+	done := map[string]outcome{}
+	cur := ""
+	for _, line := range strings.Split(out, "\n") {
+		if m := startLine.FindStringSubmatch(line); m != nil {
+			cur, _, _ = strings.Cut(m[1], "/")
+			continue
+		}
+		if m := endLine.FindStringSubmatch(line); m != nil {
+			done[m[2]] = outcome{Test: m[2], Status: m[1], Elapsed: m[3]}
+			continue
+		}
+		if cur != "" && logLine.MatchString(line) {
+			logs[cur] = append(logs[cur], strings.TrimSpace(line))
+		}
+	}
+	var res []outcome
+	for _, name := range want {
+		o, ok := done[name]
+		if !ok {
+			o = outcome{Test: name}
+		}
+		switch o.Status {
+		case statusSkip:
+			// The skip message is the test's last log line.
+			if l := logs[name]; len(l) > 0 {
+				o.Reason = l[len(l)-1]
+			} else {
+				o.Reason = "skipped without a reason"
+			}
+		case statusFail:
+			o.Reason = firstLines(logs[name], 3)
+			if o.Reason == "" {
+				o.Reason = "failed without a log line"
+			}
+		}
+		res = append(res, o)
+	}
+	return res
+}
+
+func firstLines(lines []string, n int) string {
+	if len(lines) > n {
+		lines = append(lines[:n:n], fmt.Sprintf("(%d more lines)", len(lines)-n))
+	}
+	return strings.Join(lines, " / ")
+}
+
+// settle turns VM errors and unexplained exit statuses into failures, so a
+// crashed or timed-out package can never look like a pass.
+func (r *jobResult) settle(out, console string) {
+	failed := false
+	for _, o := range r.outcomes {
+		failed = failed || o.Status == statusFail
+	}
+	why := ""
+	switch {
+	case r.err != nil:
+		why = fmt.Sprintf("VM: %v; console: %s", r.err, lastLines(console, 3))
+	case r.exitCode != 0 && !failed:
+		why = fmt.Sprintf("test binary exited %d: %s", r.exitCode, lastLines(out, 3))
+	}
+	for i := range r.outcomes {
+		o := &r.outcomes[i]
+		if o.Status == "" {
+			o.Status = statusFail
+			o.Reason = "no result"
+			if why != "" {
+				o.Reason += " (" + why + ")"
+			} else {
+				o.Reason += fmt.Sprintf(" (test binary exited %d: %s)", r.exitCode, lastLines(out, 3))
+			}
+			why = ""
+		}
+	}
+	if why != "" {
+		r.outcomes = append(r.outcomes, outcome{Test: "(package)", Status: statusFail, Reason: why})
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " / ")
+}
+
+func (r *jobResult) report(module string, verbose bool) {
+	var parts []string
+	bad := false
+	for _, o := range r.outcomes {
+		parts = append(parts, o.Test+" "+o.Status)
+		bad = bad || o.Status == statusFail
+	}
+	fmt.Fprintf(os.Stderr, "%-5s %-10s %-32s boot %5.1fs total %6.1fs  %s\n", r.kernel.Series, r.rung,
+		r.pkg.Short(module), r.boot.Seconds(), r.total.Seconds(), strings.Join(parts, ", "))
+	for _, o := range r.outcomes {
+		if o.Reason != "" && (verbose || bad) {
+			fmt.Fprintf(os.Stderr, "      %s %s: %s\n", o.Test, o.Status, o.Reason)
+		}
+	}
+	if r.err != nil && !errors.Is(r.err, context.Canceled) {
+		fmt.Fprintf(os.Stderr, "      VM error: %v\n", r.err)
+	}
+}
+
+// Counts returns how many test outcomes passed, failed and were skipped.
+func (m *Matrix) Counts() (pass, fail, skip int) {
+	for _, r := range m.results {
+		for _, o := range r.outcomes {
+			switch o.Status {
+			case statusPass:
+				pass++
+			case statusSkip:
+				skip++
+			default:
+				fail++
+			}
+		}
+	}
+	return
+}
+
+// Markdown renders the matrix; full adds the preamble and timings for
+// docs/kernel-matrix.md.
+func (m *Matrix) Markdown(full bool) string {
+	var b strings.Builder
+	if full {
+		fmt.Fprintf(&b, "# Kernel matrix\n\n")
+		fmt.Fprintf(&b, "Generated by `make test-kernels` (tools/kernelmatrix) on %s; do not edit by hand.\n",
+			m.started.UTC().Format("2006-01-02 15:04 UTC"))
+		fmt.Fprintf(&b, "Each cell is one top-level test in one QEMU/TCG guest (%s, `-accel tcg -cpu %s -smp %d`, busybox-free Go /init).\n",
+			m.qemu, vm.DefaultCPUModel, m.cpus)
+		fmt.Fprintf(&b, "Rung-aware packages (tests that call `testenv.Probe()`) run once per rung with `PINGPATH_TEST_PROBE`;\n")
+		fmt.Fprintf(&b, "the others once per kernel (rung `%s`). SKIP and FAIL carry the test's own message in the notes.\n\n", rungAny)
+		b.WriteString("How to run: `make test-kernels` (all of it), or one package on one kernel and rung:\n\n")
+		b.WriteString("```sh\nscripts/kernels.sh 6.12 && go build -o bin/vmexec ./tools/vmexec\n")
+		b.WriteString("PINGPATH_VM_KERNEL=6.12 PINGPATH_TEST_PROBE=kprobe CGO_ENABLED=0 \\\n")
+		b.WriteString("    go test -count=1 -v -exec \"$PWD/bin/vmexec\" -run 'TestTraceRealPackets|TestGuest' ./internal/tracer/vm\n```\n\n")
+		fmt.Fprintf(&b, "Kernels (Debian cloud images, fetched by `scripts/kernels.sh`):\n\n")
+		for _, k := range m.kernels {
+			fmt.Fprintf(&b, "- %s: `%s`\n", k.Series, k.Release)
+		}
+		b.WriteString("\n")
+	}
+	type rowKey struct{ pkg, test, rung string }
+	cells := map[rowKey]map[string]outcome{}
+	var rows []rowKey
+	for _, r := range m.results {
+		for _, o := range r.outcomes {
+			k := rowKey{r.pkg.Short(m.module), o.Test, r.rung}
+			if cells[k] == nil {
+				cells[k] = map[string]outcome{}
+				rows = append(rows, k)
+			}
+			cells[k][r.kernel.Series] = o
+		}
+	}
+	rungOrder := map[string]int{rungAny: -1}
+	for i, r := range m.rungs {
+		rungOrder[r] = i
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, c := rows[i], rows[j]
+		if a.pkg != c.pkg {
+			return a.pkg < c.pkg
+		}
+		if a.test != c.test {
+			return a.test < c.test
+		}
+		return rungOrder[a.rung] < rungOrder[c.rung]
+	})
+	b.WriteString("| package | test | rung |")
+	for _, k := range m.kernels {
+		fmt.Fprintf(&b, " %s |", k.Series)
+	}
+	b.WriteString("\n|---|---|---|")
+	for range m.kernels {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	var notes []string
+	noteIdx := map[string]int{}
+	for _, k := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s |", k.pkg, k.test, k.rung)
+		for _, kern := range m.kernels {
+			o, ok := cells[k][kern.Series]
+			switch {
+			case !ok:
+				b.WriteString(" – |")
+			case o.Reason == "":
+				fmt.Fprintf(&b, " %s |", o.Status)
+			default:
+				n, seen := noteIdx[o.Reason]
+				if !seen {
+					notes = append(notes, o.Reason)
+					n = len(notes)
+					noteIdx[o.Reason] = n
+				}
+				fmt.Fprintf(&b, " %s [%d] |", o.Status, n)
+			}
+		}
+		b.WriteString("\n")
+	}
+	if len(notes) > 0 {
+		b.WriteString("\nNotes:\n\n")
+		for i, n := range notes {
+			fmt.Fprintf(&b, "%d. %s\n", i+1, strings.ReplaceAll(n, "|", `\|`))
+		}
+	}
+	pass, fail, skip := m.Counts()
+	fmt.Fprintf(&b, "\nTotals: %d passed, %d failed, %d skipped.\n", pass, fail, skip)
+	if full {
+		b.WriteString("\n## Timings\n\n")
+		fmt.Fprintf(&b, "Whole matrix: %s wall time for %d VMs (%d at a time), test binaries built once in %s.\n\n",
+			m.wall.Round(time.Second), len(m.results), m.jobs, m.build.Round(time.Second))
+		b.WriteString("| kernel | VMs | boot (QEMU start → test start) min / median / max | whole VM min / median / max |\n|---|---|---|---|\n")
+		for _, k := range m.kernels {
+			var boots, totals []time.Duration
+			for _, r := range m.results {
+				if r.kernel.Series == k.Series && r.boot > 0 {
+					boots = append(boots, r.boot)
+					totals = append(totals, r.total)
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s |\n", k.Series, len(boots), spread(boots), spread(totals))
+		}
+	}
+	return b.String()
+}
+
+func spread(d []time.Duration) string {
+	if len(d) == 0 {
+		return "–"
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	f := func(x time.Duration) string { return fmt.Sprintf("%.1f s", x.Seconds()) }
+	return f(d[0]) + " / " + f(d[len(d)/2]) + " / " + f(d[len(d)-1])
+}

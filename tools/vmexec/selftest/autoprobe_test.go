@@ -1,0 +1,116 @@
+package selftest
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/tracer/host"
+	"github.com/pingpath/pingpath/internal/tracer/vhost"
+	"github.com/pingpath/pingpath/internal/tracer/vm"
+	"github.com/pingpath/pingpath/internal/vhostnet/vhosttest"
+)
+
+// TestGuestAutoPicksFentry checks that --probe auto chooses the fentry rung
+// on the matrix kernels (which have BTF and BPF trampolines) for every stage
+// of every tracer that has a fentry rung whose function exists: the ladders
+// are meant to use the cheapest method wherever production kernels allow
+// it, and the host cannot show that (it refuses fentry).
+func TestGuestAutoPicksFentry(t *testing.T) {
+	testenv.GuestOnly(t, "the host kernel refuses fentry; the guest kernels allow it")
+	testenv.RequireRoot(t)
+
+	p := vhosttest.NewPeer(t)
+	ladders := map[string][]tracer.Stage{
+		"vm/tx": vm.Stages(vm.RoleTX),
+		"vm/rx": vm.Stages(vm.RoleRX),
+		"host":  new(host.Tool).Stages(),
+	}
+	// The vhost tracers build their ladders from what they discover behind
+	// the interface: use the tap our vhost-net driver owns.
+	for _, tool := range []string{record.ToolVhostRX, record.ToolVhostTX} {
+		err := p.NS.Do(func() error {
+			tr, err := vhost.New(vhost.Config{Tool: tool, Interface: p.TapName, SrcIP: p.GuestAddr, DstIP: p.TapAddr})
+			if err != nil {
+				return err
+			}
+			ladders[tool] = tr.Stages()
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", tool, err)
+		}
+	}
+
+	fentryStages := 0
+	for _, name := range slices.Sorted(maps.Keys(ladders)) {
+		stages := ladders[name]
+		caps := tracer.ProbeCapabilities(stages)
+		if why, ok := caps.Methods[tracer.Fentry]; !ok || why != "" {
+			if hasFentryRung(stages) {
+				t.Errorf("%s: fentry unusable on this kernel: %q", name, why)
+			}
+			continue
+		}
+		choices, err := tracer.Select(stages, caps, tracer.ProbeAuto)
+		if err != nil {
+			t.Errorf("%s: --probe auto: %v", name, err)
+			continue
+		}
+		for i, st := range stages {
+			fentry := fentryRung(st)
+			if fentry == nil || !anyTarget(caps, *fentry) {
+				continue
+			}
+			fentryStages++
+			c := choices[i]
+			if c.Rung.Method != tracer.Fentry {
+				t.Errorf("%s stage %s: auto chose %s (%s), want fentry", name, st.Name, c.Rung.Method, c.Reason)
+				continue
+			}
+			t.Logf("%s stage %s: auto → fentry:%s", name, st.Name, targets(c.Rung))
+		}
+	}
+	if fentryStages == 0 {
+		t.Error("no stage of any tracer has a usable fentry rung on this kernel")
+	}
+}
+
+func fentryRung(st tracer.Stage) *tracer.Rung {
+	for i, r := range st.Rungs {
+		if r.Method == tracer.Fentry {
+			return &st.Rungs[i]
+		}
+	}
+	return nil
+}
+
+func hasFentryRung(stages []tracer.Stage) bool {
+	for _, st := range stages {
+		if fentryRung(st) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func anyTarget(caps tracer.Capabilities, r tracer.Rung) bool {
+	for _, h := range r.Hooks {
+		if caps.Targets[r.Method][h.Target] {
+			return true
+		}
+	}
+	return false
+}
+
+func targets(r tracer.Rung) string {
+	var s []string
+	for _, h := range r.Hooks {
+		s = append(s, h.Target)
+	}
+	return strings.Join(s, ",")
+}
