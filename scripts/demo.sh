@@ -82,9 +82,7 @@ if ((rc != 0 && rc != 3)); then
   exit "$rc"
 fi
 
-step "result"
-ls "$OUT"
-echo
+step "result ($(find "$OUT" -maxdepth 1 -name '*.jsonl' | wc -l) tracer streams, ping.log, manifest.json)"
 echo "report:   $OUT/report.html"
 echo "          $OUT/report.md, $OUT/report.json"
 echo "manifest: $OUT/manifest.json"

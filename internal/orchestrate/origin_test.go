@@ -63,7 +63,8 @@ func TestRunOriginTools(t *testing.T) {
 	}
 	for _, n := range res.Manifest.Nodes {
 		for _, tr := range n.Tracers {
-			if !tr.Origin || tr.State != "ok" || !strings.Contains(strings.Join(tr.Command, " "), "PYTHONUNBUFFERED=1") {
+			cmd := strings.Join(tr.Command, " ")
+			if !tr.Origin || tr.State != "ok" || !strings.Contains(cmd, "env PYTHONUNBUFFERED=1 timeout -s INT -k 10 ") {
 				t.Errorf("%s: %+v", n.Role, tr)
 			}
 		}

@@ -2,6 +2,7 @@ package orchestrate
 
 import (
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,10 +53,14 @@ func plan(in planInput) [][]*tracerSpec {
 			ready:  func(l string) bool { return l == "ready" || strings.HasPrefix(l, "ready ") },
 		}
 	}
+	// The origin tools have no --max-duration: timeout(1) is their
+	// backstop (SIGINT, like a Ctrl-C, then SIGKILL 10 s later). It passes
+	// the signals pingpath sends on to the tool.
+	backstop := []string{"timeout", "-s", "INT", "-k", "10", strconv.Itoa(int(in.maxDuration.Seconds()))}
 	origin := func(n *node, script, log, readyText string, flags ...string) *tracerSpec {
 		return &tracerSpec{
 			node: n, tool: path.Base(script), origin: true,
-			args:  append([]string{py, "-u", script}, flags...),
+			args:  append(append(append([]string{}, backstop...), py, "-u", script), flags...),
 			env:   map[string]string{"PYTHONUNBUFFERED": "1"},
 			file:  log,
 			ready: func(l string) bool { return strings.Contains(l, readyText) },

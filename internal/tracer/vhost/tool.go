@@ -241,6 +241,11 @@ func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
 		return nil, err
 	}
 	vars := map[string]any{"vh_sys_write": uint32(unix.SYS_WRITE), "vh_sys_writev": uint32(unix.SYS_WRITEV)}
+	if !t.vhostUsed {
+		// No vhost worker will signal: skip arming the reader's task (an
+		// LRU map update per packet).
+		vars["vh_arm"] = uint8(0)
+	}
 	if t.ownerFDs() {
 		vars["vh_qemu_tgid"] = uint32(t.disc.OwnerPID)
 		var kvs []ebpf.MapKV

@@ -103,6 +103,7 @@ const (
 	vhostVarPpSrcIp             = "pp_src_ip"
 	vhostVarPpUnusedEvent       = "pp_unused_event"
 	vhostVarUnusedVhEvent       = "unused_vh_event"
+	vhostVarVhArm               = "vh_arm"
 	vhostVarVhArmNs             = "vh_arm_ns"
 	vhostVarVhQemuTgid          = "vh_qemu_tgid"
 	vhostVarVhSysWrite          = "vh_sys_write"
@@ -219,6 +220,7 @@ type vhostVariableSpecs struct {
 	PpSrcIp       *ebpf.VariableSpec `ebpf:"pp_src_ip"`
 	PpUnusedEvent *ebpf.VariableSpec `ebpf:"pp_unused_event"`
 	UnusedVhEvent *ebpf.VariableSpec `ebpf:"unused_vh_event"`
+	VhArm         *ebpf.VariableSpec `ebpf:"vh_arm"`
 	VhArmNs       *ebpf.VariableSpec `ebpf:"vh_arm_ns"`
 	VhQemuTgid    *ebpf.VariableSpec `ebpf:"vh_qemu_tgid"`
 	VhSysWrite    *ebpf.VariableSpec `ebpf:"vh_sys_write"`
@@ -283,6 +285,7 @@ type vhostVariables struct {
 	PpSrcIp       *ebpf.Variable `ebpf:"pp_src_ip"`
 	PpUnusedEvent *ebpf.Variable `ebpf:"pp_unused_event"`
 	UnusedVhEvent *ebpf.Variable `ebpf:"unused_vh_event"`
+	VhArm         *ebpf.Variable `ebpf:"vh_arm"`
 	VhArmNs       *ebpf.Variable `ebpf:"vh_arm_ns"`
 	VhQemuTgid    *ebpf.Variable `ebpf:"vh_qemu_tgid"`
 	VhSysWrite    *ebpf.Variable `ebpf:"vh_sys_write"`
