@@ -62,7 +62,9 @@ fuzz:
 	@for t in $$($(GO) test ./internal/parse -list '^Fuzz' | grep '^Fuzz'); do \
 		echo "== $$t"; $(GO) test ./internal/parse -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s || exit 1; done
 
-# The built-in lab end to end (root): deps, build, lab up, ssh, ping, lab down.
+# The whole workflow on the built-in lab (root): deps, build, lab up, check, run with
+# every tracer on all four nodes, summary + report.html in ./out/demo-<time>, lab down.
+# COUNT, INTERVAL, OUT and LAB_FLAGS are passed through (see scripts/demo.sh).
 demo:
 	./scripts/demo.sh
 

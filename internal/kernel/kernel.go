@@ -5,17 +5,16 @@
 package kernel
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pingpath/pingpath/internal/kernel/kallsyms"
 )
 
 // TracefsPath is where tracers mount tracefs when nothing else did.
@@ -106,108 +105,6 @@ func HasTracepointAnyGroup(name string) bool {
 	return len(m) > 0
 }
 
-// TextSymbol is a kernel text symbol's address range [Start, End): End is
-// the next higher symbol's address.
-type TextSymbol struct{ Start, End uint64 }
-
-// TextSymbols looks names up in /proc/kallsyms in one streaming pass (the
-// file is ~5 MB and costs ~50 ms of kernel time to generate, so tracers read
-// it once, only when a chosen probe needs it). Missing names are absent from
-// the result. Start is 0 when addresses are hidden (kptr_restrict, no
-// CAP_SYSLOG).
-func TextSymbols(names []string) (map[string]TextSymbol, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return nil, fmt.Errorf("reading kallsyms: %w", err)
-	}
-	defer f.Close()
-	return scanTextSymbols(f, names, true)
-}
-
-// scanTextSymbols reads the kallsyms format ("addr type name [module]").
-// The core kernel's symbols are sorted, so a symbol's end is normally the
-// next line's address; when it is not higher, the smallest higher address
-// of the whole file is used (needs a seekable r for a second pass).
-func scanTextSymbols(r io.ReadSeeker, names []string, retry bool) (map[string]TextSymbol, error) {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	out := map[string]TextSymbol{}
-	var pending string // found on the previous line, end not known yet
-	var unresolved []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Bytes()
-		sp := bytes.IndexByte(line, ' ')
-		if sp < 0 || len(line) < sp+4 {
-			continue
-		}
-		if pending != "" {
-			a, _ := strconv.ParseUint(string(line[:sp]), 16, 64)
-			sym := out[pending]
-			if a > sym.Start {
-				sym.End = a
-				out[pending] = sym
-			} else if sym.Start != 0 {
-				unresolved = append(unresolved, pending)
-			}
-			pending = ""
-		}
-		typ := line[sp+1]
-		if typ != 't' && typ != 'T' {
-			continue
-		}
-		name := line[sp+3:]
-		if tab := bytes.IndexByte(name, '\t'); tab >= 0 {
-			name = name[:tab]
-		}
-		if !want[string(name)] {
-			continue
-		}
-		if _, dup := out[string(name)]; dup {
-			continue
-		}
-		a, _ := strconv.ParseUint(string(line[:sp]), 16, 64)
-		out[string(name)] = TextSymbol{Start: a}
-		pending = string(name)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading kallsyms: %w", err)
-	}
-	if pending != "" && out[pending].Start != 0 {
-		unresolved = append(unresolved, pending)
-	}
-	if len(unresolved) == 0 || !retry {
-		return out, nil
-	}
-	if _, err := r.Seek(0, io.SeekStart); err != nil {
-		return out, nil
-	}
-	sc = bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Bytes()
-		sp := bytes.IndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		a, err := strconv.ParseUint(string(line[:sp]), 16, 64)
-		if err != nil {
-			continue
-		}
-		for _, n := range unresolved {
-			sym := out[n]
-			if a > sym.Start && (sym.End == 0 || a < sym.End) {
-				sym.End = a
-				out[n] = sym
-			}
-		}
-	}
-	return out, sc.Err()
-}
-
 // TraceableFunctions returns which of names can carry a kprobe: listed in
 // tracefs available_filter_functions when it is readable, otherwise text
 // symbols of /proc/kallsyms. The second result names the source used.
@@ -224,7 +121,7 @@ func TraceableFunctions(names []string) (map[string]bool, string, error) {
 		}
 		return have, "available_filter_functions", nil
 	}
-	syms, err := TextSymbols(names)
+	syms, err := kallsyms.Lookup(names)
 	if err != nil {
 		return nil, "", err
 	}

@@ -2,47 +2,12 @@ package kernel
 
 import (
 	"os"
-	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf/btf"
+	"github.com/pingpath/pingpath/internal/kernel/btftest"
 	"github.com/pingpath/pingpath/internal/testenv"
 )
-
-const fakeKallsyms = `ffffffff81000000 T _stext
-ffffffff82051720 T __pfx_icmp_rcv
-ffffffff82051730 T icmp_rcv
-ffffffff82051af0 T __pfx_icmp_err
-ffffffff82051b00 t icmp_rcv_helper
-ffffffff82051c00 d icmp_data
-ffffffffc0001000 t modfunc	[somemod]
-ffffffffc0000000 t unsorted_mod	[somemod]
-`
-
-func TestTextSymbols(t *testing.T) {
-	got, err := scanTextSymbols(strings.NewReader(fakeKallsyms), []string{"icmp_rcv", "icmp_rcv_helper", "modfunc",
-		"unsorted_mod", "icmp_data", "icmp", "cmp_rcv"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]TextSymbol{
-		"icmp_rcv":        {0xffffffff82051730, 0xffffffff82051af0},
-		"icmp_rcv_helper": {0xffffffff82051b00, 0xffffffff82051c00},
-		"modfunc":         {0xffffffffc0001000, 0}, // highest: no end
-		"unsorted_mod":    {0xffffffffc0000000, 0xffffffffc0001000},
-	}
-	if len(got) != len(want) {
-		t.Errorf("got %v", got)
-	}
-	for n, w := range want {
-		if got[n] != w {
-			t.Errorf("%s = %x, want %x", n, got[n], w)
-		}
-	}
-	hidden, err := scanTextSymbols(strings.NewReader("0000000000000000 T icmp_rcv\n0000000000000000 T x\n"), []string{"icmp_rcv"}, true)
-	if err != nil || hidden["icmp_rcv"].Start != 0 {
-		t.Errorf("hidden addresses: %v %v", hidden, err)
-	}
-}
 
 func TestRealKernel(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -59,13 +24,6 @@ func TestRealKernel(t *testing.T) {
 	}
 	if a, b := MonotonicNS(), MonotonicNS(); b < a || a == 0 {
 		t.Errorf("monotonic %d %d", a, b)
-	}
-	syms, err := TextSymbols([]string{"icmp_rcv"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := syms["icmp_rcv"]; s.End <= s.Start || s.End-s.Start > 1<<16 {
-		t.Errorf("icmp_rcv range %x-%x", s.Start, s.End)
 	}
 	if err := EnsureTracefs(); err != nil {
 		t.Fatal(err)
@@ -87,5 +45,73 @@ func TestRealKernel(t *testing.T) {
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		t.Skip("no vmlinux BTF")
+	}
+}
+
+// Module functions and tracepoints are found in module BTF; names vmlinux
+// describes stay vmlinux's, absent names stay absent.
+func TestFindInModules(t *testing.T) {
+	b := NewBTF(btftest.Spec(t, []string{"icmp_rcv"}, []string{"netif_receive_skb"}), map[string]*btf.Spec{
+		"tun":  btftest.Spec(t, []string{"tun_net_xmit", "icmp_rcv"}, nil),
+		"kvm":  btftest.Spec(t, []string{"irqfd_wakeup"}, []string{"kvm_set_irq"}),
+		"vhst": btftest.Spec(t, nil, nil),
+	})
+	if b.HasFunc("tun_net_xmit") || b.HasRawTracepoint("kvm_set_irq") {
+		t.Fatal("module names known before FindInModules")
+	}
+	if err := b.FindInModules([]string{"icmp_rcv", "tun_net_xmit", "irqfd_wakeup", "nope"}, []string{"netif_receive_skb", "kvm_set_irq", "nope_tp"}); err != nil {
+		t.Fatal(err)
+	}
+	for fn, mod := range map[string]string{"icmp_rcv": "", "tun_net_xmit": "tun", "irqfd_wakeup": "kvm"} {
+		if !b.HasFunc(fn) || b.FuncModule(fn) != mod {
+			t.Errorf("%s: has %v module %q, want module %q", fn, b.HasFunc(fn), b.FuncModule(fn), mod)
+		}
+	}
+	if b.HasFunc("nope") || b.HasRawTracepoint("nope_tp") {
+		t.Error("absent names found")
+	}
+	if !b.HasRawTracepoint("kvm_set_irq") || !b.HasRawTracepoint("netif_receive_skb") {
+		t.Error("tracepoints not found")
+	}
+}
+
+// On the running kernel, every module with BTF that defines a function
+// makes that function an fentry target.
+func TestFindInModulesRunningKernel(t *testing.T) {
+	testenv.RequireRoot(t)
+	b, err := LoadBTF()
+	if err != nil {
+		t.Skip(err)
+	}
+	ents, _ := os.ReadDir("/sys/kernel/btf")
+	var mod string
+	for _, e := range ents {
+		if e.Name() != "vmlinux" {
+			mod = e.Name()
+			break
+		}
+	}
+	if mod == "" {
+		t.Skip("no module with BTF loaded")
+	}
+	spec, err := b.Cache().Module(mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fn string
+	for typ := range spec.All() {
+		if f, ok := typ.(*btf.Func); ok && !hasFunc(b.Spec(), f.Name) {
+			fn = f.Name
+			break
+		}
+	}
+	if fn == "" {
+		t.Skipf("module %s has no function of its own in BTF", mod)
+	}
+	if err := b.FindInModules([]string{fn}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !b.HasFunc(fn) || b.FuncModule(fn) != mod {
+		t.Errorf("%s of module %s: has %v module %q", fn, mod, b.HasFunc(fn), b.FuncModule(fn))
 	}
 }

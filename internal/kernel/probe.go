@@ -10,6 +10,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/pingpath/pingpath/internal/kernel/kallsyms"
 )
 
 // ProgramTypeSupport returns nil when the kernel can load programs of type pt
@@ -66,31 +68,154 @@ func FentrySupport(fn string) error {
 	return lk.Close()
 }
 
-// BTF is the running kernel's BTF (vmlinux only).
-type BTF struct{ spec *btf.Spec }
+// BTF is the running kernel's BTF: vmlinux, plus the BTF of the modules
+// (/sys/kernel/btf/<module>) that define functions and tracepoints a tracer
+// asked about with FindInModules. fentry on a module function needs its
+// module's BTF (cilium/ebpf finds the module's BTF object at load time);
+// functions and tracepoints of tun, vhost_net or kvm built as modules are
+// only there.
+type BTF struct {
+	cache   *btf.Cache
+	vmlinux *btf.Spec
+	// modules are module BTFs given up front (NewBTF); nil: load modules
+	// through cache, locating symbols with /proc/kallsyms.
+	modules map[string]*btf.Spec
+	funcs   map[string]string // function absent from vmlinux → module whose BTF has it
+	rawTPs  map[string]string // raw tracepoint absent from vmlinux → module
+}
 
-// LoadBTF reads the kernel's BTF.
+// LoadBTF reads the kernel's vmlinux BTF.
 func LoadBTF() (*BTF, error) {
-	s, err := btf.LoadKernelSpec()
+	c := btf.NewCache()
+	s, err := c.Kernel()
 	if err != nil {
 		return nil, fmt.Errorf("loading kernel BTF: %w", err)
 	}
-	return &BTF{spec: s}, nil
+	return &BTF{cache: c, vmlinux: s, funcs: map[string]string{}, rawTPs: map[string]string{}}, nil
+}
+
+// NewBTF is a BTF over specs already parsed: vmlinux and modules by name
+// (tests fabricate kernels with it). FindInModules searches modules.
+func NewBTF(vmlinux *btf.Spec, modules map[string]*btf.Spec) *BTF {
+	if modules == nil {
+		modules = map[string]*btf.Spec{}
+	}
+	return &BTF{vmlinux: vmlinux, modules: modules, funcs: map[string]string{}, rawTPs: map[string]string{}}
+}
+
+// traceIterPrefix names the function every tracepoint has since 5.10
+// (__traceiter_<name>): kallsyms says which module defines it.
+const traceIterPrefix = "__traceiter_"
+
+// FindInModules looks for the functions funcs and raw tracepoints rawTPs
+// that vmlinux BTF lacks in module BTF, so that HasFunc and
+// HasRawTracepoint answer for them too. One /proc/kallsyms pass names the
+// module defining each (a tracepoint through its __traceiter_ function);
+// that module's BTF must then describe the function (or the tracepoint's
+// btf_trace_ typedef). Modules without BTF are skipped. An error means the
+// lookup could not be done (the names stay unknown), not that a name is
+// absent.
+func (b *BTF) FindInModules(funcs, rawTPs []string) error {
+	var fnMiss, tpMiss []string
+	for _, fn := range funcs {
+		if !hasFunc(b.vmlinux, fn) {
+			fnMiss = append(fnMiss, fn)
+		}
+	}
+	for _, tp := range rawTPs {
+		if !hasRawTP(b.vmlinux, tp) {
+			tpMiss = append(tpMiss, tp)
+		}
+	}
+	if len(fnMiss)+len(tpMiss) == 0 {
+		return nil
+	}
+	if b.modules != nil { // fabricated: search every given module
+		for name, spec := range b.modules {
+			b.match(name, spec, fnMiss, tpMiss)
+		}
+		return nil
+	}
+	names := append([]string(nil), fnMiss...)
+	for _, tp := range tpMiss {
+		names = append(names, traceIterPrefix+tp)
+	}
+	syms, err := kallsyms.Lookup(names)
+	if err != nil {
+		return fmt.Errorf("locating module functions: %w", err)
+	}
+	byModule := map[string][2][]string{}
+	for _, fn := range fnMiss {
+		if m := syms[fn].Module; m != "" {
+			e := byModule[m]
+			e[0] = append(e[0], fn)
+			byModule[m] = e
+		}
+	}
+	for _, tp := range tpMiss {
+		if m := syms[traceIterPrefix+tp].Module; m != "" {
+			e := byModule[m]
+			e[1] = append(e[1], tp)
+			byModule[m] = e
+		}
+	}
+	for m, e := range byModule {
+		spec, err := b.cache.Module(m)
+		if err != nil {
+			continue // module built without BTF: kprobes and tracefs remain
+		}
+		b.match(m, spec, e[0], e[1])
+	}
+	return nil
+}
+
+// match records which of funcs and rawTPs module's spec describes.
+func (b *BTF) match(module string, spec *btf.Spec, funcs, rawTPs []string) {
+	for _, fn := range funcs {
+		if _, dup := b.funcs[fn]; !dup && hasFunc(spec, fn) {
+			b.funcs[fn] = module
+		}
+	}
+	for _, tp := range rawTPs {
+		if _, dup := b.rawTPs[tp]; !dup && hasRawTP(spec, tp) {
+			b.rawTPs[tp] = module
+		}
+	}
+}
+
+func hasFunc(s *btf.Spec, name string) bool {
+	var fn *btf.Func
+	return s.TypeByName(name, &fn) == nil
+}
+
+// hasRawTP: the kernel declares a btf_trace_<name> typedef for every
+// tracepoint.
+func hasRawTP(s *btf.Spec, name string) bool {
+	var td *btf.Typedef
+	return s.TypeByName("btf_trace_"+name, &td) == nil
 }
 
 // HasFunc reports whether the kernel BTF describes function name (an fentry
-// target).
+// target): vmlinux, or a module found by FindInModules.
 func (b *BTF) HasFunc(name string) bool {
-	var fn *btf.Func
-	return b.spec.TypeByName(name, &fn) == nil
+	_, inModule := b.funcs[name]
+	return inModule || hasFunc(b.vmlinux, name)
 }
 
-// HasRawTracepoint reports whether raw tracepoint name exists: the kernel
-// declares a btf_trace_<name> typedef for every tracepoint.
+// FuncModule is the module whose BTF describes name ("" for vmlinux or
+// unknown).
+func (b *BTF) FuncModule(name string) string { return b.funcs[name] }
+
+// HasRawTracepoint reports whether raw tracepoint name exists: in vmlinux
+// BTF, or in a module found by FindInModules.
 func (b *BTF) HasRawTracepoint(name string) bool {
-	var td *btf.Typedef
-	return b.spec.TypeByName("btf_trace_"+name, &td) == nil
+	_, inModule := b.rawTPs[name]
+	return inModule || hasRawTP(b.vmlinux, name)
 }
 
-// Spec returns the parsed BTF (for CO-RE relocation at load time).
-func (b *BTF) Spec() *btf.Spec { return b.spec }
+// Spec returns the parsed vmlinux BTF (for CO-RE relocation at load time).
+func (b *BTF) Spec() *btf.Spec { return b.vmlinux }
+
+// Cache is the BTF cache holding vmlinux and the modules read so far, to be
+// shared with the collection load (nil for a fabricated BTF).
+func (b *BTF) Cache() *btf.Cache { return b.cache }

@@ -13,11 +13,20 @@ import (
 // whether trampolines work.
 func ProbeCapabilities(stages []Stage) Capabilities {
 	b, err := kernel.LoadBTF()
-	return probeCapabilities(stages, b, err)
+	return probeCapabilities(stages, b, err, kernel.FentrySupport)
 }
 
-func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error) Capabilities {
+// probeCapabilities probes with b (nil and btfErr when there is no kernel
+// BTF); fentrySupport tells whether trampolines attach to a function
+// (kernel.FentrySupport; tests fabricate it). Functions and raw tracepoints
+// missing from vmlinux BTF are looked up in module BTF first, so that fentry
+// reaches module functions (tun, vhost_net, kvm) and module tracepoints are
+// found.
+func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error, fentrySupport func(string) error) Capabilities {
 	targets := Targets(stages)
+	if btfErr == nil {
+		_ = b.FindInModules(targets[Fentry], targets[RawTracepoint]) // on error: vmlinux only
+	}
 	caps := Capabilities{Methods: map[Method]string{}, Targets: map[Method]map[string]bool{}}
 	reason := func(err error) string {
 		if err == nil {
@@ -43,7 +52,7 @@ func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error) Capabilities
 			if probeOn == "" {
 				caps.Methods[Fentry] = "none of " + strings.Join(fns, ", ") + " in kernel BTF"
 			} else {
-				caps.Methods[Fentry] = reason(kernel.FentrySupport(probeOn))
+				caps.Methods[Fentry] = reason(fentrySupport(probeOn))
 			}
 		}
 	}
@@ -73,12 +82,9 @@ func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error) Capabilities
 		caps.Methods[RawTracepoint] = reason(kernel.ProgramTypeSupport(ebpf.RawTracepoint))
 		caps.Targets[RawTracepoint] = map[string]bool{}
 		for _, tp := range tps {
-			switch {
-			case btfErr == nil:
-				caps.Targets[RawTracepoint][tp] = b.HasRawTracepoint(tp)
-			default:
-				caps.Targets[RawTracepoint][tp] = kernel.HasTracepointAnyGroup(tp)
-			}
+			// A raw tracepoint needs no BTF to attach: a module built without
+			// BTF still lists its tracepoints in tracefs.
+			caps.Targets[RawTracepoint][tp] = (btfErr == nil && b.HasRawTracepoint(tp)) || kernel.HasTracepointAnyGroup(tp)
 		}
 	}
 	return caps

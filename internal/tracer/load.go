@@ -70,12 +70,15 @@ func PruneSpec(spec *ebpf.CollectionSpec, choices []Choice) ([]string, error) {
 // chosen hook through a BPF link. A hook that fails to attach is dropped from
 // its choice (with the reason) when another hook of the stage attached;
 // otherwise everything done so far is undone and the error returned.
-// kbtf, when not nil, is the kernel BTF already read (spares reading it again
-// for CO-RE relocation).
+// kbtf, when not nil, is the kernel BTF already read (spares reading it and
+// module BTF again for CO-RE relocation and fentry targets).
 func LoadAndAttach(spec *ebpf.CollectionSpec, choices []Choice, kbtf *kernel.BTF) (*Loaded, error) {
 	var opts ebpf.CollectionOptions
 	if kbtf != nil {
 		opts.Programs.KernelTypes = kbtf.Spec()
+		// Module BTF read while choosing probes serves the fentry
+		// programs on module functions.
+		opts.Cache = kbtf.Cache()
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if err != nil {

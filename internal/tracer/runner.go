@@ -139,7 +139,7 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	}
 	stages := tool.Stages()
 	kbtf, btfErr := kernel.LoadBTF()
-	choices, err := Select(stages, probeCapabilities(stages, kbtf, btfErr), o.Probe)
+	choices, err := Select(stages, probeCapabilities(stages, kbtf, btfErr, kernel.FentrySupport), o.Probe)
 	if err != nil {
 		return fmt.Errorf("choosing probes: %w", err)
 	}

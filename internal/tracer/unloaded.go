@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 )
 
 // WaitProgramsUnloaded waits until none of the programs ids (e.g.
@@ -15,19 +16,33 @@ import (
 // closed. It returns an error naming a program still loaded after timeout.
 // Tests use it to check that a tracer leaves nothing behind.
 func WaitProgramsUnloaded(ids []ebpf.ProgramID, timeout time.Duration) error {
+	return waitGone("program", ids, timeout, func(id ebpf.ProgramID) (interface{ Close() error }, error) {
+		return ebpf.NewProgramFromID(id)
+	})
+}
+
+// WaitLinksGone is WaitProgramsUnloaded for BPF links.
+func WaitLinksGone(ids []link.ID, timeout time.Duration) error {
+	return waitGone("link", ids, timeout, func(id link.ID) (interface{ Close() error }, error) {
+		return link.NewFromID(id)
+	})
+}
+
+// waitGone polls open for each id until it reports os.ErrNotExist.
+func waitGone[ID ~uint32](what string, ids []ID, timeout time.Duration, open func(ID) (interface{ Close() error }, error)) error {
 	deadline := time.Now().Add(timeout)
 	for _, id := range ids {
 		for {
-			p, err := ebpf.NewProgramFromID(id)
+			obj, err := open(id)
 			if errors.Is(err, os.ErrNotExist) {
 				break
 			}
 			if err != nil {
-				return fmt.Errorf("looking up program %d: %w", id, err)
+				return fmt.Errorf("looking up %s %d: %w", what, id, err)
 			}
-			p.Close()
+			obj.Close()
 			if time.Now().After(deadline) {
-				return fmt.Errorf("program %d still loaded %s after its tracer exited", id, timeout)
+				return fmt.Errorf("%s %d still loaded %s after its tracer exited", what, id, timeout)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

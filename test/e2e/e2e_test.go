@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +92,14 @@ type delta struct {
 	Significant bool     `json:"significant"`
 	AN          int      `json:"a_n"`
 	BN          int      `json:"b_n"`
+}
+
+// p is the p-value, NaN when compare had no values on a side.
+func (d delta) p() float64 {
+	if d.PValue == nil {
+		return math.NaN()
+	}
+	return *d.PValue
 }
 
 // comparison is the part of compare.json the tests read.

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -163,6 +162,7 @@ var pingTime = regexp.MustCompile(`time=([0-9.]+) ms`)
 // tracer is one running `pingpath trace` process.
 type tracer struct {
 	node, tool string
+	proc       *os.Process // signalled through its handle, so never a recycled pid
 	pid        int
 	out        string        // its record stream
 	ready      chan struct{} // closed on its ready line
@@ -239,7 +239,7 @@ func startTracer(b *testing.B, ctx context.Context, l *lab.Lab, node string, arg
 	if err := l.Start(node, cmd); err != nil {
 		b.Fatalf("starting %v in %s: %v", argv, node, err)
 	}
-	tr := &tracer{node: node, tool: args[0], pid: cmd.Process.Pid, out: out, ready: make(chan struct{}), done: make(chan error, 1)}
+	tr := &tracer{node: node, tool: args[0], proc: cmd.Process, pid: cmd.Process.Pid, out: out, ready: make(chan struct{}), done: make(chan error, 1)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		var last string
@@ -270,7 +270,7 @@ func startTracer(b *testing.B, ctx context.Context, l *lab.Lab, node string, arg
 func (ts tracers) stop(b *testing.B) {
 	b.Helper()
 	for _, tr := range ts {
-		_ = syscall.Kill(tr.pid, syscall.SIGINT)
+		_ = tr.proc.Signal(os.Interrupt)
 	}
 	for _, tr := range ts {
 		select {
@@ -293,7 +293,7 @@ func (ts tracers) stop(b *testing.B) {
 // kill ends whatever is still running (a benchmark that failed half-way).
 func (ts tracers) kill() {
 	for _, tr := range ts {
-		_ = syscall.Kill(tr.pid, syscall.SIGKILL)
+		_ = tr.proc.Kill() // a no-op once the tracer has been waited for
 	}
 }
 

@@ -68,7 +68,8 @@ func run() int {
 	}
 	fmt.Print(m.Markdown(false))
 	if o.doc != "" {
-		if err := os.MkdirAll(filepath.Dir(o.doc), 0o755); err == nil {
+		err := os.MkdirAll(filepath.Dir(o.doc), 0o755)
+		if err == nil {
 			err = os.WriteFile(o.doc, []byte(m.Markdown(true)), 0o644)
 		}
 		if err != nil {

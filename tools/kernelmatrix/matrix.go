@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -49,6 +51,7 @@ type jobResult struct {
 	total    time.Duration
 	exitCode int
 	err      error
+	log      string // file with the output and console
 }
 
 // Matrix is the whole run.
@@ -160,34 +163,71 @@ func runJob(ctx context.Context, j job, o options) jobResult {
 	r := jobResult{job: j, boot: res.Boot, total: res.Total, exitCode: res.ExitCode, err: err}
 	r.outcomes = parseTestOutput(out.String(), j.pkg.Tests)
 	r.settle(out.String(), res.Console)
+	r.log = r.saveLog(o.work, out.String(), res.Console)
 	return r
+}
+
+// saveLog keeps the test output and the kernel console of a job in
+// <work>/logs, so a failure can be read in full after the run.
+func (r *jobResult) saveLog(work, out, console string) string {
+	dir := filepath.Join(work, "logs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return ""
+	}
+	name := filepath.Join(dir, fmt.Sprintf("%s-%s-%s.log", r.kernel.Series, r.rung, filepath.Base(strings.TrimSuffix(r.pkg.Binary, ".test"))))
+	text := fmt.Sprintf("kernel %s, rung %s, %s\n\n=== test output ===\n%s\n=== kernel console (tail) ===\n%s", r.kernel.Release, r.rung, r.pkg.ImportPath, out, console)
+	if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+		return ""
+	}
+	return name
 }
 
 var (
 	startLine = regexp.MustCompile(`^=== (?:RUN|CONT|NAME)\s+(\S+)`)
-	endLine   = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+) \(([\d.]+s)\)`)
+	endLine   = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(([\d.]+s)\)`)
 	logLine   = regexp.MustCompile(`^\s+\S+\.go:\d+: `)
 )
 
 // parseTestOutput reads `go test -v` output into one outcome per top-level
 // test, in the order of want; a test with no result line is left with an
-// empty status.
+// empty status. Skipped subtests of a passing test are named in its Reason
+// (with their skip message), so that a partial pass is never silent.
 func parseTestOutput(out string, want []string) []outcome {
-	logs := map[string][]string{}
+	type logEntry struct{ test, line string }
+	var logs []logEntry
 	done := map[string]outcome{}
+	var order []string // result lines in output order
 	cur := ""
 	for _, line := range strings.Split(out, "\n") {
 		if m := startLine.FindStringSubmatch(line); m != nil {
-			cur, _, _ = strings.Cut(m[1], "/")
+			cur = m[1]
 			continue
 		}
 		if m := endLine.FindStringSubmatch(line); m != nil {
 			done[m[2]] = outcome{Test: m[2], Status: m[1], Elapsed: m[3]}
+			order = append(order, m[2])
 			continue
 		}
 		if cur != "" && logLine.MatchString(line) {
-			logs[cur] = append(logs[cur], strings.TrimSpace(line))
+			logs = append(logs, logEntry{cur, strings.TrimSpace(line)})
 		}
+	}
+	// logsOf returns the log lines of test (and, with subtests, of its
+	// subtests) in output order.
+	logsOf := func(test string, subtests bool) []string {
+		var l []string
+		for _, e := range logs {
+			if e.test == test || subtests && strings.HasPrefix(e.test, test+"/") {
+				l = append(l, e.line)
+			}
+		}
+		return l
+	}
+	lastLog := func(test string) string {
+		if l := logsOf(test, false); len(l) > 0 {
+			return l[len(l)-1]
+		}
+		return "skipped without a reason"
 	}
 	var res []outcome
 	for _, name := range want {
@@ -198,16 +238,20 @@ func parseTestOutput(out string, want []string) []outcome {
 		switch o.Status {
 		case statusSkip:
 			// The skip message is the test's last log line.
-			if l := logs[name]; len(l) > 0 {
-				o.Reason = l[len(l)-1]
-			} else {
-				o.Reason = "skipped without a reason"
-			}
+			o.Reason = lastLog(name)
 		case statusFail:
-			o.Reason = firstLines(logs[name], 3)
+			o.Reason = firstLines(logsOf(name, true), 3)
 			if o.Reason == "" {
 				o.Reason = "failed without a log line"
 			}
+		case statusPass:
+			var skipped []string
+			for _, sub := range order {
+				if strings.HasPrefix(sub, name+"/") && done[sub].Status == statusSkip {
+					skipped = append(skipped, fmt.Sprintf("subtest %s skipped: %s", strings.TrimPrefix(sub, name+"/"), lastLog(sub)))
+				}
+			}
+			o.Reason = strings.Join(skipped, "; ")
 		}
 		res = append(res, o)
 	}
@@ -231,7 +275,7 @@ func (r *jobResult) settle(out, console string) {
 	why := ""
 	switch {
 	case r.err != nil:
-		why = fmt.Sprintf("VM: %v; console: %s", r.err, lastLines(console, 3))
+		why = fmt.Sprintf("VM: %v; console: %s", r.err, crashSummary(console))
 	case r.exitCode != 0 && !failed:
 		why = fmt.Sprintf("test binary exited %d: %s", r.exitCode, lastLines(out, 3))
 	}
@@ -251,6 +295,28 @@ func (r *jobResult) settle(out, console string) {
 	if why != "" {
 		r.outcomes = append(r.outcomes, outcome{Test: "(package)", Status: statusFail, Reason: why})
 	}
+}
+
+// crashLine matches the console lines that say why a guest kernel died.
+var crashLine = regexp.MustCompile(`Kernel panic|Oops|BUG:|RIP: 0010:|general protection|double fault|WARNING:`)
+
+// crashSummary picks the lines of a console tail that explain a crash, or
+// its last lines when none does.
+func crashSummary(console string) string {
+	var hits []string
+	for _, l := range strings.Split(console, "\n") {
+		if crashLine.MatchString(l) {
+			// Drop the "[   24.834557] " timestamp.
+			if i := strings.Index(l, "] "); strings.HasPrefix(l, "[") && i > 0 {
+				l = l[i+2:]
+			}
+			hits = append(hits, strings.TrimSpace(l))
+		}
+	}
+	if len(hits) == 0 {
+		return lastLines(console, 3)
+	}
+	return firstLines(slices.Compact(hits), 4)
 }
 
 func lastLines(s string, n int) string {
@@ -277,6 +343,9 @@ func (r *jobResult) report(module string, verbose bool) {
 	}
 	if r.err != nil && !errors.Is(r.err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "      VM error: %v\n", r.err)
+	}
+	if bad && r.log != "" {
+		fmt.Fprintf(os.Stderr, "      full output and console: %s\n", r.log)
 	}
 }
 
@@ -373,7 +442,11 @@ func (m *Matrix) Markdown(full bool) string {
 					n = len(notes)
 					noteIdx[o.Reason] = n
 				}
-				fmt.Fprintf(&b, " %s [%d] |", o.Status, n)
+				status := o.Status
+				if status == statusPass {
+					status = "PASS, subtests skipped"
+				}
+				fmt.Fprintf(&b, " %s [%d] |", status, n)
 			}
 		}
 		b.WriteString("\n")

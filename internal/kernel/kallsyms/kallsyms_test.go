@@ -69,3 +69,52 @@ func TestResolveRunningKernel(t *testing.T) {
 }
 
 func fmtSscan(s string, v *uint64) (int, error) { return fmt.Sscanf(s, "%x", v) }
+
+const fakeKallsyms = `ffffffff81000000 T _stext
+ffffffff82051720 T __pfx_icmp_rcv
+ffffffff82051730 T icmp_rcv
+ffffffff82051af0 T __pfx_icmp_err
+ffffffff82051b00 t icmp_rcv_helper
+ffffffff82051c00 d icmp_data
+ffffffffc0001000 t modfunc	[somemod]
+ffffffffc0000000 t unsorted_mod	[somemod]
+`
+
+func TestLookup(t *testing.T) {
+	got, err := lookup(strings.NewReader(fakeKallsyms), []string{"icmp_rcv", "icmp_rcv_helper", "modfunc",
+		"unsorted_mod", "icmp_data", "icmp", "cmp_rcv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Symbol{
+		"icmp_rcv":        {0xffffffff82051730, 0xffffffff82051af0, ""},
+		"icmp_rcv_helper": {0xffffffff82051b00, 0xffffffff82051c00, ""},
+		"modfunc":         {0xffffffffc0001000, 0, "somemod"}, // highest: no end
+		"unsorted_mod":    {0xffffffffc0000000, 0xffffffffc0001000, "somemod"},
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %v", got)
+	}
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("%s = %x, want %x", n, got[n], w)
+		}
+	}
+	hidden, err := lookup(strings.NewReader("0000000000000000 T icmp_rcv\n0000000000000000 T x\n"), []string{"icmp_rcv"})
+	if err != nil || hidden["icmp_rcv"].Start != 0 {
+		t.Errorf("hidden addresses: %v %v", hidden, err)
+	}
+}
+
+func TestLookupRunningKernel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("kallsyms addresses are hidden from non-root")
+	}
+	syms, err := Lookup([]string{"icmp_rcv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := syms["icmp_rcv"]; s.End <= s.Start || s.End-s.Start > 1<<16 {
+		t.Errorf("icmp_rcv range %x-%x", s.Start, s.End)
+	}
+}

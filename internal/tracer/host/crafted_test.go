@@ -63,7 +63,7 @@ func TestTraceCraftedFrames(t *testing.T) {
 		inject(t, tp.hostB.ns, wire, f)
 	}
 	time.Sleep(50 * time.Millisecond)
-	s := tr.stop(t)
+	s := tr.Stop(t)
 	got := map[uint16]record.Ping{}
 	for _, p := range s.Pings {
 		got[p.Seq] = p
@@ -252,7 +252,7 @@ func TestTraceReplyOnOtherPhy(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	inject(t, sw, p2peer.Index, frameMAC(macSender, macUnknown, nil, ipICMP(src, dst, false, 901, 1, 0)))
 	time.Sleep(50 * time.Millisecond)
-	s := tr.stop(t)
+	s := tr.Stop(t)
 	if len(s.Pings) != 1 || len(s.Drops) != 0 {
 		t.Fatalf("got %d pings %d drops, want 1/0: %+v", len(s.Pings), len(s.Drops), s.Pings)
 	}

@@ -49,7 +49,7 @@ func TestTraceHostDrops(t *testing.T) {
 			}
 			// Let the tracer's timeout (500 ms) and reorder window pass.
 			time.Sleep(1200 * time.Millisecond)
-			sA, sB := trA.stop(t), trB.stop(t)
+			sA, sB := trA.Stop(t), trB.Stop(t)
 			checkDrops(t, "hostA", sA, tc.a)
 			checkDrops(t, "hostB", sB, tc.b)
 		})

@@ -12,13 +12,14 @@ import (
 	"github.com/pingpath/pingpath/internal/lab/labtest"
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 func TestMain(m *testing.M) { labtest.Main(m) }
 
 // labTracers starts the host tracer on both hosts of l, the way the
 // orchestrator would: same --src-ip/--dst-ip on both, the lab's vnet and phy.
-func labTracers(t *testing.T, l *lab.Lab) (src, dst string, sender, receiver *runningTracer) {
+func labTracers(t *testing.T, l *lab.Lab) (src, dst string, sender, receiver *tracertest.Tracer) {
 	t.Helper()
 	svm, err := l.Node(lab.SenderVM)
 	if err != nil {
@@ -28,7 +29,7 @@ func labTracers(t *testing.T, l *lab.Lab) (src, dst string, sender, receiver *ru
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := func(node string) *runningTracer {
+	start := func(node string) *tracertest.Tracer {
 		n, err := l.Node(node)
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +95,7 @@ func TestTraceLab(t *testing.T) {
 		t.Fatalf("ping answered %d of %d", len(answered), n)
 	}
 	time.Sleep(100 * time.Millisecond)
-	sS, sR := trS.stop(t), trR.stop(t)
+	sS, sR := trS.Stop(t), trR.Stop(t)
 	ps, pr := pingsBySeq(t, "sender host", sS), pingsBySeq(t, "receiver host", sR)
 	for seq := uint16(1); seq <= n; seq++ {
 		a, okA := ps[seq]
@@ -128,7 +129,7 @@ func TestTraceLabWireLoss(t *testing.T) {
 	const n = 30
 	answered := labPing(t, l, lab.SenderVM, dst, n)
 	time.Sleep(1200 * time.Millisecond) // tracer timeout 500 ms + reorder window
-	sS, sR := trS.stop(t), trR.stop(t)
+	sS, sR := trS.Stop(t), trR.Stop(t)
 	if len(answered) == n || len(answered) == 0 {
 		t.Fatalf("40%% loss each way answered %d of %d: want some lost", len(answered), n)
 	}
@@ -183,7 +184,7 @@ func TestTraceLabNftablesDrop(t *testing.T) {
 	}
 	answered := labPing(t, l, lab.SenderVM, dst, 3)
 	time.Sleep(1200 * time.Millisecond)
-	sS, sR := trS.stop(t), trR.stop(t)
+	sS, sR := trS.Stop(t), trR.Stop(t)
 	if len(answered) != 0 {
 		t.Fatalf("pings answered through the drop rule: %v", answered)
 	}

@@ -68,7 +68,7 @@ func TestTraceRealPackets(t *testing.T) {
 			<-revDone
 			flood := <-floodDone
 			time.Sleep(100 * time.Millisecond)
-			sA, sB := trA.stop(t), trB.stop(t)
+			sA, sB := trA.Stop(t), trB.Stop(t)
 			t.Logf("background UDP datagrams: %d", flood)
 
 			pA := checkHost(t, "hostA", sA, RoleSender, 777, n, tp.hostA.vnet, tp.hostA.phy, tc.encap)

@@ -1,24 +1,19 @@
 package host
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 
 	"github.com/pingpath/pingpath/internal/nettest"
-	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 // The real-packet tests build the four-machine picture of the brief out of
@@ -188,19 +183,9 @@ func unbridge(t testing.TB, ns *nettest.Netns, name string) {
 	}
 }
 
-// runningTracer is a host tracer running inside a host namespace.
-type runningTracer struct {
-	cancel context.CancelFunc
-	done   chan error
-	out    *bytes.Buffer
-	errOut *bytes.Buffer
-	mu     sync.Mutex
-	ids    []ebpf.ProgramID
-}
-
 // startTracer runs the host tracer in h's namespace (on a locked thread, as
 // the real binary would run there) and waits for its ready line.
-func startTracer(t testing.TB, h testHost, cfg Config) *runningTracer {
+func startTracer(t testing.TB, h testHost, cfg Config) *tracertest.Tracer {
 	t.Helper()
 	if len(cfg.VMInterfaces) == 0 {
 		cfg.VMInterfaces = []string{h.vnet}
@@ -213,93 +198,13 @@ func startTracer(t testing.TB, h testHost, cfg Config) *runningTracer {
 
 // startTracerIn runs the host tracer through do, which runs a function on a
 // thread inside the host's network namespace.
-func startTracerIn(t testing.TB, where string, do func(func() error) error, cfg Config) *runningTracer {
+func startTracerIn(t testing.TB, where string, do func(func() error) error, cfg Config) *tracertest.Tracer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	rt := &runningTracer{cancel: cancel, done: make(chan error, 1), out: &bytes.Buffer{}, errOut: &bytes.Buffer{}}
-	ready := make(chan struct{})
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 500 * time.Millisecond
 	}
-	go func() {
-		rt.done <- do(func() error {
-			tool, err := New(cfg)
-			if err != nil {
-				close(ready)
-				return err
-			}
-			return tracer.Run(ctx, tool, tracer.Options{
-				Probe: testenv.Probe(), Format: "json", MaxDuration: 2 * time.Minute,
-				Stdout: rt.out, Stderr: rt.errOut, Stdin: bytes.NewReader(nil),
-				OnReady: func(l *tracer.Loaded) {
-					rt.mu.Lock()
-					rt.ids = append(rt.ids, l.ProgramIDs...)
-					rt.mu.Unlock()
-					close(ready)
-				},
-			})
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-rt.done:
-		t.Fatalf("tracer in %s exited before ready: %v (stderr: %s)", where, err, rt.errOut)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("tracer in %s not ready after 30 s", where)
-	}
-	t.Cleanup(func() { cancel() })
-	return rt
-}
-
-// stop ends the tracer, checks its programs are gone and returns its stream.
-func (rt *runningTracer) stop(t testing.TB) *record.Stream {
-	t.Helper()
-	rt.cancel()
-	select {
-	case err := <-rt.done:
-		if err != nil {
-			t.Fatalf("tracer: %v (stderr: %s)", err, rt.errOut)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("tracer did not stop within 30 s")
-	}
-	s, err := record.Read(bytes.NewReader(rt.out.Bytes()))
-	if err != nil {
-		t.Fatalf("reading tracer output: %v\n%s", err, rt.out)
-	}
-	if len(s.Problems) > 0 || s.Trailer == nil {
-		t.Fatalf("bad stream: problems %v trailer %v", s.Problems, s.Trailer)
-	}
-	rt.checkProgramsGone(t)
-	return s
-}
-
-func (rt *runningTracer) checkProgramsGone(t testing.TB) {
-	t.Helper()
-	rt.mu.Lock()
-	ids := rt.ids
-	rt.mu.Unlock()
-	if len(ids) == 0 {
-		t.Fatal("tracer reported no program IDs")
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, id := range ids {
-		for {
-			p, err := ebpf.NewProgramFromID(id)
-			if err != nil {
-				if !errors.Is(err, os.ErrNotExist) {
-					t.Fatalf("looking up program %d: %v", id, err)
-				}
-				break
-			}
-			p.Close()
-			if time.Now().After(deadline) {
-				t.Fatalf("program %d still loaded after the tracer stopped", id)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	return tracertest.Start(t, where, do, func() (tracer.Tool, error) { return New(cfg) },
+		tracer.Options{Probe: testenv.Probe()})
 }
 
 // pingAll pings dst from vm and fails unless every reply came back.

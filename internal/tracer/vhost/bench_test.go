@@ -2,52 +2,14 @@ package vhost
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
-	"sort"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
-
 	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
-
-// runStats is a program's bpf_stats at one moment.
-type runStats map[string]ebpf.ProgramStats
-
-func (rt *runningTracer) stats(b testing.TB) runStats {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	out := runStats{}
-	for name, p := range rt.loaded.Coll.Programs {
-		s, err := p.Stats()
-		if err != nil {
-			b.Fatalf("reading stats of %s: %v", name, err)
-		}
-		out[name] = *s
-	}
-	return out
-}
-
-// delta returns, per program, runs and run time between two snapshots, and
-// their sum.
-func delta(before, after runStats) (map[string][2]float64, time.Duration) {
-	out := map[string][2]float64{}
-	var total time.Duration
-	for name, a := range after {
-		runs := a.RunCount - before[name].RunCount
-		d := a.Runtime - before[name].Runtime
-		total += d
-		if runs > 0 {
-			out[name] = [2]float64{float64(runs), float64(d.Nanoseconds()) / float64(runs)}
-		}
-	}
-	return out, total
-}
 
 // BenchmarkTapLinkBPFCost runs vhost-rx and vhost-tx on the tap link and
 // reads the kernel's bpf_stats: run time per program run and total BPF time
@@ -56,9 +18,7 @@ func delta(before, after runStats) (map[string][2]float64, time.Duration) {
 // Go sender reaches. It also reports the rates with and without tracers.
 func BenchmarkTapLinkBPFCost(b *testing.B) {
 	l := newTapLink(b)
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	testenv.Require(b, err == nil, fmt.Sprintf("bpf_stats: %v", err))
-	defer stats.Close()
+	defer tracertest.EnableStats(b).Close()
 	flood := func(d time.Duration) int {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
@@ -87,32 +47,21 @@ func BenchmarkTapLinkBPFCost(b *testing.B) {
 		_, baseDur := pingFlood(pings, 0x5001)
 		rx := startTracer(b, l.host, l.vnet, record.ToolVhostRX, "auto", l.hostIP, l.vmIP)
 		tx := startTracer(b, l.host, l.vnet, record.ToolVhostTX, "auto", l.hostIP, l.vmIP)
-		r0, t0 := rx.stats(b), tx.stats(b)
+		r0, t0 := tracertest.ReadStats(b, rx.ProgramIDs()), tracertest.ReadStats(b, tx.ProgramIDs())
 		got, dur := pingFlood(pings, 0x5002)
-		r1, t1 := rx.stats(b), tx.stats(b)
+		r1, t1 := tracertest.ReadStats(b, rx.ProgramIDs()), tracertest.ReadStats(b, tx.ProgramIDs())
 		tracedPPS := flood(time.Second)
-		r2, t2 := rx.stats(b), tx.stats(b)
-		rxs, txs := rx.stop(b), tx.stop(b)
+		r2, t2 := tracertest.ReadStats(b, rx.ProgramIDs()), tracertest.ReadStats(b, tx.ProgramIDs())
+		rxs, txs := rx.Stop(b), tx.Stop(b)
 
-		rxPing, rxPingTotal := delta(r0, r1)
-		txPing, txPingTotal := delta(t0, t1)
-		rxUDP, rxUDPTotal := delta(r1, r2)
-		txUDP, txUDPTotal := delta(t1, t2)
-		report := func(prefix string, m map[string][2]float64) {
-			names := make([]string, 0, len(m))
-			for n := range m {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				b.ReportMetric(m[n][1], "ns/run-"+prefix+"-"+n)
-				b.Logf("%s %-16s runs %8.0f  %6.1f ns/run", prefix, n, m[n][0], m[n][1])
-			}
-		}
-		report("ping", rxPing)
-		report("ping", txPing)
-		report("udp", rxUDP)
-		report("udp", txUDP)
+		rxPing, rxPingTotal := r1.Sub(r0)
+		txPing, txPingTotal := t1.Sub(t0)
+		rxUDP, rxUDPTotal := r2.Sub(r1)
+		txUDP, txUDPTotal := t2.Sub(t1)
+		rxPing.Report(b, "ping")
+		txPing.Report(b, "ping")
+		rxUDP.Report(b, "udp")
+		txUDP.Report(b, "udp")
 		rxRecs, txRecs := len(pingsBy(rxs, "request", 0x5002)), len(pingsBy(txs, "reply", 0x5002))
 		// Every traced packet: the request into the guest (vhost-rx) and
 		// the reply out of it (vhost-tx), each with its own chain of hooks.

@@ -35,9 +35,12 @@ func TestGuestVhostNetStages(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	rxs, txs := rx.stop(t), tx.stop(t)
+	rxs, txs := rx.Stop(t), tx.Stop(t)
 	t.Logf("vhost-rx probes %+v", rxs.Header.Probes)
 	t.Logf("vhost-tx probes %+v", txs.Header.Probes)
+
+	checkModuleFentry(t, probe, rxs.Header, StageTunXmit, "tun")
+	checkModuleFentry(t, probe, txs.Header, StageHandleTX, "vhost_net")
 
 	id := uint16(os.Getpid()) // the echo identifier vhosttest.Peer uses
 	txGot := pingsBy(txs, "request", id)
@@ -55,7 +58,7 @@ func TestGuestVhostNetStages(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		t.Logf("vhost-tx stream:\n%s", tx.out.String())
+		t.Logf("vhost-tx stream:\n%s", tx.Output())
 	}
 	rxGot := pingsBy(rxs, "reply", id)
 	if len(rxGot) != n {
@@ -75,5 +78,26 @@ func TestGuestVhostNetStages(t *testing.T) {
 		if p.Durations["s2_s3"] <= 0 || p.Extra["eventfd"] == "" {
 			t.Errorf("vhost-rx seq %d durations %v extra %v", seq, p.Durations, p.Extra)
 		}
+	}
+}
+
+// checkModuleFentry: where fentry works (some stage uses it) and module has
+// BTF (/sys/kernel/btf/<module>, e.g. tun and vhost_net as modules on 6.1),
+// stage, a function of that module, is observed by fentry too.
+func checkModuleFentry(t *testing.T, probe string, h *record.Header, stage, module string) {
+	t.Helper()
+	if probe != "auto" && probe != "fentry" {
+		return
+	}
+	if _, err := os.Stat("/sys/kernel/btf/" + module); err != nil {
+		t.Logf("%s: module %s has no BTF here (%v)", stage, module, err)
+		return
+	}
+	fentry := false
+	for _, p := range h.Probes {
+		fentry = fentry || p.Method == "fentry"
+	}
+	if p := probeOf(h, stage); fentry && p.Method != "fentry" {
+		t.Errorf("%s (module %s with BTF): %s %s (%s), want fentry", stage, module, p.Method, p.Target, p.Reason)
 	}
 }

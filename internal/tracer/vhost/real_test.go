@@ -53,8 +53,8 @@ func TestTraceRealPackets(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond) // let the last events reach the ring buffers
-	rxs, txs := rx.stop(t), tx.stop(t)
-	rxRevS, txRevS := rxRev.stop(t), txRev.stop(t)
+	rxs, txs := rx.Stop(t), tx.Stop(t)
+	rxRevS, txRevS := rxRev.Stop(t), txRev.Stop(t)
 
 	// Headers: the live stages with their rung, the rest unavailable with a reason.
 	for _, c := range []struct {

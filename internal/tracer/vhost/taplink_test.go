@@ -1,16 +1,12 @@
 package vhost
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/netip"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 
 	"github.com/pingpath/pingpath/internal/lab/tapbackend"
@@ -18,6 +14,7 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 // tapLink is the lab's tap VM link in miniature, built with netlink so that
@@ -102,86 +99,13 @@ func (l *tapLink) makeTap(t testing.TB, ns *nettest.Netns, name string, ip netip
 	return f
 }
 
-// runningTracer is a vhost tracer running in the host namespace.
-type runningTracer struct {
-	out    bytes.Buffer
-	errOut bytes.Buffer
-	cancel context.CancelFunc
-	done   chan error
-	mu     sync.Mutex
-	loaded *tracer.Loaded
-	ids    []ebpf.ProgramID
-}
-
 // startTracer runs tool on iface in namespace ns (as `ip netns exec NS
 // pingpath trace ...` would) and waits for its ready line.
-func startTracer(t testing.TB, ns *nettest.Netns, iface, tool, probe string, src, dst netip.Addr) *runningTracer {
+func startTracer(t testing.TB, ns *nettest.Netns, iface, tool, probe string, src, dst netip.Addr) *tracertest.Tracer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	rt := &runningTracer{cancel: cancel, done: make(chan error, 1)}
-	ready := make(chan struct{})
-	go func() {
-		rt.done <- ns.Do(func() error {
-			tl, err := New(Config{Tool: tool, Interface: iface, SrcIP: src, DstIP: dst})
-			if err != nil {
-				close(ready)
-				return err
-			}
-			return tracer.Run(ctx, tl, tracer.Options{Probe: probe, Format: "json", MaxDuration: 2 * time.Minute,
-				Stdout: &rt.out, Stderr: &rt.errOut, Stdin: bytes.NewReader(nil),
-				OnReady: func(ld *tracer.Loaded) {
-					rt.mu.Lock()
-					rt.loaded, rt.ids = ld, append([]ebpf.ProgramID(nil), ld.ProgramIDs...)
-					rt.mu.Unlock()
-					close(ready)
-				}})
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-rt.done:
-		cancel()
-		t.Fatalf("%s did not start: %v", tool, err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("%s: no ready line in 30 s", tool)
-	}
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.loaded == nil {
-		cancel()
-		t.Fatalf("%s did not start: %v", tool, <-rt.done)
-	}
-	t.Cleanup(cancel)
-	return rt
-}
-
-// stop ends the tracer, checks its programs are gone and decodes its stream.
-func (rt *runningTracer) stop(t testing.TB) *record.Stream {
-	t.Helper()
-	rt.cancel()
-	select {
-	case err := <-rt.done:
-		if err != nil {
-			t.Fatalf("tracer: %v (stderr: %s)", err, rt.errOut.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("tracer did not stop in 30 s")
-	}
-	if len(rt.ids) == 0 {
-		t.Error("the tracer reported no program IDs")
-	}
-	if err := tracer.WaitProgramsUnloaded(rt.ids, 5*time.Second); err != nil {
-		t.Error(err)
-	}
-	s, err := record.Read(bytes.NewReader(rt.out.Bytes()))
-	if err != nil {
-		t.Fatalf("reading the record stream: %v\n%s", err, rt.out.String())
-	}
-	if len(s.Problems) > 0 || s.Trailer == nil {
-		t.Fatalf("stream problems %v, trailer %v", s.Problems, s.Trailer)
-	}
-	return s
+	return tracertest.Start(t, ns.Name+" "+tool, ns.Do, func() (tracer.Tool, error) {
+		return New(Config{Tool: tool, Interface: iface, SrcIP: src, DstIP: dst})
+	}, tracer.Options{Probe: probe})
 }
 
 func probeOf(h *record.Header, stage string) record.Probe {

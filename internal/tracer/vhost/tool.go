@@ -61,11 +61,11 @@ type Tool struct {
 	// forced --probe kprobe does not fail on a host without KVM or vhost:
 	// those stages become unavailable instead.
 	present map[string]bool
-	// kbtf is the kernel's (vmlinux) BTF, nil when unknown. fentry rungs and
-	// raw tracepoint rungs are offered only for what it describes: the
-	// tracer core looks targets up there, and a forced --probe must not
-	// fail on a stage whose functions live in a module (vhost, kvm, tun on
-	// most hosts): that stage falls back to kprobe instead.
+	// kbtf is the kernel's BTF (vmlinux and the modules defining our
+	// targets), nil when unknown. fentry rungs and raw tracepoint rungs are
+	// offered only for what it describes, as the tracer core looks targets
+	// up the same way: a forced --probe must not fail on a stage whose
+	// module has no BTF or is not loaded; that stage falls back to kprobe.
 	kbtf    *kernel.BTF
 	corr    *Correlator
 	sinkErr error
@@ -102,14 +102,23 @@ func New(cfg Config) (*Tool, error) {
 		}
 	}
 	// Last: the ladders depend on what discovery found.
+	all := tracer.Targets(t.Stages())
 	if kb, err := kernel.LoadBTF(); err == nil {
-		t.kbtf = kb
+		t.useBTF(kb)
 	}
-	fns := tracer.Targets(t.Stages())[tracer.Kprobe]
-	if present, _, err := kernel.TraceableFunctions(fns); err == nil {
+	if present, _, err := kernel.TraceableFunctions(all[tracer.Kprobe]); err == nil {
 		t.present = present
 	}
 	return t, nil
+}
+
+// useBTF makes kb the kernel BTF the ladders follow, after looking every
+// fentry function and raw tracepoint the ladders may use up in module BTF.
+func (t *Tool) useBTF(kb *kernel.BTF) {
+	t.kbtf = nil // Stages offers every rung
+	all := tracer.Targets(t.Stages())
+	_ = kb.FindInModules(all[tracer.Fentry], all[tracer.RawTracepoint]) // on error: vmlinux only
+	t.kbtf = kb
 }
 
 // Discovery returns what was found behind the interface (nil and the error
@@ -137,8 +146,8 @@ func (t *Tool) fnRungs(target, fentryProg, kprobeProg, note string) []tracer.Run
 }
 
 // tpRungs keeps the raw tracepoint rungs whose tracepoint the kernel BTF
-// declares (module tracepoints such as kvm's are not there when KVM is a
-// module, or not loaded).
+// declares (vmlinux, or a loaded module's BTF for kvm's tracepoints when KVM
+// is a module).
 func (t *Tool) tpRungs(rs ...tracer.Rung) []tracer.Rung {
 	var out []tracer.Rung
 	for _, r := range rs {

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf/btf"
+	"github.com/pingpath/pingpath/internal/kernel"
+	"github.com/pingpath/pingpath/internal/kernel/btftest"
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/tracer"
 )
@@ -221,5 +224,52 @@ func TestRawTracepointArgs(t *testing.T) {
 	}
 	if n := rawTracepointArgs("no_such_tracepoint_pp"); n != -1 {
 		t.Errorf("unknown tracepoint: %d", n)
+	}
+}
+
+// TestModuleBTFLadder: on a 6.1 hypervisor with tun, vhost_net and kvm as
+// modules with BTF, their functions get fentry rungs (the tracer core finds
+// them in /sys/kernel/btf/<module>) and kvm's tracepoints are offered; a
+// module without BTF (vhost here) keeps kprobe only.
+func TestModuleBTFLadder(t *testing.T) {
+	tl := testTool(t, record.ToolVhostRX, "tun", "vhost", "kvm")
+	tl.useBTF(kernel.NewBTF(btftest.Spec(t, []string{"eventfd_signal_mask", "__netif_receive_skb"}, []string{"netif_receive_skb"}),
+		map[string]*btf.Spec{
+			"tun":       btftest.Spec(t, []string{"tun_net_xmit", "tun_recvmsg"}, nil),
+			"kvm":       btftest.Spec(t, []string{"irqfd_wakeup", "kvm_arch_set_irq_inatomic"}, []string{"kvm_apic_accept_irq", "kvm_set_irq"}),
+			"kvm_intel": btftest.Spec(t, []string{"vmx_deliver_interrupt"}, nil),
+		}))
+	fentry := set("eventfd_signal_mask", "__netif_receive_skb", "tun_net_xmit", "tun_recvmsg", "irqfd_wakeup", "vmx_deliver_interrupt")
+	caps := tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Fentry: "", tracer.Kprobe: "", tracer.RawTracepoint: ""},
+		Targets: map[tracer.Method]map[string]bool{
+			tracer.Fentry: fentry,
+			tracer.Kprobe: set("tun_net_xmit", "tun_recvmsg", "vhost_add_used_and_signal_n", "vhost_signal", "eventfd_signal_mask",
+				"irqfd_wakeup", "vmx_deliver_interrupt", "kvm_arch_set_irq_inatomic"),
+			tracer.RawTracepoint: set("kvm_apic_accept_irq", "kvm_set_irq", "netif_receive_skb")}}
+	for _, probe := range []string{tracer.ProbeAuto, tracer.ProbeFentry} {
+		choices, err := tracer.Select(tl.Stages(), caps, probe)
+		if err != nil {
+			t.Fatalf("--probe %s: %v", probe, err)
+		}
+		got := chosen(t, choices)
+		for stage, want := range map[string]string{StageTunXmit: "fentry:tun_net_xmit", StageVhostRecv: "fentry:tun_recvmsg",
+			StageVhostSignal: "kprobe:vhost_add_used_and_signal_n", HookEventfd: "fentry:eventfd_signal_mask",
+			StageIrqfd: "fentry:irqfd_wakeup", StageKVMIRQ: "fentry:vmx_deliver_interrupt"} {
+			if got[stage] != want {
+				t.Errorf("--probe %s: %s: %s, want %s", probe, stage, got[stage], want)
+			}
+		}
+	}
+	// kvm's tracepoints come from the kvm module's BTF.
+	var tps []string
+	for _, st := range tl.Stages() {
+		for _, r := range st.Rungs {
+			if r.Method == tracer.RawTracepoint && strings.HasPrefix(r.Hooks[0].Target, "kvm_") {
+				tps = append(tps, r.Hooks[0].Target)
+			}
+		}
+	}
+	if len(tps) == 0 {
+		t.Error("no kvm raw tracepoint rung offered")
 	}
 }

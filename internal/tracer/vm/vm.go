@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/pingpath/pingpath/internal/kernel"
+	"github.com/pingpath/pingpath/internal/kernel/kallsyms"
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/tracer"
 )
@@ -252,7 +253,7 @@ func (t *Tracer) Spec(choices []tracer.Choice) (*ebpf.CollectionSpec, error) {
 				return nil, err
 			}
 		}
-		syms, err := kernel.TextSymbols(freeFuncs)
+		syms, err := kallsyms.Lookup(freeFuncs)
 		if err != nil {
 			return spec, nil // no location check, see below
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 	"github.com/pingpath/pingpath/internal/tracer/vm"
 )
 
@@ -195,7 +196,7 @@ func TestTraceRealPackets(t *testing.T) {
 		t.Fatalf("pings lost: mine %v, other %v", res.Lost, otherRes.Lost)
 	}
 
-	txs, rxs, otxs := tx.signal(os.Interrupt), rx.signal(syscall.SIGTERM), otx.signal(os.Interrupt)
+	txs, rxs, otxs := tx.Signal(os.Interrupt), rx.Signal(syscall.SIGTERM), otx.Signal(os.Interrupt)
 	checkProbes(t, txs.Header, vm.RoleTX)
 	checkProbes(t, rxs.Header, vm.RoleRX)
 	if txs.Header.Netns != mine.A.Inode || rxs.Header.Netns != mine.B.Inode || otxs.Header.Netns != other.A.Inode {
@@ -219,8 +220,8 @@ func TestTraceRealPackets(t *testing.T) {
 			break
 		}
 	}
-	for _, p := range []*tracerProc{tx, rx, otx} {
-		p.assertGone()
+	for _, p := range []*tracertest.Process{tx, rx, otx} {
+		p.AssertGone()
 	}
 }
 
@@ -241,7 +242,7 @@ func TestTraceIgnoresUnrelated(t *testing.T) {
 	if _, err := mine.A.Ping(ctx, nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 4444, Count: 5, Interval: 5 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	s := tx.signal(os.Interrupt)
+	s := tx.Signal(os.Interrupt)
 	if len(s.Pings) != 0 || len(s.Drops) != 0 || s.Trailer.Counters["events"] != 0 {
 		t.Errorf("unrelated traffic produced %d pings, %d drops, %d events", len(s.Pings), len(s.Drops), s.Trailer.Counters["events"])
 	}
@@ -266,16 +267,16 @@ func TestTraceLifecycle(t *testing.T) {
 		start := time.Now()
 		tr := startTracer(t, p.A, vmArgs(c.args...)...)
 		if c.closeIn {
-			tr.stdin.Close()
+			tr.Stdin().Close()
 		}
-		s := tr.wait(20 * time.Second)
+		s := tr.Wait(20 * time.Second)
 		if took := time.Since(start); took < c.minTime {
 			t.Errorf("%v: exited after %v", c.args, took)
 		}
 		if s.Trailer.ExitReason != c.wantExit {
 			t.Errorf("%v: exit reason %q, want %q", c.args, s.Trailer.ExitReason, c.wantExit)
 		}
-		tr.assertGone()
+		tr.AssertGone()
 	}
 }
 
@@ -287,15 +288,10 @@ func TestTraceTextFormat(t *testing.T) {
 	if _, err := p.A.Ping(context.Background(), nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 5555, FirstSeq: 9, Count: 2, Interval: 5 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := tr.Cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	<-tr.done
-	b, err := os.ReadFile(tr.out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := string(b)
+	out := string(tr.WaitExit(15 * time.Second))
 	for _, want := range []string{"=== ICMP RTT Trace:", "Session: 10.77.0.1 -> 10.77.0.2 (ID: 5555, Seq: 9)", "Total Path 1:",
 		"Total RTT (Path1 Start to Path2 End):", "Inter-Path Latency (P1 end -> P2 start):", "Detaching...", "Exiting."} {
 		if !strings.Contains(out, want) {
@@ -353,7 +349,7 @@ func TestTraceRawAndVLANFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	s := rx.signal(os.Interrupt)
+	s := rx.Signal(os.Interrupt)
 	if len(s.Pings) != 1 || s.Pings[0].ID != 6001 || s.Pings[0].Seq != 1 {
 		t.Errorf("pings = %+v, want the untagged seq 1", s.Pings)
 	}
@@ -476,7 +472,7 @@ func TestTraceTapAndTun(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 
-	s := rx.signal(os.Interrupt)
+	s := rx.Signal(os.Interrupt)
 	checkPingRecords(t, "tap", s, 6002, []uint16{1}, true)
 	seen := map[uint16]bool{}
 	for _, d := range s.Drops {
@@ -487,7 +483,7 @@ func TestTraceTapAndTun(t *testing.T) {
 	if !seen[2] || !seen[3] {
 		t.Errorf("tagged frames on the TAP not seen at p1_start: drops = %+v", s.Drops)
 	}
-	checkPingRecords(t, "tun", rxTun.signal(os.Interrupt), 6003, []uint16{4}, true)
+	checkPingRecords(t, "tun", rxTun.Signal(os.Interrupt), 6003, []uint16{4}, true)
 }
 
 // A pinger using sendmsg(2) is seen at p1_start too (tracepoint rung).
@@ -500,7 +496,7 @@ func TestTraceSendmsgPinger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := tx.signal(os.Interrupt)
+	s := tx.Signal(os.Interrupt)
 	checkPings(t, "sendmsg", s, 8080, seqsOf(res, 1))
 	for _, r := range s.Pings {
 		if _, ok := r.Stages[vm.P1Start]; !ok {

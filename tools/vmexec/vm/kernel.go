@@ -22,11 +22,11 @@ import (
 
 // DefaultModules are the modules every guest loads, with their
 // dependencies: what the tracer tests build their topologies from (veth,
-// bridge, 8021q, vxlan), the vhost-net path (tun, tap, vhost_net), and the
+// bridge, 8021q, vxlan, dummy), the vhost-net path (tun, tap, vhost_net), and the
 // netlink families vishvananda/netlink opens by default (xfrm_user,
 // nfnetlink). A host loads the last two on demand through /sbin/modprobe;
 // the guest carries only these modules, so it cannot.
-var DefaultModules = []string{"veth", "bridge", "8021q", "vxlan", "tun", "tap", "vhost_net", "xfrm_user", "nfnetlink"}
+var DefaultModules = []string{"veth", "bridge", "8021q", "vxlan", "dummy", "tun", "tap", "vhost_net", "xfrm_user", "nfnetlink"}
 
 // Kernel is one kernel unpacked by scripts/kernels.sh.
 type Kernel struct {

@@ -1,0 +1,174 @@
+// Package tracertest is the shared test harness of the tracer packages:
+// running a tracer (in-process inside a namespace, or as a pingpath
+// process), waiting for it to be ready, stopping it and reading its record
+// stream, checking that the BPF programs and links it created are gone, and
+// reading the kernel's per-program run-time accounting (bpf_stats) for the
+// cost benchmarks. It needs no external binaries, so it works in the
+// kernel-matrix guest.
+package tracertest
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
+)
+
+// StartTimeout bounds the wait for a tracer's ready line, StopTimeout the
+// wait for its exit, GoneTimeout the wait for its BPF objects to be freed
+// (one RCU grace period after the last reference is closed).
+const (
+	StartTimeout = 30 * time.Second
+	StopTimeout  = 30 * time.Second
+	GoneTimeout  = 10 * time.Second
+)
+
+// Tracer is a tracer running in-process (tracer.Run on its own goroutine).
+type Tracer struct {
+	out, errOut syncBuffer
+	cancel      context.CancelFunc
+	done        chan error
+	where       string
+
+	mu     sync.Mutex
+	loaded *tracer.Loaded
+	ids    []ebpf.ProgramID
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the tracer writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b.Bytes()...)
+}
+
+// Start runs the tool newTool makes through do (which runs a function on a
+// thread inside the tracer's network namespace, e.g. nettest.Netns.Do; nil
+// runs it here) with opts, and waits for the ready line. where names the
+// place in failure messages. Stdout, Stderr, Stdin and OnReady of opts are
+// set by Start; Format defaults to json and MaxDuration to 2 minutes. The
+// tracer is cancelled at the end of the test.
+func Start(t testing.TB, where string, do func(func() error) error, newTool func() (tracer.Tool, error), opts tracer.Options) *Tracer {
+	t.Helper()
+	if do == nil {
+		do = func(f func() error) error { return f() }
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rt := &Tracer{cancel: cancel, done: make(chan error, 1), where: where}
+	ready := make(chan struct{})
+	if opts.Format == "" {
+		opts.Format = "json"
+	}
+	if opts.MaxDuration == 0 {
+		opts.MaxDuration = 2 * time.Minute
+	}
+	opts.Stdout, opts.Stderr, opts.Stdin = &rt.out, &rt.errOut, bytes.NewReader(nil)
+	opts.OnReady = func(l *tracer.Loaded) {
+		rt.mu.Lock()
+		rt.loaded, rt.ids = l, append([]ebpf.ProgramID(nil), l.ProgramIDs...)
+		rt.mu.Unlock()
+		close(ready)
+	}
+	go func() {
+		rt.done <- do(func() error {
+			tool, err := newTool()
+			if err != nil {
+				return err
+			}
+			return tracer.Run(ctx, tool, opts)
+		})
+	}()
+	t.Cleanup(cancel)
+	select {
+	case <-ready:
+	case err := <-rt.done:
+		cancel()
+		t.Fatalf("tracer in %s exited before ready: %v (stderr: %s)", where, err, rt.errOut.String())
+	case <-time.After(StartTimeout):
+		cancel()
+		t.Fatalf("tracer in %s not ready after %v (stderr: %s)", where, StartTimeout, rt.errOut.String())
+	}
+	if len(rt.ProgramIDs()) == 0 {
+		t.Fatalf("tracer in %s reported no program IDs", where)
+	}
+	return rt
+}
+
+// ProgramIDs are the tracer's BPF programs (from its OnReady).
+func (rt *Tracer) ProgramIDs() []ebpf.ProgramID {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.ids
+}
+
+// Loaded is what the tracer loaded and attached.
+func (rt *Tracer) Loaded() *tracer.Loaded {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.loaded
+}
+
+// Output is the record stream written so far.
+func (rt *Tracer) Output() string { return rt.out.String() }
+
+// Stderr is the tracer's diagnostics so far.
+func (rt *Tracer) Stderr() string { return rt.errOut.String() }
+
+// Stop cancels the tracer, requires a clean exit and a well-formed stream
+// with a trailer, checks that its programs are gone and returns the stream.
+func (rt *Tracer) Stop(t testing.TB) *record.Stream {
+	t.Helper()
+	rt.cancel()
+	select {
+	case err := <-rt.done:
+		if err != nil {
+			t.Fatalf("tracer in %s: %v (stderr: %s)", rt.where, err, rt.errOut.String())
+		}
+	case <-time.After(StopTimeout):
+		t.Fatalf("tracer in %s did not stop within %v", rt.where, StopTimeout)
+	}
+	if err := tracer.WaitProgramsUnloaded(rt.ProgramIDs(), GoneTimeout); err != nil {
+		t.Error(err)
+	}
+	return ReadStream(t, rt.out.Bytes())
+}
+
+// ReadStream parses a record stream and requires it to be well-formed and
+// to end with a trailer.
+func ReadStream(t testing.TB, b []byte) *record.Stream {
+	t.Helper()
+	s, err := record.Read(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("reading tracer output: %v\n%s", err, b)
+	}
+	if len(s.Problems) > 0 {
+		t.Errorf("bad lines in tracer output: %v", s.Problems)
+	}
+	if s.Trailer == nil {
+		t.Fatalf("tracer output has no trailer:\n%s", b)
+	}
+	return s
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const sampleOutput = `=== RUN   TestGuestA
+    a_test.go:10: hello
+--- PASS: TestGuestA (0.10s)
+=== RUN   TestTraceRealPackets
+=== RUN   TestTraceRealPackets/bridge
+    real_test.go:72: background UDP datagrams: 1800
+=== RUN   TestTraceRealPackets/vlan
+    real_test.go:36: skipping: 802.1Q VLAN devices (CONFIG_VLAN_8021Q)
+--- PASS: TestTraceRealPackets (12.61s)
+    --- PASS: TestTraceRealPackets/bridge (7.41s)
+    --- SKIP: TestTraceRealPackets/vlan (0.09s)
+=== RUN   TestGuestB
+    b_test.go:5: runs in the kernel matrix only: x
+--- SKIP: TestGuestB (0.00s)
+=== RUN   TestGuestC
+=== RUN   TestGuestC/sub
+    c_test.go:7: want 1, got 2
+    c_test.go:8: second
+--- FAIL: TestGuestC (1.00s)
+    --- FAIL: TestGuestC/sub (1.00s)
+=== RUN   TestGuestD
+panic: boom
+`
+
+func TestParseTestOutput(t *testing.T) {
+	got := parseTestOutput(sampleOutput, []string{"TestGuestA", "TestTraceRealPackets", "TestGuestB", "TestGuestC", "TestGuestD"})
+	want := []outcome{
+		{Test: "TestGuestA", Status: statusPass, Elapsed: "0.10s"},
+		{Test: "TestTraceRealPackets", Status: statusPass, Elapsed: "12.61s",
+			Reason: "subtest vlan skipped: real_test.go:36: skipping: 802.1Q VLAN devices (CONFIG_VLAN_8021Q)"},
+		{Test: "TestGuestB", Status: statusSkip, Elapsed: "0.00s", Reason: "b_test.go:5: runs in the kernel matrix only: x"},
+		{Test: "TestGuestC", Status: statusFail, Elapsed: "1.00s", Reason: "c_test.go:7: want 1, got 2 / c_test.go:8: second"},
+		{Test: "TestGuestD"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d outcomes, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("outcome %d:\n got %+v\nwant %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestSettleNeverPassesACrash(t *testing.T) {
+	r := jobResult{exitCode: 2, outcomes: parseTestOutput(sampleOutput, []string{"TestGuestA", "TestGuestD"})}
+	r.settle(sampleOutput, "")
+	if r.outcomes[1].Status != statusFail || !strings.Contains(r.outcomes[1].Reason, "panic: boom") {
+		t.Errorf("test without a result: %+v", r.outcomes[1])
+	}
+	// A binary that exits non-zero after every test passed fails as a package.
+	r = jobResult{exitCode: 1, outcomes: parseTestOutput(sampleOutput, []string{"TestGuestA"})}
+	r.settle("FAIL\n", "[ 1.0] Kernel panic - not syncing: x\n")
+	if n := len(r.outcomes); n != 2 || r.outcomes[1].Test != "(package)" || r.outcomes[1].Status != statusFail {
+		t.Errorf("non-zero exit with all tests passed: %+v", r.outcomes)
+	}
+}
+
+func TestCrashSummary(t *testing.T) {
+	console := "[    1.0] ok\n[   24.8] Oops: general protection fault: 0000\n[   24.8] RIP: 0010:do_sync_core+0x28/0x30\n[   24.9] Kernel panic - not syncing: Fatal exception\n"
+	got := crashSummary(console)
+	want := "Oops: general protection fault: 0000 / RIP: 0010:do_sync_core+0x28/0x30 / Kernel panic - not syncing: Fatal exception"
+	if got != want {
+		t.Errorf("crashSummary = %q, want %q", got, want)
+	}
+}
