@@ -28,7 +28,27 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "go is required (https://go.dev/dl); not found on PATH" >&2
-  exit 1
-fi
+# Go: the machines we target ship Go in /usr/local/go. On a Debian machine
+# without it, bootstrap from Debian's own packages: golang-1.23 from
+# bookworm-backports, which then fetches the exact toolchain go.mod names
+# (golang.org/toolchain, through the Go module proxy) and installs that as
+# /usr/local/go.
+ensure_go() {
+  export PATH=/usr/local/go/bin:$PATH
+  if command -v go >/dev/null 2>&1; then
+    return 0
+  fi
+  local want
+  want=$(awk '$1 == "go" {print "go" $2; exit}' "$(dirname "$0")/../go.mod")
+  echo "go not found: bootstrapping $want from Debian's golang-1.23 (bookworm-backports)"
+  if ! apt-cache policy golang-1.23-go 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    echo 'deb http://deb.debian.org/debian bookworm-backports main' >/etc/apt/sources.list.d/pingpath-backports.list
+    apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-1.23-go
+  local root
+  root=$(GOTOOLCHAIN=$want /usr/lib/go-1.23/bin/go env GOROOT)
+  cp -a "$root" /usr/local/go
+  /usr/local/go/bin/go version
+}
+ensure_go

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -47,6 +48,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if ctx.Err() != nil {
 		return ExitSignal
 	}
+	// cobra checks required flags itself, before any hook of ours runs, and
+	// returns an untyped error; it is still a usage mistake.
+	if strings.HasPrefix(err.Error(), "required flag(s)") {
+		return ExitUsage
+	}
 	return ExitFailure
 }
 
@@ -67,5 +73,36 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newCompareCommand())
 	root.AddCommand(newRunCommand())
 	root.AddCommand(newCheckCommand())
+	markUsageErrors(root)
 	return root
+}
+
+// markUsageErrors makes every command-line mistake (a bad flag value, a
+// wrong number of arguments, an unknown subcommand) exit with ExitUsage, as
+// README documents, instead of the generic failure code.
+func markUsageErrors(cmd *cobra.Command) {
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &ExitError{Code: ExitUsage, Err: err}
+	})
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			return nil
+		}
+	} else if cmd.HasSubCommands() && !cmd.Runnable() {
+		// A bare parent (pingpath, pingpath lab, ...) shows its help; with an
+		// unknown subcommand it is a usage error rather than help and exit 0.
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("unknown command %q for %q", args[0], c.CommandPath())}
+			}
+			return c.Help()
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markUsageErrors(sub)
+	}
 }

@@ -240,10 +240,7 @@ func parseTestOutput(out string, want []string) []outcome {
 			// The skip message is the test's last log line.
 			o.Reason = lastLog(name)
 		case statusFail:
-			o.Reason = firstLines(logsOf(name, true), 3)
-			if o.Reason == "" {
-				o.Reason = "failed without a log line"
-			}
+			o.Reason = failReason(name, order, done, logsOf)
 		case statusPass:
 			var skipped []string
 			for _, sub := range order {
@@ -256,6 +253,46 @@ func parseTestOutput(out string, want []string) []outcome {
 		res = append(res, o)
 	}
 	return res
+}
+
+// failReason describes a failed test by the logs of its failed leaves (the
+// failed subtests with no failed subtest of their own), which is where the
+// errors are; at most two leaves and three lines each.
+func failReason(name string, order []string, done map[string]outcome, logsOf func(string, bool) []string) string {
+	var leaves []string
+	for _, t := range append([]string{name}, order...) {
+		if t != name && !strings.HasPrefix(t, name+"/") || done[t].Status != statusFail || slices.Contains(leaves, t) {
+			continue
+		}
+		leaf := true
+		for _, u := range order {
+			if strings.HasPrefix(u, t+"/") && done[u].Status == statusFail {
+				leaf = false
+			}
+		}
+		if leaf {
+			leaves = append(leaves, t)
+		}
+	}
+	var parts []string
+	for i, t := range leaves {
+		if i == 2 {
+			parts = append(parts, fmt.Sprintf("(%d more failed subtests)", len(leaves)-2))
+			break
+		}
+		l := firstLines(logsOf(t, false), 3)
+		if l == "" {
+			l = "failed without a log line"
+		}
+		if t != name {
+			l = strings.TrimPrefix(t, name+"/") + ": " + l
+		}
+		parts = append(parts, l)
+	}
+	if len(parts) == 0 {
+		return "failed without a log line"
+	}
+	return strings.Join(parts, "; ")
 }
 
 func firstLines(lines []string, n int) string {

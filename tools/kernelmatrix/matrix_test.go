@@ -36,7 +36,7 @@ func TestParseTestOutput(t *testing.T) {
 		{Test: "TestTraceRealPackets", Status: statusPass, Elapsed: "12.61s",
 			Reason: "subtest vlan skipped: real_test.go:36: skipping: 802.1Q VLAN devices (CONFIG_VLAN_8021Q)"},
 		{Test: "TestGuestB", Status: statusSkip, Elapsed: "0.00s", Reason: "b_test.go:5: runs in the kernel matrix only: x"},
-		{Test: "TestGuestC", Status: statusFail, Elapsed: "1.00s", Reason: "c_test.go:7: want 1, got 2 / c_test.go:8: second"},
+		{Test: "TestGuestC", Status: statusFail, Elapsed: "1.00s", Reason: "sub: c_test.go:7: want 1, got 2 / c_test.go:8: second"},
 		{Test: "TestGuestD"},
 	}
 	if len(got) != len(want) {
