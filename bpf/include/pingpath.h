@@ -8,8 +8,9 @@
  * - pp_parse_skb(): finds the IPv4 + ICMP echo header of an skb with CO-RE
  *   reads, whether or not network_header is set yet, skipping 802.1Q/802.1ad
  *   tags that are still in the packet data;
- * - pp_netns_ok() / pp_ifindex_ok(): the early exits for packets of other
- *   network namespaces and interfaces;
+ * - pp_netns_ok() / pp_dev_ok(): the early exits for packets of other
+ *   network namespaces and interfaces, pointer compares once the tracer's
+ *   struct net and devices are learned;
  * - the common event (struct pp_event) sent through the ring buffer
  *   `pp_events`, and the per-CPU counter `pp_lost` incremented whenever the
  *   ring buffer is full.
@@ -146,37 +147,54 @@ static __always_inline int pp_net_ok(struct net *net)
 	return 1;
 }
 
-/* pp_dev_netns returns the inode of the network namespace of dev. */
-static __always_inline __u32 pp_dev_netns(struct net_device *dev)
+/* How a device check passed (pp_netns_ok, pp_dev_ok); 0: it did not. */
+#define PP_DEV_NO 0
+#define PP_DEV_READ 1       /* checked by reading the device */
+#define PP_DEV_LEARNED_NET 2 /* in pp_net_devs: pp_dev_recheck on a match */
+#define PP_DEV_LEARNED_IF 3  /* in pp_dev_seen: pp_dev_recheck on a match */
+
+/*
+ * Devices found in the tracer's namespace, so that the namespace check of
+ * their packets is a pointer compare instead of a read of dev->nd_net. A
+ * matched packet's device is checked again by reading it (pp_dev_recheck):
+ * a freed device whose memory went to another device cannot produce events.
+ */
+#define PP_NET_DEVS 4
+struct net_device *pp_net_devs[PP_NET_DEVS] = {};
+
+/* pp_dev_in_net: dev (not NULL) is in the tracer's namespace. Returns PP_DEV_*. */
+static __always_inline int pp_dev_in_net(struct net_device *dev)
 {
-	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+#pragma unroll
+	for (int i = 0; i < PP_NET_DEVS; i++)
+		if (pp_net_devs[i] == dev)
+			return PP_DEV_LEARNED_NET;
+	if (!pp_net_ok(BPF_CORE_READ(dev, nd_net.net)))
+		return PP_DEV_NO;
+#pragma unroll
+	for (int i = 0; i < PP_NET_DEVS; i++) {
+		if (!pp_net_devs[i]) {
+			pp_net_devs[i] = dev; /* a race loses a slot at worst */
+			break;
+		}
+	}
+	return PP_DEV_READ;
 }
 
 /*
- * pp_skb_netns returns the namespace inode of skb: its device's, or, before a
- * device is set (IP output), its socket's; 0 when it has neither.
+ * pp_netns_ok: the skb belongs to the tracer's namespace (or no filter set).
+ * Returns PP_DEV_* (PP_DEV_READ when there is no filter).
  */
-static __always_inline __u32 pp_skb_netns(struct sk_buff *skb, struct net_device *dev)
-{
-	if (dev)
-		return pp_dev_netns(dev);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
-	if (!sk)
-		return 0;
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-}
-
-/* pp_netns_ok: the skb belongs to the tracer's namespace (or no filter set). */
 static __always_inline int pp_netns_ok(struct sk_buff *skb, struct net_device *dev)
 {
 	if (!pp_netns)
-		return 1;
+		return PP_DEV_READ;
 	if (dev)
-		return pp_net_ok(BPF_CORE_READ(dev, nd_net.net));
+		return pp_dev_in_net(dev);
 	struct sock *sk = BPF_CORE_READ(skb, sk);
 	if (!sk)
-		return 0;
-	return pp_net_ok(BPF_CORE_READ(sk, __sk_common.skc_net.net));
+		return PP_DEV_NO;
+	return pp_net_ok(BPF_CORE_READ(sk, __sk_common.skc_net.net)) ? PP_DEV_READ : PP_DEV_NO;
 }
 
 /* pp_ifindex_ok: ifindex is one of the configured interfaces (or no filter set). */
@@ -192,6 +210,69 @@ static __always_inline int pp_ifindex_ok(__u32 ifindex)
 			return 1;
 	}
 	return 0;
+}
+
+/*
+ * The configured devices (pp_ifindex), learned from the first packet seen on
+ * each after checking its index and namespace. Afterwards a configured
+ * device is recognised by a pointer compare, and once all are known any
+ * other device is turned away without reading it: no probe read for the
+ * device check of most packets. Only with a namespace filter (indexes are
+ * per namespace). A matched packet's device index is read again
+ * (pp_dev_recheck), so a freed device whose memory went to another cannot
+ * produce events; a configured device deleted and re-created with the same
+ * index needs a tracer restart (as would one with a new index).
+ */
+struct net_device *pp_dev_seen[PP_MAX_IFACES] = {};
+
+/*
+ * pp_dev_ok: dev is a configured device (pp_n_ifindex > 0) of the tracer's
+ * namespace. Returns PP_DEV_*.
+ */
+static __always_inline int pp_dev_ok(struct net_device *dev)
+{
+	if (!dev)
+		return PP_DEV_NO;
+	if (!pp_netns)
+		return pp_ifindex_ok(BPF_CORE_READ(dev, ifindex)) ? PP_DEV_READ : PP_DEV_NO;
+	__u32 known = 0;
+#pragma unroll
+	for (int i = 0; i < PP_MAX_IFACES; i++) {
+		if (i >= pp_n_ifindex)
+			break;
+		struct net_device *d = pp_dev_seen[i];
+		if (d == dev)
+			return PP_DEV_LEARNED_IF;
+		known += d != NULL;
+	}
+	if (known >= pp_n_ifindex)
+		return PP_DEV_NO; /* every configured device is known: not one of them */
+	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+#pragma unroll
+	for (int i = 0; i < PP_MAX_IFACES; i++) {
+		if (i >= pp_n_ifindex)
+			break;
+		if (pp_ifindex[i] != ifindex)
+			continue;
+		if (!pp_net_ok(BPF_CORE_READ(dev, nd_net.net)))
+			return PP_DEV_NO;
+		pp_dev_seen[i] = dev;
+		return PP_DEV_READ;
+	}
+	return PP_DEV_NO;
+}
+
+/*
+ * pp_dev_recheck: a device recognised by its pointer (how, from pp_dev_ok
+ * or pp_netns_ok) still is what it was learned as: for matched packets only.
+ */
+static __always_inline int pp_dev_recheck(struct net_device *dev, int how)
+{
+	if (how == PP_DEV_LEARNED_IF)
+		return pp_ifindex_ok(BPF_CORE_READ(dev, ifindex));
+	if (how == PP_DEV_LEARNED_NET)
+		return pp_net_ok(BPF_CORE_READ(dev, nd_net.net));
+	return how != PP_DEV_NO;
 }
 
 /*
@@ -226,26 +307,30 @@ static __always_inline int pp_classify(struct pp_pkt *pkt)
  */
 static __always_inline int pp_parse_ip_hdr(unsigned char *head, __u32 off, struct pp_pkt *pkt)
 {
-	struct iphdr ip;
-	if (bpf_probe_read_kernel(&ip, sizeof(ip), head + off))
+	/* One read for the IPv4 header without options and the ICMP header
+	 * behind it (past a short packet's end it reads the skb's own
+	 * tailroom or shared info, which is harmless). */
+	struct {
+		struct iphdr ip;
+		struct icmphdr icmp;
+	} h;
+	if (bpf_probe_read_kernel(&h, sizeof(h), head + off))
 		return 0;
-	if (ip.version != 4 || ip.ihl < 5)
+	if (h.ip.version != 4 || h.ip.ihl < 5)
 		return -1;
-	if (ip.protocol != PP_IPPROTO_ICMP)
+	if (h.ip.protocol != PP_IPPROTO_ICMP)
 		return 0;
-	if (ip.frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ICMP header */
+	if (h.ip.frag_off & bpf_htons(0x1fff)) /* not the first fragment: no ICMP header */
 		return 0;
-	pkt->saddr = ip.saddr;
-	pkt->daddr = ip.daddr;
-	/* Cheap address check before reading the ICMP header. */
+	pkt->saddr = h.ip.saddr;
+	pkt->daddr = h.ip.daddr;
 	if (pp_src_ip && pkt->saddr != pp_src_ip && pkt->saddr != pp_dst_ip)
 		return 0;
-	struct icmphdr icmp;
-	if (bpf_probe_read_kernel(&icmp, sizeof(icmp), head + off + ip.ihl * 4))
+	if (h.ip.ihl != 5 && bpf_probe_read_kernel(&h.icmp, sizeof(h.icmp), head + off + h.ip.ihl * 4))
 		return 0;
-	pkt->icmp_type = icmp.type;
-	pkt->id = bpf_ntohs(icmp.un.echo.id);
-	pkt->seq = bpf_ntohs(icmp.un.echo.sequence);
+	pkt->icmp_type = h.icmp.type;
+	pkt->id = bpf_ntohs(h.icmp.un.echo.id);
+	pkt->seq = bpf_ntohs(h.icmp.un.echo.sequence);
 	return pp_classify(pkt);
 }
 
@@ -267,9 +352,63 @@ static __always_inline int pp_skb_ether(struct sk_buff *skb)
 	return dev && BPF_CORE_READ(dev, type) == PP_ARPHRD_ETHER;
 }
 
+/* The skb fields a parse needs. */
+struct pp_skb_hdrs {
+	unsigned char *head;
+	unsigned char *data;
+	__u16 nh; /* network_header */
+	__u16 mh; /* mac_header */
+	__be16 proto;
+};
+
+/*
+ * pp_skb_hdrs reads protocol, network_header, mac_header, head and data.
+ * They lie within a few dozen bytes of each other (protocol .. data: 32
+ * bytes on 5.x/6.x), so they are fetched with one probe read; the CO-RE
+ * offsets below are load-time constants, and kernels where the window does
+ * not fit take the field-by-field path instead (the verifier drops the
+ * other one). Returns 0 when the skb cannot be read.
+ */
+static __always_inline int pp_skb_hdrs(struct sk_buff *skb, struct pp_skb_hdrs *h)
+{
+	__u32 base = bpf_core_field_offset(struct sk_buff, protocol);
+	__u32 o_nh = bpf_core_field_offset(struct sk_buff, network_header) - base;
+	__u32 o_mh = bpf_core_field_offset(struct sk_buff, mac_header) - base;
+	__u32 o_head = bpf_core_field_offset(struct sk_buff, head) - base;
+	__u32 o_data = bpf_core_field_offset(struct sk_buff, data) - base;
+	if (o_nh + 2 <= 48 && o_mh + 2 <= 48 && o_head + 8 <= 48 && o_data + 8 <= 48 &&
+	    bpf_core_field_size(struct sk_buff, network_header) == 2 &&
+	    bpf_core_field_size(struct sk_buff, mac_header) == 2) {
+		__u8 win[48];
+		if (bpf_probe_read_kernel(win, sizeof(win), (void *)skb + base))
+			return 0;
+		/* memcpy: the fields' offsets within win need not be aligned,
+		 * and the verifier rejects misaligned stack loads (6.1). */
+		__builtin_memcpy(&h->proto, win, sizeof(h->proto));
+		__builtin_memcpy(&h->nh, win + o_nh, sizeof(h->nh));
+		__builtin_memcpy(&h->mh, win + o_mh, sizeof(h->mh));
+		__builtin_memcpy(&h->head, win + o_head, sizeof(h->head));
+		__builtin_memcpy(&h->data, win + o_data, sizeof(h->data));
+	} else {
+		h->proto = BPF_CORE_READ(skb, protocol);
+		h->nh = BPF_CORE_READ(skb, network_header);
+		h->mh = BPF_CORE_READ(skb, mac_header);
+		h->head = BPF_CORE_READ(skb, head);
+		h->data = BPF_CORE_READ(skb, data);
+	}
+	return 1;
+}
+
+static __always_inline int pp_is_vlan_proto(__be16 proto)
+{
+	return proto == bpf_htons(PP_ETH_P_8021Q) || proto == bpf_htons(PP_ETH_P_8021AD);
+}
+
 /*
  * pp_parse_skb finds the IPv4/ICMP echo header of skb.
  *
+ * A set skb->protocol other than IPv4 or a VLAN type ends the parse without
+ * reading the packet (0 is let through: __ip_local_out sets it late).
  * When network_header is set (IP output, xmit, and receive after
  * __netif_receive_skb_core) it is trusted: it points at the IP header even if
  * a software VLAN tag sits between the MAC and IP headers. When it is not set
@@ -283,41 +422,14 @@ static __always_inline int pp_skb_ether(struct sk_buff *skb)
  */
 static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt)
 {
-	/*
-	 * protocol, network_header, mac_header, head and data lie within a few
-	 * dozen bytes of each other (protocol .. data: 32 bytes on 5.x/6.x), so
-	 * they are fetched with one probe read; the CO-RE offsets below are
-	 * load-time constants, and kernels where the window does not fit take
-	 * the field-by-field path instead (the verifier drops the other one).
-	 */
-	__u32 base = bpf_core_field_offset(struct sk_buff, protocol);
-	__u32 o_nh = bpf_core_field_offset(struct sk_buff, network_header) - base;
-	__u32 o_mh = bpf_core_field_offset(struct sk_buff, mac_header) - base;
-	__u32 o_head = bpf_core_field_offset(struct sk_buff, head) - base;
-	__u32 o_data = bpf_core_field_offset(struct sk_buff, data) - base;
-	unsigned char *head, *data;
-	__u16 nh, mh;
-	__be16 proto;
-	if (o_nh + 2 <= 48 && o_mh + 2 <= 48 && o_head + 8 <= 48 && o_data + 8 <= 48 &&
-	    bpf_core_field_size(struct sk_buff, network_header) == 2 &&
-	    bpf_core_field_size(struct sk_buff, mac_header) == 2) {
-		__u8 win[48];
-		if (bpf_probe_read_kernel(win, sizeof(win), (void *)skb + base))
-			return 0;
-		/* memcpy: the fields' offsets within win need not be aligned,
-		 * and the verifier rejects misaligned stack loads (6.1). */
-		__builtin_memcpy(&proto, win, sizeof(proto));
-		__builtin_memcpy(&nh, win + o_nh, sizeof(nh));
-		__builtin_memcpy(&mh, win + o_mh, sizeof(mh));
-		__builtin_memcpy(&head, win + o_head, sizeof(head));
-		__builtin_memcpy(&data, win + o_data, sizeof(data));
-	} else {
-		proto = BPF_CORE_READ(skb, protocol);
-		nh = BPF_CORE_READ(skb, network_header);
-		mh = BPF_CORE_READ(skb, mac_header);
-		head = BPF_CORE_READ(skb, head);
-		data = BPF_CORE_READ(skb, data);
-	}
+	struct pp_skb_hdrs h;
+	if (!pp_skb_hdrs(skb, &h))
+		return 0;
+	unsigned char *head = h.head, *data = h.data;
+	__u16 nh = h.nh, mh = h.mh;
+	__be16 proto = h.proto;
+	if (proto && proto != bpf_htons(PP_ETH_P_IP) && !pp_is_vlan_proto(proto))
+		return 0;
 	__u32 off;
 	int trusted = 0;
 	if (nh != 0 && nh != PP_HDR_UNSET) {
@@ -358,9 +470,12 @@ static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt)
 }
 
 /*
- * pp_filter_skb is the whole early filter for an skb hook: namespace, then
- * (when check_dev is set) the interface list, then the packet itself.
- * Unrelated packets leave after a few loads. On success *devp is the skb's
+ * pp_filter_skb is the whole early filter for an skb hook: the device (when
+ * check_dev is set and interfaces are configured: a pointer compare once
+ * learned, which also vouches for the namespace) or else the namespace (a
+ * pointer compare with pp_own_net), then the packet itself: skb->protocol,
+ * then the IPv4 and ICMP headers in one read. Unrelated packets leave after
+ * one to three probe reads. On success *devp is the skb's
  * device (may be NULL when check_dev is 0).
  */
 static __always_inline int pp_filter_skb(struct sk_buff *skb, struct pp_pkt *pkt, int check_dev,
@@ -368,13 +483,13 @@ static __always_inline int pp_filter_skb(struct sk_buff *skb, struct pp_pkt *pkt
 {
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
 	*devp = dev;
-	if (!pp_netns_ok(skb, dev))
-		return 0;
 	if (check_dev && pp_n_ifindex) {
-		if (!dev || !pp_ifindex_ok(BPF_CORE_READ(dev, ifindex)))
-			return 0;
+		/* A configured device is in our namespace (pp_dev_ok). */
+		int how = pp_dev_ok(dev);
+		return how && pp_parse_skb(skb, pkt) && pp_dev_recheck(dev, how);
 	}
-	return pp_parse_skb(skb, pkt);
+	int how = pp_netns_ok(skb, dev);
+	return how && pp_parse_skb(skb, pkt) && pp_dev_recheck(dev, how);
 }
 
 /*

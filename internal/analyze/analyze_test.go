@@ -427,3 +427,134 @@ func TestCorruptInputKeepsData(t *testing.T) {
 		t.Errorf("A n=%d complete=%d", r.Stats[SegA].N, r.Counts.Complete)
 	}
 }
+
+// TestSignificanceNeedsEffect: a shift the U test finds (p < 0.05) is
+// significant only when it also reaches the effect-size floor.
+func TestSignificanceNeedsEffect(t *testing.T) {
+	sample := func(base float64) []float64 {
+		out := make([]float64, 100)
+		for i := range out {
+			out[i] = base + float64(i%10)*0.5 // a tight spread: the U test sees small shifts
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name       string
+		a, b       float64
+		wantSignif bool
+	}{
+		{"5 µs on 50 µs: below the absolute floor", 50, 55, false},
+		{"20 µs on 5 µs: a fourfold median, still below the absolute floor", 5, 25, false},
+		{"30 µs on 50 µs: above both floors", 50, 80, true},
+		{"20 µs on 300 µs: below 10 % of the median", 300, 320, false},
+		{"40 µs on 300 µs: above 10 %", 300, 340, true},
+		{"-40 µs on 340 µs: a fall counts too", 340, 300, true},
+	} {
+		d := delta(sample(c.a), sample(c.b))
+		if d.PValue == nil || *d.PValue >= Alpha {
+			t.Fatalf("%s: p %v, want < %v (the test must be about the effect floor)", c.name, d.PValue, Alpha)
+		}
+		if d.Signif != c.wantSignif {
+			t.Errorf("%s: significant=%v (Δp50 %.1f, floor %.1f), want %v", c.name, d.Signif, d.DP50, d.MinEffectUS, c.wantSignif)
+		}
+	}
+	if th := CompareThresholds(); th.MinDeltaUS != MinEffectUS || th.MinDeltaRel != MinEffectRel || th.Alpha != Alpha {
+		t.Errorf("thresholds %+v", th)
+	}
+}
+
+// TestLastPingLost: ping prints no "no answer yet" line for the last
+// request; its summary's count still makes every unanswered sequence lost,
+// and so does the manifest's count when ping's output was cut before it.
+func TestLastPingLost(t *testing.T) {
+	s := synthRun{pings: 20, firstSeq: 1, id: 77, lost: map[int]bool{4: true, 18: true, 19: true}, pingQuietLast: true}
+	for _, cut := range []bool{false, true} {
+		dir := t.TempDir()
+		s.write(t, dir)
+		if cut {
+			// No summary line: the count comes from the manifest.
+			trimPingSummary(t, filepath.Join(dir, "ping.log"))
+			m := &manifest.Manifest{Environment: "lab", Version: "test", Status: "partial",
+				Ping: manifest.Ping{File: "ping.log", Count: 20, Sent: 20, Received: 17}}
+			if err := manifest.Write(dir, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := Run(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Counts.Sent != 20 || r.Counts.Lost != 3 {
+			t.Errorf("cut=%v: counts %+v, want 20 sent, 3 lost", cut, r.Counts)
+		}
+		status := map[uint16]string{}
+		for _, d := range r.Drops {
+			status[d.Seq] = d.Status
+		}
+		for _, seq := range []uint16{5, 19, 20} {
+			if status[seq] != "lost" {
+				t.Errorf("cut=%v: seq %d status %q, want lost (drops %+v)", cut, seq, status[seq], r.Drops)
+			}
+		}
+		if len(status) != 3 {
+			t.Errorf("cut=%v: drops %+v, want seqs 5, 19, 20", cut, r.Drops)
+		}
+	}
+}
+
+// trimPingSummary removes ping's statistics from its output, as when ping
+// was killed before printing them.
+func trimPingSummary(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(b), "\n---")
+	if i < 0 {
+		t.Fatalf("%s has no summary", path)
+	}
+	if err := os.WriteFile(path, b[:i+1], 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestManifestICMPID: when the sender VM saw two pings' ids, the manifest's
+// icmp_id picks the run's (and ping's output can then be joined).
+func TestManifestICMPID(t *testing.T) {
+	s := synthRun{pings: 10, firstSeq: 1, id: 77}
+	for _, withID := range []bool{false, true} {
+		dir := t.TempDir()
+		s.write(t, dir)
+		f, err := os.Create(filepath.Join(dir, "other-vm.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := record.NewWriter(f)
+		w.Write(&record.Header{Tool: record.ToolVM, Role: "tx", Clock: "CLOCK_MONOTONIC", Hostname: "sender-vm", BootID: "boot-sender-vm"})
+		for seq := uint16(1); seq <= 10; seq++ {
+			w.Write(&record.Ping{ID: 999, Seq: seq, Stages: map[string]uint64{"p1_start": 1, "p1_end": 2, "p2_start": 3, "p2_end": 4}})
+		}
+		w.Write(&record.Trailer{ExitReason: "signal"})
+		f.Close()
+		m := &manifest.Manifest{Environment: "lab", Version: "test", Status: "complete", Ping: manifest.Ping{File: "ping.log", Count: 10, Sent: 10, Received: 10}}
+		if withID {
+			m.Ping.ICMPID = 77
+		}
+		if err := manifest.Write(dir, m); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Run(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined := r.Stats[ValPingRTT].N
+		if withID {
+			if len(r.IDs) != 1 || r.IDs[0] != 77 || joined != 10 || r.Counts.Complete != 10 {
+				t.Errorf("with the manifest's id: ids %v, %d ping RTTs joined, counts %+v", r.IDs, joined, r.Counts)
+			}
+		} else if len(r.IDs) != 2 || joined != 0 {
+			t.Errorf("without it both ids are the run's (%v) and ping's output is not joined (%d RTTs)", r.IDs, joined)
+		}
+	}
+}

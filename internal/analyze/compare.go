@@ -11,19 +11,52 @@ import (
 // Alpha is the significance level of compare's Mann–Whitney U tests.
 const Alpha = 0.05
 
+// A change is significant only if it is also large enough to matter: with
+// a hundred pings a side the U test gives p < 0.05 for median shifts of a
+// few µs that two runs with identical settings show (another CPU, another
+// moment's cache state; up to 21 µs between such runs in the lab). |Δp50|
+// must reach MinEffectUS and MinEffectRel of the larger of the two medians
+// (docs/analysis.md, "Compare", explains the choice).
+const (
+	MinEffectUS  = 25.0
+	MinEffectRel = 0.10
+)
+
+// Thresholds are the rules behind Delta.Signif, written into compare.json
+// so that a reader sees what "significant" meant.
+type Thresholds struct {
+	Alpha       float64 `json:"alpha"`
+	MinDeltaUS  float64 `json:"min_delta_p50_us"`
+	MinDeltaRel float64 `json:"min_delta_p50_rel"`
+	Rule        string  `json:"rule"`
+}
+
+// CompareThresholds returns the thresholds compare applies.
+func CompareThresholds() Thresholds {
+	return Thresholds{Alpha: Alpha, MinDeltaUS: MinEffectUS, MinDeltaRel: MinEffectRel,
+		Rule: "p_value < alpha and |delta_p50_us| >= max(min_delta_p50_us, min_delta_p50_rel * max(|a_p50_us|, |b_p50_us|))"}
+}
+
+// minEffect is the smallest |Δp50| that counts for medians a and b.
+func minEffect(a, b float64) float64 {
+	return max(MinEffectUS, MinEffectRel*max(math.Abs(a), math.Abs(b)))
+}
+
 // Delta compares one series between run A and run B.
 type Delta struct {
-	AP50    float64  `json:"a_p50_us"`
-	BP50    float64  `json:"b_p50_us"`
-	DP50    float64  `json:"delta_p50_us"`
-	PValue  *float64 `json:"p_value"` // null when a side has no values
-	Signif  bool     `json:"significant"`
-	AN      int      `json:"a_n"`
-	BN      int      `json:"b_n"`
-	AMean   float64  `json:"a_mean_us"`
-	BMean   float64  `json:"b_mean_us"`
-	DMean   float64  `json:"delta_mean_us"`
-	Comment string   `json:"comment,omitempty"`
+	AP50   float64  `json:"a_p50_us"`
+	BP50   float64  `json:"b_p50_us"`
+	DP50   float64  `json:"delta_p50_us"`
+	PValue *float64 `json:"p_value"`     // null when a side has no values
+	Signif bool     `json:"significant"` // p < Alpha and |Δp50| ≥ MinEffect
+	// MinEffectUS is the |Δp50| this delta needed to be significant.
+	MinEffectUS float64 `json:"min_effect_us"`
+	AN          int     `json:"a_n"`
+	BN          int     `json:"b_n"`
+	AMean       float64 `json:"a_mean_us"`
+	BMean       float64 `json:"b_mean_us"`
+	DMean       float64 `json:"delta_mean_us"`
+	Comment     string  `json:"comment,omitempty"`
 }
 
 // LayerDelta compares one layer's mean between the runs.
@@ -56,6 +89,7 @@ type EnvDiff struct {
 // Comparison is the result of comparing two analyses.
 type Comparison struct {
 	A, B        *Result          `json:"-"`
+	Thresholds  Thresholds       `json:"significance"`
 	RTT         Delta            `json:"rtt"`
 	Segments    map[string]Delta `json:"segments"`
 	Order       []string         `json:"segment_order"`
@@ -95,7 +129,8 @@ func (r *Result) layerValues(segs []int) []float64 {
 
 func delta(a, b []float64) Delta {
 	sa, sb := SummarizeUS(append([]float64(nil), a...)), SummarizeUS(append([]float64(nil), b...))
-	d := Delta{AP50: sa.P50, BP50: sb.P50, AN: sa.N, BN: sb.N, AMean: sa.Mean, BMean: sb.Mean}
+	d := Delta{AP50: sa.P50, BP50: sb.P50, AN: sa.N, BN: sb.N, AMean: sa.Mean, BMean: sb.Mean,
+		MinEffectUS: round3(minEffect(sa.P50, sb.P50))}
 	if sa.N > 0 && sb.N > 0 {
 		d.DP50, d.DMean = round3(sb.P50-sa.P50), round3(sb.Mean-sa.Mean)
 	}
@@ -109,14 +144,14 @@ func delta(a, b []float64) Delta {
 	default:
 		p = math.Round(p*1e6) / 1e6
 		d.PValue = &p
-		d.Signif = p < Alpha
+		d.Signif = p < Alpha && math.Abs(d.DP50) >= d.MinEffectUS
 	}
 	return d
 }
 
 // Compare compares run A (baseline) with run B.
 func Compare(a, b *Result) *Comparison {
-	c := &Comparison{A: a, B: b, Segments: map[string]Delta{}}
+	c := &Comparison{A: a, B: b, Segments: map[string]Delta{}, Thresholds: CompareThresholds()}
 	c.RTT = delta(a.values(ValRTT), b.values(ValRTT))
 	if c.RTT.AN == 0 || c.RTT.BN == 0 {
 		// Without a sender VM RTT, ping's own RTT is the RTT.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/pingpath/pingpath/internal/parse"
 )
@@ -288,7 +289,7 @@ func (j *joiner) classify() {
 				}
 			}
 		}
-		info.Vantage = joinStrings(names, ", ")
+		info.Vantage = strings.Join(names, ", ")
 		j.noteUnmeasured(f)
 		res.Files = append(res.Files, info)
 		switch f.Identity {
@@ -714,7 +715,7 @@ func (j *joiner) matchByTime() {
 // print the ICMP id, so this needs exactly one id in the run.
 func (j *joiner) attachPing() {
 	f := j.pingFile
-	if f == nil || len(f.Replies) == 0 {
+	if f == nil || len(f.Replies) == 0 && j.pingSent() == 0 {
 		return
 	}
 	if len(j.ids) > 1 {
@@ -746,6 +747,51 @@ func (j *joiner) attachPing() {
 			p.Time = r.Time
 		}
 	}
+	j.listUnanswered(id)
+}
+
+// pingSent is how many echo requests ping sent: its summary line, else the
+// manifest's count of them (0 when unknown).
+func (j *joiner) pingSent() int {
+	if j.pingFile.Sent > 0 {
+		return j.pingFile.Sent
+	}
+	if m := j.res.Manifest; m != nil {
+		return m.Ping.Sent
+	}
+	return 0
+}
+
+// listUnanswered lists as ping's every sequence number it sent without a
+// line for it: ping prints "no answer yet" for a missing reply only when it
+// sends the next request, so the last ones of a run have no line, and
+// without this they would be "incomplete" instead of lost. ping numbers
+// its requests from its first line's sequence (1 for iputils) on, one per
+// request, wrapping at 65536.
+func (j *joiner) listUnanswered(id uint16) {
+	f := j.pingFile
+	sent := j.pingSent()
+	if sent == 0 {
+		return
+	}
+	first := uint16(1)
+	if len(f.Replies) > 0 {
+		first = f.Replies[0].Seq
+	}
+	u := j.newUnwrapper()
+	added := 0
+	for k := 0; k < sent; k++ {
+		i, _ := j.ping(id, u.key(id, first+uint16(k)))
+		p := &j.res.Pings[i]
+		if !p.PingListed {
+			p.PingListed = true
+			p.Seen |= 1 << parse.PingOwn
+			added++
+		}
+	}
+	if added > 0 {
+		j.notef("%s: %d request(s) of the %d ping sent had no line in its output (the last ones get no \"no answer yet\"): counted as lost", baseName(f.Path), added, sent)
+	}
 }
 
 // derive computes the values that combine vantage points.
@@ -776,30 +822,8 @@ func (j *joiner) derive() {
 			}
 		}
 		// Residuals: what the sides' virtualization left unmeasured.
-		if ip, ok := p.raw(ValInterS); ok {
-			if ts, ok := p.raw(ValTotalS); ok {
-				r := ip - ts
-				if b1, ok := p.raw(SegB1); ok {
-					r -= b1
-				}
-				if l, ok := p.raw(SegL); ok {
-					r -= l
-				}
-				p.set(ValResidS, r)
-			}
-		}
-		if er, ok := p.raw(ValExtR); ok {
-			if tv, ok := p.raw(ValTotalRV); ok {
-				r := er - tv
-				if e, ok := p.raw(SegE); ok {
-					r -= e
-				}
-				if i1, ok := p.raw(SegI1); ok {
-					r -= i1
-				}
-				p.set(ValResidR, r)
-			}
-		}
+		p.residual(ValResidS, ValInterS, ValTotalS, SegB1, SegL)
+		p.residual(ValResidR, ValExtR, ValTotalRV, SegE, SegI1)
 	}
 	if cjMismatch > 0 {
 		j.warnf("%d ping(s): C + J differs from Ext_s − Total_r by more than 1 µs (mis-joined host records?)", cjMismatch)
@@ -837,13 +861,22 @@ func baseName(p string) string {
 	return p
 }
 
-func joinStrings(s []string, sep string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += sep
-		}
-		out += x
+// residual sets dst to outer − inner − the parts that were measured, when
+// outer and inner are known.
+func (p *Ping) residual(dst, outer, inner int, parts ...int) {
+	o, ok := p.raw(outer)
+	if !ok {
+		return
 	}
-	return out
+	in, ok := p.raw(inner)
+	if !ok {
+		return
+	}
+	r := o - in
+	for _, v := range parts {
+		if x, ok := p.raw(v); ok {
+			r -= x
+		}
+	}
+	p.set(dst, r)
 }

@@ -40,7 +40,7 @@ func (j *joiner) classifyPings() {
 		}
 	}
 	final := finalCheckpoint(j.present)
-	havePing := j.pingFile != nil && len(j.pingFile.Replies) > 0
+	havePing := j.pingFile != nil && (len(j.pingFile.Replies) > 0 || j.pingSent() > 0)
 	c := &res.Counts
 	for i := range res.Pings {
 		p := &res.Pings[i]

@@ -15,8 +15,9 @@ func newCompareCommand() *cobra.Command {
 		Use:   "compare A B",
 		Short: "Compare two runs per segment and layer; write compare.{md,html,json}",
 		Long: `compare analyses two run directories (A is the baseline) and reports, per
-segment and per layer, the change of the median with a Mann–Whitney U test,
-the mean RTT change attributed to segments, and the environment differences
+segment and per layer, the change of the median with a Mann–Whitney U test
+(significant: p < 0.05 and a shift of at least max(25 µs, 10 % of the
+median), so that run-to-run noise is not flagged), the mean RTT change attributed to segments, and the environment differences
 found in the two manifests. Output goes to OUT (default: B).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -1,13 +1,18 @@
 package orchestrate
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
-	"regexp"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pingpath/pingpath/internal/parse"
+	"github.com/pingpath/pingpath/internal/record"
 )
 
 // PingFile is ping's output inside the run directory.
@@ -20,46 +25,47 @@ func pingArgs(dst string, count int, interval time.Duration) []string {
 		"-i", strconv.FormatFloat(interval.Seconds(), 'f', -1, 64), "-W", "1", dst}
 }
 
-var (
-	pingReplyRE  = regexp.MustCompile(`bytes from .*icmp_seq=(\d+).* time=([0-9.]+) ms`)
-	pingNoAnsRE  = regexp.MustCompile(`no answer yet for icmp_seq=(\d+)`)
-	pingSummayRE = regexp.MustCompile(`(\d+) packets transmitted, (\d+) (?:packets )?received`)
-)
-
 // pingTracker turns ping's lines into PingStats.
 type pingTracker struct {
 	stats   PingStats
 	summary bool
+	// ident is the ICMP id ping printed (0 unless its replies name it);
+	// replied is the set of sequence numbers that got a reply, to find
+	// ping's id among the sender VM tracer's records otherwise.
+	ident   int
+	replied map[uint16]bool
 }
 
 // line updates the stats; it reports whether they changed.
 func (p *pingTracker) line(l string) bool {
-	if m := pingReplyRE.FindStringSubmatch(l); m != nil {
-		seq, _ := strconv.Atoi(m[1])
-		v, _ := strconv.ParseFloat(m[2], 64)
-		rtt := time.Duration(v * float64(time.Millisecond))
-		s := &p.stats
-		s.Sent = max(s.Sent, seq)
+	pl := parse.ReadPingLine([]byte(l))
+	s := &p.stats
+	switch pl.Kind {
+	case parse.PingReplied:
+		rtt := time.Duration(pl.Reply.RTTNS)
+		s.Sent = max(s.Sent, int(pl.Reply.Seq))
 		s.Answered++
 		s.Last, s.Sum = rtt, s.Sum+rtt
 		if s.Min == 0 || rtt < s.Min {
 			s.Min = rtt
 		}
 		s.Max = max(s.Max, rtt)
-		return true
-	}
-	if m := pingNoAnsRE.FindStringSubmatch(l); m != nil {
-		seq, _ := strconv.Atoi(m[1])
-		p.stats.Sent = max(p.stats.Sent, seq)
-		return true
-	}
-	if m := pingSummayRE.FindStringSubmatch(l); m != nil {
-		p.stats.Sent, _ = strconv.Atoi(m[1])
-		p.stats.Answered, _ = strconv.Atoi(m[2])
+		if p.replied == nil {
+			p.replied = map[uint16]bool{}
+		}
+		p.replied[pl.Reply.Seq] = true
+		if pl.Ident > 0 {
+			p.ident = pl.Ident
+		}
+	case parse.PingNoAnswer:
+		s.Sent = max(s.Sent, int(pl.Reply.Seq))
+	case parse.PingSummary:
+		s.Sent, s.Answered = pl.Sent, pl.Received
 		p.summary = true
-		return true
+	default:
+		return false
 	}
-	return false
+	return true
 }
 
 // pingRun is ping on the sender VM, opened ahead of time behind a gate.
@@ -142,4 +148,59 @@ func (p *pingRun) cancel() {
 	if p != nil {
 		_ = p.rt.proc.CloseStdin()
 	}
+}
+
+// icmpID is ping's ICMP id: the one ping printed, else the id of the
+// sender VM tracer's records (stream file vmStream, "" when none) that
+// carry the most of ping's sequence numbers. 0 when neither tells: a tie,
+// or no records.
+func (p *pingRun) icmpID(vmStream string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := &p.tracker
+	if t.ident > 0 {
+		return t.ident
+	}
+	if vmStream == "" {
+		return 0
+	}
+	f, err := os.Open(vmStream)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	ours := func(seq uint16) bool { return t.replied[seq] }
+	if len(t.replied) == 0 {
+		// Every ping was lost: the tracer's drop records still carry the id.
+		ours = func(seq uint16) bool { return seq >= 1 && int(seq) <= t.stats.Sent }
+	}
+	score := map[uint16]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var r struct {
+			Type string `json:"type"`
+			ID   uint16 `json:"id"`
+			Seq  uint16 `json:"seq"`
+		}
+		if json.Unmarshal(sc.Bytes(), &r) != nil || r.Type != record.TypePing && r.Type != record.TypeDrop {
+			continue
+		}
+		if ours(r.Seq) {
+			score[r.ID]++
+		}
+	}
+	best, bestN, tie := 0, 0, false
+	for id, n := range score {
+		switch {
+		case n > bestN:
+			best, bestN, tie = int(id), n, false
+		case n == bestN:
+			tie = true
+		}
+	}
+	if tie {
+		return 0
+	}
+	return best
 }

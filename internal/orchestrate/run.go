@@ -158,11 +158,16 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	go func() {
 		defer close(opened)
 		started = r.openTracers(ctx, phases)
+	}()
+	pingOpened := make(chan struct{})
+	go func() {
+		defer close(pingOpened)
 		sv := r.byRole[manifest.RoleSenderVM]
 		pinger, pingOpenErr = openPing(ctx, o.OutDir, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, o.progress())
 	}()
 	err = r.prepare(ctx, start, phases, sum)
 	<-opened
+	<-pingOpened
 	if err != nil {
 		pinger.cancel()
 		r.stopAll(ctx)
@@ -179,6 +184,9 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	r.stopAll(ctx)
 	r.m.Timings.StopMS = ms(time.Since(t0))
 	r.collect()
+	if pingErr == nil && pingOpenErr == nil {
+		r.m.Ping.ICMPID = pinger.icmpID(r.senderVMStream())
+	}
 
 	switch {
 	case ctx.Err() != nil:
@@ -556,6 +564,17 @@ func (r *run) collect() {
 	for role, st := range final {
 		r.o.progress().NodeState(role, st, "")
 	}
+}
+
+// senderVMStream is the sender VM tracer's output file ("" when it did not
+// run).
+func (r *run) senderVMStream() string {
+	for _, rt := range r.tracers {
+		if s := rt.spec; !s.origin && s.tool == "vm" && s.node.role() == manifest.RoleSenderVM {
+			return filepath.Join(r.o.OutDir, s.file)
+		}
+	}
+	return ""
 }
 
 // sortedTracers returns the started tracers in plan order.

@@ -255,3 +255,24 @@ func TestTruncatedOrigin(t *testing.T) {
 		t.Errorf("truncated %v obs %d warnings %v", f.Truncated, len(f.Obs), f.Warnings)
 	}
 }
+
+func TestReadPingLine(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		want PingLine
+	}{
+		{"[1795739989.562827] 64 bytes from 127.0.0.1: icmp_seq=1 ident=7621 ttl=64 time=0.030 ms",
+			PingLine{Kind: PingReplied, Ident: 7621, Reply: PingReply{Seq: 1, RTTNS: 30_000, Replied: true, Time: 1795739989_562827000}}},
+		{"64 bytes from 10.0.0.2: icmp_seq=70000 ttl=64 time=1.5 ms",
+			PingLine{Kind: PingReplied, Reply: PingReply{Seq: 70000 % 65536, RTTNS: 1_500_000, Replied: true}}},
+		{"[1764200001.300100] no answer yet for icmp_seq=3", PingLine{Kind: PingNoAnswer, Reply: PingReply{Seq: 3, Time: 1764200001_300100000}}},
+		{"4 packets transmitted, 3 received, 25% packet loss, time 300ms", PingLine{Kind: PingSummary, Sent: 4, Received: 3}},
+		{"64 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.4 ms (DUP!)", PingLine{}},
+		{"64 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=x.y ms", PingLine{}},
+		{"PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.", PingLine{}},
+	} {
+		if got := ReadPingLine([]byte(c.line)); got != c.want {
+			t.Errorf("%q: %+v, want %+v", c.line, got, c.want)
+		}
+	}
+}

@@ -36,57 +36,107 @@ func pingTime(sec, frac []byte) int64 {
 	return s*1e9 + ns
 }
 
+// Kinds of ping output lines (PingLine.Kind).
+const (
+	PingOther    = iota // anything else (header, DUP!, errors)
+	PingReplied         // "... bytes from ...: icmp_seq=N ... time=X ms"
+	PingNoAnswer        // "no answer yet for icmp_seq=N"
+	PingSummary         // "N packets transmitted, M received"
+	PingBad             // a reply or no-answer line whose numbers do not parse
+)
+
+// PingLine is one line of ping's output read on its own: the orchestrator
+// follows ping's progress with it, and the analysis reads ping's file.
+type PingLine struct {
+	Kind int
+	// Reply is the reply (Replied set) or the missing one (PingNoAnswer),
+	// without Line.
+	Reply PingReply
+	// Ident is the ICMP id a reply line names ("ident=N", ping -v); 0
+	// when absent.
+	Ident int
+	// Sent and Received are a summary's counts.
+	Sent, Received int
+}
+
+var reIdent = regexp.MustCompile(` ident=(\d+) `)
+
+// ReadPingLine classifies one line of ping's output.
+func ReadPingLine(line []byte) PingLine {
+	if rep, ok := fastPingReply(line); ok {
+		return PingLine{Kind: PingReplied, Reply: rep, Ident: pingIdent(line)}
+	}
+	if m := rePingReply.FindSubmatch(line); m != nil {
+		if bytes.Contains(line, []byte("DUP!")) {
+			return PingLine{}
+		}
+		seq, ok := parsePingSeq(m[3])
+		v, ok2 := msToNS(string(m[4]))
+		if !ok || !ok2 {
+			return PingLine{Kind: PingBad}
+		}
+		return PingLine{Kind: PingReplied, Ident: pingIdent(line),
+			Reply: PingReply{Seq: seq, RTTNS: v, Replied: true, Time: pingTime(m[1], m[2])}}
+	}
+	if m := rePingNoAns.FindSubmatch(line); m != nil {
+		seq, ok := parsePingSeq(m[3])
+		if !ok {
+			return PingLine{Kind: PingBad}
+		}
+		return PingLine{Kind: PingNoAnswer, Reply: PingReply{Seq: seq, Time: pingTime(m[1], m[2])}}
+	}
+	if m := rePingSummary.FindSubmatch(line); m != nil {
+		pl := PingLine{Kind: PingSummary}
+		pl.Sent, _ = strconv.Atoi(string(m[1]))
+		pl.Received, _ = strconv.Atoi(string(m[2]))
+		return pl
+	}
+	return PingLine{}
+}
+
+// pingIdent reads "ident=N" from a reply line (0 when absent or bad).
+func pingIdent(line []byte) int {
+	if !bytes.Contains(line, []byte(" ident=")) {
+		return 0
+	}
+	m := reIdent.FindSubmatch(line)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.Atoi(string(m[1]))
+	if err != nil || v > 0xffff {
+		return 0
+	}
+	return v
+}
+
 func parsePing(f *File, r io.Reader) error {
 	f.Tool, f.Identity = "ping", "seq"
 	pending := map[uint16]int{} // seq → index of its "no answer yet" entry
 	ended := false
 	err := lines(f, r, func(n int, line []byte) {
-		if rep, ok := fastPingReply(line); ok {
-			rep.Line = n
+		pl := ReadPingLine(line)
+		rep := pl.Reply
+		rep.Line = n
+		switch pl.Kind {
+		case PingReplied:
 			if i, ok := pending[rep.Seq]; ok {
 				delete(pending, rep.Seq)
 				f.Replies[i] = rep
 				return
 			}
 			f.Replies = append(f.Replies, rep)
-			return
-		}
-		if m := rePingReply.FindSubmatch(line); m != nil {
-			if bytes.Contains(line, []byte("DUP!")) {
+		case PingNoAnswer:
+			if _, dup := pending[rep.Seq]; dup {
 				return
 			}
-			seq, ok := parsePingSeq(m[3])
-			v, ok2 := msToNS(string(m[4]))
-			if !ok || !ok2 {
-				f.warnf(n, "bad reply line")
-				return
-			}
-			rep := PingReply{Seq: seq, RTTNS: v, Replied: true, Time: pingTime(m[1], m[2]), Line: n}
-			if i, ok := pending[seq]; ok {
-				delete(pending, seq)
-				f.Replies[i] = rep
-				return
-			}
+			pending[rep.Seq] = len(f.Replies)
 			f.Replies = append(f.Replies, rep)
-			return
-		}
-		if m := rePingNoAns.FindSubmatch(line); m != nil {
-			seq, ok := parsePingSeq(m[3])
-			if !ok {
-				f.warnf(n, "bad no-answer line")
-				return
-			}
-			if _, dup := pending[seq]; dup {
-				return
-			}
-			pending[seq] = len(f.Replies)
-			f.Replies = append(f.Replies, PingReply{Seq: seq, Time: pingTime(m[1], m[2]), Line: n})
-			return
-		}
-		if m := rePingSummary.FindSubmatch(line); m != nil {
-			f.Sent, _ = strconv.Atoi(string(m[1]))
-			f.Received, _ = strconv.Atoi(string(m[2]))
+		case PingSummary:
+			f.Sent, f.Received = pl.Sent, pl.Received
 			ended = true
+		case PingBad:
+			f.warnf(n, "bad ping line")
 		}
 	})
 	f.Truncated = !ended

@@ -119,7 +119,7 @@ func Join(args []string) string {
 // pidPrefix starts the line a ReportPID command prints first on stderr.
 const pidPrefix = "pingpath-pid "
 
-// Line is the exact string sent to the remote shell for cmd.
+// Line is cmd quoted for the remote shell (sshremote sends it as "exec " + Line).
 func Line(cmd Command) (string, error) {
 	args, err := Argv(cmd)
 	if err != nil {

@@ -87,7 +87,9 @@ func CompareMarkdown(out io.Writer, c *analyze.Comparison) error {
 	w := &errWriter{w: out}
 	w.printf("# pingpath comparison\n\nA (baseline): `%s` (%d complete pings) · B: `%s` (%d complete pings)\n\n",
 		c.A.Dir, c.A.Counts.Complete, c.B.Dir, c.B.Counts.Complete)
-	w.printf("Medians per segment over each run's complete pings; p-value of a two-sided Mann–Whitney U test, * = significant at %.2f.\n\n", analyze.Alpha)
+	th := c.Thresholds
+	w.printf("Medians per segment over each run's complete pings; p-value of a two-sided Mann–Whitney U test. "+
+		"* = significant: p < %.2f and |Δ p50| ≥ max(%.0f µs, %.0f %% of the larger median).\n\n", th.Alpha, th.MinDeltaUS, th.MinDeltaRel*100)
 	mdHeader(w, "segment", "A p50 µs", "B p50 µs", "Δ p50 µs", "A mean", "B mean", "Δ mean", "n A", "n B", "p")
 	for _, r := range compareRows(c) {
 		d := r.Delta

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"strings"
 
 	"github.com/pingpath/pingpath/internal/analyze"
 )
@@ -27,16 +28,7 @@ var pageFuncs = template.FuncMap{
 	"name":  func(v int) string { return analyze.ValueNames[v] },
 	"desc":  func(v int) string { return analyze.SegmentDescriptions[v] },
 	"stat":  func(res *analyze.Result, v int) analyze.Stats { return res.Stats[v] },
-	"join": func(s []string, sep string) string {
-		out := ""
-		for i, x := range s {
-			if i > 0 {
-				out += sep
-			}
-			out += x
-		}
-		return out
-	},
+	"join":  strings.Join,
 }
 
 var reportPage = template.Must(template.New("report").Funcs(pageFuncs).Parse(reportTemplate))

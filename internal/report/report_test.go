@@ -224,6 +224,13 @@ func TestHTMLInChromium(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// compare.json states what "significant" meant.
+	var doc struct {
+		Sig analyze.Thresholds `json:"significance"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "compare.json")); err != nil || json.Unmarshal(b, &doc) != nil || doc.Sig != analyze.CompareThresholds() {
+		t.Errorf("compare.json significance %+v, want %+v (%v)", doc.Sig, analyze.CompareThresholds(), err)
+	}
 }
 
 // The check above would see a broken script: a page whose chart code

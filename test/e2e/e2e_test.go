@@ -90,6 +90,7 @@ type delta struct {
 	DP50        float64  `json:"delta_p50_us"`
 	PValue      *float64 `json:"p_value"`
 	Significant bool     `json:"significant"`
+	MinEffect   float64  `json:"min_effect_us"`
 	AN          int      `json:"a_n"`
 	BN          int      `json:"b_n"`
 }

@@ -304,15 +304,28 @@ func (c *Client) closeAgent() {
 	}
 }
 
-// Run implements remote.Transport.
-func (c *Client) Run(ctx context.Context, cmd remote.Command) (*remote.Result, error) {
+// session opens a session on the connection (every command of a node
+// shares its one SSH connection) and returns the line to start in it. The
+// line begins with exec: the login shell, whatever it is, replaces itself
+// with the program instead of waiting for it, so that no shell stays
+// between the session and the program (signals and stdin EOF reach it).
+func (c *Client) session(cmd remote.Command) (*ssh.Session, string, error) {
 	line, err := remote.Line(cmd)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	s, err := c.client.NewSession()
 	if err != nil {
-		return nil, fmt.Errorf("opening session on %s: %w", c.target.Name, err)
+		return nil, "", fmt.Errorf("opening session on %s: %w", c.target.Name, err)
+	}
+	return s, "exec " + line, nil
+}
+
+// Run implements remote.Transport.
+func (c *Client) Run(ctx context.Context, cmd remote.Command) (*remote.Result, error) {
+	s, line, err := c.session(cmd)
+	if err != nil {
+		return nil, err
 	}
 	defer s.Close()
 	var stdout, stderr bytes.Buffer
@@ -380,13 +393,9 @@ type process struct {
 
 // Start implements remote.Transport.
 func (c *Client) Start(ctx context.Context, cmd remote.Command) (remote.Process, error) {
-	line, err := remote.Line(cmd)
+	s, line, err := c.session(cmd)
 	if err != nil {
 		return nil, err
-	}
-	s, err := c.client.NewSession()
-	if err != nil {
-		return nil, fmt.Errorf("opening session on %s: %w", c.target.Name, err)
 	}
 	p := &process{s: s}
 	if p.stdin, err = s.StdinPipe(); err == nil {

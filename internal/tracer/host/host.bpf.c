@@ -10,12 +10,14 @@
 //            fentry/kprobe dev_hard_start_xmit | raw_tp net_dev_start_xmit
 //   drop     the skb is freed with a drop reason: raw_tp kfree_skb
 //
-// Filtering order is cheapest first: ifindex in the traced set (pp_ifindex)
-// → one 64-byte read of the headers, parsed on the stack: Ethernet, up to
-// two VLAN tags, IPv4, then ICMP echo between the two configured addresses
-// (pp_classify), or VXLAN/Geneve in UDP (one more read for the inner
-// headers) → device in our network namespace. Which device is the VM side and
-// which the physical side is decided in Go from the ifindex.
+// Filtering order is cheapest first: a traced device of our namespace
+// (pp_dev_ok: a pointer compare once each device is learned) → one read of
+// the skb's header fields → one 64-byte read of the headers, parsed on the
+// stack: Ethernet, up to two VLAN tags, IPv4, then ICMP echo between the two
+// configured addresses (pp_classify), or VXLAN/Geneve in UDP (one more read
+// for the inner headers). The drop hook does nothing while no echo packet is
+// between ingress and egress (host_n_inflight). Which device is the VM side
+// and which the physical side is decided in Go from the ifindex.
 
 #include "pingpath.h"
 
@@ -199,19 +201,41 @@ static __always_inline int match_ip(unsigned char *head, __u32 off, struct pp_pk
 }
 
 /*
- * traced_ifindex: dev has the index of a configured device. Indexes are per
- * namespace, so a match must still pass in_netns; that check comes after
- * the header parse, which turns away the unrelated packets of our own
- * (busiest) namespace two reads sooner.
+ * Echo packets between ingress and egress (or their drop) on this host,
+ * keyed by inflight_key. host_n_inflight is at least the number of entries
+ * (an LRU eviction or a packet leaving through an untraced device only keeps
+ * it up): while it is 0 nothing can be dropped that this tracer would
+ * report, and the drop hook, which fires for every skb the kernel frees with
+ * a reason, leaves after one load.
  */
-static __always_inline int traced_ifindex(struct net_device *dev)
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} host_inflight SEC(".maps");
+
+__u64 host_n_inflight = 0;
+
+static __always_inline __u64 inflight_key(struct pp_pkt *pkt)
 {
-	return dev && pp_ifindex_ok(BPF_CORE_READ(dev, ifindex));
+	return (__u64)pkt->id << 24 | (__u64)pkt->seq << 8 | pkt->kind;
 }
 
-static __always_inline int in_netns(struct net_device *dev)
+static __always_inline void inflight_add(struct pp_pkt *pkt)
 {
-	return !pp_netns || pp_dev_netns(dev) == (__u32)pp_netns;
+	__u64 key = inflight_key(pkt);
+	__u8 one = 1;
+	/* A second ingress of the same packet (after decapsulation) adds nothing. */
+	if (bpf_map_update_elem(&host_inflight, &key, &one, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&host_n_inflight, 1);
+}
+
+static __always_inline void inflight_done(struct pp_pkt *pkt)
+{
+	__u64 key = inflight_key(pkt);
+	if (bpf_map_delete_elem(&host_inflight, &key) == 0)
+		__sync_fetch_and_add(&host_n_inflight, -1);
 }
 
 /* skb_vlan_flag notes a VLAN tag the driver or 8021q moved into metadata. */
@@ -257,32 +281,40 @@ int host_ingress_tp(struct bpf_raw_tracepoint_args *ctx)
 	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	if (!skb)
 		return 0;
+	/* A traced device of our namespace (pp_dev_ok: a pointer compare once
+	 * learned), then one read of the skb's header fields and one of the
+	 * headers. */
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	if (!traced_ifindex(dev))
+	int how = pp_dev_ok(dev);
+	if (!how)
 		return 0;
+	struct pp_skb_hdrs h;
 	/* eth_type_trans pulled the Ethernet header; mac_header points at it. */
-	__u16 mac = BPF_CORE_READ(skb, mac_header);
-	if (mac == PP_HDR_UNSET)
+	if (!pp_skb_hdrs(skb, &h) || h.mh == PP_HDR_UNSET)
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_frame(BPF_CORE_READ(skb, head), mac, &pkt, &encap) || !in_netns(dev))
+	if (!match_frame(h.head, h.mh, &pkt, &encap) || !pp_dev_recheck(dev, how))
 		return 0;
+	inflight_add(&pkt);
 	emit(&pkt, HOOK_INGRESS, dev, encap | skb_vlan_flag(skb), 0, 0);
 	return 0;
 }
 
 static __always_inline int on_egress(struct sk_buff *skb, struct net_device *dev)
 {
-	if (!skb || !traced_ifindex(dev))
+	int how = skb ? pp_dev_ok(dev) : PP_DEV_NO;
+	if (!how)
 		return 0;
 	/* At the driver boundary skb->data is the Ethernet header. */
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	unsigned char *data = BPF_CORE_READ(skb, data);
+	struct pp_skb_hdrs h;
+	if (!pp_skb_hdrs(skb, &h))
+		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_frame(head, data - head, &pkt, &encap) || !in_netns(dev))
+	if (!match_frame(h.head, h.data - h.head, &pkt, &encap) || !pp_dev_recheck(dev, how))
 		return 0;
+	inflight_done(&pkt);
 	emit(&pkt, HOOK_EGRESS, dev, encap | skb_vlan_flag(skb), 0, 0);
 	return 0;
 }
@@ -313,10 +345,10 @@ int host_drop(struct bpf_raw_tracepoint_args *ctx)
 	/* SKB_NOT_DROPPED_YET and SKB_CONSUMED are not drops. */
 	if (host_kfree_reason && reason <= 1)
 		return 0;
-	if (!skb)
+	if (!skb || !host_n_inflight)
 		return 0;
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	if (!dev || (pp_netns && pp_dev_netns(dev) != (__u32)pp_netns))
+	if (!dev || !pp_net_ok(BPF_CORE_READ(dev, nd_net.net)))
 		return 0;
 	/* Any device: the packet may die on its way between the traced ones. */
 	__u16 nh = BPF_CORE_READ(skb, network_header);
@@ -326,6 +358,7 @@ int host_drop(struct bpf_raw_tracepoint_args *ctx)
 	__u8 encap = 0;
 	if (!match_ip(BPF_CORE_READ(skb, head), nh, &pkt, &encap))
 		return 0;
+	inflight_done(&pkt);
 	emit(&pkt, HOOK_DROP, dev, encap, ctx->args[1], reason);
 	return 0;
 }

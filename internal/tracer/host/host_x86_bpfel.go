@@ -41,6 +41,7 @@ type hostHostEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	hostMapHostInflight      = "host_inflight"
 	hostMapPpEvents          = "pp_events"
 	hostMapPpLost            = "pp_lost"
 	hostProgHostDrop         = "host_drop"
@@ -49,13 +50,16 @@ const (
 	hostProgHostEgressTp     = "host_egress_tp"
 	hostProgHostIngressTp    = "host_ingress_tp"
 	hostVarHostKfreeReason   = "host_kfree_reason"
+	hostVarHostN_inflight    = "host_n_inflight"
 	hostVarHostUnusedEvent   = "host_unused_event"
+	hostVarPpDevSeen         = "pp_dev_seen"
 	hostVarPpDstIp           = "pp_dst_ip"
 	hostVarPpEchoKinds       = "pp_echo_kinds"
 	hostVarPpIcmpId          = "pp_icmp_id"
 	hostVarPpIcmpIdSet       = "pp_icmp_id_set"
 	hostVarPpIfindex         = "pp_ifindex"
 	hostVarPpN_ifindex       = "pp_n_ifindex"
+	hostVarPpNetDevs         = "pp_net_devs"
 	hostVarPpNetns           = "pp_netns"
 	hostVarPpOwnNet          = "pp_own_net"
 	hostVarPpSrcIp           = "pp_src_ip"
@@ -115,8 +119,9 @@ type hostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostMapSpecs struct {
-	PpEvents *ebpf.MapSpec `ebpf:"pp_events"`
-	PpLost   *ebpf.MapSpec `ebpf:"pp_lost"`
+	HostInflight *ebpf.MapSpec `ebpf:"host_inflight"`
+	PpEvents     *ebpf.MapSpec `ebpf:"pp_events"`
+	PpLost       *ebpf.MapSpec `ebpf:"pp_lost"`
 }
 
 // hostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -124,13 +129,16 @@ type hostMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostVariableSpecs struct {
 	HostKfreeReason *ebpf.VariableSpec `ebpf:"host_kfree_reason"`
+	HostN_inflight  *ebpf.VariableSpec `ebpf:"host_n_inflight"`
 	HostUnusedEvent *ebpf.VariableSpec `ebpf:"host_unused_event"`
+	PpDevSeen       *ebpf.VariableSpec `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.VariableSpec `ebpf:"pp_echo_kinds"`
 	PpIcmpId        *ebpf.VariableSpec `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet     *ebpf.VariableSpec `ebpf:"pp_icmp_id_set"`
 	PpIfindex       *ebpf.VariableSpec `ebpf:"pp_ifindex"`
 	PpN_ifindex     *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
+	PpNetDevs       *ebpf.VariableSpec `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.VariableSpec `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.VariableSpec `ebpf:"pp_own_net"`
 	PpSrcIp         *ebpf.VariableSpec `ebpf:"pp_src_ip"`
@@ -157,12 +165,14 @@ func (o *hostObjects) Close() error {
 //
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostMaps struct {
-	PpEvents *ebpf.Map `ebpf:"pp_events"`
-	PpLost   *ebpf.Map `ebpf:"pp_lost"`
+	HostInflight *ebpf.Map `ebpf:"host_inflight"`
+	PpEvents     *ebpf.Map `ebpf:"pp_events"`
+	PpLost       *ebpf.Map `ebpf:"pp_lost"`
 }
 
 func (m *hostMaps) Close() error {
 	return _HostClose(
+		m.HostInflight,
 		m.PpEvents,
 		m.PpLost,
 	)
@@ -173,13 +183,16 @@ func (m *hostMaps) Close() error {
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostVariables struct {
 	HostKfreeReason *ebpf.Variable `ebpf:"host_kfree_reason"`
+	HostN_inflight  *ebpf.Variable `ebpf:"host_n_inflight"`
 	HostUnusedEvent *ebpf.Variable `ebpf:"host_unused_event"`
+	PpDevSeen       *ebpf.Variable `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.Variable `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.Variable `ebpf:"pp_echo_kinds"`
 	PpIcmpId        *ebpf.Variable `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet     *ebpf.Variable `ebpf:"pp_icmp_id_set"`
 	PpIfindex       *ebpf.Variable `ebpf:"pp_ifindex"`
 	PpN_ifindex     *ebpf.Variable `ebpf:"pp_n_ifindex"`
+	PpNetDevs       *ebpf.Variable `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.Variable `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.Variable `ebpf:"pp_own_net"`
 	PpSrcIp         *ebpf.Variable `ebpf:"pp_src_ip"`

@@ -78,6 +78,31 @@ struct {
 	__type(value, __u64);
 } tracked_skbs SEC(".maps");
 
+// At least the number of entries of tracked_skbs (an LRU eviction is not
+// counted down, which only keeps the gate open): while it is 0 no skb is
+// tracked, and the per-skb hooks, which fire for every skb the host copies
+// or frees, leave after one load instead of a hash lookup.
+__u64 vh_n_tracked = 0;
+
+static __always_inline void track_skb(__u64 key, __u64 ts)
+{
+	// An existing entry (a reused skb address) is left alone: every entry
+	// is counted exactly once, when inserted.
+	if (bpf_map_update_elem(&tracked_skbs, &key, &ts, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&vh_n_tracked, 1);
+}
+
+static __always_inline int skb_tracked(__u64 key)
+{
+	return vh_n_tracked && bpf_map_lookup_elem(&tracked_skbs, &key);
+}
+
+static __always_inline void untrack_skb(__u64 key)
+{
+	if (bpf_map_delete_elem(&tracked_skbs, &key) == 0)
+		__sync_fetch_and_add(&vh_n_tracked, -1);
+}
+
 // Tasks that took a traced packet (vhost workers): their next signal,
 // eventfd and irqfd calls belong to it. Value: when armed.
 struct {
@@ -175,14 +200,14 @@ static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, 
 static __always_inline int on_tun_xmit(struct sk_buff *skb, struct net_device *dev, __u8 method)
 {
 	struct pp_pkt pkt = {};
-	// Cheapest test first: the device index, then its namespace.
-	if (!dev || !pp_ifindex_ok(BPF_CORE_READ(dev, ifindex)) || !pp_netns_ok(skb, dev))
-		return 0;
-	if (!pp_parse_skb(skb, &pkt))
+	// Cheapest test first: the device (a pointer compare once learned,
+	// which vouches for its namespace too), then the packet.
+	int how = pp_n_ifindex ? pp_dev_ok(dev) : dev ? pp_netns_ok(skb, dev) : PP_DEV_NO;
+	if (!how || !pp_parse_skb(skb, &pkt) || !pp_dev_recheck(dev, how))
 		return 0;
 	__u64 ts = bpf_ktime_get_ns();
 	__u64 key = (__u64)skb;
-	bpf_map_update_elem(&tracked_skbs, &key, &ts, BPF_ANY);
+	track_skb(key, ts);
 	struct vh_event *e = vh_reserve(VH_TUN_XMIT, method, ts);
 	if (!e)
 		return 0;
@@ -224,10 +249,10 @@ static __always_inline void arm_task(__u64 ts)
 static __always_inline int on_vhost_recv(void *skb, __u8 probe, int forget)
 {
 	__u64 key = (__u64)skb;
-	if (!bpf_map_lookup_elem(&tracked_skbs, &key))
+	if (!skb_tracked(key))
 		return 0;
 	if (forget)
-		bpf_map_delete_elem(&tracked_skbs, &key);
+		untrack_skb(key);
 	__u64 ts = bpf_ktime_get_ns();
 	arm_task(ts);
 	struct vh_event *e = vh_reserve(VH_VHOST_RECV, probe, ts);
@@ -265,9 +290,9 @@ SEC("raw_tracepoint")
 int BPF_PROG(skb_consumed, struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb;
-	if (!bpf_map_lookup_elem(&tracked_skbs, &key))
+	if (!skb_tracked(key))
 		return 0;
-	bpf_map_delete_elem(&tracked_skbs, &key);
+	untrack_skb(key);
 	__u64 ts = bpf_ktime_get_ns();
 	arm_task(ts);
 	struct vh_event *e = vh_reserve(VH_SKB_CONSUMED, M_TRACEPOINT, ts);
@@ -281,9 +306,9 @@ int BPF_PROG(skb_consumed, struct sk_buff *skb)
 static __always_inline int on_skb_dropped(struct sk_buff *skb, void *location, __u32 reason)
 {
 	__u64 key = (__u64)skb;
-	if (!bpf_map_lookup_elem(&tracked_skbs, &key))
+	if (!skb_tracked(key))
 		return 0;
-	bpf_map_delete_elem(&tracked_skbs, &key);
+	untrack_skb(key);
 	struct vh_event *e = vh_reserve(VH_SKB_DROPPED, M_TRACEPOINT, bpf_ktime_get_ns());
 	if (!e)
 		return 0;

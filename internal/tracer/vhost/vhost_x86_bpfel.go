@@ -92,12 +92,14 @@ const (
 	vhostProgSkbDroppedNoreason = "skb_dropped_noreason"
 	vhostProgWakeupFentry       = "wakeup_fentry"
 	vhostProgWakeupKprobe       = "wakeup_kprobe"
+	vhostVarPpDevSeen           = "pp_dev_seen"
 	vhostVarPpDstIp             = "pp_dst_ip"
 	vhostVarPpEchoKinds         = "pp_echo_kinds"
 	vhostVarPpIcmpId            = "pp_icmp_id"
 	vhostVarPpIcmpIdSet         = "pp_icmp_id_set"
 	vhostVarPpIfindex           = "pp_ifindex"
 	vhostVarPpN_ifindex         = "pp_n_ifindex"
+	vhostVarPpNetDevs           = "pp_net_devs"
 	vhostVarPpNetns             = "pp_netns"
 	vhostVarPpOwnNet            = "pp_own_net"
 	vhostVarPpSrcIp             = "pp_src_ip"
@@ -105,6 +107,7 @@ const (
 	vhostVarUnusedVhEvent       = "unused_vh_event"
 	vhostVarVhArm               = "vh_arm"
 	vhostVarVhArmNs             = "vh_arm_ns"
+	vhostVarVhN_tracked         = "vh_n_tracked"
 	vhostVarVhQemuTgid          = "vh_qemu_tgid"
 	vhostVarVhSysWrite          = "vh_sys_write"
 	vhostVarVhSysWritev         = "vh_sys_writev"
@@ -209,12 +212,14 @@ type vhostMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vhostVariableSpecs struct {
+	PpDevSeen     *ebpf.VariableSpec `ebpf:"pp_dev_seen"`
 	PpDstIp       *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
 	PpEchoKinds   *ebpf.VariableSpec `ebpf:"pp_echo_kinds"`
 	PpIcmpId      *ebpf.VariableSpec `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet   *ebpf.VariableSpec `ebpf:"pp_icmp_id_set"`
 	PpIfindex     *ebpf.VariableSpec `ebpf:"pp_ifindex"`
 	PpN_ifindex   *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
+	PpNetDevs     *ebpf.VariableSpec `ebpf:"pp_net_devs"`
 	PpNetns       *ebpf.VariableSpec `ebpf:"pp_netns"`
 	PpOwnNet      *ebpf.VariableSpec `ebpf:"pp_own_net"`
 	PpSrcIp       *ebpf.VariableSpec `ebpf:"pp_src_ip"`
@@ -222,6 +227,7 @@ type vhostVariableSpecs struct {
 	UnusedVhEvent *ebpf.VariableSpec `ebpf:"unused_vh_event"`
 	VhArm         *ebpf.VariableSpec `ebpf:"vh_arm"`
 	VhArmNs       *ebpf.VariableSpec `ebpf:"vh_arm_ns"`
+	VhN_tracked   *ebpf.VariableSpec `ebpf:"vh_n_tracked"`
 	VhQemuTgid    *ebpf.VariableSpec `ebpf:"vh_qemu_tgid"`
 	VhSysWrite    *ebpf.VariableSpec `ebpf:"vh_sys_write"`
 	VhSysWritev   *ebpf.VariableSpec `ebpf:"vh_sys_writev"`
@@ -274,12 +280,14 @@ func (m *vhostMaps) Close() error {
 //
 // It can be passed to loadVhostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vhostVariables struct {
+	PpDevSeen     *ebpf.Variable `ebpf:"pp_dev_seen"`
 	PpDstIp       *ebpf.Variable `ebpf:"pp_dst_ip"`
 	PpEchoKinds   *ebpf.Variable `ebpf:"pp_echo_kinds"`
 	PpIcmpId      *ebpf.Variable `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet   *ebpf.Variable `ebpf:"pp_icmp_id_set"`
 	PpIfindex     *ebpf.Variable `ebpf:"pp_ifindex"`
 	PpN_ifindex   *ebpf.Variable `ebpf:"pp_n_ifindex"`
+	PpNetDevs     *ebpf.Variable `ebpf:"pp_net_devs"`
 	PpNetns       *ebpf.Variable `ebpf:"pp_netns"`
 	PpOwnNet      *ebpf.Variable `ebpf:"pp_own_net"`
 	PpSrcIp       *ebpf.Variable `ebpf:"pp_src_ip"`
@@ -287,6 +295,7 @@ type vhostVariables struct {
 	UnusedVhEvent *ebpf.Variable `ebpf:"unused_vh_event"`
 	VhArm         *ebpf.Variable `ebpf:"vh_arm"`
 	VhArmNs       *ebpf.Variable `ebpf:"vh_arm_ns"`
+	VhN_tracked   *ebpf.Variable `ebpf:"vh_n_tracked"`
 	VhQemuTgid    *ebpf.Variable `ebpf:"vh_qemu_tgid"`
 	VhSysWrite    *ebpf.Variable `ebpf:"vh_sys_write"`
 	VhSysWritev   *ebpf.Variable `ebpf:"vh_sys_writev"`

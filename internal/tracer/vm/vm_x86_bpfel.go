@@ -60,12 +60,14 @@ const (
 	vmProgVmRawTpNetifReceiveSkb    = "vm_raw_tp_netif_receive_skb"
 	vmProgVmTpSysEnterSendmsg       = "vm_tp_sys_enter_sendmsg"
 	vmProgVmTpSysEnterSendto        = "vm_tp_sys_enter_sendto"
+	vmVarPpDevSeen                  = "pp_dev_seen"
 	vmVarPpDstIp                    = "pp_dst_ip"
 	vmVarPpEchoKinds                = "pp_echo_kinds"
 	vmVarPpIcmpId                   = "pp_icmp_id"
 	vmVarPpIcmpIdSet                = "pp_icmp_id_set"
 	vmVarPpIfindex                  = "pp_ifindex"
 	vmVarPpN_ifindex                = "pp_n_ifindex"
+	vmVarPpNetDevs                  = "pp_net_devs"
 	vmVarPpNetns                    = "pp_netns"
 	vmVarPpOwnNet                   = "pp_own_net"
 	vmVarPpSrcIp                    = "pp_src_ip"
@@ -147,12 +149,14 @@ type vmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vmVariableSpecs struct {
+	PpDevSeen       *ebpf.VariableSpec `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.VariableSpec `ebpf:"pp_echo_kinds"`
 	PpIcmpId        *ebpf.VariableSpec `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet     *ebpf.VariableSpec `ebpf:"pp_icmp_id_set"`
 	PpIfindex       *ebpf.VariableSpec `ebpf:"pp_ifindex"`
 	PpN_ifindex     *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
+	PpNetDevs       *ebpf.VariableSpec `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.VariableSpec `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.VariableSpec `ebpf:"pp_own_net"`
 	PpSrcIp         *ebpf.VariableSpec `ebpf:"pp_src_ip"`
@@ -199,12 +203,14 @@ func (m *vmMaps) Close() error {
 //
 // It can be passed to loadVmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vmVariables struct {
+	PpDevSeen       *ebpf.Variable `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.Variable `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.Variable `ebpf:"pp_echo_kinds"`
 	PpIcmpId        *ebpf.Variable `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet     *ebpf.Variable `ebpf:"pp_icmp_id_set"`
 	PpIfindex       *ebpf.Variable `ebpf:"pp_ifindex"`
 	PpN_ifindex     *ebpf.Variable `ebpf:"pp_n_ifindex"`
+	PpNetDevs       *ebpf.Variable `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.Variable `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.Variable `ebpf:"pp_own_net"`
 	PpSrcIp         *ebpf.Variable `ebpf:"pp_src_ip"`

@@ -1,0 +1,86 @@
+package orchestrate
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/record"
+)
+
+// pingOutput is what `ping -D -n -O -c 4` prints when the third reply is
+// missing; ident adds ping -v's "ident=N".
+func pingOutput(ident string) []string {
+	return []string{
+		"PING 198.18.2.1 (198.18.2.1) 56(84) bytes of data.",
+		"[1764200001.000100] 64 bytes from 198.18.2.1: icmp_seq=1 " + ident + "ttl=64 time=0.310 ms",
+		"[1764200001.100100] 64 bytes from 198.18.2.1: icmp_seq=2 " + ident + "ttl=64 time=0.290 ms",
+		"[1764200001.300100] no answer yet for icmp_seq=3",
+		"[1764200001.300200] 64 bytes from 198.18.2.1: icmp_seq=4 " + ident + "ttl=64 time=0.300 ms",
+		"",
+		"--- 198.18.2.1 ping statistics ---",
+		"4 packets transmitted, 3 received, 25% packet loss, time 300ms",
+	}
+}
+
+func TestPingTracker(t *testing.T) {
+	var tr pingTracker
+	for _, l := range pingOutput("") {
+		tr.line(l)
+	}
+	s := tr.stats
+	if s.Sent != 4 || s.Answered != 3 || !tr.summary || s.Min != 290*time.Microsecond || s.Max != 310*time.Microsecond || s.Last != 300*time.Microsecond {
+		t.Errorf("stats %+v summary %v", s, tr.summary)
+	}
+	if len(tr.replied) != 3 || tr.replied[3] || tr.ident != 0 {
+		t.Errorf("replied %v ident %d", tr.replied, tr.ident)
+	}
+}
+
+// TestPingICMPID: ping's id comes from its own output when it prints it,
+// else from the sender VM tracer's records that carry ping's sequence
+// numbers (another ping on the VM has other ones).
+func TestPingICMPID(t *testing.T) {
+	dir := t.TempDir()
+	stream := filepath.Join(dir, "vm.jsonl")
+	f, err := os.Create(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := record.NewWriter(f)
+	w.Write(&record.Header{Tool: record.ToolVM, Role: "tx", Clock: "CLOCK_MONOTONIC"})
+	for seq := uint16(1); seq <= 4; seq++ {
+		if seq != 3 {
+			w.Write(&record.Ping{ID: 4242, Seq: seq, Stages: map[string]uint64{"p1_start": 1}})
+		}
+		// Another ping on the VM, a few more records but other seqs.
+		w.Write(&record.Ping{ID: 7, Seq: 100 + seq, Stages: map[string]uint64{"p1_start": 1}})
+		w.Write(&record.Ping{ID: 7, Seq: 200 + seq, Stages: map[string]uint64{"p1_start": 1}})
+	}
+	w.Write(&record.Drop{ID: 4242, Seq: 3, Role: "tx", LastSeen: "p1_end"})
+	w.Write(&record.Trailer{ExitReason: "signal"})
+	f.Close()
+
+	feed := func(lines []string) *pingRun {
+		p := &pingRun{}
+		for _, l := range lines {
+			p.tracker.line(l)
+		}
+		return p
+	}
+	if id := feed(pingOutput("")).icmpID(stream); id != 4242 {
+		t.Errorf("id from the records: %d, want 4242", id)
+	}
+	if id := feed(pingOutput("ident=4243 ")).icmpID(stream); id != 4243 {
+		t.Errorf("id from ping -v's output: %d, want 4243", id)
+	}
+	if id := feed(pingOutput("")).icmpID(""); id != 0 {
+		t.Errorf("id without records: %d, want 0", id)
+	}
+	// Every reply lost: the drop records name the id.
+	lost := []string{"[1764200001.300100] no answer yet for icmp_seq=3", "3 packets transmitted, 0 received, 100% packet loss"}
+	if id := feed(lost).icmpID(stream); id != 4242 {
+		t.Errorf("id with every ping lost: %d, want 4242", id)
+	}
+}
