@@ -438,19 +438,24 @@ func TestSignificanceNeedsEffect(t *testing.T) {
 		}
 		return out
 	}
+	th := Thresholds{Alpha: Alpha, MinDeltaUS: 25, MinDeltaRel: 0.10}
 	for _, c := range []struct {
 		name       string
+		th         Thresholds
 		a, b       float64
 		wantSignif bool
 	}{
-		{"5 µs on 50 µs: below the absolute floor", 50, 55, false},
-		{"20 µs on 5 µs: a fourfold median, still below the absolute floor", 5, 25, false},
-		{"30 µs on 50 µs: above both floors", 50, 80, true},
-		{"20 µs on 300 µs: below 10 % of the median", 300, 320, false},
-		{"40 µs on 300 µs: above 10 %", 300, 340, true},
-		{"-40 µs on 340 µs: a fall counts too", 340, 300, true},
+		{"5 µs on 50 µs: below the absolute floor", th, 50, 55, false},
+		{"20 µs on 5 µs: a fivefold median, still below the absolute floor", th, 5, 25, false},
+		{"30 µs on 50 µs: above both floors", th, 50, 80, true},
+		{"30 µs on 50 µs with the default 50 µs floor", DefaultThresholds(), 50, 80, false},
+		{"20 µs on 300 µs: below 10 % of the median", th, 300, 320, false},
+		{"40 µs on 300 µs: above 10 %", th, 300, 340, true},
+		{"-40 µs on 340 µs: a fall counts too", th, 340, 300, true},
+		{"90 µs on 1000 µs: below 10 %", DefaultThresholds(), 1000, 1090, false},
+		{"150 µs on 1000 µs", DefaultThresholds(), 1000, 1150, true},
 	} {
-		d := delta(sample(c.a), sample(c.b))
+		d := delta(sample(c.a), sample(c.b), c.th)
 		if d.PValue == nil || *d.PValue >= Alpha {
 			t.Fatalf("%s: p %v, want < %v (the test must be about the effect floor)", c.name, d.PValue, Alpha)
 		}
@@ -458,8 +463,8 @@ func TestSignificanceNeedsEffect(t *testing.T) {
 			t.Errorf("%s: significant=%v (Δp50 %.1f, floor %.1f), want %v", c.name, d.Signif, d.DP50, d.MinEffectUS, c.wantSignif)
 		}
 	}
-	if th := CompareThresholds(); th.MinDeltaUS != MinEffectUS || th.MinDeltaRel != MinEffectRel || th.Alpha != Alpha {
-		t.Errorf("thresholds %+v", th)
+	if c := Compare(&Result{}, &Result{}); c.Thresholds.MinDeltaUS != MinEffectUS || c.Thresholds.MinDeltaRel != MinEffectRel || c.Thresholds.Rule == "" {
+		t.Errorf("compare's thresholds %+v", c.Thresholds)
 	}
 }
 

@@ -14,11 +14,12 @@ const Alpha = 0.05
 // A change is significant only if it is also large enough to matter: with
 // a hundred pings a side the U test gives p < 0.05 for median shifts of a
 // few µs that two runs with identical settings show (another CPU, another
-// moment's cache state; up to 21 µs between such runs in the lab). |Δp50|
-// must reach MinEffectUS and MinEffectRel of the larger of the two medians
-// (docs/analysis.md, "Compare", explains the choice).
+// moment's cache state; up to 43 µs between such runs in the lab under
+// load). By default |Δp50| must reach MinEffectUS and MinEffectRel of the
+// larger of the two medians (docs/analysis.md, "Compare", explains the
+// choice); `pingpath compare --min-effect` changes them.
 const (
-	MinEffectUS  = 25.0
+	MinEffectUS  = 50.0
 	MinEffectRel = 0.10
 )
 
@@ -31,15 +32,16 @@ type Thresholds struct {
 	Rule        string  `json:"rule"`
 }
 
-// CompareThresholds returns the thresholds compare applies.
-func CompareThresholds() Thresholds {
-	return Thresholds{Alpha: Alpha, MinDeltaUS: MinEffectUS, MinDeltaRel: MinEffectRel,
-		Rule: "p_value < alpha and |delta_p50_us| >= max(min_delta_p50_us, min_delta_p50_rel * max(|a_p50_us|, |b_p50_us|))"}
+// DefaultThresholds returns the thresholds Compare applies.
+func DefaultThresholds() Thresholds {
+	return Thresholds{Alpha: Alpha, MinDeltaUS: MinEffectUS, MinDeltaRel: MinEffectRel}
 }
 
+const thresholdRule = "p_value < alpha and |delta_p50_us| >= max(min_delta_p50_us, min_delta_p50_rel * max(|a_p50_us|, |b_p50_us|))"
+
 // minEffect is the smallest |Δp50| that counts for medians a and b.
-func minEffect(a, b float64) float64 {
-	return max(MinEffectUS, MinEffectRel*max(math.Abs(a), math.Abs(b)))
+func (th Thresholds) minEffect(a, b float64) float64 {
+	return max(th.MinDeltaUS, th.MinDeltaRel*max(math.Abs(a), math.Abs(b)))
 }
 
 // Delta compares one series between run A and run B.
@@ -127,10 +129,10 @@ func (r *Result) layerValues(segs []int) []float64 {
 	return out
 }
 
-func delta(a, b []float64) Delta {
+func delta(a, b []float64, th Thresholds) Delta {
 	sa, sb := SummarizeUS(append([]float64(nil), a...)), SummarizeUS(append([]float64(nil), b...))
 	d := Delta{AP50: sa.P50, BP50: sb.P50, AN: sa.N, BN: sb.N, AMean: sa.Mean, BMean: sb.Mean,
-		MinEffectUS: round3(minEffect(sa.P50, sb.P50))}
+		MinEffectUS: round3(th.minEffect(sa.P50, sb.P50))}
 	if sa.N > 0 && sb.N > 0 {
 		d.DP50, d.DMean = round3(sb.P50-sa.P50), round3(sb.Mean-sa.Mean)
 	}
@@ -144,18 +146,23 @@ func delta(a, b []float64) Delta {
 	default:
 		p = math.Round(p*1e6) / 1e6
 		d.PValue = &p
-		d.Signif = p < Alpha && math.Abs(d.DP50) >= d.MinEffectUS
+		d.Signif = p < th.Alpha && math.Abs(d.DP50) >= d.MinEffectUS
 	}
 	return d
 }
 
-// Compare compares run A (baseline) with run B.
-func Compare(a, b *Result) *Comparison {
-	c := &Comparison{A: a, B: b, Segments: map[string]Delta{}, Thresholds: CompareThresholds()}
-	c.RTT = delta(a.values(ValRTT), b.values(ValRTT))
+// Compare compares run A (baseline) with run B with the default thresholds.
+func Compare(a, b *Result) *Comparison { return CompareWith(a, b, DefaultThresholds()) }
+
+// CompareWith compares run A (baseline) with run B; th decides what is
+// significant.
+func CompareWith(a, b *Result, th Thresholds) *Comparison {
+	th.Rule = thresholdRule
+	c := &Comparison{A: a, B: b, Segments: map[string]Delta{}, Thresholds: th}
+	c.RTT = delta(a.values(ValRTT), b.values(ValRTT), th)
 	if c.RTT.AN == 0 || c.RTT.BN == 0 {
 		// Without a sender VM RTT, ping's own RTT is the RTT.
-		if pr := delta(a.values(ValPingRTT), b.values(ValPingRTT)); pr.AN > 0 && pr.BN > 0 {
+		if pr := delta(a.values(ValPingRTT), b.values(ValPingRTT), th); pr.AN > 0 && pr.BN > 0 {
 			c.RTT = pr
 			c.RTT.Comment = "ping's own RTT (no sender VM RTT on one side)"
 		}
@@ -166,11 +173,11 @@ func Compare(a, b *Result) *Comparison {
 	}
 	keys = append(keys, ValResidS, ValResidR)
 	for _, v := range keys {
-		c.Segments[ValueNames[v]] = delta(a.values(v), b.values(v))
+		c.Segments[ValueNames[v]] = delta(a.values(v), b.values(v), th)
 		c.Order = append(c.Order, ValueNames[v])
 	}
 	for k, l := range layerDefs {
-		ld := LayerDelta{Name: l.name, Delta: delta(a.layerValues(l.segs), b.layerValues(l.segs))}
+		ld := LayerDelta{Name: l.name, Delta: delta(a.layerValues(l.segs), b.layerValues(l.segs), th)}
 		if k < len(a.Layers) {
 			ld.AMean, ld.AShare = a.Layers[k].MeanUS, a.Layers[k].Share
 		}

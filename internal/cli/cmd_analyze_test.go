@@ -73,4 +73,16 @@ func TestCompareCommand(t *testing.T) {
 	if !strings.Contains(stdout.String(), "CJ") {
 		t.Errorf("summary:\n%s", stdout.String())
 	}
+	// --min-effect reaches compare.json.
+	out2 := t.TempDir()
+	code = Main(context.Background(), []string{"compare", anchorRun("measurement-20260204-180934"),
+		anchorRun("measurement-20260206-160003"), "-o", out2, "--min-effect", "10us", "--min-effect-rel", "0.05"}, &stdout, &stderr)
+	b, _ = os.ReadFile(filepath.Join(out2, "compare.json"))
+	if code != ExitOK || !bytes.Contains(b, []byte(`"min_delta_p50_us": 10,`)) || !bytes.Contains(b, []byte(`"min_delta_p50_rel": 0.05,`)) {
+		t.Errorf("--min-effect 10us: exit %d, compare.json %.400s", code, b)
+	}
+	if code := Main(context.Background(), []string{"compare", anchorRun("measurement-20260204-180934"),
+		anchorRun("measurement-20260206-160003"), "-o", t.TempDir(), "--min-effect", "-1us"}, &stdout, &stderr); code != ExitUsage {
+		t.Errorf("negative --min-effect: exit %d, %s", code, stderr.String())
+	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -11,14 +12,20 @@ import (
 
 func newCompareCommand() *cobra.Command {
 	var out string
+	var minEffect time.Duration
+	th := analyze.DefaultThresholds()
 	cmd := &cobra.Command{
 		Use:   "compare A B",
 		Short: "Compare two runs per segment and layer; write compare.{md,html,json}",
 		Long: `compare analyses two run directories (A is the baseline) and reports, per
-segment and per layer, the change of the median with a Mann–Whitney U test
-(significant: p < 0.05 and a shift of at least max(25 µs, 10 % of the
-median), so that run-to-run noise is not flagged), the mean RTT change attributed to segments, and the environment differences
-found in the two manifests. Output goes to OUT (default: B).`,
+segment and per layer, the change of the median with a Mann–Whitney U test,
+the mean RTT change attributed to segments, and the environment differences
+found in the two manifests. Output goes to OUT (default: B).
+
+A change is significant when p < 0.05 and the medians differ by at least
+max(--min-effect, --min-effect-rel × the larger median): two runs with the same
+settings differ by tens of µs on a busy machine, and with a hundred pings a
+side the test alone calls such shifts significant.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var res [2]*analyze.Result
@@ -29,7 +36,11 @@ found in the two manifests. Output goes to OUT (default: B).`,
 				}
 				res[i] = r
 			}
-			c := analyze.Compare(res[0], res[1])
+			if minEffect < 0 || th.MinDeltaRel < 0 {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--min-effect and --min-effect-rel must not be negative")}
+			}
+			th.MinDeltaUS = float64(minEffect) / float64(time.Microsecond)
+			c := analyze.CompareWith(res[0], res[1], th)
 			dir := out
 			if dir == "" {
 				dir = args[1]
@@ -49,5 +60,9 @@ found in the two manifests. Output goes to OUT (default: B).`,
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "directory for the reports (default: B)")
+	cmd.Flags().DurationVar(&minEffect, "min-effect", time.Duration(analyze.MinEffectUS*float64(time.Microsecond)),
+		"smallest median change that can be significant")
+	cmd.Flags().Float64Var(&th.MinDeltaRel, "min-effect-rel", analyze.MinEffectRel,
+		"smallest median change that can be significant, as a fraction of the larger median")
 	return cmd
 }

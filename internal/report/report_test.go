@@ -228,8 +228,8 @@ func TestHTMLInChromium(t *testing.T) {
 	var doc struct {
 		Sig analyze.Thresholds `json:"significance"`
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "compare.json")); err != nil || json.Unmarshal(b, &doc) != nil || doc.Sig != analyze.CompareThresholds() {
-		t.Errorf("compare.json significance %+v, want %+v (%v)", doc.Sig, analyze.CompareThresholds(), err)
+	if b, err := os.ReadFile(filepath.Join(dir, "compare.json")); err != nil || json.Unmarshal(b, &doc) != nil || doc.Sig != c.Thresholds || doc.Sig.MinDeltaUS != analyze.MinEffectUS {
+		t.Errorf("compare.json significance %+v, want %+v (%v)", doc.Sig, c.Thresholds, err)
 	}
 }
 

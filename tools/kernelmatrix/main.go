@@ -12,7 +12,9 @@
 // Every top-level test's outcome is recorded: PASS, SKIP with the test's own
 // reason, FAIL with the first lines of its output. A package whose binary
 // failed without a failing test (panic, VM crash, timeout) is a FAIL of the
-// whole package. The exit status is 1 when anything failed.
+// whole package. A guest kernel that dies without reporting a status is
+// booted once more, and the cells of that job say "retried" with the crash
+// in the notes. The exit status is 1 when anything failed.
 package main
 
 import (
@@ -48,6 +50,7 @@ func run() int {
 	flag.IntVar(&o.jobs, "j", 2, "VMs run at the same time (tests mostly wait on packets and timers, so 2 VMs on 2 cores finish the matrix about a third sooner than 1)")
 	flag.IntVar(&o.cpus, "cpus", 2, "vCPUs per VM")
 	flag.BoolVar(&o.verbose, "v", false, "print every test's output")
+	flag.StringVar(&o.kernelArgs, "kernel-args", "", "extra guest kernel command line (debugging)")
 	flag.Parse()
 	o.patterns = flag.Args()
 	if len(o.patterns) == 0 {
@@ -89,6 +92,7 @@ func run() int {
 
 type options struct {
 	kernels, rungs, run, doc, work string
+	kernelArgs                     string
 	runRE                          *regexp.Regexp
 	patterns                       []string
 	testTimeout                    time.Duration

@@ -3,7 +3,6 @@ package host
 import (
 	"bufio"
 	"context"
-	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -92,15 +91,7 @@ func BenchmarkBPFCost(b *testing.B) {
 	tp := newTopo(b, topoOptions{})
 	pingAll(b, tp.vmA, tp.dst, 1, 1)
 	defer tracertest.EnableStats(b).Close()
-	floodFor := func(d time.Duration) int {
-		ctx, cancel := context.WithTimeout(context.Background(), d)
-		defer cancel()
-		n, err := tp.vmA.UDPFlood(ctx, netip.AddrPortFrom(tp.dst, 9), 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return n
-	}
+	floodFor := func(d time.Duration) int { return tracertest.FloodFor(b, tp.vmA, tp.dst, d) }
 	for i := 0; i < b.N; i++ {
 		base := floodFor(time.Second)
 		rt := startTracer(b, tp.hostA, Config{SrcIP: tp.src, DstIP: tp.dst})

@@ -27,7 +27,9 @@ func TestTraceCraftedFrames(t *testing.T) {
 	testenv.RequireRoot(t)
 	tp := newTopo(t, topoOptions{})
 	src, dst := netip.MustParseAddr("10.88.0.1"), netip.MustParseAddr("10.88.0.2")
-	tr := startTracer(t, tp.hostA, Config{SrcIP: src, DstIP: dst})
+	// A long --timeout: under load the test may inject a reply later than
+	// the default would wait for it.
+	tr := startTracer(t, tp.hostA, Config{SrcIP: src, DstIP: dst, Timeout: 10 * time.Second})
 	wire, vm := ifindex(t, tp.hostB.ns, tp.hostB.phy), ifindex(t, tp.vmA, "")
 
 	const id = 900
@@ -62,7 +64,8 @@ func TestTraceCraftedFrames(t *testing.T) {
 	for _, f := range noise {
 		inject(t, tp.hostB.ns, wire, f)
 	}
-	time.Sleep(50 * time.Millisecond)
+	tr.WaitPings(t, len(cases), 10*time.Second)
+	time.Sleep(50 * time.Millisecond) // the noise, which gives no record
 	s := tr.Stop(t)
 	got := map[uint16]record.Ping{}
 	for _, p := range s.Pings {
@@ -244,14 +247,14 @@ func TestTraceReplyOnOtherPhy(t *testing.T) {
 		t.Fatal(err)
 	}
 	src, dst := netip.MustParseAddr("10.88.0.1"), netip.MustParseAddr("10.88.0.2")
-	tr := startTracer(t, tp.hostA, Config{SrcIP: src, DstIP: dst, PhyInterfaces: []string{tp.hostA.phy, p2.Name}})
+	tr := startTracer(t, tp.hostA, Config{SrcIP: src, DstIP: dst, PhyInterfaces: []string{tp.hostA.phy, p2.Name}, Timeout: 10 * time.Second})
 	macSender := []byte{0x02, 0, 0, 0, 0x89, 1}
 	macUnknown := []byte{0x02, 0, 0, 0, 0x89, 2}
 	vm := ifindex(t, tp.vmA, "")
 	inject(t, tp.vmA, vm, frameMAC(macUnknown, macSender, nil, ipICMP(src, dst, true, 901, 1, 0)))
 	time.Sleep(20 * time.Millisecond)
 	inject(t, sw, p2peer.Index, frameMAC(macSender, macUnknown, nil, ipICMP(src, dst, false, 901, 1, 0)))
-	time.Sleep(50 * time.Millisecond)
+	tr.WaitPings(t, 1, 10*time.Second)
 	s := tr.Stop(t)
 	if len(s.Pings) != 1 || len(s.Drops) != 0 {
 		t.Fatalf("got %d pings %d drops, want 1/0: %+v", len(s.Pings), len(s.Drops), s.Pings)

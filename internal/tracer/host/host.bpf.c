@@ -238,11 +238,19 @@ static __always_inline void inflight_done(struct pp_pkt *pkt)
 		__sync_fetch_and_add(&host_n_inflight, -1);
 }
 
+/* Kernels before 6.2 mark a tag in metadata with a vlan_present bit (no vlan_all). */
+struct sk_buff___vlan_present {
+	__u8 vlan_present : 1;
+} __attribute__((preserve_access_index));
+
 /* skb_vlan_flag notes a VLAN tag the driver or 8021q moved into metadata. */
 static __always_inline __u8 skb_vlan_flag(struct sk_buff *skb)
 {
-	if (bpf_core_field_exists(skb->vlan_all) && BPF_CORE_READ(skb, vlan_all))
-		return ENCAP_VLAN;
+	if (bpf_core_field_exists(skb->vlan_all))
+		return BPF_CORE_READ(skb, vlan_all) ? ENCAP_VLAN : 0;
+	struct sk_buff___vlan_present *old = (void *)skb;
+	if (bpf_core_field_exists(old->vlan_present))
+		return BPF_CORE_READ_BITFIELD_PROBED(old, vlan_present) ? ENCAP_VLAN : 0;
 	return 0;
 }
 

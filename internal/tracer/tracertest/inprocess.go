@@ -172,3 +172,22 @@ func ReadStream(t testing.TB, b []byte) *record.Stream {
 	}
 	return s
 }
+
+// WaitPings waits until the stream holds at least n ping records (a record
+// is written once a ping is complete), so that a test stops the tracer
+// after its packets, not after a guessed sleep.
+func (rt *Tracer) WaitPings(t testing.TB, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := bytes.Count(rt.out.Bytes(), []byte(`"type":"ping"`))
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("%d of %d ping records after %v", got, n, timeout)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,8 +1,10 @@
 package tracertest
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/testenv"
 )
 
@@ -96,4 +99,17 @@ func (s Stats) Report(b *testing.B, phase string) {
 		b.Logf("%-9s %-16s runs=%-8d %.0f ns/run", phase, n, d.Runs, d.PerRun())
 		b.ReportMetric(d.PerRun(), "ns/run-"+phase+"-"+n)
 	}
+}
+
+// FloodFor sends unrelated UDP from ns to dst:9 for d as fast as a Go
+// sender goes (nettest.Netns.UDPFlood) and returns how many datagrams left.
+func FloodFor(t testing.TB, ns *nettest.Netns, dst netip.Addr, d time.Duration) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	n, err := ns.UDPFlood(ctx, netip.AddrPortFrom(dst, 9), 0)
+	if err != nil {
+		t.Fatalf("UDP flood from %s: %v", ns.Name, err)
+	}
+	return n
 }

@@ -2,7 +2,6 @@ package vhost
 
 import (
 	"context"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -19,15 +18,7 @@ import (
 func BenchmarkTapLinkBPFCost(b *testing.B) {
 	l := newTapLink(b)
 	defer tracertest.EnableStats(b).Close()
-	flood := func(d time.Duration) int {
-		ctx, cancel := context.WithTimeout(context.Background(), d)
-		defer cancel()
-		n, err := l.host.UDPFlood(ctx, netip.AddrPortFrom(l.vmIP, 9), 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return n
-	}
+	flood := func(d time.Duration) int { return tracertest.FloodFor(b, l.host, l.vmIP, d) }
 	// 5000 pings/s: high for ping, within what the Go relay forwards
 	// without dropping on this 2-core machine.
 	pingFlood := func(count int, id uint16) (int, time.Duration) {
