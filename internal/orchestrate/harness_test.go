@@ -97,42 +97,40 @@ func (f *fakeEnv) runOptions(t *testing.T) RunOptions {
 	}
 }
 
-// tracerArgs returns the recorded argv of every fake tracer started.
-func (f *fakeEnv) tracerArgs(t *testing.T) map[string][]string {
+// argsFiles returns the trimmed contents of the fake tracers' records in
+// argsDir by the name's first dot-separated part: the ".start" files
+// (start times) or the others (argv).
+func (f *fakeEnv) argsFiles(t *testing.T, starts bool) map[string][]string {
 	ents, err := os.ReadDir(f.argsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string][]string{}
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".start") {
+		if strings.HasSuffix(e.Name(), ".start") != starts {
 			continue
 		}
 		b, _ := os.ReadFile(filepath.Join(f.argsDir, e.Name()))
-		tool := strings.SplitN(e.Name(), ".", 2)[0]
-		out[tool] = append(out[tool], strings.TrimSpace(string(b)))
+		key := strings.SplitN(e.Name(), ".", 2)[0]
+		out[key] = append(out[key], strings.TrimSpace(string(b)))
 	}
 	return out
 }
 
+// tracerArgs returns the recorded argv of every fake tracer started.
+func (f *fakeEnv) tracerArgs(t *testing.T) map[string][]string { return f.argsFiles(t, false) }
+
 // startTimes returns when each role's tracers began (Unix ns), by role.
 func (f *fakeEnv) startTimes(t *testing.T) map[string][]int64 {
-	ents, err := os.ReadDir(f.argsDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]int64{}
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".start") {
-			continue
+	for role, vs := range f.argsFiles(t, true) {
+		for _, v := range vs {
+			ns, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[role] = append(out[role], ns)
 		}
-		b, _ := os.ReadFile(filepath.Join(f.argsDir, e.Name()))
-		ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		role := strings.SplitN(e.Name(), ".", 2)[0]
-		out[role] = append(out[role], ns)
 	}
 	return out
 }

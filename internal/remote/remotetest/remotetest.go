@@ -355,7 +355,6 @@ func (s *Server) start(ch ssh.Channel, line string, exited chan struct{}) *exec.
 	s.execs = append(s.execs, line)
 	s.mu.Unlock()
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "DEBUGSTART %q: %v\n", line, err)
 		return nil
 	}
 	s.mu.Lock()
