@@ -169,7 +169,9 @@ func VethVLAN(t testing.TB, a *Netns, addrA netip.Prefix, b *Netns, addrB netip.
 func CreateVeth(a *Netns, addrA netip.Prefix, b *Netns, addrB netip.Prefix, vid int) (*Link, *Link, error) {
 	nameA, nameB := UniqueName("va"), UniqueName("vb")
 	err := a.Do(func() error {
-		peerNS, err := netlink.NewHandleAt(b.handle)
+		// Only NETLINK_ROUTE: by default a handle opens every family, and
+		// the XFRM and netfilter ones load modules the guest may lack.
+		peerNS, err := netlink.NewHandleAt(b.handle, unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
 		}

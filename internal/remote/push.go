@@ -36,29 +36,29 @@ func Push(ctx context.Context, t Transport, local, sum, remoteDir, name string) 
 	}
 	dst := PushedPath(remoteDir, name, sum)
 	res := &PushResult{Path: dst, SHA256: sum}
-	if r, err := t.Run(ctx, Command{Args: []string{"test", "-f", dst, "-a", "-x", dst}}); err == nil && r.ExitCode == 0 {
+	// One command looks for the copy and, when it is not there, creates
+	// the directory; one more verifies the upload and renames it: every
+	// command costs a round trip and a login shell on the node.
+	r, err := t.Run(ctx, Command{Args: []string{"sh", "-c", pushPrepareScript, "sh", dst, remoteDir}})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("creating %s: %w", remoteDir, err)
+	case r.ExitCode != 0:
+		return nil, fmt.Errorf("creating %s: %s", remoteDir, bytes.TrimSpace(r.Stderr))
+	case strings.TrimSpace(string(r.Stdout)) == "present":
 		res.Skipped = true
 		return res, nil
-	}
-	mk, err := t.Run(ctx, Command{Args: []string{"mkdir", "-p", "-m", "0700", remoteDir}})
-	if err != nil {
-		return nil, fmt.Errorf("creating %s: %w", remoteDir, err)
-	}
-	if mk.ExitCode != 0 {
-		return nil, fmt.Errorf("creating %s: %s", remoteDir, bytes.TrimSpace(mk.Stderr))
 	}
 	tmp := path.Join(remoteDir, "."+name+".upload-"+randomSuffix())
 	if err := t.Upload(ctx, local, tmp, 0o755); err != nil {
 		return nil, err
 	}
-	got, err := RemoteSHA256(ctx, t, tmp)
-	if err == nil && got != sum {
-		err = fmt.Errorf("checksum %s, want %s (upload corrupted)", got, sum)
-	}
-	if err == nil {
-		var r *Result
-		if r, err = t.Run(ctx, Command{Args: []string{"mv", "-f", tmp, dst}}); err == nil && r.ExitCode != 0 {
-			err = fmt.Errorf("mv: %s", bytes.TrimSpace(r.Stderr))
+	r, err = t.Run(ctx, Command{Args: []string{"sh", "-c", pushVerifyScript, "sh", tmp, sum, dst}})
+	if err == nil && r.ExitCode != 0 {
+		if got := strings.TrimSpace(string(r.Stdout)); r.ExitCode == 3 && got != "" {
+			err = fmt.Errorf("checksum %s, want %s (upload corrupted)", got, sum)
+		} else {
+			err = fmt.Errorf("exit %d: %s", r.ExitCode, bytes.TrimSpace(r.Stderr))
 		}
 	}
 	if err != nil {
@@ -67,6 +67,18 @@ func Push(ctx context.Context, t Transport, local, sum, remoteDir, name string) 
 	}
 	return res, nil
 }
+
+// pushPrepareScript ($1 the pushed path, $2 its directory) prints
+// "present" when the verified copy is there, else creates the directory.
+const pushPrepareScript = `if [ -f "$1" ] && [ -x "$1" ]; then echo present; else mkdir -p -m 0700 "$2"; fi`
+
+// pushVerifyScript ($1 the upload, $2 the expected SHA-256, $3 the final
+// name) renames the upload into place if its checksum is right; otherwise
+// it prints the checksum found and exits 3.
+const pushVerifyScript = `s=$(sha256sum -- "$1") || exit 2
+s=${s%% *}
+if [ "$s" != "$2" ]; then echo "$s"; exit 3; fi
+mv -f -- "$1" "$3"`
 
 // PushedPath is where Push puts a file with checksum sum.
 func PushedPath(remoteDir, name, sum string) string {
@@ -91,20 +103,4 @@ func FileSHA256(file string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// RemoteSHA256 runs sha256sum on the node.
-func RemoteSHA256(ctx context.Context, t Transport, file string) (string, error) {
-	res, err := t.Run(ctx, Command{Args: []string{"sha256sum", "--", file}})
-	if err != nil {
-		return "", err
-	}
-	if res.ExitCode != 0 {
-		return "", fmt.Errorf("sha256sum %s: %s", file, bytes.TrimSpace(res.Stderr))
-	}
-	f := strings.Fields(string(res.Stdout))
-	if len(f) == 0 || len(f[0]) != 64 {
-		return "", fmt.Errorf("sha256sum %s: unexpected output %q", file, res.Stdout)
-	}
-	return f[0], nil
 }

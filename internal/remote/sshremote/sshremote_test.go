@@ -282,3 +282,33 @@ func TestJumpHost(t *testing.T) {
 		t.Fatalf("ran on the wrong server: target %v jump %v", target.Execs(), jump.Execs())
 	}
 }
+
+// corruptingUpload uploads other content than asked, like a link that
+// damages the copy.
+type corruptingUpload struct {
+	*Client
+	other string
+}
+
+func (c corruptingUpload) Upload(ctx context.Context, _, remotePath string, mode os.FileMode) error {
+	return c.Client.Upload(ctx, c.other, remotePath, mode)
+}
+
+// TestPushRefusesCorruptUpload: a copy whose checksum is wrong never gets
+// the content-addressed name, and the upload is removed.
+func TestPushRefusesCorruptUpload(t *testing.T) {
+	srv := remotetest.New(t, remotetest.Options{})
+	c := dial(t, srv)
+	tmp := t.TempDir()
+	local, other := filepath.Join(tmp, "bin"), filepath.Join(tmp, "other")
+	os.WriteFile(local, []byte("#!/bin/sh\necho hi\n"), 0o755)
+	os.WriteFile(other, []byte("#!/bin/sh\necho damaged\n"), 0o755)
+	dir := filepath.Join(t.TempDir(), "remote")
+	_, err := remote.Push(context.Background(), corruptingUpload{c, other}, local, "", dir, "pingpath")
+	if err == nil || !strings.Contains(err.Error(), "upload corrupted") {
+		t.Fatalf("corrupt upload: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("remote dir holds %d files after a refused upload, want none", len(ents))
+	}
+}

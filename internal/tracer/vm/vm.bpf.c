@@ -47,7 +47,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * no location check.
  */
 #define VM_FREE_FUNCS 2
-/* consume_skb passes its location only since 6.3; older: no location check. */
+/* consume_skb passes its location only since 6.3; older: owner check instead. */
 const volatile __u8 vm_consume_has_loc = 1;
 const volatile __u64 vm_free_start[VM_FREE_FUNCS] = {};
 const volatile __u64 vm_free_end[VM_FREE_FUNCS] = {};
@@ -108,11 +108,12 @@ int vm_raw_tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
  * freed at the end of ICMP processing. Depending on the kernel and on who
  * listens (ping socket, raw sockets only), the original reply is consumed or
  * freed (reason NO_SOCKET) in icmp_rcv or ping_rcv, so both tracepoints are
- * needed; the location check keeps out the clones that sockets free later
- * in recvmsg.
+ * needed; the location check (without one: the owner, below) keeps out the
+ * clones that sockets free later in recvmsg.
  */
 static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *ctx, int has_loc)
 {
+	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	if (has_loc && vm_free_end[0]) {
 		__u64 loc = ctx->args[1];
 		int in = 0;
@@ -122,8 +123,13 @@ static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *
 				in = 1;
 		if (!in)
 			return 0;
+	} else if (!skb || BPF_CORE_READ(skb, sk)) {
+		/* No location (consume_skb before 6.3): ip_rcv orphaned the reply,
+		 * while the clones a ping or raw socket queued are owned by it
+		 * until recvmsg frees them, so an owned skb is not ICMP's free. */
+		return 0;
 	}
-	return pp_on_skb((struct sk_buff *)ctx->args[0], VM_HOOK_CONSUME, 0);
+	return pp_on_skb(skb, VM_HOOK_CONSUME, 0);
 }
 
 SEC("raw_tracepoint")

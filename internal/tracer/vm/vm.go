@@ -261,8 +261,8 @@ func (t *Tracer) Spec(choices []tracer.Choice) (*ebpf.CollectionSpec, error) {
 		for i, fn := range freeFuncs {
 			sym := syms[fn]
 			if starts[i], ends[i] = sym.Start, sym.End; sym.Start == 0 || sym.End == 0 {
-				// Without ranges every free of a matching reply counts; the
-				// correlator keeps the first, which is ICMP's in practice.
+				// Without ranges the owner check in vm_freed_in_icmp_rcv
+				// keeps out the sockets' clones, as before 6.3.
 				return spec, nil
 			}
 		}

@@ -22,11 +22,13 @@ import (
 
 // DefaultModules are the modules every guest loads, with their
 // dependencies: what the tracer tests build their topologies from (veth,
-// bridge, 8021q, vxlan, dummy), the vhost-net path (tun, tap, vhost_net), and the
-// netlink families vishvananda/netlink opens by default (xfrm_user,
-// nfnetlink). A host loads the last two on demand through /sbin/modprobe;
-// the guest carries only these modules, so it cannot.
-var DefaultModules = []string{"veth", "bridge", "8021q", "vxlan", "dummy", "tun", "tap", "vhost_net", "xfrm_user", "nfnetlink"}
+// bridge, 8021q, vxlan, dummy) and the vhost-net path (tun, tap, vhost_net).
+// The guest carries only these modules and cannot load others on demand, so
+// test code opens netlink handles for NETLINK_ROUTE only: a default
+// vishvananda/netlink handle also opens XFRM and netfilter sockets, which
+// need xfrm_user and nfnetlink (add them with PINGPATH_VM_MODULES if a test
+// ever needs those families).
+var DefaultModules = []string{"veth", "bridge", "8021q", "vxlan", "dummy", "tun", "tap", "vhost_net"}
 
 // Kernel is one kernel unpacked by scripts/kernels.sh.
 type Kernel struct {
