@@ -53,11 +53,13 @@ func (l *Lab) Down(ctx context.Context) error {
 	// 3. Root links: the management veths (deleting the root end deletes
 	// the node's end with it) and the bridge. Done before the namespaces,
 	// whose links the kernel destroys asynchronously, so that no root link
-	// outlives Down.
+	// outlives Down. A link of the same name that is not marked as ours
+	// belongs to a lab that took our index after we were gone (Down run
+	// twice, say by a test and its cleanup): leave it alone.
 	for _, name := range l.RootLinks() {
 		link, err := netlink.LinkByName(name)
-		if err != nil {
-			continue // gone
+		if err != nil || !l.ownsRootLink(link) {
+			continue // gone, or another lab's
 		}
 		// ENODEV: removed meanwhile.
 		if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
@@ -89,4 +91,12 @@ func (l *Lab) Down(ctx context.Context) error {
 		return fmt.Errorf("tearing down lab %s: %w", l.Name, errors.Join(errs...))
 	}
 	return nil
+}
+
+// ownsRootLink reports whether a root-namespace link with this name was
+// made by this lab rather than by a later lab with the same index. A lab
+// from a lab.json without an ID (written before IDs existed) owns links by
+// name alone.
+func (l *Lab) ownsRootLink(link netlink.Link) bool {
+	return l.ID == "" || link.Attrs().Alias == l.RootAlias()
 }

@@ -83,6 +83,11 @@ type Lab struct {
 	Name  string `json:"name"`
 	Dir   string `json:"dir"`
 	Index int    `json:"index"` // picks the management subnet and root link names
+	// ID is random and unique to this lab instance. Its root links carry
+	// it in their alias (RootAlias), so Down deletes only links this lab
+	// made: after a lab is down, another lab may reuse its index and with
+	// it the same root link names.
+	ID    string `json:"id,omitempty"`
 	State string `json:"state"`
 
 	VMLink      string        `json:"vm_link"`
@@ -163,6 +168,10 @@ func (l *Lab) RootLinks() []string {
 	}
 	return append(out, l.MgmtBridge)
 }
+
+// RootAlias is the interface alias of the lab's root-namespace links; it
+// marks them as this lab's (see ID).
+func (l *Lab) RootAlias() string { return "pingpath-lab " + l.Name + " " + l.ID }
 
 // path returns a file in the lab directory.
 func (l *Lab) path(elem ...string) string {

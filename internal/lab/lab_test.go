@@ -273,7 +273,11 @@ func TestWire(t *testing.T) {
 		if st.received != 10 || st.min < 4*time.Millisecond {
 			t.Fatalf("2ms each way: want 10 answers with RTT >= 4ms:\n%s", out)
 		}
-		if st.min > 6*time.Millisecond {
+		// The lower bound is the relay's promise; the upper one only
+		// catches a grossly wrong delay, since a loaded machine (go test
+		// runs packages in parallel) adds scheduling latency to every ping.
+		t.Logf("2ms each way: min RTT %s", st.min)
+		if st.min >= 14*time.Millisecond {
 			t.Errorf("2ms each way: min RTT %s, want close to 4ms", st.min)
 		}
 	})

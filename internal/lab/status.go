@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// statusTimeout bounds Status's dial and banner read per node. sshd on a
+// lab bridge answers in milliseconds, but on a loaded machine (parallel test
+// packages, a kernel matrix) a second has not always been enough.
+const statusTimeout = 3 * time.Second
+
 // NodeStatus is what Status found for one node.
 type NodeStatus struct {
 	Node      string
@@ -32,7 +37,7 @@ func (l *Lab) Status(ctx context.Context) ([]NodeStatus, map[string]int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			banner, err := sshBanner(ctx, n.MgmtIP, time.Second)
+			banner, err := sshBanner(ctx, n.MgmtIP, statusTimeout)
 			if err != nil {
 				out[i].Err = err.Error()
 				return

@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -175,11 +177,18 @@ func addrAt(p netip.Prefix, off uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
+// newID returns a random lab ID (see Lab.ID).
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // plan fills in the lab's description for a given management index.
 func plan(o *Options, dir string, index int) *Lab {
 	mgmt := netip.PrefixFrom(addrAt(o.MgmtPool, uint32(index)<<8), 24)
 	l := &Lab{
-		Name: o.Name, Dir: dir, Index: index, State: StateBuilding,
+		Name: o.Name, Dir: dir, Index: index, ID: newID(), State: StateBuilding,
 		VMLink: o.VMLink, Wire: o.Wire,
 		WireDelay: o.WireDelay, WireJitter: o.WireJitter, WireLoss: o.WireLoss, WireSeed: o.WireSeed,
 		DataNet: o.DataNet, MgmtNet: mgmt, MgmtGateway: addrAt(mgmt, 254),
@@ -348,7 +357,7 @@ func usedMgmtIndexes(pool netip.Prefix) (map[int]bool, error) {
 }
 
 func (l *Lab) createMgmtBridge() error {
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: l.MgmtBridge}}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: l.MgmtBridge, Alias: l.RootAlias()}}
 	if err := netlink.LinkAdd(br); err != nil {
 		return fmt.Errorf("creating management bridge %s: %w", l.MgmtBridge, err)
 	}
@@ -455,18 +464,19 @@ func withHandle(nsName string, fn func(h *netlink.Handle) error) error {
 // vethInto creates a veth pair whose ends live in namespaces nsA and nsB
 // (nsA "" is the root namespace) with the given names.
 func vethInto(nsA, nameA, nsB, nameB string) error {
-	return vethIndexed(nsA, nameA, 0, nsB, nameB)
+	return vethIndexed(nsA, netlink.LinkAttrs{Name: nameA}, nsB, nameB)
 }
 
-// vethIndexed is vethInto with an explicit interface index for end A
-// (0: the kernel picks).
-func vethIndexed(nsA, nameA string, indexA int, nsB, nameB string) error {
+// vethIndexed is vethInto with more attributes for end A (an explicit
+// interface index, an alias).
+func vethIndexed(nsA string, a netlink.LinkAttrs, nsB, nameB string) error {
+	nameA := a.Name
 	peer, err := netns.GetFromName(nsB)
 	if err != nil {
 		return fmt.Errorf("opening namespace %s: %w", nsB, err)
 	}
 	defer peer.Close()
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nameA, Index: indexA}, PeerName: nameB, PeerNamespace: netlink.NsFd(peer)}
+	v := &netlink.Veth{LinkAttrs: a, PeerName: nameB, PeerNamespace: netlink.NsFd(peer)}
 	add := func(h *netlink.Handle) error {
 		if err := h.LinkAdd(v); err != nil {
 			return fmt.Errorf("creating veth %s/%s - %s/%s: %w", nsOrRoot(nsA), nameA, nsB, nameB, err)
@@ -525,7 +535,10 @@ func (l *Lab) createMgmtLinks() error {
 	}
 	defer root.Close()
 	for _, n := range l.Nodes {
-		if err := vethInto("", n.MgmtRootLink, n.Netns, MgmtInterface); err != nil {
+		// The alias is set in the same request that creates the link, so
+		// there is no moment at which the link exists but is not marked
+		// as this lab's.
+		if err := vethIndexed("", netlink.LinkAttrs{Name: n.MgmtRootLink, Alias: l.RootAlias()}, n.Netns, MgmtInterface); err != nil {
 			return err
 		}
 		disableIPv6On(n.MgmtRootLink)
@@ -563,7 +576,7 @@ func (l *Lab) createDataPath() error {
 		// non-urgent and attaches its transmit queue up to a second later
 		// (linkwatch), dropping the first frames; distinct indexes avoid
 		// that. waitOperational below still checks.
-		if err := vethIndexed(sh.Netns, PhyInterface, wireVethIndex, rh.Netns, PhyInterface); err != nil {
+		if err := vethIndexed(sh.Netns, netlink.LinkAttrs{Name: PhyInterface, Index: wireVethIndex}, rh.Netns, PhyInterface); err != nil {
 			return err
 		}
 	} else {

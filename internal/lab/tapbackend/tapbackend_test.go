@@ -109,8 +109,15 @@ func relayInNetns(t *testing.T) error {
 			}
 		}
 	}
-	if b.ToHost.Frames.Load() < 1 || b.ToVM.Frames.Load() < 1 {
-		t.Errorf("counters: to host %d, to vm %d frames", b.ToHost.Frames.Load(), b.ToVM.Frames.Load())
+	// The relay counts a frame after writing it, so the receiver can see
+	// the frame before the counter moves: poll until both have counted.
+	deadline := time.Now().Add(5 * time.Second)
+	for b.ToHost.Frames.Load() < 1 || b.ToVM.Frames.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Errorf("counters after 5s: to host %d, to vm %d frames", b.ToHost.Frames.Load(), b.ToVM.Frames.Load())
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
 	return nil
 }
