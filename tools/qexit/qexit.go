@@ -10,6 +10,7 @@ package qexit
 
 import (
 	"fmt"
+	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,6 +31,11 @@ func Exit(code int, drain ...int) error {
 	if code < 0 || code > MaxCode {
 		code = MaxCode
 	}
+	// I/O permissions from ioperm belong to the calling OS thread: without
+	// the lock the goroutine may resume on another thread after the
+	// syscall, and its OUTB then faults (SIGSEGV, "Attempted to kill init").
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	for _, fd := range drain {
 		// TCSBRK with a non-zero argument is tcdrain: wait until the UART sent it all.
 		_ = unix.IoctlSetInt(fd, unix.TCSBRK, 1)
