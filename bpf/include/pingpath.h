@@ -493,6 +493,19 @@ static __always_inline int pp_filter_skb(struct sk_buff *skb, struct pp_pkt *pkt
 }
 
 /*
+ * pp_submit_flags decides whether submitting an event wakes the tracer.
+ * A wake-up is an interrupt plus a context switch, and where the hook runs
+ * preemptibly (syscall tracepoints on the sender's send path) the woken
+ * tracer can preempt the very ping being measured. The tracer polls the
+ * ring every 100 ms anyway, so events are submitted silently unless 64 KiB
+ * are already waiting, when a wake-up keeps the ring from filling.
+ */
+static __always_inline __u64 pp_submit_flags(void)
+{
+	return bpf_ringbuf_query(&pp_events, BPF_RB_AVAIL_DATA) >= (64 << 10) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/*
  * pp_emit sends one event for pkt seen at hook. dev may be NULL. Returns 0;
  * a full ring buffer is counted in pp_lost.
  */
@@ -521,7 +534,7 @@ static __always_inline int pp_emit(struct pp_pkt *pkt, __u8 hook, struct net_dev
 		e->ifindex = 0;
 		e->ifname[0] = 0;
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, pp_submit_flags());
 	return 0;
 }
 

@@ -280,7 +280,7 @@ static __always_inline void emit(struct pp_pkt *pkt, __u8 hook, struct net_devic
 	e->reason = reason;
 	e->encap = encap;
 	e->pad[0] = e->pad[1] = e->pad[2] = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, pp_submit_flags());
 }
 
 SEC("raw_tracepoint")

@@ -176,8 +176,7 @@ static __always_inline struct vh_event *vh_reserve(__u8 kind, __u8 method, __u64
 // woken only once 64 KiB are waiting, so a burst never fills the ring.
 static __always_inline void vh_submit(struct vh_event *e)
 {
-	__u64 flags = bpf_ringbuf_query(&pp_events, BPF_RB_AVAIL_DATA) >= (64 << 10) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	bpf_ringbuf_submit(e, pp_submit_flags());
 }
 
 static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, struct net_device *dev)
