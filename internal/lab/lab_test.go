@@ -112,7 +112,9 @@ func requireGone(t *testing.T, l *lab.Lab, pids []int) {
 		}
 	}
 	for _, name := range l.RootLinks() {
-		if _, err := netlink.LinkByName(name); err == nil {
+		// Another lab may already have taken the index, and with it the
+		// names; only a link still marked as this lab's is left behind.
+		if link, err := netlink.LinkByName(name); err == nil && link.Attrs().Alias == l.RootAlias() {
 			t.Errorf("root link %s left behind", name)
 		}
 	}

@@ -357,9 +357,12 @@ func usedMgmtIndexes(pool netip.Prefix) (map[int]bool, error) {
 }
 
 func (l *Lab) createMgmtBridge() error {
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: l.MgmtBridge, Alias: l.RootAlias()}}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: l.MgmtBridge}}
 	if err := netlink.LinkAdd(br); err != nil {
 		return fmt.Errorf("creating management bridge %s: %w", l.MgmtBridge, err)
+	}
+	if err := l.markRootLink(l.MgmtBridge); err != nil {
+		return err
 	}
 	disableIPv6On(l.MgmtBridge)
 	addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(l.MgmtGateway, l.MgmtNet.Bits()))}
@@ -368,6 +371,24 @@ func (l *Lab) createMgmtBridge() error {
 	}
 	if err := netlink.LinkSetUp(br); err != nil {
 		return fmt.Errorf("bringing up %s: %w", l.MgmtBridge, err)
+	}
+	return nil
+}
+
+// markRootLink sets the alias that marks a root link just created as this
+// lab's (see Lab.ID). The kernel ignores an alias in the request that
+// creates a link, hence a second step; if it fails, the link is removed
+// here, since Down would take an unmarked link for another lab's.
+func (l *Lab) markRootLink(name string) error {
+	link, err := netlink.LinkByName(name)
+	if err == nil {
+		err = netlink.LinkSetAlias(link, l.RootAlias())
+		if err != nil {
+			_ = netlink.LinkDel(link)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("marking %s as lab %s's: %w", name, l.Name, err)
 	}
 	return nil
 }
@@ -535,10 +556,10 @@ func (l *Lab) createMgmtLinks() error {
 	}
 	defer root.Close()
 	for _, n := range l.Nodes {
-		// The alias is set in the same request that creates the link, so
-		// there is no moment at which the link exists but is not marked
-		// as this lab's.
-		if err := vethIndexed("", netlink.LinkAttrs{Name: n.MgmtRootLink, Alias: l.RootAlias()}, n.Netns, MgmtInterface); err != nil {
+		if err := vethInto("", n.MgmtRootLink, n.Netns, MgmtInterface); err != nil {
+			return err
+		}
+		if err := l.markRootLink(n.MgmtRootLink); err != nil {
 			return err
 		}
 		disableIPv6On(n.MgmtRootLink)
