@@ -2,6 +2,8 @@
 #   make demo   # the whole workflow on the built-in lab (root)
 #   make test   # every test, including root/BPF/lab ones (root)
 SHELL := /bin/bash
+# scripts/install-deps.sh puts Go in /usr/local/go on machines that lack it.
+export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 CLANG ?= clang-19
 STRIP ?= llvm-strip-19
