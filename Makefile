@@ -37,6 +37,7 @@ generate-check: generate
 		echo "generated BPF objects are not committed" >&2; exit 1; fi
 
 lint:
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
