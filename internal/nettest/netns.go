@@ -169,13 +169,6 @@ func VethVLAN(t testing.TB, a *Netns, addrA netip.Prefix, b *Netns, addrB netip.
 func CreateVeth(a *Netns, addrA netip.Prefix, b *Netns, addrB netip.Prefix, vid int) (*Link, *Link, error) {
 	nameA, nameB := UniqueName("va"), UniqueName("vb")
 	err := a.Do(func() error {
-		// Only NETLINK_ROUTE: by default a handle opens every family, and
-		// the XFRM and netfilter ones load modules the guest may lack.
-		peerNS, err := netlink.NewHandleAt(b.handle, unix.NETLINK_ROUTE)
-		if err != nil {
-			return err
-		}
-		defer peerNS.Close()
 		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nameA}, PeerName: nameB,
 			PeerNamespace: netlink.NsFd(int(b.handle))}
 		if err := netlink.LinkAdd(veth); err != nil {
@@ -287,13 +280,22 @@ func NewPair(t testing.TB, addrA, addrB string) *Pair {
 // 802.1Q support (CONFIG_VLAN_8021Q), and fails inside it.
 func NewVLANPair(t testing.TB, addrA, addrB string, vid int) *Pair {
 	t.Helper()
-	if !VLANSupported(t) {
-		if !testenv.InGuest() {
-			t.Skip("kernel without 802.1Q VLAN devices (CONFIG_VLAN_8021Q)")
-		}
-		testenv.Require(t, false, "802.1Q VLAN devices (CONFIG_VLAN_8021Q)")
-	}
+	RequireVLAN(t)
 	return newPair(t, addrA, addrB, vid)
+}
+
+// RequireVLAN skips the test outside the kernel-matrix guest when the kernel
+// has no 802.1Q support (CONFIG_VLAN_8021Q), and fails it inside the guest,
+// where every kernel must have it.
+func RequireVLAN(t testing.TB) {
+	t.Helper()
+	if VLANSupported(t) {
+		return
+	}
+	if !testenv.InGuest() {
+		t.Skip("kernel without 802.1Q VLAN devices (CONFIG_VLAN_8021Q)")
+	}
+	testenv.Require(t, false, "802.1Q VLAN devices (CONFIG_VLAN_8021Q)")
 }
 
 // VLANSupported reports whether VLAN devices can be created, by creating one

@@ -206,22 +206,27 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 
 // loop reads events until a stop reason arrives.
 func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, events *uint64) (string, error) {
+	const tickEvery = 100 * time.Millisecond
 	var rec ringbuf.Record
+	// The read deadline is the next tick, so an idle ring still returns in
+	// time to tick and to see a stop, and a busy one costs no deadline
+	// update per event.
 	tick := time.Now()
+	rd.SetDeadline(tick.Add(tickEvery))
 	for {
 		select {
 		case reason := <-stop:
 			return reason, nil
 		default:
 		}
-		if time.Since(tick) >= 100*time.Millisecond {
-			tick = time.Now()
+		if now := time.Now(); now.Sub(tick) >= tickEvery {
+			tick = now
 			tool.Tick(kernel.MonotonicNS())
 			if err := out.Flush(); err != nil {
 				return "", fmt.Errorf("writing output: %w", err)
 			}
+			rd.SetDeadline(tick.Add(tickEvery))
 		}
-		rd.SetDeadline(time.Now().Add(100 * time.Millisecond))
 		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:

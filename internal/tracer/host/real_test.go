@@ -28,12 +28,9 @@ func TestTraceRealPackets(t *testing.T) {
 		{"vxlan", topoOptions{encap: "vxlan"}, "vxlan"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.opts.vlan != 0 && !nettest.VLANSupported(t) {
+			if tc.opts.vlan != 0 {
 				// In-band tags are covered by TestTraceCraftedFrames.
-				if !testenv.InGuest() {
-					t.Skip("kernel without 802.1Q VLAN devices (CONFIG_VLAN_8021Q)")
-				}
-				testenv.Require(t, false, "802.1Q VLAN devices (CONFIG_VLAN_8021Q)")
+				nettest.RequireVLAN(t)
 			}
 			tp := newTopo(t, tc.opts)
 			// Warm up ARP/FDB so the first traced ping is not special.
