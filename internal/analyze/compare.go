@@ -129,14 +129,16 @@ func (r *Result) layerValues(segs []int) []float64 {
 	return out
 }
 
+// delta compares two samples; it sorts them in place (callers pass fresh
+// slices), so the statistics and the rank test share one sort.
 func delta(a, b []float64, th Thresholds) Delta {
-	sa, sb := SummarizeUS(append([]float64(nil), a...)), SummarizeUS(append([]float64(nil), b...))
+	sa, sb := SummarizeUS(a), SummarizeUS(b)
 	d := Delta{AP50: sa.P50, BP50: sb.P50, AN: sa.N, BN: sb.N, AMean: sa.Mean, BMean: sb.Mean,
 		MinEffectUS: round3(th.minEffect(sa.P50, sb.P50))}
 	if sa.N > 0 && sb.N > 0 {
 		d.DP50, d.DMean = round3(sb.P50-sa.P50), round3(sb.Mean-sa.Mean)
 	}
-	p := MannWhitney(a, b)
+	p := mannWhitneySorted(a, b)
 	switch {
 	case math.IsNaN(p) && (sa.N == 0 || sb.N == 0):
 		d.Comment = "no values on one side"

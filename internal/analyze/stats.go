@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -76,39 +77,45 @@ func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 // MannWhitney returns the two-sided p-value of the Mann–Whitney U test
 // (normal approximation with tie correction and continuity correction).
 // It returns NaN when either sample is empty or all values are equal.
+// a and b are not modified.
 func MannWhitney(a, b []float64) float64 {
+	return mannWhitneySorted(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
+// mannWhitneySorted is MannWhitney over ascending samples: the ranks come
+// from merging the two, without sorting them again.
+func mannWhitneySorted(a, b []float64) float64 {
 	n1, n2 := len(a), len(b)
 	if n1 == 0 || n2 == 0 {
 		return math.NaN()
 	}
-	type obs struct {
-		v     float64
-		fromA bool
-	}
-	all := make([]obs, 0, n1+n2)
-	for _, x := range a {
-		all = append(all, obs{x, true})
-	}
-	for _, x := range b {
-		all = append(all, obs{x, false})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].v < all[j].v })
 	n := float64(n1 + n2)
 	var r1, tieSum float64
-	for i := 0; i < len(all); {
-		j := i
-		for j < len(all) && all[j].v == all[i].v {
-			j++
+	for i, k := 0, 0; i < n1 || k < n2; {
+		ia, kb := i, k
+		var x float64
+		// Take the smaller head (always advancing, even past a NaN), then
+		// every value equal to it from both samples.
+		if k == n2 || (i < n1 && a[i] <= b[k]) {
+			x = a[i]
+			i++
+		} else {
+			x = b[k]
+			k++
 		}
-		rank := float64(i+j+1) / 2 // average of ranks i+1..j
-		t := float64(j - i)
+		for i < n1 && a[i] == x {
+			i++
+		}
+		for k < n2 && b[k] == x {
+			k++
+		}
+		// The tie group holds ranks ia+kb+1 .. i+k; each gets their average.
+		rank := float64(ia+kb+i+k+1) / 2
+		t := float64(i + k - ia - kb)
 		tieSum += t*t*t - t
-		for k := i; k < j; k++ {
-			if all[k].fromA {
-				r1 += rank
-			}
+		for range i - ia {
+			r1 += rank
 		}
-		i = j
 	}
 	u1 := r1 - float64(n1)*float64(n1+1)/2
 	mu := float64(n1) * float64(n2) / 2

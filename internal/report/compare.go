@@ -34,17 +34,14 @@ func WriteCompare(outDir string, c *analyze.Comparison) error {
 		return fmt.Errorf("creating report directory: %w", err)
 	}
 	doc := &CompareDoc{Schema: CompareSchema, A: c.A.Dir, B: c.B.Dir, Comparison: c}
-	if err := writeJSON(filepath.Join(outDir, "compare.json"), doc); err != nil {
+	data, err := writeJSON(filepath.Join(outDir, "compare.json"), doc)
+	if err != nil {
 		return err
 	}
 	if err := writeFile(filepath.Join(outDir, "compare.md"), func(f *os.File) error { return CompareMarkdown(f, c) }); err != nil {
 		return err
 	}
 	return writeFile(filepath.Join(outDir, "compare.html"), func(f *os.File) error {
-		data, err := embedJSON(doc)
-		if err != nil {
-			return err
-		}
 		return comparePage.Execute(f, map[string]any{"C": c, "Data": data, "Rows": compareRows(c)})
 	})
 }

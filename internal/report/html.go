@@ -50,6 +50,11 @@ func HTML(w io.Writer, res *analyze.Result, doc *Doc) error {
 	if err != nil {
 		return err
 	}
+	return renderHTML(w, res, doc, data)
+}
+
+// renderHTML writes report.html with data, doc's compact JSON encoding.
+func renderHTML(w io.Writer, res *analyze.Result, doc *Doc, data template.JS) error {
 	return reportPage.Execute(w, map[string]any{
 		"Res":     res,
 		"Doc":     doc,

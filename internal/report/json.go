@@ -5,8 +5,10 @@
 package report
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"os"
 	"path/filepath"
 
@@ -129,20 +131,34 @@ func WriteAll(outDir string, res *analyze.Result) error {
 		return fmt.Errorf("creating report directory: %w", err)
 	}
 	doc := Build(res)
-	if err := writeJSON(filepath.Join(outDir, "report.json"), doc); err != nil {
+	data, err := writeJSON(filepath.Join(outDir, "report.json"), doc)
+	if err != nil {
 		return err
 	}
 	if err := writeFile(filepath.Join(outDir, "report.md"), func(f *os.File) error { return Markdown(f, res) }); err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(outDir, "report.html"), func(f *os.File) error { return HTML(f, res, doc) })
+	return writeFile(filepath.Join(outDir, "report.html"), func(f *os.File) error { return renderHTML(f, res, doc, data) })
 }
 
-func writeJSON(path string, v any) error {
-	return writeFile(path, func(f *os.File) error {
-		enc := json.NewEncoder(f)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+// writeJSON writes v indented to path and returns its compact encoding for
+// the page that embeds the same document (see embedJSON), so the document
+// (up to maxPerPing rows) is marshalled once. The file's bytes are those of a
+// json.Encoder with SetIndent("", "  ").
+func writeJSON(path string, v any) (template.JS, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return template.JS(data), writeFile(path, func(f *os.File) error {
+		var b bytes.Buffer
+		b.Grow(len(data) * 2)
+		if err := json.Indent(&b, data, "", "  "); err != nil {
+			return err
+		}
+		b.WriteByte('\n')
+		_, err := f.Write(b.Bytes())
+		return err
 	})
 }
 
