@@ -16,7 +16,8 @@
  *   ring buffer is full.
  *
  * A tracer's C file includes this header once, defines its programs (one per
- * hook and attach method), and emits with pp_emit_skb()/pp_emit().
+ * hook and attach method), and emits with pp_on_skb()/pp_emit(), or with
+ * pp_fill_event() and pp_submit() for an event struct of its own.
  */
 #ifndef PINGPATH_H
 #define PINGPATH_H
@@ -505,18 +506,21 @@ static __always_inline __u64 pp_submit_flags(void)
 	return bpf_ringbuf_query(&pp_events, BPF_RB_AVAIL_DATA) >= (64 << 10) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
-/*
- * pp_emit sends one event for pkt seen at hook. dev may be NULL. Returns 0;
- * a full ring buffer is counted in pp_lost.
- */
-static __always_inline int pp_emit(struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 netns)
+/* pp_submit sends an event reserved in pp_events (see pp_submit_flags). */
+static __always_inline void pp_submit(void *e)
 {
-	struct pp_event *e = bpf_ringbuf_reserve(&pp_events, sizeof(*e), 0);
-	if (!e) {
-		pp_count_lost();
-		return 0;
-	}
-	e->ts = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(e, pp_submit_flags());
+}
+
+/*
+ * pp_fill_event fills the common event e for pkt seen at hook at time ts.
+ * dev may be NULL. A tracer with its own event struct reserves it, fills its
+ * pp_event member with this and its own fields, and calls pp_submit.
+ */
+static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt, __u8 hook,
+					  struct net_device *dev, __u32 netns, __u64 ts)
+{
+	e->ts = ts;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	e->cpu = bpf_get_smp_processor_id();
 	e->id = pkt->id;
@@ -534,7 +538,21 @@ static __always_inline int pp_emit(struct pp_pkt *pkt, __u8 hook, struct net_dev
 		e->ifindex = 0;
 		e->ifname[0] = 0;
 	}
-	bpf_ringbuf_submit(e, pp_submit_flags());
+}
+
+/*
+ * pp_emit sends one event for pkt seen at hook. dev may be NULL. Returns 0;
+ * a full ring buffer is counted in pp_lost.
+ */
+static __always_inline int pp_emit(struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 netns)
+{
+	struct pp_event *e = bpf_ringbuf_reserve(&pp_events, sizeof(*e), 0);
+	if (!e) {
+		pp_count_lost();
+		return 0;
+	}
+	pp_fill_event(e, pkt, hook, dev, netns, bpf_ktime_get_ns());
+	pp_submit(e);
 	return 0;
 }
 

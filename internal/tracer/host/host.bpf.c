@@ -263,24 +263,12 @@ static __always_inline void emit(struct pp_pkt *pkt, __u8 hook, struct net_devic
 		pp_count_lost();
 		return;
 	}
-	e->pp.ts = ts;
-	e->pp.pid = bpf_get_current_pid_tgid() >> 32;
-	e->pp.cpu = bpf_get_smp_processor_id();
-	e->pp.id = pkt->id;
-	e->pp.seq = pkt->seq;
-	e->pp.hook = hook;
-	e->pp.kind = pkt->kind;
-	e->pp.icmp_type = pkt->icmp_type;
-	e->pp.pad = 0;
-	e->pp.netns = pp_netns;
-	bpf_get_current_comm(e->pp.comm, sizeof(e->pp.comm));
-	e->pp.ifindex = BPF_CORE_READ(dev, ifindex);
-	BPF_CORE_READ_STR_INTO(&e->pp.ifname, dev, name);
+	pp_fill_event(&e->pp, pkt, hook, dev, pp_netns, ts);
 	e->location = location;
 	e->reason = reason;
 	e->encap = encap;
 	e->pad[0] = e->pad[1] = e->pad[2] = 0;
-	bpf_ringbuf_submit(e, pp_submit_flags());
+	pp_submit(e);
 }
 
 SEC("raw_tracepoint")

@@ -66,9 +66,13 @@ type Tool struct {
 	// offered only for what it describes, as the tracer core looks targets
 	// up the same way: a forced --probe must not fail on a stage whose
 	// module has no BTF or is not loaded; that stage falls back to kprobe.
-	kbtf    *kernel.BTF
-	corr    *Correlator
-	sinkErr error
+	kbtf *kernel.BTF
+	// kfreeNoReason: this kernel's kfree_skb tracepoint has no reason
+	// argument (before 5.17). Looked up once in New, in the BTF New loads
+	// anyway: a kernel BTF load takes ~20 ms and Stages runs several times.
+	kfreeNoReason bool
+	corr          *Correlator
+	sinkErr       error
 }
 
 // New checks the interface and discovers what is behind it.
@@ -102,8 +106,13 @@ func New(cfg Config) (*Tool, error) {
 		}
 	}
 	// Last: the ladders depend on what discovery found.
+	kb, err := kernel.LoadBTF()
+	if cfg.Tool == record.ToolVhostRX && err == nil {
+		n := rawTracepointArgsIn(kb.Spec(), "kfree_skb")
+		t.kfreeNoReason = n >= 0 && n < 3
+	}
 	all := tracer.Targets(t.Stages())
-	if kb, err := kernel.LoadBTF(); err == nil {
+	if err == nil {
 		t.useBTF(kb)
 	}
 	if present, _, err := kernel.TraceableFunctions(all[tracer.Kprobe]); err == nil {
@@ -192,7 +201,7 @@ func (t *Tool) Stages() []tracer.Stage {
 		add(StageVhostRecv, false, s2...)
 		add(HookSkbConsumed, false, []tracer.Rung{rung(R, "consume_skb", "skb_consumed", "end of a traced skb")})
 		dropProg, dropNote := "skb_dropped", "a traced skb dropped, with the kernel's reason"
-		if n := rawTracepointArgs("kfree_skb"); n >= 0 && n < 3 {
+		if t.kfreeNoReason {
 			dropProg, dropNote = "skb_dropped_noreason", "a traced skb dropped (this kernel's kfree_skb has no reason)"
 		}
 		add(HookSkbDropped, false, []tracer.Rung{rung(R, "kfree_skb", dropProg, dropNote)})
@@ -358,6 +367,11 @@ func rawTracepointArgs(name string) int {
 	if err != nil {
 		return -1
 	}
+	return rawTracepointArgsIn(spec, name)
+}
+
+// rawTracepointArgsIn is rawTracepointArgs in the kernel BTF spec.
+func rawTracepointArgsIn(spec *btf.Spec, name string) int {
 	var td *btf.Typedef
 	if err := spec.TypeByName("btf_trace_"+name, &td); err != nil {
 		return -1

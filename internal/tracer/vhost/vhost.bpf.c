@@ -46,6 +46,31 @@ enum vh_method {
 	M_TRACEPOINT = 3,
 };
 
+// A stage's programs share one handler and differ in attach method only.
+// VH_PROGS(base, (args), expr) defines base_fentry and base_kprobe with the
+// kernel function's arguments args, returning expr; VH_PROGS_TP adds
+// base_tp for the raw tracepoint with the same arguments. expr sees the
+// attach method of the program as `method` (enum vh_method).
+#define VH_ARGS(...) __VA_ARGS__
+#define VH_PROGS(base, args, ...)                                                                  \
+	SEC("fentry") int BPF_PROG(base##_fentry, VH_ARGS args)                                    \
+	{                                                                                          \
+		const __u8 method = M_FENTRY;                                                      \
+		return __VA_ARGS__;                                                                \
+	}                                                                                          \
+	SEC("kprobe") int BPF_KPROBE(base##_kprobe, VH_ARGS args)                                  \
+	{                                                                                          \
+		const __u8 method = M_KPROBE;                                                      \
+		return __VA_ARGS__;                                                                \
+	}
+#define VH_PROGS_TP(base, args, ...)                                                               \
+	VH_PROGS(base, args, __VA_ARGS__)                                                          \
+	SEC("raw_tracepoint") int BPF_PROG(base##_tp, VH_ARGS args)                                \
+	{                                                                                          \
+		const __u8 method = M_TRACEPOINT;                                                  \
+		return __VA_ARGS__;                                                                \
+	}
+
 // The vhost event: the common pingpath event (hook = enum vh_kind; id, seq,
 // kind, icmp_type set when the packet was parsed) and the correlation keys.
 struct vh_event {
@@ -170,15 +195,6 @@ static __always_inline struct vh_event *vh_reserve(__u8 kind, __u8 method, __u64
 	return e;
 }
 
-// vh_submit sends e without waking the reader for each event: a wake-up is
-// an irq_work (a self-IPI, costly inside a VM) per event when the reader
-// keeps up. The reader polls the ring at least every 100 ms anyway; it is
-// woken only once 64 KiB are waiting, so a burst never fills the ring.
-static __always_inline void vh_submit(struct vh_event *e)
-{
-	bpf_ringbuf_submit(e, pp_submit_flags());
-}
-
 static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, struct net_device *dev)
 {
 	e->pp.id = pkt->id;
@@ -212,27 +228,12 @@ static __always_inline int on_tun_xmit(struct sk_buff *skb, struct net_device *d
 		return 0;
 	e->key = key;
 	vh_fill_pkt(e, &pkt, dev);
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
-SEC("fentry")
-int BPF_PROG(s1_fentry, struct sk_buff *skb, struct net_device *dev)
-{
-	return on_tun_xmit(skb, dev, M_FENTRY);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(s1_kprobe, struct sk_buff *skb, struct net_device *dev)
-{
-	return on_tun_xmit(skb, dev, M_KPROBE);
-}
-
-SEC("raw_tracepoint")
-int BPF_PROG(s1_tp, struct sk_buff *skb, struct net_device *dev)
-{
-	return on_tun_xmit(skb, dev, M_TRACEPOINT);
-}
+// tun_net_xmit(skb, dev); net:net_dev_start_xmit(skb, dev).
+VH_PROGS_TP(s1, (struct sk_buff *skb, struct net_device *dev), on_tun_xmit(skb, dev, method))
 
 static __always_inline void arm_task(__u64 ts)
 {
@@ -242,10 +243,11 @@ static __always_inline void arm_task(__u64 ts)
 	bpf_map_update_elem(&armed, &tid, &ts, BPF_ANY);
 }
 
-// S2: the backend takes a tracked skb. forget says whether the skb's life
-// ends here (tun_recvmsg consumes it; a copy to user space is followed by a
-// consume_skb that does the forgetting).
-static __always_inline int on_vhost_recv(void *skb, __u8 probe, int forget)
+// S2: the backend takes a tracked skb (kind VH_VHOST_RECV), or the skb is
+// consumed (VH_SKB_CONSUMED); the task doing it is armed. forget says
+// whether the skb's life ends here (tun_recvmsg consumes it; a copy to user
+// space is followed by a consume_skb that does the forgetting).
+static __always_inline int on_skb_taken(void *skb, __u8 kind, __u8 probe, int forget)
 {
 	__u64 key = (__u64)skb;
 	if (!skb_tracked(key))
@@ -254,33 +256,23 @@ static __always_inline int on_vhost_recv(void *skb, __u8 probe, int forget)
 		untrack_skb(key);
 	__u64 ts = bpf_ktime_get_ns();
 	arm_task(ts);
-	struct vh_event *e = vh_reserve(VH_VHOST_RECV, probe, ts);
+	struct vh_event *e = vh_reserve(kind, probe, ts);
 	if (!e)
 		return 0;
 	e->key = key;
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
 // vhost-net hands tun the skb it took from the tun ring in msg_control.
-SEC("fentry")
-int BPF_PROG(s2_fentry, struct socket *sock, struct msghdr *m)
-{
-	return on_vhost_recv(BPF_CORE_READ(m, msg_control), M_FENTRY, 1);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(s2_kprobe, struct socket *sock, struct msghdr *m)
-{
-	return on_vhost_recv(BPF_CORE_READ(m, msg_control), M_KPROBE, 1);
-}
+VH_PROGS(s2, (struct socket *sock, struct msghdr *m), on_skb_taken(BPF_CORE_READ(m, msg_control), VH_VHOST_RECV, method, 1))
 
 // tun_put_user copies the packet with skb_copy_datagram_iter, in the task of
 // whoever reads the tun queue (the vhost worker, or a user space backend).
 SEC("raw_tracepoint")
 int BPF_PROG(s2_tp, struct sk_buff *skb, int len)
 {
-	return on_vhost_recv(skb, M_TRACEPOINT, 0);
+	return on_skb_taken(skb, VH_VHOST_RECV, M_TRACEPOINT, 0);
 }
 
 // consume_skb(skb) (6.3+ adds the caller's location: not read, so that one
@@ -288,18 +280,7 @@ int BPF_PROG(s2_tp, struct sk_buff *skb, int len)
 SEC("raw_tracepoint")
 int BPF_PROG(skb_consumed, struct sk_buff *skb)
 {
-	__u64 key = (__u64)skb;
-	if (!skb_tracked(key))
-		return 0;
-	untrack_skb(key);
-	__u64 ts = bpf_ktime_get_ns();
-	arm_task(ts);
-	struct vh_event *e = vh_reserve(VH_SKB_CONSUMED, M_TRACEPOINT, ts);
-	if (!e)
-		return 0;
-	e->key = key;
-	vh_submit(e);
-	return 0;
+	return on_skb_taken(skb, VH_SKB_CONSUMED, M_TRACEPOINT, 1);
 }
 
 static __always_inline int on_skb_dropped(struct sk_buff *skb, void *location, __u32 reason)
@@ -314,7 +295,7 @@ static __always_inline int on_skb_dropped(struct sk_buff *skb, void *location, _
 	e->key = key;
 	e->key2 = (__u64)location;
 	e->aux = reason;
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
@@ -359,37 +340,17 @@ static __always_inline int on_armed_event(__u8 kind, __u8 probe, __u64 key, __u6
 	e->key = key;
 	e->key2 = key2;
 	e->aux = aux;
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
 // S3: vhost_add_used_and_signal_n(dev, vq, heads, count) or vhost_signal(dev, vq).
-SEC("fentry")
-int BPF_PROG(s3_fentry, void *dev, void *vq)
-{
-	return on_armed_event(VH_VHOST_SIGNAL, M_FENTRY, (__u64)dev, (__u64)vq, 0);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(s3_kprobe, void *dev, void *vq)
-{
-	return on_armed_event(VH_VHOST_SIGNAL, M_KPROBE, (__u64)dev, (__u64)vq, 0);
-}
+VH_PROGS(s3, (void *dev, void *vq), on_armed_event(VH_VHOST_SIGNAL, method, (__u64)dev, (__u64)vq, 0))
 
 // eventfd_signal(ctx, n) before 6.8, eventfd_signal_mask(ctx, mask) from
 // 6.8 (eventfd_signal became an inline wrapper): ctx is the first argument
 // of both, so one program serves either symbol.
-SEC("fentry")
-int BPF_PROG(eventfd_fentry, void *ctx_)
-{
-	return on_armed_event(VH_EVENTFD, M_FENTRY, (__u64)ctx_, 0, 0);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(eventfd_kprobe, void *ctx_)
-{
-	return on_armed_event(VH_EVENTFD, M_KPROBE, (__u64)ctx_, 0, 0);
-}
+VH_PROGS(eventfd, (void *ctx_), on_armed_event(VH_EVENTFD, method, (__u64)ctx_, 0, 0))
 
 // S4: irqfd_wakeup(wait, mode, sync, key). The irqfd's eventfd and GSI are
 // read with CO-RE where the kernel's BTF describes struct kvm_kernel_irqfd.
@@ -407,17 +368,7 @@ static __always_inline int on_irqfd(wait_queue_entry_t *wait, __u64 flags, __u8 
 	return on_armed_event(VH_IRQFD, probe, ctx_, (__u64)wait, gsi);
 }
 
-SEC("fentry")
-int BPF_PROG(s4_fentry, wait_queue_entry_t *wait, unsigned mode, int sync, void *key)
-{
-	return on_irqfd(wait, (__u64)key, M_FENTRY);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(s4_kprobe, wait_queue_entry_t *wait, unsigned mode, int sync, void *key)
-{
-	return on_irqfd(wait, (__u64)key, M_KPROBE);
-}
+VH_PROGS(s4, (wait_queue_entry_t *wait, unsigned mode, int sync, void *key), on_irqfd(wait, (__u64)key, method))
 
 // S5: interrupt injection. Reported in the armed task (the irqfd fast path
 // injects synchronously) or, shortly after an irqfd wake-up, in any task
@@ -447,48 +398,18 @@ static __always_inline int on_kvm_irq(__u8 method, __u8 src, __u64 key2, __u32 a
 	e->key = src;
 	e->key2 = key2;
 	e->aux = aux;
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
 // (vcpu, vector): vmx_deliver_posted_interrupt.
-SEC("fentry")
-int BPF_PROG(s5_vec2_fentry, void *vcpu, int vector)
-{
-	return on_kvm_irq(M_FENTRY, IRQ_POSTED, (__u64)vcpu, vector);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(s5_vec2_kprobe, void *vcpu, int vector)
-{
-	return on_kvm_irq(M_KPROBE, IRQ_POSTED, (__u64)vcpu, vector);
-}
+VH_PROGS(s5_vec2, (void *vcpu, int vector), on_kvm_irq(method, IRQ_POSTED, (__u64)vcpu, vector))
 
 // (apic, delivery_mode, trig_mode, vector): vmx_deliver_interrupt, svm_deliver_interrupt.
-SEC("fentry")
-int BPF_PROG(s5_vec4_fentry, void *apic, int dm, int tm, int vector)
-{
-	return on_kvm_irq(M_FENTRY, IRQ_DELIVER, (__u64)apic, vector);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(s5_vec4_kprobe, void *apic, int dm, int tm, int vector)
-{
-	return on_kvm_irq(M_KPROBE, IRQ_DELIVER, (__u64)apic, vector);
-}
+VH_PROGS(s5_vec4, (void *apic, int dm, int tm, int vector), on_kvm_irq(method, IRQ_DELIVER, (__u64)apic, vector))
 
 // (routing entry, kvm, ...): kvm_arch_set_irq_inatomic, kvm_set_msi_irq.
-SEC("fentry")
-int BPF_PROG(s5_arg1_fentry, void *arg1)
-{
-	return on_kvm_irq(M_FENTRY, IRQ_INATOMIC, (__u64)arg1, 0);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(s5_arg1_kprobe, void *arg1)
-{
-	return on_kvm_irq(M_KPROBE, IRQ_INATOMIC, (__u64)arg1, 0);
-}
+VH_PROGS(s5_arg1, (void *arg1), on_kvm_irq(method, IRQ_INATOMIC, (__u64)arg1, 0))
 
 SEC("raw_tracepoint")
 int BPF_PROG(s5_tp_apic, __u32 apicid, __u16 dm, __u16 tm, __u8 vec)
@@ -523,21 +444,11 @@ static __always_inline int on_kick(void *dev, __u8 probe)
 	if (!e)
 		return 0;
 	e->key = (__u64)dev;
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
-SEC("fentry")
-int BPF_PROG(kick_fentry, void *vcpu, void *this)
-{
-	return on_kick(this, M_FENTRY);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(kick_kprobe, void *vcpu, void *this)
-{
-	return on_kick(this, M_KPROBE);
-}
+VH_PROGS(kick, (void *vcpu, void *this), on_kick(this, method))
 
 // vhost_poll_wakeup(wait, mode, sync, key) runs inside the eventfd_signal of
 // a kick: in a vcpu thread inside ioeventfd_write (KVM), or in the thread of
@@ -560,21 +471,11 @@ static __always_inline int on_poll_wakeup(void *wait, __u8 method)
 		return 0;
 	e->key = (__u64)wait + bpf_core_type_size(struct wait_queue_entry);
 	e->key2 = (__u64)wait;
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
-SEC("fentry")
-int BPF_PROG(wakeup_fentry, void *wait)
-{
-	return on_poll_wakeup(wait, M_FENTRY);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(wakeup_kprobe, void *wait)
-{
-	return on_poll_wakeup(wait, M_KPROBE);
-}
+VH_PROGS(wakeup, (void *wait), on_poll_wakeup(wait, method))
 
 static __always_inline int on_tx_event(__u8 kind, __u8 probe, __u64 key, __u32 aux)
 {
@@ -589,33 +490,12 @@ static __always_inline int on_tx_event(__u8 kind, __u8 probe, __u64 key, __u32 a
 		return 0;
 	e->key = key;
 	e->aux = aux;
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
-SEC("fentry")
-int BPF_PROG(handle_tx_fentry, void *work)
-{
-	return on_tx_event(VH_HANDLE_TX, M_FENTRY, (__u64)work, 0);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(handle_tx_kprobe, void *work)
-{
-	return on_tx_event(VH_HANDLE_TX, M_KPROBE, (__u64)work, 0);
-}
-
-SEC("fentry")
-int BPF_PROG(sendmsg_fentry, void *sock)
-{
-	return on_tx_event(VH_TUN_SENDMSG, M_FENTRY, (__u64)sock, 0);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(sendmsg_kprobe, void *sock)
-{
-	return on_tx_event(VH_TUN_SENDMSG, M_KPROBE, (__u64)sock, 0);
-}
+VH_PROGS(handle_tx, (void *work), on_tx_event(VH_HANDLE_TX, method, (__u64)work, 0))
+VH_PROGS(sendmsg, (void *sock), on_tx_event(VH_TUN_SENDMSG, method, (__u64)sock, 0))
 
 // Tracepoint rungs of tun_sendmsg: a write(2)/writev(2) on the vnet's tun
 // file by the process that owns it (a user space virtio backend: QEMU
@@ -632,7 +512,7 @@ static __always_inline int on_backend_write(__u32 fd, __u8 method)
 	if (!e)
 		return 0;
 	e->aux = fd;
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
@@ -665,24 +545,8 @@ static __always_inline int on_netif_receive(struct sk_buff *skb, __u8 method)
 		return 0;
 	e->key = (__u64)skb;
 	vh_fill_pkt(e, &pkt, dev);
-	vh_submit(e);
+	pp_submit(e);
 	return 0;
 }
 
-SEC("fentry")
-int BPF_PROG(netif_fentry, struct sk_buff *skb)
-{
-	return on_netif_receive(skb, M_FENTRY);
-}
-
-SEC("kprobe")
-int BPF_KPROBE(netif_kprobe, struct sk_buff *skb)
-{
-	return on_netif_receive(skb, M_KPROBE);
-}
-
-SEC("raw_tracepoint")
-int BPF_PROG(netif_tp, struct sk_buff *skb)
-{
-	return on_netif_receive(skb, M_TRACEPOINT);
-}
+VH_PROGS_TP(netif, (struct sk_buff *skb), on_netif_receive(skb, method))
