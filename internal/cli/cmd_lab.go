@@ -108,90 +108,84 @@ func parsePrefix(flag, s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// loadLab reads DIR/lab.json; a directory without a lab is a usage error.
-func loadLab(dir string) (*lab.Lab, error) {
-	l, err := lab.Load(dir)
-	if errors.Is(err, lab.ErrNoLab) {
-		return nil, &ExitError{Code: ExitUsage, Err: err}
+// newLabDirCommand is a lab subcommand working on an existing lab: it
+// takes the lab directory (--dir) and hands run the loaded lab. A directory
+// without a lab is a usage error.
+func newLabDirCommand(use, short string, run func(*cobra.Command, *lab.Lab) error) *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   use + " --dir DIR",
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := lab.Load(dir)
+			if errors.Is(err, lab.ErrNoLab) {
+				return &ExitError{Code: ExitUsage, Err: err}
+			}
+			if err != nil {
+				return err
+			}
+			return run(cmd, l)
+		},
 	}
-	return l, err
+	cmd.Flags().StringVar(&dir, "dir", "", "lab directory")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
 }
 
 func newLabDownCommand() *cobra.Command {
-	var dir string
-	cmd := &cobra.Command{
-		Use:   "down --dir DIR",
-		Short: "Stop a lab and remove everything it made",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := loadLab(dir)
-			if err != nil {
-				return err
-			}
-			if err := l.Down(cmd.Context()); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "lab %s is down\n", l.Name)
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&dir, "dir", "", "lab directory")
-	_ = cmd.MarkFlagRequired("dir")
-	return cmd
+	return newLabDirCommand("down", "Stop a lab and remove everything it made", func(cmd *cobra.Command, l *lab.Lab) error {
+		if err := l.Down(cmd.Context()); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "lab %s is down\n", l.Name)
+		return nil
+	})
 }
 
 func newLabStatusCommand() *cobra.Command {
-	var dir string
-	cmd := &cobra.Command{
-		Use:   "status --dir DIR",
-		Short: "Show each node of a lab and whether it answers SSH",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := loadLab(dir)
-			if err != nil {
-				return err
-			}
-			nodes, daemons := l.Status(cmd.Context())
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "lab %s (%s) in %s: vm link %s, wire %s\n", l.Name, l.State, l.Dir, l.VMLink, l.Wire)
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tNETNS\tSSHD\tMGMT\tSSH")
-			bad := 0
-			for i, s := range nodes {
-				ns, pid, answer := "missing", "-", s.SSHBanner
-				if s.NetnsOK {
-					ns = s.Netns
-				}
-				if s.SSHDPid != 0 {
-					pid = strconv.Itoa(s.SSHDPid)
-				}
-				if answer == "" {
-					answer = "no answer: " + s.Err
-				}
-				if !s.OK() {
-					bad++
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Node, ns, pid, l.Nodes[i].MgmtIP, answer)
-			}
-			tw.Flush()
-			for _, name := range slices.Sorted(maps.Keys(daemons)) {
-				state := "not running"
-				if daemons[name] != 0 {
-					state = "pid " + strconv.Itoa(daemons[name])
-				} else {
-					bad++
-				}
-				fmt.Fprintf(out, "%s: %s\n", name, state)
-			}
-			if bad > 0 {
-				return fmt.Errorf("lab %s: %d node(s) or process(es) not answering", l.Name, bad)
-			}
-			return nil
-		},
+	return newLabDirCommand("status", "Show each node of a lab and whether it answers SSH", labStatus)
+}
+
+// labStatus prints each node of l and whether it answers SSH, and each of
+// the lab's background processes; any not answering is an error.
+func labStatus(cmd *cobra.Command, l *lab.Lab) error {
+	nodes, daemons := l.Status(cmd.Context())
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "lab %s (%s) in %s: vm link %s, wire %s\n", l.Name, l.State, l.Dir, l.VMLink, l.Wire)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tNETNS\tSSHD\tMGMT\tSSH")
+	bad := 0
+	for i, s := range nodes {
+		ns, pid, answer := "missing", "-", s.SSHBanner
+		if s.NetnsOK {
+			ns = s.Netns
+		}
+		if s.SSHDPid != 0 {
+			pid = strconv.Itoa(s.SSHDPid)
+		}
+		if answer == "" {
+			answer = "no answer: " + s.Err
+		}
+		if !s.OK() {
+			bad++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Node, ns, pid, l.Nodes[i].MgmtIP, answer)
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "lab directory")
-	_ = cmd.MarkFlagRequired("dir")
-	return cmd
+	tw.Flush()
+	for _, name := range slices.Sorted(maps.Keys(daemons)) {
+		state := "not running"
+		if daemons[name] != 0 {
+			state = "pid " + strconv.Itoa(daemons[name])
+		} else {
+			bad++
+		}
+		fmt.Fprintf(out, "%s: %s\n", name, state)
+	}
+	if bad > 0 {
+		return fmt.Errorf("lab %s: %d node(s) or process(es) not answering", l.Name, bad)
+	}
+	return nil
 }
 
 // newLabChildCommand is one of the lab's background processes (pingpath lab

@@ -3,12 +3,12 @@ package cli
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/tracer"
 	"github.com/pingpath/pingpath/internal/tracer/vm"
 )
@@ -63,15 +63,48 @@ func (tf *tracerFlags) options(cmd *cobra.Command) tracer.Options {
 	return o
 }
 
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
+// endpointFlags are --src-ip and --dst-ip: the VM that sends the echo
+// requests and the VM that answers them.
+type endpointFlags struct {
+	src, dst string
+	required bool
+}
+
+// addEndpointFlags registers --src-ip and --dst-ip on cmd; optional ones
+// default to any address.
+func addEndpointFlags(cmd *cobra.Command, required bool) *endpointFlags {
+	ef := &endpointFlags{required: required}
+	note := " (default: any)"
+	if required {
+		note = " (required)"
 	}
-	return out
+	f := cmd.Flags()
+	f.StringVar(&ef.src, "src-ip", "", "IPv4 address of the VM that sends the echo requests"+note)
+	f.StringVar(&ef.dst, "dst-ip", "", "IPv4 address of the VM that answers them"+note)
+	if required {
+		_ = cmd.MarkFlagRequired("src-ip")
+		_ = cmd.MarkFlagRequired("dst-ip")
+	}
+	return ef
+}
+
+// parse stores the addresses in src and dst; an optional flag left empty
+// leaves its address zero. Bad values exit with ExitUsage.
+func (ef *endpointFlags) parse(src, dst *netip.Addr) error {
+	for _, a := range []struct {
+		flag, val string
+		dst       *netip.Addr
+	}{{"--src-ip", ef.src, src}, {"--dst-ip", ef.dst, dst}} {
+		if a.val == "" && !ef.required {
+			continue
+		}
+		ip, err := netip.ParseAddr(a.val)
+		if err != nil {
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: %w", a.flag, err)}
+		}
+		*a.dst = ip
+	}
+	return nil
 }
 
 // validate checks the shared flags before anything is loaded; bad values
@@ -86,7 +119,7 @@ func (tf *tracerFlags) validate() error {
 
 // newTraceVMCommand is `pingpath trace vm`, run inside a VM.
 func newTraceVMCommand() *cobra.Command {
-	var src, dst, ifaces, direction string
+	var ifaces, direction string
 	var icmpID int
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -99,15 +132,12 @@ func newTraceVMCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	tf := addTracerFlags(cmd)
+	ep := addEndpointFlags(cmd, true)
 	f := cmd.Flags()
-	f.StringVar(&src, "src-ip", "", "IPv4 address of the VM that sends the echo requests (required)")
-	f.StringVar(&dst, "dst-ip", "", "IPv4 address of the VM that answers them (required)")
 	f.StringVar(&ifaces, "interface", "", "comma-separated interfaces for the device stages (default: all)")
 	f.StringVar(&direction, "direction", "auto", "auto, tx (this VM pings) or rx (this VM is pinged)")
 	f.IntVar(&icmpID, "icmp-id", -1, "only this ICMP echo identifier (default: any)")
 	f.DurationVar(&timeout, "timeout", 5*time.Second, "a ping not complete this long after its first stage is written as a drop record")
-	_ = cmd.MarkFlagRequired("src-ip")
-	_ = cmd.MarkFlagRequired("dst-ip")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := tf.validate(); err != nil {
 			return err
@@ -115,13 +145,9 @@ func newTraceVMCommand() *cobra.Command {
 		if timeout <= 0 {
 			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--timeout %s: must be positive", timeout)}
 		}
-		cfg := vm.Config{Interfaces: splitList(ifaces), Direction: direction, FlowTimeout: timeout}
-		var err error
-		if cfg.SrcIP, err = netip.ParseAddr(src); err != nil {
-			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--src-ip: %w", err)}
-		}
-		if cfg.DstIP, err = netip.ParseAddr(dst); err != nil {
-			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--dst-ip: %w", err)}
+		cfg := vm.Config{Interfaces: envfile.SplitInterfaces(ifaces), Direction: direction, FlowTimeout: timeout}
+		if err := ep.parse(&cfg.SrcIP, &cfg.DstIP); err != nil {
+			return err
 		}
 		if icmpID >= 0 {
 			if icmpID > 0xffff {

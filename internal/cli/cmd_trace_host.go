@@ -1,19 +1,18 @@
 package cli
 
 import (
-	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/tracer"
 	"github.com/pingpath/pingpath/internal/tracer/host"
 )
 
 // newTraceHostCommand is `pingpath trace host`, run on a hypervisor host.
 func newTraceHostCommand() *cobra.Command {
-	var src, dst, vmIfaces, phyIfaces, role string
+	var vmIfaces, phyIfaces, role string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "host --src-ip S --dst-ip D --vm-interface VNET --phy-interface NIC[,NIC]",
@@ -30,27 +29,22 @@ the last point seen and, when this host's kernel freed the packet, the drop reas
 		Args: cobra.NoArgs,
 	}
 	tf := addTracerFlags(cmd)
+	ep := addEndpointFlags(cmd, true)
 	f := cmd.Flags()
-	f.StringVar(&src, "src-ip", "", "IPv4 address of the VM that sends the echo requests (required)")
-	f.StringVar(&dst, "dst-ip", "", "IPv4 address of the VM that answers them (required)")
 	f.StringVar(&vmIfaces, "vm-interface", "", "the VM's vnet/tap device on this host, comma-separated if several (required)")
 	f.StringVar(&phyIfaces, "phy-interface", "", "physical NIC(s) or bond slaves, comma-separated (required)")
 	f.DurationVar(&timeout, "timeout", time.Second, "a ping idle this long without completing is a drop")
 	f.StringVar(&role, "role", "auto", "auto, sender (the pinging VM is here) or receiver (the pinged VM is here)")
-	for _, name := range []string{"src-ip", "dst-ip", "vm-interface", "phy-interface"} {
+	for _, name := range []string{"vm-interface", "phy-interface"} {
 		_ = cmd.MarkFlagRequired(name)
 	}
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := tf.validate(); err != nil {
 			return err
 		}
-		cfg := host.Config{VMInterfaces: splitList(vmIfaces), PhyInterfaces: splitList(phyIfaces), Timeout: timeout, Role: role}
-		var err error
-		if cfg.SrcIP, err = netip.ParseAddr(src); err != nil {
-			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--src-ip: %w", err)}
-		}
-		if cfg.DstIP, err = netip.ParseAddr(dst); err != nil {
-			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--dst-ip: %w", err)}
+		cfg := host.Config{VMInterfaces: envfile.SplitInterfaces(vmIfaces), PhyInterfaces: envfile.SplitInterfaces(phyIfaces), Timeout: timeout, Role: role}
+		if err := ep.parse(&cfg.SrcIP, &cfg.DstIP); err != nil {
+			return err
 		}
 		t, err := host.New(cfg)
 		if err != nil {

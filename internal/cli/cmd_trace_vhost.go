@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,7 +35,7 @@ host, I_1 on the receiver host). Each record carries the packet's ICMP id/seq.`)
 }
 
 func newTraceVhostCommand(tool, short, long string) *cobra.Command {
-	var iface, src, dst, procRoot string
+	var iface, procRoot string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   tool + " --vm-interface vnetN [--src-ip S --dst-ip D]",
@@ -46,10 +44,9 @@ func newTraceVhostCommand(tool, short, long string) *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	tf := addTracerFlags(cmd)
+	ep := addEndpointFlags(cmd, false)
 	f := cmd.Flags()
 	f.StringVar(&iface, "vm-interface", "", "the VM's vnet (tap) interface on this host (required)")
-	f.StringVar(&src, "src-ip", "", "IPv4 address of the VM that sends the echo requests (default: any)")
-	f.StringVar(&dst, "dst-ip", "", "IPv4 address of the VM that answers them (default: any)")
 	f.StringVar(&procRoot, "proc", "/proc", "procfs root used to discover the VM's process and vhost threads")
 	f.DurationVar(&timeout, "chain-timeout", 2*time.Second, "vhost-rx: finish a packet this long after its last stage")
 	_ = cmd.MarkFlagRequired("vm-interface")
@@ -58,18 +55,8 @@ func newTraceVhostCommand(tool, short, long string) *cobra.Command {
 			return err
 		}
 		cfg := vhost.Config{Tool: tool, Interface: iface, ProcRoot: procRoot, Timeout: timeout}
-		for _, a := range []struct {
-			flag, val string
-			dst       *netip.Addr
-		}{{"--src-ip", src, &cfg.SrcIP}, {"--dst-ip", dst, &cfg.DstIP}} {
-			if a.val == "" {
-				continue
-			}
-			ip, err := netip.ParseAddr(a.val)
-			if err != nil {
-				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%s: %w", a.flag, err)}
-			}
-			*a.dst = ip
+		if err := ep.parse(&cfg.SrcIP, &cfg.DstIP); err != nil {
+			return err
 		}
 		t, err := vhost.New(cfg)
 		if err != nil {

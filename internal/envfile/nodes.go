@@ -1,6 +1,7 @@
 package envfile
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"os"
@@ -38,8 +39,8 @@ func (n Node) IsVM() bool {
 func (e *Environment) Nodes() []Node {
 	opts := func(o SSHOptions) SSHOptions {
 		m := Merge(e.SSH, o)
-		m.Sudo = firstNonEmpty(m.Sudo, SudoNone)
-		m.RemoteDir = firstNonEmpty(m.RemoteDir, DefaultRemoteDir)
+		m.Sudo = cmp.Or(m.Sudo, SudoNone)
+		m.RemoteDir = cmp.Or(m.RemoteDir, DefaultRemoteDir)
 		return m
 	}
 	vm := func(role, field string, v VM) Node {
@@ -60,25 +61,16 @@ func (e *Environment) Nodes() []Node {
 // Merge returns global with every field that node sets replacing it.
 func Merge(global, node SSHOptions) SSHOptions {
 	out := global
-	str := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
-	str(&out.User, node.User)
-	str(&out.IdentityFile, node.IdentityFile)
-	str(&out.Jump, node.Jump)
-	str(&out.KnownHosts, node.KnownHosts)
-	str(&out.Config, node.Config)
-	str(&out.Sudo, node.Sudo)
-	str(&out.ConnectTimeout, node.ConnectTimeout)
-	str(&out.RemoteDir, node.RemoteDir)
-	if node.Port != 0 {
-		out.Port = node.Port
-	}
-	if node.Agent != nil {
-		out.Agent = node.Agent
-	}
+	out.User = cmp.Or(node.User, global.User)
+	out.IdentityFile = cmp.Or(node.IdentityFile, global.IdentityFile)
+	out.Jump = cmp.Or(node.Jump, global.Jump)
+	out.KnownHosts = cmp.Or(node.KnownHosts, global.KnownHosts)
+	out.Config = cmp.Or(node.Config, global.Config)
+	out.Sudo = cmp.Or(node.Sudo, global.Sudo)
+	out.ConnectTimeout = cmp.Or(node.ConnectTimeout, global.ConnectTimeout)
+	out.RemoteDir = cmp.Or(node.RemoteDir, global.RemoteDir)
+	out.Port = cmp.Or(node.Port, global.Port)
+	out.Agent = cmp.Or(node.Agent, global.Agent)
 	out.InsecureIgnoreHostKey = global.InsecureIgnoreHostKey || node.InsecureIgnoreHostKey
 	return out
 }
@@ -166,7 +158,7 @@ func resolve(dest string, o SSHOptions, cfg *SSHConfig, depth int) (*Target, err
 	if h.HostName != "" {
 		t.Host = h.HostName
 	}
-	t.User = firstNonEmpty(d.User, o.User, h.User)
+	t.User = cmp.Or(d.User, o.User, h.User)
 	if t.User == "" {
 		if u, err := user.Current(); err == nil {
 			t.User = u.Username
@@ -174,7 +166,7 @@ func resolve(dest string, o SSHOptions, cfg *SSHConfig, depth int) (*Target, err
 			t.User = "root"
 		}
 	}
-	t.Port = firstNonZero(d.Port, o.Port, h.Port, 22)
+	t.Port = cmp.Or(d.Port, o.Port, h.Port, 22)
 	if o.IdentityFile != "" {
 		t.IdentityFiles = append(t.IdentityFiles, ExpandHome(o.IdentityFile))
 	}
@@ -199,7 +191,7 @@ func resolve(dest string, o SSHOptions, cfg *SSHConfig, depth int) (*Target, err
 	if o.Agent != nil {
 		t.Agent = *o.Agent && t.Agent
 	}
-	t.ConnectTimeout, _ = time.ParseDuration(firstNonEmpty(o.ConnectTimeout, DefaultConnectTimeout))
+	t.ConnectTimeout, _ = time.ParseDuration(cmp.Or(o.ConnectTimeout, DefaultConnectTimeout))
 	jump := o.Jump
 	if jump == "" && h.ProxyJump != "" && h.ProxyJump != "none" {
 		jump = strings.Split(h.ProxyJump, ",")[0]
@@ -215,22 +207,4 @@ func resolve(dest string, o SSHOptions, cfg *SSHConfig, depth int) (*Target, err
 		}
 	}
 	return t, nil
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-func firstNonZero(vs ...int) int {
-	for _, v := range vs {
-		if v != 0 {
-			return v
-		}
-	}
-	return 0
 }

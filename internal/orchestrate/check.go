@@ -186,13 +186,12 @@ func newTracerProbe(o *Options, nodes []*node) (*tracerProbe, error) {
 	if err != nil {
 		return nil, err
 	}
-	byRole, binary := map[string]*node{}, map[string]string{}
+	byRole := map[string]*node{}
 	for _, n := range nodes {
 		byRole[n.role()] = n
-		binary[n.role()] = remote.PushedPath(n.spec.Options.RemoteDir, "pingpath", sum)
 	}
 	p := &tracerProbe{o: o, sum: sum, dir: dir}
-	p.phases = plan(planInput{env: o.Env, nodes: byRole, binary: binary, maxDuration: 30 * time.Second})
+	p.phases = plan(planInput{env: o.Env, nodes: byRole, sum: sum, maxDuration: 30 * time.Second})
 	return p, nil
 }
 
@@ -216,7 +215,7 @@ func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
 	if len(specs) == 0 {
 		return
 	}
-	if _, err := remote.Push(ctx, n.t, p.o.Binary, p.sum, n.spec.Options.RemoteDir, "pingpath"); err != nil {
+	if err := n.push(ctx, p.o.Binary, p.sum); err != nil {
 		c.add(n.role(), "push", CheckFail, err.Error(), "pingpath pushes itself to remote_dir: it must be writable and allow executables (not noexec)")
 		return
 	}

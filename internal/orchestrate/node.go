@@ -75,6 +75,22 @@ type node struct {
 
 func (n *node) role() string { return n.spec.Role }
 
+// pushedName is the name pingpath pushes itself under in remote_dir.
+const pushedName = "pingpath"
+
+// binaryPath is where the pingpath binary with checksum sum is on the node
+// once pushed.
+func (n *node) binaryPath(sum string) string {
+	return remote.PushedPath(n.spec.Options.RemoteDir, pushedName, sum)
+}
+
+// push copies the local pingpath binary (checksum sum) to the node unless
+// it is already there.
+func (n *node) push(ctx context.Context, local, sum string) error {
+	_, err := remote.Push(ctx, n.t, local, sum, n.spec.Options.RemoteDir, pushedName)
+	return err
+}
+
 // sudo wraps cmd per the node's sudo mode.
 func (n *node) sudo(cmd remote.Command) (remote.Command, error) {
 	return remote.WithSudo(cmd, n.spec.Options.Sudo, n.password)

@@ -32,7 +32,7 @@ type tracerSpec struct {
 type planInput struct {
 	env         *envfile.Environment
 	nodes       map[string]*node // by role
-	binary      map[string]string
+	sum         string           // SHA-256 of the pingpath binary the nodes run
 	maxDuration time.Duration
 }
 
@@ -44,7 +44,7 @@ func plan(in planInput) [][]*tracerSpec {
 	tools := in.env.Tools
 	py := tools.Python
 	ours := func(n *node, tool string, flags ...string) *tracerSpec {
-		args := append([]string{in.binary[n.role()], "trace", tool}, flags...)
+		args := append([]string{n.binaryPath(in.sum), "trace", tool}, flags...)
 		args = append(args, "--format", "json", "--stop-on-stdin-eof", "--max-duration", in.maxDuration.String())
 		return &tracerSpec{
 			node: n, tool: tool, args: args,

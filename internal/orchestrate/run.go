@@ -240,11 +240,7 @@ func (r *run) connect(ctx context.Context) ([][]*tracerSpec, string, error) {
 		r.fail("", "push", err)
 		return nil, "", err
 	}
-	binary := map[string]string{}
-	for _, n := range r.nodes {
-		binary[n.role()] = remote.PushedPath(n.spec.Options.RemoteDir, "pingpath", sum)
-	}
-	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, binary: binary, maxDuration: o.maxDuration()})), sum, nil
+	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, sum: sum, maxDuration: o.maxDuration()})), sum, nil
 }
 
 // prepare reads every node's facts (as root, which checks sudo) and pushes
@@ -254,8 +250,7 @@ func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSp
 	o := r.o
 	var pushMax time.Duration
 	err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
-		bin := remote.PushedPath(n.spec.Options.RemoteDir, "pingpath", sum)
-		if err := n.gatherFacts(ctx, bin); err != nil {
+		if err := n.gatherFacts(ctx, n.binaryPath(sum)); err != nil {
 			return err
 		}
 		if !needsBinary(phases, n.role()) {
@@ -268,7 +263,7 @@ func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSp
 		}
 		o.progress().NodeState(n.role(), "pushing", "")
 		t0 := time.Now()
-		if _, err := remote.Push(ctx, n.t, o.Binary, sum, n.spec.Options.RemoteDir, "pingpath"); err != nil {
+		if err := n.push(ctx, o.Binary, sum); err != nil {
 			return err
 		}
 		r.mu.Lock()
@@ -463,15 +458,11 @@ func (r *run) readyTools(role string) string {
 	defer r.mu.Unlock()
 	s := ""
 	for _, rt := range r.tracers {
-		select {
-		case <-rt.ready:
-			if rt.spec.node.role() == role {
-				if s != "" {
-					s += " "
-				}
-				s += rt.spec.tool
+		if rt.isReady() && rt.spec.node.role() == role {
+			if s != "" {
+				s += " "
 			}
-		default:
+			s += rt.spec.tool
 		}
 	}
 	return s

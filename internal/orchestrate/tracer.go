@@ -2,6 +2,7 @@ package orchestrate
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -133,7 +134,7 @@ func (rt *running) watch(enabled bool) func(string) {
 		if rt.spec.onLine != nil {
 			rt.spec.onLine(l)
 		}
-		if rt.spec.ready(l) {
+		if !rt.isReady() && rt.spec.ready(l) {
 			rt.readyOnce.Do(func() {
 				rt.mu.Lock()
 				rt.readyAt = time.Since(rt.started)
@@ -144,22 +145,46 @@ func (rt *running) watch(enabled bool) func(string) {
 	}
 }
 
-// copyLines copies r to w line by line as lines arrive, calling onLine for
-// each (without its newline). A final unterminated line is kept.
+// copyLines copies r to w as lines arrive, calling onLine for each
+// (without its line ending). A final unterminated line is kept. Lines that
+// arrived together are written together, in whole lines (streams may share
+// w), and before the next read could block, so the file keeps up with the
+// stream at one write per read rather than per line.
 func copyLines(r io.Reader, w *lineWriter, onLine func(string)) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	const size = 64 << 10
+	br := bufio.NewReaderSize(r, size)
+	var pending []byte // whole lines not yet written
 	for {
-		b, err := br.ReadBytes('\n')
-		if len(b) > 0 {
-			w.write(b)
-			if onLine != nil {
-				onLine(strings.TrimRight(string(b), "\r\n"))
+		start := len(pending)
+		var err error
+		for {
+			var b []byte
+			b, err = br.ReadSlice('\n')
+			pending = append(pending, b...)
+			if err != bufio.ErrBufferFull {
+				break // a line longer than the buffer is read in pieces
 			}
+		}
+		if onLine != nil && len(pending) > start {
+			onLine(strings.TrimRight(string(pending[start:]), "\r\n"))
+		}
+		if err != nil || len(pending) >= size || !lineBuffered(br) {
+			if len(pending) > 0 {
+				w.write(pending)
+			}
+			pending = pending[:0]
 		}
 		if err != nil {
 			return
 		}
 	}
+}
+
+// lineBuffered tells whether br holds a whole line, which reading next
+// will not block for.
+func lineBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 func (rt *running) closeFiles() {
@@ -183,6 +208,15 @@ func (rt *running) release() error {
 }
 
 func (rt *running) name() string { return rt.spec.tool + " on " + rt.spec.node.role() }
+
+func (rt *running) isReady() bool {
+	select {
+	case <-rt.ready:
+		return true
+	default:
+		return false
+	}
+}
 
 func (rt *running) hasExited() bool {
 	select {
@@ -300,10 +334,8 @@ func (rt *running) result() manifest.Tracer {
 	stopped, failLine, readyAt := rt.stopped, rt.failLine, rt.readyAt
 	neverRan := rt.gated && !rt.released
 	rt.mu.Unlock()
-	select {
-	case <-rt.ready:
+	if rt.isReady() {
 		t.ReadyMS = ms(readyAt)
-	default:
 	}
 	if neverRan {
 		t.State, t.Error = "not-started", "the run ended before this tracer's turn"
