@@ -34,20 +34,15 @@ func (l *Lab) Down(ctx context.Context) error {
 		}
 	}
 	// 2. Anything else still inside a lab namespace: SSH sessions, tracers
-	// started over SSH, processes started with Exec.
-	for _, ns := range l.Namespaces() {
-		if !netnsExists(ns) {
-			continue
-		}
-		left, err := netnsPids(ns)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listing processes in %s: %w", ns, err))
-			continue
-		}
-		if len(left) > 0 {
-			if err := killAndWait(left, time.Second); err != nil {
-				errs = append(errs, fmt.Errorf("stopping processes in %s: %w", ns, err))
-			}
+	// started over SSH, processes started with Exec. One pass over /proc
+	// finds them in every namespace, and they are stopped together.
+	left, err := netnsPids(l.Namespaces())
+	if err != nil {
+		errs = append(errs, fmt.Errorf("listing processes in the lab namespaces: %w", err))
+	}
+	if len(left) > 0 {
+		if err := killAndWait(left, time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("stopping processes in the lab namespaces: %w", err))
 		}
 	}
 	// 3. Root links: the management veths (deleting the root end deletes

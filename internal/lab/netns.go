@@ -105,16 +105,31 @@ func netnsInode(name string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// netnsPids lists the processes whose network namespace is the named one,
-// like `ip netns pids NAME`.
-func netnsPids(name string) ([]int, error) {
-	ino, err := netnsInode(name)
-	if err != nil {
-		return nil, err
+// netnsPids lists the processes whose network namespace is one of the named
+// ones, like `ip netns pids NAME` for each, in one pass over /proc.
+// Namespaces that do not exist are skipped; one that cannot be inspected
+// is reported in the error, and the processes of the others are still
+// returned.
+func netnsPids(names []string) ([]int, error) {
+	inodes := map[uint64]bool{}
+	var errs []error
+	for _, name := range names {
+		if !netnsExists(name) {
+			continue
+		}
+		ino, err := netnsInode(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("network namespace %s: %w", name, err))
+			continue
+		}
+		inodes[ino] = true
+	}
+	if len(inodes) == 0 {
+		return nil, errors.Join(errs...)
 	}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(append(errs, err)...)
 	}
 	var pids []int
 	for _, e := range ents {
@@ -126,11 +141,11 @@ func netnsPids(name string) ([]int, error) {
 		if unix.Stat("/proc/"+e.Name()+"/ns/net", &st) != nil {
 			continue // gone, or a kernel thread we cannot inspect
 		}
-		if st.Ino == ino && pid != os.Getpid() {
+		if inodes[st.Ino] && pid != os.Getpid() {
 			pids = append(pids, pid)
 		}
 	}
-	return pids, nil
+	return pids, errors.Join(errs...)
 }
 
 // startInNetns starts cmd with the named namespace as its network

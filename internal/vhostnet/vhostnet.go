@@ -173,7 +173,7 @@ func (q *queue) waitCall(timeout time.Duration) (bool, error) {
 
 // Open sets up vhost-net on /dev/vhost-net with tap as its backend. The tap
 // must be a TAP (IFF_TAP|IFF_NO_PI) device opened without IFF_VNET_HDR, such
-// as the one OpenTap returns; the Device takes ownership of it. All RX
+// as the one internal/lab/tapbackend.Create returns; the Device takes ownership of it. All RX
 // buffers are posted before Open returns.
 func Open(tap *os.File, opt Options) (d *Device, err error) {
 	if opt.QueueSize == 0 {

@@ -249,9 +249,9 @@ func kernelRx(oob []byte, now int64) int64 {
 	if !ok {
 		return now
 	}
-	var real unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_REALTIME, &real)
-	age := real.Nano() - ts
+	// time.Now reads CLOCK_REALTIME through the vDSO; unix.ClockGettime
+	// would be a system call on every frame.
+	age := time.Now().UnixNano() - ts
 	if age < 0 || age > int64(time.Second) {
 		return now
 	}
@@ -259,16 +259,19 @@ func kernelRx(oob []byte, now int64) int64 {
 }
 
 // RxTimestamp returns the SO_TIMESTAMPNS receive timestamp (CLOCK_REALTIME,
-// ns) from a recvmsg's control messages.
+// ns) from a recvmsg's control messages. It walks them one at a time
+// rather than with ParseSocketControlMessage, which allocates, because it
+// runs for every frame.
 func RxTimestamp(oob []byte) (int64, bool) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return 0, false
-	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
-			return (*unix.Timespec)(unsafe.Pointer(&m.Data[0])).Nano(), true
+	for len(oob) >= unix.CmsgLen(0) {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
+			return 0, false
 		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && len(data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+			return (*unix.Timespec)(unsafe.Pointer(&data[0])).Nano(), true
+		}
+		oob = rest
 	}
 	return 0, false
 }
@@ -288,8 +291,7 @@ func (d *direction) send(ctx context.Context) {
 			return
 		case f = <-d.queue:
 		}
-		waitUntil(f.release)
-		late := monoNow() - f.release
+		late := waitUntil(f.release) - f.release
 		d.write(f.data)
 		d.pending.Add(-1)
 		d.stats.LateCount.Add(1)
@@ -318,22 +320,24 @@ func realtime() {
 // and spins: more than the wake-up latency of a sleeping thread.
 const spinWindow = 100 * time.Microsecond
 
-// waitUntil returns at monotonic time t (or right away if t has passed).
-func waitUntil(t int64) {
+// waitUntil returns at monotonic time t (or right away if t has passed),
+// with the time it read last, so the caller needs no clock read of its own.
+func waitUntil(t int64) int64 {
 	for {
 		now := monoNow()
 		left := t - now
 		if left <= 0 {
-			return
+			return now
 		}
 		if left > int64(spinWindow) {
 			ts := unix.NsecToTimespec(t - int64(spinWindow))
 			_ = unix.ClockNanosleep(unix.CLOCK_MONOTONIC, unix.TIMER_ABSTIME, &ts, nil)
 			continue
 		}
-		for monoNow() < t {
+		for now < t {
+			now = monoNow()
 		}
-		return
+		return now
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/pingpath/pingpath/internal/lab/tapbackend"
 	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/vhostnet"
 )
@@ -48,7 +49,10 @@ func NewPeer(t testing.TB) *Peer {
 		GuestMAC:  net.HardwareAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56},
 		id:        uint16(os.Getpid()),
 	}
-	tap, err := vhostnet.OpenTap(ns.Handle(), p.TapName)
+	// The tun driver puts a new device in the namespace of the thread that
+	// creates it.
+	var tap *os.File
+	err := ns.Do(func() (err error) { tap, err = tapbackend.Create(p.TapName); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
