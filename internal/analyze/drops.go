@@ -21,7 +21,7 @@ func (j *joiner) attachDrops() {
 		p.DropReports = append(p.DropReports, k)
 		p.Seen |= 1 << d.Vantage
 		if cps, ok := vantageCheckpoints[d.Vantage]; ok {
-			if last, ok := stageIndex[d.LastSeen]; ok {
+			if last, ok := stageIndex(d.Vantage, d.LastSeen); ok {
 				for s := 0; s <= last; s++ {
 					p.Checkpoints |= 1 << cps[s]
 				}

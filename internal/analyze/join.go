@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/pingpath/pingpath/internal/parse"
+	"github.com/pingpath/pingpath/internal/record"
 )
 
 // Checkpoints along the path of one ping, in path order. A vantage point
@@ -61,27 +62,6 @@ var vantageCheckpoints = map[parse.Vantage][4]int{
 	parse.VMRx:         {cpRVMReqRcv, cpRVMICMP, cpRVMRepOut, cpRVMRepXmit},
 	parse.HostSender:   {cpSHostReqIn, cpSHostReqOut, cpSHostRepIn, cpSHostRepOut},
 	parse.HostReceiver: {cpRHostReqIn, cpRHostReqOut, cpRHostRepIn, cpRHostRepOut},
-}
-
-// stageIndex maps a stage name of either naming (ours or the origin's) to
-// its index 0..3 within a core vantage.
-var stageIndex = map[string]int{
-	"p1_start": 0, "p1_end": 1, "p2_start": 2, "p2_end": 3,
-	"req_in": 0, "req_out": 1, "rep_in": 2, "rep_out": 3,
-	"ReqRX": 0, "ReqTX": 1, "RepRX": 2, "RepTX": 3,
-}
-
-// coreVals lists, per core vantage, the values it provides (D0..D3).
-var coreVals = map[parse.Vantage][4]int{
-	parse.VMTx:         {SegA, ValInterS, SegM, ValRTT},
-	parse.VMRx:         {SegF, SegG, SegH, ValTotalRV},
-	parse.HostSender:   {SegB, ValExtS, SegK, ValTotalS},
-	parse.HostReceiver: {SegD, ValExtR, SegI, ValTotalR},
-}
-
-var vhostVal = map[parse.Vantage]int{
-	parse.VhostRXRequest: SegE, parse.VhostRXReply: SegL,
-	parse.VhostTXRequest: SegB1, parse.VhostTXReply: SegI1,
 }
 
 type obsRef struct {
@@ -181,7 +161,7 @@ func (j *joiner) classify() {
 			origin = true
 		}
 		if sessionSrc == "" && (f.Kind == parse.KindVMText || f.Kind == parse.KindHostText ||
-			(f.Kind == parse.KindRecord && f.Tool == "vm")) {
+			(f.Kind == parse.KindRecord && f.Tool == record.ToolVM)) {
 			sessionSrc = f.SrcIP
 		}
 	}
@@ -320,9 +300,9 @@ func (j *joiner) noteUnmeasured(f *parse.File) {
 			return
 		}
 	}
-	ends := map[string]string{"vhost-rx": "s1_tun_xmit and s5_kvm_irq", "vhost-tx": "kick and netif_receive"}[f.Tool]
-	j.notef("%s: %d record(s), none with both end stages (%s), so %s is not measured; the stream's header lists the unavailable probes and why",
-		baseName(f.Path), len(f.Obs), ends, ValueNames[vhostVal[f.Obs[0].Vantage]])
+	path, _ := f.Obs[0].Vantage.Record()
+	j.notef("%s: %d record(s), none with both end stages (%s and %s), so %s is not measured; the stream's header lists the unavailable probes and why",
+		baseName(f.Path), len(f.Obs), path.First(), path.Last(), ValueNames[vhostVal[f.Obs[0].Vantage]])
 }
 
 // fileVantage guesses the vantage an empty file would have reported.

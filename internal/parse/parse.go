@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/pingpath/pingpath/internal/record"
 )
 
 // Kind says which producer wrote a file.
@@ -61,6 +63,27 @@ const (
 var vantageNames = [...]string{"sender VM", "receiver VM", "sender host", "receiver host",
 	"receiver host vhost-rx (E)", "sender host vhost-rx (L)", "sender host vhost-tx (B_1)",
 	"receiver host vhost-tx (I_1)", "ping"}
+
+// vantageRecords names the record table and role behind each tracer
+// vantage (record.Path.Spans then say which segment each duration is).
+var vantageRecords = [...]struct {
+	path *record.Path
+	role string
+}{
+	VMTx: {record.VM, record.RoleTX}, VMRx: {record.VM, record.RoleRX},
+	HostSender: {record.Host, record.RoleSender}, HostReceiver: {record.Host, record.RoleReceiver},
+	VhostRXRequest: {record.VhostRX, record.RoleRequest}, VhostRXReply: {record.VhostRX, record.RoleReply},
+	VhostTXRequest: {record.VhostTX, record.RoleRequest}, VhostTXReply: {record.VhostTX, record.RoleReply},
+}
+
+// Record returns the stage table and the role a tracer vantage reads; nil
+// for ping's own view.
+func (v Vantage) Record() (*record.Path, string) {
+	if v < 0 || int(v) >= len(vantageRecords) {
+		return nil, ""
+	}
+	return vantageRecords[v].path, vantageRecords[v].role
+}
 
 func (v Vantage) String() string {
 	if v >= 0 && int(v) < len(vantageNames) {

@@ -239,6 +239,29 @@ func TestRecordStream(t *testing.T) {
 	}
 }
 
+// A stage name the tool's record table does not have (a newer tracer) is a
+// warning naming the stage, the first line and how many records carried it,
+// on the fast path and on the encoding/json fallback alike; the record's
+// known stages are kept.
+func TestRecordUnknownStageWarns(t *testing.T) {
+	var b bytes.Buffer
+	w := record.NewWriter(&b)
+	w.Write(&record.Header{Tool: record.ToolVM, Role: record.RoleTX, StartMonoNS: 1000, StartWallNS: 5000})
+	w.Write(&record.Ping{ID: 1, Seq: 1, Stages: map[string]uint64{record.StageP1Start: 2000, "p1_qdisc": 2100, record.StageP1End: 2300}})
+	b.WriteString(`{"type":"ping","id":1,"seq":2,"stages":{"p1_start":3000,"p1_qdisc":3050,"p1\u005fend":3400}}` + "\n")
+	w.Write(&record.Trailer{})
+	f, err := Parse("new.jsonl", &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Obs) != 2 || f.Obs[0].Dur[D0] != 300 || f.Obs[1].Dur[D0] != 400 {
+		t.Fatalf("known stages not kept: %+v", f.Obs)
+	}
+	if len(f.Warnings) != 1 || !strings.Contains(f.Warnings[0], `new.jsonl:2: unknown vm stage "p1_qdisc" ignored in 2 record(s)`) {
+		t.Errorf("warnings %q", f.Warnings)
+	}
+}
+
 // Truncated and corrupt origin logs: warnings with file:line, the rest kept.
 func TestTruncatedOrigin(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(anchorDir, "send-vm-icmp.log"))

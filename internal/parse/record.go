@@ -1,14 +1,78 @@
 package parse
 
 import (
+	"sort"
+
 	"github.com/pingpath/pingpath/internal/record"
 )
 
-// Stage slots of pingpath's own tracers (docs/record-format.md); see stageSlots.
-const (
-	rxS1, rxS2, rxS5 = 0, 1, 4
-	txKick, txNetif  = 0, 3
-)
+// layout is one stream's stage table (record.PathOf its tool) as the reader
+// uses it: a stage's slot is its index on the path, and each span is a pair
+// of slots. It also counts the stage names the table does not have, so that
+// a stream from a newer tracer is reported rather than silently thinned.
+type layout struct {
+	path  *record.Path // nil for a tool this version does not know
+	spans [][2]int     // slots of path.Spans[i].From, .To
+	total [2]int
+	// unknown counts records per unknown stage name, with the first line.
+	unknown map[string]*unknownStage
+}
+
+type unknownStage struct{ first, last, records int }
+
+func newLayout(tool string) *layout {
+	l := &layout{path: record.PathOf(tool)}
+	if l.path == nil {
+		return l
+	}
+	for _, sp := range l.path.Spans {
+		pair := [2]int{l.path.Index(sp.From), l.path.Index(sp.To)}
+		l.spans = append(l.spans, pair)
+		if sp.Name == record.DurTotal {
+			l.total = pair
+		}
+	}
+	return l
+}
+
+// slot returns the slot of a stage name in the input buffer; an unknown name
+// is counted against line.
+func (l *layout) slot(name []byte, line int) int {
+	if l.path == nil {
+		return -1 // the whole record is reported (unknown tool)
+	}
+	k := l.path.IndexBytes(name)
+	if k < 0 {
+		u := l.unknown[string(name)]
+		if u == nil {
+			if l.unknown == nil {
+				l.unknown = map[string]*unknownStage{}
+			}
+			u = &unknownStage{first: line}
+			l.unknown[string(name)] = u
+		}
+		// A record the fast path gives up on is read again by encoding/json:
+		// count lines, not calls.
+		if u.last != line {
+			u.last = line
+			u.records++
+		}
+	}
+	return k
+}
+
+// report warns once per unknown stage name.
+func (l *layout) report(f *File) {
+	names := make([]string, 0, len(l.unknown))
+	for n := range l.unknown {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		u := l.unknown[n]
+		f.warnf(u.first, "unknown %s stage %q ignored in %d record(s) (written by a newer tracer?)", l.path.Tool, n, u.records)
+	}
+}
 
 func applyHeader(f *File, h *record.Header) {
 	f.Tool, f.Role, f.Identity = h.Tool, h.Role, "exact"
@@ -51,48 +115,31 @@ func recordVantage(f *File, role string) (Vantage, bool) {
 	if role == "" || role == "auto" {
 		role = f.Role
 	}
-	switch f.Tool {
-	case record.ToolVM:
+	if f.Tool == record.ToolVM {
+		// Early vm streams named the roles like the host tool.
 		switch role {
-		case "tx", "sender":
-			return VMTx, true
-		case "rx", "receiver":
-			return VMRx, true
+		case record.RoleSender:
+			role = record.RoleTX
+		case record.RoleReceiver:
+			role = record.RoleRX
 		}
-	case record.ToolHost:
-		switch role {
-		case "sender":
-			return HostSender, true
-		case "receiver":
-			return HostReceiver, true
-		}
-	case record.ToolVhostRX:
-		switch role {
-		case "request":
-			return VhostRXRequest, true
-		case "reply":
-			return VhostRXReply, true
-		}
-	case record.ToolVhostTX:
-		switch role {
-		case "request":
-			return VhostTXRequest, true
-		case "reply":
-			return VhostTXReply, true
+	}
+	for v, r := range vantageRecords {
+		if r.path.Tool == f.Tool && r.role == role {
+			return Vantage(v), true
 		}
 	}
 	return 0, false
 }
 
 // recordObs turns one ping record's stages into an observation.
-func recordObs(f *File, id, seq uint16, role string, st *stages) (Obs, bool) {
+func recordObs(f *File, l *layout, id, seq uint16, role string, st *stages) (Obs, bool) {
 	v, ok := recordVantage(f, role)
 	if !ok {
 		f.warnf(0, "ping id %d seq %d: unknown tool/role %q/%q", id, seq, f.Tool, role)
 		return Obs{}, false
 	}
 	o := Obs{Vantage: v, ID: id, Seq: seq, HasID: true, TimeWall: true}
-	pairs := [NumDur][2]int{{0, 1}, {1, 2}, {2, 3}, {0, 3}}
 	first := func() uint64 {
 		for k := 0; k < 8; k++ {
 			if t, ok := st.get(k); ok {
@@ -102,13 +149,6 @@ func recordObs(f *File, id, seq uint16, role string, st *stages) (Obs, bool) {
 		return 0
 	}
 	switch v {
-	case VMTx, VMRx:
-		for k, pr := range pairs {
-			if d, ok := st.diff(pr[0], pr[1]); ok {
-				o.Set(k, d)
-			}
-		}
-		o.Time = f.wall(first())
 	case HostSender, HostReceiver:
 		for k := 0; k < NumStages; k++ {
 			if t, ok := st.get(k); ok {
@@ -116,26 +156,27 @@ func recordObs(f *File, id, seq uint16, role string, st *stages) (Obs, bool) {
 				o.Seen |= 1 << k
 			}
 		}
-		for k, pr := range pairs {
+		fallthrough
+	case VMTx, VMRx:
+		// D0..D3 are the tool's first four spans (path1, inter_path, path2,
+		// total; req_internal, external, rep_internal, total).
+		for k, pr := range l.spans[:NumDur] {
 			if d, ok := st.diff(pr[0], pr[1]); ok {
 				o.Set(k, d)
 			}
 		}
-		o.Time = f.wall(first())
-	case VhostRXRequest, VhostRXReply:
-		if d, ok := st.diff(rxS1, rxS5); ok {
+	case VhostRXRequest, VhostRXReply, VhostTXRequest, VhostTXReply:
+		if d, ok := st.diff(l.total[0], l.total[1]); ok {
 			o.Set(D3, d)
 		}
-		if d, ok := st.diff(rxS1, rxS2); ok {
-			o.Set(D0, d)
+		if v == VhostRXRequest || v == VhostRXReply {
+			// tun → vhost (s1_s2), as the origin's t2 − t1.
+			if d, ok := st.diff(l.spans[1][0], l.spans[1][1]); ok {
+				o.Set(D0, d)
+			}
 		}
-		o.Time = f.wall(first())
-	case VhostTXRequest, VhostTXReply:
-		if d, ok := st.diff(txKick, txNetif); ok {
-			o.Set(D3, d)
-		}
-		o.Time = f.wall(first())
 	}
+	o.Time = f.wall(first())
 	if o.Time == 0 {
 		o.TimeWall = false
 	}

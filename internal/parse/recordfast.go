@@ -15,14 +15,6 @@ import (
 // the result is the same either way. Header, drop and trailer records always
 // go through encoding/json.
 
-// stageSlots numbers each tool's stages.
-var stageSlots = map[string]map[string]int{
-	record.ToolVM:      {"p1_start": 0, "p1_end": 1, "p2_start": 2, "p2_end": 3},
-	record.ToolHost:    {"req_in": 0, "req_out": 1, "rep_in": 2, "rep_out": 3},
-	record.ToolVhostRX: {"s1_tun_xmit": 0, "s2_vhost_recv": 1, "s3_vhost_signal": 2, "s4_irqfd": 3, "s5_kvm_irq": 4},
-	record.ToolVhostTX: {"kick": 0, "handle_tx": 1, "tun_sendmsg": 2, "netif_receive": 3},
-}
-
 // stages holds one record's stage timestamps by slot.
 type stages struct {
 	t   [8]uint64
@@ -51,14 +43,15 @@ func readRecords(f *File, r io.Reader) error {
 	)
 	var (
 		state   = beforeHeader
-		slots   map[string]int
+		lay     = &layout{}
+		lineNo  int // of the record being decoded, for setStage
 		st      stages
 		trailer bool
 	)
 	// One closure for the whole stream: a closure built per line would be
 	// allocated per record.
 	setStage := func(name []byte, v uint64) {
-		if k, ok := slots[string(name)]; ok {
+		if k := lay.slot(name, lineNo); k >= 0 {
 			st.t[k], st.has = v, st.has|1<<k
 		}
 	}
@@ -70,10 +63,11 @@ func readRecords(f *File, r io.Reader) error {
 		if state == notStream || len(bytes.TrimSpace(line)) == 0 {
 			return
 		}
+		lineNo = n
 		if state == inStream {
 			st = stages{}
 			if id, seq, role, err := record.ScanPing(line, setStage); err == nil {
-				if o, ok := recordObs(f, id, seq, role, &st); ok {
+				if o, ok := recordObs(f, lay, id, seq, role, &st); ok {
 					o.Line = n
 					f.Obs = append(f.Obs, o)
 				}
@@ -98,7 +92,7 @@ func readRecords(f *File, r io.Reader) error {
 				state = notStream
 			default:
 				applyHeader(f, h)
-				slots = stageSlots[h.Tool]
+				lay = newLayout(h.Tool)
 				state = inStream
 			}
 			return
@@ -116,11 +110,9 @@ func readRecords(f *File, r io.Reader) error {
 			}
 			st = stages{}
 			for name, v := range p.Stages {
-				if k, ok := slots[name]; ok {
-					st.t[k], st.has = v, st.has|1<<k
-				}
+				setStage([]byte(name), v)
 			}
-			if o, ok := recordObs(f, p.ID, p.Seq, p.Role, &st); ok {
+			if o, ok := recordObs(f, lay, p.ID, p.Seq, p.Role, &st); ok {
 				o.Line = n
 				f.Obs = append(f.Obs, o)
 			}
@@ -148,6 +140,7 @@ func readRecords(f *File, r io.Reader) error {
 	if state != inStream {
 		return fmt.Errorf("%w: no valid header", record.ErrNotRecordStream)
 	}
+	lay.report(f)
 	if !trailer {
 		f.Truncated = true
 		f.warnf(0, "stream has no trailer (tracer stopped abnormally or file cut short)")

@@ -193,25 +193,3 @@ func (f *Flow) PingRecord() *record.Ping {
 	}
 	return p
 }
-
-// Duration is a derived duration: To − From, both stages.
-type Duration struct {
-	Name     string
-	From, To string
-}
-
-// Durations computes each duration whose two stages are present.
-func Durations(stages map[string]uint64, defs []Duration) map[string]int64 {
-	out := map[string]int64{}
-	for _, d := range defs {
-		a, okA := stages[d.From]
-		b, okB := stages[d.To]
-		if okA && okB {
-			out[d.Name] = int64(b) - int64(a)
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}

@@ -71,17 +71,6 @@ func TestCorrelatorSeqWrapAndExpiry(t *testing.T) {
 	}
 }
 
-func TestDurations(t *testing.T) {
-	defs := []Duration{{"ab", "a", "b"}, {"ac", "a", "c"}}
-	got := Durations(map[string]uint64{"a": 10, "b": 25}, defs)
-	if len(got) != 1 || got["ab"] != 15 {
-		t.Errorf("durations = %v", got)
-	}
-	if Durations(map[string]uint64{"c": 1}, defs) != nil {
-		t.Error("durations without inputs not nil")
-	}
-}
-
 func TestDecodeEvent(t *testing.T) {
 	raw := make([]byte, EventSize)
 	raw[0] = 1

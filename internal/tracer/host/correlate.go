@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/tracer"
 )
 
 // Kind is where an event was taken.
@@ -44,23 +43,6 @@ const (
 	EncapGeneve = 4
 )
 
-// Roles of the host for one ping.
-const (
-	RoleSender   = "sender"   // the request enters from the VM side
-	RoleReceiver = "receiver" // the request enters from the physical side
-)
-
-// Stage names (docs/record-format.md, host tool), in path order.
-const (
-	StageReqIn  = "req_in"
-	StageReqOut = "req_out"
-	StageRepIn  = "rep_in"
-	StageRepOut = "rep_out"
-)
-
-// Stages lists the four stages in the order a ping passes them.
-var Stages = [4]string{StageReqIn, StageReqOut, StageRepIn, StageRepOut}
-
 // Event is one observation decoded from the BPF ring buffer.
 type Event struct {
 	TS       uint64 // CLOCK_MONOTONIC ns
@@ -85,13 +67,13 @@ func stageOf(e *Event) (role string, stage int, ok bool) {
 	case e.Side != SideVM && e.Side != SidePhy:
 		return "", 0, false
 	case e.Dir == DirRequest && e.Kind == KindIngress:
-		return pick(vm, RoleSender, RoleReceiver), 0, true
+		return pick(vm, record.RoleSender, record.RoleReceiver), 0, true
 	case e.Dir == DirRequest && e.Kind == KindEgress:
-		return pick(!vm, RoleSender, RoleReceiver), 1, true
+		return pick(!vm, record.RoleSender, record.RoleReceiver), 1, true
 	case e.Dir == DirReply && e.Kind == KindIngress:
-		return pick(!vm, RoleSender, RoleReceiver), 2, true
+		return pick(!vm, record.RoleSender, record.RoleReceiver), 2, true
 	case e.Dir == DirReply && e.Kind == KindEgress:
-		return pick(vm, RoleSender, RoleReceiver), 3, true
+		return pick(vm, record.RoleSender, record.RoleReceiver), 3, true
 	}
 	return "", 0, false
 }
@@ -269,7 +251,7 @@ func (c *Correlator) apply(e *Event) {
 // applyFree attaches a kernel drop to the open pings it belongs to.
 func (c *Correlator) applyFree(e *Event) {
 	found := false
-	for _, role := range [2]string{RoleSender, RoleReceiver} {
+	for _, role := range [2]string{record.RoleSender, record.RoleReceiver} {
 		if f := c.flows[flowKey{role, e.ID, e.Seq}]; f != nil {
 			f.frees = append(f.frees, *e)
 			found = true
@@ -292,7 +274,7 @@ func (c *Correlator) decide(wm uint64) {
 	for _, f := range idle {
 		last, missed, prefix := f.progress()
 		if !prefix {
-			c.emitIncomplete(f, "stage "+Stages[missed]+" not observed")
+			c.emitIncomplete(f, "stage "+record.Host.Stages[missed]+" not observed")
 			continue
 		}
 		c.Drops++
@@ -361,23 +343,15 @@ func (c *Correlator) ping(f *flow) *record.Ping {
 		if ts == 0 {
 			continue
 		}
-		p.Stages[Stages[i]] = ts
-		p.Devices[Stages[i]] = f.ev[i].Dev
-		p.CPU[Stages[i]] = f.ev[i].CPU
+		p.Stages[record.Host.Stages[i]] = ts
+		p.Devices[record.Host.Stages[i]] = f.ev[i].Dev
+		p.CPU[record.Host.Stages[i]] = f.ev[i].CPU
 	}
-	p.Durations = tracer.Durations(p.Stages, durationDefs)
+	p.Durations = record.Host.Durations(p.Stages)
 	if f.encap != 0 {
 		p.Extra = map[string]string{"encap": EncapString(f.encap)}
 	}
 	return p
-}
-
-// durationDefs are the host tool's durations (docs/record-format.md).
-var durationDefs = []tracer.Duration{
-	{Name: "req_internal", From: StageReqIn, To: StageReqOut},
-	{Name: "external", From: StageReqOut, To: StageRepIn},
-	{Name: "rep_internal", From: StageRepIn, To: StageRepOut},
-	{Name: "total", From: StageReqIn, To: StageRepOut},
 }
 
 // EncapString names encapsulation flags, e.g. "vlan+vxlan".
@@ -398,7 +372,7 @@ func (c *Correlator) drop(f *flow, last, missed int) *record.Drop {
 	p := c.ping(f)
 	d := &record.Drop{
 		ID: f.key.id, Seq: f.key.seq, Role: f.key.role,
-		LastSeen: Stages[last], FirstMissed: Stages[missed],
+		LastSeen: record.Host.Stages[last], FirstMissed: record.Host.Stages[missed],
 		Stages: p.Stages, Devices: p.Devices,
 	}
 	// The kernel drop that explains the loss: the first free of one of the

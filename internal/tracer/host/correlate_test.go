@@ -70,7 +70,7 @@ func TestCompletePing(t *testing.T) {
 		t.Fatalf("got %d pings %d drops, want 1/0", len(out.pings), len(out.drops))
 	}
 	p := out.pings[0]
-	if p.Role != RoleSender || p.ID != 7 || p.Seq != 1 {
+	if p.Role != record.RoleSender || p.ID != 7 || p.Seq != 1 {
 		t.Errorf("ping = %+v", p)
 	}
 	want := map[string]int64{"req_internal": 80_000, "external": 400_000, "rep_internal": 55_000, "total": 535_000}
@@ -93,7 +93,7 @@ func TestReceiverRole(t *testing.T) {
 		c.Add(e)
 	}
 	c.Flush(6 * ms)
-	if len(out.pings) != 1 || out.pings[0].Role != RoleReceiver || out.pings[0].Durations["total"] != 240_000 {
+	if len(out.pings) != 1 || out.pings[0].Role != record.RoleReceiver || out.pings[0].Durations["total"] != 240_000 {
 		t.Fatalf("pings = %+v", out.pings)
 	}
 	if out.pings[0].Extra["incomplete"] != "" {
@@ -189,7 +189,7 @@ func TestExternalDrop(t *testing.T) {
 		t.Fatalf("got %d drops, want 1", len(out.drops))
 	}
 	d := out.drops[0]
-	if d.LastSeen != "req_out" || d.FirstMissed != "rep_in" || d.Role != RoleSender || d.Reason != "" {
+	if d.LastSeen != "req_out" || d.FirstMissed != "rep_in" || d.Role != record.RoleSender || d.Reason != "" {
 		t.Errorf("drop = %+v", d)
 	}
 	if d.Devices["req_out"] != "eth0" || len(d.Stages) != 2 {
@@ -217,7 +217,7 @@ func TestInternalDropWithKernelReason(t *testing.T) {
 		t.Fatalf("got %d drops", len(out.drops))
 	}
 	d := out.drops[0]
-	if d.LastSeen != "req_in" || d.FirstMissed != "req_out" || d.Role != RoleReceiver {
+	if d.LastSeen != "req_in" || d.FirstMissed != "req_out" || d.Role != record.RoleReceiver {
 		t.Errorf("drop = %+v", d)
 	}
 	if d.Reason != "R12" || d.ReasonCode != 12 || d.Location != "fn+0x40" || d.Device != "eth0" || d.AtNS != evs[0].TS+10_000 {
@@ -263,12 +263,12 @@ func TestFlushYoungFlowIsIncomplete(t *testing.T) {
 }
 
 func TestRoleFilterAndBothRoles(t *testing.T) {
-	c, out := newTestCorrelator(RoleReceiver)
+	c, out := newTestCorrelator(record.RoleReceiver)
 	for _, e := range append(senderPing(1, 1, 10*ms), receiverPing(1, 1, 11*ms)...) {
 		c.Add(e)
 	}
 	c.Flush(5000 * ms)
-	if len(out.pings) != 1 || out.pings[0].Role != RoleReceiver || c.OtherRole != 4 {
+	if len(out.pings) != 1 || out.pings[0].Role != record.RoleReceiver || c.OtherRole != 4 {
 		t.Fatalf("role filter: pings %+v other %d", out.pings, c.OtherRole)
 	}
 	// auto: the same id/seq in both roles (both VMs on one host) gives two pings.

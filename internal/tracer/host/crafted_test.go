@@ -77,10 +77,10 @@ func TestTraceCraftedFrames(t *testing.T) {
 			t.Errorf("seq %d (%s): no record", c.seq, c.encap)
 			continue
 		}
-		if p.Role != RoleReceiver || len(p.Stages) != 4 || p.Extra["encap"] != c.encap {
+		if p.Role != record.RoleReceiver || len(p.Stages) != 4 || p.Extra["encap"] != c.encap {
 			t.Errorf("seq %d: role %s stages %v extra %v, want receiver, 4 stages, encap %q", c.seq, p.Role, p.Stages, p.Extra, c.encap)
 		}
-		if p.Devices[StageReqIn] != tp.hostA.phy || p.Devices[StageReqOut] != tp.hostA.vnet {
+		if p.Devices[record.StageReqIn] != tp.hostA.phy || p.Devices[record.StageReqOut] != tp.hostA.vnet {
 			t.Errorf("seq %d: devices %v", c.seq, p.Devices)
 		}
 	}
@@ -260,7 +260,7 @@ func TestTraceReplyOnOtherPhy(t *testing.T) {
 		t.Fatalf("got %d pings %d drops, want 1/0: %+v", len(s.Pings), len(s.Drops), s.Pings)
 	}
 	p := s.Pings[0]
-	if p.Role != RoleSender || len(p.Stages) != 4 || p.Devices[StageRepIn] != p2.Name || p.Devices[StageReqIn] != tp.hostA.vnet {
+	if p.Role != record.RoleSender || len(p.Stages) != 4 || p.Devices[record.StageRepIn] != p2.Name || p.Devices[record.StageReqIn] != tp.hostA.vnet {
 		t.Errorf("ping %+v", p)
 	}
 	if s.Trailer.Counters["duplicate_stages"] != 1 {

@@ -26,14 +26,14 @@ func TestTraceHostDrops(t *testing.T) {
 		{
 			name: "vnet-down",
 			cut:  func(t *testing.T, tp *topo) { setLink(t, tp.hostB.ns, tp.hostB.vnet, false) },
-			a:    &dropWant{RoleSender, StageReqOut, StageRepIn, false},
-			b:    &dropWant{RoleReceiver, StageReqIn, StageReqOut, true},
+			a:    &dropWant{record.RoleSender, record.StageReqOut, record.StageRepIn, false},
+			b:    &dropWant{record.RoleReceiver, record.StageReqIn, record.StageReqOut, true},
 		},
 		{
 			name: "phy-unbridged",
 			cut:  func(t *testing.T, tp *topo) { unbridge(t, tp.hostB.ns, tp.hostB.phy) },
-			a:    &dropWant{RoleSender, StageReqOut, StageRepIn, false},
-			b:    &dropWant{RoleReceiver, StageReqIn, StageReqOut, true},
+			a:    &dropWant{record.RoleSender, record.StageReqOut, record.StageRepIn, false},
+			b:    &dropWant{record.RoleReceiver, record.StageReqIn, record.StageReqOut, true},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

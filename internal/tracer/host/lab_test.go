@@ -104,11 +104,11 @@ func TestTraceLab(t *testing.T) {
 			t.Errorf("seq %d: sender host record %v, receiver host record %v", seq, okA, okB)
 			continue
 		}
-		if a.Role != RoleSender || b.Role != RoleReceiver {
+		if a.Role != record.RoleSender || b.Role != record.RoleReceiver {
 			t.Errorf("seq %d: roles %s/%s", seq, a.Role, b.Role)
 		}
-		if a.Devices[StageReqIn] != lab.VnetInterface || b.Devices[StageReqIn] != lab.PhyInterface {
-			t.Errorf("seq %d: req_in devices %s/%s", seq, a.Devices[StageReqIn], b.Devices[StageReqIn])
+		if a.Devices[record.StageReqIn] != lab.VnetInterface || b.Devices[record.StageReqIn] != lab.PhyInterface {
+			t.Errorf("seq %d: req_in devices %s/%s", seq, a.Devices[record.StageReqIn], b.Devices[record.StageReqIn])
 		}
 		if a.Durations["external"] < b.Durations["total"] {
 			t.Errorf("seq %d: Ext_s %d < Total_r %d", seq, a.Durations["external"], b.Durations["total"])
@@ -147,7 +147,7 @@ func TestTraceLabWireLoss(t *testing.T) {
 		case !answered[seq] && !dropped:
 			t.Errorf("seq %d lost but no drop on the sender host", seq)
 		case !answered[seq]:
-			if d.LastSeen != StageReqOut || d.FirstMissed != StageRepIn || d.Role != RoleSender || d.Reason != "" {
+			if d.LastSeen != record.StageReqOut || d.FirstMissed != record.StageRepIn || d.Role != record.RoleSender || d.Reason != "" {
 				t.Errorf("seq %d drop: %+v, want req_out → rep_in, no local reason", seq, d)
 			}
 			if _, ok := pr[seq]; !ok {
@@ -192,14 +192,14 @@ func TestTraceLabNftablesDrop(t *testing.T) {
 		t.Fatalf("drops: receiver host %d, sender host %d, want 3 and 3", len(sR.Drops), len(sS.Drops))
 	}
 	for _, d := range sR.Drops {
-		if d.Role != RoleReceiver || d.LastSeen != StageReqIn || d.FirstMissed != StageReqOut ||
+		if d.Role != record.RoleReceiver || d.LastSeen != record.StageReqIn || d.FirstMissed != record.StageReqOut ||
 			d.Reason != "NETFILTER_DROP" || d.Location == "" || d.Device == "" {
 			t.Errorf("receiver host drop: %+v, want req_in → req_out NETFILTER_DROP with location and device", d)
 		}
 		t.Logf("receiver host seq %d: %s at %s on %s", d.Seq, d.Reason, d.Location, d.Device)
 	}
 	for _, d := range sS.Drops {
-		if d.LastSeen != StageReqOut || d.FirstMissed != StageRepIn {
+		if d.LastSeen != record.StageReqOut || d.FirstMissed != record.StageRepIn {
 			t.Errorf("sender host drop: %+v, want req_out → rep_in", d)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/tracer"
 )
 
@@ -63,7 +64,7 @@ func hookStages() []tracer.Stage {
 
 // stageHook is the hook observing each record stage.
 var stageHook = map[string]string{
-	StageReqIn: hookIngress, StageReqOut: hookEgress, StageRepIn: hookIngress, StageRepOut: hookEgress,
+	record.StageReqIn: hookIngress, record.StageReqOut: hookEgress, record.StageRepIn: hookIngress, record.StageRepOut: hookEgress,
 }
 
 // kernelLayout is what the BPF program needs to know about the kernel.

@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -58,16 +59,18 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// Every (direction, hook, side) lands on one role × stage of record.Host, and
+// together they cover the table.
 func TestStageOfCoversEveryCombination(t *testing.T) {
 	seen := map[string]bool{}
 	for _, dir := range []Dir{DirRequest, DirReply} {
 		for _, kind := range []Kind{KindIngress, KindEgress} {
 			for _, side := range []Side{SideVM, SidePhy} {
 				role, stage, ok := stageOf(&Event{Dir: dir, Kind: kind, Side: side})
-				if !ok {
-					t.Fatalf("no stage for dir %d kind %d side %d", dir, kind, side)
+				if !ok || stage >= len(record.Host.Stages) || !slices.Contains(record.Host.Roles, role) {
+					t.Fatalf("dir %d kind %d side %d: role %q stage %d ok %v, not in record.Host", dir, kind, side, role, stage, ok)
 				}
-				key := role + "/" + Stages[stage]
+				key := role + "/" + record.Host.Stages[stage]
 				if seen[key] {
 					t.Errorf("%s produced twice", key)
 				}
@@ -75,8 +78,8 @@ func TestStageOfCoversEveryCombination(t *testing.T) {
 			}
 		}
 	}
-	if len(seen) != 8 {
-		t.Errorf("got %d role/stage pairs, want 8", len(seen))
+	if len(seen) != len(record.Host.Roles)*len(record.Host.Stages) {
+		t.Errorf("got %d role/stage pairs, want %d", len(seen), len(record.Host.Roles)*len(record.Host.Stages))
 	}
 	if _, _, ok := stageOf(&Event{Dir: DirRequest, Kind: KindIngress}); ok {
 		t.Error("event of an untraced device got a stage")

@@ -68,15 +68,15 @@ func TestTraceRealPackets(t *testing.T) {
 			sA, sB := trA.Stop(t), trB.Stop(t)
 			t.Logf("background UDP datagrams: %d", flood)
 
-			pA := checkHost(t, "hostA", sA, RoleSender, 777, n, tp.hostA.vnet, tp.hostA.phy, tc.encap)
-			pB := checkHost(t, "hostB", sB, RoleReceiver, 777, n, tp.hostB.vnet, tp.hostB.phy, tc.encap)
+			pA := checkHost(t, "hostA", sA, record.RoleSender, 777, n, tp.hostA.vnet, tp.hostA.phy, tc.encap)
+			pB := checkHost(t, "hostB", sB, record.RoleReceiver, 777, n, tp.hostB.vnet, tp.hostB.phy, tc.encap)
 			// One clock for all namespaces: the receiver host's whole
 			// round trip lies inside the sender host's External.
 			for seq, a := range pA {
 				b := pB[seq]
-				if !(a.Stages[StageReqOut] <= b.Stages[StageReqIn] && b.Stages[StageRepOut] <= a.Stages[StageRepIn]) {
+				if !(a.Stages[record.StageReqOut] <= b.Stages[record.StageReqIn] && b.Stages[record.StageRepOut] <= a.Stages[record.StageRepIn]) {
 					t.Errorf("seq %d: receiver host [%d,%d] not inside sender external [%d,%d]", seq,
-						b.Stages[StageReqIn], b.Stages[StageRepOut], a.Stages[StageReqOut], a.Stages[StageRepIn])
+						b.Stages[record.StageReqIn], b.Stages[record.StageRepOut], a.Stages[record.StageReqOut], a.Stages[record.StageRepIn])
 				}
 				if a.Durations["external"] < b.Durations["total"] {
 					t.Errorf("seq %d: Ext_s %d < Total_r %d", seq, a.Durations["external"], b.Durations["total"])
@@ -120,9 +120,9 @@ func checkHost(t *testing.T, name string, s *record.Stream, role string, id uint
 			t.Errorf("%s seq %d: role %q stages %v extra %v", name, p.Seq, p.Role, p.Stages, p.Extra)
 			continue
 		}
-		vmStage, phyStage := StageReqIn, StageReqOut
-		if role == RoleReceiver {
-			vmStage, phyStage = StageReqOut, StageReqIn
+		vmStage, phyStage := record.StageReqIn, record.StageReqOut
+		if role == record.RoleReceiver {
+			vmStage, phyStage = record.StageReqOut, record.StageReqIn
 		}
 		if p.Devices[vmStage] != vnet || p.Devices[phyStage] != phy {
 			t.Errorf("%s seq %d: devices %v, want %s=%s %s=%s", name, p.Seq, p.Devices, vmStage, vnet, phyStage, phy)
@@ -161,7 +161,7 @@ func checkHost(t *testing.T, name string, s *record.Stream, role string, id uint
 // forcedApplies says whether a forced rung family must show in a stage:
 // egress stages have every family, ingress and drop only tracepoints.
 func forcedApplies(stage string) bool {
-	return stage == StageReqOut || stage == StageRepOut || testenv.Probe() == "tracepoint"
+	return stage == record.StageReqOut || stage == record.StageRepOut || testenv.Probe() == "tracepoint"
 }
 
 func family(method string) string {

@@ -16,7 +16,7 @@ import (
 
 // stageLabels are the origin's names for the four stages.
 var stageLabels = map[string]string{
-	StageReqIn: "ReqRX", StageReqOut: "ReqTX", StageRepIn: "RepRX", StageRepOut: "RepTX",
+	record.StageReqIn: "ReqRX", record.StageReqOut: "ReqTX", record.StageRepIn: "RepRX", record.StageRepOut: "RepTX",
 }
 
 // textStats counts what the text trailer summarises.
@@ -33,12 +33,12 @@ func (t *Tool) TextHeader(w io.Writer, h *record.Header) {
 	fmt.Fprintf(w, "VM Interface(s): %s\n", t.ifaceList(SideVM))
 	fmt.Fprintf(w, "PHY Interface(s): %s\n", t.ifaceList(SidePhy))
 	fmt.Fprintf(w, "Timeout: %d ms\nRole: %s\n", t.cfg.Timeout.Milliseconds(), t.cfg.Role)
-	for _, role := range []string{RoleSender, RoleReceiver} {
+	for _, role := range []string{record.RoleSender, record.RoleReceiver} {
 		if t.cfg.Role != "auto" && t.cfg.Role != role {
 			continue
 		}
 		fmt.Fprintf(w, "\nFlow path (%s host):\n", role)
-		for i, st := range Stages {
+		for i, st := range record.Host.Stages {
 			what := "Request"
 			if i >= 2 {
 				what = "Reply"
@@ -70,7 +70,7 @@ func (t *Tool) ifaceList(side Side) string {
 
 // stageIfaces names the configured interfaces where a role sees a stage.
 func (t *Tool) stageIfaces(role, stage string) string {
-	vmSide := (stage == StageReqIn || stage == StageRepOut) == (role == RoleSender)
+	vmSide := (stage == record.StageReqIn || stage == record.StageRepOut) == (role == record.RoleSender)
 	if vmSide {
 		return strings.Join(t.cfg.VMInterfaces, ",")
 	}
@@ -84,8 +84,8 @@ func wallTime(h *record.Header, mono uint64) string {
 }
 
 func stageFlags(stages map[string]uint64, devs map[string]string) string {
-	parts := make([]string, len(Stages))
-	for i, st := range Stages {
+	parts := make([]string, len(record.Host.Stages))
+	for i, st := range record.Host.Stages {
 		v := "-"
 		if _, ok := stages[st]; ok {
 			v = devs[st]
@@ -139,7 +139,7 @@ func (t *Tool) TextPing(w io.Writer, h *record.Header, p *record.Ping) {
 func (t *Tool) TextDrop(w io.Writer, h *record.Header, d *record.Drop) {
 	fmt.Fprintf(w, "\n=== ICMP Drop Detected: %s ===\n", wallTime(h, lastTS(d.Stages)))
 	fmt.Fprintf(w, "Flow: %s -> %s (ID=%d, Seq=%d) Role=%s\n", t.cfg.SrcIP, t.cfg.DstIP, d.ID, d.Seq, d.Role)
-	for i, st := range Stages {
+	for i, st := range record.Host.Stages {
 		state := "MISSING"
 		if _, ok := d.Stages[st]; ok {
 			state = "recorded at " + d.Devices[st]
@@ -149,13 +149,13 @@ func (t *Tool) TextDrop(w io.Writer, h *record.Header, d *record.Drop) {
 	seenAt, missAt := d.Devices[d.LastSeen], t.stageIfaces(d.Role, d.FirstMissed)
 	fmt.Fprintln(w)
 	switch d.FirstMissed {
-	case StageReqOut:
+	case record.StageReqOut:
 		t.text.reqInternal++
 		fmt.Fprintf(w, "Drop Location: Request dropped INTERNALLY\n  Request received at %s but NOT sent from %s\n", seenAt, missAt)
-	case StageRepIn:
+	case record.StageRepIn:
 		t.text.external++
 		fmt.Fprintf(w, "Drop Location: EXTERNAL (network or peer)\n  Request sent from %s but Reply NOT received at %s\n", seenAt, missAt)
-	case StageRepOut:
+	case record.StageRepOut:
 		t.text.repInternal++
 		fmt.Fprintf(w, "Drop Location: Reply dropped INTERNALLY\n  Reply received at %s but NOT sent from %s\n", seenAt, missAt)
 	}

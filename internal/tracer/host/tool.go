@@ -108,7 +108,7 @@ func New(cfg Config) (*Tool, error) {
 	switch cfg.Role {
 	case "":
 		cfg.Role = "auto"
-	case "auto", RoleSender, RoleReceiver:
+	case "auto", record.RoleSender, record.RoleReceiver:
 	default:
 		return nil, fmt.Errorf("--role %q: want auto, sender or receiver", cfg.Role)
 	}
@@ -189,8 +189,8 @@ func (t *Tool) Describe(h *record.Header) {
 	for _, p := range h.Probes {
 		byHook[p.Stage] = p
 	}
-	probes := make([]record.Probe, 0, len(Stages)+1)
-	for _, st := range Stages {
+	probes := make([]record.Probe, 0, len(record.Host.Stages)+1)
+	for _, st := range record.Host.Stages {
 		p := byHook[stageHook[st]]
 		p.Stage = st
 		probes = append(probes, p)

@@ -108,19 +108,6 @@ func (c *Correlator) release(upTo uint64) {
 	c.pending = append(c.pending[:0], c.pending[n:]...)
 }
 
-// durationSpec derives one duration from two stages.
-type durationSpec struct{ name, from, to string }
-
-// adjacentDurations returns total = last − first and the deltas between
-// neighbouring stages named by prefix (s1_s2) or by the two stage names.
-func adjacentDurations(stages []string, short func(string) string) []durationSpec {
-	out := []durationSpec{{"total", stages[0], stages[len(stages)-1]}}
-	for i := 0; i+1 < len(stages); i++ {
-		out = append(out, durationSpec{short(stages[i]) + "_" + short(stages[i+1]), stages[i], stages[i+1]})
-	}
-	return out
-}
-
 // chain is one packet's observations so far.
 type chain struct {
 	id      Identity
@@ -165,18 +152,11 @@ func (ch *chain) has(stage string) bool { _, ok := ch.stages[stage]; return ok }
 
 // ping builds the record: stages seen, durations whose two ends were seen,
 // and the available stages that were not seen (extra "missing").
-func (ch *chain) ping(order []string, durs []durationSpec, available map[string]bool) *record.Ping {
+func (ch *chain) ping(path *record.Path, available map[string]bool) *record.Ping {
 	p := &record.Ping{ID: ch.id.ID, Seq: ch.id.Seq, ICMPType: ch.id.Type, Role: ch.id.Role(),
-		Stages: ch.stages, Durations: map[string]int64{}, CPU: ch.cpu, PID: ch.pid, Comm: ch.comm}
-	for _, d := range durs {
-		a, okA := ch.stages[d.from]
-		b, okB := ch.stages[d.to]
-		if okA && okB {
-			p.Durations[d.name] = int64(b) - int64(a)
-		}
-	}
+		Stages: ch.stages, Durations: path.Durations(ch.stages), CPU: ch.cpu, PID: ch.pid, Comm: ch.comm}
 	missing := ""
-	for _, s := range order {
+	for _, s := range path.Stages {
 		if available[s] && !ch.has(s) {
 			if missing != "" {
 				missing += ","
@@ -208,25 +188,10 @@ func (ch *chain) ping(order []string, durs []durationSpec, available map[string]
 	if len(ch.extra) > 0 {
 		p.Extra = ch.extra
 	}
-	if len(p.Durations) == 0 {
-		p.Durations = nil
-	}
 	return p
 }
 
 func hexPtr(p Ptr) string { return "0x" + strconv.FormatUint(uint64(p), 16) }
-
-// lastAvailable is the last stage of order the tracer can observe: a chain
-// that reached it is complete.
-func lastAvailable(order []string, available map[string]bool) string {
-	last := ""
-	for _, s := range order {
-		if available[s] {
-			last = s
-		}
-	}
-	return last
-}
 
 // taskQueue keeps chains waiting for the next event of a task (the vhost
 // worker that took them), in arrival order.

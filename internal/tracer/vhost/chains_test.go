@@ -11,7 +11,7 @@ import (
 
 func allRX() map[string]bool {
 	m := map[string]bool{}
-	for _, s := range RXStages {
+	for _, s := range record.VhostRX.Stages {
 		m[s] = true
 	}
 	return m
@@ -19,7 +19,7 @@ func allRX() map[string]bool {
 
 func allTX() map[string]bool {
 	m := map[string]bool{}
-	for _, s := range TXStages {
+	for _, s := range record.VhostTX.Stages {
 		m[s] = true
 	}
 	return m
@@ -54,8 +54,8 @@ func TestReplayRXBatchFastPath(t *testing.T) {
 			t.Fatalf("record %d: %+v", i, got[i])
 		}
 		st := p.Stages
-		if st[StageTunXmit] != want.s1 || st[StageVhostRecv] != want.s2 || st[StageVhostSignal] != 1020000 ||
-			st[StageIrqfd] != 1023000 || st[StageKVMIRQ] != 1025000 {
+		if st[record.StageTunXmit] != want.s1 || st[record.StageVhostRecv] != want.s2 || st[record.StageVhostSignal] != 1020000 ||
+			st[record.StageIrqfd] != 1023000 || st[record.StageKVMIRQ] != 1025000 {
 			t.Errorf("seq %d stages %v", want.seq, st)
 		}
 		if p.Durations["total"] != int64(1025000-want.s1) || p.Durations["s2_s3"] != int64(1020000-want.s2) ||
@@ -63,7 +63,7 @@ func TestReplayRXBatchFastPath(t *testing.T) {
 			t.Errorf("seq %d durations %v", want.seq, p.Durations)
 		}
 		if p.Extra["eventfd"] != "0xffff888160000700" || p.Extra["vector"] != "37" || p.Extra["gsi"] != "37" ||
-			p.Extra["vhost_tid"] != "4300" || p.Extra["missing"] != "" || p.Devices[StageKVMIRQ] != "vnet0" {
+			p.Extra["vhost_tid"] != "4300" || p.Extra["missing"] != "" || p.Devices[record.StageKVMIRQ] != "vnet0" {
 			t.Errorf("seq %d extra %v devices %v", want.seq, p.Extra, p.Devices)
 		}
 	}
@@ -82,7 +82,7 @@ func TestReplayRXKworkerInjection(t *testing.T) {
 	if p.Role != "reply" || p.Seq != 300 {
 		t.Errorf("identity %d/%d role %s", p.ID, p.Seq, p.Role)
 	}
-	if p.Stages[StageIrqfd] != 5015000 || p.Stages[StageKVMIRQ] != 5031000 || p.Comm[StageKVMIRQ] != "kworker/1:2" {
+	if p.Stages[record.StageIrqfd] != 5015000 || p.Stages[record.StageKVMIRQ] != 5031000 || p.Comm[record.StageKVMIRQ] != "kworker/1:2" {
 		t.Errorf("irqfd/injection %v %v", p.Stages, p.Comm)
 	}
 	if p.Durations["total"] != 31000 || p.Extra["gsi"] != "37" {
@@ -108,7 +108,7 @@ func TestReplayRXSuppressedAndLost(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("%d records, want 3", len(got))
 	}
-	if d := got[0].drop; d == nil || d.Seq != 11 || d.Reason != "TUN_RING_FULL" || d.ReasonCode != 9 || d.LastSeen != StageTunXmit || d.FirstMissed != StageVhostRecv {
+	if d := got[0].drop; d == nil || d.Seq != 11 || d.Reason != "TUN_RING_FULL" || d.ReasonCode != 9 || d.LastSeen != record.StageTunXmit || d.FirstMissed != record.StageVhostRecv {
 		t.Errorf("first record %+v, want the drop of seq 11", got[0])
 	}
 	if p := got[1].ping; p == nil || p.Seq != 10 || len(p.Stages) != 3 || p.Extra["missing"] != "s4_irqfd,s5_kvm_irq" {
@@ -116,7 +116,7 @@ func TestReplayRXSuppressedAndLost(t *testing.T) {
 	} else if _, ok := p.Durations["total"]; ok {
 		t.Errorf("seq 10 has a total without S5: %v", p.Durations)
 	}
-	if d := got[2].drop; d == nil || d.Seq != 12 || d.Reason != "" || d.FirstMissed != StageVhostRecv {
+	if d := got[2].drop; d == nil || d.Seq != 12 || d.Reason != "" || d.FirstMissed != record.StageVhostRecv {
 		t.Errorf("third record %+v, want seq 12 never taken", got[2])
 	}
 	cn := c.Counters()
@@ -129,7 +129,7 @@ func TestReplayRXSuppressedAndLost(t *testing.T) {
 // and S2 exist; a chain is complete at S2 and nothing else is claimed.
 func TestReplayRXOnlyLiveStages(t *testing.T) {
 	var got []*pingOrDrop
-	avail := map[string]bool{StageTunXmit: true, StageVhostRecv: true}
+	avail := map[string]bool{record.StageTunXmit: true, record.StageVhostRecv: true}
 	replay(t, NewRXCorrelator(RXConfig{Available: avail}, collect(&got)), readCorpus(t, "rx-batch-fastpath.jsonl"))
 	if len(got) != 2 {
 		t.Fatalf("%d records", len(got))
@@ -152,12 +152,12 @@ func TestReplayTXBatch(t *testing.T) {
 		t.Fatalf("%d records, want 3", len(got))
 	}
 	p1, p2, p3 := got[0].ping, got[1].ping, got[2].ping
-	if p1.Seq != 1 || p1.Stages[StageKick] != 2000000 || p1.Stages[StageHandleTX] != 2010000 ||
-		p1.Stages[StageTunSendmsg] != 2013000 || p1.Durations["total"] != 16000 || p1.Extra["kick_tid"] != "4250" {
+	if p1.Seq != 1 || p1.Stages[record.StageKick] != 2000000 || p1.Stages[record.StageHandleTX] != 2010000 ||
+		p1.Stages[record.StageTunSendmsg] != 2013000 || p1.Durations["total"] != 16000 || p1.Extra["kick_tid"] != "4250" {
 		t.Errorf("seq 1: %+v", p1)
 	}
 	// The same handle_tx pass (and kick) sends seq 2 with its own sendmsg.
-	if p2.Seq != 2 || p2.Stages[StageKick] != 2000000 || p2.Stages[StageTunSendmsg] != 2018000 || p2.Durations["tun_sendmsg_netif_receive"] != 2000 {
+	if p2.Seq != 2 || p2.Stages[record.StageKick] != 2000000 || p2.Stages[record.StageTunSendmsg] != 2018000 || p2.Durations["tun_sendmsg_netif_receive"] != 2000 {
 		t.Errorf("seq 2: %+v", p2)
 	}
 	if p3.Seq != 3 || len(p3.Stages) != 1 || p3.Extra["missing"] != "kick,handle_tx,tun_sendmsg" || p3.Durations != nil {
@@ -176,8 +176,8 @@ func TestReplayNeverInventsStages(t *testing.T) {
 			stages []string
 			mk     func(map[string]bool, Emit) *Correlator
 		}{
-			{RXStages, func(a map[string]bool, e Emit) *Correlator { return NewRXCorrelator(RXConfig{Available: a}, e) }},
-			{TXStages, func(a map[string]bool, e Emit) *Correlator { return NewTXCorrelator(TXConfig{Available: a}, e) }},
+			{record.VhostRX.Stages, func(a map[string]bool, e Emit) *Correlator { return NewRXCorrelator(RXConfig{Available: a}, e) }},
+			{record.VhostTX.Stages, func(a map[string]bool, e Emit) *Correlator { return NewTXCorrelator(TXConfig{Available: a}, e) }},
 		} {
 			for _, off := range tool.stages {
 				avail := map[string]bool{}
@@ -213,23 +213,23 @@ func TestReplayNeverInventsStages(t *testing.T) {
 func stageOf(k Kind) string {
 	switch k {
 	case KindTunXmit:
-		return StageTunXmit
+		return record.StageTunXmit
 	case KindVhostRecv:
-		return StageVhostRecv
+		return record.StageVhostRecv
 	case KindVhostSignal:
-		return StageVhostSignal
+		return record.StageVhostSignal
 	case KindIrqfd:
-		return StageIrqfd
+		return record.StageIrqfd
 	case KindKVMIRQ:
-		return StageKVMIRQ
+		return record.StageKVMIRQ
 	case KindKick:
-		return StageKick
+		return record.StageKick
 	case KindHandleTX:
-		return StageHandleTX
+		return record.StageHandleTX
 	case KindTunSendmsg:
-		return StageTunSendmsg
+		return record.StageTunSendmsg
 	case KindNetifReceive:
-		return StageNetifReceive
+		return record.StageNetifReceive
 	}
 	return ""
 }
@@ -246,7 +246,7 @@ func TestTextView(t *testing.T) {
 		t.Errorf("text line\n got %q\nwant %q", b.String(), want)
 	}
 	b.Reset()
-	tl.TextDrop(&b, h, &record.Drop{Role: "request", ID: 5, Seq: 11, LastSeen: StageTunXmit, Reason: "TUN_RING_FULL"})
+	tl.TextDrop(&b, h, &record.Drop{Role: "request", ID: 5, Seq: 11, LastSeen: record.StageTunXmit, Reason: "TUN_RING_FULL"})
 	if !strings.Contains(b.String(), "DROP request id=5 seq=11 after s1_tun_xmit: TUN_RING_FULL") {
 		t.Errorf("drop line %q", b.String())
 	}
@@ -269,7 +269,7 @@ func TestAdvanceWithLaggingReader(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("%d records", len(got))
 	}
-	if p := got[0].ping; p.Stages[StageTunSendmsg] != 1_000_000 || p.Durations["tun_sendmsg_netif_receive"] != 50_000 {
+	if p := got[0].ping; p.Stages[record.StageTunSendmsg] != 1_000_000 || p.Durations["tun_sendmsg_netif_receive"] != 50_000 {
 		t.Errorf("record %+v lost its tun_sendmsg", p)
 	}
 }
@@ -279,7 +279,7 @@ func TestAdvanceWithLaggingReader(t *testing.T) {
 // eventfd hook still names the call eventfd.
 func TestReplayRXWithoutKVM(t *testing.T) {
 	var got []*pingOrDrop
-	avail := map[string]bool{StageTunXmit: true, StageVhostRecv: true, StageVhostSignal: true, HookEventfd: true}
+	avail := map[string]bool{record.StageTunXmit: true, record.StageVhostRecv: true, record.StageVhostSignal: true, HookEventfd: true}
 	replay(t, NewRXCorrelator(RXConfig{Available: avail}, collect(&got)), readCorpus(t, "rx-batch-fastpath.jsonl"))
 	if len(got) != 2 {
 		t.Fatalf("%d records", len(got))

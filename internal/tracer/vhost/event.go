@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/tracer"
 )
 
@@ -92,9 +93,9 @@ type Identity struct {
 // replies on the other.
 func (id Identity) Role() string {
 	if id.Type == 0 {
-		return "reply"
+		return record.RoleReply
 	}
-	return "request"
+	return record.RoleRequest
 }
 
 // Event is one observation from the kernel (or from a replay corpus).

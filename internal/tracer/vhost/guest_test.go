@@ -39,8 +39,8 @@ func TestGuestVhostNetStages(t *testing.T) {
 	t.Logf("vhost-rx probes %+v", rxs.Header.Probes)
 	t.Logf("vhost-tx probes %+v", txs.Header.Probes)
 
-	checkModuleFentry(t, probe, rxs.Header, StageTunXmit, "tun")
-	checkModuleFentry(t, probe, txs.Header, StageHandleTX, "vhost_net")
+	checkModuleFentry(t, probe, rxs.Header, record.StageTunXmit, "tun")
+	checkModuleFentry(t, probe, txs.Header, record.StageHandleTX, "vhost_net")
 
 	id := uint16(os.Getpid()) // the echo identifier vhosttest.Peer uses
 	txGot := pingsBy(txs, "request", id)
@@ -48,7 +48,7 @@ func TestGuestVhostNetStages(t *testing.T) {
 		t.Fatalf("vhost-tx: %d request records, want %d (%s)", len(txGot), n, describe(txs))
 	}
 	for seq, p := range txGot {
-		for _, s := range TXStages {
+		for _, s := range record.VhostTX.Stages {
 			if _, ok := p.Stages[s]; !ok {
 				t.Errorf("vhost-tx seq %d lacks %s: %v (extra %v)", seq, s, p.Stages, p.Extra)
 			}
@@ -65,12 +65,12 @@ func TestGuestVhostNetStages(t *testing.T) {
 		t.Fatalf("vhost-rx: %d reply records, want %d (%s)", len(rxGot), n, describe(rxs))
 	}
 	for seq, p := range rxGot {
-		for _, s := range []string{StageTunXmit, StageVhostRecv, StageVhostSignal} {
+		for _, s := range []string{record.StageTunXmit, record.StageVhostRecv, record.StageVhostSignal} {
 			if _, ok := p.Stages[s]; !ok {
 				t.Errorf("vhost-rx seq %d lacks %s: %v (extra %v)", seq, s, p.Stages, p.Extra)
 			}
 		}
-		for _, s := range []string{StageIrqfd, StageKVMIRQ} {
+		for _, s := range []string{record.StageIrqfd, record.StageKVMIRQ} {
 			if _, ok := p.Stages[s]; ok {
 				t.Errorf("vhost-rx seq %d reports %s without KVM", seq, s)
 			}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pingpath/pingpath/internal/record"
 )
 
 // The origin tool tun_tx_to_kvm_irq.py printed one line per stage, with
@@ -250,7 +252,7 @@ func TestReplayOriginVhostRXLogs(t *testing.T) {
 					outOfOrder++
 				}
 			}
-			avail := map[string]bool{StageTunXmit: true, StageVhostSignal: true, StageIrqfd: true, StageKVMIRQ: true}
+			avail := map[string]bool{record.StageTunXmit: true, record.StageVhostSignal: true, record.StageIrqfd: true, record.StageKVMIRQ: true}
 			var got []*pingOrDrop
 			c := NewRXCorrelator(RXConfig{Available: avail, Device: "vnet"}, collect(&got))
 			for _, ev := range evs {
@@ -279,7 +281,7 @@ func TestReplayOriginVhostRXLogs(t *testing.T) {
 				if p.Role != "request" && p.Role != "reply" {
 					t.Errorf("id=%d seq=%d: role %q", e.id, e.seq, p.Role)
 				}
-				if _, ok := p.Stages[StageVhostRecv]; ok {
+				if _, ok := p.Stages[record.StageVhostRecv]; ok {
 					t.Errorf("id=%d seq=%d: reports S2 that was never seen", e.id, e.seq)
 				}
 				if e.complete {
@@ -294,7 +296,7 @@ func TestReplayOriginVhostRXLogs(t *testing.T) {
 				if got := p.Durations["total"]; got != e.total {
 					t.Errorf("id=%d seq=%d: total %d ns, want t5-t1 = %d", e.id, e.seq, got, e.total)
 				}
-				if got := p.Stages[StageKVMIRQ] - p.Stages[StageTunXmit]; int64(got) != e.total {
+				if got := p.Stages[record.StageKVMIRQ] - p.Stages[record.StageTunXmit]; int64(got) != e.total {
 					t.Errorf("id=%d seq=%d: s5-s1 = %d, want %d", e.id, e.seq, got, e.total)
 				}
 				if got := p.Durations["s3_s4"]; got != e.s3s4 {
@@ -375,7 +377,7 @@ func TestReplayOriginVhostTXLogs(t *testing.T) {
 				Event{Kind: KindNetifReceive, TS: netif, TID: tid, ICMP: &Identity{Type: 8, ID: 7, Seq: seq}})
 			wants = append(wants, want{seq, s0, s1, s2, n[10] * 1000})
 		}
-		avail := map[string]bool{StageKick: true, StageHandleTX: true, StageTunSendmsg: true, StageNetifReceive: true}
+		avail := map[string]bool{record.StageKick: true, record.StageHandleTX: true, record.StageTunSendmsg: true, record.StageNetifReceive: true}
 		var got []*pingOrDrop
 		replay(t, NewTXCorrelator(TXConfig{Available: avail}, collect(&got)), evs)
 		if len(got) != len(wants) {

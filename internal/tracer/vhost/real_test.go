@@ -62,8 +62,8 @@ func TestTraceRealPackets(t *testing.T) {
 		live []string
 		dead []string
 	}{
-		{rxs.Header, []string{StageTunXmit, StageVhostRecv}, []string{StageVhostSignal, StageIrqfd, StageKVMIRQ}},
-		{txs.Header, []string{StageTunSendmsg, StageNetifReceive}, []string{StageKick, StageHandleTX}},
+		{rxs.Header, []string{record.StageTunXmit, record.StageVhostRecv}, []string{record.StageVhostSignal, record.StageIrqfd, record.StageKVMIRQ}},
+		{txs.Header, []string{record.StageTunSendmsg, record.StageNetifReceive}, []string{record.StageKick, record.StageHandleTX}},
 	} {
 		for _, s := range c.live {
 			p := probeOf(c.h, s)
@@ -113,19 +113,19 @@ func TestTraceRealPackets(t *testing.T) {
 		return got
 	}
 	checkRX := func(s *record.Stream, role string, id uint16) map[uint16]record.Ping {
-		got := check(s, role, id, StageTunXmit, StageVhostRecv, "s1_s2", []string{StageVhostSignal, StageIrqfd, StageKVMIRQ})
+		got := check(s, role, id, record.StageTunXmit, record.StageVhostRecv, "s1_s2", []string{record.StageVhostSignal, record.StageIrqfd, record.StageKVMIRQ})
 		for seq, p := range got {
-			if p.Devices[StageTunXmit] != l.vnet || p.Extra["vhost_tid"] == "" {
+			if p.Devices[record.StageTunXmit] != l.vnet || p.Extra["vhost_tid"] == "" {
 				t.Errorf("vhost-rx %s seq %d: devices %v extra %v", role, seq, p.Devices, p.Extra)
 			}
 		}
 		return got
 	}
 	checkTX := func(s *record.Stream, role string, id uint16) map[uint16]record.Ping {
-		got := check(s, role, id, StageTunSendmsg, StageNetifReceive, "tun_sendmsg_netif_receive", []string{StageKick, StageHandleTX})
+		got := check(s, role, id, record.StageTunSendmsg, record.StageNetifReceive, "tun_sendmsg_netif_receive", []string{record.StageKick, record.StageHandleTX})
 		for seq, p := range got {
 			// The write and the receive happen in the backend's thread.
-			if p.PID[StageTunSendmsg] != p.PID[StageNetifReceive] {
+			if p.PID[record.StageTunSendmsg] != p.PID[record.StageNetifReceive] {
 				t.Errorf("vhost-tx %s seq %d: tids %v", role, seq, p.PID)
 			}
 		}
@@ -138,12 +138,12 @@ func TestTraceRealPackets(t *testing.T) {
 	// Per ping, on one clock: the request enters the guest before its
 	// reply leaves it, and the guest's request leaves before the reply enters.
 	for seq, in := range reqIn {
-		if out, ok := repOut[seq]; ok && out.Stages[StageTunSendmsg] <= in.Stages[StageVhostRecv] {
-			t.Errorf("seq %d: reply left the guest (%d) before the request was read (%d)", seq, out.Stages[StageTunSendmsg], in.Stages[StageVhostRecv])
+		if out, ok := repOut[seq]; ok && out.Stages[record.StageTunSendmsg] <= in.Stages[record.StageVhostRecv] {
+			t.Errorf("seq %d: reply left the guest (%d) before the request was read (%d)", seq, out.Stages[record.StageTunSendmsg], in.Stages[record.StageVhostRecv])
 		}
 	}
 	for seq, out := range reqOut {
-		if in, ok := repIn[seq]; ok && in.Stages[StageTunXmit] <= out.Stages[StageNetifReceive] {
+		if in, ok := repIn[seq]; ok && in.Stages[record.StageTunXmit] <= out.Stages[record.StageNetifReceive] {
 			t.Errorf("seq %d: reply sent toward the guest before its request arrived", seq)
 		}
 	}

@@ -6,18 +6,6 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 )
 
-// vhost-rx stage names (docs/record-format.md).
-const (
-	StageTunXmit     = "s1_tun_xmit"
-	StageVhostRecv   = "s2_vhost_recv"
-	StageVhostSignal = "s3_vhost_signal"
-	StageIrqfd       = "s4_irqfd"
-	StageKVMIRQ      = "s5_kvm_irq"
-)
-
-// RXStages is the vhost-rx chain in kernel order.
-var RXStages = []string{StageTunXmit, StageVhostRecv, StageVhostSignal, StageIrqfd, StageKVMIRQ}
-
 // RXConfig configures the vhost-rx correlation.
 type RXConfig struct {
 	// Available lists the stages this host can observe; a chain is complete
@@ -71,7 +59,7 @@ func NewRXCorrelator(cfg RXConfig, out Emit) *Correlator {
 		cfg.LinkWindow = 50_000_000
 	}
 	counters := map[string]uint64{"events": 0, "pings": 0, "drops": 0, "incomplete": 0, "unmatched": 0}
-	m := &rxMachine{cfg: cfg, out: out, counters: counters, last: lastAvailable(RXStages, cfg.Available),
+	m := &rxMachine{cfg: cfg, out: out, counters: counters, last: record.VhostRX.LastOf(func(s string) bool { return cfg.Available[s] }),
 		bySkb: map[Ptr]*chain{}, taken: taskQueue{}, signalled: taskQueue{}, injecting: taskQueue{},
 		open: map[*chain]bool{}}
 	return newCorrelator(m, cfg.Window, counters)
@@ -96,7 +84,7 @@ func (m *rxMachine) handle(ev Event) {
 			}
 		}
 		// No irqfd to wait for (no KVM here): the signal went out.
-		if m.last == StageVhostSignal {
+		if m.last == record.StageVhostSignal {
 			for _, ch := range m.signalled.take(ev.TID) {
 				m.finish(ch)
 			}
@@ -122,13 +110,13 @@ func (m *rxMachine) onTunXmit(ev Event) {
 	ch := newChain(*ev.ICMP)
 	ch.device = m.cfg.Device
 	ch.skb = ev.Key
-	ch.see(StageTunXmit, ev)
+	ch.see(record.StageTunXmit, ev)
 	m.open[ch] = true
-	if m.last == StageTunXmit {
+	if m.last == record.StageTunXmit {
 		m.finish(ch)
 		return
 	}
-	if m.cfg.Available[StageVhostRecv] {
+	if m.cfg.Available[record.StageVhostRecv] {
 		m.bySkb[ev.Key] = ch
 	} else {
 		m.noRecv = append(m.noRecv, ch)
@@ -146,10 +134,10 @@ func (m *rxMachine) onTaken(ev Event, isStage bool) {
 	}
 	delete(m.bySkb, ev.Key)
 	if isStage {
-		ch.see(StageVhostRecv, ev)
+		ch.see(record.StageVhostRecv, ev)
 	}
 	ch.extra["vhost_tid"] = strconv.FormatUint(uint64(ev.TID), 10)
-	if m.last == StageVhostRecv {
+	if m.last == record.StageVhostRecv {
 		m.finish(ch)
 		return
 	}
@@ -164,14 +152,14 @@ func (m *rxMachine) onDropped(ev Event) {
 	}
 	delete(m.bySkb, ev.Key)
 	delete(m.open, ch)
-	d := &record.Drop{ID: ch.id.ID, Seq: ch.id.Seq, Role: ch.id.Role(), LastSeen: StageTunXmit,
-		FirstMissed: StageVhostRecv, Stages: ch.stages, ReasonCode: ev.Aux, Device: m.cfg.Device, AtNS: ev.TS,
+	d := &record.Drop{ID: ch.id.ID, Seq: ch.id.Seq, Role: ch.id.Role(), LastSeen: record.StageTunXmit,
+		FirstMissed: record.StageVhostRecv, Stages: ch.stages, ReasonCode: ev.Aux, Device: m.cfg.Device, AtNS: ev.TS,
 		Location: hexPtr(ev.Key2)}
 	if m.cfg.DropReason != nil {
 		d.Reason = m.cfg.DropReason(ev.Aux)
 	}
 	if m.cfg.Device != "" {
-		d.Devices = map[string]string{StageTunXmit: m.cfg.Device}
+		d.Devices = map[string]string{record.StageTunXmit: m.cfg.Device}
 	}
 	m.counters["drops"]++
 	m.out(d)
@@ -179,12 +167,12 @@ func (m *rxMachine) onDropped(ev Event) {
 
 func (m *rxMachine) onSignal(ev Event) {
 	chs := m.taken.take(ev.TID)
-	if !m.cfg.Available[StageVhostRecv] {
+	if !m.cfg.Available[record.StageVhostRecv] {
 		// No S2: every chain transmitted shortly before this signal goes
 		// with it; older ones stopped (their signal was suppressed).
 		var keep []*chain
 		for _, ch := range m.noRecv {
-			t1 := ch.stages[StageTunXmit]
+			t1 := ch.stages[record.StageTunXmit]
 			switch {
 			case t1 <= ev.TS && ev.TS-t1 <= m.cfg.LinkWindow:
 				chs = append(chs, ch)
@@ -199,11 +187,11 @@ func (m *rxMachine) onSignal(ev Event) {
 		return
 	}
 	for _, ch := range chs {
-		ch.see(StageVhostSignal, ev)
+		ch.see(record.StageVhostSignal, ev)
 		ch.extra["vq"] = hexPtr(ev.Key2)
 		// The last stage: done, unless the eventfd hook can still tell
 		// which eventfd was signalled (then it finishes the chain).
-		if m.last == StageVhostSignal && !m.cfg.Available[HookEventfd] {
+		if m.last == record.StageVhostSignal && !m.cfg.Available[HookEventfd] {
 			m.finish(ch)
 			continue
 		}
@@ -213,7 +201,7 @@ func (m *rxMachine) onSignal(ev Event) {
 
 func (m *rxMachine) onIrqfd(ev Event) {
 	waiting := m.signalled
-	if !m.cfg.Available[StageVhostSignal] {
+	if !m.cfg.Available[record.StageVhostSignal] {
 		waiting = m.taken
 	}
 	var rest []*chain
@@ -232,8 +220,8 @@ func (m *rxMachine) onIrqfd(ev Event) {
 		if ev.Aux != 0 {
 			ch.gsi = ev.Aux
 		}
-		ch.see(StageIrqfd, ev)
-		if m.last == StageIrqfd {
+		ch.see(record.StageIrqfd, ev)
+		if m.last == record.StageIrqfd {
 			m.finish(ch)
 			continue
 		}
@@ -269,7 +257,7 @@ func (m *rxMachine) onInjection(ev Event) {
 		var at uint64
 		var keep []*chain
 		for _, ch := range m.cross {
-			t := ch.stages[StageIrqfd]
+			t := ch.stages[record.StageIrqfd]
 			sameGSI := ev.Key != IRQSetIRQ || ch.gsi == 0 || ch.gsi == ev.Aux
 			if t <= ev.TS && sameGSI && (at == 0 || t == at) {
 				at = t
@@ -288,7 +276,7 @@ func (m *rxMachine) onInjection(ev Event) {
 		return
 	}
 	for _, ch := range chs {
-		ch.see(StageKVMIRQ, ev)
+		ch.see(record.StageKVMIRQ, ev)
 		switch ev.Key {
 		case IRQSetIRQ:
 			ch.gsi = ev.Aux
@@ -323,21 +311,19 @@ func (m *rxMachine) finish(ch *chain) {
 		return
 	}
 	delete(m.open, ch)
-	if m.cfg.Available[StageVhostRecv] && !ch.has(StageVhostRecv) && ch.extra["vhost_tid"] == "" {
+	if m.cfg.Available[record.StageVhostRecv] && !ch.has(record.StageVhostRecv) && ch.extra["vhost_tid"] == "" {
 		m.counters["drops"]++
-		m.out(&record.Drop{ID: ch.id.ID, Seq: ch.id.Seq, Role: ch.id.Role(), LastSeen: StageTunXmit,
-			FirstMissed: StageVhostRecv, Stages: ch.stages, Device: m.cfg.Device,
-			Devices: map[string]string{StageTunXmit: m.cfg.Device}})
+		m.out(&record.Drop{ID: ch.id.ID, Seq: ch.id.Seq, Role: ch.id.Role(), LastSeen: record.StageTunXmit,
+			FirstMissed: record.StageVhostRecv, Stages: ch.stages, Device: m.cfg.Device,
+			Devices: map[string]string{record.StageTunXmit: m.cfg.Device}})
 		return
 	}
 	if !ch.has(m.last) {
 		m.counters["incomplete"]++
 	}
 	m.counters["pings"]++
-	m.out(ch.ping(RXStages, rxDurations, m.cfg.Available))
+	m.out(ch.ping(record.VhostRX, m.cfg.Available))
 }
-
-var rxDurations = adjacentDurations(RXStages, func(s string) string { return s[:2] })
 
 func (m *rxMachine) expire(now uint64) {
 	var old []*chain

@@ -28,9 +28,9 @@ func orAny(s string) string {
 
 func (t *Tool) stages() []string {
 	if t.cfg.Tool == record.ToolVhostRX {
-		return RXStages
+		return record.VhostRX.Stages
 	}
-	return TXStages
+	return record.VhostTX.Stages
 }
 
 // TextPing implements tracer.TextView: one line per packet with every stage

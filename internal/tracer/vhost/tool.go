@@ -101,7 +101,7 @@ func New(cfg Config) (*Tool, error) {
 	if !t.vhostUsed {
 		why := fmt.Sprintf("%s is served by a user space backend (pid %d %s has no /dev/vhost-net open): no vhost worker, eventfd or irqfd on this path",
 			cfg.Interface, t.disc.OwnerPID, t.disc.OwnerComm)
-		for _, s := range []string{StageVhostSignal, StageIrqfd, StageKVMIRQ, HookEventfd, StageKick, HookPollWakeup, StageHandleTX} {
+		for _, s := range []string{record.StageVhostSignal, record.StageIrqfd, record.StageKVMIRQ, HookEventfd, record.StageKick, HookPollWakeup, record.StageHandleTX} {
 			t.disabled[s] = why
 		}
 	}
@@ -187,7 +187,7 @@ func (t *Tool) Stages() []tracer.Stage {
 	}
 	R := tracer.RawTracepoint
 	if t.cfg.Tool == record.ToolVhostRX {
-		add(StageTunXmit, true, t.fnRungs("tun_net_xmit", "s1_fentry", "s1_kprobe", ""),
+		add(record.StageTunXmit, true, t.fnRungs("tun_net_xmit", "s1_fentry", "s1_kprobe", ""),
 			[]tracer.Rung{rung(R, "net_dev_start_xmit", "s1_tp", "net:net_dev_start_xmit on the vnet, right before tun_net_xmit")})
 		var s2 [][]tracer.Rung
 		if t.vhostUsed {
@@ -198,19 +198,19 @@ func (t *Tool) Stages() []tracer.Stage {
 				"skb:skb_copy_datagram_iovec in tun_put_user, in the task that reads the tun queue (vhost worker or user space backend)"),
 			rung(R, "consume_skb", "skb_consumed", "skb:consume_skb of the skb once the reader copied it"),
 		})
-		add(StageVhostRecv, false, s2...)
+		add(record.StageVhostRecv, false, s2...)
 		add(HookSkbConsumed, false, []tracer.Rung{rung(R, "consume_skb", "skb_consumed", "end of a traced skb")})
 		dropProg, dropNote := "skb_dropped", "a traced skb dropped, with the kernel's reason"
 		if t.kfreeNoReason {
 			dropProg, dropNote = "skb_dropped_noreason", "a traced skb dropped (this kernel's kfree_skb has no reason)"
 		}
 		add(HookSkbDropped, false, []tracer.Rung{rung(R, "kfree_skb", dropProg, dropNote)})
-		add(StageVhostSignal, false, t.fnRungs("vhost_add_used_and_signal_n", "s3_fentry", "s3_kprobe", ""),
+		add(record.StageVhostSignal, false, t.fnRungs("vhost_add_used_and_signal_n", "s3_fentry", "s3_kprobe", ""),
 			t.fnRungs("vhost_signal", "s3_fentry", "s3_kprobe", ""))
 		add(HookEventfd, false, t.fnRungs("eventfd_signal_mask", "eventfd_fentry", "eventfd_kprobe", "6.8+ (and 6.3+ inner function)"),
 			t.fnRungs("eventfd_signal", "eventfd_fentry", "eventfd_kprobe", "before 6.8"))
-		add(StageIrqfd, false, t.fnRungs("irqfd_wakeup", "s4_fentry", "s4_kprobe", ""))
-		add(StageKVMIRQ, false,
+		add(record.StageIrqfd, false, t.fnRungs("irqfd_wakeup", "s4_fentry", "s4_kprobe", ""))
+		add(record.StageKVMIRQ, false,
 			t.fnRungs("vmx_deliver_posted_interrupt", "s5_vec2_fentry", "s5_vec2_kprobe", "Intel posted interrupt"),
 			t.fnRungs("vmx_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "Intel"),
 			t.fnRungs("svm_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "AMD"),
@@ -222,9 +222,9 @@ func (t *Tool) Stages() []tracer.Stage {
 			t.fnRungs("kvm_arch_set_irq_inatomic", "s5_arg1_fentry", "s5_arg1_kprobe", "start of the irqfd fast path injection"))
 		return st
 	}
-	add(StageKick, false, t.fnRungs("ioeventfd_write", "kick_fentry", "kick_kprobe", "guest notification (KVM ioeventfd); without it the kick is timed at vhost_poll_wakeup"))
+	add(record.StageKick, false, t.fnRungs("ioeventfd_write", "kick_fentry", "kick_kprobe", "guest notification (KVM ioeventfd); without it the kick is timed at vhost_poll_wakeup"))
 	add(HookPollWakeup, false, t.fnRungs("vhost_poll_wakeup", "wakeup_fentry", "wakeup_kprobe", "a kick wakes the vhost work (ties the kick to the TX queue)"))
-	add(StageHandleTX, false, t.fnRungs("handle_tx_kick", "handle_tx_fentry", "handle_tx_kprobe", ""))
+	add(record.StageHandleTX, false, t.fnRungs("handle_tx_kick", "handle_tx_fentry", "handle_tx_kprobe", ""))
 	var sm [][]tracer.Rung
 	if t.vhostUsed {
 		sm = append(sm, t.fnRungs("tun_sendmsg", "sendmsg_fentry", "sendmsg_kprobe", "vhost-net hands a packet to tun"))
@@ -240,8 +240,8 @@ func (t *Tool) Stages() []tracer.Stage {
 			rung(R, "sys_enter", "sendmsg_tp", note+"; raw_syscalls:sys_enter sees every system call"),
 		})
 	}
-	add(StageTunSendmsg, false, sm...)
-	add(StageNetifReceive, true, t.fnRungs("__netif_receive_skb", "netif_fentry", "netif_kprobe", ""),
+	add(record.StageTunSendmsg, false, sm...)
+	add(record.StageNetifReceive, true, t.fnRungs("__netif_receive_skb", "netif_fentry", "netif_kprobe", ""),
 		[]tracer.Rung{rung(R, "netif_receive_skb", "netif_tp", "net:netif_receive_skb on the vnet")})
 	return st
 }
@@ -296,9 +296,9 @@ func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
 // moduleOf names the kernel module a hook target lives in, for the reason
 // of an unavailable stage.
 var moduleOf = map[string]string{
-	StageVhostSignal: "vhost", StageIrqfd: "kvm", StageKVMIRQ: "kvm", HookEventfd: "",
-	StageKick: "kvm", HookPollWakeup: "vhost", StageHandleTX: "vhost_net", StageTunSendmsg: "tun",
-	StageTunXmit: "tun", StageVhostRecv: "tun",
+	record.StageVhostSignal: "vhost", record.StageIrqfd: "kvm", record.StageKVMIRQ: "kvm", HookEventfd: "",
+	record.StageKick: "kvm", HookPollWakeup: "vhost", record.StageHandleTX: "vhost_net", record.StageTunSendmsg: "tun",
+	record.StageTunXmit: "tun", record.StageVhostRecv: "tun",
 }
 
 // Describe implements tracer.Tool: header fields, and reasons that say
@@ -345,7 +345,7 @@ func (t *Tool) Describe(h *record.Header) {
 	wake := probeAvailable(h.Probes, HookPollWakeup)
 	for i := range h.Probes {
 		p := &h.Probes[i]
-		if p.Stage != StageKick {
+		if p.Stage != record.StageKick {
 			continue
 		}
 		switch {
@@ -416,7 +416,7 @@ func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 	s2Target := ""
 	for _, c := range choices {
 		avail[c.Stage] = c.Available
-		if c.Stage == StageVhostRecv && c.Available {
+		if c.Stage == record.StageVhostRecv && c.Available {
 			s2Target = c.Rung.Hooks[0].Target
 		}
 	}
@@ -442,7 +442,7 @@ func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 		return nil
 	}
 	// Kicks are known through the poll wake-up (see Describe).
-	avail[StageKick] = avail[HookPollWakeup]
+	avail[record.StageKick] = avail[HookPollWakeup]
 	t.corr = NewTXCorrelator(TXConfig{Available: avail, Device: t.cfg.Interface}, emit)
 	return nil
 }

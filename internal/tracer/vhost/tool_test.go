@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -108,8 +109,8 @@ func TestLadderSelection(t *testing.T) {
 		tool: record.ToolVhostRX,
 		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Fentry: "attach refused", tracer.Kprobe: "kprobes not supported", tracer.RawTracepoint: ""},
 			Targets: map[tracer.Method]map[string]bool{tracer.RawTracepoint: allTP}},
-		want: map[string]string{StageTunXmit: "raw_tracepoint:net_dev_start_xmit", StageVhostRecv: "raw_tracepoint:skb_copy_datagram_iovec",
-			StageVhostSignal: "unavailable", StageIrqfd: "unavailable", HookEventfd: "unavailable", StageKVMIRQ: "raw_tracepoint:kvm_apic_accept_irq"},
+		want: map[string]string{record.StageTunXmit: "raw_tracepoint:net_dev_start_xmit", record.StageVhostRecv: "raw_tracepoint:skb_copy_datagram_iovec",
+			record.StageVhostSignal: "unavailable", record.StageIrqfd: "unavailable", HookEventfd: "unavailable", record.StageKVMIRQ: "raw_tracepoint:kvm_apic_accept_irq"},
 	}, {
 		name: "hypervisor 6.x: fentry on vmlinux only, kprobes on the modules, Intel",
 		tool: record.ToolVhostRX,
@@ -118,9 +119,9 @@ func TestLadderSelection(t *testing.T) {
 				tracer.Fentry:        set("eventfd_signal_mask", "__netif_receive_skb"),
 				tracer.Kprobe:        set("tun_net_xmit", "tun_recvmsg", "vhost_add_used_and_signal_n", "vhost_signal", "eventfd_signal_mask", "irqfd_wakeup", "vmx_deliver_interrupt", "kvm_arch_set_irq_inatomic"),
 				tracer.RawTracepoint: allTP}},
-		want: map[string]string{StageTunXmit: "kprobe:tun_net_xmit", StageVhostRecv: "kprobe:tun_recvmsg",
-			StageVhostSignal: "kprobe:vhost_add_used_and_signal_n", HookEventfd: "fentry:eventfd_signal_mask",
-			StageIrqfd: "kprobe:irqfd_wakeup", StageKVMIRQ: "kprobe:vmx_deliver_interrupt"},
+		want: map[string]string{record.StageTunXmit: "kprobe:tun_net_xmit", record.StageVhostRecv: "kprobe:tun_recvmsg",
+			record.StageVhostSignal: "kprobe:vhost_add_used_and_signal_n", HookEventfd: "fentry:eventfd_signal_mask",
+			record.StageIrqfd: "kprobe:irqfd_wakeup", record.StageKVMIRQ: "kprobe:vmx_deliver_interrupt"},
 	}, {
 		name: "hypervisor 5.10 (eventfd_signal, AMD, no vmx)",
 		tool: record.ToolVhostRX,
@@ -128,8 +129,8 @@ func TestLadderSelection(t *testing.T) {
 			Targets: map[tracer.Method]map[string]bool{
 				tracer.Kprobe:        set("tun_net_xmit", "eventfd_signal", "irqfd_wakeup", "svm_deliver_interrupt", "vhost_signal"),
 				tracer.RawTracepoint: allTP}},
-		want: map[string]string{HookEventfd: "kprobe:eventfd_signal", StageKVMIRQ: "kprobe:svm_deliver_interrupt",
-			StageVhostSignal: "kprobe:vhost_signal"},
+		want: map[string]string{HookEventfd: "kprobe:eventfd_signal", record.StageKVMIRQ: "kprobe:svm_deliver_interrupt",
+			record.StageVhostSignal: "kprobe:vhost_signal"},
 	}, {
 		name: "vhost-tx on a kprobe hypervisor",
 		tool: record.ToolVhostTX,
@@ -137,8 +138,8 @@ func TestLadderSelection(t *testing.T) {
 			Targets: map[tracer.Method]map[string]bool{
 				tracer.Kprobe:        set("ioeventfd_write", "vhost_poll_wakeup", "handle_tx_kick", "tun_sendmsg", "__netif_receive_skb"),
 				tracer.RawTracepoint: allTP}},
-		want: map[string]string{StageKick: "kprobe:ioeventfd_write", HookPollWakeup: "kprobe:vhost_poll_wakeup",
-			StageHandleTX: "kprobe:handle_tx_kick", StageTunSendmsg: "kprobe:tun_sendmsg", StageNetifReceive: "kprobe:__netif_receive_skb"},
+		want: map[string]string{record.StageKick: "kprobe:ioeventfd_write", HookPollWakeup: "kprobe:vhost_poll_wakeup",
+			record.StageHandleTX: "kprobe:handle_tx_kick", record.StageTunSendmsg: "kprobe:tun_sendmsg", record.StageNetifReceive: "kprobe:__netif_receive_skb"},
 	}} {
 		t.Run(c.name, func(t *testing.T) {
 			tl := testTool(t, c.tool)
@@ -169,7 +170,7 @@ func TestAbsentFunctionsLeaveNoRung(t *testing.T) {
 		t.Fatalf("forced kprobe on a host without KVM: %v", err)
 	}
 	got := chosen(t, choices)
-	if got[StageVhostSignal] != "kprobe:vhost_add_used_and_signal_n" || got[StageIrqfd] != "unavailable" || got[StageKVMIRQ] != "unavailable" {
+	if got[record.StageVhostSignal] != "kprobe:vhost_add_used_and_signal_n" || got[record.StageIrqfd] != "unavailable" || got[record.StageKVMIRQ] != "unavailable" {
 		t.Errorf("choices %v", got)
 	}
 	h := &record.Header{}
@@ -177,7 +178,7 @@ func TestAbsentFunctionsLeaveNoRung(t *testing.T) {
 		h.Probes = append(h.Probes, ch.Probe())
 	}
 	tl.Describe(h)
-	if p := probeOf(h, StageIrqfd); !strings.HasPrefix(p.Reason, "kvm not loaded") {
+	if p := probeOf(h, record.StageIrqfd); !strings.HasPrefix(p.Reason, "kvm not loaded") {
 		t.Errorf("s4 reason %q", p.Reason)
 	}
 }
@@ -185,9 +186,9 @@ func TestAbsentFunctionsLeaveNoRung(t *testing.T) {
 func TestDescribeReasons(t *testing.T) {
 	tl := testTool(t, record.ToolVhostRX, "kvm")
 	h := &record.Header{Probes: []record.Probe{
-		{Stage: StageTunXmit, Available: true, Method: "raw_tracepoint"},
-		{Stage: StageVhostSignal, Reason: "no usable rung: kprobe: kprobes not supported"},
-		{Stage: StageIrqfd, Reason: "no usable rung: kprobe: kprobes not supported"},
+		{Stage: record.StageTunXmit, Available: true, Method: "raw_tracepoint"},
+		{Stage: record.StageVhostSignal, Reason: "no usable rung: kprobe: kprobes not supported"},
+		{Stage: record.StageIrqfd, Reason: "no usable rung: kprobe: kprobes not supported"},
 	}}
 	tl.Describe(h)
 	if r := h.Probes[1].Reason; !strings.HasPrefix(r, "vhost not loaded; ") {
@@ -202,14 +203,14 @@ func TestDescribeReasons(t *testing.T) {
 
 	tx := testTool(t, record.ToolVhostTX)
 	h = &record.Header{Probes: []record.Probe{
-		{Stage: StageKick, Reason: "no usable rung"},
+		{Stage: record.StageKick, Reason: "no usable rung"},
 		{Stage: HookPollWakeup, Available: true, Method: "kprobe", Target: "vhost_poll_wakeup"},
 	}}
 	tx.Describe(h)
 	if p := h.Probes[0]; !p.Available || p.Target != "vhost_poll_wakeup" || !strings.Contains(p.Reason, "timed where it wakes") {
 		t.Errorf("kick without ioeventfd_write: %+v", p)
 	}
-	h.Probes = []record.Probe{{Stage: StageKick, Available: true, Method: "kprobe"}, {Stage: HookPollWakeup, Reason: "no usable rung"}}
+	h.Probes = []record.Probe{{Stage: record.StageKick, Available: true, Method: "kprobe"}, {Stage: HookPollWakeup, Reason: "no usable rung"}}
 	tx.Describe(h)
 	if p := h.Probes[0]; p.Available {
 		t.Errorf("kick without vhost_poll_wakeup: %+v", p)
@@ -252,9 +253,9 @@ func TestModuleBTFLadder(t *testing.T) {
 			t.Fatalf("--probe %s: %v", probe, err)
 		}
 		got := chosen(t, choices)
-		for stage, want := range map[string]string{StageTunXmit: "fentry:tun_net_xmit", StageVhostRecv: "fentry:tun_recvmsg",
-			StageVhostSignal: "kprobe:vhost_add_used_and_signal_n", HookEventfd: "fentry:eventfd_signal_mask",
-			StageIrqfd: "fentry:irqfd_wakeup", StageKVMIRQ: "fentry:vmx_deliver_interrupt"} {
+		for stage, want := range map[string]string{record.StageTunXmit: "fentry:tun_net_xmit", record.StageVhostRecv: "fentry:tun_recvmsg",
+			record.StageVhostSignal: "kprobe:vhost_add_used_and_signal_n", HookEventfd: "fentry:eventfd_signal_mask",
+			record.StageIrqfd: "fentry:irqfd_wakeup", record.StageKVMIRQ: "fentry:vmx_deliver_interrupt"} {
 			if got[stage] != want {
 				t.Errorf("--probe %s: %s: %s, want %s", probe, stage, got[stage], want)
 			}
@@ -271,5 +272,25 @@ func TestModuleBTFLadder(t *testing.T) {
 	}
 	if len(tps) == 0 {
 		t.Error("no kvm raw tracepoint rung offered")
+	}
+}
+
+// Each tool's ladders are its record table's stages in path order, plus the
+// correlation-only hooks, which are no record stage.
+func TestStagesMatchRecord(t *testing.T) {
+	hooks := []string{HookSkbConsumed, HookSkbDropped, HookEventfd, HookPollWakeup}
+	for _, path := range []*record.Path{record.VhostRX, record.VhostTX} {
+		var stages []string
+		for _, s := range testTool(t, path.Tool).Stages() {
+			switch {
+			case path.Index(s.Name) >= 0:
+				stages = append(stages, s.Name)
+			case !slices.Contains(hooks, s.Name):
+				t.Errorf("%s: ladder %q is neither a stage of record.%s nor a correlation hook", path.Tool, s.Name, path.Tool)
+			}
+		}
+		if !slices.Equal(stages, path.Stages) {
+			t.Errorf("%s: ladder stages %v, record table %v", path.Tool, stages, path.Stages)
+		}
 	}
 }

@@ -2,18 +2,9 @@ package vhost
 
 import (
 	"strconv"
-)
 
-// vhost-tx stage names (docs/record-format.md).
-const (
-	StageKick         = "kick"
-	StageHandleTX     = "handle_tx"
-	StageTunSendmsg   = "tun_sendmsg"
-	StageNetifReceive = "netif_receive"
+	"github.com/pingpath/pingpath/internal/record"
 )
-
-// TXStages is the vhost-tx chain in kernel order.
-var TXStages = []string{StageKick, StageHandleTX, StageTunSendmsg, StageNetifReceive}
 
 // TXConfig configures the vhost-tx correlation.
 type TXConfig struct {
@@ -66,7 +57,7 @@ func (m *txMachine) handle(ev Event) {
 	case KindKick:
 		m.kicks[ev.TID] = ev
 	case KindPollWakeup:
-		if !m.cfg.Available[StageKick] {
+		if !m.cfg.Available[record.StageKick] {
 			return
 		}
 		// The kick is the KVM ioeventfd write of this task when there was
@@ -129,33 +120,31 @@ func (m *txMachine) onNetifReceive(ev Event) {
 		for _, st := range []struct {
 			name string
 			ev   *Event
-		}{{StageKick, run.kick}, {StageHandleTX, run.handleTX}, {StageTunSendmsg, run.sendmsg}} {
+		}{{record.StageKick, run.kick}, {record.StageHandleTX, run.handleTX}, {record.StageTunSendmsg, run.sendmsg}} {
 			if st.ev != nil && st.ev.TS <= ev.TS && ev.TS-st.ev.TS <= m.cfg.Stale {
 				ch.see(st.name, *st.ev)
 			}
 		}
-		if run.kick != nil && ch.has(StageKick) {
+		if run.kick != nil && ch.has(record.StageKick) {
 			ch.extra["kick_tid"] = strconv.FormatUint(uint64(run.kick.TID), 10)
 			ch.extra["kick_at"] = run.kick.Kind.String() // kick (ioeventfd_write) or poll_wakeup
 		}
-		if run.sendmsg != nil && ch.has(StageTunSendmsg) {
+		if run.sendmsg != nil && ch.has(record.StageTunSendmsg) {
 			// Several packets of one tun_sendmsg (a vhost XDP batch) share
 			// its timestamp; say which one this was.
 			ch.extra["sendmsg_packet"] = strconv.Itoa(run.packets)
 			run.packets++
 		}
 	}
-	ch.see(StageNetifReceive, ev)
+	ch.see(record.StageNetifReceive, ev)
 	ch.extra["vhost_tid"] = strconv.FormatUint(uint64(ev.TID), 10)
-	p := ch.ping(TXStages, txDurations, m.cfg.Available)
+	p := ch.ping(record.VhostTX, m.cfg.Available)
 	if p.Extra["missing"] != "" {
 		m.counters["incomplete"]++
 	}
 	m.counters["pings"]++
 	m.out(p)
 }
-
-var txDurations = adjacentDurations(TXStages, func(s string) string { return s })
 
 func (m *txMachine) expire(now uint64) {
 	for tid, k := range m.kicks {

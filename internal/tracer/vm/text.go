@@ -18,7 +18,7 @@ const rule = "==================================================================
 // TextHeader implements tracer.TextView.
 func (t *Tracer) TextHeader(w io.Writer, h *record.Header) {
 	local, remote := h.SrcIP, h.DstIP
-	if h.Role == RoleRX {
+	if h.Role == record.RoleRX {
 		local, remote = remote, local
 	}
 	fmt.Fprintln(w, "=== Kernel ICMP RTT Tracer (pingpath) ===")
@@ -48,12 +48,12 @@ func us(ns int64) string { return fmt.Sprintf("%7.3f", float64(ns)/1e3) }
 
 // TextPing implements tracer.TextView.
 func (t *Tracer) TextPing(w io.Writer, h *record.Header, p *record.Ping) {
-	wall := time.Unix(0, h.StartWallNS+int64(p.Stages[P1Start])-int64(h.StartMonoNS))
+	wall := time.Unix(0, h.StartWallNS+int64(p.Stages[record.StageP1Start])-int64(h.StartMonoNS))
 	dir, req, rep := "TX (Local -> Remote)", "Request: TX to "+h.DstIP, "Reply:   RX from "+h.DstIP
-	reqStage, repStage := P1Start, P2End
-	if h.Role == RoleRX {
+	reqStage, repStage := record.StageP1Start, record.StageP2End
+	if h.Role == record.RoleRX {
 		dir, req, rep = "RX (Remote -> Local)", "Request: RX from "+h.SrcIP, "Reply:   TX to "+h.SrcIP
-		reqStage, repStage = P1Start, P2Start
+		reqStage, repStage = record.StageP1Start, record.StageP2Start
 	}
 	fmt.Fprintln(w, rule)
 	fmt.Fprintf(w, "=== ICMP RTT Trace: %s (%s) ===\n", wall.Format("2006-01-02 15:04:05.000"), dir)
@@ -82,14 +82,14 @@ func (t *Tracer) TextPing(w io.Writer, h *record.Header, p *record.Ping) {
 		}
 	}
 	p1, p2 := "[0->1]", "[3->5]"
-	if h.Role == RoleRX {
+	if h.Role == record.RoleRX {
 		p1, p2 = "[0->2]", "[4->5]"
 	}
 	fmt.Fprintln(w, "\nPath 1 Latencies (us):")
-	seg(p1, P1Start, P1End)
+	seg(p1, record.StageP1Start, record.StageP1End)
 	total("path1")
 	fmt.Fprintln(w, "\nPath 2 Latencies (us):")
-	seg(p2, P2Start, P2End)
+	seg(p2, record.StageP2Start, record.StageP2End)
 	total("path2")
 	fmt.Fprintln(w)
 	if d, ok := p.Durations["total"]; ok {

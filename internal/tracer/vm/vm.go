@@ -26,20 +26,6 @@ import (
 	"github.com/pingpath/pingpath/internal/tracer"
 )
 
-// Stage names (docs/record-format.md).
-const (
-	P1Start = "p1_start"
-	P1End   = "p1_end"
-	P2Start = "p2_start"
-	P2End   = "p2_end"
-)
-
-// Roles.
-const (
-	RoleTX = "tx" // this VM sends the echo requests
-	RoleRX = "rx" // this VM answers them
-)
-
 // Hook numbers, VM_HOOK_* in vm.bpf.c (a test keeps them in sync).
 const (
 	hookIPOut    uint8 = 1
@@ -51,14 +37,6 @@ const (
 	hookFibIn    uint8 = 7
 	hookFibOut   uint8 = 8
 )
-
-// Durations (docs/record-format.md): path1 + inter_path + path2 = total.
-var durations = []tracer.Duration{
-	{Name: "path1", From: P1Start, To: P1End},
-	{Name: "inter_path", From: P1End, To: P2Start},
-	{Name: "path2", From: P2Start, To: P2End},
-	{Name: "total", From: P1Start, To: P2End},
-}
 
 // The rungs, shared by both directions. Each says what it sees.
 var (
@@ -86,49 +64,49 @@ func with(rungs []tracer.Rung, more ...tracer.Rung) []tracer.Rung {
 	return append(out, more...)
 }
 
-// Stages returns the probe ladder of each stage for role (RoleTX, RoleRX).
+// Stages returns the probe ladder of each stage for role (record.RoleTX, record.RoleRX).
 func Stages(role string) []tracer.Stage {
-	if role == RoleTX {
+	if role == record.RoleTX {
 		return []tracer.Stage{
-			{Name: P1Start, Required: true, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.Tracepoint,
+			{Name: record.StageP1Start, Required: true, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.Tracepoint,
 				Hooks: []tracer.Hook{{Target: "syscalls/sys_enter_sendto", Program: "vm_tp_sys_enter_sendto"},
 					{Target: "syscalls/sys_enter_sendmsg", Program: "vm_tp_sys_enter_sendmsg"}},
 				Note: "approximation: sendto(2)/sendmsg(2) entry, so it also counts the socket layer, route lookup and skb build before ip_local_out"})},
-			{Name: P1End, Rungs: devQueue},
-			{Name: P2Start, Rungs: netifReceive},
-			{Name: P2End, Required: true, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
+			{Name: record.StageP1End, Rungs: devQueue},
+			{Name: record.StageP2Start, Rungs: netifReceive},
+			{Name: record.StageP2End, Required: true, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
 				Hooks: []tracer.Hook{{Target: "consume_skb", Program: "vm_raw_tp_consume_skb"}, {Target: "kfree_skb", Program: "vm_raw_tp_kfree_skb"}},
 				Note:  "approximation: the reply freed (consume_skb or kfree_skb) by icmp_rcv, i.e. the end of icmp_rcv after delivery to the sockets"})},
 		}
 	}
 	return []tracer.Stage{
-		{Name: P1Start, Required: true, Rungs: netifReceive},
-		{Name: P1End, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
+		{Name: record.StageP1Start, Required: true, Rungs: netifReceive},
+		{Name: record.StageP1End, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
 			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: "vm_raw_tp_fib_table_lookup"}},
 			Note:  "approximation: the request's input route lookup in ip_rcv_finish, just before local delivery to icmp_rcv"})},
-		{Name: P2Start, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.RawTracepoint,
+		{Name: record.StageP2Start, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.RawTracepoint,
 			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: "vm_raw_tp_fib_table_lookup"}},
 			Note:  "approximation: the reply's output route lookup in icmp_reply, just before ip_local_out"})},
-		{Name: P2End, Required: true, Rungs: devQueue},
+		{Name: record.StageP2End, Required: true, Rungs: devQueue},
 	}
 }
 
 // stageOf maps (hook, kind) to the stage it stamps for role.
 func stageOf(role string) map[[2]uint8]string {
 	req, rep := tracer.KindRequest, tracer.KindReply
-	if role == RoleTX {
+	if role == record.RoleTX {
 		return map[[2]uint8]string{
-			{hookIPOut, req}: P1Start, {hookSendto, req}: P1Start,
-			{hookDevQueue, req}: P1End,
-			{hookNetifRX, rep}:  P2Start,
-			{hookICMPRcv, rep}:  P2End, {hookConsume, rep}: P2End,
+			{hookIPOut, req}: record.StageP1Start, {hookSendto, req}: record.StageP1Start,
+			{hookDevQueue, req}: record.StageP1End,
+			{hookNetifRX, rep}:  record.StageP2Start,
+			{hookICMPRcv, rep}:  record.StageP2End, {hookConsume, rep}: record.StageP2End,
 		}
 	}
 	return map[[2]uint8]string{
-		{hookNetifRX, req}: P1Start,
-		{hookICMPRcv, req}: P1End, {hookFibIn, req}: P1End,
-		{hookIPOut, rep}: P2Start, {hookFibOut, rep}: P2Start,
-		{hookDevQueue, rep}: P2End,
+		{hookNetifRX, req}: record.StageP1Start,
+		{hookICMPRcv, req}: record.StageP1End, {hookFibIn, req}: record.StageP1End,
+		{hookIPOut, rep}: record.StageP2Start, {hookFibOut, rep}: record.StageP2Start,
+		{hookDevQueue, rep}: record.StageP2End,
 	}
 }
 
@@ -189,7 +167,7 @@ func New(cfg Config) (*Tracer, error) {
 // resolveDirection turns auto into tx or rx from which address is local.
 func resolveDirection(cfg Config) (string, error) {
 	switch cfg.Direction {
-	case RoleTX, RoleRX:
+	case record.RoleTX, record.RoleRX:
 		return cfg.Direction, nil
 	case "", "auto":
 	default:
@@ -210,9 +188,9 @@ func resolveDirection(cfg Config) (string, error) {
 	}
 	switch {
 	case srcLocal && !dstLocal:
-		return RoleTX, nil
+		return record.RoleTX, nil
 	case dstLocal && !srcLocal:
-		return RoleRX, nil
+		return record.RoleRX, nil
 	case srcLocal && dstLocal:
 		return "", errors.New("--direction auto: both --src-ip and --dst-ip are local addresses here; give --direction tx or rx")
 	}
@@ -298,7 +276,7 @@ func (t *Tracer) Start(choices []tracer.Choice, out tracer.Sink) error {
 	}
 	t.corr = tracer.NewCorrelator(tracer.CorrelatorConfig{
 		Stages:  t.stages,
-		Final:   P2End,
+		Final:   record.VM.Last(),
 		Timeout: uint64(t.cfg.FlowTimeout),
 	}, t.complete, t.incomplete)
 	return nil
@@ -322,7 +300,7 @@ func (t *Tracer) Event(raw []byte) error {
 
 func (t *Tracer) complete(f *tracer.Flow) {
 	p := f.PingRecord()
-	p.Durations = tracer.Durations(p.Stages, durations)
+	p.Durations = record.VM.Durations(p.Stages)
 	if err := t.out.Ping(p); err != nil && t.err == nil {
 		t.err = err
 	}

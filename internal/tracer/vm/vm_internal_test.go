@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/pingpath/pingpath/internal/kernel"
+	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
 )
@@ -49,7 +51,7 @@ func TestLaddersMatchObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	used := map[string]bool{}
-	for _, role := range []string{RoleTX, RoleRX} {
+	for _, role := range []string{record.RoleTX, record.RoleRX} {
 		stages := Stages(role)
 		if len(stages) != 4 {
 			t.Fatalf("%s: %d stages", role, len(stages))
@@ -192,5 +194,29 @@ func TestLoadAndAttachDropsFailedHooks(t *testing.T) {
 	if l, err := tracer.LoadAndAttach(spec, choices, nil); err == nil {
 		l.Close()
 		t.Error("a stage without any attached hook loaded")
+	}
+}
+
+// The vm tracer's stages are record.VM's, in path order, for both roles, and
+// every stage is stamped by some hook.
+func TestStagesMatchRecord(t *testing.T) {
+	for _, role := range record.VM.Roles {
+		var names []string
+		for _, s := range Stages(role) {
+			names = append(names, s.Name)
+		}
+		if !slices.Equal(names, record.VM.Stages) {
+			t.Errorf("%s: ladder stages %v, record.VM %v", role, names, record.VM.Stages)
+		}
+		stamped := map[string]bool{}
+		for _, st := range stageOf(role) {
+			if record.VM.Index(st) < 0 {
+				t.Errorf("%s: a hook stamps %q, not a record.VM stage", role, st)
+			}
+			stamped[st] = true
+		}
+		if len(stamped) != len(record.VM.Stages) {
+			t.Errorf("%s: hooks stamp %v, want every one of %v", role, stamped, record.VM.Stages)
+		}
 	}
 }

@@ -44,7 +44,7 @@ func requireRung(t *testing.T) {
 	if p == tracer.ProbeAuto {
 		return
 	}
-	for _, role := range []string{vm.RoleTX, vm.RoleRX} {
+	for _, role := range []string{record.RoleTX, record.RoleRX} {
 		stages := vm.Stages(role)
 		_, err := tracer.Select(stages, tracer.ProbeCapabilities(stages), p)
 		testenv.Require(t, err == nil, fmt.Sprintf("forced --probe %s for role %s: %v", p, role, err))
@@ -117,7 +117,7 @@ func checkPingRecords(t *testing.T, who string, s *record.Stream, id uint16, seq
 		}
 		got[p.Seq]++
 		var prev uint64
-		for _, st := range []string{vm.P1Start, vm.P1End, vm.P2Start, vm.P2End} {
+		for _, st := range []string{record.StageP1Start, record.StageP1End, record.StageP2Start, record.StageP2End} {
 			ts, ok := p.Stages[st]
 			if !ok {
 				continue
@@ -205,8 +205,8 @@ func TestTraceRealPackets(t *testing.T) {
 	}
 
 	txs, rxs, otxs := tx.Signal(os.Interrupt), rx.Signal(syscall.SIGTERM), otx.Signal(os.Interrupt)
-	checkProbes(t, txs.Header, vm.RoleTX)
-	checkProbes(t, rxs.Header, vm.RoleRX)
+	checkProbes(t, txs.Header, record.RoleTX)
+	checkProbes(t, rxs.Header, record.RoleRX)
 	if txs.Header.Netns != mine.A.Inode || rxs.Header.Netns != mine.B.Inode || otxs.Header.Netns != other.A.Inode {
 		t.Errorf("header netns %d/%d/%d, want %d/%d/%d", txs.Header.Netns, rxs.Header.Netns, otxs.Header.Netns, mine.A.Inode, mine.B.Inode, other.A.Inode)
 	}
@@ -223,7 +223,7 @@ func TestTraceRealPackets(t *testing.T) {
 	}
 	// The rx tracer filtered on its interface; the device stages name it.
 	for _, p := range rxs.Pings {
-		if dev := p.Devices[vm.P1Start]; dev != mine.LinkB.Name {
+		if dev := p.Devices[record.StageP1Start]; dev != mine.LinkB.Name {
 			t.Errorf("rx seq %d: p1_start device %q, want %s", p.Seq, dev, mine.LinkB.Name)
 			break
 		}
@@ -363,7 +363,7 @@ func TestTraceRawAndVLANFrames(t *testing.T) {
 	}
 	seen := map[uint16]bool{}
 	for _, d := range s.Drops {
-		if d.ID == 6001 && d.LastSeen == vm.P1Start {
+		if d.ID == 6001 && d.LastSeen == record.StageP1Start {
 			seen[d.Seq] = true
 		}
 	}
@@ -484,7 +484,7 @@ func TestTraceTapAndTun(t *testing.T) {
 	checkPingRecords(t, "tap", s, 6002, []uint16{1}, true)
 	seen := map[uint16]bool{}
 	for _, d := range s.Drops {
-		if d.ID == 6002 && d.LastSeen == vm.P1Start && d.Devices[vm.P1Start] == tap.Name {
+		if d.ID == 6002 && d.LastSeen == record.StageP1Start && d.Devices[record.StageP1Start] == tap.Name {
 			seen[d.Seq] = true
 		}
 	}
@@ -507,7 +507,7 @@ func TestTraceSendmsgPinger(t *testing.T) {
 	s := tx.Signal(os.Interrupt)
 	checkPings(t, "sendmsg", s, 8080, seqsOf(res, 1))
 	for _, r := range s.Pings {
-		if _, ok := r.Stages[vm.P1Start]; !ok {
+		if _, ok := r.Stages[record.StageP1Start]; !ok {
 			t.Errorf("seq %d: no p1_start", r.Seq)
 		}
 	}

@@ -26,8 +26,8 @@ func TestGuestAutoPicksFentry(t *testing.T) {
 
 	p := vhosttest.NewPeer(t)
 	ladders := map[string][]tracer.Stage{
-		"vm/tx": vm.Stages(vm.RoleTX),
-		"vm/rx": vm.Stages(vm.RoleRX),
+		"vm/tx": vm.Stages(record.RoleTX),
+		"vm/rx": vm.Stages(record.RoleRX),
 		"host":  new(host.Tool).Stages(),
 	}
 	// The vhost tracers build their ladders from what they discover behind
