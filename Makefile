@@ -10,7 +10,10 @@ STRIP ?= llvm-strip-19
 BIN := bin/pingpath
 STATICCHECK_VERSION := v0.8.2
 export CGO_ENABLED := 0
-export BPF2GO_CC := $(CLANG)
+# bpf2go compiles through bpf/cc.sh: clang at one fixed path, so the objects
+# are the same in every checkout (see the script for why).
+export BPF2GO_CC := $(CURDIR)/bpf/cc.sh
+export PINGPATH_BPF_CLANG := $(CLANG)
 export BPF2GO_STRIP := $(STRIP)
 
 .PHONY: all build deps generate generate-check lint test test-quick test-kernels demo bench fuzz clean
