@@ -52,7 +52,7 @@ type SSHOptions struct {
 	// InsecureIgnoreHostKey turns host key checking off. Never the default.
 	InsecureIgnoreHostKey bool   `yaml:"insecure_ignore_host_key,omitempty"`
 	ConnectTimeout        string `yaml:"connect_timeout,omitempty"` // Go duration, default 10s
-	RemoteDir             string `yaml:"remote_dir,omitempty"`      // where pingpath is pushed, default /tmp/pingpath
+	RemoteDir             string `yaml:"remote_dir,omitempty"`      // where pingpath is pushed, default /var/cache/pingpath
 }
 
 // Tools names the origin Python scripts on the nodes, when the user wants

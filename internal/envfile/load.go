@@ -17,7 +17,7 @@ const (
 	DefaultPingCount      = 20
 	DefaultInterval       = "200ms"
 	DefaultConnectTimeout = "10s"
-	DefaultRemoteDir      = "/tmp/pingpath"
+	DefaultRemoteDir      = "/var/cache/pingpath"
 	DefaultPython         = "python3"
 )
 

@@ -35,7 +35,7 @@ func (n Node) IsVM() bool {
 
 // Nodes returns the four nodes, receivers first: receiver VM, receiver host,
 // sender host, sender VM (the order tracers are started in). Their options
-// are merged and defaulted (sudo none, remote_dir /tmp/pingpath).
+// are merged and defaulted (sudo none, remote_dir /var/cache/pingpath).
 func (e *Environment) Nodes() []Node {
 	opts := func(o SSHOptions) SSHOptions {
 		m := Merge(e.SSH, o)

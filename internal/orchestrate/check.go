@@ -137,7 +137,7 @@ func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) b
 	}
 	c.add(role, "ssh", CheckOK, "connected to "+n.spec.SSH, "")
 	sudoOK := true
-	if err := n.gatherFacts(ctx, ""); err != nil {
+	if _, err := n.gatherFacts(ctx, remote.Command{}); err != nil {
 		sudoOK = false
 		c.add(role, "root", CheckFail, err.Error(), "tracers need root: log in as root, or set ssh.sudo / "+n.spec.Field+".ssh_options.sudo")
 		if n.facts == nil {
@@ -215,8 +215,8 @@ func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
 	if len(specs) == 0 {
 		return
 	}
-	if err := n.push(ctx, p.o.Binary, p.sum); err != nil {
-		c.add(n.role(), "push", CheckFail, err.Error(), "pingpath pushes itself to remote_dir: it must be writable and allow executables (not noexec)")
+	if _, err := n.push(ctx, p.o.Binary, p.sum, nil); err != nil {
+		c.add(n.role(), "push", CheckFail, err.Error(), "pingpath pushes itself to remote_dir as root: it and its parents must be root's (or the login user's) and writable by nobody else, and allow executables (not noexec)")
 		return
 	}
 	// Tried in parallel, reported in plan order.

@@ -7,6 +7,7 @@ package orchestrate
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -85,10 +86,31 @@ func (n *node) binaryPath(sum string) string {
 }
 
 // push copies the local pingpath binary (checksum sum) to the node unless
-// it is already there.
-func (n *node) push(ctx context.Context, local, sum string) error {
-	_, err := remote.Push(ctx, n.t, local, sum, n.spec.Options.RemoteDir, pushedName)
-	return err
+// a verified copy is there already. It runs as root: root runs the copy.
+// check is the result of remote.PushCheck's command when it ran already
+// (nil to run it now).
+func (n *node) push(ctx context.Context, local, sum string, check *remote.Result) (*remote.PushResult, error) {
+	dir := n.spec.Options.RemoteDir
+	var res *remote.PushResult
+	var err error
+	if check == nil {
+		res, err = remote.Push(ctx, n.runAsRoot, local, sum, dir, pushedName)
+	} else {
+		res, err = remote.PushChecked(ctx, n.runAsRoot, local, sum, dir, pushedName, check)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pushing pingpath to %s (%s): %w", n.role(), n.spec.SSH, err)
+	}
+	return res, nil
+}
+
+// runAsRoot runs cmd per the node's sudo mode.
+func (n *node) runAsRoot(ctx context.Context, cmd remote.Command) (*remote.Result, error) {
+	cmd, err := n.sudo(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return n.t.Run(ctx, cmd)
 }
 
 // sudo wraps cmd per the node's sudo mode.
@@ -173,8 +195,7 @@ func closeAll(nodes []*node) {
 }
 
 // factsScript gathers what a run records about a node and what check
-// reports. It is a constant: no value from the environment file is in it;
-// its one argument, the pushed binary's path, is a positional parameter.
+// reports. It is a constant: no value from the environment file is in it.
 // It forks as little as it can: every SSH command already pays for a login
 // shell (and its rc files) on the node.
 const factsScript = `
@@ -208,30 +229,36 @@ f tuned_profile /etc/tuned/active_profile
 f clocksource /sys/devices/system/clocksource/clocksource0/current_clocksource
 command -v ping >/dev/null 2>&1 && k ping yes || k ping no
 command -v python3 >/dev/null 2>&1 && k python3 yes || k python3 no
-[ -n "$1" ] && [ -f "$1" ] && [ -x "$1" ] && k pushed yes
-true
 `
 
-// gatherFacts runs factsScript as root (per the node's sudo mode); with
-// pushed set, the facts say whether that file is already there. It fails,
-// with advice, when sudo does not work or the commands do not run as root;
-// n.facts is then filled if the script ran at all.
-func (n *node) gatherFacts(ctx context.Context, pushed string) error {
-	out, err := n.runRoot(ctx, "sh", "-c", factsScript, "sh", pushed)
+// gatherFacts runs factsScript as root (per the node's sudo mode), then,
+// in the same shell (one login shell less on the node), the command then
+// if it has Args; its result is returned, the facts' lines ahead of its
+// output. It fails, with advice, when sudo does not work or the commands
+// do not run as root.
+func (n *node) gatherFacts(ctx context.Context, then remote.Command) (*remote.Result, error) {
+	res, err := n.runAsRoot(ctx, remote.Command{Args: append([]string{"sh", "-c", factsScript + `[ $# -eq 0 ] || exec "$@"`, "sh"}, then.Args...)})
+	if err == nil {
+		n.facts = parseFacts(string(res.Stdout))
+		if n.facts["uid"] == "" {
+			// The script did not run (sudo refused, or no shell).
+			n.facts = nil
+			err = fmt.Errorf("exit %d: %s", res.ExitCode, cmp.Or(firstLine(res.Stderr), firstLine(res.Stdout)))
+		}
+	}
 	if err != nil {
 		switch n.spec.Options.Sudo {
 		case envfile.SudoPasswordless:
-			return fmt.Errorf("sudo -n failed on %s (%v): allow passwordless sudo for the login user, or set sudo: password", n.role(), err)
+			return nil, fmt.Errorf("sudo -n failed on %s (%v): allow passwordless sudo for the login user, or set sudo: password", n.role(), err)
 		case envfile.SudoPassword:
-			return fmt.Errorf("sudo with password failed on %s (%v): wrong password, or the user may not sudo", n.role(), err)
+			return nil, fmt.Errorf("sudo with password failed on %s (%v): wrong password, or the user may not sudo", n.role(), err)
 		}
-		return fmt.Errorf("reading facts on %s: %w", n.role(), err)
+		return nil, fmt.Errorf("reading facts on %s: %w", n.role(), err)
 	}
-	n.facts = parseFacts(out)
 	if uid := n.facts["uid"]; uid != "0" {
-		return fmt.Errorf("commands on %s run as uid %s, not root: set sudo: passwordless or sudo: password for it", n.role(), uid)
+		return nil, fmt.Errorf("commands on %s run as uid %s, not root: set sudo: passwordless or sudo: password for it", n.role(), uid)
 	}
-	return nil
+	return res, nil
 }
 
 // userFacts runs factsScript as the login user, for check to report what it

@@ -15,6 +15,9 @@ type tracerSpec struct {
 	node   *node
 	tool   string // "vm", "host", "vhost-rx", "vhost-tx", or the origin script's base name
 	origin bool
+	// args[0] is the pushed pingpath with this SHA-256 (our own tracers),
+	// verified on the node before it runs.
+	sum    string
 	args   []string
 	env    map[string]string
 	file   string // output, relative to the run directory
@@ -47,7 +50,7 @@ func plan(in planInput) [][]*tracerSpec {
 		args := append([]string{n.binaryPath(in.sum), "trace", tool}, flags...)
 		args = append(args, "--format", "json", "--stop-on-stdin-eof", "--max-duration", in.maxDuration.String())
 		return &tracerSpec{
-			node: n, tool: tool, args: args,
+			node: n, tool: tool, args: args, sum: in.sum,
 			file:   n.role() + "." + tool + ".jsonl",
 			stderr: n.role() + "." + tool + ".stderr.log",
 			ready:  func(l string) bool { return l == "ready" || strings.HasPrefix(l, "ready ") },

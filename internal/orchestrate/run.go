@@ -250,26 +250,35 @@ func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSp
 	o := r.o
 	var pushMax time.Duration
 	err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
-		if err := n.gatherFacts(ctx, n.binaryPath(sum)); err != nil {
+		// The push's check runs in the facts' shell.
+		var check remote.Command
+		if needsBinary(phases, n.role()) {
+			var err error
+			if check, err = remote.PushCheck(n.spec.Options.RemoteDir, pushedName, sum); err != nil {
+				return err
+			}
+		}
+		checked, err := n.gatherFacts(ctx, check)
+		if err != nil || check.Args == nil {
 			return err
-		}
-		if !needsBinary(phases, n.role()) {
-			return nil
-		}
-		if n.facts["pushed"] == "yes" {
-			// The content-addressed name only ever holds a verified copy.
-			o.progress().NodeState(n.role(), "pushed", "already there")
-			return nil
 		}
 		o.progress().NodeState(n.role(), "pushing", "")
 		t0 := time.Now()
-		if err := n.push(ctx, o.Binary, sum); err != nil {
+		res, err := n.push(ctx, o.Binary, sum, checked)
+		if err != nil {
 			return err
 		}
 		r.mu.Lock()
 		pushMax = max(pushMax, time.Since(t0))
 		r.mu.Unlock()
-		o.progress().NodeState(n.role(), "pushed", "")
+		switch {
+		case res.Skipped:
+			o.progress().NodeState(n.role(), "pushed", "already there")
+		case res.Replaced:
+			o.progress().NodeState(n.role(), "pushed", "replaced a damaged copy")
+		default:
+			o.progress().NodeState(n.role(), "pushed", "")
+		}
 		return nil
 	})
 	r.m.Timings.PushMS = ms(pushMax)
@@ -614,7 +623,7 @@ func (r *run) finishManifest(start time.Time) {
 		mn.Facts = map[string]string{}
 		for k, v := range n.facts {
 			switch k {
-			case "hostname", "kernel", "arch", "pushed":
+			case "hostname", "kernel", "arch":
 			default:
 				mn.Facts[k] = v
 			}

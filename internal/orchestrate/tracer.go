@@ -64,7 +64,12 @@ func (w *lineWriter) write(b []byte) {
 // node's login shell) starts now, the program itself only on release.
 func startTracer(ctx context.Context, dir string, spec *tracerSpec, gated bool) (*running, error) {
 	args := spec.args
+	if spec.sum != "" {
+		args = remote.VerifiedExec(args[0], spec.sum, append([]string{remote.ExecProgram}, args[1:]...)...)
+	}
 	if gated {
+		// The gated session may start before the push is done: the
+		// program is checked when it is released.
 		args = append([]string{"sh", "-c", gateScript, "sh"}, args...)
 	}
 	cmd, err := spec.node.sudo(remote.Command{Args: args, Env: spec.env, ReportPID: true})

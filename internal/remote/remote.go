@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,8 +57,6 @@ type Transport interface {
 	// Process. Cancelling ctx closes the session (the remote side sees its
 	// stdin closed).
 	Start(ctx context.Context, cmd Command) (Process, error)
-	// Upload copies the local file to remotePath with mode.
-	Upload(ctx context.Context, local, remotePath string, mode os.FileMode) error
 	// Close ends the connection.
 	Close() error
 }

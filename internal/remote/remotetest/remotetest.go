@@ -1,8 +1,7 @@
 // Package remotetest runs an in-process SSH server on 127.0.0.1 for unit
 // tests of remote transports and the orchestrator. Commands are run locally
 // with the shell (bash when present) -c, with stdin, stdout, stderr, exit status and the SSH
-// "signal" request wired like OpenSSH's sshd; the SFTP subsystem is served
-// with github.com/pkg/sftp unless disabled.
+// "signal" request wired like OpenSSH's sshd.
 package remotetest
 
 import (
@@ -22,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pingpath/pingpath/internal/envfile"
@@ -30,7 +28,6 @@ import (
 
 // Options change the server's behaviour.
 type Options struct {
-	NoSFTP   bool // refuse the sftp subsystem (forces the cat upload path)
 	NoSignal bool // ignore "signal" requests, like old sshd versions
 	// Env is added to every command's environment.
 	Env []string
@@ -262,7 +259,7 @@ func (s *Server) forward(nc ssh.NewChannel) {
 	}()
 }
 
-// session serves one channel: exec or the sftp subsystem, plus signals.
+// session serves one channel: exec, plus signals.
 func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
 	var cmd *exec.Cmd
@@ -284,25 +281,6 @@ func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			if cmd == nil {
 				return
 			}
-		case "subsystem":
-			var p struct{ Name string }
-			_ = ssh.Unmarshal(r.Payload, &p)
-			if p.Name != "sftp" || s.opts.NoSFTP {
-				_ = r.Reply(false, nil)
-				continue
-			}
-			_ = r.Reply(true, nil)
-			srv, err := sftp.NewServer(ch)
-			if err != nil {
-				return
-			}
-			go func() {
-				for r := range reqs {
-					_ = r.Reply(false, nil)
-				}
-			}()
-			_ = srv.Serve()
-			return
 		case "signal":
 			var p struct{ Signal string }
 			_ = ssh.Unmarshal(r.Payload, &p)

@@ -2,8 +2,7 @@
 // golang.org/x/crypto/ssh: host keys verified against known_hosts by default,
 // public-key authentication from ssh-agent and identity files, an optional
 // jump host, keepalives that notice a lost node, a connect timeout and
-// context cancellation. Files are uploaded with SFTP when the server offers
-// the subsystem, else streamed to `cat` over a session.
+// context cancellation.
 package sshremote
 
 import (
@@ -14,11 +13,9 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -45,9 +42,6 @@ type Client struct {
 
 	done      chan struct{}
 	closeOnce sync.Once
-
-	sftpOnce sync.Once
-	sftp     *sftp.Client
 }
 
 var _ remote.Transport = (*Client)(nil)
@@ -284,9 +278,6 @@ func (c *Client) keepAlive(every time.Duration) {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.done)
-		if c.sftp != nil {
-			c.sftp.Close()
-		}
 		if c.client != nil {
 			c.client.Close()
 		}
@@ -446,70 +437,3 @@ func (p *process) Wait() (int, error) {
 	return p.code, p.err
 }
 func (p *process) Close() error { return p.s.Close() }
-
-// Upload implements remote.Transport: SFTP when the server has it, else
-// `cat` over a session. The file is written under a temporary name and
-// renamed, so a reader never sees half a binary.
-func (c *Client) Upload(ctx context.Context, local, remotePath string, mode os.FileMode) error {
-	f, err := os.Open(local)
-	if err != nil {
-		return fmt.Errorf("uploading %s: %w", local, err)
-	}
-	defer f.Close()
-	tmp := remotePath + ".part"
-	if sc := c.sftpClient(); sc != nil {
-		if err := c.sftpUpload(ctx, sc, f, tmp, remotePath, mode); err == nil {
-			return nil
-		}
-		// Fall through to cat: some servers advertise SFTP but deny writes.
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-	}
-	res, err := c.Run(ctx, remote.Command{
-		Args:  []string{"sh", "-c", `umask 077 && cat > "$1" && chmod "$2" "$1" && mv -f "$1" "$3"`, "sh", tmp, strconv.FormatUint(uint64(mode.Perm()), 8), remotePath},
-		Stdin: f,
-	})
-	if err != nil {
-		return fmt.Errorf("uploading to %s:%s: %w", c.target.Name, remotePath, err)
-	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("uploading to %s:%s: exit %d: %s", c.target.Name, remotePath, res.ExitCode, bytes.TrimSpace(res.Stderr))
-	}
-	return nil
-}
-
-// sftpClient opens the SFTP subsystem once; nil when the server lacks it.
-func (c *Client) sftpClient() *sftp.Client {
-	c.sftpOnce.Do(func() {
-		if sc, err := sftp.NewClient(c.client); err == nil {
-			c.sftp = sc
-		}
-	})
-	return c.sftp
-}
-
-func (c *Client) sftpUpload(ctx context.Context, sc *sftp.Client, f *os.File, tmp, dst string, mode os.FileMode) error {
-	w, err := sc.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
-	if err != nil {
-		return err
-	}
-	stop := context.AfterFunc(ctx, func() { w.Close() })
-	defer stop()
-	if _, err := w.ReadFrom(f); err != nil {
-		w.Close()
-		_ = sc.Remove(tmp)
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if err := sc.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	if err := sc.PosixRename(tmp, dst); err != nil {
-		_ = sc.Remove(tmp)
-		return err
-	}
-	return nil
-}

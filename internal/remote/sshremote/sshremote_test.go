@@ -157,58 +157,6 @@ func TestConnectionLost(t *testing.T) {
 	}
 }
 
-func TestUploadAndPushSkip(t *testing.T) {
-	for _, noSFTP := range []bool{false, true} {
-		t.Run(fmt.Sprintf("nosftp=%v", noSFTP), func(t *testing.T) {
-			srv := remotetest.New(t, remotetest.Options{NoSFTP: noSFTP})
-			c := dial(t, srv)
-			local := filepath.Join(t.TempDir(), "bin")
-			if err := os.WriteFile(local, []byte("#!/bin/sh\necho hi\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			dir := filepath.Join(t.TempDir(), "remote", "pingpath")
-			res, err := remote.Push(context.Background(), c, local, "", dir, "pingpath")
-			if err != nil || res.Skipped {
-				t.Fatalf("first push: %+v %v", res, err)
-			}
-			st, err := os.Stat(dir)
-			if err != nil || st.Mode().Perm() != 0o700 {
-				t.Fatalf("remote dir: %v %v", st.Mode(), err)
-			}
-			st, err = os.Stat(res.Path)
-			if err != nil || st.Mode().Perm() != 0o755 {
-				t.Fatalf("remote file: %v", err)
-			}
-			n := len(srv.Execs())
-			res, err = remote.Push(context.Background(), c, local, "", dir, "pingpath")
-			if err != nil || !res.Skipped {
-				t.Fatalf("second push not skipped: %+v %v", res, err)
-			}
-			if got := len(srv.Execs()) - n; got != 1 {
-				t.Fatalf("skipped push ran %d commands, want only the existence test", got)
-			}
-			// A different build goes next to the first one.
-			if err := os.WriteFile(local, []byte("#!/bin/sh\necho v2\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			res, err = remote.Push(context.Background(), c, local, "", dir, "pingpath")
-			if err != nil || res.Skipped {
-				t.Fatalf("changed push: %+v %v", res, err)
-			}
-			b, _ := os.ReadFile(res.Path)
-			if string(b) != "#!/bin/sh\necho v2\n" {
-				t.Fatalf("remote content %q", b)
-			}
-			if ents, _ := os.ReadDir(dir); len(ents) != 2 {
-				t.Fatalf("remote dir holds %d files, want the two builds and no upload leftovers", len(ents))
-			}
-			if noSFTP == false && strings.Contains(strings.Join(srv.Execs(), "\n"), "cat >") {
-				t.Fatalf("used cat although SFTP was available: %v", srv.Execs())
-			}
-		})
-	}
-}
-
 func TestWrongHostKeyRefused(t *testing.T) {
 	srv := remotetest.New(t, remotetest.Options{})
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
@@ -280,35 +228,5 @@ func TestJumpHost(t *testing.T) {
 	}
 	if len(target.Execs()) != 1 || len(jump.Execs()) != 0 {
 		t.Fatalf("ran on the wrong server: target %v jump %v", target.Execs(), jump.Execs())
-	}
-}
-
-// corruptingUpload uploads other content than asked, like a link that
-// damages the copy.
-type corruptingUpload struct {
-	*Client
-	other string
-}
-
-func (c corruptingUpload) Upload(ctx context.Context, _, remotePath string, mode os.FileMode) error {
-	return c.Client.Upload(ctx, c.other, remotePath, mode)
-}
-
-// TestPushRefusesCorruptUpload: a copy whose checksum is wrong never gets
-// the content-addressed name, and the upload is removed.
-func TestPushRefusesCorruptUpload(t *testing.T) {
-	srv := remotetest.New(t, remotetest.Options{})
-	c := dial(t, srv)
-	tmp := t.TempDir()
-	local, other := filepath.Join(tmp, "bin"), filepath.Join(tmp, "other")
-	os.WriteFile(local, []byte("#!/bin/sh\necho hi\n"), 0o755)
-	os.WriteFile(other, []byte("#!/bin/sh\necho damaged\n"), 0o755)
-	dir := filepath.Join(t.TempDir(), "remote")
-	_, err := remote.Push(context.Background(), corruptingUpload{c, other}, local, "", dir, "pingpath")
-	if err == nil || !strings.Contains(err.Error(), "upload corrupted") {
-		t.Fatalf("corrupt upload: %v", err)
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("remote dir holds %d files after a refused upload, want none", len(ents))
 	}
 }
