@@ -8,6 +8,8 @@ PKGS=(
   clang-19 llvm-19
   # the lab: namespaces, bridges, sshd in every node, ping
   iproute2 iputils-ping openssh-server openssh-client procps psmisc nftables
+  # the lab's optional non-root login user (lab up --sudo-user): real sudo, both modes
+  sudo
   # kernel matrix (make test-kernels): Debian kernels booted under QEMU/TCG
   qemu-system-x86 busybox-static cpio
   # report rendering check in headless Chromium

@@ -93,6 +93,7 @@ func newLabUpCommand() *cobra.Command {
 	f.StringVar(&dataNet, "data-net", lab.DefaultDataNet.String(), "VM data network (sender VM .1.1, receiver VM .2.1)")
 	f.StringVar(&mgmtNt, "mgmt-net", lab.DefaultMgmtPool.String(), "management /16; each lab takes a free /24 of it")
 	f.StringVar(&o.Binary, "pingpath-binary", "", "pingpath executable for the background processes (default: this one)")
+	f.BoolVar(&o.SudoUser, "sudo-user", false, "log in as a non-root user pp-NAME that may sudo: without a password on the VMs, with the one in DIR/sudo-password on the hosts (env.yaml says so)")
 	f.BoolVar(&o.KeepOnFailure, "keep-on-failure", false, "leave a half-built lab in place when up fails (for debugging)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print each step and its duration")
 	_ = cmd.MarkFlagRequired("dir")

@@ -67,10 +67,14 @@ func (l *Lab) Down(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	// 5. The sudo user, now that its sessions are gone.
+	if err := l.removeSudoUser(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("tearing down lab %s: %w", l.Name, errors.Join(errs...))
 	}
-	// 5. Generated files; lab.json last so a failed Down can be retried.
+	// 6. Generated files; lab.json last so a failed Down can be retried.
 	for _, p := range []string{l.EnvFile, l.SSHConfig, l.KnownHosts, l.IdentityFile, l.IdentityFile + ".pub"} {
 		_ = os.Remove(p)
 	}

@@ -17,7 +17,7 @@ func (l *Lab) Environment() *envfile.Environment {
 			Host: envfile.Host{SSH: host.Name, VnetInterface: host.Vnet, PhyInterface: host.Phy},
 		}
 	}
-	return &envfile.Environment{
+	env := &envfile.Environment{
 		Environment: "lab-" + l.Name,
 		SSH: envfile.SSHOptions{
 			User: "root", Config: l.SSHConfig, KnownHosts: l.KnownHosts, IdentityFile: l.IdentityFile,
@@ -26,6 +26,14 @@ func (l *Lab) Environment() *envfile.Environment {
 		Receiver:    side(&l.Nodes[3], &l.Nodes[2]),
 		Measurement: envfile.Measurement{PingCount: 20, Interval: "200ms", Duration: "60s"},
 	}
+	if l.SudoUser != nil {
+		// As sudoersRules has it: passwordless on the VMs, password on the hosts.
+		env.SSH.User = l.SudoUser.Name
+		for _, s := range []*envfile.Side{&env.Sender, &env.Receiver} {
+			s.VM.Options.Sudo, s.Host.Options.Sudo = envfile.SudoPasswordless, envfile.SudoPassword
+		}
+	}
+	return env
 }
 
 // writeEnvFile writes DIR/env.yaml.

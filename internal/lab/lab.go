@@ -108,6 +108,8 @@ type Lab struct {
 	KnownHosts   string `json:"known_hosts"`
 	IdentityFile string `json:"identity_file"`
 	EnvFile      string `json:"env_file"`
+	// SudoUser is the optional non-root login user (Options.SudoUser).
+	SudoUser *SudoUser `json:"sudo_user,omitempty"`
 
 	Created time.Time `json:"created"`
 }

@@ -84,7 +84,7 @@ func (l *Lab) writeSSHFiles() error {
 			return err
 		}
 		n.HostKey = pub
-		cfg := sshdConfig(n.MgmtIP, hostKey, authorized, rootPasswordLocked())
+		cfg := sshdConfig(n.MgmtIP, hostKey, authorized, rootPasswordLocked()) + l.sudoUserSSHDConfig()
 		if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
 			return fmt.Errorf("writing sshd_config of %s: %w", n.Name, err)
 		}

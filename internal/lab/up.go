@@ -63,6 +63,9 @@ type Options struct {
 	Sshd string
 	// ReadyTimeout bounds the wait for every sshd to answer (default 15s).
 	ReadyTimeout time.Duration
+	// SudoUser adds a non-root login user that may sudo (see SudoUser), and
+	// env.yaml logs in as it.
+	SudoUser bool
 	// KeepOnFailure leaves a half-built lab in place when Up fails, for
 	// debugging; by default Up tears it down again.
 	KeepOnFailure bool
@@ -223,6 +226,9 @@ func plan(o *Options, dir string, index int) *Lab {
 			}
 		}
 		l.Nodes = append(l.Nodes, n)
+	}
+	if o.SudoUser {
+		l.SudoUser = l.planSudoUser()
 	}
 	return l
 }
@@ -415,6 +421,11 @@ func (l *Lab) build(ctx context.Context, o *Options) error {
 	}
 	if err := step("ssh keys and configs", l.writeSSHFiles); err != nil {
 		return err
+	}
+	if l.SudoUser != nil {
+		if err := step("sudo user", l.createSudoUser); err != nil {
+			return err
+		}
 	}
 	if err := step("management links", l.createMgmtLinks); err != nil {
 		return err

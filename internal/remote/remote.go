@@ -6,6 +6,7 @@ package remote
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,9 @@ type Command struct {
 	// ("pingpath-pid N"), consumed by the transport and returned by
 	// Process.PID, so that the orchestrator can signal it with kill(1).
 	ReportPID bool
+	// pidWrapped: Args already hold the pid wrapper (WithSudo puts it
+	// inside sudo), ReportPID only tells the transport to read the line.
+	pidWrapped bool
 }
 
 // Result is what a finished Run returns.
@@ -143,7 +147,7 @@ func Argv(cmd Command) ([]string, error) {
 		}
 		args = append(env, args...)
 	}
-	if cmd.ReportPID {
+	if cmd.ReportPID && !cmd.pidWrapped {
 		// exec keeps the pid: the number printed is the program's own.
 		args = append([]string{"sh", "-c", `echo "` + pidPrefix + `$$" >&2; exec "$@"`, "sh"}, args...)
 	}
@@ -185,7 +189,7 @@ func WithSudo(cmd Command, mode string, password []byte) (Command, error) {
 		return cmd, err
 	}
 	cmd.Args = append(prefix, inner...)
-	cmd.Env, cmd.ReportPID = nil, false
+	cmd.Env, cmd.pidWrapped = nil, cmd.ReportPID
 	return cmd, nil
 }
 
@@ -203,35 +207,46 @@ func validEnvName(k string) bool {
 
 // PIDReader strips the "pingpath-pid N" line from the head of a stderr
 // stream and records N. Transports wrap a ReportPID command's stderr with it.
+// Lines before it (sudo's warnings, such as a hostname that does not
+// resolve) are passed on; after a few such lines it stops looking.
 type PIDReader struct {
-	r     *bufio.Reader
-	once  sync.Once
-	mu    sync.Mutex
-	pid   int
-	ready chan struct{}
+	r       *bufio.Reader
+	once    sync.Once
+	mu      sync.Mutex
+	pid     int
+	pending []byte // lines read while looking for the pid line
 }
+
+// pidSearchLines bounds the lines read while looking for the pid line.
+const pidSearchLines = 8
 
 // NewPIDReader wraps stderr.
 func NewPIDReader(stderr io.Reader) *PIDReader {
-	return &PIDReader{r: bufio.NewReader(stderr), ready: make(chan struct{})}
+	return &PIDReader{r: bufio.NewReader(stderr)}
 }
 
 func (p *PIDReader) Read(b []byte) (int, error) {
 	p.once.Do(func() {
-		defer close(p.ready)
-		head, err := p.r.Peek(len(pidPrefix))
-		if err != nil || string(head) != pidPrefix {
-			return
+		for range pidSearchLines {
+			line, err := p.r.ReadSlice('\n')
+			if rest, ok := bytes.CutPrefix(line, []byte(pidPrefix)); ok && err == nil {
+				n, _ := strconv.Atoi(string(bytes.TrimSpace(rest)))
+				p.mu.Lock()
+				p.pid = n
+				p.mu.Unlock()
+				return
+			}
+			p.pending = append(p.pending, line...)
+			if err != nil {
+				return
+			}
 		}
-		line, err := p.r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, pidPrefix)))
-		p.mu.Lock()
-		p.pid = n
-		p.mu.Unlock()
 	})
+	if len(p.pending) > 0 {
+		n := copy(b, p.pending)
+		p.pending = p.pending[n:]
+		return n, nil
+	}
 	return p.r.Read(b)
 }
 

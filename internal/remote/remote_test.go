@@ -3,6 +3,7 @@ package remote
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +42,11 @@ func TestQuoteGolden(t *testing.T) {
 		}
 		if strings.Contains(l, "s3cret") {
 			t.Fatalf("sudo password leaked into the command line: %s", l)
+		}
+		// The wrapper is inside sudo, but the transport must still strip
+		// the pid line and keep the pid.
+		if !sc.ReportPID || strings.Count(l, pidPrefix) != 1 {
+			t.Errorf("sudo %s: ReportPID %v, %d pid wrappers: %s", mode, sc.ReportPID, strings.Count(l, pidPrefix), l)
 		}
 		fmt.Fprintf(&b, "sudo %s: %s (stdin prefix %d bytes)\n", mode, l, len(sc.StdinPrefix))
 	}
@@ -98,5 +104,13 @@ func TestPIDReader(t *testing.T) {
 	n, _ = r.Read(b)
 	if string(b[:n]) != "no pid here\n" || r.PID() != 0 {
 		t.Fatalf("got %q pid %d", b[:n], r.PID())
+	}
+	// sudo warns before the command starts (a hostname that does not
+	// resolve): the warning is kept, the pid still found.
+	warn := "sudo: unable to resolve host lab-sender-vm: Name or service not known\n"
+	r = NewPIDReader(strings.NewReader(warn + "pingpath-pid 4242\nready\n"))
+	all, err := io.ReadAll(r)
+	if err != nil || string(all) != warn+"ready\n" || r.PID() != 4242 {
+		t.Fatalf("got %q pid %d %v", all, r.PID(), err)
 	}
 }
