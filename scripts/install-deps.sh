@@ -12,6 +12,9 @@ PKGS=(
   sudo
   # kernel matrix (make test-kernels): Debian kernels booted under QEMU/TCG
   qemu-system-x86 busybox-static cpio
+  # the KVM lab's machine image (lab up --hypervisor kvm): a Debian root made
+  # with debootstrap, packed into ext4 with mke2fs -d
+  debootstrap e2fsprogs
   # report rendering check in headless Chromium
   chromium
   make git ca-certificates

@@ -7,7 +7,9 @@
 #   $CACHE/<series>/root/lib/modules/<release>/  plain .ko files + modules.dep
 #
 # CACHE is $PINGPATH_KERNEL_CACHE or .cache/kernels in the repository.
-# Series: 6.1 (bookworm + bookworm-security) and 6.12 (bookworm-backports).
+# Series: 5.10 (bullseye + bullseye-updates + bullseye-security), 6.1
+# (bookworm + bookworm-updates + bookworm-security) and 6.12
+# (bookworm-backports).
 # The package name is resolved from the metapackage linux-image-cloud-amd64
 # each time the cache is filled, because the ABI number changes with every
 # point/security release and the archive keeps only the newest one.
@@ -39,9 +41,10 @@ done
 # suites_for SERIES: the Debian suites whose linux-image-cloud-amd64 is that series.
 suites_for() {
   case $1 in
+    5.10) echo "bullseye bullseye-updates|bullseye-security" ;;
     6.1) echo "bookworm bookworm-updates|bookworm-security" ;;
     6.12) echo "bookworm-backports|" ;;
-    *) echo "kernels.sh: unknown kernel series $1 (known: 6.1 6.12)" >&2; return 1 ;;
+    *) echo "kernels.sh: unknown kernel series $1 (known: 5.10 6.1 6.12)" >&2; return 1 ;;
   esac
 }
 

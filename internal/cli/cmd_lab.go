@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -49,7 +50,9 @@ func newLabUpCommand() *cobra.Command {
 			if o.MgmtPool, err = parsePrefix("--mgmt-net", mgmtNt); err != nil {
 				return err
 			}
-			if verbose {
+			if verbose || o.Hypervisor == lab.HypervisorKVM {
+				// A KVM lab takes a minute (and its first image minutes):
+				// always show its progress.
 				o.Log = cmd.ErrOrStderr()
 			}
 			l, err := lab.Up(cmd.Context(), o)
@@ -65,6 +68,11 @@ func newLabUpCommand() *cobra.Command {
 				fmt.Fprintf(out, ": delay %s, jitter %s, loss %g%%", l.WireDelay, l.WireJitter, l.WireLoss)
 			}
 			fmt.Fprintln(out, ")")
+			if l.IsKVM() {
+				fmt.Fprintf(out, "kvm: kernel %s, hosts %d MiB/%d vCPU (QEMU TCG), VMs %d MiB/%d vCPU (nested KVM, vhost-net)\n",
+					l.KVM.Kernel, l.KVM.HostMemoryMB, l.KVM.HostCPUs, l.KVM.VMMemoryMB, l.KVM.VMCPUs)
+				fmt.Fprintf(out, "NOTE: %s\n", l.Emulation)
+			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tNETNS\tMGMT\tDATA")
 			for _, n := range l.Nodes {
@@ -72,7 +80,7 @@ func newLabUpCommand() *cobra.Command {
 				if n.IsVM() {
 					data = n.DataIP.String() + " on " + n.Interface
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Netns, n.MgmtIP, data)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, cmp.Or(n.Netns, "(machine)"), n.MgmtIP, data)
 			}
 			tw.Flush()
 			fmt.Fprintf(out, "ssh: ssh -F %s receiver-vm\n", l.SSHConfig)
@@ -83,8 +91,14 @@ func newLabUpCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.Dir, "dir", "", "lab directory (keys, configs, pid files, logs, env.yaml)")
 	f.StringVar(&o.Name, "name", lab.DefaultName, "lab name; prefixes the namespaces so labs can coexist")
-	f.StringVar(&o.VMLink, "vm-link", lab.VMLinkTap, "VM to host link: tap (TAP pair + userspace backend) or veth")
-	f.StringVar(&o.Wire, "wire", lab.WireAuto, "wire between the hosts: auto (veth unless impaired), veth, or relay")
+	f.StringVar(&o.Hypervisor, "hypervisor", lab.HypervisorNetns, "lab kind: netns (namespaces of this machine) or kvm (QEMU TCG hosts running their VMs under nested KVM with vhost-net; see docs/lab.md)")
+	f.StringVar(&o.KVM.Kernel, "kernel", "6.12", "kvm: Debian kernel series of hosts and VMs (6.12, 6.1 or 5.10)")
+	f.IntVar(&o.KVM.HostMemoryMB, "host-memory", 768, "kvm: MiB of RAM per host")
+	f.IntVar(&o.KVM.HostCPUs, "host-cpus", 2, "kvm: vCPUs per host")
+	f.IntVar(&o.KVM.VMMemoryMB, "vm-memory", 256, "kvm: MiB of RAM per VM")
+	f.StringSliceVar(&o.KVM.ExtraPackages, "image-package", nil, "kvm: extra Debian package for the machine image (repeatable; builds a new image once)")
+	f.StringVar(&o.VMLink, "vm-link", "", "netns: VM to host link: tap (TAP pair + userspace backend, default) or veth")
+	f.StringVar(&o.Wire, "wire", lab.WireAuto, "wire between the hosts: auto (netns: veth, kvm: bridge, unless impaired), veth (netns), bridge (kvm), or relay")
 	f.DurationVar(&o.WireDelay, "wire-delay", 0, "one-way delay the wire adds in each direction")
 	f.DurationVar(&o.WireJitter, "wire-jitter", 0, "uniform jitter (±) on top of the delay")
 	f.Float64Var(&o.WireLoss, "wire-loss", 0, "percentage of frames the wire drops in each direction")

@@ -13,6 +13,10 @@ type Environment struct {
 	Receiver    Side        `yaml:"receiver"`
 	Tools       Tools       `yaml:"tools,omitempty"`
 	Measurement Measurement `yaml:"measurement,omitempty"`
+	// Emulation, when set, says the machines are emulated (the KVM lab's
+	// QEMU TCG hosts), so their timings are not production numbers; a
+	// run's manifest should carry it on.
+	Emulation string `yaml:"emulation,omitempty"`
 }
 
 // Side is one VM and the host it runs on.

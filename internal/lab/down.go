@@ -78,7 +78,7 @@ func (l *Lab) Down(ctx context.Context) error {
 	for _, p := range []string{l.EnvFile, l.SSHConfig, l.KnownHosts, l.IdentityFile, l.IdentityFile + ".pub"} {
 		_ = os.Remove(p)
 	}
-	for _, d := range []string{l.path("ssh"), l.runDir()} {
+	for _, d := range []string{l.path("ssh"), l.runDir(), l.kvmDir()} {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, err)
 		}

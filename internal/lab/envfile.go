@@ -25,6 +25,7 @@ func (l *Lab) Environment() *envfile.Environment {
 		Sender:      side(&l.Nodes[0], &l.Nodes[1]),
 		Receiver:    side(&l.Nodes[3], &l.Nodes[2]),
 		Measurement: envfile.Measurement{PingCount: 20, Interval: "200ms", Duration: "60s"},
+		Emulation:   l.Emulation,
 	}
 	if l.SudoUser != nil {
 		// As sudoersRules has it: passwordless on the VMs, password on the hosts.
@@ -43,5 +44,8 @@ func (l *Lab) writeEnvFile() error {
 		return fmt.Errorf("encoding env.yaml: %w", err)
 	}
 	head := fmt.Sprintf("# pingpath lab %q: the four nodes by their aliases in %s\n", l.Name, l.SSHConfig)
+	if l.Emulation != "" {
+		head += "# EMULATED machines: do not read their timings as production numbers (see emulation)\n"
+	}
 	return writeFileAtomic(l.EnvFile, append([]byte(head), b...), 0o644)
 }

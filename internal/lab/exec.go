@@ -13,7 +13,7 @@ func (l *Lab) Command(ctx context.Context, node string, argv ...string) (*exec.C
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("running in %s: no command", node)
 	}
-	if _, err := l.Node(node); err != nil {
+	if _, err := l.nodeNetns(node); err != nil {
 		return nil, err
 	}
 	return exec.CommandContext(ctx, argv[0], argv[1:]...), nil
@@ -22,11 +22,24 @@ func (l *Lab) Command(ctx context.Context, node string, argv ...string) (*exec.C
 // Start starts cmd inside the node's network namespace (the fork happens on
 // a thread that has joined it). The caller waits for it.
 func (l *Lab) Start(node string, cmd *exec.Cmd) error {
-	n, err := l.Node(node)
+	ns, err := l.nodeNetns(node)
 	if err != nil {
 		return err
 	}
-	return startInNetns(n.Netns, cmd)
+	return startInNetns(ns, cmd)
+}
+
+// nodeNetns returns a node's network namespace; a KVM lab's nodes are
+// machines of their own, reached over SSH only.
+func (l *Lab) nodeNetns(node string) (string, error) {
+	n, err := l.Node(node)
+	if err != nil {
+		return "", err
+	}
+	if n.Netns == "" {
+		return "", fmt.Errorf("node %s of lab %s is a %s machine, not a namespace of this one: use Dial (SSH)", node, l.Name, l.Hypervisor)
+	}
+	return n.Netns, nil
 }
 
 // Exec runs argv inside a node's network namespace (like
@@ -51,9 +64,9 @@ func (l *Lab) Exec(ctx context.Context, node string, argv ...string) ([]byte, er
 // Do runs fn on an OS thread inside the node's network namespace: sockets
 // fn opens belong to the node.
 func (l *Lab) Do(node string, fn func() error) error {
-	n, err := l.Node(node)
+	ns, err := l.nodeNetns(node)
 	if err != nil {
 		return err
 	}
-	return InNetns(n.Netns, fn)
+	return InNetns(ns, fn)
 }

@@ -59,6 +59,19 @@ const (
 const (
 	VMLinkTap  = "tap"  // TAP devices on both sides, a userspace backend relays frames
 	VMLinkVeth = "veth" // a veth pair
+	// VMLinkVhost is the KVM lab's: virtio-net in the VM, served by vhost-net
+	// on the host's tap vnet0 (not an option: what HypervisorKVM builds).
+	VMLinkVhost = "virtio-vhost-net"
+)
+
+// Lab kinds (Options.Hypervisor).
+const (
+	// HypervisorNetns builds the nodes from network namespaces of this
+	// machine's kernel (the default).
+	HypervisorNetns = "netns"
+	// HypervisorKVM builds two hosts as QEMU TCG guests, each running its VM
+	// under the real QEMU with -accel kvm and vhost-net (kvmlab.go).
+	HypervisorKVM = "kvm"
 )
 
 // Wire kinds (Options.Wire).
@@ -66,6 +79,9 @@ const (
 	WireAuto  = "auto"  // veth when unimpaired, relay otherwise
 	WireVeth  = "veth"  // the hosts' eth0 are the two ends of one veth pair
 	WireRelay = "relay" // a userspace relay in the wire namespace, even with no impairment
+	// WireBridge (KVM lab) joins the hosts' NICs, taps in the wire
+	// namespace, with a bridge there.
+	WireBridge = "bridge"
 )
 
 // Lab states recorded in lab.json.
@@ -89,6 +105,15 @@ type Lab struct {
 	// it the same root link names.
 	ID    string `json:"id,omitempty"`
 	State string `json:"state"`
+	// Hypervisor is the lab's kind: HypervisorKVM, or HypervisorNetns
+	// (also when empty: lab.json written before there were kinds).
+	Hypervisor string `json:"hypervisor,omitempty"`
+	// Emulation says, when set, that the machines are emulated and their
+	// timings are not production numbers; env.yaml carries it, and a run's
+	// manifest should too.
+	Emulation string `json:"emulation,omitempty"`
+	// KVM describes the KVM lab's machines (HypervisorKVM only).
+	KVM *KVMState `json:"kvm,omitempty"`
 
 	VMLink      string        `json:"vm_link"`
 	Wire        string        `json:"wire"` // WireVeth or WireRelay (never auto once planned)
@@ -114,13 +139,16 @@ type Lab struct {
 	Created time.Time `json:"created"`
 }
 
+// IsKVM reports whether the lab is a KVM lab.
+func (l *Lab) IsKVM() bool { return l.Hypervisor == HypervisorKVM }
+
 // Node is one of the four machines.
 type Node struct {
-	Name     string     `json:"name"` // SenderVM, ...; also the SSH alias
-	Role     string     `json:"role"` // "vm" or "host"
-	Side     string     `json:"side"` // "sender" or "receiver"
-	Netns    string     `json:"netns"`
-	Hostname string     `json:"hostname"` // what `hostname` prints in SSH sessions
+	Name     string     `json:"name"`            // SenderVM, ...; also the SSH alias
+	Role     string     `json:"role"`            // "vm" or "host"
+	Side     string     `json:"side"`            // "sender" or "receiver"
+	Netns    string     `json:"netns,omitempty"` // namespace lab only
+	Hostname string     `json:"hostname"`        // what `hostname` prints in SSH sessions
 	MgmtIP   netip.Addr `json:"mgmt_ip"`
 	// MgmtRootLink is the root-namespace end of the node's management veth.
 	MgmtRootLink string `json:"mgmt_root_link"`
@@ -153,7 +181,9 @@ func (l *Lab) Node(name string) (*Node, error) {
 func (l *Lab) Namespaces() []string {
 	var out []string
 	for _, n := range l.Nodes {
-		out = append(out, n.Netns)
+		if n.Netns != "" {
+			out = append(out, n.Netns)
+		}
 	}
 	if l.WireNetns != "" {
 		out = append(out, l.WireNetns)
@@ -166,7 +196,9 @@ func (l *Lab) Namespaces() []string {
 func (l *Lab) RootLinks() []string {
 	var out []string
 	for _, n := range l.Nodes {
-		out = append(out, n.MgmtRootLink)
+		if n.MgmtRootLink != "" {
+			out = append(out, n.MgmtRootLink)
+		}
 	}
 	return append(out, l.MgmtBridge)
 }

@@ -84,9 +84,11 @@ func (l *Lab) writeSSHFiles() error {
 			return err
 		}
 		n.HostKey = pub
-		cfg := sshdConfig(n.MgmtIP, hostKey, authorized, rootPasswordLocked()) + l.sudoUserSSHDConfig()
-		if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
-			return fmt.Errorf("writing sshd_config of %s: %w", n.Name, err)
+		if !l.IsKVM() { // a KVM lab's machines bring their own sshd_config
+			cfg := sshdConfig(n.MgmtIP, hostKey, authorized, rootPasswordLocked()) + l.sudoUserSSHDConfig()
+			if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
+				return fmt.Errorf("writing sshd_config of %s: %w", n.Name, err)
+			}
 		}
 		// The alias and the address both name the key: OpenSSH looks up
 		// HostName (the address), x/crypto's knownhosts the dialled address.
@@ -180,12 +182,14 @@ func (l *Lab) sshdArgv(binary, sshd string, n *Node) []string {
 }
 
 // waitSSH waits until the node's sshd accepts a TCP connection on its
-// management address and sends its SSH banner.
-func waitSSH(ctx context.Context, addr netip.Addr, timeout time.Duration) error {
+// management address and sends its SSH banner, giving each try perTry to
+// answer (sshd forks and re-executes itself per connection: milliseconds
+// in a namespace, seconds on an emulated machine).
+func waitSSH(ctx context.Context, addr netip.Addr, timeout, perTry time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
-		banner, err := sshBanner(ctx, addr, 500*time.Millisecond)
+		banner, err := sshBanner(ctx, addr, perTry)
 		if err == nil {
 			if strings.HasPrefix(banner, "SSH-2.0-") {
 				return nil

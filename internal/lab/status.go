@@ -34,10 +34,19 @@ func (l *Lab) Status(ctx context.Context) ([]NodeStatus, map[string]int) {
 	var wg sync.WaitGroup
 	for i, n := range l.Nodes {
 		out[i] = NodeStatus{Node: n.Name, Netns: n.Netns, NetnsOK: netnsExists(n.Netns), SSHDPid: pids["sshd-"+n.Name]}
+		if l.IsKVM() {
+			// The node is a machine: its QEMU (a VM's: its host's, which
+			// runs the VM's QEMU inside) stands for namespace and sshd.
+			out[i].NetnsOK, out[i].SSHDPid = true, pids[qemuDaemon(l.hostOf(n))]
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			banner, err := sshBanner(ctx, n.MgmtIP, statusTimeout)
+			timeout := statusTimeout
+			if l.IsKVM() {
+				timeout = kvmSSHTimeout
+			}
+			banner, err := sshBanner(ctx, n.MgmtIP, timeout)
 			if err != nil {
 				out[i].Err = err.Error()
 				return
@@ -57,6 +66,9 @@ func (l *Lab) Status(ctx context.Context) ([]NodeStatus, map[string]int) {
 // runs: the TAP backends and the wire relay, when it has them.
 func (l *Lab) daemonNames() []string {
 	var names []string
+	if l.IsKVM() {
+		names = append(names, qemuDaemon(SenderHost), qemuDaemon(ReceiverHost))
+	}
 	if l.VMLink == VMLinkTap {
 		names = append(names, "tap-sender", "tap-receiver")
 	}

@@ -39,6 +39,11 @@ type Options struct {
 	Dir  string // lab directory (created if missing); required
 	Name string // prefixes the namespaces; default DefaultName
 
+	// Hypervisor is the lab's kind: HypervisorNetns (default) or
+	// HypervisorKVM, whose machines KVM configures (kernel, sizes, image).
+	Hypervisor string
+	KVM        KVMOptions
+
 	VMLink     string        // VMLinkTap (default) or VMLinkVeth
 	Wire       string        // WireAuto (default), WireVeth or WireRelay
 	WireDelay  time.Duration // one-way, each direction
@@ -93,11 +98,8 @@ func (o *Options) fill() error {
 	if err := checkName(o.Name); err != nil {
 		return err
 	}
-	if o.VMLink == "" {
-		o.VMLink = VMLinkTap
-	}
-	if o.VMLink != VMLinkTap && o.VMLink != VMLinkVeth {
-		return fmt.Errorf("vm link %q: want %q or %q", o.VMLink, VMLinkTap, VMLinkVeth)
+	if o.Hypervisor == "" {
+		o.Hypervisor = HypervisorNetns
 	}
 	if o.Wire == "" {
 		o.Wire = WireAuto
@@ -106,6 +108,30 @@ func (o *Options) fill() error {
 	if err := im.Validate(); err != nil {
 		return err
 	}
+	switch o.Hypervisor {
+	case HypervisorNetns:
+		if err := o.fillNetns(); err != nil {
+			return err
+		}
+	case HypervisorKVM:
+		if err := o.fillKVM(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("hypervisor %q: want %q or %q", o.Hypervisor, HypervisorNetns, HypervisorKVM)
+	}
+	return o.fillCommon()
+}
+
+// fillNetns checks the namespace lab's VM link and wire.
+func (o *Options) fillNetns() error {
+	if o.VMLink == "" {
+		o.VMLink = VMLinkTap
+	}
+	if o.VMLink != VMLinkTap && o.VMLink != VMLinkVeth {
+		return fmt.Errorf("vm link %q: want %q or %q", o.VMLink, VMLinkTap, VMLinkVeth)
+	}
+	im := o.impairment()
 	switch o.Wire {
 	case WireAuto:
 		o.Wire = WireVeth
@@ -120,6 +146,11 @@ func (o *Options) fill() error {
 	default:
 		return fmt.Errorf("wire %q: want %q, %q or %q", o.Wire, WireAuto, WireVeth, WireRelay)
 	}
+	return nil
+}
+
+// fillCommon fills and checks what both kinds of lab share.
+func (o *Options) fillCommon() error {
 	if o.WireClock == "" {
 		o.WireClock = wire.ClockKernel
 	}
@@ -157,6 +188,9 @@ func (o *Options) fill() error {
 	}
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 15 * time.Second
+		if o.Hypervisor == HypervisorKVM {
+			o.ReadyTimeout = 60 * time.Second
+		}
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -192,7 +226,7 @@ func plan(o *Options, dir string, index int) *Lab {
 	mgmt := netip.PrefixFrom(addrAt(o.MgmtPool, uint32(index)<<8), 24)
 	l := &Lab{
 		Name: o.Name, Dir: dir, Index: index, ID: newID(), State: StateBuilding,
-		VMLink: o.VMLink, Wire: o.Wire,
+		Hypervisor: o.Hypervisor, VMLink: o.VMLink, Wire: o.Wire,
 		WireDelay: o.WireDelay, WireJitter: o.WireJitter, WireLoss: o.WireLoss, WireSeed: o.WireSeed,
 		DataNet: o.DataNet, MgmtNet: mgmt, MgmtGateway: addrAt(mgmt, 254),
 		MgmtBridge: fmt.Sprintf("pp%d-br", index),
@@ -202,7 +236,7 @@ func plan(o *Options, dir string, index int) *Lab {
 	l.KnownHosts = l.path("known_hosts")
 	l.IdentityFile = l.path("id_ed25519")
 	l.EnvFile = l.path("env.yaml")
-	if o.Wire == WireRelay {
+	if o.Wire == WireRelay || o.Hypervisor == HypervisorKVM {
 		l.WireNetns = o.Name + "-wire"
 	}
 	short := map[string]string{SenderVM: "svm", SenderHost: "sh", ReceiverHost: "rh", ReceiverVM: "rvm"}
@@ -230,6 +264,9 @@ func plan(o *Options, dir string, index int) *Lab {
 	if o.SudoUser {
 		l.SudoUser = l.planSudoUser()
 	}
+	if o.Hypervisor == HypervisorKVM {
+		l.planKVM(o)
+	}
 	return l
 }
 
@@ -252,7 +289,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := checkNameFree(o.Name); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(o.Sshd); err != nil {
+	if _, err := os.Stat(o.Sshd); err != nil && o.Hypervisor == HypervisorNetns {
 		return nil, fmt.Errorf("sshd: %w (install openssh-server)", err)
 	}
 	for _, d := range []string{dir, filepath.Join(dir, "run"), filepath.Join(dir, "logs")} {
@@ -261,12 +298,25 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 		}
 	}
 	start := time.Now()
+	var machines *kvmMachines
+	if o.Hypervisor == HypervisorKVM {
+		// Kernel and image first: a first build takes minutes and needs no lab.
+		if machines, err = prepareKVM(ctx, &o); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Log, "  %-28s %s\n", "kernel and image", time.Since(start).Round(100*time.Microsecond))
+		start = time.Now()
+	}
 	l, err := allocate(&o, dir)
 	if err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(o.Log, "  %-28s %s\n", fmt.Sprintf("index %d, namespaces", l.Index), time.Since(start).Round(100*time.Microsecond))
-	if err := l.build(ctx, &o); err != nil {
+	build := l.build
+	if machines != nil {
+		build = func(ctx context.Context, o *Options) error { return l.buildKVM(ctx, o, machines) }
+	}
+	if err := build(ctx, &o); err != nil {
 		if o.KeepOnFailure {
 			return l, fmt.Errorf("bringing up lab %s: %w (left in place: --keep-on-failure)", l.Name, err)
 		}
@@ -779,7 +829,7 @@ func (l *Lab) startSSHDs(ctx context.Context, o *Options) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, n := range l.Nodes {
 		g.Go(func() error {
-			if err := waitSSH(gctx, n.MgmtIP, o.ReadyTimeout); err != nil {
+			if err := waitSSH(gctx, n.MgmtIP, o.ReadyTimeout, 500*time.Millisecond); err != nil {
 				return fmt.Errorf("node %s: %w (log: %s)", n.Name, err, l.LogFile("sshd-"+n.Name))
 			}
 			return nil
