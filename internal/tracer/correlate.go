@@ -1,195 +1,249 @@
 package tracer
 
 import (
+	"time"
+
 	"github.com/pingpath/pingpath/internal/record"
 )
 
 // Correlation is done in user space: the BPF side emits one small event per
-// stage hit and the Correlator joins them per ping. Reasons: the BPF programs
-// stay short (unrelated packets pay only the filter, matched ones one ring
-// buffer reserve), there is no shared map written from several CPUs, stale
-// entries expire on a real clock, and every tracer shares one implementation
-// of "first timestamp wins", seq wrap and incomplete counting.
+// stage hit and the Correlator joins them per packet. Reasons: the BPF
+// programs stay short (unrelated packets pay only the filter, matched ones
+// one ring buffer reserve), there is no shared map written from several
+// CPUs, and stale state expires on a real clock.
+//
+// Every tracer runs the same engine, Correlator: the reorder window, the
+// reader's clock (what "now" may be claimed while the reader lags or
+// stalls), expiry and the end-of-trace flush. A tool supplies only its
+// state machine (Machine), which sees its events in timestamp order and
+// writes records to an Output; FlowTable is the per-packet state most
+// machines keep.
 
-// FlowKey identifies a ping: ICMP echo id and seq (host order). The filter
-// already pins the address pair, so the key needs no addresses; tracers that
-// follow several pairs put a pair index in Pair.
-type FlowKey struct {
-	ID, Seq uint16
-	Pair    uint16
+// Machine is one tool's correlation state machine.
+type Machine[E any] interface {
+	// Handle takes the next event, in timestamp order (arrival order
+	// when the window is 0).
+	Handle(ev E)
+	// Expire says every event up to now has been handled: finish what can
+	// no longer progress.
+	Expire(now uint64)
+	// Flush finishes everything still open: tracing stopped at end.
+	Flush(end uint64)
 }
 
-// Hit is one stage observation.
-type Hit struct {
-	Key    FlowKey
-	Stage  string
-	TS     uint64 // CLOCK_MONOTONIC ns
-	Device string
-	CPU    uint32
-	PID    uint32
-	Comm   string
+// Correlator feeds a Machine its events in timestamp order. Events may be
+// read out of order: each CPU stamps its event before reserving ring buffer
+// space, so a batch from one CPU can be read before an earlier event of
+// another (the origin tools' per-CPU perf buffers printed a ping's later
+// stages before its first). They wait in a reorder buffer until the reader
+// is Window past them. Not safe for concurrent use: the runner calls it
+// from one goroutine.
+type Correlator[E any] struct {
+	m       Machine[E]
+	time    func(E) uint64
+	window  uint64
+	pending eventHeap[E]
+	arrived uint64 // arrival counter: equal timestamps keep arrival order
+	maxTS   uint64 // newest event time added
+	// released: every event up to here was handed to the machine; expired:
+	// the machine was told every event up to here is in.
+	released, expired uint64
+	clock             readerClock
+
+	// Counters for the trailer.
+	Events uint64 // events added
+	Late   uint64 // events that arrived behind what was already released
 }
 
-// Flow is a ping being assembled.
-type Flow struct {
-	Key     FlowKey
-	First   uint64 // ts of the first hit
-	Stages  map[string]uint64
-	Devices map[string]string
-	CPU     map[string]uint32
-	PID     map[string]uint32
-	Comm    map[string]string
+// NewCorrelator returns the engine for m. time reads an event's
+// CLOCK_MONOTONIC timestamp; window (ns) is how far out of timestamp order
+// events may be read: 0 hands every event over as it arrives.
+func NewCorrelator[E any](m Machine[E], time func(E) uint64, window uint64) *Correlator[E] {
+	return &Correlator[E]{m: m, time: time, window: window}
 }
 
-// CorrelatorConfig says when a flow is complete and when it is stale.
-type CorrelatorConfig struct {
-	// Stages lists the available stages in path order.
-	Stages []string
-	// Final is the stage that completes a flow (normally the last available
-	// one). A flow is emitted when Final is seen, with whatever it has.
-	Final string
-	// Timeout expires flows whose first hit is older than this (ns);
-	// default 5 s.
-	Timeout uint64
-	// DupWindow: a second hit of an already seen stage within this many ns of
-	// the flow's first hit is a duplicate (first timestamp wins); a later one
-	// is a new ping with a reused id/seq (seq wrapped, ping restarted), so
-	// the old flow is closed as incomplete. Default 100 ms: far above the
-	// µs–ms between duplicate hits, and short enough that a seq wrap is
-	// told apart up to ~650 000 pings/s.
-	DupWindow uint64
-}
-
-// Correlator joins hits into flows. Not safe for concurrent use (the runner
-// calls it from one goroutine).
-type Correlator struct {
-	cfg   CorrelatorConfig
-	flows map[FlowKey]*Flow
-	// done remembers the first-hit time of recently completed flows, so that
-	// a late duplicate hit (a socket's clone of the packet, a second hook of
-	// the same rung) does not open a new flow.
-	done map[FlowKey]uint64
-	// Complete receives finished flows; Incomplete receives expired or
-	// superseded ones.
-	complete   func(*Flow)
-	incomplete func(*Flow)
-	// Counters
-	Completed, Incomplete, Duplicates uint64
-}
-
-// NewCorrelator returns a Correlator calling complete/incomplete.
-func NewCorrelator(cfg CorrelatorConfig, complete, incomplete func(*Flow)) *Correlator {
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 5e9
+// Add queues one event. Events more than the window older than the newest
+// one are handed over at once: none older can still arrive.
+func (c *Correlator[E]) Add(ev E) {
+	c.Events++
+	ts := c.time(ev)
+	if c.released != 0 && ts <= c.released {
+		c.Late++
 	}
-	if cfg.DupWindow == 0 {
-		cfg.DupWindow = 100e6
+	c.clock.saw(ts)
+	c.maxTS = max(c.maxTS, ts)
+	if c.window == 0 && len(c.pending) == 0 {
+		c.released = max(c.released, ts)
+		c.m.Handle(ev)
+		return
 	}
-	return &Correlator{cfg: cfg, flows: map[FlowKey]*Flow{}, done: map[FlowKey]uint64{}, complete: complete, incomplete: incomplete}
+	c.arrived++
+	c.pending.push(queued[E]{ev: ev, ts: ts, arrival: c.arrived})
+	if c.maxTS >= c.window {
+		c.release(c.maxTS - c.window)
+	}
 }
 
-// Add records a hit.
-func (c *Correlator) Add(h Hit) {
-	if first, ok := c.done[h.Key]; ok {
-		if h.TS >= first && h.TS-first < c.cfg.DupWindow || h.TS < first {
-			c.Duplicates++
-			return
+// Advance claims that every event with a timestamp up to upTo has been
+// added: events up to upTo − window are handed over and the machine
+// expires what that time ends.
+func (c *Correlator[E]) Advance(upTo uint64) {
+	if upTo < c.window {
+		return
+	}
+	wm := upTo - c.window
+	c.release(wm)
+	if wm > c.expired {
+		c.expired = wm
+		c.m.Expire(wm)
+	}
+}
+
+// Tick is the runner's clock (about every 100 ms, CLOCK_MONOTONIC ns): it
+// advances as far as the reader has provably read (readerClock).
+func (c *Correlator[E]) Tick(now uint64) {
+	if upTo, ok := c.clock.progress(now, c.window); ok {
+		c.Advance(upTo)
+	}
+}
+
+// Flush ends the stream (end: when tracing stopped): every queued event is
+// handed over and the machine finishes what is open.
+func (c *Correlator[E]) Flush(end uint64) {
+	c.release(^uint64(0))
+	c.m.Flush(max(end, c.expired))
+}
+
+// Pending is the number of events waiting in the reorder buffer.
+func (c *Correlator[E]) Pending() int { return len(c.pending) }
+
+func (c *Correlator[E]) release(upTo uint64) {
+	for len(c.pending) > 0 && c.pending[0].ts <= upTo {
+		q := c.pending.pop()
+		c.m.Handle(q.ev)
+	}
+	if upTo != ^uint64(0) {
+		c.released = max(c.released, upTo)
+	}
+}
+
+// TickGap is the longest expected gap between two Ticks (the runner ticks
+// about every 100 ms); a longer one means the process was stalled.
+const TickGap = 300 * time.Millisecond
+
+// readerClock estimates up to which time every event has been read, so that
+// a stalled reader (a descheduled process, a backlog in the ring buffer)
+// never makes packets look idle while their events wait unread.
+type readerClock struct {
+	prevTick uint64 // time of the previous Tick
+	maxTS    uint64 // newest event timestamp read
+	read     int    // events read since the previous Tick
+}
+
+func (r *readerClock) saw(ts uint64) {
+	r.read++
+	r.maxTS = max(r.maxTS, ts)
+}
+
+// progress returns the time up to which events are assumed read at Tick
+// time now, and false when no claim can be made yet:
+//   - after a stall the ring may hold a backlog: wait one Tick, reading;
+//   - while the events read are older than the reorder window, the reader
+//     is working through a backlog: trust only their timestamps;
+//   - otherwise the reader keeps up: now.
+func (r *readerClock) progress(now, window uint64) (uint64, bool) {
+	stalled := r.prevTick != 0 && now-r.prevTick > uint64(TickGap)
+	read := r.read
+	r.prevTick, r.read = now, 0
+	switch {
+	case stalled:
+		return 0, false
+	case read > 0 && r.maxTS+window < now:
+		return r.maxTS, true
+	}
+	return now, true
+}
+
+type queued[E any] struct {
+	ev      E
+	ts      uint64
+	arrival uint64
+}
+
+// eventHeap is a binary min-heap by (timestamp, arrival). Hand-written
+// rather than container/heap, whose interface boxes every pushed event.
+type eventHeap[E any] []queued[E]
+
+func (h eventHeap[E]) less(i, j int) bool {
+	if h[i].ts != h[j].ts {
+		return h[i].ts < h[j].ts
+	}
+	return h[i].arrival < h[j].arrival
+}
+
+func (h *eventHeap[E]) push(q queued[E]) {
+	*h = append(*h, q)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !s.less(i, p) {
+			break
 		}
-		delete(c.done, h.Key)
+		s[i], s[p] = s[p], s[i]
+		i = p
 	}
-	f := c.flows[h.Key]
-	if f != nil {
-		if _, seen := f.Stages[h.Stage]; seen {
-			if h.TS-f.First < c.cfg.DupWindow || h.TS < f.First {
-				c.Duplicates++
-				return
-			}
-			delete(c.flows, h.Key)
-			c.Incomplete++
-			c.incomplete(f)
-			f = nil
+}
+
+func (h *eventHeap[E]) pop() queued[E] {
+	s := *h
+	top := s[0]
+	n := len(s) - 1
+	s[0] = s[n]
+	var zero queued[E]
+	s[n] = zero // drop references held by the event
+	s = s[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && s.less(l, m) {
+			m = l
 		}
-	}
-	if f == nil {
-		f = &Flow{Key: h.Key, First: h.TS, Stages: map[string]uint64{}, Devices: map[string]string{},
-			CPU: map[string]uint32{}, PID: map[string]uint32{}, Comm: map[string]string{}}
-		c.flows[h.Key] = f
-	}
-	f.Stages[h.Stage] = h.TS
-	if h.TS < f.First {
-		f.First = h.TS
-	}
-	if h.Device != "" {
-		f.Devices[h.Stage] = h.Device
-	}
-	f.CPU[h.Stage] = h.CPU
-	f.PID[h.Stage] = h.PID
-	if h.Comm != "" {
-		f.Comm[h.Stage] = h.Comm
-	}
-	if h.Stage == c.cfg.Final {
-		delete(c.flows, h.Key)
-		c.done[h.Key] = f.First
-		c.Completed++
-		c.complete(f)
-	}
-}
-
-// Expire closes flows older than the timeout at monotonic time now.
-func (c *Correlator) Expire(now uint64) {
-	for k, first := range c.done {
-		if now > first && now-first > c.cfg.DupWindow {
-			delete(c.done, k)
+		if r < n && s.less(r, m) {
+			m = r
 		}
-	}
-	for k, f := range c.flows {
-		if now > f.First && now-f.First > c.cfg.Timeout {
-			delete(c.flows, k)
-			c.Incomplete++
-			c.incomplete(f)
+		if m == i {
+			break
 		}
+		s[i], s[m] = s[m], s[i]
+		i = m
+	}
+	*h = s
+	return top
+}
+
+// Output is where a state machine writes its records: the tool's Sink,
+// keeping the first write error so that the machine need not check each
+// write (the tool returns Err from its next Event or Tick).
+type Output struct {
+	sink Sink
+	err  error
+}
+
+// NewOutput returns an Output writing to sink.
+func NewOutput(sink Sink) *Output { return &Output{sink: sink} }
+
+// Ping writes a ping record.
+func (o *Output) Ping(p *record.Ping) {
+	if err := o.sink.Ping(p); err != nil && o.err == nil {
+		o.err = err
 	}
 }
 
-// Flush closes every open flow as incomplete (at exit).
-func (c *Correlator) Flush() {
-	for k, f := range c.flows {
-		delete(c.flows, k)
-		c.Incomplete++
-		c.incomplete(f)
+// Drop writes a drop record.
+func (o *Output) Drop(d *record.Drop) {
+	if err := o.sink.Drop(d); err != nil && o.err == nil {
+		o.err = err
 	}
 }
 
-// Pending is the number of open flows.
-func (c *Correlator) Pending() int { return len(c.flows) }
-
-// LastSeen and FirstMissed name, for an incomplete flow, the last stage seen
-// and the first expected stage not seen, in path order.
-func (c *Correlator) LastSeen(f *Flow) (last, firstMissed string) {
-	for _, s := range c.cfg.Stages {
-		if _, ok := f.Stages[s]; ok {
-			last = s
-		} else if firstMissed == "" {
-			firstMissed = s
-		}
-	}
-	return last, firstMissed
-}
-
-// PingRecord converts a flow to a ping record (durations are the tool's).
-func (f *Flow) PingRecord() *record.Ping {
-	p := &record.Ping{ID: f.Key.ID, Seq: f.Key.Seq, Stages: f.Stages}
-	if len(f.Devices) > 0 {
-		p.Devices = f.Devices
-	}
-	if len(f.CPU) > 0 {
-		p.CPU = f.CPU
-	}
-	if len(f.PID) > 0 {
-		p.PID = f.PID
-	}
-	if len(f.Comm) > 0 {
-		p.Comm = f.Comm
-	}
-	return p
-}
+// Err is the first write error.
+func (o *Output) Err() error { return o.err }

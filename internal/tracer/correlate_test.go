@@ -1,112 +1,184 @@
 package tracer
 
 import (
+	"errors"
+	"math/rand"
+	"slices"
 	"testing"
+
+	"github.com/pingpath/pingpath/internal/record"
 )
 
-type flows struct{ done, lost []*Flow }
+type stamp struct{ ts, id uint64 }
 
-func newTestCorrelator(f *flows) *Correlator {
-	return NewCorrelator(CorrelatorConfig{Stages: []string{"a", "b", "c"}, Final: "c", Timeout: 5e9, DupWindow: 1e9},
-		func(fl *Flow) { f.done = append(f.done, fl) }, func(fl *Flow) { f.lost = append(f.lost, fl) })
+// recorder is a Machine that records what it is handed.
+type recorder struct {
+	handled []stamp
+	expired []uint64
+	flushed []uint64
 }
 
-func TestCorrelatorFirstWinsAndLateDuplicates(t *testing.T) {
-	var f flows
-	c := newTestCorrelator(&f)
-	k := FlowKey{ID: 7, Seq: 1}
-	c.Add(Hit{Key: k, Stage: "a", TS: 100})
-	c.Add(Hit{Key: k, Stage: "a", TS: 150}) // second hook of the same rung
-	c.Add(Hit{Key: k, Stage: "b", TS: 200})
-	c.Add(Hit{Key: k, Stage: "c", TS: 300})
-	c.Add(Hit{Key: k, Stage: "c", TS: 900}) // a socket's clone freed later
-	if len(f.done) != 1 || len(f.lost) != 0 {
-		t.Fatalf("done %d lost %d", len(f.done), len(f.lost))
-	}
-	if got := f.done[0].Stages; got["a"] != 100 || got["b"] != 200 || got["c"] != 300 {
-		t.Errorf("stages = %v", got)
-	}
-	if c.Duplicates != 2 || c.Completed != 1 {
-		t.Errorf("duplicates %d completed %d", c.Duplicates, c.Completed)
-	}
-}
+func (r *recorder) Handle(e stamp)    { r.handled = append(r.handled, e) }
+func (r *recorder) Expire(now uint64) { r.expired = append(r.expired, now) }
+func (r *recorder) Flush(end uint64)  { r.flushed = append(r.flushed, end) }
 
-func TestCorrelatorSeqWrapAndExpiry(t *testing.T) {
-	var f flows
-	c := newTestCorrelator(&f)
-	k := FlowKey{ID: 7, Seq: 65535}
-	c.Add(Hit{Key: k, Stage: "a", TS: 1e9})
-	// Same id/seq again 3 s later (seq wrapped): the old flow is closed as
-	// incomplete and a new one starts.
-	c.Add(Hit{Key: k, Stage: "a", TS: 4e9})
-	c.Add(Hit{Key: k, Stage: "c", TS: 4e9 + 500})
-	if len(f.lost) != 1 || f.lost[0].Stages["a"] != 1e9 {
-		t.Fatalf("lost = %+v", f.lost)
-	}
-	if len(f.done) != 1 || f.done[0].Stages["a"] != 4e9 {
-		t.Fatalf("done = %+v", f.done)
-	}
-	last, missed := c.LastSeen(f.lost[0])
-	if last != "a" || missed != "b" {
-		t.Errorf("last %q missed %q", last, missed)
-	}
-	// A completed key is forgotten after DupWindow, so the next wrap works.
-	c.Expire(6e9)
-	c.Add(Hit{Key: k, Stage: "a", TS: 7e9})
-	if c.Pending() != 1 {
-		t.Fatalf("pending = %d", c.Pending())
-	}
-	c.Expire(7e9 + 4e9)
-	if c.Pending() != 1 {
-		t.Fatal("expired before the timeout")
-	}
-	c.Expire(7e9 + 6e9)
-	if c.Pending() != 0 || c.Incomplete != 2 {
-		t.Fatalf("pending %d incomplete %d", c.Pending(), c.Incomplete)
-	}
-	c.Add(Hit{Key: FlowKey{ID: 1, Seq: 1}, Stage: "b", TS: 1})
-	c.Flush()
-	if c.Incomplete != 3 || c.Pending() != 0 {
-		t.Errorf("after flush: incomplete %d pending %d", c.Incomplete, c.Pending())
-	}
-}
+func stampTime(s stamp) uint64 { return s.ts }
 
-func TestDecodeEvent(t *testing.T) {
-	raw := make([]byte, EventSize)
-	raw[0] = 1
-	raw[20], raw[22], raw[24], raw[25], raw[26] = 0x39, 0x05, 3, KindReply, 0
-	copy(raw[32:], "ping\x00")
-	copy(raw[48:], "eth0")
-	ev, err := DecodeEvent(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ev.TS != 1 || ev.ID != 0x39 || ev.Seq != 5 || ev.Hook != 3 || ev.Kind != KindReply || ev.Comm != "ping" || ev.Ifname != "eth0" {
-		t.Errorf("event = %+v", ev)
-	}
-	if _, err := DecodeEvent(raw[:10]); err == nil {
-		t.Error("short event accepted")
-	}
-}
-
-// BenchmarkCorrelatorAdd: one complete four-stage ping per iteration, as the
-// vm tracer feeds it (device on every stage, comm on the sender's).
-func BenchmarkCorrelatorAdd(b *testing.B) {
-	stages := []string{"a", "b", "c", "d"}
-	c := NewCorrelator(CorrelatorConfig{Stages: stages, Final: "d"}, func(*Flow) {}, func(*Flow) {})
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		key := FlowKey{ID: 1, Seq: uint16(i)}
-		ts := uint64(i) * 1e9 // far apart: no duplicates, done entries expire
-		for j, s := range stages {
-			h := Hit{Key: key, Stage: s, TS: ts + uint64(j), Device: "eth0", CPU: 1, PID: 7}
-			if j == 0 {
-				h.Comm = "ping"
+// Events read out of order, but never more than the window behind, reach
+// the machine in timestamp order (equal timestamps in arrival order), none
+// counted late.
+func TestCorrelatorReordersWithinWindow(t *testing.T) {
+	for seed := int64(0); seed < 20; seed++ {
+		r := rand.New(rand.NewSource(seed))
+		m := &recorder{}
+		c := NewCorrelator[stamp](m, stampTime, 50)
+		type arrival struct {
+			at uint64
+			s  stamp
+		}
+		var arr []arrival
+		for i := uint64(0); i < 500; i++ {
+			ts := 1000 + i*3/2 // some equal timestamps
+			arr = append(arr, arrival{ts + uint64(r.Intn(45)), stamp{ts, i}})
+		}
+		slices.SortStableFunc(arr, func(a, b arrival) int { return int(a.at) - int(b.at) })
+		for _, a := range arr {
+			c.Add(a.s)
+			c.Advance(a.at)
+		}
+		c.Flush(0)
+		if len(m.handled) != 500 || c.Late != 0 || c.Events != 500 {
+			t.Fatalf("seed %d: handled %d late %d events %d", seed, len(m.handled), c.Late, c.Events)
+		}
+		for i := 1; i < len(m.handled); i++ {
+			a, b := m.handled[i-1], m.handled[i]
+			if b.ts < a.ts || b.ts == a.ts && b.id < a.id {
+				t.Fatalf("seed %d: %v handed before %v", seed, a, b)
 			}
-			c.Add(h)
 		}
-		if i%1024 == 0 {
-			c.Expire(ts)
-		}
+	}
+}
+
+// Window 0 hands every event over as it arrives (the vm tracer); an event
+// behind what was handed over is counted late but still handed over.
+func TestCorrelatorWindowZeroAndLate(t *testing.T) {
+	m := &recorder{}
+	c := NewCorrelator[stamp](m, stampTime, 0)
+	c.Add(stamp{10, 1})
+	c.Add(stamp{5, 2})
+	if len(m.handled) != 2 || m.handled[1].id != 2 || c.Late != 1 || c.Pending() != 0 {
+		t.Fatalf("handled %v late %d pending %d", m.handled, c.Late, c.Pending())
+	}
+	m = &recorder{}
+	c = NewCorrelator[stamp](m, stampTime, 100)
+	c.Add(stamp{1000, 1})
+	c.Add(stamp{1200, 2}) // releases ts ≤ 1100
+	c.Add(stamp{1050, 3}) // behind the release: late, handed over at once
+	if len(m.handled) != 2 || m.handled[1].id != 3 || c.Late != 1 {
+		t.Fatalf("handled %v late %d", m.handled, c.Late)
+	}
+}
+
+// Advance hands over events up to the claim minus the window and expires
+// once per new time; Flush hands over the rest and flushes at the later of
+// the end and the last expiry.
+func TestCorrelatorAdvanceAndFlush(t *testing.T) {
+	m := &recorder{}
+	c := NewCorrelator[stamp](m, stampTime, 100)
+	c.Add(stamp{1000, 1})
+	c.Add(stamp{1010, 2})
+	c.Advance(50) // below the window: no claim
+	c.Advance(1105)
+	if len(m.handled) != 1 || !slices.Equal(m.expired, []uint64{1005}) {
+		t.Fatalf("handled %v expired %v", m.handled, m.expired)
+	}
+	c.Advance(1105) // same time again: nothing new to expire
+	if len(m.expired) != 1 {
+		t.Fatalf("expired %v", m.expired)
+	}
+	c.Flush(900)
+	if len(m.handled) != 2 || !slices.Equal(m.flushed, []uint64{1005}) {
+		t.Fatalf("handled %v flushed %v", m.handled, m.flushed)
+	}
+}
+
+// The reader's clock: while it keeps up, Tick claims now; after a stall it
+// claims nothing for one tick; while it reads a backlog older than the
+// window, only what it read.
+func TestCorrelatorTickFollowsTheReader(t *testing.T) {
+	const ms = uint64(1e6)
+	m := &recorder{}
+	c := NewCorrelator[stamp](m, stampTime, 50*ms)
+	c.Tick(1000 * ms)
+	c.Tick(1100 * ms)
+	if !slices.Equal(m.expired, []uint64{950 * ms, 1050 * ms}) {
+		t.Fatalf("idle ticks expired %v", m.expired)
+	}
+	c.Add(stamp{1150 * ms, 1})
+	c.Tick(1200 * ms) // read recently: now
+	c.Tick(5000 * ms) // stalled 3.8 s: the ring may hold a backlog
+	if !slices.Equal(m.expired[2:], []uint64{1150 * ms}) {
+		t.Fatalf("after a stall expired %v", m.expired)
+	}
+	c.Add(stamp{1300 * ms, 2}) // the backlog
+	c.Tick(5100 * ms)
+	if got := m.expired[len(m.expired)-1]; got != 1250*ms {
+		t.Fatalf("reading a backlog expired up to %d, want the backlog's time", got)
+	}
+	c.Tick(5200 * ms) // caught up, idle
+	if got := m.expired[len(m.expired)-1]; got != 5150*ms {
+		t.Fatalf("caught up: expired up to %d", got)
+	}
+}
+
+type sinkErr struct{ n int }
+
+func (s *sinkErr) Ping(*record.Ping) error { s.n++; return errFull }
+func (s *sinkErr) Drop(*record.Drop) error { s.n++; return nil }
+
+var errFull = errors.New("disk full")
+
+func TestOutputKeepsFirstError(t *testing.T) {
+	s := &sinkErr{}
+	o := NewOutput(s)
+	o.Drop(&record.Drop{})
+	if o.Err() != nil {
+		t.Fatal(o.Err())
+	}
+	o.Ping(&record.Ping{})
+	o.Ping(&record.Ping{})
+	if o.Err() == nil || s.n != 3 {
+		t.Fatalf("err %v writes %d", o.Err(), s.n)
+	}
+}
+
+func TestFlowTable(t *testing.T) {
+	ft := NewFlowTable[int, stamp]()
+	ft.Open(1, &stamp{ts: 30})
+	ft.Open(2, &stamp{ts: 10})
+	ft.Open(3, &stamp{ts: 20})
+	old := ft.Select(func(s *stamp) bool { return s.ts < 25 }, func(a, b *stamp) int { return int(a.ts) - int(b.ts) })
+	if len(old) != 2 || old[0].ts != 10 || old[1].ts != 20 {
+		t.Fatalf("select %v", old)
+	}
+	ft.Close(2, 100)
+	ft.Remove(3)
+	if ft.Len() != 1 || ft.Get(2) != nil || ft.Get(1) == nil {
+		t.Fatalf("len %d", ft.Len())
+	}
+	if at, ok := ft.Decided(2); !ok || at != 100 {
+		t.Fatalf("decided %d %v", at, ok)
+	}
+	if _, ok := ft.Decided(3); ok {
+		t.Fatal("a removed flow was remembered as decided")
+	}
+	ft.Close(1, 200)
+	ft.ForgetBefore(150)
+	if _, ok := ft.Decided(2); ok {
+		t.Fatal("old decision kept")
+	}
+	ft.Forget(1)
+	if _, ok := ft.Decided(1); ok {
+		t.Fatal("forgotten decision kept")
 	}
 }

@@ -1,11 +1,11 @@
 package host
 
 import (
-	"container/heap"
-	"sort"
+	"cmp"
 	"strings"
 
 	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
 )
 
 // Kind is where an event was taken.
@@ -101,30 +101,53 @@ type CorrelatorConfig struct {
 	// address. Either may be nil.
 	ReasonName func(code uint32) string
 	Symbol     func(addr uint64) string
-	// Emit receives each result, in decision order: *record.Ping or *record.Drop.
-	Emit func(rec any)
 }
 
-// Correlator joins the four stage events of each ping and decides drops. It
-// is not safe for concurrent use.
-type Correlator struct {
-	cfg       CorrelatorConfig
-	pending   eventHeap
-	flows     map[flowKey]*flow
-	decided   map[flowKey]uint64 // key → when decided, so late events do not start a second flow
-	watermark uint64
-	seq       uint64 // arrival counter: keeps equal timestamps in arrival order
-
-	// Counters for the trailer.
-	Events     uint64 // events added
-	Pings      uint64 // complete pings emitted
-	Drops      uint64 // drop records emitted
-	Incomplete uint64 // pings emitted with a stage missing in the middle, or cut off by the end of tracing
-	Late       uint64 // events that arrived behind the watermark
+// Counters are the host correlation's trailer counters.
+type Counters struct {
+	Pings      uint64 // complete pings written
+	Drops      uint64 // drop records written
+	Incomplete uint64 // pings written with a stage missing in the middle, or cut off by the end of tracing
 	AfterEnd   uint64 // events for a ping already decided (duplicates, replies after the timeout)
 	Duplicates uint64 // a stage seen twice (first kept)
 	OtherRole  uint64 // events of the role not traced (--role)
 	Unmatched  uint64 // kernel drops of matching packets that belong to no open ping
+}
+
+// Correlator joins the four stage events of each ping and decides drops:
+// the shared engine (reorder window, reader clock, expiry) driving the host
+// state machine. It is not safe for concurrent use.
+type Correlator struct {
+	*tracer.Correlator[Event]
+	*Counters
+	m *machine
+}
+
+// NewCorrelator returns a Correlator writing its records to out.
+func NewCorrelator(cfg CorrelatorConfig, out tracer.Sink) *Correlator {
+	if cfg.Role == "auto" {
+		cfg.Role = ""
+	}
+	m := &machine{cfg: cfg, flows: tracer.NewFlowTable[flowKey, flow](), out: tracer.NewOutput(out)}
+	return &Correlator{Correlator: tracer.NewCorrelator[Event](m, eventTime, cfg.Window), Counters: &m.Counters, m: m}
+}
+
+func eventTime(e Event) uint64 { return e.TS }
+
+// Open reports how many pings are waiting for more events.
+func (c *Correlator) Open() int { return c.m.flows.Len() }
+
+// Err is the first error writing a record.
+func (c *Correlator) Err() error { return c.m.out.Err() }
+
+// machine is the host tracer's state machine (tracer.Machine[Event]): the
+// four stages of each (role, id, seq), kernel drops attached to the open
+// pings they belong to, and the decision drop / incomplete for idle ones.
+type machine struct {
+	Counters
+	cfg   CorrelatorConfig
+	flows *tracer.FlowTable[flowKey, flow] // decided: key → its last event, so late events do not start a second flow
+	out   *tracer.Output
 }
 
 type flowKey struct {
@@ -141,145 +164,94 @@ type flow struct {
 	encap uint8
 }
 
-// NewCorrelator returns a Correlator emitting through cfg.Emit.
-func NewCorrelator(cfg CorrelatorConfig) *Correlator {
-	if cfg.Role == "auto" {
-		cfg.Role = ""
-	}
-	return &Correlator{cfg: cfg, flows: map[flowKey]*flow{}, decided: map[flowKey]uint64{}}
-}
-
-// Add queues an event. It is applied once the watermark passes its
-// timestamp (Advance, Flush).
-func (c *Correlator) Add(e Event) {
-	c.Events++
-	if e.TS <= c.watermark {
-		c.Late++
-	}
-	c.seq++
-	heap.Push(&c.pending, queued{e, c.seq})
-}
-
-// Open reports how many pings are waiting for more events.
-func (c *Correlator) Open() int { return len(c.flows) }
-
-// Advance tells the correlator that every event with a timestamp up to
-// now − Window has been added. It applies those events in time order and
-// decides pings idle for Timeout.
-func (c *Correlator) Advance(now uint64) {
-	if now < c.cfg.Window {
-		return
-	}
-	c.advanceTo(now - c.cfg.Window)
-}
-
-// Flush ends the stream at end (the monotonic time tracing stopped): every
-// queued event is applied, pings idle for Timeout are decided, and younger
-// incomplete pings are emitted as incomplete.
-func (c *Correlator) Flush(end uint64) {
-	for c.pending.Len() > 0 {
-		q := heap.Pop(&c.pending).(queued)
-		c.apply(&q.Event)
-	}
-	if end > c.watermark {
-		c.watermark = end
-	}
-	c.decide(c.watermark)
-	for _, f := range c.sortedFlows() {
-		c.emitIncomplete(f, "tracing stopped before the timeout")
-	}
-}
-
-func (c *Correlator) advanceTo(wm uint64) {
-	if wm <= c.watermark {
-		return
-	}
-	c.watermark = wm
-	for c.pending.Len() > 0 && c.pending[0].TS <= wm {
-		q := heap.Pop(&c.pending).(queued)
-		c.apply(&q.Event)
-	}
-	c.decide(wm)
-	c.forget(wm)
-}
-
-func (c *Correlator) apply(e *Event) {
+// Handle implements tracer.Machine.
+func (m *machine) Handle(e Event) {
 	if e.Kind == KindDrop {
-		c.applyFree(e)
+		m.applyFree(&e)
 		return
 	}
-	role, stage, ok := stageOf(e)
+	role, stage, ok := stageOf(&e)
 	if !ok {
 		return
 	}
-	if c.cfg.Role != "" && role != c.cfg.Role {
-		c.OtherRole++
+	if m.cfg.Role != "" && role != m.cfg.Role {
+		m.OtherRole++
 		return
 	}
 	k := flowKey{role, e.ID, e.Seq}
-	if at, done := c.decided[k]; done {
+	if at, done := m.flows.Decided(k); done {
 		// A request entering after the decided ping's last event is a new
 		// ping reusing the id/seq (a restarted ping, sequence wrap); any
 		// other stage is a straggler of the decided one.
 		if stage != 0 || e.TS <= at {
-			c.AfterEnd++
+			m.AfterEnd++
 			return
 		}
-		delete(c.decided, k)
+		m.flows.Forget(k)
 	}
-	f := c.flows[k]
+	f := m.flows.Get(k)
 	if f == nil {
 		f = &flow{key: k}
-		c.flows[k] = f
+		m.flows.Open(k, f)
 	}
 	if f.ts[stage] != 0 {
-		c.Duplicates++
+		m.Duplicates++
 		return
 	}
-	f.ts[stage], f.ev[stage] = e.TS, *e
+	f.ts[stage], f.ev[stage] = e.TS, e
 	f.encap |= e.Encap
-	if e.TS > f.last {
-		f.last = e.TS
-	}
+	f.last = max(f.last, e.TS)
 	if f.ts[0] != 0 && f.ts[1] != 0 && f.ts[2] != 0 && f.ts[3] != 0 {
-		c.Pings++
-		c.finish(f)
-		c.emit(c.ping(f))
+		m.Pings++
+		m.flows.Close(k, f.last)
+		m.out.Ping(m.ping(f))
 	}
 }
 
 // applyFree attaches a kernel drop to the open pings it belongs to.
-func (c *Correlator) applyFree(e *Event) {
+func (m *machine) applyFree(e *Event) {
 	found := false
 	for _, role := range [2]string{record.RoleSender, record.RoleReceiver} {
-		if f := c.flows[flowKey{role, e.ID, e.Seq}]; f != nil {
+		if f := m.flows.Get(flowKey{role, e.ID, e.Seq}); f != nil {
 			f.frees = append(f.frees, *e)
 			found = true
 		}
 	}
 	if !found {
-		c.Unmatched++
+		m.Unmatched++
 	}
 }
 
-// decide emits every open ping idle since wm − Timeout.
-func (c *Correlator) decide(wm uint64) {
-	var idle []*flow
-	for _, f := range c.flows {
-		if f.last+c.cfg.Timeout <= wm {
-			idle = append(idle, f)
-		}
+// Expire implements tracer.Machine: every open ping idle since
+// now − Timeout is decided, and decisions old enough that a new ping with
+// the same id/seq (sequence wrap, a new ping process) must start a new flow
+// are forgotten.
+func (m *machine) Expire(now uint64) {
+	m.decide(now)
+	if keep := 10 * m.cfg.Timeout; now > keep {
+		m.flows.ForgetBefore(now - keep)
 	}
-	sortFlows(idle)
-	for _, f := range idle {
+}
+
+// Flush implements tracer.Machine: pings idle for Timeout at end are
+// decided, younger incomplete ones written as incomplete.
+func (m *machine) Flush(end uint64) {
+	m.decide(end)
+	for _, f := range m.flows.Select(nil, byLast) {
+		m.emitIncomplete(f, "tracing stopped before the timeout")
+	}
+}
+
+func (m *machine) decide(now uint64) {
+	for _, f := range m.flows.Select(func(f *flow) bool { return f.last+m.cfg.Timeout <= now }, byLast) {
 		last, missed, prefix := f.progress()
 		if !prefix {
-			c.emitIncomplete(f, "stage "+record.Host.Stages[missed]+" not observed")
+			m.emitIncomplete(f, "stage "+record.Host.Stages[missed]+" not observed")
 			continue
 		}
-		c.Drops++
-		c.finish(f)
-		c.emit(c.drop(f, last, missed))
+		m.Drops++
+		m.flows.Close(f.key, f.last)
+		m.out.Drop(m.drop(f, last, missed))
 	}
 }
 
@@ -299,40 +271,18 @@ func (f *flow) progress() (last, firstMissed int, prefix bool) {
 	return last, firstMissed, firstMissed == last+1
 }
 
-func (c *Correlator) emitIncomplete(f *flow, why string) {
-	c.Incomplete++
-	c.finish(f)
-	p := c.ping(f)
+func (m *machine) emitIncomplete(f *flow, why string) {
+	m.Incomplete++
+	m.flows.Close(f.key, f.last)
+	p := m.ping(f)
 	if p.Extra == nil {
 		p.Extra = map[string]string{}
 	}
 	p.Extra["incomplete"] = why
-	c.emit(p)
+	m.out.Ping(p)
 }
 
-func (c *Correlator) finish(f *flow) {
-	delete(c.flows, f.key)
-	c.decided[f.key] = f.last
-}
-
-// forget drops decisions old enough that a new ping with the same id/seq
-// (sequence wrap, a new ping process) must start a new flow.
-func (c *Correlator) forget(wm uint64) {
-	keep := 10 * c.cfg.Timeout
-	for k, at := range c.decided {
-		if at+keep < wm {
-			delete(c.decided, k)
-		}
-	}
-}
-
-func (c *Correlator) emit(rec any) {
-	if c.cfg.Emit != nil {
-		c.cfg.Emit(rec)
-	}
-}
-
-func (c *Correlator) ping(f *flow) *record.Ping {
+func (m *machine) ping(f *flow) *record.Ping {
 	p := &record.Ping{
 		ID: f.key.id, Seq: f.key.seq, Role: f.key.role,
 		Stages:  map[string]uint64{},
@@ -368,8 +318,8 @@ func EncapString(f uint8) string {
 	return strings.Join(s, "+")
 }
 
-func (c *Correlator) drop(f *flow, last, missed int) *record.Drop {
-	p := c.ping(f)
+func (m *machine) drop(f *flow, last, missed int) *record.Drop {
+	p := m.ping(f)
 	d := &record.Drop{
 		ID: f.key.id, Seq: f.key.seq, Role: f.key.role,
 		LastSeen: record.Host.Stages[last], FirstMissed: record.Host.Stages[missed],
@@ -384,59 +334,18 @@ func (c *Correlator) drop(f *flow, last, missed int) *record.Drop {
 			continue
 		}
 		d.ReasonCode, d.Device, d.AtNS = fr.Reason, fr.Dev, fr.TS
-		if c.cfg.ReasonName != nil {
-			d.Reason = c.cfg.ReasonName(fr.Reason)
+		if m.cfg.ReasonName != nil {
+			d.Reason = m.cfg.ReasonName(fr.Reason)
 		}
-		if c.cfg.Symbol != nil {
-			d.Location = c.cfg.Symbol(fr.Location)
+		if m.cfg.Symbol != nil {
+			d.Location = m.cfg.Symbol(fr.Location)
 		}
 		break
 	}
 	return d
 }
 
-func (c *Correlator) sortedFlows() []*flow {
-	fs := make([]*flow, 0, len(c.flows))
-	for _, f := range c.flows {
-		fs = append(fs, f)
-	}
-	sortFlows(fs)
-	return fs
-}
-
-// sortFlows orders flows by their last event, so output is deterministic.
-func sortFlows(fs []*flow) {
-	sort.Slice(fs, func(i, j int) bool {
-		if fs[i].last != fs[j].last {
-			return fs[i].last < fs[j].last
-		}
-		if fs[i].key.seq != fs[j].key.seq {
-			return fs[i].key.seq < fs[j].key.seq
-		}
-		return fs[i].key.role < fs[j].key.role
-	})
-}
-
-type queued struct {
-	Event
-	arrival uint64
-}
-
-// eventHeap orders queued events by timestamp, then arrival.
-type eventHeap []queued
-
-func (h eventHeap) Len() int { return len(h) }
-func (h eventHeap) Less(i, j int) bool {
-	if h[i].TS != h[j].TS {
-		return h[i].TS < h[j].TS
-	}
-	return h[i].arrival < h[j].arrival
-}
-func (h eventHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *eventHeap) Push(x any)   { *h = append(*h, x.(queued)) }
-func (h *eventHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+// byLast orders flows by their last event, so output is deterministic.
+func byLast(a, b *flow) int {
+	return cmp.Or(cmp.Compare(a.last, b.last), cmp.Compare(a.key.seq, b.key.seq), cmp.Compare(a.key.role, b.key.role))
 }

@@ -16,21 +16,22 @@ type collected struct {
 	drops []*record.Drop
 }
 
+func (c *collected) Ping(p *record.Ping) error { c.pings = append(c.pings, p); return nil }
+func (c *collected) Drop(d *record.Drop) error { c.drops = append(c.drops, d); return nil }
+
+// counted counts records (benchmarks).
+type counted struct{ pings, drops int }
+
+func (c *counted) Ping(*record.Ping) error { c.pings++; return nil }
+func (c *counted) Drop(*record.Drop) error { c.drops++; return nil }
+
 func newTestCorrelator(role string) (*Correlator, *collected) {
 	out := &collected{}
 	c := NewCorrelator(CorrelatorConfig{
 		Timeout: 1000 * ms, Window: 50 * ms, Role: role,
 		ReasonName: func(code uint32) string { return fmt.Sprintf("R%d", code) },
 		Symbol:     func(addr uint64) string { return fmt.Sprintf("fn+%#x", addr) },
-		Emit: func(r any) {
-			switch r := r.(type) {
-			case *record.Ping:
-				out.pings = append(out.pings, r)
-			case *record.Drop:
-				out.drops = append(out.drops, r)
-			}
-		},
-	})
+	}, out)
 	return c, out
 }
 
@@ -329,8 +330,7 @@ func TestEncapString(t *testing.T) {
 }
 
 func BenchmarkCorrelator(b *testing.B) {
-	c, _ := newTestCorrelator("auto")
-	c.cfg.Emit = func(any) {}
+	c := NewCorrelator(CorrelatorConfig{Timeout: 1000 * ms, Window: 50 * ms}, &counted{})
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		t0 := uint64(i) * ms
@@ -349,18 +349,9 @@ func BenchmarkCorrelator(b *testing.B) {
 // buffer) must not turn pings whose events are still unread into drops.
 func TestStalledReaderNoFalseDrop(t *testing.T) {
 	c, out := newTestCorrelator("auto")
-	tool := &Tool{corr: c}
 	base := 10_000 * ms
 	evs := senderPing(7, 1, base)
-	tick := func(now uint64) {
-		if upTo, ok := tool.reader.progress(now); ok {
-			c.Advance(upTo)
-		}
-	}
-	feed := func(e Event) {
-		c.Add(e)
-		tool.reader.saw(e.TS)
-	}
+	tick, feed := c.Tick, c.Add
 	for now := base - 500*ms; now < base; now += 100 * ms {
 		tick(now)
 	}

@@ -48,49 +48,7 @@ type Tool struct {
 	// ifindexOf maps each configured interface name to its index.
 	ifindexOf map[string]uint32
 	corr      *Correlator
-	out       tracer.Sink
-	err       error // first sink error, returned from the next Event/Tick
 	text      textStats
-	// reader tracks how far the ring buffer has been read.
-	reader readProgress
-}
-
-// tickGap is the longest expected gap between two Ticks (the runner ticks
-// about every 100 ms); a longer one means the process was stalled.
-const tickGap = 300 * time.Millisecond
-
-// readProgress estimates up to which time every event has been read, so
-// that a stalled reader (a descheduled process, a backlog in the ring
-// buffer) never makes pings look idle while their events wait unread.
-type readProgress struct {
-	prevTick uint64 // time of the previous Tick
-	maxTS    uint64 // newest event timestamp read
-	read     int    // events read since the previous Tick
-}
-
-func (r *readProgress) saw(ts uint64) {
-	r.read++
-	r.maxTS = max(r.maxTS, ts)
-}
-
-// progress returns the time up to which events are assumed read at Tick
-// time now (Correlator.Advance then subtracts its reorder window), and false
-// when no claim can be made yet:
-//   - after a stall the ring may hold a backlog: wait one Tick, reading;
-//   - while the events read are older than the reorder window, the reader
-//     is working through a backlog: trust only their timestamps;
-//   - otherwise the reader keeps up: now.
-func (r *readProgress) progress(now uint64) (uint64, bool) {
-	stalled := r.prevTick != 0 && now-r.prevTick > uint64(tickGap)
-	read := r.read
-	r.prevTick, r.read = now, 0
-	switch {
-	case stalled:
-		return 0, false
-	case read > 0 && r.maxTS+uint64(ReorderWindow) < now:
-		return r.maxTS, true
-	}
-	return now, true
 }
 
 var _ tracer.Tool = (*Tool)(nil)
@@ -204,17 +162,13 @@ func (t *Tool) Describe(h *record.Header) {
 
 // Start implements tracer.Tool.
 func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
-	t.out = out
-	cfg := CorrelatorConfig{
-		Timeout: uint64(t.cfg.Timeout), Window: uint64(ReorderWindow), Role: t.cfg.Role,
-		Emit: t.emit,
-	}
+	cfg := CorrelatorConfig{Timeout: uint64(t.cfg.Timeout), Window: uint64(ReorderWindow), Role: t.cfg.Role}
 	for _, c := range choices {
 		if c.Stage == hookDrop && c.Available {
 			cfg.ReasonName, cfg.Symbol = dropNaming()
 		}
 	}
-	t.corr = NewCorrelator(cfg)
+	t.corr = NewCorrelator(cfg, out)
 	return nil
 }
 
@@ -235,19 +189,6 @@ func dropNaming() (reason func(uint32) string, symbol func(uint64) string) {
 	return reason, kallsyms.New().Resolve
 }
 
-func (t *Tool) emit(rec any) {
-	var err error
-	switch r := rec.(type) {
-	case *record.Ping:
-		err = t.out.Ping(r)
-	case *record.Drop:
-		err = t.out.Drop(r)
-	}
-	if err != nil && t.err == nil {
-		t.err = err
-	}
-}
-
 // Event implements tracer.Tool.
 func (t *Tool) Event(raw []byte) error {
 	e, err := decode(raw, t.sides)
@@ -255,16 +196,11 @@ func (t *Tool) Event(raw []byte) error {
 		return err
 	}
 	t.corr.Add(e)
-	t.reader.saw(e.TS)
-	return t.err
+	return t.corr.Err()
 }
 
 // Tick implements tracer.Tool.
-func (t *Tool) Tick(now uint64) {
-	if upTo, ok := t.reader.progress(now); ok {
-		t.corr.Advance(upTo)
-	}
-}
+func (t *Tool) Tick(now uint64) { t.corr.Tick(now) }
 
 // Finish implements tracer.Tool.
 func (t *Tool) Finish() map[string]uint64 {

@@ -1,111 +1,61 @@
 package vhost
 
 import (
-	"sort"
+	"cmp"
 	"strconv"
 
 	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
 )
 
-// Emit receives the correlators' output: a *record.Ping or a *record.Drop.
-type Emit func(rec any)
-
-// machine is one tool's correlation state machine. Events reach it in
-// timestamp order (the Correlator's reorder buffer sees to that).
-type machine interface {
-	handle(ev Event)
-	expire(now uint64) // finish chains that cannot progress any more
-	flush()            // finish every open chain (end of trace)
-}
-
-// Correlator joins kernel events into per-packet records. Events may arrive
-// out of order (the ring buffer is filled from several CPUs, each stamping
-// its event before reserving space; the origin tools' per-CPU perf buffers
-// printed a chain's later stages before its first), so they wait in a
-// reorder buffer for Window ns of event time before the machine sees them.
+// Correlator is a vhost tool's correlation: the shared engine (reorder
+// window, reader clock, expiry; tracer.Correlator) driving the tool's state
+// machine (rxMachine, txMachine).
 type Correlator struct {
-	m        machine
-	window   uint64
-	pending  []Event
-	maxTS    uint64 // newest event time added
-	counters map[string]uint64
-	// added says events arrived since the last Advance: the reader may be
-	// behind, with older events still in the ring buffer.
-	added bool
+	*tracer.Correlator[Event]
+	counts *counts
+	out    *tracer.Output
 }
 
 // DefaultWindow is how long (ns of event time) an event waits for earlier
 // events from other CPUs.
 const DefaultWindow = 5_000_000
 
-func newCorrelator(m machine, window uint64, counters map[string]uint64) *Correlator {
+// counts are a vhost machine's trailer counters.
+type counts struct {
+	kinds                               [256]uint64 // events per hook, to tell a silent probe from a failed link
+	pings, drops, incomplete, unmatched uint64
+}
+
+func newCorrelator(m tracer.Machine[Event], window uint64, c *counts, out *tracer.Output) *Correlator {
 	if window == 0 {
 		window = DefaultWindow
 	}
-	return &Correlator{m: m, window: window, counters: counters}
+	return &Correlator{Correlator: tracer.NewCorrelator(m, eventTime, window), counts: c, out: out}
 }
+
+func eventTime(ev Event) uint64 { return ev.TS }
 
 // Add queues one event.
 func (c *Correlator) Add(ev Event) {
-	c.counters["events"]++
-	c.counters["events_"+ev.Kind.String()]++ // per hook, to tell a silent probe from a failed link
-	c.pending = append(c.pending, ev)
-	if ev.TS > c.maxTS {
-		c.maxTS = ev.TS
-	}
-	c.added = true
-	c.release(c.maxTS)
+	c.counts.kinds[ev.Kind]++
+	c.Correlator.Add(ev)
 }
 
-// Advance tells the correlator that the clock reached now (CLOCK_MONOTONIC
-// ns), so that the last events of a burst are processed and chains that
-// timed out are finished even when no new event arrives. Only when nothing
-// arrived since the previous call (the reader has drained the ring buffer)
-// does now count; otherwise the reader may be behind (a loaded machine),
-// and time is only as far as the newest event read, so that neither the
-// reorder window nor a chain's timeout is cut short by the reader's lag.
-func (c *Correlator) Advance(now uint64) {
-	mark := c.maxTS
-	if !c.added && now > mark {
-		mark = now
-	}
-	c.added = false
-	c.release(mark)
-	if mark > c.window {
-		c.m.expire(mark - c.window)
-	}
-}
+// Err is the first error writing a record.
+func (c *Correlator) Err() error { return c.out.Err() }
 
-// Close processes every queued event and finishes all open chains.
-func (c *Correlator) Close() {
-	c.release(^uint64(0))
-	c.m.flush()
-}
-
-// Counters returns the correlation counters (events, pings, drops,
-// incomplete, unmatched, ...). The map is live; copy it to keep it.
-func (c *Correlator) Counters() map[string]uint64 { return c.counters }
-
-func (c *Correlator) release(upTo uint64) {
-	if len(c.pending) == 0 {
-		return
+// Counters returns the correlation counters: events, events_<kind> for
+// every kind seen, pings, drops, incomplete, unmatched.
+func (c *Correlator) Counters() map[string]uint64 {
+	n := c.counts
+	out := map[string]uint64{"events": c.Events, "pings": n.pings, "drops": n.drops, "incomplete": n.incomplete, "unmatched": n.unmatched}
+	for k, v := range n.kinds {
+		if v > 0 {
+			out["events_"+Kind(k).String()] = v
+		}
 	}
-	limit := uint64(0)
-	if upTo > c.window {
-		limit = upTo - c.window
-	}
-	if upTo == ^uint64(0) {
-		limit = upTo
-	}
-	sort.SliceStable(c.pending, func(i, j int) bool { return c.pending[i].TS < c.pending[j].TS })
-	n := 0
-	for n < len(c.pending) && c.pending[n].TS <= limit {
-		n++
-	}
-	for _, ev := range c.pending[:n] {
-		c.m.handle(ev)
-	}
-	c.pending = append(c.pending[:0], c.pending[n:]...)
+	return out
 }
 
 // chain is one packet's observations so far.
@@ -222,15 +172,14 @@ func (q taskQueue) drop(ch *chain) {
 	}
 }
 
-// sortChains orders chains by their first observation, so that chains
+// byFirst orders chains by their first observation, so that chains
 // finished together are written in the order the packets came.
-func sortChains(chs []*chain) {
-	first := func(ch *chain) uint64 {
-		m := ^uint64(0)
-		for _, t := range ch.stages {
-			m = min(m, t)
-		}
-		return m
+func byFirst(a, b *chain) int { return cmp.Compare(a.first(), b.first()) }
+
+func (ch *chain) first() uint64 {
+	m := ^uint64(0)
+	for _, t := range ch.stages {
+		m = min(m, t)
 	}
-	sort.SliceStable(chs, func(i, j int) bool { return first(chs[i]) < first(chs[j]) })
+	return m
 }

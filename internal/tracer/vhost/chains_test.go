@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
 )
 
 func allRX() map[string]bool {
@@ -174,10 +175,10 @@ func TestReplayNeverInventsStages(t *testing.T) {
 		evs := readCorpus(t, filepath.Base(f))
 		for _, tool := range []struct {
 			stages []string
-			mk     func(map[string]bool, Emit) *Correlator
+			mk     func(map[string]bool, tracer.Sink) *Correlator
 		}{
-			{record.VhostRX.Stages, func(a map[string]bool, e Emit) *Correlator { return NewRXCorrelator(RXConfig{Available: a}, e) }},
-			{record.VhostTX.Stages, func(a map[string]bool, e Emit) *Correlator { return NewTXCorrelator(TXConfig{Available: a}, e) }},
+			{record.VhostRX.Stages, func(a map[string]bool, e tracer.Sink) *Correlator { return NewRXCorrelator(RXConfig{Available: a}, e) }},
+			{record.VhostTX.Stages, func(a map[string]bool, e tracer.Sink) *Correlator { return NewTXCorrelator(TXConfig{Available: a}, e) }},
 		} {
 			for _, off := range tool.stages {
 				avail := map[string]bool{}
@@ -193,7 +194,7 @@ func TestReplayNeverInventsStages(t *testing.T) {
 					}
 					c.Add(ev)
 				}
-				c.Close()
+				c.Flush(0)
 				for _, r := range got {
 					if r.ping == nil {
 						continue
@@ -259,13 +260,13 @@ func TestAdvanceWithLaggingReader(t *testing.T) {
 	var got []*pingOrDrop
 	c := NewTXCorrelator(TXConfig{Available: allTX()}, collect(&got))
 	c.Add(Event{Kind: KindTunSendmsg, TS: 1_000_000, TID: 7})
-	c.Advance(900_000_000) // 0.9 s later by the clock, reader far behind
+	c.Tick(900_000_000) // 0.9 s later by the clock, reader far behind
 	c.Add(Event{Kind: KindNetifReceive, TS: 1_050_000, TID: 7, ICMP: &Identity{Type: 0, ID: 1, Seq: 1}})
-	c.Advance(900_100_000) // the reader caught up: time is the newest event's
+	c.Tick(900_100_000) // the reader caught up: time is the newest event's
 	if len(got) != 0 {
 		t.Fatalf("released before the reorder window passed: %+v", got[0])
 	}
-	c.Advance(900_200_000) // idle tick: now the clock counts
+	c.Tick(900_200_000) // idle tick: now the clock counts
 	if len(got) != 1 {
 		t.Fatalf("%d records", len(got))
 	}

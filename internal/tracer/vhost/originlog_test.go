@@ -258,7 +258,7 @@ func TestReplayOriginVhostRXLogs(t *testing.T) {
 			for _, ev := range evs {
 				c.Add(ev)
 			}
-			c.Close()
+			c.Flush(0)
 			byKey := map[[2]uint16]*pingOrDrop{}
 			for _, r := range got {
 				if r.ping == nil {

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
 )
 
 // RXConfig configures the vhost-rx correlation.
@@ -38,8 +39,8 @@ type RXConfig struct {
 // and order.
 type rxMachine struct {
 	cfg       RXConfig
-	out       Emit
-	counters  map[string]uint64
+	out       *tracer.Output
+	counts    *counts
 	last      string
 	bySkb     map[Ptr]*chain // after S1, waiting for the backend
 	noRecv    []*chain       // after S1 when S2 is unavailable: wait for the next signal
@@ -47,25 +48,26 @@ type rxMachine struct {
 	signalled taskQueue      // after S3, waiting for irqfd
 	injecting taskQueue      // after S4, waiting for the injection
 	cross     []*chain       // after S4, for injections in another task
-	open      map[*chain]bool
+	open      *tracer.FlowTable[*chain, chain]
 }
 
 // NewRXCorrelator returns the vhost-rx correlator.
-func NewRXCorrelator(cfg RXConfig, out Emit) *Correlator {
+func NewRXCorrelator(cfg RXConfig, out tracer.Sink) *Correlator {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 2_000_000_000
 	}
 	if cfg.LinkWindow == 0 {
 		cfg.LinkWindow = 50_000_000
 	}
-	counters := map[string]uint64{"events": 0, "pings": 0, "drops": 0, "incomplete": 0, "unmatched": 0}
-	m := &rxMachine{cfg: cfg, out: out, counters: counters, last: record.VhostRX.LastOf(func(s string) bool { return cfg.Available[s] }),
+	m := &rxMachine{cfg: cfg, out: tracer.NewOutput(out), counts: &counts{},
+		last:  record.VhostRX.LastOf(func(s string) bool { return cfg.Available[s] }),
 		bySkb: map[Ptr]*chain{}, taken: taskQueue{}, signalled: taskQueue{}, injecting: taskQueue{},
-		open: map[*chain]bool{}}
-	return newCorrelator(m, cfg.Window, counters)
+		open: tracer.NewFlowTable[*chain, chain]()}
+	return newCorrelator(m, cfg.Window, m.counts, m.out)
 }
 
-func (m *rxMachine) handle(ev Event) {
+// Handle implements tracer.Machine.
+func (m *rxMachine) Handle(ev Event) {
 	switch ev.Kind {
 	case KindTunXmit:
 		m.onTunXmit(ev)
@@ -94,13 +96,13 @@ func (m *rxMachine) handle(ev Event) {
 	case KindKVMIRQ:
 		m.onInjection(ev)
 	default:
-		m.counters["unmatched"]++
+		m.counts.unmatched++
 	}
 }
 
 func (m *rxMachine) onTunXmit(ev Event) {
 	if ev.ICMP == nil {
-		m.counters["unmatched"]++
+		m.counts.unmatched++
 		return
 	}
 	if old := m.bySkb[ev.Key]; old != nil {
@@ -111,7 +113,7 @@ func (m *rxMachine) onTunXmit(ev Event) {
 	ch.device = m.cfg.Device
 	ch.skb = ev.Key
 	ch.see(record.StageTunXmit, ev)
-	m.open[ch] = true
+	m.open.Open(ch, ch)
 	if m.last == record.StageTunXmit {
 		m.finish(ch)
 		return
@@ -128,7 +130,7 @@ func (m *rxMachine) onTaken(ev Event, isStage bool) {
 	ch := m.bySkb[ev.Key]
 	if ch == nil {
 		if ev.Kind != KindSkbConsumed { // consume after S2 is the normal end
-			m.counters["unmatched"]++
+			m.counts.unmatched++
 		}
 		return
 	}
@@ -147,11 +149,11 @@ func (m *rxMachine) onTaken(ev Event, isStage bool) {
 func (m *rxMachine) onDropped(ev Event) {
 	ch := m.bySkb[ev.Key]
 	if ch == nil {
-		m.counters["unmatched"]++
+		m.counts.unmatched++
 		return
 	}
 	delete(m.bySkb, ev.Key)
-	delete(m.open, ch)
+	m.open.Remove(ch)
 	d := &record.Drop{ID: ch.id.ID, Seq: ch.id.Seq, Role: ch.id.Role(), LastSeen: record.StageTunXmit,
 		FirstMissed: record.StageVhostRecv, Stages: ch.stages, ReasonCode: ev.Aux, Device: m.cfg.Device, AtNS: ev.TS,
 		Location: hexPtr(ev.Key2)}
@@ -161,8 +163,8 @@ func (m *rxMachine) onDropped(ev Event) {
 	if m.cfg.Device != "" {
 		d.Devices = map[string]string{record.StageTunXmit: m.cfg.Device}
 	}
-	m.counters["drops"]++
-	m.out(d)
+	m.counts.drops++
+	m.out.Drop(d)
 }
 
 func (m *rxMachine) onSignal(ev Event) {
@@ -183,7 +185,7 @@ func (m *rxMachine) onSignal(ev Event) {
 		m.noRecv = keep
 	}
 	if len(chs) == 0 {
-		m.counters["unmatched"]++
+		m.counts.unmatched++
 		return
 	}
 	for _, ch := range chs {
@@ -232,7 +234,7 @@ func (m *rxMachine) onIrqfd(ev Event) {
 		waiting.push(ev.TID, ch)
 	}
 	if !matched {
-		m.counters["unmatched"]++
+		m.counts.unmatched++
 	}
 }
 
@@ -272,7 +274,7 @@ func (m *rxMachine) onInjection(ev Event) {
 		}
 	}
 	if len(chs) == 0 {
-		m.counters["unmatched"]++
+		m.counts.unmatched++
 		return
 	}
 	for _, ch := range chs {
@@ -307,33 +309,28 @@ func (m *rxMachine) removeCross(chs []*chain) {
 // finish writes ch: a ping with the stages it reached, or a drop when the
 // backend never took it.
 func (m *rxMachine) finish(ch *chain) {
-	if !m.open[ch] {
+	if m.open.Get(ch) == nil {
 		return
 	}
-	delete(m.open, ch)
+	m.open.Remove(ch)
 	if m.cfg.Available[record.StageVhostRecv] && !ch.has(record.StageVhostRecv) && ch.extra["vhost_tid"] == "" {
-		m.counters["drops"]++
-		m.out(&record.Drop{ID: ch.id.ID, Seq: ch.id.Seq, Role: ch.id.Role(), LastSeen: record.StageTunXmit,
+		m.counts.drops++
+		m.out.Drop(&record.Drop{ID: ch.id.ID, Seq: ch.id.Seq, Role: ch.id.Role(), LastSeen: record.StageTunXmit,
 			FirstMissed: record.StageVhostRecv, Stages: ch.stages, Device: m.cfg.Device,
 			Devices: map[string]string{record.StageTunXmit: m.cfg.Device}})
 		return
 	}
 	if !ch.has(m.last) {
-		m.counters["incomplete"]++
+		m.counts.incomplete++
 	}
-	m.counters["pings"]++
-	m.out(ch.ping(record.VhostRX, m.cfg.Available))
+	m.counts.pings++
+	m.out.Ping(ch.ping(record.VhostRX, m.cfg.Available))
 }
 
-func (m *rxMachine) expire(now uint64) {
-	var old []*chain
-	for ch := range m.open {
-		if now > ch.lastTS+m.cfg.Timeout {
-			old = append(old, ch)
-		}
-	}
-	sortChains(old)
-	for _, ch := range old {
+// Expire implements tracer.Machine: chains idle for the timeout are
+// finished with what they reached.
+func (m *rxMachine) Expire(now uint64) {
+	for _, ch := range m.open.Select(func(ch *chain) bool { return now > ch.lastTS+m.cfg.Timeout }, byFirst) {
 		m.forget(ch)
 		m.finish(ch)
 	}
@@ -356,6 +353,10 @@ func (m *rxMachine) forget(ch *chain) {
 	m.removeCross([]*chain{ch})
 }
 
-func (m *rxMachine) flush() {
-	m.expire(^uint64(0) / 2)
+// Flush implements tracer.Machine: every open chain is finished.
+func (m *rxMachine) Flush(uint64) {
+	for _, ch := range m.open.Select(nil, byFirst) {
+		m.forget(ch)
+		m.finish(ch)
+	}
 }

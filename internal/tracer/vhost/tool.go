@@ -72,7 +72,6 @@ type Tool struct {
 	// anyway: a kernel BTF load takes ~20 ms and Stages runs several times.
 	kfreeNoReason bool
 	corr          *Correlator
-	sinkErr       error
 }
 
 // New checks the interface and discovers what is behind it.
@@ -420,30 +419,18 @@ func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 			s2Target = c.Rung.Hooks[0].Target
 		}
 	}
-	emit := func(rec any) {
-		var err error
-		switch r := rec.(type) {
-		case *record.Ping:
-			err = out.Ping(r)
-		case *record.Drop:
-			err = out.Drop(r)
-		}
-		if err != nil && t.sinkErr == nil {
-			t.sinkErr = err
-		}
-	}
 	if t.cfg.Tool == record.ToolVhostRX {
 		cfg := RXConfig{Available: avail, Device: t.cfg.Interface, Timeout: uint64(t.cfg.Timeout),
 			S2FromConsume: s2Target == "consume_skb"}
 		if names, err := dropreason.Load(nil); err == nil {
 			cfg.DropReason = names.Name
 		}
-		t.corr = NewRXCorrelator(cfg, emit)
+		t.corr = NewRXCorrelator(cfg, out)
 		return nil
 	}
 	// Kicks are known through the poll wake-up (see Describe).
 	avail[record.StageKick] = avail[HookPollWakeup]
-	t.corr = NewTXCorrelator(TXConfig{Available: avail, Device: t.cfg.Interface}, emit)
+	t.corr = NewTXCorrelator(TXConfig{Available: avail, Device: t.cfg.Interface}, out)
 	return nil
 }
 
@@ -454,15 +441,15 @@ func (t *Tool) Event(raw []byte) error {
 		return err
 	}
 	t.corr.Add(ev)
-	return t.sinkErr
+	return t.corr.Err()
 }
 
 // Tick implements tracer.Tool.
-func (t *Tool) Tick(now uint64) { t.corr.Advance(now) }
+func (t *Tool) Tick(now uint64) { t.corr.Tick(now) }
 
 // Finish implements tracer.Tool.
 func (t *Tool) Finish() map[string]uint64 {
-	t.corr.Close()
+	t.corr.Flush(kernel.MonotonicNS())
 	out := map[string]uint64{}
 	for k, v := range t.corr.Counters() {
 		out[k] = v

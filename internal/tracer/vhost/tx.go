@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer"
 )
 
 // TXConfig configures the vhost-tx correlation.
@@ -34,25 +35,25 @@ type txRun struct {
 // back to the earlier ones by this linking.
 type txMachine struct {
 	cfg      TXConfig
-	out      Emit
-	counters map[string]uint64
+	out      *tracer.Output
+	counts   *counts
 	kicks    map[uint32]Event // vcpu tid → latest kick
 	workKick map[Ptr]Event    // vhost work → earliest kick not yet handled
 	runs     map[uint32]*txRun
 }
 
 // NewTXCorrelator returns the vhost-tx correlator.
-func NewTXCorrelator(cfg TXConfig, out Emit) *Correlator {
+func NewTXCorrelator(cfg TXConfig, out tracer.Sink) *Correlator {
 	if cfg.Stale == 0 {
 		cfg.Stale = 1_000_000_000
 	}
-	counters := map[string]uint64{"events": 0, "pings": 0, "drops": 0, "incomplete": 0, "unmatched": 0}
-	m := &txMachine{cfg: cfg, out: out, counters: counters, kicks: map[uint32]Event{},
+	m := &txMachine{cfg: cfg, out: tracer.NewOutput(out), counts: &counts{}, kicks: map[uint32]Event{},
 		workKick: map[Ptr]Event{}, runs: map[uint32]*txRun{}}
-	return newCorrelator(m, cfg.Window, counters)
+	return newCorrelator(m, cfg.Window, m.counts, m.out)
 }
 
-func (m *txMachine) handle(ev Event) {
+// Handle implements tracer.Machine.
+func (m *txMachine) Handle(ev Event) {
 	switch ev.Kind {
 	case KindKick:
 		m.kicks[ev.TID] = ev
@@ -93,7 +94,7 @@ func (m *txMachine) handle(ev Event) {
 	case KindNetifReceive:
 		m.onNetifReceive(ev)
 	default:
-		m.counters["unmatched"]++
+		m.counts.unmatched++
 	}
 }
 
@@ -110,7 +111,7 @@ func (r *txRun) last() uint64 {
 
 func (m *txMachine) onNetifReceive(ev Event) {
 	if ev.ICMP == nil {
-		m.counters["unmatched"]++
+		m.counts.unmatched++
 		return
 	}
 	ch := newChain(*ev.ICMP)
@@ -140,13 +141,15 @@ func (m *txMachine) onNetifReceive(ev Event) {
 	ch.extra["vhost_tid"] = strconv.FormatUint(uint64(ev.TID), 10)
 	p := ch.ping(record.VhostTX, m.cfg.Available)
 	if p.Extra["missing"] != "" {
-		m.counters["incomplete"]++
+		m.counts.incomplete++
 	}
-	m.counters["pings"]++
-	m.out(p)
+	m.counts.pings++
+	m.out.Ping(p)
 }
 
-func (m *txMachine) expire(now uint64) {
+// Expire implements tracer.Machine: kicks, queued work and runs too old to
+// serve a later packet are forgotten.
+func (m *txMachine) Expire(now uint64) {
 	for tid, k := range m.kicks {
 		if now > k.TS+m.cfg.Stale {
 			delete(m.kicks, tid)
@@ -166,4 +169,6 @@ func (m *txMachine) expire(now uint64) {
 	}
 }
 
-func (m *txMachine) flush() {}
+// Flush implements tracer.Machine: a tx chain is written when its packet
+// reaches netif_receive, so nothing is left open.
+func (m *txMachine) Flush(uint64) {}

@@ -127,10 +127,9 @@ type Tracer struct {
 	netns     uint64
 	ifindexes []uint32
 	stageOf   map[[2]uint8]string
-	stages    []string // available stages in path order, after Start
-	corr      *tracer.Correlator
-	out       tracer.Sink
-	err       error // first sink error
+	corr      *tracer.Correlator[hit]
+	m         *machine
+	out       *tracer.Output
 	unmatched uint64
 }
 
@@ -264,21 +263,18 @@ func (t *Tracer) Describe(h *record.Header) {
 
 // Start implements tracer.Tool.
 func (t *Tracer) Start(choices []tracer.Choice, out tracer.Sink) error {
-	t.out = out
-	t.stages = nil
+	var stages []string
 	for _, c := range choices {
 		if c.Available {
-			t.stages = append(t.stages, c.Stage)
+			stages = append(stages, c.Stage)
 		}
 	}
-	if len(t.stages) == 0 {
+	if len(stages) == 0 {
 		return errors.New("no stage can be observed")
 	}
-	t.corr = tracer.NewCorrelator(tracer.CorrelatorConfig{
-		Stages:  t.stages,
-		Final:   record.VM.Last(),
-		Timeout: uint64(t.cfg.FlowTimeout),
-	}, t.complete, t.incomplete)
+	t.out = tracer.NewOutput(out)
+	t.m = newMachine(machineConfig{stages: stages, final: record.VM.Last(), timeout: uint64(t.cfg.FlowTimeout), role: t.role}, t.out)
+	t.corr = tracer.NewCorrelator[hit](t.m, hitTime, 0)
 	return nil
 }
 
@@ -293,41 +289,22 @@ func (t *Tracer) Event(raw []byte) error {
 		t.unmatched++
 		return nil
 	}
-	t.corr.Add(tracer.Hit{Key: tracer.FlowKey{ID: ev.ID, Seq: ev.Seq}, Stage: stage, TS: ev.TS,
-		Device: ev.Ifname, CPU: ev.CPU, PID: ev.PID, Comm: ev.Comm})
-	return t.err
-}
-
-func (t *Tracer) complete(f *tracer.Flow) {
-	p := f.PingRecord()
-	p.Durations = record.VM.Durations(p.Stages)
-	if err := t.out.Ping(p); err != nil && t.err == nil {
-		t.err = err
-	}
-}
-
-func (t *Tracer) incomplete(f *tracer.Flow) {
-	last, missed := t.corr.LastSeen(f)
-	d := &record.Drop{ID: f.Key.ID, Seq: f.Key.Seq, Role: t.role, LastSeen: last, FirstMissed: missed, Stages: f.Stages}
-	if len(f.Devices) > 0 {
-		d.Devices = f.Devices
-	}
-	if err := t.out.Drop(d); err != nil && t.err == nil {
-		t.err = err
-	}
+	t.corr.Add(hit{key: flowKey{id: ev.ID, seq: ev.Seq}, stage: stage, ts: ev.TS,
+		device: ev.Ifname, cpu: ev.CPU, pid: ev.PID, comm: ev.Comm})
+	return t.out.Err()
 }
 
 // Tick implements tracer.Tool.
-func (t *Tracer) Tick(now uint64) { t.corr.Expire(now) }
+func (t *Tracer) Tick(now uint64) { t.corr.Tick(now) }
 
 // Finish implements tracer.Tool.
 func (t *Tracer) Finish() map[string]uint64 {
-	t.corr.Flush()
+	t.corr.Flush(kernel.MonotonicNS())
 	return map[string]uint64{
-		"pings":      t.corr.Completed,
-		"drops":      t.corr.Incomplete,
-		"incomplete": t.corr.Incomplete,
-		"duplicates": t.corr.Duplicates,
+		"pings":      t.m.completed,
+		"drops":      t.m.incomplete,
+		"incomplete": t.m.incomplete,
+		"duplicates": t.m.duplicates,
 		"unmatched":  t.unmatched,
 	}
 }
