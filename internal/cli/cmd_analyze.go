@@ -21,6 +21,8 @@ ping, computes every segment, residual and layer over the same set of pings,
 and writes report.md, report.html (self-contained, opens offline) and
 report.json into OUT (default: DIR). A run in which no ping was observed is
 reported as empty, not as an error.`,
+		Example: `  pingpath analyze runs/today                  # writes runs/today/report.{md,html,json}
+  pingpath analyze /data/origin-logs -o /tmp/r  # origin tool logs; reports elsewhere`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := analyze.Run(args[0])

@@ -26,6 +26,8 @@ pushes pingpath (as run would) and runs each node's tracers for one second: the
 probes they report say which attach method every stage gets on that kernel
 (skip with --no-tracers). It prints a table and one actionable line per
 failure; the exit code is 1 when anything failed, 2 for a bad environment file.`,
+		Example: `  pingpath check -c env.yaml
+  pingpath check -c env.yaml --no-tracers     # connectivity, root, kernel and interfaces only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			env, err := loadEnv(config)

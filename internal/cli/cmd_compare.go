@@ -26,6 +26,8 @@ A change is significant when p < 0.05 and the medians differ by at least
 max(--min-effect, --min-effect-rel × the larger median): two runs with the same
 settings differ by tens of µs on a busy machine, and with a hundred pings a
 side the test alone calls such shifts significant.`,
+		Example: `  pingpath compare runs/before runs/after                 # writes runs/after/compare.{md,html,json}
+  pingpath compare runs/before runs/after -o /tmp/cmp --min-effect 20us`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var res [2]*analyze.Result

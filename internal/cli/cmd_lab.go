@@ -24,6 +24,9 @@ func newLabCommand() *cobra.Command {
 this machine (root needed): sender-vm, sender-host, receiver-host, receiver-vm,
 each with a real sshd on a management network, so that the whole pingpath
 workflow runs against it. See docs/lab.md.`,
+		Example: `  pingpath lab up --dir /tmp/lab && pingpath run -c /tmp/lab/env.yaml -o /tmp/run
+  pingpath lab status --dir /tmp/lab
+  pingpath lab down --dir /tmp/lab`,
 	}
 	cmd.AddCommand(newLabUpCommand(), newLabDownCommand(), newLabStatusCommand())
 	for _, name := range lab.ChildNames() {
@@ -41,7 +44,9 @@ func newLabUpCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up --dir DIR",
 		Short: "Bring a lab up; prints the path of its env.yaml last",
-		Args:  cobra.NoArgs,
+		Example: `  pingpath lab up --dir /tmp/lab
+  pingpath lab up --dir /tmp/slow --name slow --wire-delay 1ms --wire-jitter 200us --wire-loss 5`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if o.DataNet, err = parsePrefix("--data-net", dataNet); err != nil {
@@ -129,9 +134,10 @@ func parsePrefix(flag, s string) (netip.Prefix, error) {
 func newLabDirCommand(use, short string, run func(*cobra.Command, *lab.Lab) error) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
-		Use:   use + " --dir DIR",
-		Short: short,
-		Args:  cobra.NoArgs,
+		Use:     use + " --dir DIR",
+		Short:   short,
+		Example: "  pingpath lab " + use + " --dir /tmp/lab",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := lab.Load(dir)
 			if errors.Is(err, lab.ErrNoLab) {

@@ -41,6 +41,9 @@ Exit codes: 0 complete; 1 failed (nothing usable, e.g. a node unreachable at
 the start; or only the analysis failed); 2 bad command line or environment file; 3 partial (a node or a
 tracer was lost: what was collected is kept and analysed); 130 interrupted
 (Ctrl-C: tracers stopped, collected data kept). See docs/run.md.`,
+		Example: `  pingpath run -c env.yaml -o runs/today
+  pingpath run -c env.yaml -o runs/slow --count 500 --interval 20ms
+  pingpath run -c env.yaml -o runs/vm-only --tracers vm,host --no-analyze`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			env, err := loadEnv(config)

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +24,9 @@ func newTraceCommand() *cobra.Command {
 starting with "ready" on stderr once every probe is attached, stops on SIGINT or
 SIGTERM, after --duration, after --max-duration (always on), or when stdin closes
 with --stop-on-stdin-eof, and then writes a trailer record.`,
+		Example: `  pingpath trace vm --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --format text
+  pingpath trace host --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --vm-interface vnet0 --phy-interface eth0
+  pingpath trace vhost-rx --vm-interface vnet0 --duration 30s > vhost-rx.jsonl`,
 		Args: cobra.NoArgs,
 	}
 	// One line per tracer; each constructor lives in its own file.
@@ -120,7 +124,7 @@ func (tf *tracerFlags) validate() error {
 // newTraceVMCommand is `pingpath trace vm`, run inside a VM.
 func newTraceVMCommand() *cobra.Command {
 	var ifaces, direction string
-	var icmpID int
+	var icmpID optionalID
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "vm --src-ip S --dst-ip D",
@@ -129,6 +133,8 @@ func newTraceVMCommand() *cobra.Command {
 (p1_start, p1_end, p2_start, p2_end; docs/record-format.md). Run it with the same
 --src-ip (the pinging VM) and --dst-ip (the pinged VM) on both VMs; the direction
 (tx on the sender, rx on the receiver) is found from which address is local.`,
+		Example: `  pingpath trace vm --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --format text   # on both VMs, same addresses
+  pingpath trace vm --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --interface eth0 --duration 60s > vm.jsonl`,
 		Args: cobra.NoArgs,
 	}
 	tf := addTracerFlags(cmd)
@@ -136,7 +142,7 @@ func newTraceVMCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&ifaces, "interface", "", "comma-separated interfaces for the device stages (default: all)")
 	f.StringVar(&direction, "direction", "auto", "auto, tx (this VM pings) or rx (this VM is pinged)")
-	f.IntVar(&icmpID, "icmp-id", -1, "only this ICMP echo identifier (default: any)")
+	f.Var(&icmpID, "icmp-id", "only this ICMP echo identifier, 0-65535 (default: any)")
 	f.DurationVar(&timeout, "timeout", 5*time.Second, "a ping not complete this long after its first stage is written as a drop record")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := tf.validate(); err != nil {
@@ -149,13 +155,7 @@ func newTraceVMCommand() *cobra.Command {
 		if err := ep.parse(&cfg.SrcIP, &cfg.DstIP); err != nil {
 			return err
 		}
-		if icmpID >= 0 {
-			if icmpID > 0xffff {
-				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--icmp-id %d: out of range", icmpID)}
-			}
-			id := uint16(icmpID)
-			cfg.ICMPID = &id
-		}
+		cfg.ICMPID = icmpID.id
 		t, err := vm.New(cfg)
 		if err != nil {
 			return &ExitError{Code: ExitUsage, Err: err}
@@ -164,3 +164,26 @@ func newTraceVMCommand() *cobra.Command {
 	}
 	return cmd
 }
+
+// optionalID is a flag holding an ICMP echo identifier or nothing (any id).
+// Its unset value prints as empty, so the help shows no "(default -1)".
+type optionalID struct{ id *uint16 }
+
+func (o *optionalID) String() string {
+	if o.id == nil {
+		return ""
+	}
+	return strconv.Itoa(int(*o.id))
+}
+
+func (o *optionalID) Set(s string) error {
+	v, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return fmt.Errorf("%q is not an ICMP identifier (0-65535)", s)
+	}
+	id := uint16(v)
+	o.id = &id
+	return nil
+}
+
+func (o *optionalID) Type() string { return "id" }

@@ -26,6 +26,9 @@ ping from where the request enters. List every bond slave in --phy-interface; a
 reply may return on any. VLAN tags and VXLAN/Geneve on the physical side are looked
 through. A ping not complete --timeout after its last event is a drop record naming
 the last point seen and, when this host's kernel freed the packet, the drop reason.`,
+		Example: `  pingpath trace host --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --vm-interface vnet0 --phy-interface eth0 --format text
+  # on both hosts; with a bond, list every slave:
+  pingpath trace host --src-ip 10.0.0.5 --dst-ip 10.0.1.7 --vm-interface tap3f2a9c1e-4b --phy-interface ens1f0,ens1f1 > host.jsonl`,
 		Args: cobra.NoArgs,
 	}
 	tf := addTracerFlags(cmd)

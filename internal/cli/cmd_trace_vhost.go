@@ -41,14 +41,16 @@ func newTraceVhostCommand(tool, short, long string) *cobra.Command {
 		Use:   tool + " --vm-interface vnetN [--src-ip S --dst-ip D]",
 		Short: short,
 		Long:  long,
-		Args:  cobra.NoArgs,
+		Example: "  pingpath trace " + tool + " --vm-interface vnet0 --format text\n" +
+			"  pingpath trace " + tool + " --vm-interface vnet0 --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --duration 60s > " + tool + ".jsonl",
+		Args: cobra.NoArgs,
 	}
 	tf := addTracerFlags(cmd)
 	ep := addEndpointFlags(cmd, false)
 	f := cmd.Flags()
 	f.StringVar(&iface, "vm-interface", "", "the VM's vnet (tap) interface on this host (required)")
 	f.StringVar(&procRoot, "proc", "/proc", "procfs root used to discover the VM's process and vhost threads")
-	f.DurationVar(&timeout, "chain-timeout", 2*time.Second, "vhost-rx: finish a packet this long after its last stage")
+	f.DurationVar(&timeout, "chain-timeout", 2*time.Second, "finish a packet (and write what was seen of it) this long after its last stage")
 	_ = cmd.MarkFlagRequired("vm-interface")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := tf.validate(); err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pingpath/pingpath/internal/buildinfo"
 )
 
 // Exit codes returned by Main. They are documented in README.md.
@@ -58,11 +60,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "pingpath",
-		Short:         "Break VM-to-VM ping latency into per-layer segments with eBPF",
+		Use:   "pingpath",
+		Short: "Break VM-to-VM ping latency into per-layer segments with eBPF",
+		Example: `  pingpath lab up --dir /tmp/lab                  # a four-node lab on this machine (root)
+  pingpath check -c /tmp/lab/env.yaml             # can every node do its part?
+  pingpath run -c env.yaml -o runs/today          # measure, collect, analyse
+  pingpath analyze runs/today                     # re-analyse a run (or origin tool logs)
+  pingpath compare runs/yesterday runs/today      # what changed, and where`,
+		Version:       buildinfo.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// --version prints what `pingpath version` prints.
+	root.SetVersionTemplate(versionLine())
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	// One line per command; each constructor lives in its own cmd_<verb>.go.
