@@ -15,6 +15,8 @@ PKGS=(
   # the KVM lab's machine image (lab up --hypervisor kvm): a Debian root made
   # with debootstrap, packed into ext4 with mke2fs -d
   debootstrap e2fsprogs
+  # the live progress test runs pingpath under a real terminal (tmux)
+  tmux
   # report rendering check in headless Chromium
   chromium
   make git ca-certificates

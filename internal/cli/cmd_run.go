@@ -65,10 +65,11 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 				return err
 			}
 			stderr := cmd.ErrOrStderr()
+			progress := newTerminalProgress(stderr)
 			opts := orchestrate.RunOptions{
 				Options: orchestrate.Options{
 					Env: env, ConfigFile: config, Dial: orchestrate.SSHDialer(sshremote.Options{}),
-					SudoPassword: pw, Progress: newTerminalProgress(stderr), Binary: bin, Tracers: tracers,
+					SudoPassword: pw, Progress: progress, Binary: bin, Tracers: tracers,
 				},
 				OutDir: out, Count: count, Interval: interval, ReadyTimeout: readyMax,
 			}
@@ -84,6 +85,9 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 					if err := report.WriteAll(dir, res); err != nil {
 						return err
 					}
+					// Freeze the live block first: on a terminal it is
+					// redrawn in place and would overwrite the summary.
+					progress.Done()
 					return report.Summary(cmd.OutOrStdout(), res)
 				}
 			}
@@ -102,13 +106,15 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 			}
 			switch {
 			case res.Interrupted:
-				return &ExitError{Code: ExitSignal, Err: fmt.Errorf("interrupted; what was collected is in %s", out)}
+				return &ExitError{Code: ExitSignal, Err: fmt.Errorf("interrupted; what was collected is in %s (analyse it with: pingpath analyze %s)", out, out)}
 			case m.Status == orchestrate.StatusFailed:
 				return &ExitError{Code: ExitFailure, Err: fmt.Errorf("run failed: %w", res.Err)}
 			case m.Status == orchestrate.StatusPartial:
 				return &ExitError{Code: ExitPartial, Err: fmt.Errorf("partial run (kept in %s): %w", out, res.Err)}
 			case res.AnalyzeErr != nil:
 				return fmt.Errorf("the run is complete in %s but its analysis failed (retry with pingpath analyze %s): %w", out, out, res.AnalyzeErr)
+			case noAnalyze:
+				fmt.Fprintf(stderr, "analyse it with: pingpath analyze %s\n", out)
 			}
 			return nil
 		},

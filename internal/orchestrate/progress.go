@@ -60,6 +60,9 @@ type Terminal struct {
 	drawn    int
 	lastPing int
 	start    time.Time
+	// finished is set by Done: the block is final and is never redrawn, so
+	// whatever is printed below it (the summary) is never overwritten.
+	finished bool
 }
 
 // NewTerminal makes a Terminal writing to w.
@@ -71,6 +74,9 @@ func NewTerminal(w io.Writer, tty, color bool) *Terminal {
 func (t *Terminal) NodeState(role, state, detail string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.finished {
+		return
+	}
 	if _, ok := t.states[role]; !ok {
 		t.order = append(t.order, role)
 		sort.SliceStable(t.order, func(i, j int) bool { return roleRank(t.order[i]) < roleRank(t.order[j]) })
@@ -94,6 +100,9 @@ func (t *Terminal) NodeState(role, state, detail string) {
 func (t *Terminal) Ping(p PingStats) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.finished {
+		return
+	}
 	t.ping = p
 	if t.tty {
 		t.redraw()
@@ -106,10 +115,18 @@ func (t *Terminal) Ping(p PingStats) {
 	}
 }
 
-// Done implements Progress.
+// Done implements Progress: it draws the block a last time and freezes it.
+// It may be called more than once (the caller calls it before printing
+// below the block; Run calls it again on return); updates after it are
+// dropped, since redrawing in place would move the cursor up over lines
+// printed since.
 func (t *Terminal) Done() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.finished {
+		return
+	}
+	t.finished = true
 	if t.tty {
 		t.redraw()
 	}

@@ -53,3 +53,19 @@ func TestTerminalTTY(t *testing.T) {
 		}
 	}
 }
+
+// After Done the block is final: later updates draw nothing, so lines
+// printed below it (the summary) are never overwritten.
+func TestTerminalDoneFreezes(t *testing.T) {
+	var b bytes.Buffer
+	tm := NewTerminal(&b, true, false)
+	tm.NodeState("sender-vm", "tracing", "")
+	tm.Done()
+	n := b.Len()
+	tm.Done()
+	tm.NodeState("sender-vm", "done", "")
+	tm.Ping(PingStats{Count: 5, Sent: 5})
+	if b.Len() != n {
+		t.Fatalf("drawn after Done: %q", b.String()[n:])
+	}
+}
