@@ -17,6 +17,20 @@ type Environment struct {
 	// QEMU TCG hosts), so their timings are not production numbers; a
 	// run's manifest should carry it on.
 	Emulation string `yaml:"emulation,omitempty"`
+	// Lab, when set, says the nodes are a pingpath lab and how it was built
+	// (written by `pingpath lab up`); a run's manifest carries it on, so the
+	// reports can name the lab kind and compare can show wire settings.
+	Lab *Lab `yaml:"lab,omitempty"`
+}
+
+// Lab describes a pingpath lab: its kind and the wire between its hosts.
+type Lab struct {
+	Kind       string  `yaml:"kind"`                  // "netns" or "kvm" (lab up --hypervisor)
+	VMLink     string  `yaml:"vm_link,omitempty"`     // tap, veth, vhost
+	Wire       string  `yaml:"wire,omitempty"`        // veth, relay, bridge
+	WireDelay  string  `yaml:"wire_delay,omitempty"`  // Go duration, one way
+	WireJitter string  `yaml:"wire_jitter,omitempty"` // Go duration
+	WireLoss   float64 `yaml:"wire_loss,omitempty"`   // percent, each direction
 }
 
 // Side is one VM and the host it runs on.

@@ -1,7 +1,9 @@
 package lab
 
 import (
+	"cmp"
 	"fmt"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -26,6 +28,8 @@ func (l *Lab) Environment() *envfile.Environment {
 		Receiver:    side(&l.Nodes[3], &l.Nodes[2]),
 		Measurement: envfile.Measurement{PingCount: 20, Interval: "200ms", Duration: "60s"},
 		Emulation:   l.Emulation,
+		Lab: &envfile.Lab{Kind: cmp.Or(l.Hypervisor, HypervisorNetns), VMLink: l.VMLink, Wire: l.Wire,
+			WireLoss: l.WireLoss, WireDelay: durationOrEmpty(l.WireDelay), WireJitter: durationOrEmpty(l.WireJitter)},
 	}
 	if l.SudoUser != nil {
 		// As sudoersRules has it: passwordless on the VMs, password on the hosts.
@@ -48,4 +52,11 @@ func (l *Lab) writeEnvFile() error {
 		head += "# EMULATED machines: do not read their timings as production numbers (see emulation)\n"
 	}
 	return writeFileAtomic(l.EnvFile, append([]byte(head), b...), 0o644)
+}
+
+func durationOrEmpty(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }

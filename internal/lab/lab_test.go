@@ -192,6 +192,10 @@ func TestLab(t *testing.T) {
 			if parsed.Receiver.VM.IP != l.Nodes[3].DataIP.String() || parsed.SSH.KnownHosts != l.KnownHosts {
 				t.Errorf("env.yaml parsed as %+v", parsed)
 			}
+			// It says what it is, for the run's manifest and the reports.
+			if pl := parsed.Lab; pl == nil || pl.Kind != lab.HypervisorNetns || pl.VMLink != l.VMLink || pl.Wire != l.Wire {
+				t.Errorf("env.yaml lab: %+v, want kind %s, vm link %s, wire %s", pl, lab.HypervisorNetns, l.VMLink, l.Wire)
+			}
 
 			for _, n := range l.Nodes {
 				out, err := openSSH(t, ctx, l, n.Name)

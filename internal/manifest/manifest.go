@@ -43,6 +43,22 @@ type Manifest struct {
 	Failures []Failure `json:"failures,omitempty"`
 	// Config is the environment file as given (secrets never included).
 	ConfigFile string `json:"config_file,omitempty"`
+	// Emulation, when set, says the machines were emulated (the KVM lab):
+	// their timings are not production numbers. From the environment file.
+	Emulation string `json:"emulation,omitempty"`
+	// Lab describes the pingpath lab the run measured, from the
+	// environment file; absent for real machines.
+	Lab *Lab `json:"lab,omitempty"`
+}
+
+// Lab is the lab a run measured: its kind and wire settings.
+type Lab struct {
+	Kind       string  `json:"kind"` // "netns" (namespace lab) or "kvm" (KVM lab)
+	VMLink     string  `json:"vm_link,omitempty"`
+	Wire       string  `json:"wire,omitempty"`
+	WireDelay  string  `json:"wire_delay,omitempty"`
+	WireJitter string  `json:"wire_jitter,omitempty"`
+	WireLoss   float64 `json:"wire_loss,omitempty"` // percent
 }
 
 // Node is one machine of the run.

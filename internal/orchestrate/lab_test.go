@@ -124,6 +124,9 @@ func TestLabRunComplete(t *testing.T) {
 	if m.Ping.Sent != 10 || m.Ping.Received != 10 {
 		t.Fatalf("ping %+v", m.Ping)
 	}
+	if m.Lab == nil || m.Lab.Kind != "netns" || m.Emulation != "" {
+		t.Errorf("manifest lab %+v, emulation %q: want the namespace lab from env.yaml", m.Lab, m.Emulation)
+	}
 	started := 0
 	for _, n := range m.Nodes {
 		if n.Kernel == "" || n.Hostname == "" {

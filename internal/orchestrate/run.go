@@ -126,8 +126,12 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	start := time.Now()
 	r := &run{o: &o, byRole: map[string]*node{}, lost: map[string]bool{}, m: &manifest.Manifest{
 		Environment: o.Env.Environment, Version: buildinfo.String(), Started: start.UTC(),
-		ConfigFile: o.ConfigFile,
+		ConfigFile: o.ConfigFile, Emulation: o.Env.Emulation,
 	}}
+	if l := o.Env.Lab; l != nil {
+		r.m.Lab = &manifest.Lab{Kind: l.Kind, VMLink: l.VMLink, Wire: l.Wire, WireDelay: l.WireDelay,
+			WireJitter: l.WireJitter, WireLoss: l.WireLoss}
+	}
 	defer o.progress().Done()
 	res := &RunResult{Manifest: r.m}
 	defer func() {
