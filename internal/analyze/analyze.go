@@ -99,6 +99,11 @@ type Ping struct {
 	// Time is the wall time (Unix ns) of the earliest observation with a
 	// wall clock, 0 when unknown.
 	Time int64 `json:"time_ns,omitempty"`
+	// At is, per vantage point, the wall time (Unix ns) of the first stage
+	// it saw of this ping (0: not seen, or no wall clock). Differences
+	// across vantage points mean something only on a shared clock
+	// (Result.SharedClk); the timeline uses them to place the residuals.
+	At [parse.NumVantages]int64 `json:"-"`
 	// Val holds ns values; bit i of Has says whether Val[i] is known and
 	// bit i of Excl whether a plausibility gate excluded it.
 	Val  [NumVals]int64 `json:"-"`

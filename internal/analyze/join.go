@@ -569,8 +569,11 @@ func (j *joiner) fill(p *Ping, v parse.Vantage, o *parse.Obs) {
 		return
 	}
 	p.Seen |= 1 << v
-	if o.TimeWall && o.Time != 0 && (p.Time == 0 || v == parse.VMTx) {
-		p.Time = o.Time
+	if o.TimeWall && o.Time != 0 {
+		p.At[v] = o.Time
+		if p.Time == 0 || v == parse.VMTx {
+			p.Time = o.Time
+		}
 	}
 	if vals, ok := coreVals[v]; ok {
 		for k := 0; k < parse.NumDur; k++ {
