@@ -12,7 +12,9 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 )
 
-func anchor(name string) string { return filepath.Join("..", "parse", "testdata", "anchor-logs", name) }
+func anchor(name string) string {
+	return filepath.Join("..", "parse", "origin", "testdata", "anchor-logs", name)
+}
 
 func findPing(t *testing.T, r *Result, id, seq uint16) *Ping {
 	t.Helper()

@@ -1,5 +1,7 @@
 package analyze
 
+import "math"
+
 // seqIndex maps an unwrapped sequence key of one ICMP id to a ping index.
 // Keys of one run are dense, so a slice offset by the first key does the
 // work of a hash map at a fraction of the cost; keys far outside the dense
@@ -52,4 +54,45 @@ func (s *seqIndex) put(key int64, i int) {
 		s.far = map[int64]int32{}
 	}
 	s.far[key] = int32(i)
+}
+
+// seqUnwrapper turns 16-bit sequence numbers of one time-ordered stream
+// into monotonically growing keys.
+type seqUnwrapper struct {
+	epoch   map[uint16]int64
+	last    map[uint16]uint16
+	refFrom map[uint16]int64
+}
+
+func (u *seqUnwrapper) key(id, seq uint16) int64 {
+	e, ok := u.epoch[id]
+	if !ok {
+		if ref, ok := u.refFrom[id]; ok {
+			// Start in the epoch that puts this sequence closest to the
+			// reference stream's first ping.
+			e = int64(math.Round(float64(ref-int64(seq)) / 65536))
+			if e < 0 {
+				e = 0
+			}
+		}
+		u.epoch[id], u.last[id] = e, seq
+		return e*65536 + int64(seq)
+	}
+	d := int(seq) - int(u.last[id])
+	switch {
+	case d < -32768:
+		e++
+		u.epoch[id] = e
+	case d > 32768:
+		// A straggler from before the last wrap.
+		if e > 0 {
+			return (e-1)*65536 + int64(seq)
+		}
+	}
+	u.last[id] = seq
+	return e*65536 + int64(seq)
+}
+
+func (j *joiner) newUnwrapper() *seqUnwrapper {
+	return &seqUnwrapper{epoch: map[uint16]int64{}, last: map[uint16]uint16{}, refFrom: j.refFirst}
 }

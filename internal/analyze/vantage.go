@@ -5,12 +5,65 @@ import (
 	"slices"
 
 	"github.com/pingpath/pingpath/internal/parse"
+	"github.com/pingpath/pingpath/internal/parse/origin"
 	"github.com/pingpath/pingpath/internal/record"
 )
 
 // What each vantage contributes is read from the record tables: a vantage is
 // a tool in a role (parse.Vantage.Record), and each span of the tool's table
 // names the segment it measures in that role (record.Span.Segment).
+
+// Checkpoints along the path of one ping, in path order. A vantage point
+// observes four of them; drop localisation reports the last one seen and
+// the first one missed.
+const (
+	cpSVMReqStart = iota
+	cpSVMReqXmit
+	cpSHostReqIn
+	cpSHostReqOut
+	cpRHostReqIn
+	cpRHostReqOut
+	cpRVMReqRcv
+	cpRVMICMP
+	cpRVMRepOut
+	cpRVMRepXmit
+	cpRHostRepIn
+	cpRHostRepOut
+	cpSHostRepIn
+	cpSHostRepOut
+	cpSVMRepRcv
+	cpSVMICMP
+	numCheckpoints
+)
+
+// CheckpointNames name the checkpoints for reports.
+var CheckpointNames = [numCheckpoints]string{
+	"sender VM: request ip_local_out", "sender VM: request xmit",
+	"sender host: request in (vnet)", "sender host: request out (phy)",
+	"receiver host: request in (phy)", "receiver host: request out (vnet)",
+	"receiver VM: request netif_receive_skb", "receiver VM: request icmp_rcv",
+	"receiver VM: reply ip_local_out", "receiver VM: reply xmit",
+	"receiver host: reply in (vnet)", "receiver host: reply out (phy)",
+	"sender host: reply in (phy)", "sender host: reply out (vnet)",
+	"sender VM: reply netif_receive_skb", "sender VM: reply icmp_rcv",
+}
+
+// gapSegments names what lies between checkpoint k and k+1.
+var gapSegments = [numCheckpoints - 1]string{
+	"A (sender VM stack TX)", "B_1 (sender guest kick → vhost → tun)", "B (sender host forwarding)",
+	"C (physical network, request)", "D (receiver host forwarding)", "E (receiver tun → vhost → KVM IRQ → guest)",
+	"F (receiver VM stack RX)", "G (receiver VM ICMP)", "H (receiver VM stack TX)",
+	"I_1 (receiver guest kick → vhost → tun)", "I (receiver host forwarding)", "J (physical network, reply)",
+	"K (sender host forwarding)", "L (sender tun → vhost → KVM IRQ → guest)", "M (sender VM stack RX)",
+}
+
+// vantageCheckpoints maps a core vantage's four stages to checkpoints.
+var vantageCheckpoints = map[parse.Vantage][4]int{
+	parse.VMTx:         {cpSVMReqStart, cpSVMReqXmit, cpSVMRepRcv, cpSVMICMP},
+	parse.VMRx:         {cpRVMReqRcv, cpRVMICMP, cpRVMRepOut, cpRVMRepXmit},
+	parse.HostSender:   {cpSHostReqIn, cpSHostReqOut, cpSHostRepIn, cpSHostRepOut},
+	parse.HostReceiver: {cpRHostReqIn, cpRHostReqOut, cpRHostRepIn, cpRHostRepOut},
+}
 
 // coreVals lists, per core vantage, the value index of each of its four
 // durations (parse.D0..D3, the tool's first four spans).
@@ -58,7 +111,7 @@ func stageIndex(v parse.Vantage, name string) (int, bool) {
 			return i, true
 		}
 	}
-	if i := slices.Index(parse.HostStageNames[:], name); i >= 0 {
+	if i := slices.Index(origin.HostStageNames[:], name); i >= 0 {
 		return i, true
 	}
 	return 0, false

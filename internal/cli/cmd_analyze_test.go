@@ -10,7 +10,7 @@ import (
 )
 
 func anchorRun(name string) string {
-	return filepath.Join("..", "parse", "testdata", "anchor-logs", name)
+	return filepath.Join("..", "parse", "origin", "testdata", "anchor-logs", name)
 }
 
 func TestAnalyzeCommand(t *testing.T) {

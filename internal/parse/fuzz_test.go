@@ -18,7 +18,7 @@ import (
 // (or `make fuzz`).
 
 func seedFiles(f *testing.F, names ...string) {
-	dirs, _ := filepath.Glob("testdata/anchor-logs/measurement-*")
+	dirs, _ := filepath.Glob("origin/testdata/anchor-logs/measurement-*")
 	for _, d := range dirs {
 		for _, n := range names {
 			if b, err := os.ReadFile(filepath.Join(d, n)); err == nil {

@@ -5,7 +5,9 @@
 // list of per-ping observations in one common shape. Files are recognised by
 // their content, never by their name. Parsing is forgiving: a line that
 // cannot be understood becomes a warning naming file and line, and every
-// other line is still used.
+// other line is still used. The origin tools' text formats are read by the
+// subpackage origin; this package maps them, like its own record streams
+// (whose stage tables are internal/record's), onto observations.
 package parse
 
 import (
@@ -16,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/pingpath/pingpath/internal/parse/origin"
 	"github.com/pingpath/pingpath/internal/record"
 )
 
@@ -227,9 +230,6 @@ func (f *File) warnf(line int, format string, args ...any) {
 	f.Warnings = append(f.Warnings, fmt.Sprintf("%s:%d: %s", filepath.Base(f.Path), line, fmt.Sprintf(format, args...)))
 }
 
-// maxLine bounds the memory one line may take; longer lines are reported and skipped.
-const maxLine = 1 << 20
-
 // Detect recognises a file's producer from its first bytes (up to ~64 KiB).
 func Detect(head []byte) Kind {
 	trim := bytes.TrimLeft(head, " \t\r\n")
@@ -239,35 +239,22 @@ func Detect(head []byte) Kind {
 		}
 		return KindUnknown
 	}
-	switch {
-	case bytes.Contains(head, []byte("=== Kernel ICMP RTT Tracer ===")),
-		bytes.Contains(head, []byte("=== ICMP RTT Trace:")):
+	switch origin.Detect(head) {
+	case origin.VMRTT:
 		return KindVMText
-	case bytes.Contains(head, []byte("=== ICMP Drop Detector ===")),
-		bytes.Contains(head, []byte("=== ICMP Path Tracer ===")),
-		bytes.Contains(head, []byte("ReqRX:")) && bytes.Contains(head, []byte("RepTX:")):
+	case origin.HostPath:
 		return KindHostText
-	case bytes.Contains(head, []byte("TUN TX QUEUE INTERRUPT TRACING")),
-		bytes.Contains(head, []byte("TUN TX INTERRUPT [")):
+	case origin.TunIRQ:
 		return KindTunText
-	case bytes.Contains(head, []byte("Target vhost TIDs:")),
-		bytes.Contains(head, []byte("TID -> Queue -> Eventfd")),
-		bytes.Contains(head, []byte("KVM -> vhost -> TUN")),
-		bytes.Contains(head, []byte("S0 (ioeventfd->kick)")),
-		reVhostLine.Match(firstLines(head)):
+	case origin.KVMTun:
 		return KindVhostTX
+	}
+	switch {
 	case bytes.HasPrefix(trim, []byte("PING ")),
 		bytes.Contains(head, []byte(" icmp_seq=")) && (bytes.Contains(head, []byte(" bytes from ")) || bytes.Contains(head, []byte("no answer yet"))):
 		return KindPing
 	}
 	return KindUnknown
-}
-
-func firstLines(b []byte) []byte {
-	if len(b) > 4096 {
-		b = b[:4096]
-	}
-	return b
 }
 
 // ParseFile recognises and parses one file. A file of unknown kind returns
@@ -316,15 +303,6 @@ func parse(name string, r io.Reader, size int64) (*File, error) {
 // lines calls fn for every line of r (without the newline), numbering from
 // 1. Over-long lines are reported and skipped.
 func lines(f *File, r io.Reader, fn func(n int, line []byte)) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), maxLine)
-	n := 0
-	for sc.Scan() {
-		n++
-		fn(n, bytes.TrimRight(sc.Bytes(), "\r"))
-	}
-	if err := sc.Err(); err != nil {
-		f.warnf(n+1, "reading stopped: %v", err)
-	}
+	origin.Lines(r, f.warnf, fn)
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 )
 
-const anchorDir = "testdata/anchor-logs/measurement-20260206-160003"
+const anchorDir = "origin/testdata/anchor-logs/measurement-20260206-160003"
 
 func mustParse(t *testing.T, path string) *File {
 	t.Helper()
@@ -30,7 +30,7 @@ func TestDetectAnchors(t *testing.T) {
 		"send-host-kvm-tun.log": KindVhostTX, "recv-host-kvm-tun.log": KindVhostTX,
 		"commands.log": KindUnknown,
 	}
-	dirs, _ := filepath.Glob("testdata/anchor-logs/measurement-*")
+	dirs, _ := filepath.Glob("origin/testdata/anchor-logs/measurement-*")
 	if len(dirs) != 4 {
 		t.Fatalf("anchor dirs: %v", dirs)
 	}
@@ -144,18 +144,6 @@ func TestTunText(t *testing.T) {
 	// its own chain (d2=0.028 d4=0.013 d5=0.002) → 43 µs.
 	if e[15812<<16|2] != 45000 || e[15812<<16|5] != 43000 {
 		t.Errorf("E 15812/2 = %d, 15812/5 = %d", e[15812<<16|2], e[15812<<16|5])
-	}
-	// A stage-1 line 10 s away from the only chain is not paired with it.
-	in := `TUN TX QUEUE INTERRUPT TRACING STARTED
-TUN TX INTERRUPT [vnet0:q0] Stage 1 [tun_net_xmit]: Time=1970-01-02 00:00:01.000 Queue=0 ICMP 10.0.0.1 -> 10.0.0.2 type=8 code=0 id=5 seq=1
-TUN TX INTERRUPT [vnet0:q0] Stage 2 [vhost_signal]: Time=1970-01-02 00:00:11.000 EventFD(vq)=0xff Delay=0.030ms
-TUN TX INTERRUPT [vnet0:q0] Stage 4 [irqfd_wakeup]: Time=1970-01-02 00:00:11.000 EventFD(irqfd)=0xff GSI(irqfd)=37 Delay=0.012ms
-TUN TX INTERRUPT [vnet0:q0] Stage 5 [posted_int]: Time=1970-01-02 00:00:11.000 Vector(arg)=37 Delay=0.003ms
-Total events collected: 4
-`
-	g, err := Parse("tun.log", strings.NewReader(in))
-	if err != nil || len(g.Obs) != 1 || g.Obs[0].Has&(1<<D3) != 0 || len(g.Warnings) != 2 {
-		t.Errorf("far chain paired: %v %+v %v", err, g.Obs, g.Warnings)
 	}
 	s := mustParse(t, filepath.Join(anchorDir, "send-host-vhost-rx.log"))
 	if s.Role != "reply" {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"regexp"
 	"strconv"
+	"time"
 )
 
 // ping -D -n -O prints "[unix.micro] 64 bytes from IP: icmp_seq=N ttl=T
@@ -185,4 +186,10 @@ func fastPingReply(line []byte) (PingReply, bool) {
 		return rep, false
 	}
 	return PingReply{Seq: seq, RTTNS: v, Replied: true, Time: pingTime(sec, frac)}, true
+}
+
+// msToNS converts ping's "time=0.030" (ms) to ns.
+func msToNS(s string) (int64, bool) {
+	d, err := time.ParseDuration(s + "ms")
+	return int64(d), err == nil
 }

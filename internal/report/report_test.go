@@ -20,7 +20,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 func anchor(name string) string {
-	return filepath.Join("..", "parse", "testdata", "anchor-logs", name)
+	return filepath.Join("..", "parse", "origin", "testdata", "anchor-logs", name)
 }
 
 var anchorRuns = []string{"measurement-20260204-180849", "measurement-20260204-180934",

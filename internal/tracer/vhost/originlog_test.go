@@ -238,9 +238,9 @@ func absI(v int64) int64 {
 // origin) and checks each packet's total is t5 − t1, i.e. the origin's
 // printed total minus its double-counted eventfd delay.
 func TestReplayOriginVhostRXLogs(t *testing.T) {
-	logs, _ := filepath.Glob("testdata/origin/*/*-vhost-rx.log")
+	logs, _ := filepath.Glob("../../parse/origin/testdata/anchor-logs/*/*-vhost-rx.log")
 	if len(logs) == 0 {
-		t.Fatal("testdata/origin/*/*-vhost-rx.log missing")
+		t.Fatal("../../parse/origin/testdata/anchor-logs/*/*-vhost-rx.log missing")
 	}
 	totalChains, complete, outOfOrder := 0, 0, 0
 	for _, path := range logs {
@@ -327,9 +327,9 @@ var originTXRE = regexp.MustCompile(`^\[(\d\d):(\d\d):(\d\d)\.(\d{3})\] tid=(\d+
 // guest's RX queue that must not be taken for a TX kick. The origin printed
 // no ICMP identity; the replay numbers the packets in order.
 func TestReplayOriginVhostTXLogs(t *testing.T) {
-	logs, _ := filepath.Glob("testdata/origin/*/*-kvm-tun.log")
+	logs, _ := filepath.Glob("../../parse/origin/testdata/anchor-logs/*/*-kvm-tun.log")
 	if len(logs) == 0 {
-		t.Fatal("testdata/origin/*/*-kvm-tun.log missing")
+		t.Fatal("../../parse/origin/testdata/anchor-logs/*/*-kvm-tun.log missing")
 	}
 	packets, withKick := 0, 0
 	for _, path := range logs {

@@ -1,9 +1,8 @@
-package parse
+package origin
 
 import (
 	"bytes"
 	"io"
-	"math"
 	"regexp"
 	"sort"
 	"strconv"
@@ -13,9 +12,9 @@ import (
 // the ICMP identity; Stage 2–5 lines carry the eventfd and the delay to the
 // previous stage, in ms with 1 µs resolution. Lines come out of per-CPU
 // perf rings, so a packet's Stage 2–5 block can be printed before its
-// Stage-1 line. We therefore build chains from the Stage 2–5 lines
-// (consecutive stages of one eventfd) and pair each Stage-1 line with the
-// nearest unused chain in time (Time= is monotonic ns rendered as a 1970
+// Stage-1 line. Chains are therefore built from the Stage 2–5 lines
+// (consecutive stages of one eventfd) and each Stage-1 line is paired with
+// the nearest unused chain in time (Time= is monotonic ns rendered as a 1970
 // date, ms resolution). E/L = t5 − t1 = d2 + d4 + d5, because the tool's
 // stage-4 delay is measured from stage 2, not stage 3 (adding d3 as the
 // tool's own Total line does counts t3−t2 twice).
@@ -28,6 +27,27 @@ var (
 	reTunDev   = regexp.MustCompile(`^Device filter: (\S+)`)
 )
 
+// TunLog is a tun_tx_to_kvm_irq.py log.
+type TunLog struct {
+	Device       string
+	SrcIP, DstIP string
+	Packets      []TunPacket // one per Stage-1 line, in time order
+	Ended        bool
+}
+
+// TunPacket is one packet into the guest: its Stage-1 line and the Stage
+// 2–5 chain paired with it by time window.
+type TunPacket struct {
+	Line     int
+	ID, Seq  uint16
+	Type     int   // ICMP type: 8 echo request, 0 echo reply
+	Time     int64 // monotonic ns of the Stage-1 line (ms resolution)
+	Src      string
+	Total    Dur    // t5 − t1, when the chain reached stage 5
+	FirstHop Dur    // t2 − t1 (tun → vhost), when a chain was paired
+	Note     string // how the chain was paired, or why it is partial
+}
+
 type tunChain struct {
 	time int64
 	evfd string
@@ -38,81 +58,64 @@ type tunChain struct {
 	used bool
 }
 
-type tunStage1 struct {
-	time    int64
-	id, seq uint16
-	typ     int
-	line    int
-	src     string
-}
-
-// msToNS converts a printed millisecond value ("0.030") to ns.
-func msToNS(s string) (int64, bool) {
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e9 {
-		return 0, false
-	}
-	return int64(math.Round(v * 1e6)), true
-}
-
-func parseTunText(f *File, r io.Reader) error {
-	f.Tool, f.Identity = "tun_tx_to_kvm_irq", "stage1+time-window"
+// ReadTun reads a tun_tx_to_kvm_irq.py log.
+func ReadTun(r io.Reader, warn Warn) *TunLog {
+	log := &TunLog{}
 	var (
 		chains []tunChain
-		s1     []tunStage1
+		s1     []TunPacket
 		open   = map[string]int{} // eventfd → index of the chain still collecting stages
-		ended  bool
 	)
-	err := lines(f, r, func(n int, line []byte) {
+	Lines(r, warn, func(n int, line []byte) {
 		m := reTunLine.FindSubmatch(line)
 		if m == nil {
 			if mm := reTunIP.FindSubmatch(line); mm != nil {
 				if string(mm[1]) == "Source" {
-					f.SrcIP = string(mm[2])
+					log.SrcIP = string(mm[2])
 				} else {
-					f.DstIP = string(mm[2])
+					log.DstIP = string(mm[2])
 				}
 			} else if mm := reTunDev.FindSubmatch(line); mm != nil {
-				f.Device = string(mm[1])
+				log.Device = string(mm[1])
 			} else if bytes.HasPrefix(line, []byte("Total events collected:")) ||
 				bytes.Contains(line, []byte("TRACING STOPPED")) {
-				ended = true
+				log.Ended = true
 			}
 			return
 		}
-		if f.Device == "" {
-			f.Device = string(m[1])
+		if log.Device == "" {
+			log.Device = string(m[1])
 		}
 		stage := int(m[3][0] - '0')
 		t, ok := parseTimestamp(string(m[4]))
 		if !ok || stage < 1 || stage > 5 {
-			f.warnf(n, "bad stage line")
+			warn(n, "bad stage line")
 			return
 		}
 		if stage == 1 {
 			im := reTunICMP.FindSubmatch(line)
 			if im == nil {
-				f.warnf(n, "stage-1 line without ICMP identity")
+				warn(n, "stage-1 line without ICMP identity")
 				return
 			}
 			id, ok1 := atou16(im[4])
 			seq, ok2 := atou16(im[5])
 			typ, err := strconv.Atoi(string(im[3]))
 			if !ok1 || !ok2 || err != nil {
-				f.warnf(n, "bad ICMP identity on stage-1 line")
+				warn(n, "bad ICMP identity on stage-1 line")
 				return
 			}
-			s1 = append(s1, tunStage1{time: t, id: id, seq: seq, typ: typ, line: n, src: string(im[1])})
+			s1 = append(s1, TunPacket{Time: t, ID: id, Seq: seq, Type: typ, Line: n, Src: string(im[1])})
 			return
 		}
 		dm := reTunDelay.FindSubmatch(line)
 		if dm == nil {
-			f.warnf(n, "stage %d line without Delay", stage)
+			warn(n, "stage %d line without Delay", stage)
 			return
 		}
 		d, ok := msToNS(string(dm[1]))
 		if !ok {
-			f.warnf(n, "bad Delay %q", dm[1])
+			warn(n, "bad Delay %q", dm[1])
 			return
 		}
 		evfd := ""
@@ -130,7 +133,7 @@ func parseTunText(f *File, r io.Reader) error {
 				}
 			}
 			if best < 0 {
-				f.warnf(n, "stage 5 without a preceding stage 4")
+				warn(n, "stage 5 without a preceding stage 4")
 				return
 			}
 			c := &chains[best]
@@ -147,37 +150,42 @@ func parseTunText(f *File, r io.Reader) error {
 		}
 		i, ok := open[key]
 		if !ok || chains[i].last >= stage {
-			f.warnf(n, "stage %d without an open chain for eventfd %s", stage, evfd)
+			warn(n, "stage %d without an open chain for eventfd %s", stage, evfd)
 			return
 		}
 		c := &chains[i]
 		c.d[stage], c.hasD, c.last = d, c.hasD|1<<stage, stage
 	})
-	f.Truncated = !ended
-	// Pair Stage-1 lines with chains: nearest unused chain whose time is
-	// within [t1 − 1 ms, t1 + d2 + 2 ms] (both times are ms-truncated).
-	sort.SliceStable(s1, func(a, b int) bool { return s1[a].time < s1[b].time })
+	log.Packets = pairChains(s1, chains, warn)
+	return log
+}
+
+// pairChains pairs Stage-1 lines with chains: the nearest unused chain
+// whose time is within [t1 − 1 ms, t1 + d2 + 2 ms] (both times are
+// ms-truncated).
+func pairChains(s1 []TunPacket, chains []tunChain, warn Warn) []TunPacket {
+	sort.SliceStable(s1, func(a, b int) bool { return s1[a].Time < s1[b].Time })
 	byTime := make([]int, len(chains))
 	for i := range byTime {
 		byTime[i] = i
 	}
 	sort.SliceStable(byTime, func(a, b int) bool { return chains[byTime[a]].time < chains[byTime[b]].time })
-	reqs, reps := 0, 0
 	unpaired := 0
-	for _, s := range s1 {
-		lo := s.time - int64(1e6)
+	for k := range s1 {
+		s := &s1[k]
+		lo := s.Time - int64(1e6)
 		j := sort.Search(len(byTime), func(k int) bool { return chains[byTime[k]].time >= lo })
 		best := -1
 		var bestDist int64
 		for ; j < len(byTime); j++ {
 			c := &chains[byTime[j]]
-			if c.time > s.time+c.d[2]+2e6 {
+			if c.time > s.Time+c.d[2]+2e6 {
 				break
 			}
 			if c.used {
 				continue
 			}
-			dist := c.time - s.time
+			dist := c.time - s.Time
 			if dist < 0 {
 				dist = -dist
 			}
@@ -185,35 +193,24 @@ func parseTunText(f *File, r io.Reader) error {
 				best, bestDist = byTime[j], dist
 			}
 		}
-		o := Obs{ID: s.id, Seq: s.seq, HasID: true, Time: s.time, Line: s.line, Note: "chain paired by time window"}
-		if s.typ == 8 {
-			o.Vantage = VhostRXRequest
-			reqs++
-		} else {
-			o.Vantage = VhostRXReply
-			reps++
-		}
-		if f.SrcIP == "" {
-			f.SrcIP = s.src
-		}
-		if best >= 0 {
-			c := &chains[best]
-			c.used = true
-			// d2 + d4 + d5 = t5 − t1 only when the chain reached stage 5.
-			if c.hasD&(1<<2|1<<4|1<<5) == 1<<2|1<<4|1<<5 {
-				o.Set(D3, c.d[2]+c.d[4]+c.d[5])
-			} else {
-				o.Note = "chain incomplete (no stage 5)"
-			}
-			o.Set(D0, c.d[2]) // t2 − t1
-		} else {
+		s.Note = "chain paired by time window"
+		if best < 0 {
 			unpaired++
-			o.Note = "no stage 2–5 chain within the time window"
+			s.Note = "no stage 2–5 chain within the time window"
+			continue
 		}
-		f.Obs = append(f.Obs, o)
+		c := &chains[best]
+		c.used = true
+		// d2 + d4 + d5 = t5 − t1 only when the chain reached stage 5.
+		if c.hasD&(1<<2|1<<4|1<<5) == 1<<2|1<<4|1<<5 {
+			s.Total = Dur{c.d[2] + c.d[4] + c.d[5], true}
+		} else {
+			s.Note = "chain incomplete (no stage 5)"
+		}
+		s.FirstHop = Dur{c.d[2], true}
 	}
 	if unpaired > 0 {
-		f.warnf(0, "%d stage-1 line(s) had no stage 2–5 chain within the time window", unpaired)
+		warn(0, "%d stage-1 line(s) had no stage 2–5 chain within the time window", unpaired)
 	}
 	orphans := 0
 	for i := range chains {
@@ -222,13 +219,7 @@ func parseTunText(f *File, r io.Reader) error {
 		}
 	}
 	if orphans > 0 {
-		f.warnf(0, "%d stage 2–5 chain(s) had no stage-1 line (no ICMP identity) and were ignored", orphans)
+		warn(0, "%d stage 2–5 chain(s) had no stage-1 line (no ICMP identity) and were ignored", orphans)
 	}
-	switch {
-	case reqs > 0 && reps == 0:
-		f.Role = "request"
-	case reps > 0 && reqs == 0:
-		f.Role = "reply"
-	}
-	return err
+	return s1
 }

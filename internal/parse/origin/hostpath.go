@@ -1,4 +1,4 @@
-package parse
+package origin
 
 import (
 	"bytes"
@@ -11,8 +11,8 @@ import (
 // stage event of a flow and, after the [complete] line, the latency line.
 // Drop reports are separate blocks. The tool decides drops on userspace
 // arrival order, which is wrong when perf rings are read out of order, so a
-// drop is kept as the tool's claim and re-checked against the other
-// vantage points by the analysis.
+// drop is the tool's claim, to be re-checked against the other vantage
+// points.
 var (
 	reHostEvent   = regexp.MustCompile(`^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) \[(\w+)\] ID=(\d+) Seq=(\d+) ReqRX:([Y-]) ReqTX:([Y-]) RepRX:([Y-]) RepTX:([Y-])`)
 	reHostLatency = regexp.MustCompile(`^\s*Latency\(us\): ReqInternal=(\S+)\s+External=(\S+)\s+RepInternal=(\S+)\s+Total=(\S+)`)
@@ -23,8 +23,61 @@ var (
 	reHostIP      = regexp.MustCompile(`^(Source|Destination) IP: (\S+)`)
 )
 
-// HostStageNames are the origin host tool's names of the four stages.
-var HostStageNames = [NumStages]string{"ReqRX", "ReqTX", "RepRX", "RepTX"}
+// HostStageNames are the host tool's names of its four stages, in path
+// order (pingpath's host tool calls them req_in, req_out, rep_in, rep_out).
+var HostStageNames = [4]string{"ReqRX", "ReqTX", "RepRX", "RepTX"}
+
+// Host tool roles (Role).
+const (
+	RoleSender   = "sender"   // the request enters from the VM side
+	RoleReceiver = "receiver" // the request enters from the physical side
+)
+
+// HostLog is an icmp_drop_detector.py / icmp_path_tracer.py log.
+type HostLog struct {
+	RxIface, TxIface string // the devices the tool was told to watch, "vnet35,eth1"
+	SrcIP, DstIP     string
+	Flows            []HostFlow // in order of their first line, complete or not
+	Drops            []HostDrop
+	Ended            bool
+}
+
+// HostFlow is one ping as the tool followed it.
+type HostFlow struct {
+	Line    int // of the flow's first line
+	ID, Seq uint16
+	Time    int64 // Unix ns of the first line (local time read as UTC)
+	// Seen has bit i set once stage i (HostStageNames) was printed as seen;
+	// StageWall is the time of the line that first showed it (ms resolution).
+	Seen      uint8
+	StageWall [4]int64
+	// Latency: ReqInternal, External, RepInternal, Total, from the line
+	// after [complete].
+	Latency [4]Dur
+}
+
+// HostDrop is a drop block: the tool's claim that a ping was lost.
+type HostDrop struct {
+	Line        int
+	ID, Seq     uint16
+	Time        int64
+	LastSeen    string // HostStageNames
+	FirstMissed string
+	Location    string // e.g. "EXTERNAL (network or peer)"
+}
+
+// Role is the host's role as the watched devices tell it: the request
+// enters from the VM side on the sender host. Empty when the devices do not
+// tell (the analysis then compares the totals of both hosts' logs).
+func (l *HostLog) Role() string {
+	switch {
+	case IsVMIface(firstIface(l.RxIface)):
+		return RoleSender
+	case IsVMIface(firstIface(l.TxIface)):
+		return RoleReceiver
+	}
+	return ""
+}
 
 // IsVMIface reports whether a device name looks like the host side of a
 // VM's NIC (libvirt vnetN, tapN, Xen vifN, macvtapN).
@@ -52,40 +105,47 @@ func ifaceNames(s string) string {
 	return strings.Join(out, ",")
 }
 
-func parseHostText(f *File, r io.Reader) error {
-	f.Tool, f.Identity = "icmp_path_tracer", "exact"
-	open := map[uint32]int{} // id<<16|seq → index in f.Obs of the flow not yet complete
-	var drop *DropObs
-	ended := false
+func firstIface(s string) string {
+	if i := strings.IndexByte(s, ','); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// ReadHost reads an icmp_drop_detector.py / icmp_path_tracer.py log.
+func ReadHost(r io.Reader, warn Warn) *HostLog {
+	log := &HostLog{}
+	open := map[uint32]int{} // id<<16|seq → index in log.Flows of the flow not yet complete
+	var drop *HostDrop
 	flushDrop := func() {
 		if drop != nil {
-			f.Drops = append(f.Drops, *drop)
+			log.Drops = append(log.Drops, *drop)
 			drop = nil
 		}
 	}
 	lastComplete := -1
-	err := lines(f, r, func(n int, line []byte) {
+	Lines(r, warn, func(n int, line []byte) {
 		if m := reHostEvent.FindSubmatch(line); m != nil {
 			flushDrop()
 			id, ok1 := atou16(m[3])
 			seq, ok2 := atou16(m[4])
 			t, ok3 := parseTimestamp(string(m[1]))
 			if !ok1 || !ok2 || !ok3 {
-				f.warnf(n, "bad flow line %q", line)
+				warn(n, "bad flow line %q", line)
 				return
 			}
 			key := uint32(id)<<16 | uint32(seq)
 			i, ok := open[key]
 			if !ok {
-				f.Obs = append(f.Obs, Obs{ID: id, Seq: seq, HasID: true, Time: t, TimeWall: true, Line: n})
-				i = len(f.Obs) - 1
+				log.Flows = append(log.Flows, HostFlow{ID: id, Seq: seq, Time: t, Line: n})
+				i = len(log.Flows) - 1
 				open[key] = i
 			}
-			o := &f.Obs[i]
-			for s := 0; s < NumStages; s++ {
-				if m[5+s][0] == 'Y' && o.Seen&(1<<s) == 0 {
-					o.Seen |= 1 << s
-					o.StageWall[s] = t
+			fl := &log.Flows[i]
+			for s := range HostStageNames {
+				if m[5+s][0] == 'Y' && fl.Seen&(1<<s) == 0 {
+					fl.Seen |= 1 << s
+					fl.StageWall[s] = t
 				}
 			}
 			lastComplete = -1
@@ -97,17 +157,17 @@ func parseHostText(f *File, r io.Reader) error {
 		}
 		if m := reHostLatency.FindSubmatch(line); m != nil {
 			if lastComplete < 0 {
-				f.warnf(n, "latency line without a preceding [complete] line")
+				warn(n, "latency line without a preceding [complete] line")
 				return
 			}
-			o := &f.Obs[lastComplete]
-			for k := 0; k < NumDur; k++ {
+			fl := &log.Flows[lastComplete]
+			for k := range fl.Latency {
 				v, ok := usToNS(string(m[1+k]))
 				if !ok {
-					f.warnf(n, "bad latency value %q", m[1+k])
+					warn(n, "bad latency value %q", m[1+k])
 					continue
 				}
-				o.Set(k, v)
+				fl.Latency[k] = Dur{v, true}
 			}
 			lastComplete = -1
 			return
@@ -115,7 +175,7 @@ func parseHostText(f *File, r io.Reader) error {
 		if m := reHostDrop.FindSubmatch(line); m != nil {
 			flushDrop()
 			t, _ := parseTimestamp(string(m[1]))
-			drop = &DropObs{Time: t, Line: n}
+			drop = &HostDrop{Time: t, Line: n}
 			return
 		}
 		if drop != nil {
@@ -123,7 +183,7 @@ func parseHostText(f *File, r io.Reader) error {
 				id, ok1 := atou16(m[3])
 				seq, ok2 := atou16(m[4])
 				if !ok1 || !ok2 {
-					f.warnf(n, "bad drop flow line %q", line)
+					warn(n, "bad drop flow line %q", line)
 					drop = nil
 					return
 				}
@@ -145,51 +205,25 @@ func parseHostText(f *File, r io.Reader) error {
 		}
 		if m := reHostIface.FindSubmatch(line); m != nil {
 			if string(m[1]) == "RX" {
-				f.RxIface = ifaceNames(string(m[2]))
+				log.RxIface = ifaceNames(string(m[2]))
 			} else {
-				f.TxIface = ifaceNames(string(m[2]))
+				log.TxIface = ifaceNames(string(m[2]))
 			}
 			return
 		}
 		if m := reHostIP.FindSubmatch(line); m != nil {
 			if string(m[1]) == "Source" {
-				f.SrcIP = string(m[2])
+				log.SrcIP = string(m[2])
 			} else {
-				f.DstIP = string(m[2])
+				log.DstIP = string(m[2])
 			}
 			return
 		}
 		if bytes.HasPrefix(line, []byte("=== ICMP Flow Statistics ===")) || bytes.HasPrefix(line, []byte("Detaching...")) {
 			flushDrop()
-			ended = true
+			log.Ended = true
 		}
 	})
 	flushDrop()
-	// Flows whose drop block names them are still in f.Obs (partial); the
-	// analysis uses Seen for drop localisation.
-	switch {
-	case IsVMIface(firstIface(f.RxIface)):
-		f.Role = "sender"
-	case IsVMIface(firstIface(f.TxIface)):
-		f.Role = "receiver"
-	}
-	v := HostSender
-	if f.Role == "receiver" {
-		v = HostReceiver
-	}
-	for i := range f.Obs {
-		f.Obs[i].Vantage = v
-	}
-	for i := range f.Drops {
-		f.Drops[i].Vantage = v
-	}
-	f.Truncated = !ended
-	return err
-}
-
-func firstIface(s string) string {
-	if i := strings.IndexByte(s, ','); i >= 0 {
-		return s[:i]
-	}
-	return s
+	return log
 }
