@@ -223,7 +223,7 @@ func TestLayoutAnchorRuns(t *testing.T) {
 	// (The other anchor runs have no ping with every value: A is refused
 	// on all of 20260206-160003's, 20260205-183643 has no vhost logs.)
 	for _, run := range []string{"measurement-20260204-180934"} {
-		res, err := analyze.Run(filepath.Join("..", "parse", "testdata", "anchor-logs", run))
+		res, err := analyze.Run(filepath.Join("..", "parse", "origin", "testdata", "anchor-logs", run))
 		if err != nil {
 			t.Fatal(err)
 		}
