@@ -105,6 +105,10 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 				fmt.Fprintf(stderr, "  analysis: %v\n", res.AnalyzeErr)
 			}
 			switch {
+			case res.WriteErr != nil:
+				// Before an interrupt: a run whose files could not be
+				// written has failed, however it ended.
+				return &ExitError{Code: ExitFailure, Err: fmt.Errorf("run failed: %w", res.WriteErr)}
 			case res.Interrupted:
 				return &ExitError{Code: ExitSignal, Err: fmt.Errorf("interrupted; what was collected is in %s (analyse it with: pingpath analyze %s)", out, out)}
 			case m.Status == orchestrate.StatusFailed:

@@ -7,6 +7,7 @@ package manifest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -122,12 +123,22 @@ func Write(dir string, m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("encoding manifest: %w", err)
 	}
-	tmp := filepath.Join(dir, FileName+".tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing manifest: %w", err)
+	// Written whole, synced and renamed into place: a manifest.json is
+	// never half written, and no empty temporary file stays behind.
+	p := filepath.Join(dir, FileName)
+	tmp := p + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", p, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, FileName)); err != nil {
-		return fmt.Errorf("writing manifest: %w", err)
+	_, err = f.Write(append(b, '\n'))
+	err = errors.Join(err, f.Sync(), f.Close())
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", p, err)
 	}
 	return nil
 }

@@ -232,7 +232,7 @@ func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
 			spec := *t
 			spec.args = append(append([]string{}, t.args...), "--duration", "1s")
 			spec.file, spec.stderr = n.role()+"."+t.tool+".jsonl", n.role()+"."+t.tool+".stderr.log"
-			rt, err := startTracer(ctx, p.dir, &spec, false)
+			rt, err := startTracer(ctx, &output{dir: p.dir, progress: nopProgress{}, stopped: ctx.Done()}, &spec, false)
 			if err != nil {
 				row(i, CheckFail, err.Error(), "")
 				return

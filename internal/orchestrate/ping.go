@@ -79,7 +79,7 @@ type pingRun struct {
 
 // openPing opens ping's session on the sender VM now (the SSH and login
 // shell cost is paid while the tracers start); ping itself runs on wait.
-func openPing(ctx context.Context, dir string, n *node, dst string, count int, interval time.Duration, prog Progress) (*pingRun, error) {
+func openPing(ctx context.Context, out *output, n *node, dst string, count int, interval time.Duration, prog Progress) (*pingRun, error) {
 	p := &pingRun{count: count, interval: interval, tracker: pingTracker{stats: PingStats{Count: count}}}
 	spec := &tracerSpec{
 		node: n, tool: "ping", args: pingArgs(dst, count, interval), file: PingFile, origin: true,
@@ -92,7 +92,7 @@ func openPing(ctx context.Context, dir string, n *node, dst string, count int, i
 			}
 		},
 	}
-	rt, err := startTracer(ctx, dir, spec, true)
+	rt, err := startTracer(ctx, out, spec, true)
 	if err != nil {
 		return nil, err
 	}

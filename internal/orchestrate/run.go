@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingpath/pingpath/internal/buildinfo"
@@ -51,6 +52,9 @@ type RunResult struct {
 	Manifest    *manifest.Manifest
 	Interrupted bool  // the context was cancelled (Ctrl-C)
 	Err         error // the first failure, for the message; nil when complete
+	// WriteErr names the files of DIR that could not be written in full
+	// (a full disk): the run failed, even if it was also interrupted.
+	WriteErr error
 	// AnalyzeErr is the analysis' error: the run itself may be complete.
 	AnalyzeErr error
 }
@@ -105,6 +109,9 @@ type run struct {
 	byRole  map[string]*node
 	lost    map[string]bool
 	tracers []*running
+	out     *output
+	// manifestErr: writing the manifest failed (the run failed).
+	manifestErr error
 }
 
 func (r *run) fail(role, step string, err error) {
@@ -132,6 +139,9 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		r.m.Lab = &manifest.Lab{Kind: l.Kind, VMLink: l.VMLink, Wire: l.Wire, WireDelay: l.WireDelay,
 			WireJitter: l.WireJitter, WireLoss: l.WireLoss}
 	}
+	// A stalled write may wait as long as the tracers would run by
+	// themselves: their --max-duration backstop.
+	r.out = &output{dir: o.OutDir, progress: o.progress(), stopped: ctx.Done(), patience: o.maxDuration()}
 	defer o.progress().Done()
 	res := &RunResult{Manifest: r.m}
 	defer func() {
@@ -141,8 +151,8 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 			res.Err = errors.New(f.Node + ": " + f.Step + ": " + f.Error)
 		}
 		r.finishManifest(start)
-		if err := manifest.Write(o.OutDir, r.m); err != nil && res.Err == nil {
-			res.Err = err
+		if r.manifestErr == nil {
+			r.writeManifest(res)
 		}
 	}()
 	defer func() { closeAll(r.nodes) }()
@@ -167,7 +177,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	go func() {
 		defer close(pingOpened)
 		sv := r.byRole[manifest.RoleSenderVM]
-		pinger, pingOpenErr = openPing(ctx, o.OutDir, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, o.progress())
+		pinger, pingOpenErr = openPing(ctx, r.out, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, o.progress())
 	}()
 	err = r.prepare(ctx, start, phases, sum)
 	<-opened
@@ -191,8 +201,14 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	if pingErr == nil && pingOpenErr == nil {
 		r.m.Ping.ICMPID = pinger.icmpID(r.senderVMStream())
 	}
+	writeErr := r.writeErrors(pinger)
 
 	switch {
+	case writeErr != nil:
+		// Nothing is complete that is not on disk.
+		r.m.Status = StatusFailed
+		res.Err, res.WriteErr = writeErr, writeErr
+		return res, nil
 	case ctx.Err() != nil:
 		r.m.Status = StatusPartial
 		r.m.Failures = append(r.m.Failures, manifest.Failure{Step: "run", Error: "interrupted: tracers stopped, collected data kept"})
@@ -210,8 +226,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	if o.Analyze != nil {
 		// The analysis reads the manifest: write it first.
 		r.finishManifest(start)
-		if err := manifest.Write(o.OutDir, r.m); err != nil {
-			res.Err = err
+		if !r.writeManifest(res) {
 			return res, nil
 		}
 		t0 = time.Now()
@@ -434,7 +449,7 @@ func (r *run) readyTracers(ctx context.Context, started [][]*running) {
 // startOne opens the (gated) session of one tracer.
 func (r *run) startOne(ctx context.Context, spec *tracerSpec) *running {
 	role := spec.node.role()
-	rt, err := startTracer(ctx, r.o.OutDir, spec, true)
+	rt, err := startTracer(ctx, r.out, spec, true)
 	if err != nil {
 		r.fail(role, "start "+spec.tool, err)
 		r.o.progress().NodeState(role, "failed", err.Error())
@@ -568,6 +583,38 @@ func (r *run) collect() {
 	for role, st := range final {
 		r.o.progress().NodeState(role, st, "")
 	}
+}
+
+// writeErrors records and returns the output files (tracers' and ping's)
+// that are not all on disk.
+func (r *run) writeErrors(pinger *pingRun) error {
+	all := append([]*running(nil), r.tracers...)
+	if pinger != nil {
+		all = append(all, pinger.rt)
+	}
+	var errs []error
+	for _, rt := range all {
+		if err := rt.writeErr(); err != nil {
+			r.fail(rt.spec.node.role(), "write "+rt.spec.tool, err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeManifest writes DIR/manifest.json, waiting for space like the
+// streams do; when it cannot, the run has failed.
+func (r *run) writeManifest(res *RunResult) bool {
+	p := filepath.Join(r.o.OutDir, manifest.FileName)
+	r.manifestErr = r.out.retryWrite("run", p, new(atomic.Bool), func() error { return manifest.Write(r.o.OutDir, r.m) })
+	if r.manifestErr == nil {
+		return true
+	}
+	r.fail("", "write", r.manifestErr)
+	r.m.Status = StatusFailed
+	res.Err = errors.Join(res.Err, r.manifestErr)
+	res.WriteErr = errors.Join(res.WriteErr, r.manifestErr)
+	return false
 }
 
 // senderVMStream is the sender VM tracer's output file ("" when it did not

@@ -7,8 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +22,7 @@ type running struct {
 	spec    *tracerSpec
 	cmdLine []string // as recorded in the manifest (after sudo wrapping, no secrets)
 	proc    remote.Process
-	files   []*os.File
+	files   []*outFile
 	started time.Time
 
 	ready     chan struct{}
@@ -46,23 +45,11 @@ type running struct {
 // from a pipe, so the program inherits the rest of stdin (its EOF stop).
 const gateScript = `IFS= read -r _ || exit 1; exec "$@"`
 
-// lineWriter serialises whole lines from several streams into one file.
-type lineWriter struct {
-	mu sync.Mutex
-	f  *os.File
-}
-
-func (w *lineWriter) write(b []byte) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, _ = w.f.Write(b)
-}
-
-// startTracer starts spec on its node and streams its output into dir.
+// startTracer starts spec on its node and streams its output into out.
 // The session is not tied to the run's context: a Ctrl-C must still stop
 // the tracer cleanly, which stop does. A gated tracer's session (and the
 // node's login shell) starts now, the program itself only on release.
-func startTracer(ctx context.Context, dir string, spec *tracerSpec, gated bool) (*running, error) {
+func startTracer(ctx context.Context, out *output, spec *tracerSpec, gated bool) (*running, error) {
 	args := spec.args
 	if spec.sum != "" {
 		args = remote.VerifiedExec(args[0], spec.sum, append([]string{remote.ExecProgram}, args[1:]...)...)
@@ -78,19 +65,19 @@ func startTracer(ctx context.Context, dir string, spec *tracerSpec, gated bool) 
 	}
 	rt := &running{spec: spec, ready: make(chan struct{}), exited: make(chan struct{}), started: time.Now(), gated: gated}
 	rt.cmdLine = spec.node.recordedArgv(spec.args, spec.env)
-	open := func(name string) (*lineWriter, error) {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	open := func(name string) (*outFile, error) {
+		f, err := out.create(spec.node.role(), name)
 		if err != nil {
-			return nil, fmt.Errorf("creating %s: %w", name, err)
+			return nil, err
 		}
 		rt.files = append(rt.files, f)
-		return &lineWriter{f: f}, nil
+		return f, nil
 	}
-	out, err := open(spec.file)
+	outw, err := open(spec.file)
 	if err != nil {
 		return nil, err
 	}
-	errw := out
+	errw := outw
 	if spec.stderr != "" {
 		if errw, err = open(spec.stderr); err != nil {
 			rt.closeFiles()
@@ -107,7 +94,7 @@ func startTracer(ctx context.Context, dir string, spec *tracerSpec, gated bool) 
 	// Our tracers print readiness on stderr; origin tools on stdout.
 	go func() {
 		defer copies.Done()
-		copyLines(rt.proc.Stdout(), out, rt.watch(spec.origin))
+		copyLines(rt.proc.Stdout(), outw, rt.watch(spec.origin))
 	}()
 	go func() {
 		defer copies.Done()
@@ -155,7 +142,7 @@ func (rt *running) watch(enabled bool) func(string) {
 // arrived together are written together, in whole lines (streams may share
 // w), and before the next read could block, so the file keeps up with the
 // stream at one write per read rather than per line.
-func copyLines(r io.Reader, w *lineWriter, onLine func(string)) {
+func copyLines(r io.Reader, w *outFile, onLine func(string)) {
 	const size = 64 << 10
 	br := bufio.NewReaderSize(r, size)
 	var pending []byte // whole lines not yet written
@@ -194,9 +181,17 @@ func lineBuffered(br *bufio.Reader) bool {
 
 func (rt *running) closeFiles() {
 	for _, f := range rt.files {
-		f.Close()
+		f.close()
 	}
-	rt.files = nil
+}
+
+// writeErr tells which of the tracer's output files are not all on disk.
+func (rt *running) writeErr() error {
+	var errs []error
+	for _, f := range rt.files {
+		errs = append(errs, f.failed())
+	}
+	return errors.Join(errs...)
 }
 
 // release lets a gated tracer's program start.
@@ -300,10 +295,8 @@ func (rt *running) stop(ctx context.Context, to stopTimeouts) {
 		wait time.Duration
 		sig  string
 	}{{to.Graceful, "TERM"}, {to.Term, "KILL"}, {to.Term, ""}} {
-		select {
-		case <-rt.exited:
+		if rt.waitExit(step.wait) {
 			return
-		case <-time.After(step.wait):
 		}
 		if step.sig == "" {
 			break
@@ -315,6 +308,25 @@ func (rt *running) stop(ctx context.Context, to stopTimeouts) {
 	select {
 	case <-rt.exited:
 	case <-time.After(2 * time.Second):
+	}
+}
+
+// waitExit waits d for the tracer to exit, and longer while its output is
+// stalled on a full disk: it keeps running until its data is safe (or the
+// write is given up, see output).
+func (rt *running) waitExit(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-rt.exited:
+			return true
+		case <-t.C:
+			if !slices.ContainsFunc(rt.files, func(f *outFile) bool { return f.stalled.Load() }) {
+				return false
+			}
+			t.Reset(writeRetry)
+		}
 	}
 }
 

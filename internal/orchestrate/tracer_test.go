@@ -29,7 +29,7 @@ func TestCopyLines(t *testing.T) {
 			}
 			defer f.Close()
 			var got []string
-			copyLines(r(), &lineWriter{f: f}, func(l string) { got = append(got, l) })
+			copyLines(r(), &outFile{out: &output{progress: nopProgress{}}, f: f}, func(l string) { got = append(got, l) })
 			data, err := os.ReadFile(f.Name())
 			if err != nil {
 				t.Fatal(err)
@@ -85,7 +85,7 @@ func BenchmarkCopyLines(b *testing.B) {
 				if _, err := f.Seek(0, io.SeekStart); err != nil {
 					b.Fatal(err)
 				}
-				copyLines(&chunkReader{data: data, chunk: 32 << 10}, &lineWriter{f: f}, hook.fn)
+				copyLines(&chunkReader{data: data, chunk: 32 << 10}, &outFile{out: &output{progress: nopProgress{}}, f: f}, hook.fn)
 			}
 		})
 	}
