@@ -51,21 +51,9 @@ func TestRunDiskFull(t *testing.T) {
 			f := newFakeEnv(t, nil, "")
 			o := f.runOptions(t)
 			o.OutDir = filepath.Join(disk, "run")
-			rec := newRecorder()
-			o.Progress = rec
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			done := make(chan *RunResult, 1)
-			go func() {
-				res, err := Run(ctx, o)
-				if err != nil {
-					t.Error(err)
-				}
-				done <- res
-			}()
-			wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer wcancel()
-			rec.waitFor(t, "stalled writing", wctx)
+			done := runUntil(t, ctx, o, "stalled writing")
 			time.Sleep(500 * time.Millisecond) // still stalled, not failed
 			select {
 			case res := <-done:

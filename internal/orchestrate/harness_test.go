@@ -196,6 +196,12 @@ func (r *recorder) Done() {}
 // runUntilPings starts Run in the background and returns once ping has
 // sent n pings; the channel delivers the result.
 func runUntilPings(t testing.TB, ctx context.Context, o RunOptions, n int) <-chan *RunResult {
+	return runUntil(t, ctx, o, fmt.Sprintf("ping %d/", n))
+}
+
+// runUntil starts Run in the background and returns once a progress event
+// contains event; the channel delivers the result.
+func runUntil(t testing.TB, ctx context.Context, o RunOptions, event string) <-chan *RunResult {
 	rec := newRecorder()
 	o.Progress = rec
 	done := make(chan *RunResult, 1)
@@ -208,7 +214,7 @@ func runUntilPings(t testing.TB, ctx context.Context, o RunOptions, n int) <-cha
 	}()
 	wctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rec.waitFor(t, fmt.Sprintf("ping %d/", n), wctx)
+	rec.waitFor(t, event, wctx)
 	return done
 }
 
