@@ -298,7 +298,7 @@ func Run(dir string) (*Result, error) {
 // second run over the same directory does not read them back.
 func isOwnOutput(name string) bool {
 	switch name {
-	case "report.md", "report.html", "report.json", "compare.md", "compare.html", "compare.json":
+	case "report.md", "report.html", "report.json", "compare.md", "compare.html", "compare.json", "trace.json", "pings.csv":
 		return true
 	}
 	return false

@@ -66,7 +66,8 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
   pingpath check -c /tmp/lab/env.yaml             # can every node do its part?
   pingpath run -c env.yaml -o runs/today          # measure, collect, analyse
   pingpath analyze runs/today                     # re-analyse a run (or origin tool logs)
-  pingpath compare runs/yesterday runs/today      # what changed, and where`,
+  pingpath compare runs/yesterday runs/today      # what changed, and where
+  pingpath export runs/today --format perfetto    # every ping on a timeline, for ui.perfetto.dev`,
 		Version:       buildinfo.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -81,6 +82,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newLabCommand())
 	root.AddCommand(newAnalyzeCommand())
 	root.AddCommand(newCompareCommand())
+	root.AddCommand(newExportCommand())
 	root.AddCommand(newRunCommand())
 	root.AddCommand(newCheckCommand())
 	markUsageErrors(root)

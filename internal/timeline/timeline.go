@@ -113,7 +113,16 @@ type layout struct {
 func (l *layout) get(v int) (int64, bool) { return l.p.Get(v) }
 
 func (l *layout) add(lane, name string, start, dur int64, kind string, depth int) {
-	s := Slice{Lane: lane, Name: name, Start: start, Dur: dur, Kind: kind, Depth: depth, Value: dur}
+	l.addWithin(lane, name, start, dur, kind, depth, dur)
+}
+
+// addWithin adds a slice drawn at most limit long. The middle interval of
+// an outer one (Inter-Path, External, G) is drawn up to where the last part
+// starts: in the origin tools' logs, rounded to 0.1 µs or 1 µs, the three
+// parts can exceed their total by that much, and drawn slices must nest.
+// Value keeps what was measured.
+func (l *layout) addWithin(lane, name string, start, dur int64, kind string, depth int, limit int64) {
+	s := Slice{Lane: lane, Name: name, Start: start, Dur: min(dur, limit), Kind: kind, Depth: depth, Value: dur}
 	if s.Dur < 0 {
 		s.Dur = 0
 	}
@@ -137,7 +146,7 @@ func Layout(p *analyze.Ping, clocks Clocks) []Slice {
 	}
 	l.add(LaneSenderVM, "RTT", 0, rtt, Outer, 0)
 	l.add(LaneSenderVM, "A", 0, a, Measured, 1)
-	l.add(LaneSenderVM, "InterPath_s", a, inter, Outer, 1)
+	l.addWithin(LaneSenderVM, "InterPath_s", a, inter, Outer, 1, rtt-a-m)
 	l.add(LaneSenderVM, "M", a+inter, m, Measured, 1)
 	l.senderHost(a, inter)
 	return l.out
@@ -189,8 +198,8 @@ func (l *layout) senderHost(start, inter int64) {
 		l.add(LaneSenderHost, "K", hs+total-k, k, Measured, 1)
 	}
 	if okB && okExt {
-		l.add(LaneSenderHost, "Ext_s", hs+b, ext, Outer, 1)
-		l.receiverHost(hs+b, ext)
+		l.addWithin(LaneSenderHost, "Ext_s", hs+b, ext, Outer, 1, total-b-kOr0(k, okK))
+		l.receiverHost(hs+b, min(ext, total-b-kOr0(k, okK)))
 	}
 }
 
@@ -254,8 +263,8 @@ func (l *layout) receiverHost(start, ext int64) {
 		l.add(LaneReceiverHost, "I", rs+total-i, i, Measured, 1)
 	}
 	if okD && okExt {
-		l.add(LaneReceiverHost, "Ext_r", rs+d, extR, Outer, 1)
-		l.receiverVM(rs+d, extR)
+		l.addWithin(LaneReceiverHost, "Ext_r", rs+d, extR, Outer, 1, total-d-kOr0(i, okI))
+		l.receiverVM(rs+d, min(extR, total-d-kOr0(i, okI)))
 	}
 }
 
@@ -282,9 +291,17 @@ func (l *layout) receiverVM(start, ext int64) {
 		l.add(LaneReceiverVM, "F", vs, f, Measured, 1)
 	}
 	if okF && okG {
-		l.add(LaneReceiverVM, "G", vs+f, g, Measured, 1)
+		l.addWithin(LaneReceiverVM, "G", vs+f, g, Measured, 1, total-f-kOr0(h, okH))
 	}
 	if okH {
 		l.add(LaneReceiverVM, "H", vs+total-h, h, Measured, 1)
 	}
+}
+
+// kOr0 is a value when known, else 0.
+func kOr0(v int64, ok bool) int64 {
+	if ok {
+		return v
+	}
+	return 0
 }
