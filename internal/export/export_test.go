@@ -22,8 +22,8 @@ import (
 var runs = map[string]string{
 	"lab plain":     filepath.Join("..", "report", "testdata", "lab-runs", "plain"),
 	"lab wire 1ms":  filepath.Join("..", "report", "testdata", "lab-runs", "wire1ms"),
-	"anchor 180934": filepath.Join("..", "parse", "testdata", "anchor-logs", "measurement-20260204-180934"),
-	"anchor 160003": filepath.Join("..", "parse", "testdata", "anchor-logs", "measurement-20260206-160003"),
+	"anchor 180934": filepath.Join("..", "parse", "origin", "testdata", "anchor-logs", "measurement-20260204-180934"),
+	"anchor 160003": filepath.Join("..", "parse", "origin", "testdata", "anchor-logs", "measurement-20260206-160003"),
 }
 
 func analyzed(t *testing.T, dir string) *analyze.Result {
