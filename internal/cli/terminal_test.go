@@ -11,7 +11,7 @@ import (
 
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // screen runs one command in a detached tmux session on a private socket:

@@ -21,7 +21,7 @@ import (
 	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 func ctxT(t *testing.T) context.Context {

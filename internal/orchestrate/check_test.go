@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/pingpath/pingpath/internal/manifest"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 func TestCheck(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/remote"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // TestLabPushCache attacks the binary cache in remote_dir the way a local

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/pingpath/pingpath/internal/manifest"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // TestRunOriginTools drives fake origin BCC scripts (same names, readiness

@@ -10,7 +10,7 @@ import (
 
 	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/remote/remotetest"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 func TestRunComplete(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/remote/remotetest"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // sudoEnv is a fake environment whose nodes need a sudo password.

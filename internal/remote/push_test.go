@@ -12,7 +12,7 @@ import (
 	"github.com/pingpath/pingpath/internal/remote"
 	"github.com/pingpath/pingpath/internal/remote/remotetest"
 	"github.com/pingpath/pingpath/internal/remote/sshremote"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // node is a real SSH connection to an in-process server that runs the

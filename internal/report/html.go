@@ -2,8 +2,6 @@ package report
 
 import (
 	_ "embed"
-	"encoding/json"
-	"fmt"
 	"html/template"
 	"io"
 	"strings"
@@ -33,27 +31,9 @@ var pageFuncs = template.FuncMap{
 
 var reportPage = template.Must(template.New("report").Funcs(pageFuncs).Parse(reportTemplate))
 
-// embedJSON marshals v for a <script type="application/json"> block.
-// encoding/json escapes <, > and & so the data cannot close the element.
-func embedJSON(v any) (template.JS, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("encoding chart data: %w", err)
-	}
-	return template.JS(b), nil
-}
-
-// HTML writes report.html: one file with its data, styles and chart script
-// inline (no network fetches), so it opens offline.
-func HTML(w io.Writer, res *analyze.Result, doc *Doc) error {
-	data, err := embedJSON(doc)
-	if err != nil {
-		return err
-	}
-	return renderHTML(w, res, doc, data)
-}
-
-// renderHTML writes report.html with data, doc's compact JSON encoding.
+// renderHTML writes report.html: one file with its data (doc's compact JSON
+// encoding; encoding/json escapes <, > and & so it cannot close the
+// <script> element), styles and chart script inline, so it opens offline.
 func renderHTML(w io.Writer, res *analyze.Result, doc *Doc, data template.JS) error {
 	return reportPage.Execute(w, map[string]any{
 		"Res":     res,

@@ -142,7 +142,7 @@ func WriteAll(outDir string, res *analyze.Result) error {
 }
 
 // writeJSON writes v indented to path and returns its compact encoding for
-// the page that embeds the same document (see embedJSON), so the document
+// the page that embeds the same document (renderHTML), so the document
 // (up to maxPerPing rows) is marshalled once. The file's bytes are those of a
 // json.Encoder with SetIndent("", "  ").
 func writeJSON(path string, v any) (template.JS, error) {

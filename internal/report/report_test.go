@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/analyze"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")

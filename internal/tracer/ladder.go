@@ -5,7 +5,7 @@
 // (ready line, signals, --duration, --max-duration, stdin EOF, trailer).
 //
 // A tracer (internal/tracer/vm, .../host, ...) declares its stages as data and
-// implements Tool; Run does the rest. See CORE_READY.md and docs/tracers.md.
+// implements Tool; Run does the rest. See docs/tracers.md ("Writing a tracer").
 package tracer
 
 import (

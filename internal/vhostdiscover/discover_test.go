@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // fakeProc builds a /proc tree: files maps relative paths to contents,

@@ -27,7 +27,7 @@ import (
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // pathSegments are the segments of the product's model (docs/analysis.md),

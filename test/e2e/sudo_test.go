@@ -20,7 +20,7 @@ import (
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
 	"github.com/pingpath/pingpath/internal/manifest"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // TestSudoEndToEnd logs in to the lab as a non-root user with real sudo:

@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/lab"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // Up brings up a lab with a unique name in a fresh t.TempDir() (unless

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingpath/pingpath/internal/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
 	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 

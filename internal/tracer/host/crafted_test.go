@@ -10,9 +10,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // TestTraceCraftedFrames sends hand-built frames through a real bridge

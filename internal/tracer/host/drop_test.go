@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // TestTraceHostDrops loses pings on purpose and checks both hosts localize

@@ -11,7 +11,7 @@ import (
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 

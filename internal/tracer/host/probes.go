@@ -46,18 +46,18 @@ func hookStages() []tracer.Stage {
 	egressNote := "packet handed to the driver, after the qdisc"
 	return []tracer.Stage{
 		{Name: hookIngress, Required: true, Rungs: []tracer.Rung{
-			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: "host_ingress_tp"}},
+			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: hostProgHostIngressTp}},
 				Note: "after driver, GRO and XDP, before taps, the bridge/OVS rx handler and IP; no fentry/kprobe rung (see docs/tracer-host.md)"},
 		}},
 		{Name: hookEgress, Required: true, Rungs: []tracer.Rung{
-			{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "dev_hard_start_xmit", Program: "host_egress_fentry"}}, Note: egressNote},
-			{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "dev_hard_start_xmit", Program: "host_egress_kprobe"}}, Note: egressNote},
-			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "net_dev_start_xmit", Program: "host_egress_tp"}}, Note: egressNote},
+			{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "dev_hard_start_xmit", Program: hostProgHostEgressFentry}}, Note: egressNote},
+			{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "dev_hard_start_xmit", Program: hostProgHostEgressKprobe}}, Note: egressNote},
+			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "net_dev_start_xmit", Program: hostProgHostEgressTp}}, Note: egressNote},
 		}},
 		// The drop hook is a tracepoint on every kernel; a kernel without it
 		// still traces pings, only without drop reasons.
 		{Name: hookDrop, Rungs: []tracer.Rung{
-			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "kfree_skb", Program: "host_drop"}}, Note: "skb:kfree_skb with the kernel's drop reason"},
+			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "kfree_skb", Program: hostProgHostDrop}}, Note: "skb:kfree_skb with the kernel's drop reason"},
 		}},
 	}
 }
@@ -92,15 +92,15 @@ func readLayout(spec *btf.Spec) (kernelLayout, error) {
 
 // configure sets the host program's own constants.
 func (l kernelLayout) configure(spec *ebpf.CollectionSpec) error {
-	v, ok := spec.Variables["host_kfree_reason"]
-	if !ok {
-		return errors.New("variable host_kfree_reason missing from the host BPF object")
+	var vars hostVariableSpecs
+	if err := spec.Assign(&vars); err != nil {
+		return fmt.Errorf("reading the host BPF object: %w", err)
 	}
 	var b uint8
 	if l.kfreeReason {
 		b = 1
 	}
-	if err := v.Set(b); err != nil {
+	if err := vars.HostKfreeReason.Set(b); err != nil {
 		return fmt.Errorf("setting host_kfree_reason: %w", err)
 	}
 	return nil

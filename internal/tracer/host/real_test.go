@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // TestTraceRealPackets runs the host tracer on both hosts of a namespace

@@ -36,9 +36,8 @@ type Tracer struct {
 	done        chan error
 	where       string
 
-	mu     sync.Mutex
-	loaded *tracer.Loaded
-	ids    []ebpf.ProgramID
+	mu  sync.Mutex
+	ids []ebpf.ProgramID
 }
 
 // syncBuffer is a bytes.Buffer safe to read while the tracer writes.
@@ -88,7 +87,7 @@ func Start(t testing.TB, where string, do func(func() error) error, newTool func
 	opts.Stdout, opts.Stderr, opts.Stdin = &rt.out, &rt.errOut, bytes.NewReader(nil)
 	opts.OnReady = func(l *tracer.Loaded) {
 		rt.mu.Lock()
-		rt.loaded, rt.ids = l, append([]ebpf.ProgramID(nil), l.ProgramIDs...)
+		rt.ids = append([]ebpf.ProgramID(nil), l.ProgramIDs...)
 		rt.mu.Unlock()
 		close(ready)
 	}
@@ -124,18 +123,8 @@ func (rt *Tracer) ProgramIDs() []ebpf.ProgramID {
 	return rt.ids
 }
 
-// Loaded is what the tracer loaded and attached.
-func (rt *Tracer) Loaded() *tracer.Loaded {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return rt.loaded
-}
-
 // Output is the record stream written so far.
 func (rt *Tracer) Output() string { return rt.out.String() }
-
-// Stderr is the tracer's diagnostics so far.
-func (rt *Tracer) Stderr() string { return rt.errOut.String() }
 
 // Stop cancels the tracer, requires a clean exit and a well-formed stream
 // with a trailer, checks that its programs are gone and returns the stream.

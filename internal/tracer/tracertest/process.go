@@ -17,7 +17,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
 )
 
@@ -90,18 +90,6 @@ func (p *Process) Stdin() io.WriteCloser { return p.stdin }
 
 // Stderr is what the process wrote to stderr so far.
 func (p *Process) Stderr() string { return p.stderr.String() }
-
-// Done returns the exit status once the process has exited; ok is false
-// while it runs.
-func (p *Process) Done() (err error, ok bool) {
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return err, true
-	default:
-		return nil, false
-	}
-}
 
 // WaitReady waits for the ready line and records the process's BPF objects.
 func (p *Process) WaitReady() {

@@ -12,8 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/pingpath/pingpath/internal/nettest"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 // EnableStats turns on the kernel's BPF run-time accounting until the

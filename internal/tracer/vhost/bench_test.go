@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
 	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 

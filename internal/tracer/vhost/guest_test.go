@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
-	"github.com/pingpath/pingpath/internal/vhostnet/vhosttest"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/vhostnet/vhosttest"
 )
 
 // TestGuestVhostNetStages pushes pings through the real vhost-net data path

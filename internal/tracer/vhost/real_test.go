@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
 )
 

@@ -10,9 +10,9 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/pingpath/pingpath/internal/lab/tapbackend"
-	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
 	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )

@@ -186,47 +186,47 @@ func (t *Tool) Stages() []tracer.Stage {
 	}
 	R := tracer.RawTracepoint
 	if t.cfg.Tool == record.ToolVhostRX {
-		add(record.StageTunXmit, true, t.fnRungs("tun_net_xmit", "s1_fentry", "s1_kprobe", ""),
-			[]tracer.Rung{rung(R, "net_dev_start_xmit", "s1_tp", "net:net_dev_start_xmit on the vnet, right before tun_net_xmit")})
+		add(record.StageTunXmit, true, t.fnRungs("tun_net_xmit", vhostProgS1Fentry, vhostProgS1Kprobe, ""),
+			[]tracer.Rung{rung(R, "net_dev_start_xmit", vhostProgS1Tp, "net:net_dev_start_xmit on the vnet, right before tun_net_xmit")})
 		var s2 [][]tracer.Rung
 		if t.vhostUsed {
-			s2 = append(s2, t.fnRungs("tun_recvmsg", "s2_fentry", "s2_kprobe", "vhost-net handle_rx takes the skb from the tun ring"))
+			s2 = append(s2, t.fnRungs("tun_recvmsg", vhostProgS2Fentry, vhostProgS2Kprobe, "vhost-net handle_rx takes the skb from the tun ring"))
 		}
 		s2 = append(s2, []tracer.Rung{
-			rung(R, "skb_copy_datagram_iovec", "s2_tp",
+			rung(R, "skb_copy_datagram_iovec", vhostProgS2Tp,
 				"skb:skb_copy_datagram_iovec in tun_put_user, in the task that reads the tun queue (vhost worker or user space backend)"),
-			rung(R, "consume_skb", "skb_consumed", "skb:consume_skb of the skb once the reader copied it"),
+			rung(R, "consume_skb", vhostProgSkbConsumed, "skb:consume_skb of the skb once the reader copied it"),
 		})
 		add(record.StageVhostRecv, false, s2...)
-		add(HookSkbConsumed, false, []tracer.Rung{rung(R, "consume_skb", "skb_consumed", "end of a traced skb")})
-		dropProg, dropNote := "skb_dropped", "a traced skb dropped, with the kernel's reason"
+		add(HookSkbConsumed, false, []tracer.Rung{rung(R, "consume_skb", vhostProgSkbConsumed, "end of a traced skb")})
+		dropProg, dropNote := vhostProgSkbDropped, "a traced skb dropped, with the kernel's reason"
 		if t.kfreeNoReason {
-			dropProg, dropNote = "skb_dropped_noreason", "a traced skb dropped (this kernel's kfree_skb has no reason)"
+			dropProg, dropNote = vhostProgSkbDroppedNoreason, "a traced skb dropped (this kernel's kfree_skb has no reason)"
 		}
 		add(HookSkbDropped, false, []tracer.Rung{rung(R, "kfree_skb", dropProg, dropNote)})
-		add(record.StageVhostSignal, false, t.fnRungs("vhost_add_used_and_signal_n", "s3_fentry", "s3_kprobe", ""),
-			t.fnRungs("vhost_signal", "s3_fentry", "s3_kprobe", ""))
-		add(HookEventfd, false, t.fnRungs("eventfd_signal_mask", "eventfd_fentry", "eventfd_kprobe", "6.8+ (and 6.3+ inner function)"),
-			t.fnRungs("eventfd_signal", "eventfd_fentry", "eventfd_kprobe", "before 6.8"))
-		add(record.StageIrqfd, false, t.fnRungs("irqfd_wakeup", "s4_fentry", "s4_kprobe", ""))
+		add(record.StageVhostSignal, false, t.fnRungs("vhost_add_used_and_signal_n", vhostProgS3Fentry, vhostProgS3Kprobe, ""),
+			t.fnRungs("vhost_signal", vhostProgS3Fentry, vhostProgS3Kprobe, ""))
+		add(HookEventfd, false, t.fnRungs("eventfd_signal_mask", vhostProgEventfdFentry, vhostProgEventfdKprobe, "6.8+ (and 6.3+ inner function)"),
+			t.fnRungs("eventfd_signal", vhostProgEventfdFentry, vhostProgEventfdKprobe, "before 6.8"))
+		add(record.StageIrqfd, false, t.fnRungs("irqfd_wakeup", vhostProgS4Fentry, vhostProgS4Kprobe, ""))
 		add(record.StageKVMIRQ, false,
-			t.fnRungs("vmx_deliver_posted_interrupt", "s5_vec2_fentry", "s5_vec2_kprobe", "Intel posted interrupt"),
-			t.fnRungs("vmx_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "Intel"),
-			t.fnRungs("svm_deliver_interrupt", "s5_vec4_fentry", "s5_vec4_kprobe", "AMD"),
+			t.fnRungs("vmx_deliver_posted_interrupt", vhostProgS5Vec2Fentry, vhostProgS5Vec2Kprobe, "Intel posted interrupt"),
+			t.fnRungs("vmx_deliver_interrupt", vhostProgS5Vec4Fentry, vhostProgS5Vec4Kprobe, "Intel"),
+			t.fnRungs("svm_deliver_interrupt", vhostProgS5Vec4Fentry, vhostProgS5Vec4Kprobe, "AMD"),
 			t.tpRungs(
-				rung(R, "kvm_apic_accept_irq", "s5_tp_apic", "kvm:kvm_apic_accept_irq (vector accepted by the vcpu's APIC)"),
-				rung(R, "kvm_msi_set_irq", "s5_tp_msi", "kvm:kvm_msi_set_irq"),
-				rung(R, "kvm_set_irq", "s5_tp_set_irq", "kvm:kvm_set_irq (irqfd_inject from a kworker)"),
+				rung(R, "kvm_apic_accept_irq", vhostProgS5TpApic, "kvm:kvm_apic_accept_irq (vector accepted by the vcpu's APIC)"),
+				rung(R, "kvm_msi_set_irq", vhostProgS5TpMsi, "kvm:kvm_msi_set_irq"),
+				rung(R, "kvm_set_irq", vhostProgS5TpSetIrq, "kvm:kvm_set_irq (irqfd_inject from a kworker)"),
 			),
-			t.fnRungs("kvm_arch_set_irq_inatomic", "s5_arg1_fentry", "s5_arg1_kprobe", "start of the irqfd fast path injection"))
+			t.fnRungs("kvm_arch_set_irq_inatomic", vhostProgS5Arg1Fentry, vhostProgS5Arg1Kprobe, "start of the irqfd fast path injection"))
 		return st
 	}
-	add(record.StageKick, false, t.fnRungs("ioeventfd_write", "kick_fentry", "kick_kprobe", "guest notification (KVM ioeventfd); without it the kick is timed at vhost_poll_wakeup"))
-	add(HookPollWakeup, false, t.fnRungs("vhost_poll_wakeup", "wakeup_fentry", "wakeup_kprobe", "a kick wakes the vhost work (ties the kick to the TX queue)"))
-	add(record.StageHandleTX, false, t.fnRungs("handle_tx_kick", "handle_tx_fentry", "handle_tx_kprobe", ""))
+	add(record.StageKick, false, t.fnRungs("ioeventfd_write", vhostProgKickFentry, vhostProgKickKprobe, "guest notification (KVM ioeventfd); without it the kick is timed at vhost_poll_wakeup"))
+	add(HookPollWakeup, false, t.fnRungs("vhost_poll_wakeup", vhostProgWakeupFentry, vhostProgWakeupKprobe, "a kick wakes the vhost work (ties the kick to the TX queue)"))
+	add(record.StageHandleTX, false, t.fnRungs("handle_tx_kick", vhostProgHandleTxFentry, vhostProgHandleTxKprobe, ""))
 	var sm [][]tracer.Rung
 	if t.vhostUsed {
-		sm = append(sm, t.fnRungs("tun_sendmsg", "sendmsg_fentry", "sendmsg_kprobe", "vhost-net hands a packet to tun"))
+		sm = append(sm, t.fnRungs("tun_sendmsg", vhostProgSendmsgFentry, vhostProgSendmsgKprobe, "vhost-net hands a packet to tun"))
 	}
 	// A vhost-net backend never write(2)s packets to the tap: the write
 	// rungs are for user space backends only.
@@ -234,14 +234,14 @@ func (t *Tool) Stages() []tracer.Stage {
 		note := fmt.Sprintf("write(2)/writev(2) by pid %d on the tun fd (tun_get_user runs inside)", t.disc.OwnerPID)
 		sm = append(sm, []tracer.Rung{
 			{Method: tracer.Tracepoint, Note: note, Hooks: []tracer.Hook{
-				{Target: "syscalls/sys_enter_write", Program: "sendmsg_tp_write"},
-				{Target: "syscalls/sys_enter_writev", Program: "sendmsg_tp_write"}}},
-			rung(R, "sys_enter", "sendmsg_tp", note+"; raw_syscalls:sys_enter sees every system call"),
+				{Target: "syscalls/sys_enter_write", Program: vhostProgSendmsgTpWrite},
+				{Target: "syscalls/sys_enter_writev", Program: vhostProgSendmsgTpWrite}}},
+			rung(R, "sys_enter", vhostProgSendmsgTp, note+"; raw_syscalls:sys_enter sees every system call"),
 		})
 	}
 	add(record.StageTunSendmsg, false, sm...)
-	add(record.StageNetifReceive, true, t.fnRungs("__netif_receive_skb", "netif_fentry", "netif_kprobe", ""),
-		[]tracer.Rung{rung(R, "netif_receive_skb", "netif_tp", "net:netif_receive_skb on the vnet")})
+	add(record.StageNetifReceive, true, t.fnRungs("__netif_receive_skb", vhostProgNetifFentry, vhostProgNetifKprobe, ""),
+		[]tracer.Rung{rung(R, "netif_receive_skb", vhostProgNetifTp, "net:netif_receive_skb on the vnet")})
 	return st
 }
 
@@ -257,21 +257,34 @@ func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	vars := map[string]any{"vh_sys_write": uint32(unix.SYS_WRITE), "vh_sys_writev": uint32(unix.SYS_WRITEV)}
+	var obj vhostSpecs
+	if err := spec.Assign(&obj); err != nil {
+		return nil, fmt.Errorf("reading the vhost BPF object: %w", err)
+	}
+	vars := []struct {
+		v   *ebpf.VariableSpec
+		val any
+	}{{obj.VhSysWrite, uint32(unix.SYS_WRITE)}, {obj.VhSysWritev, uint32(unix.SYS_WRITEV)}}
 	if !t.vhostUsed {
 		// No vhost worker will signal: skip arming the reader's task (an
 		// LRU map update per packet).
-		vars["vh_arm"] = uint8(0)
+		vars = append(vars, struct {
+			v   *ebpf.VariableSpec
+			val any
+		}{obj.VhArm, uint8(0)})
 	}
 	if t.ownerFDs() {
-		vars["vh_qemu_tgid"] = uint32(t.disc.OwnerPID)
+		vars = append(vars, struct {
+			v   *ebpf.VariableSpec
+			val any
+		}{obj.VhQemuTgid, uint32(t.disc.OwnerPID)})
 		var kvs []ebpf.MapKV
 		for _, f := range t.disc.TunFiles {
 			if f.PID == t.disc.OwnerPID {
 				kvs = append(kvs, ebpf.MapKV{Key: uint64(f.PID)<<32 | uint64(f.FD), Value: uint8(1)})
 			}
 		}
-		spec.Maps["tun_fds"].Contents = kvs
+		obj.TunFds.Contents = kvs
 		// Kernel-thread workers (before 6.4) are not in QEMU's thread
 		// group; vhost-tx follows them by tid.
 		if t.cfg.Tool == record.ToolVhostTX {
@@ -281,12 +294,12 @@ func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
 					ws = append(ws, ebpf.MapKV{Key: uint32(w.TID), Value: uint8(1)})
 				}
 			}
-			spec.Maps["watch_tasks"].Contents = ws
+			obj.WatchTasks.Contents = ws
 		}
 	}
-	for name, v := range vars {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("setting %s: %w", name, err)
+	for _, x := range vars {
+		if err := x.v.Set(x.val); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", x.v.Name, err)
 		}
 	}
 	return spec, nil

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/pingpath/pingpath/internal/cli"
-	"github.com/pingpath/pingpath/internal/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
 	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingpath/pingpath/internal/nettest"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"golang.org/x/sys/unix"
 )
 

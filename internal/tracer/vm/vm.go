@@ -41,21 +41,21 @@ const (
 // The rungs, shared by both directions. Each says what it sees.
 var (
 	ipLocalOut = []tracer.Rung{
-		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "ip_local_out", Program: "vm_fentry_ip_local_out"}, {Target: "__ip_local_out", Program: "vm_fentry_ip_local_out_inner"}}},
-		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "ip_local_out", Program: "vm_kprobe_ip_local_out"}, {Target: "__ip_local_out", Program: "vm_kprobe_ip_local_out"}}},
+		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "ip_local_out", Program: vmProgVmFentryIpLocalOut}, {Target: "__ip_local_out", Program: vmProgVmFentryIpLocalOutInner}}},
+		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "ip_local_out", Program: vmProgVmKprobeIpLocalOut}, {Target: "__ip_local_out", Program: vmProgVmKprobeIpLocalOut}}},
 	}
 	devQueue = []tracer.Rung{
-		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "dev_queue_xmit", Program: "vm_fentry_dev_queue_xmit"}, {Target: "__dev_queue_xmit", Program: "vm_fentry_dev_queue_xmit_inner"}}},
-		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "dev_queue_xmit", Program: "vm_kprobe_dev_queue_xmit"}, {Target: "__dev_queue_xmit", Program: "vm_kprobe_dev_queue_xmit"}}},
-		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "net_dev_queue", Program: "vm_raw_tp_net_dev_queue"}},
+		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "dev_queue_xmit", Program: vmProgVmFentryDevQueueXmit}, {Target: "__dev_queue_xmit", Program: vmProgVmFentryDevQueueXmitInner}}},
+		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "dev_queue_xmit", Program: vmProgVmKprobeDevQueueXmit}, {Target: "__dev_queue_xmit", Program: vmProgVmKprobeDevQueueXmit}}},
+		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "net_dev_queue", Program: vmProgVmRawTpNetDevQueue}},
 			Note: "net_dev_queue fires at dev_queue_xmit entry, before the qdisc"},
 	}
 	netifReceive = []tracer.Rung{
-		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: "vm_raw_tp_netif_receive_skb"}}},
+		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: vmProgVmRawTpNetifReceiveSkb}}},
 	}
 	icmpRcv = []tracer.Rung{
-		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "icmp_rcv", Program: "vm_fentry_icmp_rcv"}}},
-		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "icmp_rcv", Program: "vm_kprobe_icmp_rcv"}}},
+		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "icmp_rcv", Program: vmProgVmFentryIcmpRcv}}},
+		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "icmp_rcv", Program: vmProgVmKprobeIcmpRcv}}},
 	}
 )
 
@@ -69,23 +69,23 @@ func Stages(role string) []tracer.Stage {
 	if role == record.RoleTX {
 		return []tracer.Stage{
 			{Name: record.StageP1Start, Required: true, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.Tracepoint,
-				Hooks: []tracer.Hook{{Target: "syscalls/sys_enter_sendto", Program: "vm_tp_sys_enter_sendto"},
-					{Target: "syscalls/sys_enter_sendmsg", Program: "vm_tp_sys_enter_sendmsg"}},
+				Hooks: []tracer.Hook{{Target: "syscalls/sys_enter_sendto", Program: vmProgVmTpSysEnterSendto},
+					{Target: "syscalls/sys_enter_sendmsg", Program: vmProgVmTpSysEnterSendmsg}},
 				Note: "approximation: sendto(2)/sendmsg(2) entry, so it also counts the socket layer, route lookup and skb build before ip_local_out"})},
 			{Name: record.StageP1End, Rungs: devQueue},
 			{Name: record.StageP2Start, Rungs: netifReceive},
 			{Name: record.StageP2End, Required: true, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
-				Hooks: []tracer.Hook{{Target: "consume_skb", Program: "vm_raw_tp_consume_skb"}, {Target: "kfree_skb", Program: "vm_raw_tp_kfree_skb"}},
+				Hooks: []tracer.Hook{{Target: "consume_skb", Program: vmProgVmRawTpConsumeSkb}, {Target: "kfree_skb", Program: vmProgVmRawTpKfreeSkb}},
 				Note:  "approximation: the reply freed (consume_skb or kfree_skb) by icmp_rcv, i.e. the end of icmp_rcv after delivery to the sockets"})},
 		}
 	}
 	return []tracer.Stage{
 		{Name: record.StageP1Start, Required: true, Rungs: netifReceive},
 		{Name: record.StageP1End, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
-			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: "vm_raw_tp_fib_table_lookup"}},
+			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: vmProgVmRawTpFibTableLookup}},
 			Note:  "approximation: the request's input route lookup in ip_rcv_finish, just before local delivery to icmp_rcv"})},
 		{Name: record.StageP2Start, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.RawTracepoint,
-			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: "vm_raw_tp_fib_table_lookup"}},
+			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: vmProgVmRawTpFibTableLookup}},
 			Note:  "approximation: the reply's output route lookup in icmp_reply, just before ip_local_out"})},
 		{Name: record.StageP2End, Required: true, Rungs: devQueue},
 	}
@@ -221,12 +221,16 @@ func (t *Tracer) Spec(choices []tracer.Choice) (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, err
 	}
+	var obj vmSpecs
+	if err := spec.Assign(&obj); err != nil {
+		return nil, fmt.Errorf("reading the vm BPF object: %w", err)
+	}
 	for _, c := range choices {
-		if !c.Available || c.Rung.Hooks[0].Program != "vm_raw_tp_consume_skb" {
+		if !c.Available || c.Rung.Hooks[0].Program != vmProgVmRawTpConsumeSkb {
 			continue
 		}
 		if hasLoc, err := kernel.TracepointHasField("skb", "consume_skb", "location"); err == nil && !hasLoc {
-			if err := spec.Variables["vm_consume_has_loc"].Set(uint8(0)); err != nil {
+			if err := obj.VmConsumeHasLoc.Set(uint8(0)); err != nil {
 				return nil, err
 			}
 		}
@@ -243,10 +247,10 @@ func (t *Tracer) Spec(choices []tracer.Choice) (*ebpf.CollectionSpec, error) {
 				return spec, nil
 			}
 		}
-		if err := spec.Variables["vm_free_start"].Set(starts); err != nil {
+		if err := obj.VmFreeStart.Set(starts); err != nil {
 			return nil, err
 		}
-		if err := spec.Variables["vm_free_end"].Set(ends); err != nil {
+		if err := obj.VmFreeEnd.Set(ends); err != nil {
 			return nil, err
 		}
 	}

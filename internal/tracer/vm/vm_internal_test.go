@@ -15,7 +15,7 @@ import (
 
 	"github.com/pingpath/pingpath/internal/kernel"
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
 )
 

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/cli"
-	"github.com/pingpath/pingpath/internal/nettest"
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
 	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 	"github.com/pingpath/pingpath/internal/tracer/vm"

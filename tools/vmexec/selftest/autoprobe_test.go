@@ -7,12 +7,12 @@ import (
 	"testing"
 
 	"github.com/pingpath/pingpath/internal/record"
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/vhostnet/vhosttest"
 	"github.com/pingpath/pingpath/internal/tracer"
 	"github.com/pingpath/pingpath/internal/tracer/host"
 	"github.com/pingpath/pingpath/internal/tracer/vhost"
 	"github.com/pingpath/pingpath/internal/tracer/vm"
-	"github.com/pingpath/pingpath/internal/vhostnet/vhosttest"
 )
 
 // TestGuestAutoPicksFentry checks that --probe auto chooses the fentry rung

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 func TestGuestEnvironment(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 func fakeKernel(t *testing.T) Kernel {

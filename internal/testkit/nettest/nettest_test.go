@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 func TestPairPing(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingpath/pingpath/internal/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -153,18 +153,8 @@ func Veth(t testing.TB, a *Netns, addrA netip.Prefix, b *Netns, addrB netip.Pref
 	return la, lb
 }
 
-// VethVLAN is Veth with the addresses on 802.1Q sub-interfaces (VLAN id
-// vid) of both ends, so that tagged frames cross the veth.
-func VethVLAN(t testing.TB, a *Netns, addrA netip.Prefix, b *Netns, addrB netip.Prefix, vid int) (*Link, *Link) {
-	t.Helper()
-	la, lb, err := CreateVeth(a, addrA, b, addrB, vid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return la, lb
-}
-
-// CreateVeth creates the pair (see Veth, VethVLAN); links disappear with
+// CreateVeth creates the pair (see Veth), with the addresses on 802.1Q
+// sub-interfaces (VLAN id vid) of both ends when vid > 0; links disappear with
 // their namespaces.
 func CreateVeth(a *Netns, addrA netip.Prefix, b *Netns, addrB netip.Prefix, vid int) (*Link, *Link, error) {
 	nameA, nameB := UniqueName("va"), UniqueName("vb")

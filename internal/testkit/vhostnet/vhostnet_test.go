@@ -13,8 +13,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/pingpath/pingpath/internal/testenv"
-	"github.com/pingpath/pingpath/internal/vhostnet/vhosttest"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/vhostnet/vhosttest"
 )
 
 // TestGuestVhostNetPing pushes ICMP echo requests from our rings through

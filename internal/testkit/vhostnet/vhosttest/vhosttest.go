@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pingpath/pingpath/internal/lab/tapbackend"
-	"github.com/pingpath/pingpath/internal/nettest"
-	"github.com/pingpath/pingpath/internal/vhostnet"
+	"github.com/pingpath/pingpath/internal/testkit/nettest"
+	"github.com/pingpath/pingpath/internal/testkit/vhostnet"
 )
 
 // Peer is a test fixture: a namespace holding a tap (TapAddr) that is the
