@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,8 +54,8 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 			if out == "" {
 				return &ExitError{Code: ExitUsage, Err: errors.New("-o DIR is required")}
 			}
-			if count < 0 || interval < 0 {
-				return &ExitError{Code: ExitUsage, Err: errors.New("--count and --interval must be positive")}
+			if err := checkRunFlags(cmd, env, count, interval, readyMax, tracers); err != nil {
+				return err
 			}
 			bin, err := os.Executable()
 			if err != nil {
@@ -133,6 +134,54 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 	f.StringSliceVar(&tracers, "tracers", nil, "pingpath tracers to run (default: all of vm,host,vhost-rx,vhost-tx this build has)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
+}
+
+// checkRunFlags checks run's numbers against the bounds the environment
+// file's own values were checked against (a flag left out takes the file's
+// value), and the tracer names against this build's tracers.
+func checkRunFlags(cmd *cobra.Command, env *envfile.Environment, count int, interval, readyMax time.Duration, tracers []string) error {
+	f := cmd.Flags()
+	bad := func(flag string, err error) error {
+		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--%s: %w", flag, err)}
+	}
+	if f.Changed("count") {
+		if err := envfile.CheckPingCount(count); err != nil {
+			return bad("count", err)
+		}
+	} else {
+		count = env.Measurement.PingCount
+	}
+	if f.Changed("interval") {
+		if err := envfile.CheckInterval(interval); err != nil {
+			return bad("interval", err)
+		}
+	} else if d, err := time.ParseDuration(env.Measurement.Interval); err == nil {
+		interval = d
+	}
+	if err := envfile.CheckRunLength(count, interval); err != nil {
+		flag := "interval"
+		if f.Changed("count") {
+			flag = "count"
+		}
+		return bad(flag, err)
+	}
+	if f.Changed("ready-timeout") {
+		if err := envfile.CheckReadyTimeout(readyMax); err != nil {
+			return bad("ready-timeout", err)
+		}
+	}
+	if f.Changed("tracers") {
+		built := builtTracers(cmd)
+		if len(tracers) == 0 {
+			return bad("tracers", fmt.Errorf("no tracer named (this build has %s)", strings.Join(built, ", ")))
+		}
+		for _, t := range tracers {
+			if !slices.Contains(built, t) {
+				return bad("tracers", fmt.Errorf("unknown tracer %q (this build has %s)", t, strings.Join(built, ", ")))
+			}
+		}
+	}
+	return nil
 }
 
 // builtTracers lists the `pingpath trace` subcommands of this binary: the

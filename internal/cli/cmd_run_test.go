@@ -41,3 +41,47 @@ receiver:
 		}
 	}
 }
+
+// TestRunFlagBounds: the numbers and names on run's command line are
+// checked against the same bounds as the environment file, before anything
+// is contacted; a bad one is a usage error naming the flag.
+func TestRunFlagBounds(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, "env.yaml")
+	if err := os.WriteFile(env, []byte(`environment: x
+sender:
+  vm: {ssh: a, ip: 10.0.0.1}
+  host: {ssh: b, vnet_interface: vnet0, phy_interface: eth0}
+receiver:
+  vm: {ssh: c, ip: 10.0.0.2}
+  host: {ssh: d, vnet_interface: vnet0, phy_interface: eth0}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--count", "0"}, "--count: 0 is out of range 1..1000000"},
+		{[]string{"--count", "-3"}, "--count: -3 is out of range"},
+		{[]string{"--count", "99999999999"}, "--count: 99999999999 is out of range"},
+		{[]string{"--interval", "1ns"}, "--interval: 1ns is out of range 1ms..1m0s"},
+		{[]string{"--interval", "0s"}, "--interval: 0s is out of range"},
+		{[]string{"--count", "1000000", "--interval", "1s"}, "--count: 1000000 pings every 1s take 277h46m40s, more than 24h0m0s"},
+		{[]string{"--ready-timeout", "-1s"}, "--ready-timeout: -1s is out of range 1s..10m0s"},
+		{[]string{"--ready-timeout", "1ms"}, "--ready-timeout: 1ms is out of range"},
+		{[]string{"--tracers", "bogus"}, `--tracers: unknown tracer "bogus" (this build has `},
+		{[]string{"--tracers", "vm,hots"}, `--tracers: unknown tracer "hots"`},
+		{[]string{"--tracers", ""}, "--tracers: no tracer named"},
+	} {
+		out := filepath.Join(dir, "out")
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), append([]string{"run", "-c", env, "-o", out}, c.flags...), &stdout, &stderr)
+		if code != ExitUsage || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", c.flags, code, stderr.String(), ExitUsage, c.want)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("%v: a run directory was created", c.flags)
+		}
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestLoadGood(t *testing.T) {
@@ -62,6 +64,12 @@ func TestLoadErrorsNameFileLineField(t *testing.T) {
 		{"injection in ssh", strings.Replace(g, "ssh: receiver-vm", "ssh: 'x;reboot'", 1), `:20: receiver.vm.ssh:`},
 		{"bad ifname", strings.Replace(g, "phy_interface: eth0\n", "phy_interface: \"eth0 ; reboot\"\n", 1), `:25: receiver.host.phy_interface:`},
 		{"same ip", strings.Replace(g, "198.18.2.1", "198.18.1.1", 1), `:21: receiver.vm.ip: same address`},
+		{"duplicate node", strings.Replace(g, "ssh: receiver-vm", "ssh: sender-vm", 1), `:20: receiver.vm.ssh: "sender-vm" is the same node as sender.vm.ssh`},
+		{"empty bond member", strings.Replace(g, "phy_interface: eth0,eth1", `phy_interface: "eth0,,eth1"`, 1), `:14: sender.host.phy_interface: "eth0,,eth1" has an empty interface name`},
+		{"two @ in ssh", strings.Replace(g, "ssh: receiver-vm", "ssh: a@b@c", 1), `:20: receiver.vm.ssh: "a@b@c": more than one @`},
+		{"markup in the name", strings.Replace(g, "environment: lab", `environment: "<script>alert(1)</script>"`, 1), `:1: environment: "<script>alert(1)</script>": only letters, digits`},
+		{"interval too long", strings.Replace(g, "interval: 100ms", "interval: 2m", 1), `:28: measurement.interval: 2m0s is out of range 1ms..1m0s`},
+		{"run too long", strings.Replace(g, "ping_count: 50", "ping_count: 1000000", 1), `:27: measurement.ping_count: 1000000 pings every 100ms take 27h46m40s, more than 24h0m0s`},
 		{"no sender", "environment: x\nreceiver:\n  vm: {ssh: a, ip: 1.2.3.4}\n  host: {ssh: b, vnet_interface: v, phy_interface: p}\n", ":1: sender.vm.ssh: missing"},
 		{"empty", "", ":1: empty environment file"},
 	}
@@ -147,6 +155,67 @@ func TestParseDestination(t *testing.T) {
 	for _, bad := range []string{"", "-oProxyCommand=x", "h:99999", "@h", "a b", "h;id"} {
 		if _, err := ParseDestination(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestLoadListsAllErrors: every problem of a file at once, in line order,
+// the unknown field among them (it used to be reported alone).
+func TestLoadListsAllErrors(t *testing.T) {
+	good, err := os.ReadFile("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := strings.NewReplacer("    interface: eth0\n", "    interfce: eth0\n", "198.18.2.1", "198.18.2.300", "interval: 100ms", "interval: fast")
+	p := filepath.Join(t.TempDir(), "env.yaml")
+	if err := os.WriteFile(p, []byte(r.Replace(string(good))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(p)
+	want := []string{
+		p + `:10: sender.vm.interfce: unknown field "interfce"`,
+		p + `:21: receiver.vm.ip: "198.18.2.300" is not an IPv4 address`,
+		p + `:28: measurement.interval: "fast" is not a duration (examples: 200ms, 1s, 2m)`,
+	}
+	if err == nil || err.Error() != strings.Join(want, "\n") {
+		t.Fatalf("got\n%v\nwant\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// TestLoadRefusesNonRegularFiles: -c pointing at a device, a FIFO or a huge
+// file fails at once, naming the file, and reads nothing unbounded.
+func TestLoadRefusesNonRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "random.yaml")
+	if err := os.Symlink("/dev/urandom", link); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge.yaml")
+	if err := os.WriteFile(huge, []byte("environment: x\n# "+strings.Repeat("x", MaxFileSize)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{
+		"/dev/zero": "not a regular file (a character device)",
+		fifo:        "not a regular file (a named pipe)",
+		link:        "not a regular file (a character device)",
+		huge:        "larger than 1 MiB",
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := Load(file)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), file+": "+want) {
+				t.Errorf("%s: got %v, want %q", file, err, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: Load still reading after 5s", file)
 		}
 	}
 }

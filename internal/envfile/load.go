@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -61,11 +65,62 @@ func (es Errors) Error() string {
 // A returned error is an Errors value (or wraps the read error) whose every
 // entry names the file, line and field.
 func Load(path string) (*Environment, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading environment file: %w", err)
+		return nil, fmt.Errorf("reading environment file %w", err)
 	}
 	return Parse(path, data)
+}
+
+// readFile reads a regular file of at most MaxFileSize bytes. Anything else
+// (a device such as /dev/zero, a FIFO, a huge file) is refused without
+// blocking or reading it: O_NONBLOCK keeps the open of a FIFO from waiting
+// for a writer, and the type is that of the file opened.
+func readFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(st.Mode()))
+	}
+	if st.Size() > MaxFileSize {
+		return nil, fmt.Errorf("%s: larger than 1 MiB (%d bytes)", path, st.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s: larger than 1 MiB", path)
+	}
+	return data, nil
+}
+
+// fileKind names a file type for messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "type " + m.Type().String()
 }
 
 // Parse is Load for bytes already read; name is used in error messages.
@@ -80,17 +135,41 @@ func Parse(name string, data []byte) (*Environment, error) {
 	env := &Environment{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	var decodeErrs Errors
 	if err := dec.Decode(env); err != nil {
-		return nil, decodeErrors(name, &root, err)
+		// Type errors and unknown fields leave the rest decoded: it is
+		// validated too, so that every problem is listed at once.
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, Errors{yamlError(name, err)}
+		}
+		decodeErrs = decodeErrors(name, &root, te)
 	}
 	pos := positions(root.Content[0])
 	v := &validator{file: name, pos: pos}
 	env.applyDefaults()
 	v.check(env)
-	if len(v.errs) > 0 {
-		return nil, v.errs
+	if errs := merge(decodeErrs, v.errs); len(errs) > 0 {
+		return nil, errs
 	}
 	return env, nil
+}
+
+// merge lists decode and validation errors in line order; a field that
+// could not be decoded is not also reported as invalid.
+func merge(decoded, validated Errors) Errors {
+	out := append(Errors{}, decoded...)
+	bad := map[string]bool{}
+	for _, e := range decoded {
+		bad[e.Field] = true
+	}
+	for _, e := range validated {
+		if !bad[e.Field] {
+			out = append(out, e)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *Error) int { return a.Line - b.Line })
+	return out
 }
 
 var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
@@ -110,11 +189,7 @@ var unknownFieldRE = regexp.MustCompile(`^field (\S+) not found in type`)
 // decodeErrors converts yaml.v3 type errors ("line 7: cannot unmarshal ...",
 // "line 3: field foo not found in type ...") into located Errors, naming the
 // field path found at that line of the document.
-func decodeErrors(name string, root *yaml.Node, err error) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return Errors{yamlError(name, err)}
-	}
+func decodeErrors(name string, root *yaml.Node, te *yaml.TypeError) Errors {
 	lines := lineFields(root.Content[0])
 	var out Errors
 	for _, e := range te.Errors {

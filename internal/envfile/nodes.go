@@ -89,7 +89,10 @@ func ParseDestination(s string) (Destination, error) {
 	if strings.ContainsAny(s, " \t\n'\"`$;|&<>\\") {
 		return d, fmt.Errorf("%q: invalid characters in ssh destination", s)
 	}
-	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+	if strings.Count(s, "@") > 1 {
+		return d, fmt.Errorf("%q: more than one @ in ssh destination", s)
+	}
+	if i := strings.IndexByte(s, '@'); i >= 0 {
 		d.User, s = s[:i], s[i+1:]
 		if d.User == "" {
 			return d, fmt.Errorf("empty user in ssh destination")

@@ -1,12 +1,14 @@
 package envfile
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"os"
 	"path"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Sudo modes of SSHOptions.Sudo.
@@ -42,6 +44,7 @@ func (v *validator) fail(field, format string, args ...any) {
 }
 
 func (v *validator) check(e *Environment) {
+	v.name(e.Environment)
 	v.sshOptions("ssh", e.SSH)
 	for _, s := range []struct {
 		name string
@@ -60,10 +63,14 @@ func (v *validator) check(e *Environment) {
 		} else {
 			v.ifname(host+".vnet_interface", s.side.Host.VnetInterface)
 		}
-		if s.side.Host.PhyInterface == "" {
+		if phy := s.side.Host.PhyInterface; phy == "" {
 			v.fail(host+".phy_interface", "missing (the physical NIC, or comma-separated bond members)")
 		} else {
-			for _, n := range SplitInterfaces(s.side.Host.PhyInterface) {
+			for _, n := range strings.Split(phy, ",") {
+				if n = strings.TrimSpace(n); n == "" {
+					v.fail(host+".phy_interface", "%q has an empty interface name", phy)
+					break
+				}
 				v.ifname(host+".phy_interface", n)
 			}
 		}
@@ -72,15 +79,59 @@ func (v *validator) check(e *Environment) {
 	if e.Sender.VM.IP != "" && e.Sender.VM.IP == e.Receiver.VM.IP {
 		v.fail("receiver.vm.ip", "same address as sender.vm.ip (%s)", e.Sender.VM.IP)
 	}
+	v.distinctNodes(e)
 	m := e.Measurement
-	if m.PingCount < 1 || m.PingCount > 1_000_000 {
-		v.fail("measurement.ping_count", "%d out of range 1..1000000", m.PingCount)
+	countOK := true
+	if err := CheckPingCount(m.PingCount); err != nil {
+		v.fail("measurement.ping_count", "%v", err)
+		countOK = false
 	}
-	v.duration("measurement.interval", m.Interval, time.Millisecond)
+	if d, ok := v.duration("measurement.interval", m.Interval, CheckInterval); ok && countOK {
+		if err := CheckRunLength(m.PingCount, d); err != nil {
+			v.fail("measurement.ping_count", "%v", err)
+		}
+	}
 	if m.Duration != "" {
-		v.duration("measurement.duration", m.Duration, time.Second)
+		v.duration("measurement.duration", m.Duration, CheckDuration)
 	}
 	v.tools(e.Tools)
+}
+
+// name checks the environment's name, which reports show (as HTML and
+// Markdown): letters, digits and a little punctuation, no markup.
+func (v *validator) name(s string) {
+	for _, r := range s {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune(" ._-:/+@(),=", r) {
+			v.fail("environment", "%q: only letters, digits, spaces and . _ - : / + @ ( ) , = (it is shown in reports)", s)
+			return
+		}
+	}
+}
+
+// distinctNodes refuses a machine named twice (the same host and port,
+// whatever the user): the four nodes are four machines.
+func (v *validator) distinctNodes(e *Environment) {
+	seen := map[string]string{}
+	for _, n := range []struct {
+		field, ssh string
+		opts       SSHOptions
+	}{
+		{"sender.vm.ssh", e.Sender.VM.SSH, e.Sender.VM.Options},
+		{"sender.host.ssh", e.Sender.Host.SSH, e.Sender.Host.Options},
+		{"receiver.host.ssh", e.Receiver.Host.SSH, e.Receiver.Host.Options},
+		{"receiver.vm.ssh", e.Receiver.VM.SSH, e.Receiver.VM.Options},
+	} {
+		d, err := ParseDestination(n.ssh)
+		if err != nil {
+			continue // reported by dest
+		}
+		key := fmt.Sprintf("%s:%d", d.Host, cmp.Or(d.Port, n.opts.Port, e.SSH.Port))
+		if first, ok := seen[key]; ok {
+			v.fail(n.field, "%q is the same node as %s", n.ssh, first)
+			continue
+		}
+		seen[key] = n.field
+	}
 }
 
 func (v *validator) dest(field, s string) {
@@ -111,15 +162,18 @@ func (v *validator) ifname(field, s string) {
 	}
 }
 
-func (v *validator) duration(field, s string, min time.Duration) {
+// duration parses a duration field and checks it against its bounds.
+func (v *validator) duration(field, s string, check func(time.Duration) error) (time.Duration, bool) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		v.fail(field, "%q is not a duration (examples: 200ms, 1s, 2m)", s)
-		return
+		return 0, false
 	}
-	if d < min {
-		v.fail(field, "%s is shorter than %s", d, min)
+	if err := check(d); err != nil {
+		v.fail(field, "%v", err)
+		return 0, false
 	}
+	return d, true
 }
 
 func (v *validator) sshOptions(field string, o SSHOptions) {
@@ -132,7 +186,7 @@ func (v *validator) sshOptions(field string, o SSHOptions) {
 		v.fail(field+".sudo", "%q: want none, passwordless or password", o.Sudo)
 	}
 	if o.ConnectTimeout != "" {
-		v.duration(field+".connect_timeout", o.ConnectTimeout, 100*time.Millisecond)
+		v.duration(field+".connect_timeout", o.ConnectTimeout, checkConnectTimeout)
 	}
 	if o.RemoteDir != "" && (!path.IsAbs(o.RemoteDir) || path.Clean(o.RemoteDir) == "/") {
 		v.fail(field+".remote_dir", "%q must be an absolute path below /", o.RemoteDir)

@@ -155,6 +155,32 @@ func TestRunTracerFailsAtStart(t *testing.T) {
 	}
 }
 
+// TestRunTracerKilled: a tracer killed on its node after it was ready is
+// reported as killed by its signal, not with its ready line as the error.
+func TestRunTracerKilled(t *testing.T) {
+	testenv.RequireProgram(t, "ping")
+	f := newFakeEnv(t, map[string]remotetest.Options{
+		manifest.RoleReceiverVM: {Env: []string{"FAKE_KILL_AFTER_READY=vm"}},
+	}, "")
+	res, err := Run(context.Background(), f.runOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Manifest.Status != StatusPartial {
+		t.Fatalf("status %s err %v", res.Manifest.Status, res.Err)
+	}
+	for _, n := range res.Manifest.Nodes {
+		for _, tr := range n.Tracers {
+			if n.Role != manifest.RoleReceiverVM {
+				continue
+			}
+			if tr.State != "failed" || !strings.Contains(tr.Error, "killed by SIGKILL") || strings.Contains(tr.Error, "ready") {
+				t.Errorf("killed tracer: state %s, error %q", tr.State, tr.Error)
+			}
+		}
+	}
+}
+
 func TestRunNodeLostMidRun(t *testing.T) {
 	testenv.RequireProgram(t, "ping")
 	f := newFakeEnv(t, nil, "")

@@ -11,7 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/remote"
@@ -274,12 +277,12 @@ type stopTimeouts struct {
 // (SSH signal and kill(1) of the reported pid) after the grace periods, and
 // finally the session is closed. It returns when the tracer exited or everything was tried.
 func (rt *running) stop(ctx context.Context, to stopTimeouts) {
+	if rt.hasExited() {
+		return // it ended by itself: not stopped by us
+	}
 	rt.mu.Lock()
 	rt.stopped = true
 	rt.mu.Unlock()
-	if rt.hasExited() {
-		return
-	}
 	_ = rt.proc.CloseStdin()
 	// Exactly one SIGINT: a second one would interrupt the origin tools'
 	// KeyboardInterrupt handler and lose their summaries. Origin tools get
@@ -376,12 +379,26 @@ func (rt *running) result() manifest.Tracer {
 	case failLine != "":
 		t.State, t.Error = "failed", failLine
 	case !stopped:
-		t.State, t.Error = "failed", fmt.Sprintf("exited early (exit %d): %s", code, rt.last())
+		t.State, t.Error = "failed", "exited early "+rt.exitDescription(code)
 	case code == 0 || rt.spec.origin && code == 128+2:
 		// Origin tools exit through KeyboardInterrupt (0 or 130).
 		t.State = "ok"
 	default:
-		t.State, t.Error = "failed", fmt.Sprintf("exit %d: %s", code, rt.last())
+		t.State, t.Error = "failed", rt.exitDescription(code)
 	}
 	return t
+}
+
+// exitDescription says how the tracer ended: its exit status, the signal
+// that killed it, and its last output line unless that is only its ready
+// line (which says nothing about why it ended).
+func (rt *running) exitDescription(code int) string {
+	s := fmt.Sprintf("(exit %d)", code)
+	if code > 128 && code <= 128+64 {
+		s = fmt.Sprintf("(exit %d: killed by %s)", code, unix.SignalName(syscall.Signal(code-128)))
+	}
+	if l := rt.last(); l != "" && !rt.spec.ready(l) {
+		s += ": " + l
+	}
+	return s
 }
