@@ -9,20 +9,24 @@ import (
 	"testing"
 )
 
+// minimalEnv is a valid environment file (nothing is contacted before the
+// command line is checked).
+const minimalEnv = `environment: x
+sender:
+  vm: {ssh: a, ip: 10.0.0.1}
+  host: {ssh: b, vnet_interface: vnet0, phy_interface: eth0}
+receiver:
+  vm: {ssh: c, ip: 10.0.0.2}
+  host: {ssh: d, vnet_interface: vnet0, phy_interface: eth0}
+`
+
 // TestRunCheckBadConfig: malformed and invalid environment files exit with
 // ExitUsage and name file:line: field, before anything is contacted.
 func TestRunCheckBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]struct{ yaml, want string }{
 		"malformed": {"sender:\n  vm: {ssh: a\n", ":1: malformed YAML: did not find expected"},
-		"invalid": {`environment: x
-sender:
-  vm: {ssh: a, ip: 10.0.0.1}
-  host: {ssh: b, vnet_interface: vnet0, phy_interface: eth0}
-receiver:
-  vm: {ssh: c, ip: 10.0.0.300}
-  host: {ssh: d, vnet_interface: vnet0, phy_interface: eth0}
-`, `:6: receiver.vm.ip: "10.0.0.300" is not an IPv4 address`},
+		"invalid": {strings.Replace(minimalEnv, "10.0.0.2", "10.0.0.300", 1), `:6: receiver.vm.ip: "10.0.0.300" is not an IPv4 address`},
 	}
 	for name, c := range cases {
 		p := filepath.Join(dir, name+".yaml")
@@ -48,14 +52,7 @@ receiver:
 func TestRunFlagBounds(t *testing.T) {
 	dir := t.TempDir()
 	env := filepath.Join(dir, "env.yaml")
-	if err := os.WriteFile(env, []byte(`environment: x
-sender:
-  vm: {ssh: a, ip: 10.0.0.1}
-  host: {ssh: b, vnet_interface: vnet0, phy_interface: eth0}
-receiver:
-  vm: {ssh: c, ip: 10.0.0.2}
-  host: {ssh: d, vnet_interface: vnet0, phy_interface: eth0}
-`), 0o644); err != nil {
+	if err := os.WriteFile(env, []byte(minimalEnv), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
