@@ -2,12 +2,15 @@ package orchestrate
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/pingpath/pingpath/internal/remote"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
@@ -135,6 +138,56 @@ func TestLabPushCache(t *testing.T) {
 		}
 		if _, err := os.Stat(stale); err == nil {
 			t.Errorf("stale upload %s left in place", stale)
+		}
+	})
+
+	t.Run("controller killed during the push", func(t *testing.T) {
+		// The real binary, killed with SIGKILL while it pushes itself:
+		// the upload on the node ends with the session and is removed.
+		dir := filepath.Join(t.TempDir(), "remote")
+		env := *lr.opts.Env
+		env.SSH.RemoteDir = dir
+		b, err := yaml.Marshal(&env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(t.TempDir(), "env.yaml")
+		if err := os.WriteFile(cfg, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(lr.bin, "run", "-c", cfg, "-o", lr.outDir(t))
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill it once an upload is on its way.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if m, _ := filepath.Glob(filepath.Join(dir, ".pingpath.upload-*")); len(m) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatal("no upload started")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cmd.Process.Kill()
+		go io.Copy(io.Discard, stderr)
+		cmd.Wait()
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			m, _ := filepath.Glob(filepath.Join(dir, ".pingpath.upload-*"))
+			if len(m) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("upload leftovers 10 s after the controller was killed: %v", m)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 }
