@@ -16,7 +16,7 @@ export BPF2GO_CC := $(CURDIR)/bpf/cc.sh
 export PINGPATH_BPF_CLANG := $(CLANG)
 export BPF2GO_STRIP := $(STRIP)
 
-.PHONY: all build deps generate generate-check lint test test-quick test-kernels demo bench fuzz clean
+.PHONY: all build deps generate generate-check lint test test-quick test-kernels freshroot demo bench fuzz clean
 
 all: build
 
@@ -47,7 +47,7 @@ lint:
 test-quick: build
 	$(GO) test -count=1 -timeout 30m ./...
 
-test: deps generate-check lint build
+test: deps generate-check lint build freshroot
 	$(GO) test -count=1 -timeout 45m ./...
 	$(MAKE) test-kernels
 
@@ -58,6 +58,13 @@ test: deps generate-check lint build
 test-kernels:
 	./scripts/kernels.sh
 	$(GO) run ./tools/kernelmatrix
+
+# A clean clone of HEAD in a fresh Debian root, with nothing but what
+# scripts/install-deps.sh installs, runs make generate-check build, and every
+# program the code runs resolves there (tools/depcheck). Caches the debootstrap
+# base and the .debs in .cache/freshroot (PINGPATH_FRESHROOT_CACHE).
+freshroot:
+	./scripts/freshroot.sh
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...

@@ -13,12 +13,15 @@ PKGS=(
   # kernel matrix (make test-kernels): Debian kernels booted under QEMU/TCG
   qemu-system-x86 busybox-static cpio
   # the KVM lab's machine image (lab up --hypervisor kvm): a Debian root made
-  # with debootstrap, packed into ext4 with mke2fs -d
+  # with debootstrap, packed into ext4 with mke2fs -d; debootstrap also makes
+  # make freshroot's root (part of make test)
   debootstrap e2fsprogs
   # the live progress test runs pingpath under a real terminal (tmux)
   tmux
   # report rendering check in headless Chromium
   chromium
+  # the orchestrate tests run fake origin BCC tools (python3 scripts)
+  python3
   make git ca-certificates
 )
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# depcheck: skip (run by hand to refresh the vendored headers; installs its own tools)
 # Refreshes the vendored BPF headers: the libbpf headers from Debian's
 # libbpf-dev into bpf/ (they include each other as <bpf/...>, so they must sit
 # where that path resolves against -I bpf/include, never against /usr/include)

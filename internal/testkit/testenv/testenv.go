@@ -34,11 +34,12 @@ func RequireRoot(t testing.TB) {
 	Require(t, os.Geteuid() == 0, "needs root")
 }
 
-// RequireProgram needs an executable on PATH.
-func RequireProgram(t testing.TB, name string) string {
+// RequireProgram needs an executable on PATH. (tools/depcheck lists the
+// argument of a parameter named program as a program the tests need.)
+func RequireProgram(t testing.TB, program string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	Require(t, err == nil, "needs "+name+" on PATH")
+	p, err := exec.LookPath(program)
+	Require(t, err == nil, "needs "+program+" on PATH")
 	return p
 }
 
