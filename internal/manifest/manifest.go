@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pingpath/pingpath/internal/inputfile"
 )
 
 // Schema names this version of the manifest.
@@ -143,10 +145,15 @@ func Write(dir string, m *Manifest) error {
 	return nil
 }
 
-// Read loads DIR/manifest.json.
+// MaxSize bounds the manifest a reader accepts; a real one is a few KiB.
+const MaxSize = 16 << 20
+
+// Read loads DIR/manifest.json. A manifest that is not a regular file (a
+// FIFO, a device) or is larger than MaxSize is refused without blocking on
+// it or reading it whole.
 func Read(dir string) (*Manifest, error) {
 	p := filepath.Join(dir, FileName)
-	b, err := os.ReadFile(p)
+	b, err := inputfile.ReadAll(p, MaxSize, "16 MiB")
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}
