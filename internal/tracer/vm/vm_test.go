@@ -288,6 +288,45 @@ func TestTraceLifecycle(t *testing.T) {
 	}
 }
 
+// Under --renew-on-stdin every line on stdin renews --max-duration: the
+// tracer outlives it while the lines come and stops it after the last one
+// (a controller that keeps tracers running, then is lost without closing
+// stdin). --stats-interval writes the running counters meanwhile.
+func TestTraceRenewOnStdinAndStats(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := newPair(t)
+	start := time.Now()
+	tr := startTracer(t, p.A, vmArgs("--max-duration", "1s", "--renew-on-stdin", "--stats-interval", "200ms")...)
+	renewFor := 2500 * time.Millisecond
+	var lastLine time.Time
+	for time.Since(start) < renewFor {
+		if _, err := io.WriteString(tr.Stdin(), "\n"); err != nil {
+			t.Fatal(err)
+		}
+		lastLine = time.Now()
+		time.Sleep(300 * time.Millisecond)
+	}
+	s := tr.Wait(20 * time.Second)
+	if took := time.Since(lastLine); took < time.Second || time.Since(start) < renewFor+time.Second {
+		t.Errorf("stopped %v after the last renewal (%v after start), want ≥ 1s after it", took, time.Since(start))
+	}
+	if s.Trailer == nil || s.Trailer.ExitReason != tracer.ExitMaxDuration {
+		t.Fatalf("trailer %+v, want exit reason %q", s.Trailer, tracer.ExitMaxDuration)
+	}
+	if s.Stats == nil {
+		t.Fatal("no stats record in 3.5 s with --stats-interval 200ms")
+	}
+	for _, k := range []string{"events", "ringbuf_lost", "cpu_user_ns", "cpu_system_ns"} {
+		if _, ok := s.Stats.Counters[k]; !ok {
+			t.Errorf("stats record lacks counter %q: %v", k, s.Stats.Counters)
+		}
+	}
+	if s.Stats.AtNS == 0 || s.Stats.AtNS > s.Trailer.EndMonoNS {
+		t.Errorf("stats at_ns %d, trailer end %d", s.Stats.AtNS, s.Trailer.EndMonoNS)
+	}
+	tr.AssertGone()
+}
+
 // The text view shows the origin's blocks.
 func TestTraceTextFormat(t *testing.T) {
 	testenv.RequireRoot(t)
