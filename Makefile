@@ -42,6 +42,7 @@ generate-check: generate
 lint:
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
+	$(GO) run ./tools/layers
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 test-quick: build

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -161,11 +162,21 @@ func newTraceVMCommand() *cobra.Command {
 		cfg.ICMPID = icmpID.id
 		t, err := vm.New(cfg)
 		if err != nil {
-			return &ExitError{Code: ExitUsage, Err: err}
+			return tracerError(err)
 		}
 		return tracer.Run(cmd.Context(), t, tf.options(cmd))
 	}
 	return cmd
+}
+
+// tracerError gives a tracer's start-up error its exit code: a bad flag or
+// device (tracer.UsageError) exits ExitUsage, a failure of this machine
+// (netlink, the kernel) ExitFailure.
+func tracerError(err error) error {
+	if _, ok := errors.AsType[*tracer.UsageError](err); ok {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	return &ExitError{Code: ExitFailure, Err: err}
 }
 
 // optionalID is a flag holding an ICMP echo identifier or nothing (any id).

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/inputfile"
+	"github.com/pingpath/pingpath/internal/role"
 )
 
 // Schema names this version of the manifest.
@@ -22,12 +23,12 @@ const Schema = "pingpath.run/v1"
 // FileName is the manifest's name inside a run directory.
 const FileName = "manifest.json"
 
-// Node roles.
+// Node roles (package role), as the manifest records them.
 const (
-	RoleSenderVM     = "sender-vm"
-	RoleSenderHost   = "sender-host"
-	RoleReceiverHost = "receiver-host"
-	RoleReceiverVM   = "receiver-vm"
+	RoleSenderVM     = role.SenderVM
+	RoleSenderHost   = role.SenderHost
+	RoleReceiverHost = role.ReceiverHost
+	RoleReceiverVM   = role.ReceiverVM
 )
 
 // Manifest is the content of DIR/manifest.json.
