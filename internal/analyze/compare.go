@@ -3,7 +3,9 @@ package analyze
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/pingpath/pingpath/internal/manifest"
 )
@@ -245,9 +247,12 @@ func envDiff(a, b *Result) []EnvDiff {
 	}
 	var out []EnvDiff
 	for k := range keys {
-		if fa[k] != fb[k] {
-			out = append(out, EnvDiff{What: k, A: fa[k], B: fb[k]})
+		if fa[k] == fb[k] || strings.HasSuffix(k, " probes") && digitRun.ReplaceAllString(fa[k], "#") == digitRun.ReplaceAllString(fb[k], "#") {
+			// Attach methods that differ only by a number (the pid of the
+			// VM's backend in a reason) are the same methods.
+			continue
 		}
+		out = append(out, EnvDiff{What: k, A: fa[k], B: fb[k]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].What < out[j].What })
 	return out
@@ -260,6 +265,17 @@ func envFacts(r *Result) map[string]string {
 		m["pingpath version"] = mf.Version
 		m["ping interval"] = mf.Ping.Interval
 		m["ping count"] = fmt.Sprint(mf.Ping.Count)
+		if mf.Emulation != "" {
+			m["emulation"] = mf.Emulation
+		}
+		if l := mf.Lab; l != nil {
+			m["lab kind"] = l.Kind
+			m["lab VM link"] = l.VMLink
+			m["lab wire"] = l.Wire
+			m["lab wire delay"] = l.WireDelay
+			m["lab wire jitter"] = l.WireJitter
+			m["lab wire loss %"] = fmt.Sprint(l.WireLoss)
+		}
 		for _, n := range mf.Nodes {
 			addNode(m, n)
 		}
@@ -276,10 +292,19 @@ func envFacts(r *Result) map[string]string {
 	return m
 }
 
+// noiseFacts differ between any two runs without saying anything about
+// the path: they are left out of the environment differences.
+var noiseFacts = map[string]bool{"boot_id": true, "uid": true}
+
+var digitRun = regexp.MustCompile(`[0-9]+`)
+
 func addNode(m map[string]string, n manifest.Node) {
 	m[n.Role+": kernel"] = n.Kernel
 	m[n.Role+": arch"] = n.Arch
 	for k, v := range n.Facts {
+		if noiseFacts[k] {
+			continue
+		}
 		m[n.Role+": "+k] = v
 	}
 	for _, t := range n.Tracers {

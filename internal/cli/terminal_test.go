@@ -78,7 +78,7 @@ func TestRunOnTerminal(t *testing.T) {
 	lines := strings.Split(txt, "\n")
 	summary := -1
 	for i, line := range lines {
-		if strings.HasPrefix(line, "pings: 10 sent") {
+		if strings.HasPrefix(line, "verdict: ") {
 			summary = i
 		}
 	}
@@ -87,7 +87,7 @@ func TestRunOnTerminal(t *testing.T) {
 	}
 	// Everything the summary prints is still there, below the final block.
 	below := strings.Join(lines[summary:], "\n")
-	for _, want := range []string{"segment", "RTT", "layers (mean RTT", "slowest", "run " + out + ": complete"} {
+	for _, want := range []string{"context: ", "pings: 10 sent", "segment", "RTT", "layers (mean RTT", "slowest", "run " + out + ": complete"} {
 		if !strings.Contains(below, want) {
 			t.Errorf("%q was overwritten or is missing below the summary:\n%s", want, below)
 		}

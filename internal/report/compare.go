@@ -42,22 +42,155 @@ func WriteCompare(outDir string, c *analyze.Comparison) error {
 		return err
 	}
 	return writeFile(filepath.Join(outDir, "compare.html"), func(f *os.File) error {
-		return comparePage.Execute(f, map[string]any{"C": c, "Data": data, "Rows": compareRows(c)})
+		key, other := envSplit(c.Env)
+		return comparePage.Execute(f, map[string]any{"C": c, "Data": data, "Rows": compareRows(c), "Layers": layerRows(c),
+			"Verdict": compareVerdict(c), "EnvKey": key, "EnvOther": other, "CSS": template.CSS(pageCSS),
+			"ECharts": template.JS(echartsJS), "EChartsVersion": echartsVersion(), "JS": template.JS(chartsCommonJS + compareJS)})
 	})
 }
 
-// compareRow is one line of the comparison table.
+// Row states of the comparison.
+const (
+	stateSignificant   = "significant"
+	stateNoChange      = "no significant change"
+	stateNotComparable = "not comparable"
+	stateNotMeasured   = "not measured"
+)
+
+// compareRow is one line of the comparison table, with what may be said
+// about it: a value measured on one side only, or that the analysis marked
+// (Delta.Comment), is not comparable and never flagged.
 type compareRow struct {
-	Name string
+	Name  string
+	State string
+	Why   string
 	analyze.Delta
 }
 
+func rowOf(name string, d analyze.Delta) compareRow {
+	r := compareRow{Name: name, Delta: d}
+	switch {
+	case d.AN == 0 && d.BN == 0:
+		r.State, r.Why = stateNotMeasured, "on neither side"
+	case d.AN == 0:
+		r.State, r.Why = stateNotComparable, "measured only in the compared run"
+	case d.BN == 0:
+		r.State, r.Why = stateNotComparable, "measured only in the baseline"
+	case d.PValue == nil:
+		r.State, r.Why = stateNotComparable, d.Comment
+	case d.Signif:
+		r.State, r.Why = stateSignificant, d.Comment
+	default:
+		r.State, r.Why = stateNoChange, d.Comment
+	}
+	return r
+}
+
 func compareRows(c *analyze.Comparison) []compareRow {
-	rows := []compareRow{{"RTT", c.RTT}}
+	rows := []compareRow{rowOf("RTT", c.RTT)}
 	for _, k := range c.Order {
-		rows = append(rows, compareRow{k, c.Segments[k]})
+		rows = append(rows, rowOf(k, c.Segments[k]))
 	}
 	return rows
+}
+
+// layerRow is one layer of the comparison.
+type layerRow struct {
+	compareRow
+	AMean, BMean, DMean, AShare, BShare float64
+}
+
+// layerRows marks a layer none of whose segments either run measured as
+// not measured (its values are zeros, and a test on zeros says nothing).
+func layerRows(c *analyze.Comparison) []layerRow {
+	var rows []layerRow
+	for k, l := range c.Layers {
+		r := layerRow{compareRow: rowOf(l.Name, l.Delta), AMean: l.AMean, BMean: l.BMean, DMean: l.DMean, AShare: l.AShare, BShare: l.BShare}
+		measured := false
+		for _, res := range []*analyze.Result{c.A, c.B} {
+			if k < len(res.Layers) {
+				for _, seg := range res.Layers[k].Segments {
+					d, ok := c.Segments[seg]
+					measured = measured || !ok && seg != "unattributed" || d.AN > 0 || d.BN > 0
+				}
+			}
+		}
+		if !measured {
+			r.State, r.Why = stateNotMeasured, "none of its segments was measured in either run"
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// importantEnv says which environment facts change a path's latency; the
+// others (tracer versions, tool availability, ...) are listed apart.
+var importantEnv = []string{"kernel", "cpu_model", "cpus", "cmdline", "tuned_profile", "cpuidle", "max_cstate", "clocksource",
+	"lab ", "emulation", "mtu", "driver", "offload", "ping interval", "ping count", "arch"}
+
+// envSplit separates the differences that matter from the rest.
+func envSplit(env []analyze.EnvDiff) (key, other []analyze.EnvDiff) {
+	for _, e := range env {
+		important := false
+		for _, k := range importantEnv {
+			important = important || strings.Contains(e.What, k)
+		}
+		if important {
+			key = append(key, e)
+		} else {
+			other = append(other, e)
+		}
+	}
+	return key, other
+}
+
+// compareVerdict is the comparison's answer in a few lines.
+func compareVerdict(c *analyze.Comparison) *Verdict {
+	v := &Verdict{}
+	r := rowOf("RTT", c.RTT)
+	rtt := fmt.Sprintf("the median RTT went from %s to %s µs (%s)", nf1(c.RTT.AP50, c.RTT.AN), nf1(c.RTT.BP50, c.RTT.BN), r.State)
+	if r.State == stateNotComparable || r.State == stateNotMeasured {
+		rtt = "the RTT is " + r.State + ": " + r.Why
+	}
+	v.Lines = append(v.Lines, VerdictLine{"change", fmt.Sprintf("%s; the mean RTT changed by %+.1f µs.", rtt, c.RTTDelta)})
+	var parts []string
+	for _, a := range c.Attribution {
+		if len(parts) == 3 {
+			break
+		}
+		if d, ok := c.Segments[a.Segment]; ok && rowOf(a.Segment, d).State == stateNotComparable {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %+.1f µs (%s)", a.Segment, a.DMean, pct(a.Share)))
+	}
+	if len(parts) > 0 {
+		v.Lines = append(v.Lines, VerdictLine{"where", "of the mean RTT change: " + strings.Join(parts, ", ") + "."})
+	}
+	var nc []string
+	for _, row := range compareRows(c) {
+		if row.State == stateNotComparable {
+			nc = append(nc, row.Name+" ("+row.Why+")")
+		}
+	}
+	if len(nc) > 0 {
+		v.Lines = append(v.Lines, VerdictLine{"not comparable", strings.Join(nc, "; ") + "."})
+	}
+	key, _ := envSplit(c.Env)
+	var env []string
+	for _, e := range key {
+		if len(env) == 4 {
+			env = append(env, fmt.Sprintf("and %d more", len(key)-4))
+			break
+		}
+		env = append(env, fmt.Sprintf("%s: %s → %s", e.What, cmpOr(clip(e.A, 60), "(none)"), cmpOr(clip(e.B, 60), "(none)")))
+	}
+	if len(env) > 0 {
+		v.Lines = append(v.Lines, VerdictLine{"differences", strings.Join(env, "; ") + "."})
+	} else {
+		v.Lines = append(v.Lines, VerdictLine{"differences", "no environment difference that affects latency was recorded (kernel, CPU, cmdline, tuned, C-states, clocksource, lab wire)."})
+	}
+	v.Caution = append(v.Caution, c.Warnings...)
+	return v
 }
 
 // nf1 renders a value that only exists when n > 0.
@@ -68,35 +201,57 @@ func nf1(x float64, n int) string {
 	return f1(x)
 }
 
+// pval renders a p-value (below what a double resolves: "< 1e-6") and ✱
+// when the change is significant.
 func pval(d analyze.Delta) string {
 	if d.PValue == nil {
 		return "–"
 	}
-	s := fmt.Sprintf("%.3g", *d.PValue)
+	p := *d.PValue
+	s := fmt.Sprintf("%.2g", p)
+	if p < 1e-6 {
+		s = "< 1e-6"
+	}
 	if d.Signif {
-		s += " *"
+		s += " ✱"
 	}
 	return s
+}
+
+// signifRule explains ✱.
+func signifRule(th analyze.Thresholds) string {
+	return fmt.Sprintf("✱ significant: p < %.2f (two-sided Mann–Whitney U) and |Δ p50| ≥ max(%.0f µs, %.0f %% of the larger median); "+
+		"not comparable: measured on one side only, or marked by the analysis; never flagged.", th.Alpha, th.MinDeltaUS, th.MinDeltaRel*100)
 }
 
 // CompareMarkdown writes compare.md.
 func CompareMarkdown(out io.Writer, c *analyze.Comparison) error {
 	w := &errWriter{w: out}
-	w.printf("# pingpath comparison\n\nA (baseline): `%s` (%d complete pings) · B: `%s` (%d complete pings)\n\n",
+	w.printf("# pingpath comparison\n\nBaseline: `%s` (%d complete pings) · compared: `%s` (%d complete pings)\n\n",
 		c.A.Dir, c.A.Counts.Complete, c.B.Dir, c.B.Counts.Complete)
-	th := c.Thresholds
-	w.printf("Medians per segment over each run's complete pings; p-value of a two-sided Mann–Whitney U test. "+
-		"* = significant: p < %.2f and |Δ p50| ≥ max(%.0f µs, %.0f %% of the larger median).\n\n", th.Alpha, th.MinDeltaUS, th.MinDeltaRel*100)
-	mdHeader(w, "segment", "A p50 µs", "B p50 µs", "Δ p50 µs", "A mean", "B mean", "Δ mean", "n A", "n B", "p")
+	v := compareVerdict(c)
+	for _, x := range v.Caution {
+		w.printf("> **Caution:** %s\n>\n", x)
+	}
+	w.printf("**Verdict**\n\n")
+	for _, l := range v.Lines {
+		w.printf("- **%s:** %s\n", l.Label, l.Text)
+	}
+	w.printf("\nMedians per segment over each run's complete pings. %s\n\n", signifRule(c.Thresholds))
+	mdHeader(w, "segment", "baseline p50 µs", "compared p50 µs", "Δ p50 µs", "baseline mean", "compared mean", "Δ mean", "n baseline", "n compared", "p", "change")
 	for _, r := range compareRows(c) {
 		d := r.Delta
 		mdRow(w, r.Name, nf1(d.AP50, d.AN), nf1(d.BP50, d.BN), nf1(d.DP50, min(d.AN, d.BN)), nf1(d.AMean, d.AN),
-			nf1(d.BMean, d.BN), nf1(d.DMean, min(d.AN, d.BN)), fmt.Sprint(d.AN), fmt.Sprint(d.BN), pval(d))
+			nf1(d.BMean, d.BN), nf1(d.DMean, min(d.AN, d.BN)), fmt.Sprint(d.AN), fmt.Sprint(d.BN), pval(d), strings.TrimSuffix(r.State+": "+r.Why, ": "))
 	}
 	w.printf("\n## Layers\n\n")
-	mdHeader(w, "layer", "A mean µs", "B mean µs", "Δ mean µs", "A share", "B share", "Δ p50 µs", "p")
-	for _, l := range c.Layers {
-		mdRow(w, l.Name, f1(l.AMean), f1(l.BMean), f1(l.DMean), pct(l.AShare), pct(l.BShare), f1(l.DP50), pval(l.Delta))
+	mdHeader(w, "layer", "baseline mean µs", "compared mean µs", "Δ mean µs", "baseline share", "compared share", "p", "change")
+	for _, l := range layerRows(c) {
+		p := pval(l.Delta)
+		if l.State == stateNotMeasured {
+			p = "–"
+		}
+		mdRow(w, l.Name, f1(l.AMean), f1(l.BMean), f1(l.DMean), pct(l.AShare), pct(l.BShare), p, strings.TrimSuffix(l.State+": "+l.Why, ": "))
 	}
 	w.printf("\n## Where the RTT change went\n\nMean RTT over each run's layer set changed by **%+.1f µs**. Per ping the segments add up to the RTT, so these deltas add up to it:\n\n", c.RTTDelta)
 	mdHeader(w, "segment", "Δ mean µs", "share of Δ")
@@ -104,11 +259,19 @@ func CompareMarkdown(out io.Writer, c *analyze.Comparison) error {
 		mdRow(w, a.Segment, f1(a.DMean), pct(a.Share))
 	}
 	w.printf("\n## Environment differences\n\n")
+	key, other := envSplit(c.Env)
 	if len(c.Env) == 0 {
 		w.printf("None found (or no manifest on either side).\n")
-	} else {
-		mdHeader(w, "what", "A", "B")
-		for _, e := range c.Env {
+	}
+	for i, part := range [][]analyze.EnvDiff{key, other} {
+		if len(part) == 0 {
+			continue
+		}
+		if i == 1 {
+			w.printf("\nOther differences:\n\n")
+		}
+		mdHeader(w, "what", "baseline", "compared")
+		for _, e := range part {
 			mdRow(w, e.What, e.A, e.B)
 		}
 	}
@@ -118,21 +281,24 @@ func CompareMarkdown(out io.Writer, c *analyze.Comparison) error {
 	return w.err
 }
 
-// CompareSummary prints the terminal table `pingpath compare` shows.
+// CompareSummary prints what `pingpath compare` shows: the verdict, then
+// the table.
 func CompareSummary(out io.Writer, c *analyze.Comparison) error {
 	w := &errWriter{w: out}
-	w.printf("%-26s %10s %10s %10s %10s\n", "segment", "A p50 µs", "B p50 µs", "Δ p50", "p")
+	for i, l := range compareVerdict(c).Lines {
+		if i == 0 {
+			w.printf("verdict: %s\n", l.Text)
+			continue
+		}
+		w.printf("  %s: %s\n", l.Label, l.Text)
+	}
+	w.printf("%-26s %12s %12s %10s %10s  %s\n", "segment", "base p50 µs", "cmp p50 µs", "Δ p50", "p", "change")
 	for _, r := range compareRows(c) {
-		if r.AN == 0 && r.BN == 0 {
+		if r.State == stateNotMeasured {
 			continue
 		}
 		d := r.Delta
-		w.printf("%-26s %10s %10s %10s %10s\n", r.Name, nf1(d.AP50, d.AN), nf1(d.BP50, d.BN), nf1(d.DP50, min(d.AN, d.BN)), pval(d))
+		w.printf("%-26s %12s %12s %10s %10s  %s\n", r.Name, nf1(d.AP50, d.AN), nf1(d.BP50, d.BN), nf1(d.DP50, min(d.AN, d.BN)), pval(d), r.State)
 	}
-	w.printf("mean RTT delta %+.1f µs", c.RTTDelta)
-	if len(c.Attribution) > 0 {
-		w.printf(", largest part %s %+.1f µs", c.Attribution[0].Segment, c.Attribution[0].DMean)
-	}
-	w.printf("\n")
 	return w.err
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/pingpath/pingpath/internal/analyze"
+	"github.com/pingpath/pingpath/internal/timeline"
 )
 
 // Schema names the report.json format.
@@ -50,6 +51,15 @@ type Doc struct {
 	PerPing   []PingRow                `json:"per_ping"`
 	// PerPingTruncated is true when only the first maxPerPing rows are kept.
 	PerPingTruncated bool `json:"per_ping_truncated,omitempty"`
+	// Added in v1 without breaking readers: the answer first, what was
+	// measured, and the timelines of a few pings (the report's waterfall
+	// and swim lanes; lanes in path order).
+	Verdict   *Verdict   `json:"verdict"`
+	Context   *Context   `json:"context"`
+	Lanes     []string   `json:"lanes"`
+	Timelines []Timeline `json:"timelines"`
+	// Descriptions says what each value name is.
+	Descriptions map[string]string `json:"descriptions"`
 }
 
 // PingRow is one ping's values in µs (absent: not measured).
@@ -99,6 +109,12 @@ func Build(res *analyze.Result) *Doc {
 	}
 	for _, v := range []int{analyze.ValInterS, analyze.ValTotalS, analyze.ValExtS, analyze.ValTotalR, analyze.ValExtR, analyze.ValTotalRV} {
 		d.Totals[analyze.ValueNames[v]] = res.Stats[v]
+	}
+	d.Verdict, d.Context = BuildVerdict(res), BuildContext(res)
+	d.Lanes, d.Timelines = timeline.Lanes, timelines(res)
+	d.Descriptions = map[string]string{}
+	for v := 0; v < analyze.NumVals; v++ {
+		d.Descriptions[analyze.ValueNames[v]] = analyze.SegmentDescriptions[v]
 	}
 	d.PerPing = perPing(res, maxPerPing)
 	d.PerPingTruncated = len(res.Pings) > maxPerPing

@@ -62,6 +62,25 @@ func statRows(res *analyze.Result) []int {
 func Markdown(out io.Writer, res *analyze.Result) error {
 	w := &errWriter{w: out}
 	w.printf("# pingpath report\n\n")
+	v, ctx := BuildVerdict(res), BuildContext(res)
+	for _, c := range v.Caution {
+		w.printf("> **Caution:** %s\n>\n", c)
+	}
+	if len(v.Caution) > 0 {
+		w.printf("\n")
+	}
+	w.printf("**Verdict**\n\n")
+	for _, l := range v.Lines {
+		w.printf("- **%s:** %s\n", l.Label, l.Text)
+	}
+	w.printf("\n**Context:** %s\n\n", ctx.Line())
+	if len(ctx.Nodes) > 0 {
+		mdHeader(w, "node", "hostname", "kernel", "tracers and attach methods")
+		for _, n := range ctx.Nodes {
+			mdRow(w, n.Role, cmpOr(n.Hostname, "–"), cmpOr(n.Kernel, "–"), strings.Join(n.Attach, "; "))
+		}
+		w.printf("\n")
+	}
 	w.printf("Directory: `%s` · input: %s · ICMP ids: %v\n\n", res.Dir, sourceName(res.Source), res.IDs)
 	c := res.Counts
 	w.printf("Pings: **%d sent**, %d matched across vantage points, **%d complete** (seen by every vantage point that ran), %d lost.\n\n", c.Sent, c.Matched, c.Complete, c.Lost)
@@ -171,11 +190,26 @@ func sourceName(s string) string {
 	return "nothing recognised"
 }
 
-// Summary prints the concise terminal table `pingpath analyze` shows.
+// Summary prints what `pingpath analyze` and `pingpath run` show: the
+// verdict and the context first, then the concise table.
 func Summary(out io.Writer, res *analyze.Result) error {
 	c := res.Counts
 	tw := tabwriter.NewWriter(out, 2, 0, 2, ' ', tabwriter.AlignRight)
 	w := &errWriter{w: out}
+	v := BuildVerdict(res)
+	for i, l := range v.Lines {
+		if i == 0 {
+			w.printf("verdict: %s\n", l.Text)
+			continue
+		}
+		w.printf("  %s: %s\n", l.Label, l.Text)
+	}
+	for _, c := range v.Caution {
+		w.printf("  ! %s\n", c)
+	}
+	if line := BuildContext(res).Line(); line != "" {
+		w.printf("context: %s\n", line)
+	}
 	w.printf("pings: %d sent, %d matched, %d complete, %d lost", c.Sent, c.Matched, c.Complete, c.Lost)
 	if res.Empty {
 		w.printf("  — empty run: no ping was observed\n")

@@ -1,20 +1,17 @@
 package report
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/pingpath/pingpath/internal/analyze"
-	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -148,112 +145,115 @@ func TestSummaryEmpty(t *testing.T) {
 	}
 }
 
-var (
-	reRendered = regexp.MustCompile(`id="render-status"[^>]*data-rendered="(\d+)"`)
-	reJSError  = regexp.MustCompile(`<html[^>]*data-js-error`)
-	reErrorsOK = regexp.MustCompile(`<pre id="errors" hidden=""></pre>`)
-)
-
-// openInChromium loads a page in headless Chromium and returns the DOM
-// after the scripts ran, plus Chromium's console log.
-func openInChromium(t *testing.T, page string) (dom, console string) {
-	t.Helper()
-	bin := "/usr/bin/chromium"
-	_, err := os.Stat(bin)
-	testenv.Require(t, err == nil, "needs Debian chromium (apt-get install chromium)")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--no-first-run", "--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0",
-		"--virtual-time-budget=5000", "--dump-dom", "file://"+page)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	return stdout.String(), stderr.String()
-}
-
-func checkPage(t *testing.T, page string, wantCharts int) {
-	t.Helper()
-	dom, console := openInChromium(t, page)
-	m := reRendered.FindStringSubmatch(dom)
-	if m == nil {
-		t.Fatalf("%s: charts did not finish rendering (no data-rendered marker)", page)
-	}
-	if m[1] != string(rune('0'+wantCharts)) {
-		t.Errorf("%s: %s charts rendered, want %d", page, m[1], wantCharts)
-	}
-	if reJSError.MatchString(dom) || !reErrorsOK.MatchString(dom) {
-		t.Errorf("%s: JavaScript error captured by window.onerror", page)
-	}
-	for _, l := range strings.Split(console, "\n") {
-		if strings.Contains(l, "CONSOLE") && (strings.Contains(l, "Uncaught") || strings.Contains(l, "rror")) {
-			t.Errorf("%s: console: %s", page, l)
-		}
-	}
-	if strings.Contains(dom, "http://") || strings.Contains(dom, "https://") {
-		for _, u := range regexp.MustCompile(`https?://[^"' )]+`).FindAllString(dom, -1) {
-			if u != "http://www.w3.org/2000/svg" {
-				t.Errorf("%s: page references %s (must be self-contained)", page, u)
-			}
-		}
-	}
-}
-
-// The HTML reports open in headless Chromium without console errors and
-// draw every chart, for a full run, the 60 ms run and the empty run, and
-// the comparison page.
+// The HTML reports in headless Chromium, at a desktop and a narrow width:
+// no script error, no request or link out of the file, every chart drawn,
+// no clipped or overlapping text — for two real lab runs, the anchor runs
+// (one with A refused everywhere), the empty run and a comparison.
 func TestHTMLInChromium(t *testing.T) {
+	b := newBrowser(t)
 	dir := t.TempDir()
-	// The empty run has nothing to draw: the script still runs to the end.
-	for name, charts := range map[string]int{"measurement-20260204-180934": 4, "measurement-20260206-160003": 4, "measurement-20260204-180849": 0} {
-		out := filepath.Join(dir, name)
-		if err := WriteAll(out, run(t, name)); err != nil {
+	pages := []struct {
+		name, in  string
+		wantEmpty []string
+	}{
+		{"lab-plain", filepath.Join("testdata", "lab-runs", "plain"), nil},
+		{"lab-wire1ms", filepath.Join("testdata", "lab-runs", "wire1ms"), nil},
+		{"anchor-180934", anchor("measurement-20260204-180934"), nil},
+		{"anchor-160003", anchor("measurement-20260206-160003"), []string{"waterfall", "lanes", "time"}},
+		{"anchor-empty", anchor("measurement-20260204-180849"), []string{"layers", "waterfall", "lanes", "cdf", "hist", "time"}},
+	}
+	results := map[string]*analyze.Result{}
+	for _, p := range pages {
+		res, err := analyze.Run(p.in)
+		if err != nil {
 			t.Fatal(err)
 		}
-		checkPage(t, filepath.Join(out, "report.html"), charts)
-	}
-	c := analyze.Compare(run(t, "measurement-20260204-180934"), run(t, "measurement-20260206-160003"))
-	if err := WriteCompare(dir, c); err != nil {
-		t.Fatal(err)
-	}
-	checkPage(t, filepath.Join(dir, "compare.html"), 1)
-	for _, f := range []string{"compare.md", "compare.json"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Error(err)
+		results[p.name] = res
+		out := filepath.Join(dir, p.name)
+		if err := WriteAll(out, res); err != nil {
+			t.Fatal(err)
 		}
+		checkInBrowser(t, b, p.name, filepath.Join(out, "report.html"), p.wantEmpty)
 	}
-	// compare.json states what "significant" meant.
-	var doc struct {
-		Sig analyze.Thresholds `json:"significance"`
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "compare.json")); err != nil || json.Unmarshal(b, &doc) != nil || doc.Sig != c.Thresholds || doc.Sig.MinDeltaUS != analyze.MinEffectUS {
-		t.Errorf("compare.json significance %+v, want %+v (%v)", doc.Sig, c.Thresholds, err)
+	for name, pair := range map[string][2]string{"compare-lab": {"lab-plain", "lab-wire1ms"}, "compare-anchor": {"anchor-180934", "anchor-160003"}} {
+		c := analyze.Compare(results[pair[0]], results[pair[1]])
+		out := filepath.Join(dir, name)
+		if err := WriteCompare(out, c); err != nil {
+			t.Fatal(err)
+		}
+		checkInBrowser(t, b, name, filepath.Join(out, "compare.html"), nil)
+		for _, f := range []string{"compare.md", "compare.json"} {
+			if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+				t.Error(err)
+			}
+		}
+		// compare.json states what "significant" meant.
+		var doc struct {
+			Sig analyze.Thresholds `json:"significance"`
+		}
+		if b, err := os.ReadFile(filepath.Join(out, "compare.json")); err != nil || json.Unmarshal(b, &doc) != nil || doc.Sig != c.Thresholds || doc.Sig.MinDeltaUS != analyze.MinEffectUS {
+			t.Errorf("compare.json significance %+v, want %+v (%v)", doc.Sig, c.Thresholds, err)
+		}
 	}
 }
 
-// The check above would see a broken script: a page whose chart code
-// throws is caught by window.onerror and never sets the marker.
+// The check above would see a broken page: a chart script that throws, a
+// label cut off by its box, and a request to the network each fail it.
 func TestChromiumCatchesErrors(t *testing.T) {
+	b := newBrowser(t)
 	dir := t.TempDir()
 	if err := WriteAll(dir, run(t, "measurement-20260204-180934")); err != nil {
 		t.Fatal(err)
 	}
 	page := filepath.Join(dir, "report.html")
-	b, err := os.ReadFile(page)
+	good, err := os.ReadFile(page)
 	if err != nil {
 		t.Fatal(err)
 	}
-	broken := strings.Replace(string(b), "  waterfall();\n", "  waterfall();\n  noSuchFunction();\n", 1)
-	if broken == string(b) {
-		t.Fatal("chart script layout changed; update this test")
+	for name, breakIt := range map[string][2]string{
+		"throws":   {"  overTime();\n", "  overTime();\n  noSuchFunction();\n"},
+		"clipped":  {"</style>", ".vtext{flex:none;width:3em;overflow:hidden;white-space:nowrap}</style>"},
+		"requests": {"</body>\n</html>", "<img src=\"http://198.18.0.1/x.png\"></body>\n</html>"},
+	} {
+		broken := strings.Replace(string(good), breakIt[0], breakIt[1], 1)
+		if broken == string(good) {
+			t.Fatalf("%s: page layout changed; update this test", name)
+		}
+		if err := os.WriteFile(page, []byte(broken), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pc, requests, errs := b.load(t, page, 1280, "")
+		caught := false
+		switch name {
+		case "throws":
+			caught = len(errs) > 0 && pc.Rendered != pc.Expected
+		case "clipped":
+			caught = len(pc.Clipped) > 0
+		case "requests":
+			caught = len(pc.URLs) > 0 && len(requests) > 1
+		}
+		if !caught {
+			t.Errorf("%s: not detected: %+v requests %v errors %v", name, pc, requests, errs)
+		}
 	}
-	if err := os.WriteFile(page, []byte(broken), 0o644); err != nil {
+}
+
+// TestVendoredECharts: the embedded library is the file the pin names
+// (make lint checks the same with sha256sum) and can sit inside <script>.
+func TestVendoredECharts(t *testing.T) {
+	sum, err := os.ReadFile(filepath.Join("vendor", "echarts.min.js.sha256"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	dom, _ := openInChromium(t, page)
-	if !reJSError.MatchString(dom) || reRendered.MatchString(dom) || !strings.Contains(dom, "noSuchFunction") {
-		t.Error("a throwing chart script was not detected")
+	want, _, _ := strings.Cut(string(sum), " ")
+	got := sha256.Sum256([]byte(echartsJS))
+	if hex.EncodeToString(got[:]) != want {
+		t.Errorf("vendor/echarts.min.js has sha256 %x, the pin says %s: run scripts/vendor-echarts.sh", got, want)
+	}
+	if strings.Contains(strings.ToLower(echartsJS), "</script") {
+		t.Error("the bundle contains </script and cannot be embedded as is")
+	}
+	if v := echartsVersion(); !strings.Contains(echartsPin, "\nVERSION="+v+"\n") {
+		t.Errorf("pin version %q", v)
 	}
 }

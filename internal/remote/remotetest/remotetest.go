@@ -21,8 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingpath/pingpath/internal/remote/sshremote"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/pingpath/pingpath/internal/envfile"
 )
 
 // Options change the server's behaviour.
@@ -108,11 +109,10 @@ func New(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// Endpoint is an sshremote.Endpoint for this server, verified by its
-// known_hosts.
-func (s *Server) Endpoint(name string) *sshremote.Endpoint {
+// Target is an envfile.Target for this server, verified by its known_hosts.
+func (s *Server) Target(name string) *envfile.Target {
 	u := "tester"
-	return &sshremote.Endpoint{
+	return &envfile.Target{
 		Name: name, Host: "127.0.0.1", Port: s.Port, User: u,
 		IdentityFiles: []string{s.IdentityFile}, KnownHosts: []string{s.KnownHostsFile},
 		ConnectTimeout: 5 * time.Second,

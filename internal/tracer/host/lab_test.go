@@ -94,8 +94,7 @@ func TestTraceLab(t *testing.T) {
 	if len(answered) != n {
 		t.Fatalf("ping answered %d of %d", len(answered), n)
 	}
-	trS.WaitRecords(t, tracertest.HasSeqsAnyID(seqRange(n)...))
-	trR.WaitRecords(t, tracertest.HasSeqsAnyID(seqRange(n)...))
+	time.Sleep(100 * time.Millisecond)
 	sS, sR := trS.Stop(t), trR.Stop(t)
 	ps, pr := pingsBySeq(t, "sender host", sS), pingsBySeq(t, "receiver host", sR)
 	for seq := uint16(1); seq <= n; seq++ {
@@ -129,10 +128,7 @@ func TestTraceLabWireLoss(t *testing.T) {
 	_, dst, trS, trR := labTracers(t, l)
 	const n = 30
 	answered := labPing(t, l, lab.SenderVM, dst, n)
-	// The sender host writes each ping as complete or, after its timeout
-	// (500 ms), as a drop; the receiver host the answered ones.
-	trS.WaitRecords(t, tracertest.HasSeqsAnyID(seqRange(n)...))
-	trR.WaitRecords(t, tracertest.HasSeqsAnyID(keys(answered)...))
+	time.Sleep(1200 * time.Millisecond) // tracer timeout 500 ms + reorder window
 	sS, sR := trS.Stop(t), trR.Stop(t)
 	if len(answered) == n || len(answered) == 0 {
 		t.Fatalf("40%% loss each way answered %d of %d: want some lost", len(answered), n)
@@ -187,8 +183,7 @@ func TestTraceLabNftablesDrop(t *testing.T) {
 		}
 	}
 	answered := labPing(t, l, lab.SenderVM, dst, 3)
-	trS.WaitRecords(t, tracertest.AtLeast(record.TypeDrop, 3))
-	trR.WaitRecords(t, tracertest.AtLeast(record.TypeDrop, 3))
+	time.Sleep(1200 * time.Millisecond)
 	sS, sR := trS.Stop(t), trR.Stop(t)
 	if len(answered) != 0 {
 		t.Fatalf("pings answered through the drop rule: %v", answered)
@@ -208,21 +203,4 @@ func TestTraceLabNftablesDrop(t *testing.T) {
 			t.Errorf("sender host drop: %+v, want req_out → rep_in", d)
 		}
 	}
-}
-
-// seqRange is 1..n, ping(8)'s sequence numbers.
-func seqRange(n int) []uint16 {
-	out := make([]uint16, n)
-	for i := range out {
-		out[i] = uint16(i + 1)
-	}
-	return out
-}
-
-func keys(m map[uint16]bool) []uint16 {
-	out := make([]uint16, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
