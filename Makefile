@@ -43,6 +43,7 @@ lint:
 	cd internal/report/vendor && sha256sum --quiet -c echarts.min.js.sha256 || { echo "internal/report/vendor/echarts.min.js differs from its pin: run scripts/vendor-echarts.sh" >&2; exit 1; }
 	$(GO) mod tidy -diff
 	$(GO) vet ./...
+	$(GO) run ./tools/layers
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 test-quick: build

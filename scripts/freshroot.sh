@@ -126,6 +126,13 @@ mount -o remount,bind,ro "$root/usr/local/go"
 bind "$FR_GOMODCACHE" "$FR_GOMODCACHE"
 bind "$FR_GOCACHE" "$FR_GOCACHE"
 cat /etc/resolv.conf >"$root/etc/resolv.conf"
+# The machine's own trust anchors (machines of this kind reach the Go proxy
+# through a TLS-inspecting egress): part of the machine, like Go, not of the
+# project; ca-certificates, which install-deps.sh installs, takes them in.
+if [[ -d /usr/local/share/ca-certificates ]]; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+fi
 printf '#!/bin/sh\n# freshroot: no service starts in this root\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 # The suites a machine of this kind has.

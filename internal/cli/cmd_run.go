@@ -94,7 +94,7 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 			}
 			res, err := orchestrate.Run(cmd.Context(), opts)
 			if err != nil {
-				return &ExitError{Code: ExitUsage, Err: err}
+				return err // a runtime failure (the output directory, the machines): ExitFailure
 			}
 			m := res.Manifest
 			fmt.Fprintf(stderr, "run %s: %s (ping %d/%d answered) in %s\n", out, m.Status, m.Ping.Received, m.Ping.Sent,

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,7 @@ func TestRunCheckBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string]struct{ yaml, want string }{
 		"malformed": {"sender:\n  vm: {ssh: a\n", ":1: malformed YAML: did not find expected"},
-		"invalid": {strings.Replace(minimalEnv, "10.0.0.2", "10.0.0.300", 1), `:6: receiver.vm.ip: "10.0.0.300" is not an IPv4 address`},
+		"invalid":   {strings.Replace(minimalEnv, "10.0.0.2", "10.0.0.300", 1), `:6: receiver.vm.ip: "10.0.0.300" is not an IPv4 address`},
 	}
 	for name, c := range cases {
 		p := filepath.Join(dir, name+".yaml")
@@ -80,5 +81,35 @@ func TestRunFlagBounds(t *testing.T) {
 		if _, err := os.Stat(out); err == nil {
 			t.Fatalf("%v: a run directory was created", c.flags)
 		}
+	}
+}
+
+// TestRunRuntimeFailureExitsOne: a valid environment whose run fails on
+// this machine (the output directory cannot be created) exits ExitFailure,
+// not the usage code; so does a tracer whose machine fails it, while a
+// wrong device is a usage error.
+func TestRunRuntimeFailureExitsOne(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, "env.yaml")
+	if err := os.WriteFile(env, []byte(minimalEnv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	blocker := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), []string{"run", "-c", env, "-o", filepath.Join(blocker, "run")}, &out, &errb)
+	if code != ExitFailure || !strings.Contains(errb.String(), "creating output directory") {
+		t.Errorf("run into a file: exit %d, stderr %q; want %d", code, errb.String(), ExitFailure)
+	}
+	errb.Reset()
+	code = Main(context.Background(), []string{"trace", "host", "--src-ip", "10.0.0.1", "--dst-ip", "10.0.0.2",
+		"--vm-interface", "nosuchvnet0", "--phy-interface", "lo"}, &out, &errb)
+	if code != ExitUsage || !strings.Contains(errb.String(), "--vm-interface nosuchvnet0") {
+		t.Errorf("trace host on a missing device: exit %d, stderr %q; want %d", code, errb.String(), ExitUsage)
+	}
+	if err := tracerError(errors.New("listing local addresses: netlink failed")); err.(*ExitError).Code != ExitFailure {
+		t.Errorf("a machine failure maps to %v", err)
 	}
 }

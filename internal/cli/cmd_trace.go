@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -22,8 +23,9 @@ func newTraceCommand() *cobra.Command {
 		Long: `Run one eBPF tracer on this machine. Output is a JSON-lines record stream
 (docs/record-format.md) or a text view (--format text). The tracer prints a line
 starting with "ready" on stderr once every probe is attached, stops on SIGINT or
-SIGTERM, after --duration, after --max-duration (always on), or when stdin closes
-with --stop-on-stdin-eof, and then writes a trailer record.`,
+SIGTERM, after --duration, after --max-duration (always on; with --renew-on-stdin
+counted from the last line read on stdin), or when stdin closes with
+--stop-on-stdin-eof, and then writes a trailer record.`,
 		Example: `  pingpath trace vm --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --format text
   pingpath trace host --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --vm-interface vnet0 --phy-interface eth0
   pingpath trace vhost-rx --vm-interface vnet0 --duration 30s > vhost-rx.jsonl`,
@@ -52,6 +54,8 @@ func addTracerFlags(cmd *cobra.Command) *tracerFlags {
 	f.DurationVar(&tf.opts.Duration, "duration", 0, "stop after this long (0: until stopped)")
 	f.DurationVar(&tf.opts.MaxDuration, "max-duration", tracer.DefaultMaxDuration, "always stop after this long; cannot be disabled")
 	f.BoolVar(&tf.opts.StopOnStdinEOF, "stop-on-stdin-eof", false, "stop when stdin is closed (for controllers that run the tracer over SSH)")
+	f.BoolVar(&tf.opts.RenewOnStdin, "renew-on-stdin", false, "every line on stdin renews --max-duration (for controllers that keep the tracer running: it stops --max-duration after the last line)")
+	f.DurationVar(&tf.opts.StatsInterval, "stats-interval", 0, "write a stats record with the running counters this often (0: only the trailer has them)")
 	return tf
 }
 
@@ -158,11 +162,21 @@ func newTraceVMCommand() *cobra.Command {
 		cfg.ICMPID = icmpID.id
 		t, err := vm.New(cfg)
 		if err != nil {
-			return &ExitError{Code: ExitUsage, Err: err}
+			return tracerError(err)
 		}
 		return tracer.Run(cmd.Context(), t, tf.options(cmd))
 	}
 	return cmd
+}
+
+// tracerError gives a tracer's start-up error its exit code: a bad flag or
+// device (tracer.UsageError) exits ExitUsage, a failure of this machine
+// (netlink, the kernel) ExitFailure.
+func tracerError(err error) error {
+	if _, ok := errors.AsType[*tracer.UsageError](err); ok {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	return &ExitError{Code: ExitFailure, Err: err}
 }
 
 // optionalID is a flag holding an ICMP echo identifier or nothing (any id).

@@ -51,7 +51,7 @@ the last point seen and, when this host's kernel freed the packet, the drop reas
 		}
 		t, err := host.New(cfg)
 		if err != nil {
-			return &ExitError{Code: ExitUsage, Err: err}
+			return tracerError(err)
 		}
 		return tracer.Run(cmd.Context(), t, tf.options(cmd))
 	}

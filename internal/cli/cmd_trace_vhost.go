@@ -62,7 +62,7 @@ func newTraceVhostCommand(tool, short, long string) *cobra.Command {
 		}
 		t, err := vhost.New(cfg)
 		if err != nil {
-			return &ExitError{Code: ExitUsage, Err: err}
+			return tracerError(err)
 		}
 		return tracer.Run(cmd.Context(), t, tf.options(cmd))
 	}

@@ -4,16 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pingpath/pingpath/internal/inputfile"
 )
 
 // Defaults applied by Load when the file leaves a value out.
@@ -65,62 +63,13 @@ func (es Errors) Error() string {
 // A returned error is an Errors value (or wraps the read error) whose every
 // entry names the file, line and field.
 func Load(path string) (*Environment, error) {
-	data, err := readFile(path)
+	// Anything but a regular file (a device such as /dev/zero, a FIFO) or
+	// a file over MaxFileSize is refused without blocking on it or reading it.
+	data, err := inputfile.ReadAll(path, MaxFileSize, "1 MiB")
 	if err != nil {
 		return nil, fmt.Errorf("reading environment file %w", err)
 	}
 	return Parse(path, data)
-}
-
-// readFile reads a regular file of at most MaxFileSize bytes. Anything else
-// (a device such as /dev/zero, a FIFO, a huge file) is refused without
-// blocking or reading it: O_NONBLOCK keeps the open of a FIFO from waiting
-// for a writer, and the type is that of the file opened.
-func readFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file (%s)", path, fileKind(st.Mode()))
-	}
-	if st.Size() > MaxFileSize {
-		return nil, fmt.Errorf("%s: larger than 1 MiB (%d bytes)", path, st.Size())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s: larger than 1 MiB", path)
-	}
-	return data, nil
-}
-
-// fileKind names a file type for messages.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	}
-	return "type " + m.Type().String()
 }
 
 // Parse is Load for bytes already read; name is used in error messages.

@@ -10,13 +10,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pingpath/pingpath/internal/manifest"
+	"github.com/pingpath/pingpath/internal/role"
 )
 
 // Node is one of the four machines of an environment, with its SSH options
 // already merged (per-node values over the global ones).
 type Node struct {
-	Role    string // manifest.RoleSenderVM, ...
+	Role    string // role.SenderVM, ...
 	Field   string // where it is in the file, e.g. "sender.vm"
 	SSH     string // destination as configured
 	Options SSHOptions
@@ -30,7 +30,7 @@ type Node struct {
 
 // IsVM tells a guest from a hypervisor.
 func (n Node) IsVM() bool {
-	return n.Role == manifest.RoleSenderVM || n.Role == manifest.RoleReceiverVM
+	return role.IsVM(n.Role)
 }
 
 // Nodes returns the four nodes, receivers first: receiver VM, receiver host,
@@ -43,18 +43,18 @@ func (e *Environment) Nodes() []Node {
 		m.RemoteDir = cmp.Or(m.RemoteDir, DefaultRemoteDir)
 		return m
 	}
-	vm := func(role, field string, v VM) Node {
-		return Node{Role: role, Field: field, SSH: v.SSH, Options: opts(v.Options), IP: v.IP, Interface: v.Interface}
+	vm := func(r, field string, v VM) Node {
+		return Node{Role: r, Field: field, SSH: v.SSH, Options: opts(v.Options), IP: v.IP, Interface: v.Interface}
 	}
-	host := func(role, field string, h Host) Node {
-		return Node{Role: role, Field: field, SSH: h.SSH, Options: opts(h.Options),
+	host := func(r, field string, h Host) Node {
+		return Node{Role: r, Field: field, SSH: h.SSH, Options: opts(h.Options),
 			VnetInterface: h.VnetInterface, PhyInterfaces: SplitInterfaces(h.PhyInterface)}
 	}
 	return []Node{
-		vm(manifest.RoleReceiverVM, "receiver.vm", e.Receiver.VM),
-		host(manifest.RoleReceiverHost, "receiver.host", e.Receiver.Host),
-		host(manifest.RoleSenderHost, "sender.host", e.Sender.Host),
-		vm(manifest.RoleSenderVM, "sender.vm", e.Sender.VM),
+		vm(role.ReceiverVM, "receiver.vm", e.Receiver.VM),
+		host(role.ReceiverHost, "receiver.host", e.Receiver.Host),
+		host(role.SenderHost, "sender.host", e.Sender.Host),
+		vm(role.SenderVM, "sender.vm", e.Sender.VM),
 	}
 }
 

@@ -12,6 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pingpath/pingpath/internal/inputfile"
+	"github.com/pingpath/pingpath/internal/role"
 )
 
 // Schema names this version of the manifest.
@@ -20,12 +23,12 @@ const Schema = "pingpath.run/v1"
 // FileName is the manifest's name inside a run directory.
 const FileName = "manifest.json"
 
-// Node roles.
+// Node roles (package role), as the manifest records them.
 const (
-	RoleSenderVM     = "sender-vm"
-	RoleSenderHost   = "sender-host"
-	RoleReceiverHost = "receiver-host"
-	RoleReceiverVM   = "receiver-vm"
+	RoleSenderVM     = role.SenderVM
+	RoleSenderHost   = role.SenderHost
+	RoleReceiverHost = role.ReceiverHost
+	RoleReceiverVM   = role.ReceiverVM
 )
 
 // Manifest is the content of DIR/manifest.json.
@@ -143,10 +146,15 @@ func Write(dir string, m *Manifest) error {
 	return nil
 }
 
-// Read loads DIR/manifest.json.
+// MaxSize bounds the manifest a reader accepts; a real one is a few KiB.
+const MaxSize = 16 << 20
+
+// Read loads DIR/manifest.json. A manifest that is not a regular file (a
+// FIFO, a device) or is larger than MaxSize is refused without blocking on
+// it or reading it whole.
 func Read(dir string) (*Manifest, error) {
 	p := filepath.Join(dir, FileName)
-	b, err := os.ReadFile(p)
+	b, err := inputfile.ReadAll(p, MaxSize, "16 MiB")
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}

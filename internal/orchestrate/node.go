@@ -30,13 +30,23 @@ func SSHDialer(opts sshremote.Options) Dialer {
 		if err != nil {
 			return nil, err
 		}
-		c, err := sshremote.Dial(ctx, t, opts)
+		c, err := sshremote.Dial(ctx, sshEndpoint(t), opts)
 		if err != nil {
 			// Not a typed nil in the interface.
 			return nil, err
 		}
 		return c, nil
 	}
+}
+
+// sshEndpoint is the connection a resolved env-file target asks for.
+func sshEndpoint(t *envfile.Target) *sshremote.Endpoint {
+	if t == nil {
+		return nil
+	}
+	return &sshremote.Endpoint{Name: t.Name, Host: t.Host, Port: t.Port, User: t.User,
+		IdentityFiles: t.IdentityFiles, KnownHosts: t.KnownHosts, Agent: t.Agent,
+		InsecureIgnoreHostKey: t.InsecureIgnoreHostKey, ConnectTimeout: t.ConnectTimeout, Jump: sshEndpoint(t.Jump)}
 }
 
 // Options are shared by Check and Run.

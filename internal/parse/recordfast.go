@@ -131,6 +131,8 @@ func readRecords(f *File, r io.Reader) error {
 			}
 			trailer = true
 			applyTrailer(f, t)
+		case record.TypeStats:
+			// A running tracer's counters so far: the trailer's are final.
 		case record.TypeHeader:
 			f.warnf(n, "second header ignored")
 		default:

@@ -22,6 +22,10 @@ const (
 	TypePing    = "ping"
 	TypeDrop    = "drop"
 	TypeTrailer = "trailer"
+	// TypeStats is a tracer's running counters, written every
+	// --stats-interval while it runs (for controllers that keep it running:
+	// the trailer comes only at the end).
+	TypeStats = "stats"
 )
 
 // Tool names (the "tool" field of the header).
@@ -53,17 +57,21 @@ type Header struct {
 	// BootID is /proc/sys/kernel/random/boot_id. Two streams with the same
 	// boot id share one CLOCK_MONOTONIC (as all nodes of the lab do), so
 	// their timestamps may be compared directly.
-	BootID      string            `json:"boot_id,omitempty"`
-	Netns       uint64            `json:"netns"` // inode of the tracer's network namespace
-	Clock       string            `json:"clock"` // "CLOCK_MONOTONIC": the clock of every *_ns timestamp
-	StartMonoNS uint64            `json:"start_mono_ns"`
-	StartWallNS int64             `json:"start_wall_ns"`  // wall clock (Unix ns) read together with StartMonoNS
-	Role        string            `json:"role,omitempty"` // vm: "tx"|"rx"; host: "sender"|"receiver"; may be "auto" until known
-	SrcIP       string            `json:"src_ip,omitempty"`
-	DstIP       string            `json:"dst_ip,omitempty"`
-	Interfaces  []string          `json:"interfaces,omitempty"`
-	Probes      []Probe           `json:"probes"`
-	Args        map[string]string `json:"args,omitempty"` // the flags the tracer was started with
+	BootID      string   `json:"boot_id,omitempty"`
+	Netns       uint64   `json:"netns"` // inode of the tracer's network namespace
+	Clock       string   `json:"clock"` // "CLOCK_MONOTONIC": the clock of every *_ns timestamp
+	StartMonoNS uint64   `json:"start_mono_ns"`
+	StartWallNS int64    `json:"start_wall_ns"`  // wall clock (Unix ns) read together with StartMonoNS
+	Role        string   `json:"role,omitempty"` // vm: "tx"|"rx"; host: "sender"|"receiver"; may be "auto" until known
+	SrcIP       string   `json:"src_ip,omitempty"`
+	DstIP       string   `json:"dst_ip,omitempty"`
+	Interfaces  []string `json:"interfaces,omitempty"`
+	// Pairs lists every (src_ip, dst_ip) pair a tracer serving several
+	// pairs filters (host --pair); SrcIP/DstIP are Pairs[0]. A record's
+	// Pair indexes it. Absent for one pair.
+	Pairs  []Pair            `json:"pairs,omitempty"`
+	Probes []Probe           `json:"probes"`
+	Args   map[string]string `json:"args,omitempty"` // the flags the tracer was started with
 }
 
 // Ping is one traced ping (or, for the vhost tracers, one ICMP packet) with its
@@ -76,6 +84,9 @@ type Ping struct {
 	// Role of the tracer when it saw this ping, when the tool decides it per
 	// packet (host: "sender"|"receiver"; vhost-*: "request"|"reply").
 	Role string `json:"role,omitempty"`
+	// Pair is the index in Header.Pairs of the pair the packet belongs to
+	// (0, and absent, for the first or only pair).
+	Pair int `json:"pair,omitempty"`
 	// Stages maps stage name → CLOCK_MONOTONIC ns. A stage that was not seen
 	// is absent, never zero.
 	Stages map[string]uint64 `json:"stages"`
@@ -97,8 +108,9 @@ type Drop struct {
 	ID          uint16            `json:"id"`
 	Seq         uint16            `json:"seq"`
 	Role        string            `json:"role,omitempty"`
-	LastSeen    string            `json:"last_seen"`    // last stage observed
-	FirstMissed string            `json:"first_missed"` // first stage expected but not observed
+	Pair        int               `json:"pair,omitempty"` // as Ping.Pair
+	LastSeen    string            `json:"last_seen"`      // last stage observed
+	FirstMissed string            `json:"first_missed"`   // first stage expected but not observed
 	Stages      map[string]uint64 `json:"stages"`
 	Devices     map[string]string `json:"devices,omitempty"`
 	// Kernel drop reason where this host's kernel freed the packet
@@ -117,6 +129,20 @@ type Trailer struct {
 	ExitReason string            `json:"exit_reason"` // "signal", "duration", "max-duration", "stdin-eof", "error"
 	Counters   map[string]uint64 `json:"counters"`    // events, pings, drops, incomplete, ringbuf_lost, ...
 	Error      string            `json:"error,omitempty"`
+}
+
+// Pair is one (initiator, target) address pair of Header.Pairs.
+type Pair struct {
+	SrcIP string `json:"src_ip"`
+	DstIP string `json:"dst_ip"`
+}
+
+// Stats is a running tracer's counters so far (same names as the
+// trailer's), written every --stats-interval.
+type Stats struct {
+	Type     string            `json:"type"` // always "stats"
+	AtNS     uint64            `json:"at_ns"`
+	Counters map[string]uint64 `json:"counters"`
 }
 
 // Writer writes records as JSON lines.
@@ -143,6 +169,8 @@ func (w *Writer) Write(rec any) error {
 		r.Type = TypeDrop
 	case *Trailer:
 		r.Type = TypeTrailer
+	case *Stats:
+		r.Type = TypeStats
 	default:
 		return fmt.Errorf("writing record: unsupported type %T", rec)
 	}
@@ -158,6 +186,8 @@ type Stream struct {
 	Pings   []Ping
 	Drops   []Drop
 	Trailer *Trailer // nil when the stream was cut short
+	// Stats is the last stats record (nil when there was none).
+	Stats *Stats
 	// Problems lists lines that could not be decoded ("line N: ...");
 	// decoding goes on past them so that no good record is lost.
 	Problems []string
@@ -214,6 +244,11 @@ func Read(r io.Reader) (*Stream, error) {
 			t := &Trailer{}
 			if err = json.Unmarshal(b, t); err == nil {
 				s.Trailer = t
+			}
+		case TypeStats:
+			st := &Stats{}
+			if err = json.Unmarshal(b, st); err == nil {
+				s.Stats = st
 			}
 		default:
 			err = fmt.Errorf("unknown record type %q", probe.Type)

@@ -120,6 +120,14 @@ func PushChecked(ctx context.Context, run Runner, local, sum, remoteDir, name st
 // uploadPrefix starts the name of an upload in progress.
 func uploadPrefix(name string) string { return "." + name + ".upload-" }
 
+// sha256Func defines sha256, which prints the SHA-256 of stdin (hex, then
+// more): OpenSSL's when the node has it (it uses the CPU's SHA
+// instructions: ≈ 10 ms of CPU for the 17 MB binary here, against ≈ 100 ms
+// for coreutils' sha256sum), else sha256sum. Every run hashes the binary
+// once per node and once per tracer start.
+const sha256Func = `sha256() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; }
+`
+
 // exitRefused is pushCheckScript's exit status for an unsafe remote_dir.
 const exitRefused = 4
 
@@ -131,7 +139,7 @@ const exitRefused = 4
 // "present" when the copy is there, root's, writable by root only and of
 // the right checksum; otherwise it removes it and prints "replaced" or
 // "absent".
-const pushCheckScript = `umask 077
+const pushCheckScript = sha256Func + `umask 077
 refuse() { echo "$*" >&2; exit 4; }
 # check DIR [parent]: a real directory, owned by root or the login user that
 # called sudo, writable by nobody else (a parent may be sticky instead).
@@ -157,7 +165,7 @@ while [ -n "$rest" ]; do
 done
 find "$1" -maxdepth 1 -type f -name "$4*" -mmin +30 -exec rm -f -- {} + 2>/dev/null
 if [ -f "$2" ] && [ ! -L "$2" ]; then
-	st=$(stat -c '%u %a' -- "$2") && s=$(sha256sum < "$2") &&
+	st=$(stat -c '%u %a' -- "$2") && s=$(sha256 < "$2") &&
 		[ "${st% *}" = 0 ] && [ $((0${st#* } & 022)) = 0 ] && [ "${s%% *}" = "$3" ] && { echo present; exit 0; }
 fi
 if [ -e "$2" ] || [ -L "$2" ]; then
@@ -171,12 +179,12 @@ fi`
 // copy's path; stdin the file) writes stdin to a new file, and renames it
 // into place if its checksum is right; otherwise it prints the checksum
 // found and exits 3. The upload is removed whatever happens.
-const pushUploadScript = `umask 077
+const pushUploadScript = sha256Func + `umask 077
 trap 'rm -f -- "$1"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 set -C
 cat > "$1" || exit 2
-s=$(sha256sum < "$1") || exit 2
+s=$(sha256 < "$1") || exit 2
 s=${s%% *}
 if [ "$s" != "$2" ]; then echo "$s"; exit 3; fi
 chmod 0755 -- "$1" && mv -f -- "$1" "$3"`
@@ -195,12 +203,12 @@ func VerifiedExec(program, sum string, command ...string) []string {
 	return append([]string{"sh", "-c", verifiedExecScript, "sh", program, sum}, command...)
 }
 
-const verifiedExecScript = `exec 3< "$1" || exit 126
+const verifiedExecScript = sha256Func + `exec 3< "$1" || exit 126
 st=$(stat -L -c '%u %a' /proc/self/fd/3) || exit 126
 if [ "${st% *}" != 0 ] || [ $((0${st#* } & 022)) != 0 ]; then
 	echo "pingpath: $1 is not owned by root or is writable by others (uid and mode $st): not run" >&2; exit 126
 fi
-s=$(sha256sum <&3) || exit 126
+s=$(sha256 <&3) || exit 126
 s=${s%% *}
 if [ "$s" != "$2" ]; then
 	echo "pingpath: $1 has SHA-256 $s, want $2 (changed since it was pushed): not run" >&2; exit 126

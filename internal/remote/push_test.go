@@ -21,7 +21,7 @@ func node(t *testing.T) (*remotetest.Server, *sshremote.Client) {
 	t.Helper()
 	testenv.RequireRoot(t) // Push wants root's directories, as on a node
 	srv := remotetest.New(t, remotetest.Options{})
-	c, err := sshremote.Dial(context.Background(), srv.Target("node"), sshremote.Options{})
+	c, err := sshremote.Dial(context.Background(), srv.Endpoint("node"), sshremote.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,3 +114,38 @@ func TestPIDReader(t *testing.T) {
 		t.Fatalf("got %q pid %d %v", all, r.PID(), err)
 	}
 }
+
+// TestSHA256Func: the scripts' sha256 gives the file's SHA-256 with
+// OpenSSL (when installed) and with only coreutils' sha256sum on PATH.
+func TestSHA256Func(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, []byte("pingpath\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want, err := FileSHA256(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlySum := filepath.Join(dir, "bin")
+	os.Mkdir(onlySum, 0o755)
+	sum, err := exec.LookPath("sha256sum")
+	if err != nil {
+		t.Skip("no sha256sum")
+	}
+	if err := os.Symlink(sum, filepath.Join(onlySum, "sha256sum")); err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]string{"sha256sum only": onlySum}
+	if _, err := exec.LookPath("openssl"); err == nil {
+		paths["with openssl"] = os.Getenv("PATH")
+	}
+	for name, path := range paths {
+		cmd := exec.Command("/bin/sh", "-c", sha256Func+`s=$(sha256 < "$1") && echo "${s%% *}"`, "sh", file)
+		cmd.Env = []string{"PATH=" + path}
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%s: %q %v, want %s", name, out, err, want)
+		}
+	}
+}

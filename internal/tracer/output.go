@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pingpath/pingpath/internal/kernel"
 	"github.com/pingpath/pingpath/internal/record"
 )
@@ -61,14 +63,38 @@ func (w *recordWriter) Drop(d *record.Drop) error {
 	return nil
 }
 
+// runCounters adds the counters every tracer keeps to c: events read,
+// events the ring buffer could not take, and the process's own CPU time.
+func (w *recordWriter) runCounters(l *Loaded, c map[string]uint64) error {
+	c["events"] = w.events
+	lost, err := l.Lost()
+	c["ringbuf_lost"] = lost
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
+		c["cpu_user_ns"] = uint64(ru.Utime.Nano())
+		c["cpu_system_ns"] = uint64(ru.Stime.Nano())
+	}
+	return err
+}
+
+// stats writes a stats record: the running counters.
+func (w *recordWriter) stats(l *Loaded) error {
+	if w.json == nil {
+		return nil // the text view has no place for them
+	}
+	s := &record.Stats{AtNS: kernel.MonotonicNS(), Counters: map[string]uint64{}}
+	if err := w.runCounters(l, s.Counters); err != nil {
+		return err
+	}
+	return w.json.Write(s)
+}
+
 func (w *recordWriter) trailer(l *Loaded, reason string, counters map[string]uint64, runErr error) error {
 	t := &record.Trailer{EndMonoNS: kernel.MonotonicNS(), ExitReason: reason, Counters: map[string]uint64{}}
 	for k, v := range counters {
 		t.Counters[k] = v
 	}
-	t.Counters["events"] = w.events
-	lost, lerr := l.Lost()
-	t.Counters["ringbuf_lost"] = lost
+	lerr := w.runCounters(l, t.Counters)
 	if runErr != nil {
 		t.Error = runErr.Error()
 	} else if lerr != nil {

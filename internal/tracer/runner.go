@@ -81,8 +81,16 @@ type Options struct {
 	Duration       time.Duration // 0 = until stopped
 	MaxDuration    time.Duration // > 0, always on
 	StopOnStdinEOF bool
-	RingBytes      uint32            // ring buffer size (power of two, ≥ page size); 0 = 4 MiB
-	Args           map[string]string // flags as given, copied to the header
+	// RenewOnStdin makes every line read on stdin renew MaxDuration: a
+	// controller that keeps a tracer running sends one now and then, and
+	// the tracer still stops MaxDuration after the last one when the
+	// controller is gone without closing stdin.
+	RenewOnStdin bool
+	// StatsInterval, when positive, writes a stats record (the running
+	// counters) this often.
+	StatsInterval time.Duration
+	RingBytes     uint32            // ring buffer size (power of two, ≥ page size); 0 = 4 MiB
+	Args          map[string]string // flags as given, copied to the header
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -110,6 +118,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Duration < 0 {
 		return fmt.Errorf("--duration %s: must not be negative", o.Duration)
+	}
+	if o.StatsInterval < 0 || o.StatsInterval > 0 && o.StatsInterval < 100*time.Millisecond {
+		return fmt.Errorf("--stats-interval %s: must be 0 (off) or at least 100ms", o.StatsInterval)
 	}
 	if o.RingBytes != 0 && (o.RingBytes&(o.RingBytes-1) != 0 || o.RingBytes < 4096) {
 		return fmt.Errorf("ring buffer size %d: must be a power of two ≥ 4096", o.RingBytes)
@@ -190,7 +201,11 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 		o.OnReady(loaded)
 	}
 
-	reason, err := loop(rd, tool, out, stop, &w.events)
+	var stats func() error
+	if o.StatsInterval > 0 {
+		stats = func() error { return w.stats(loaded) }
+	}
+	reason, err := loop(rd, tool, out, stop, &w.events, o.StatsInterval, stats)
 	if err != nil {
 		return w.fail(loaded, err)
 	}
@@ -204,10 +219,13 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	return w.trailer(loaded, reason, tool.Finish(), nil)
 }
 
-// loop reads events until a stop reason arrives.
-func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, events *uint64) (string, error) {
+// loop reads events until a stop reason arrives; every statsEvery (when
+// stats is set) it calls stats on a tick.
+func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, events *uint64,
+	statsEvery time.Duration, stats func() error) (string, error) {
 	const tickEvery = 100 * time.Millisecond
 	var rec ringbuf.Record
+	nextStats := time.Now().Add(statsEvery)
 	// The read deadline is the next tick, so an idle ring still returns in
 	// time to tick and to see a stop, and a busy one costs no deadline
 	// update per event.
@@ -222,6 +240,12 @@ func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, 
 		if now := time.Now(); now.Sub(tick) >= tickEvery {
 			tick = now
 			tool.Tick(kernel.MonotonicNS())
+			if stats != nil && !now.Before(nextStats) {
+				nextStats = now.Add(statsEvery)
+				if err := stats(); err != nil {
+					return "", err
+				}
+			}
 			if err := out.Flush(); err != nil {
 				return "", fmt.Errorf("writing output: %w", err)
 			}
@@ -269,6 +293,7 @@ func stopper(ctx context.Context, o Options) <-chan string {
 		default:
 		}
 	}
+	renew := make(chan struct{}, 1)
 	go func() {
 		var dur <-chan time.Time
 		if o.Duration > 0 {
@@ -278,19 +303,40 @@ func stopper(ctx context.Context, o Options) <-chan string {
 		}
 		maxT := time.NewTimer(o.MaxDuration)
 		defer maxT.Stop()
-		select {
-		case <-ctx.Done():
-			send(ExitSignal)
-		case <-dur:
-			send(ExitDuration)
-		case <-maxT.C:
-			send(ExitMaxDuration)
+		for {
+			select {
+			case <-ctx.Done():
+				send(ExitSignal)
+			case <-dur:
+				send(ExitDuration)
+			case <-maxT.C:
+				send(ExitMaxDuration)
+			case <-renew:
+				maxT.Reset(o.MaxDuration)
+				continue
+			}
+			return
 		}
 	}()
-	if o.StopOnStdinEOF {
+	if o.StopOnStdinEOF || o.RenewOnStdin {
 		go func() {
-			_, _ = io.Copy(io.Discard, o.Stdin)
-			send(ExitStdinEOF)
+			if o.RenewOnStdin {
+				br := bufio.NewReader(o.Stdin)
+				for {
+					if _, err := br.ReadSlice('\n'); err != nil && err != bufio.ErrBufferFull {
+						break
+					}
+					select {
+					case renew <- struct{}{}:
+					default:
+					}
+				}
+			} else {
+				_, _ = io.Copy(io.Discard, o.Stdin)
+			}
+			if o.StopOnStdinEOF {
+				send(ExitStdinEOF)
+			}
 		}()
 	}
 	return ch

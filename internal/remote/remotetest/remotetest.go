@@ -21,9 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingpath/pingpath/internal/remote/sshremote"
 	"golang.org/x/crypto/ssh"
-
-	"github.com/pingpath/pingpath/internal/envfile"
 )
 
 // Options change the server's behaviour.
@@ -109,10 +108,11 @@ func New(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// Target is an envfile.Target for this server, verified by its known_hosts.
-func (s *Server) Target(name string) *envfile.Target {
+// Endpoint is an sshremote.Endpoint for this server, verified by its
+// known_hosts.
+func (s *Server) Endpoint(name string) *sshremote.Endpoint {
 	u := "tester"
-	return &envfile.Target{
+	return &sshremote.Endpoint{
 		Name: name, Host: "127.0.0.1", Port: s.Port, User: u,
 		IdentityFiles: []string{s.IdentityFile}, KnownHosts: []string{s.KnownHostsFile},
 		ConnectTimeout: 5 * time.Second,

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -24,7 +25,25 @@ import (
 	"github.com/pingpath/pingpath/internal/remote"
 )
 
-// Options tune a connection beyond what the Target says.
+// Endpoint says where and how to connect: one SSH hop, with the hop before
+// it in Jump.
+type Endpoint struct {
+	Name                  string // for messages (an ssh_config alias or the destination)
+	Host                  string
+	Port                  int
+	User                  string
+	IdentityFiles         []string
+	KnownHosts            []string // known_hosts files; none: ~/.ssh/known_hosts
+	Agent                 bool     // also offer the keys of $SSH_AUTH_SOCK
+	InsecureIgnoreHostKey bool
+	ConnectTimeout        time.Duration // per hop
+	Jump                  *Endpoint
+}
+
+// Addr is host:port.
+func (e *Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
+
+// Options tune a connection beyond what the Endpoint says.
 type Options struct {
 	// KeepAlive is the interval of keepalive requests; a node that leaves
 	// three in a row unanswered is declared lost and the connection closed
@@ -35,7 +54,7 @@ type Options struct {
 
 // Client is an SSH connection to one node. It implements remote.Transport.
 type Client struct {
-	target *envfile.Target
+	target *Endpoint
 	client *ssh.Client
 	jump   *ssh.Client
 	agent  net.Conn
@@ -48,7 +67,7 @@ var _ remote.Transport = (*Client)(nil)
 
 // Dial connects and authenticates to t (through its jump host, if any).
 // It fails within t.ConnectTimeout (per hop) or when ctx ends.
-func Dial(ctx context.Context, t *envfile.Target, opts Options) (*Client, error) {
+func Dial(ctx context.Context, t *Endpoint, opts Options) (*Client, error) {
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 5 * time.Second
 	}
@@ -81,7 +100,7 @@ func Dial(ctx context.Context, t *envfile.Target, opts Options) (*Client, error)
 	return c, nil
 }
 
-func handshake(ctx context.Context, t *envfile.Target, auth []ssh.AuthMethod,
+func handshake(ctx context.Context, t *Endpoint, auth []ssh.AuthMethod,
 	dial func(context.Context, string, string) (net.Conn, error)) (*ssh.Client, error) {
 	cfg := &ssh.ClientConfig{User: t.User, Auth: auth, Timeout: t.ConnectTimeout}
 	if t.InsecureIgnoreHostKey {
@@ -120,7 +139,7 @@ func handshake(ctx context.Context, t *envfile.Target, auth []ssh.AuthMethod,
 // authMethods offers the agent's keys and the identity files (or the usual
 // default key files when none is configured). Passwords are never used for
 // login.
-func authMethods(t *envfile.Target) ([]ssh.AuthMethod, net.Conn, error) {
+func authMethods(t *Endpoint) ([]ssh.AuthMethod, net.Conn, error) {
 	var signers []ssh.Signer
 	var agentConn net.Conn
 	files := t.IdentityFiles
@@ -168,7 +187,7 @@ func authMethods(t *envfile.Target) ([]ssh.AuthMethod, net.Conn, error) {
 // hostKeyCallback verifies the server key against the known_hosts files and
 // returns the key algorithms recorded there for the host, so that the
 // server is asked for a key type we can check.
-func hostKeyCallback(t *envfile.Target) (ssh.HostKeyCallback, []string, error) {
+func hostKeyCallback(t *Endpoint) (ssh.HostKeyCallback, []string, error) {
 	var files []string
 	for _, f := range t.KnownHosts {
 		if _, err := os.Stat(f); err == nil {
@@ -206,7 +225,7 @@ func hostKeyCallback(t *envfile.Target) (ssh.HostKeyCallback, []string, error) {
 
 // knownAlgorithms asks the known_hosts callback which key types it has for
 // the target (it lists them when shown a key it does not know).
-func knownAlgorithms(kh ssh.HostKeyCallback, t *envfile.Target) []string {
+func knownAlgorithms(kh ssh.HostKeyCallback, t *Endpoint) []string {
 	addr := &net.TCPAddr{IP: net.IPv4zero}
 	err := kh(knownhosts.Normalize(t.Addr()), addr, probeKey{})
 	var ke *knownhosts.KeyError

@@ -1,4 +1,4 @@
-package sshremote
+package sshremote_test
 
 import (
 	"bufio"
@@ -19,11 +19,12 @@ import (
 
 	"github.com/pingpath/pingpath/internal/remote"
 	"github.com/pingpath/pingpath/internal/remote/remotetest"
+	"github.com/pingpath/pingpath/internal/remote/sshremote"
 )
 
-func dial(t *testing.T, srv *remotetest.Server) *Client {
+func dial(t *testing.T, srv *remotetest.Server) *sshremote.Client {
 	t.Helper()
-	c, err := Dial(context.Background(), srv.Target("node"), Options{})
+	c, err := sshremote.Dial(context.Background(), srv.Endpoint("node"), sshremote.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestRunContextCancel(t *testing.T) {
 }
 
 // startLines starts cmd and returns a channel of its stderr lines.
-func startLines(t *testing.T, c *Client, cmd remote.Command) (remote.Process, <-chan string) {
+func startLines(t *testing.T, c *sshremote.Client, cmd remote.Command) (remote.Process, <-chan string) {
 	t.Helper()
 	p, err := c.Start(context.Background(), cmd)
 	if err != nil {
@@ -166,9 +167,9 @@ func TestWrongHostKeyRefused(t *testing.T) {
 	if err := os.WriteFile(kh, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tg := srv.Target("evil")
+	tg := srv.Endpoint("evil")
 	tg.KnownHosts = []string{kh}
-	_, err := Dial(context.Background(), tg, Options{})
+	_, err := sshremote.Dial(context.Background(), tg, sshremote.Options{})
 	if err == nil || !strings.Contains(err.Error(), "HOST KEY MISMATCH") {
 		t.Fatalf("got %v, want a host key mismatch", err)
 	}
@@ -176,7 +177,7 @@ func TestWrongHostKeyRefused(t *testing.T) {
 	if err := os.WriteFile(kh, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Dial(context.Background(), tg, Options{})
+	_, err = sshremote.Dial(context.Background(), tg, sshremote.Options{})
 	if err == nil || !strings.Contains(err.Error(), "not in") {
 		t.Fatalf("got %v, want an unknown host error", err)
 	}
@@ -199,11 +200,11 @@ func TestConnectTimeout(t *testing.T) {
 		}
 	}()
 	srv := remotetest.New(t, remotetest.Options{})
-	tg := srv.Target("silent")
+	tg := srv.Endpoint("silent")
 	tg.Port = ln.Addr().(*net.TCPAddr).Port
 	tg.ConnectTimeout = 500 * time.Millisecond
 	start := time.Now()
-	_, err = Dial(context.Background(), tg, Options{})
+	_, err = sshremote.Dial(context.Background(), tg, sshremote.Options{})
 	if err == nil || time.Since(start) > 3*time.Second {
 		t.Fatalf("got %v after %s", err, time.Since(start))
 	}
@@ -215,9 +216,9 @@ func TestConnectTimeout(t *testing.T) {
 func TestJumpHost(t *testing.T) {
 	jump := remotetest.New(t, remotetest.Options{})
 	target := remotetest.New(t, remotetest.Options{})
-	tg := target.Target("behind")
-	tg.Jump = jump.Target("jump")
-	c, err := Dial(context.Background(), tg, Options{})
+	tg := target.Endpoint("behind")
+	tg.Jump = jump.Endpoint("jump")
+	c, err := sshremote.Dial(context.Background(), tg, sshremote.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

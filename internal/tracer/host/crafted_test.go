@@ -13,6 +13,7 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testkit/nettest"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 // TestTraceCraftedFrames sends hand-built frames through a real bridge
@@ -57,15 +58,16 @@ func TestTraceCraftedFrames(t *testing.T) {
 		frame(nil, ipICMP(src, dst, true, id, 52, 185)), // fragment offset ≠ 0
 		overlayProto(0x0800, frame(nil, ipICMP(src, dst, true, id, 53, 0))),
 	}
+	// The noise first, then the cases: once the cases' records are written
+	// the noise has been through the hooks too, and gave no record.
+	for _, f := range noise {
+		inject(t, tp.hostB.ns, wire, f)
+	}
 	for _, c := range cases {
 		inject(t, tp.hostB.ns, wire, c.build(true, c.seq))
 		inject(t, tp.vmA, vm, c.build(false, c.seq))
 	}
-	for _, f := range noise {
-		inject(t, tp.hostB.ns, wire, f)
-	}
-	tr.WaitPings(t, len(cases), 10*time.Second)
-	time.Sleep(50 * time.Millisecond) // the noise, which gives no record
+	tr.WaitPings(t, len(cases), tracertest.RecordTimeout)
 	s := tr.Stop(t)
 	got := map[uint16]record.Ping{}
 	for _, p := range s.Pings {
@@ -252,7 +254,7 @@ func TestTraceReplyOnOtherPhy(t *testing.T) {
 	macUnknown := []byte{0x02, 0, 0, 0, 0x89, 2}
 	vm := ifindex(t, tp.vmA, "")
 	inject(t, tp.vmA, vm, frameMAC(macUnknown, macSender, nil, ipICMP(src, dst, true, 901, 1, 0)))
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // the scenario: the request is flooded before the reply comes
 	inject(t, sw, p2peer.Index, frameMAC(macSender, macUnknown, nil, ipICMP(src, dst, false, 901, 1, 0)))
 	tr.WaitPings(t, 1, 10*time.Second)
 	s := tr.Stop(t)

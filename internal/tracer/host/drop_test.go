@@ -6,6 +6,7 @@ import (
 
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 // TestTraceHostDrops loses pings on purpose and checks both hosts localize
@@ -47,8 +48,10 @@ func TestTraceHostDrops(t *testing.T) {
 			if len(res.Replies) != 0 {
 				t.Fatalf("pings answered through a cut link: %+v", res.Replies)
 			}
-			// Let the tracer's timeout (500 ms) and reorder window pass.
-			time.Sleep(1200 * time.Millisecond)
+			// The drops are written once the tracer's timeout (500 ms) and
+			// reorder window have passed.
+			trA.WaitRecords(t, tracertest.AtLeast(record.TypeDrop, 3))
+			trB.WaitRecords(t, tracertest.AtLeast(record.TypeDrop, 3))
 			sA, sB := trA.Stop(t), trB.Stop(t)
 			checkDrops(t, "hostA", sA, tc.a)
 			checkDrops(t, "hostB", sB, tc.b)

@@ -94,7 +94,8 @@ func TestTraceLab(t *testing.T) {
 	if len(answered) != n {
 		t.Fatalf("ping answered %d of %d", len(answered), n)
 	}
-	time.Sleep(100 * time.Millisecond)
+	trS.WaitRecords(t, tracertest.HasSeqsAnyID(seqRange(n)...))
+	trR.WaitRecords(t, tracertest.HasSeqsAnyID(seqRange(n)...))
 	sS, sR := trS.Stop(t), trR.Stop(t)
 	ps, pr := pingsBySeq(t, "sender host", sS), pingsBySeq(t, "receiver host", sR)
 	for seq := uint16(1); seq <= n; seq++ {
@@ -128,7 +129,10 @@ func TestTraceLabWireLoss(t *testing.T) {
 	_, dst, trS, trR := labTracers(t, l)
 	const n = 30
 	answered := labPing(t, l, lab.SenderVM, dst, n)
-	time.Sleep(1200 * time.Millisecond) // tracer timeout 500 ms + reorder window
+	// The sender host writes each ping as complete or, after its timeout
+	// (500 ms), as a drop; the receiver host the answered ones.
+	trS.WaitRecords(t, tracertest.HasSeqsAnyID(seqRange(n)...))
+	trR.WaitRecords(t, tracertest.HasSeqsAnyID(keys(answered)...))
 	sS, sR := trS.Stop(t), trR.Stop(t)
 	if len(answered) == n || len(answered) == 0 {
 		t.Fatalf("40%% loss each way answered %d of %d: want some lost", len(answered), n)
@@ -183,7 +187,8 @@ func TestTraceLabNftablesDrop(t *testing.T) {
 		}
 	}
 	answered := labPing(t, l, lab.SenderVM, dst, 3)
-	time.Sleep(1200 * time.Millisecond)
+	trS.WaitRecords(t, tracertest.AtLeast(record.TypeDrop, 3))
+	trR.WaitRecords(t, tracertest.AtLeast(record.TypeDrop, 3))
 	sS, sR := trS.Stop(t), trR.Stop(t)
 	if len(answered) != 0 {
 		t.Fatalf("pings answered through the drop rule: %v", answered)
@@ -203,4 +208,21 @@ func TestTraceLabNftablesDrop(t *testing.T) {
 			t.Errorf("sender host drop: %+v, want req_out → rep_in", d)
 		}
 	}
+}
+
+// seqRange is 1..n, ping(8)'s sequence numbers.
+func seqRange(n int) []uint16 {
+	out := make([]uint16, n)
+	for i := range out {
+		out[i] = uint16(i + 1)
+	}
+	return out
+}
+
+func keys(m map[uint16]bool) []uint16 {
+	out := make([]uint16, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testkit/nettest"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 // TestTraceRealPackets runs the host tracer on both hosts of a namespace
@@ -64,7 +65,8 @@ func TestTraceRealPackets(t *testing.T) {
 			cancel()
 			<-revDone
 			flood := <-floodDone
-			time.Sleep(100 * time.Millisecond)
+			trA.WaitRecords(t, tracertest.HasSeqs(777, seqRange(n)...))
+			trB.WaitRecords(t, tracertest.HasSeqs(777, seqRange(n)...))
 			sA, sB := trA.Stop(t), trB.Stop(t)
 			t.Logf("background UDP datagrams: %d", flood)
 

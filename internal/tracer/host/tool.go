@@ -8,7 +8,6 @@
 package host
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -58,23 +57,23 @@ var _ tracer.TextView = (*Tool)(nil)
 // network namespace, which is the one traced.
 func New(cfg Config) (*Tool, error) {
 	if !cfg.SrcIP.Is4() || !cfg.DstIP.Is4() {
-		return nil, fmt.Errorf("--src-ip %s --dst-ip %s: both must be IPv4 addresses", cfg.SrcIP, cfg.DstIP)
+		return nil, tracer.Usage("--src-ip %s --dst-ip %s: both must be IPv4 addresses", cfg.SrcIP, cfg.DstIP)
 	}
 	if cfg.SrcIP == cfg.DstIP {
-		return nil, fmt.Errorf("--src-ip and --dst-ip are both %s", cfg.SrcIP)
+		return nil, tracer.Usage("--src-ip and --dst-ip are both %s", cfg.SrcIP)
 	}
 	switch cfg.Role {
 	case "":
 		cfg.Role = "auto"
 	case "auto", record.RoleSender, record.RoleReceiver:
 	default:
-		return nil, fmt.Errorf("--role %q: want auto, sender or receiver", cfg.Role)
+		return nil, tracer.Usage("--role %q: want auto, sender or receiver", cfg.Role)
 	}
 	if cfg.Timeout <= 0 {
-		return nil, fmt.Errorf("--timeout %s: must be positive", cfg.Timeout)
+		return nil, tracer.Usage("--timeout %s: must be positive", cfg.Timeout)
 	}
 	if len(cfg.VMInterfaces) == 0 || len(cfg.PhyInterfaces) == 0 {
-		return nil, errors.New("both --vm-interface and --phy-interface are required")
+		return nil, tracer.Usage("both --vm-interface and --phy-interface are required")
 	}
 	t := &Tool{cfg: cfg, sides: map[uint32]Side{}, ifindexOf: map[string]uint32{}}
 	for _, l := range []struct {
@@ -85,11 +84,11 @@ func New(cfg Config) (*Tool, error) {
 		for _, name := range l.names {
 			ifc, err := net.InterfaceByName(name)
 			if err != nil {
-				return nil, fmt.Errorf("%s %s: no such interface in this network namespace: %w", l.flag, name, err)
+				return nil, tracer.Usage("%s %s: no such interface in this network namespace: %w", l.flag, name, err)
 			}
 			idx := uint32(ifc.Index)
 			if _, dup := t.sides[idx]; dup {
-				return nil, fmt.Errorf("%s %s: interface given twice", l.flag, name)
+				return nil, tracer.Usage("%s %s: interface given twice", l.flag, name)
 			}
 			t.sides[idx] = l.side
 			t.ifindexOf[name] = idx
@@ -97,7 +96,7 @@ func New(cfg Config) (*Tool, error) {
 		}
 	}
 	if len(t.ifidx) > tracer.MaxInterfaces {
-		return nil, fmt.Errorf("%d interfaces given: at most %d can be traced", len(t.ifidx), tracer.MaxInterfaces)
+		return nil, tracer.Usage("%d interfaces given: at most %d can be traced", len(t.ifidx), tracer.MaxInterfaces)
 	}
 	var err error
 	if t.netns, err = kernel.NetnsInode(); err != nil {

@@ -167,16 +167,5 @@ func ReadStream(t testing.TB, b []byte) *record.Stream {
 // after its packets, not after a guessed sleep.
 func (rt *Tracer) WaitPings(t testing.TB, n int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := bytes.Count(rt.out.Bytes(), []byte(`"type":"ping"`))
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Logf("%d of %d ping records after %v", got, n, timeout)
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	WaitRecords(t, rt.out.Bytes, AtLeast(record.TypePing, n), timeout)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/testkit/vhostnet/vhosttest"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 // TestGuestVhostNetStages pushes pings through the real vhost-net data path
@@ -28,13 +29,17 @@ func TestGuestVhostNetStages(t *testing.T) {
 	rx := startTracer(t, p.NS, p.TapName, record.ToolVhostRX, probe, p.GuestAddr, p.TapAddr)
 	tx := startTracer(t, p.NS, p.TapName, record.ToolVhostTX, probe, p.GuestAddr, p.TapAddr)
 	const n = 5
+	var seqs []uint16
 	for seq := uint16(1); seq <= n; seq++ {
 		if _, err := p.Ping(seq, []byte("pingpath vhost"), 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		seqs = append(seqs, seq)
+		time.Sleep(20 * time.Millisecond) // the scenario: one kick per packet, not a batch
 	}
-	time.Sleep(200 * time.Millisecond)
+	id := uint16(os.Getpid()) // the echo identifier vhosttest.Peer uses
+	rx.WaitRecords(t, tracertest.HasSeqs(id, seqs...))
+	tx.WaitRecords(t, tracertest.HasSeqs(id, seqs...))
 	rxs, txs := rx.Stop(t), tx.Stop(t)
 	t.Logf("vhost-rx probes %+v", rxs.Header.Probes)
 	t.Logf("vhost-tx probes %+v", txs.Header.Probes)
@@ -42,7 +47,6 @@ func TestGuestVhostNetStages(t *testing.T) {
 	checkModuleFentry(t, probe, rxs.Header, record.StageTunXmit, "tun")
 	checkModuleFentry(t, probe, txs.Header, record.StageHandleTX, "vhost_net")
 
-	id := uint16(os.Getpid()) // the echo identifier vhosttest.Peer uses
 	txGot := pingsBy(txs, "request", id)
 	if len(txGot) != n {
 		t.Fatalf("vhost-tx: %d request records, want %d (%s)", len(txGot), n, describe(txs))

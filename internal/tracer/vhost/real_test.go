@@ -11,6 +11,7 @@ import (
 	"github.com/pingpath/pingpath/internal/testkit/nettest"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 // TestTraceRealPackets runs vhost-rx and vhost-tx on the vnet of a tap link
@@ -52,7 +53,16 @@ func TestTraceRealPackets(t *testing.T) {
 			t.Fatalf("ping from %s: %d replies of %d (lost %v)", p.from.Name, len(res.Replies), n, res.Lost)
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // let the last events reach the ring buffers
+	seqs := make([]uint16, n)
+	for i := range seqs {
+		seqs[i] = uint16(i + 1)
+	}
+	for _, w := range []struct {
+		tr *tracertest.Tracer
+		id uint16
+	}{{rx, idOut}, {tx, idOut}, {rxRev, idIn}, {txRev, idIn}} {
+		w.tr.WaitRecords(t, tracertest.HasSeqs(w.id, seqs...))
+	}
 	rxs, txs := rx.Stop(t), tx.Stop(t)
 	rxRevS, txRevS := rxRev.Stop(t), txRev.Stop(t)
 

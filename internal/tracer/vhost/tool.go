@@ -77,19 +77,19 @@ type Tool struct {
 // New checks the interface and discovers what is behind it.
 func New(cfg Config) (*Tool, error) {
 	if cfg.Tool != record.ToolVhostRX && cfg.Tool != record.ToolVhostTX {
-		return nil, fmt.Errorf("unknown vhost tool %q", cfg.Tool)
+		return nil, tracer.Usage("unknown vhost tool %q", cfg.Tool)
 	}
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot = "/proc"
 	}
 	for _, a := range []netip.Addr{cfg.SrcIP, cfg.DstIP} {
 		if a.IsValid() && !a.Is4() {
-			return nil, fmt.Errorf("address %s: only IPv4 is supported", a)
+			return nil, tracer.Usage("address %s: only IPv4 is supported", a)
 		}
 	}
 	ifc, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
-		return nil, fmt.Errorf("--vm-interface %q: %w", cfg.Interface, err)
+		return nil, tracer.Usage("--vm-interface %q: %w", cfg.Interface, err)
 	}
 	t := &Tool{cfg: cfg, ifindex: ifc.Index, disabled: map[string]string{}, moduleLoaded: moduleLoaded}
 	if t.netns, err = kernel.NetnsInode(); err != nil {

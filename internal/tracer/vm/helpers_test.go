@@ -45,3 +45,10 @@ func startTracerBinary(t testing.TB, exe string, ns *nettest.Netns, args ...stri
 	p.WaitReady()
 	return p
 }
+
+// waitSeqs waits until the tracer has written a ping or drop record for
+// every seq of id.
+func waitSeqs(t testing.TB, p *tracertest.Process, id uint16, seqs []uint16) {
+	t.Helper()
+	p.WaitRecords(tracertest.HasSeqs(id, seqs...))
+}

@@ -63,7 +63,7 @@ func TestGuestLateReader(t *testing.T) {
 			got++
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	waitSeqs(t, tx, id, seqs)
 	s := tx.Signal(os.Interrupt)
 	checkPings(t, "tx", s, id, seqs)
 	tx.AssertGone()

@@ -136,10 +136,10 @@ type Tracer struct {
 // New resolves direction and interfaces in the caller's network namespace.
 func New(cfg Config) (*Tracer, error) {
 	if !cfg.SrcIP.Is4() || !cfg.DstIP.Is4() {
-		return nil, fmt.Errorf("--src-ip %s / --dst-ip %s: IPv4 addresses are required", cfg.SrcIP, cfg.DstIP)
+		return nil, tracer.Usage("--src-ip %s / --dst-ip %s: IPv4 addresses are required", cfg.SrcIP, cfg.DstIP)
 	}
 	if cfg.SrcIP == cfg.DstIP {
-		return nil, fmt.Errorf("--src-ip and --dst-ip are both %s", cfg.SrcIP)
+		return nil, tracer.Usage("--src-ip and --dst-ip are both %s", cfg.SrcIP)
 	}
 	t := &Tracer{cfg: cfg}
 	var err error
@@ -152,12 +152,12 @@ func New(cfg Config) (*Tracer, error) {
 	for _, name := range cfg.Interfaces {
 		ifc, err := net.InterfaceByName(name)
 		if err != nil {
-			return nil, fmt.Errorf("--interface %s: %w", name, err)
+			return nil, tracer.Usage("--interface %s: %w", name, err)
 		}
 		t.ifindexes = append(t.ifindexes, uint32(ifc.Index))
 	}
 	if len(t.ifindexes) > tracer.MaxInterfaces {
-		return nil, fmt.Errorf("--interface: at most %d interfaces", tracer.MaxInterfaces)
+		return nil, tracer.Usage("--interface: at most %d interfaces", tracer.MaxInterfaces)
 	}
 	t.stageOf = stageOf(t.role)
 	return t, nil
@@ -170,7 +170,7 @@ func resolveDirection(cfg Config) (string, error) {
 		return cfg.Direction, nil
 	case "", "auto":
 	default:
-		return "", fmt.Errorf("--direction %q: want auto, tx or rx", cfg.Direction)
+		return "", tracer.Usage("--direction %q: want auto, tx or rx", cfg.Direction)
 	}
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
@@ -191,9 +191,9 @@ func resolveDirection(cfg Config) (string, error) {
 	case dstLocal && !srcLocal:
 		return record.RoleRX, nil
 	case srcLocal && dstLocal:
-		return "", errors.New("--direction auto: both --src-ip and --dst-ip are local addresses here; give --direction tx or rx")
+		return "", tracer.Usage("--direction auto: both --src-ip and --dst-ip are local addresses here; give --direction tx or rx")
 	}
-	return "", fmt.Errorf("--direction auto: neither %s nor %s is an address of this network namespace; give --direction tx or rx", cfg.SrcIP, cfg.DstIP)
+	return "", tracer.Usage("--direction auto: neither %s nor %s is an address of this network namespace; give --direction tx or rx", cfg.SrcIP, cfg.DstIP)
 }
 
 // Role is "tx" or "rx".

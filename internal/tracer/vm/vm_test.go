@@ -176,15 +176,15 @@ func TestTraceRealPackets(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
+	flood := make(chan struct{})
 	go func() { // unrelated traffic in the other pair
-		defer wg.Done()
+		defer close(flood)
 		_, _ = other.A.UDPFlood(ctx, netip.MustParseAddrPort(dstIP+":9"), 0)
 	}()
 	const first = 65530 // crosses the seq wrap
 	var otherRes *nettest.PingResult
 	var otherErr error
+	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -194,8 +194,6 @@ func TestTraceRealPackets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
-	cancel()
 	wg.Wait()
 	if otherErr != nil {
 		t.Fatal(otherErr)
@@ -203,6 +201,12 @@ func TestTraceRealPackets(t *testing.T) {
 	if len(res.Lost) > 0 || len(otherRes.Lost) > 0 {
 		t.Fatalf("pings lost: mine %v, other %v", res.Lost, otherRes.Lost)
 	}
+	// Stop once every tracer has written a record for each of its pings.
+	waitSeqs(t, tx, 1111, seqsOf(res, first))
+	waitSeqs(t, rx, 1111, seqsOf(res, first))
+	waitSeqs(t, otx, 2222, seqsOf(otherRes, 1))
+	cancel()
+	<-flood
 
 	txs, rxs, otxs := tx.Signal(os.Interrupt), rx.Signal(syscall.SIGTERM), otx.Signal(os.Interrupt)
 	checkProbes(t, txs.Header, record.RoleTX)
@@ -288,6 +292,45 @@ func TestTraceLifecycle(t *testing.T) {
 	}
 }
 
+// Under --renew-on-stdin every line on stdin renews --max-duration: the
+// tracer outlives it while the lines come and stops it after the last one
+// (a controller that keeps tracers running, then is lost without closing
+// stdin). --stats-interval writes the running counters meanwhile.
+func TestTraceRenewOnStdinAndStats(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := newPair(t)
+	start := time.Now()
+	tr := startTracer(t, p.A, vmArgs("--max-duration", "1s", "--renew-on-stdin", "--stats-interval", "200ms")...)
+	renewFor := 2500 * time.Millisecond
+	var lastLine time.Time
+	for time.Since(start) < renewFor {
+		if _, err := io.WriteString(tr.Stdin(), "\n"); err != nil {
+			t.Fatal(err)
+		}
+		lastLine = time.Now()
+		time.Sleep(300 * time.Millisecond)
+	}
+	s := tr.Wait(20 * time.Second)
+	if took := time.Since(lastLine); took < time.Second || time.Since(start) < renewFor+time.Second {
+		t.Errorf("stopped %v after the last renewal (%v after start), want ≥ 1s after it", took, time.Since(start))
+	}
+	if s.Trailer == nil || s.Trailer.ExitReason != tracer.ExitMaxDuration {
+		t.Fatalf("trailer %+v, want exit reason %q", s.Trailer, tracer.ExitMaxDuration)
+	}
+	if s.Stats == nil {
+		t.Fatal("no stats record in 3.5 s with --stats-interval 200ms")
+	}
+	for _, k := range []string{"events", "ringbuf_lost", "cpu_user_ns", "cpu_system_ns"} {
+		if _, ok := s.Stats.Counters[k]; !ok {
+			t.Errorf("stats record lacks counter %q: %v", k, s.Stats.Counters)
+		}
+	}
+	if s.Stats.AtNS == 0 || s.Stats.AtNS > s.Trailer.EndMonoNS {
+		t.Errorf("stats at_ns %d, trailer end %d", s.Stats.AtNS, s.Trailer.EndMonoNS)
+	}
+	tr.AssertGone()
+}
+
 // The text view shows the origin's blocks.
 func TestTraceTextFormat(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -335,7 +378,9 @@ func TestTraceUsageErrors(t *testing.T) {
 func TestTraceRawAndVLANFrames(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := newPair(t)
-	rx := startTracer(t, p.B, vmArgs()...)
+	// A short flow timeout writes the tagged frames' incomplete flows while
+	// the tracer runs, so the test can wait for them.
+	rx := startTracer(t, p.B, vmArgs("--timeout", "1s")...)
 	srcMAC, err := p.A.MAC(p.LinkA.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +401,7 @@ func TestTraceRawAndVLANFrames(t *testing.T) {
 	if err := p.A.SendFrames(p.LinkA.Name, frames...); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitSeqs(t, rx, 6001, []uint16{1, 2, 3})
 	s := rx.Signal(os.Interrupt)
 	if len(s.Pings) != 1 || s.Pings[0].ID != 6001 || s.Pings[0].Seq != 1 {
 		t.Errorf("pings = %+v, want the untagged seq 1", s.Pings)
@@ -411,7 +456,9 @@ func TestTraceRingBufferLossCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The last ping's record says its events were read; it may never come
+	// (its events lost), then the wait ends at its timeout.
+	tracertest.WaitRecords(t, tracertest.FileOutput(out), tracertest.HasSeqs(7777, uint16(n-1)), 5*time.Second)
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
@@ -456,7 +503,7 @@ func TestTraceTapAndTun(t *testing.T) {
 	if err := tap.AddNeighbor(src, peerMAC); err != nil {
 		t.Fatal(err)
 	}
-	rx := startTracer(t, tapNS, vmArgs()...)
+	rx := startTracer(t, tapNS, vmArgs("--timeout", "1s")...) // the tagged frames' flows expire while it runs
 	frame := func(seq uint16, tags ...nettest.VLANTag) []byte {
 		return nettest.EchoFrame{Dst: tap.MAC, Src: peerMAC, VLANs: tags, SrcIP: src, DstIP: dst,
 			Type: 8, ID: 6002, Seq: seq, Payload: 32}.Bytes()
@@ -478,7 +525,8 @@ func TestTraceTapAndTun(t *testing.T) {
 	if _, err := tun.File.Write(pkt); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitSeqs(t, rx, 6002, []uint16{1, 2, 3})
+	waitSeqs(t, rxTun, 6003, []uint16{4})
 
 	s := rx.Signal(os.Interrupt)
 	checkPingRecords(t, "tap", s, 6002, []uint16{1}, true)
@@ -504,6 +552,7 @@ func TestTraceSendmsgPinger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitSeqs(t, tx, 8080, seqsOf(res, 1))
 	s := tx.Signal(os.Interrupt)
 	checkPings(t, "sendmsg", s, 8080, seqsOf(res, 1))
 	for _, r := range s.Pings {
