@@ -93,9 +93,13 @@ func localizeDrops(res *Result, present [parse.NumVantages]bool) {
 		if firstMissed >= 0 {
 			d.FirstMissed = CheckpointNames[firstMissed]
 			from := max(last, 0)
-			if firstMissed-from == 1 {
+			switch {
+			case firstMissed == 0:
+				// The first checkpoint of the path did not see it either.
+				d.Segment = "before " + CheckpointNames[0]
+			case firstMissed-from == 1:
 				d.Segment = gapSegments[from]
-			} else {
+			default:
 				d.Segment = gapSegments[from] + " … " + gapSegments[firstMissed-1]
 			}
 		}
