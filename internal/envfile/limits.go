@@ -39,7 +39,9 @@ func CheckDuration(d time.Duration) error { return inRange(d, MinDuration, MaxDu
 // CheckReadyTimeout checks how long a tracer may take to become ready.
 func CheckReadyTimeout(d time.Duration) error { return inRange(d, MinReadyTimeout, MaxReadyTimeout) }
 
-func checkConnectTimeout(d time.Duration) error { return inRange(d, 100*time.Millisecond, 10*time.Minute) }
+func checkConnectTimeout(d time.Duration) error {
+	return inRange(d, 100*time.Millisecond, 10*time.Minute)
+}
 
 // CheckRunLength checks that count pings every interval (each already
 // within its own bounds, so the product cannot overflow) end within

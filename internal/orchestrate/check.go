@@ -169,35 +169,37 @@ func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) b
 }
 
 // tracerProbe is what check needs to try the tracers: the plan, the
-// pushed binary's checksum, and a local directory for their output.
+// binary to push, and a local directory for their output.
 type tracerProbe struct {
 	o      *Options
-	sum    string
+	bin    *remote.Local
 	phases [][]*tracerSpec
 	dir    string
 }
 
 func newTracerProbe(o *Options, nodes []*node) (*tracerProbe, error) {
-	sum, err := remote.FileSHA256(o.Binary)
+	bin, err := remote.OpenLocal(o.Binary)
 	if err != nil {
 		return nil, fmt.Errorf("reading the pingpath binary to push: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "pingpath-check-")
 	if err != nil {
+		bin.Close()
 		return nil, err
 	}
 	byRole := map[string]*node{}
 	for _, n := range nodes {
 		byRole[n.role()] = n
 	}
-	p := &tracerProbe{o: o, sum: sum, dir: dir}
-	p.phases = plan(planInput{env: o.Env, nodes: byRole, sum: sum, maxDuration: 30 * time.Second})
+	p := &tracerProbe{o: o, bin: bin, dir: dir}
+	p.phases = plan(planInput{env: o.Env, nodes: byRole, sum: bin.SHA256, maxDuration: 30 * time.Second})
 	return p, nil
 }
 
 func (p *tracerProbe) cleanup() {
 	if p != nil {
 		os.RemoveAll(p.dir)
+		p.bin.Close()
 	}
 }
 
@@ -215,7 +217,7 @@ func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
 	if len(specs) == 0 {
 		return
 	}
-	if _, err := n.push(ctx, p.o.Binary, p.sum, nil); err != nil {
+	if _, err := n.push(ctx, p.bin, nil); err != nil {
 		c.add(n.role(), "push", CheckFail, err.Error(), "pingpath pushes itself to remote_dir as root: it and its parents must be root's (or the login user's) and writable by nobody else, and allow executables (not noexec)")
 		return
 	}

@@ -16,16 +16,23 @@ import (
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
 
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	l, err := remote.OpenLocal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.SHA256
+}
+
 // TestLabPushCache attacks the binary cache in remote_dir the way a local
 // user on a node would (a real unprivileged user, real sshd), and damages
 // it the way a full disk or a killed push does.
 func TestLabPushCache(t *testing.T) {
 	testenv.RequireProgram(t, "runuser")
 	lr := upLab(t)
-	sum, err := remote.FileSHA256(lr.bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := fileSHA256(t, lr.bin)
 	cached := pushedName + "-" + sum[:16]
 
 	// shared is a world-writable sticky directory like /tmp, in which
@@ -133,8 +140,8 @@ func TestLabPushCache(t *testing.T) {
 		if res.Manifest.Status != StatusComplete {
 			t.Fatalf("status %s: %+v", res.Manifest.Status, res.Manifest.Failures)
 		}
-		if got, err := remote.FileSHA256(filepath.Join(dir, cached)); err != nil || got != sum {
-			t.Errorf("cached copy not replaced: %s %v", got, err)
+		if got := fileSHA256(t, filepath.Join(dir, cached)); got != sum {
+			t.Errorf("cached copy not replaced: %s", got)
 		}
 		if _, err := os.Stat(stale); err == nil {
 			t.Errorf("stale upload %s left in place", stale)

@@ -95,18 +95,18 @@ func (n *node) binaryPath(sum string) string {
 	return remote.PushedPath(n.spec.Options.RemoteDir, pushedName, sum)
 }
 
-// push copies the local pingpath binary (checksum sum) to the node unless
+// push copies the local pingpath binary to the node unless
 // a verified copy is there already. It runs as root: root runs the copy.
 // check is the result of remote.PushCheck's command when it ran already
 // (nil to run it now).
-func (n *node) push(ctx context.Context, local, sum string, check *remote.Result) (*remote.PushResult, error) {
+func (n *node) push(ctx context.Context, bin *remote.Local, check *remote.Result) (*remote.PushResult, error) {
 	dir := n.spec.Options.RemoteDir
 	var res *remote.PushResult
 	var err error
 	if check == nil {
-		res, err = remote.Push(ctx, n.runAsRoot, local, sum, dir, pushedName)
+		res, err = remote.Push(ctx, n.runAsRoot, bin, dir, pushedName)
 	} else {
-		res, err = remote.PushChecked(ctx, n.runAsRoot, local, sum, dir, pushedName, check)
+		res, err = remote.PushChecked(ctx, n.runAsRoot, bin, dir, pushedName, check)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pushing pingpath to %s (%s): %w", n.role(), n.spec.SSH, err)

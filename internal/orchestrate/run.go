@@ -110,6 +110,7 @@ type run struct {
 	lost    map[string]bool
 	tracers []*running
 	out     *output
+	bin     *remote.Local // the binary pushed, open until the run ends
 	// manifestErr: writing the manifest failed (the run failed).
 	manifestErr error
 }
@@ -155,9 +156,14 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 			r.writeManifest(res)
 		}
 	}()
-	defer func() { closeAll(r.nodes) }()
+	defer func() {
+		closeAll(r.nodes)
+		if r.bin != nil {
+			r.bin.Close()
+		}
+	}()
 
-	phases, sum, err := r.connect(ctx)
+	phases, bin, err := r.connect(ctx)
 	if err != nil {
 		r.m.Status = StatusFailed
 		res.Err = err
@@ -179,7 +185,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		sv := r.byRole[manifest.RoleSenderVM]
 		pinger, pingOpenErr = openPing(ctx, r.out, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, o.progress())
 	}()
-	err = r.prepare(ctx, start, phases, sum)
+	err = r.prepare(ctx, start, phases, bin)
 	<-opened
 	<-pingOpened
 	if err != nil {
@@ -237,8 +243,8 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 }
 
 // connect connects to every node and returns the tracer plan and the
-// checksum of the binary to push. Any failure here fails the run.
-func (r *run) connect(ctx context.Context) ([][]*tracerSpec, string, error) {
+// binary to push, open until the run ends. Any failure here fails the run.
+func (r *run) connect(ctx context.Context) ([][]*tracerSpec, *remote.Local, error) {
 	o := r.o
 	r.nodes = connectAll(ctx, &o.Options)
 	var connErr error
@@ -251,21 +257,22 @@ func (r *run) connect(ctx context.Context) ([][]*tracerSpec, string, error) {
 		}
 	}
 	if connErr != nil {
-		return nil, "", connErr
+		return nil, nil, connErr
 	}
-	sum, err := remote.FileSHA256(o.Binary)
+	bin, err := remote.OpenLocal(o.Binary)
 	if err != nil {
 		err = fmt.Errorf("reading the pingpath binary to push: %w", err)
 		r.fail("", "push", err)
-		return nil, "", err
+		return nil, nil, err
 	}
-	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, sum: sum, maxDuration: o.maxDuration()})), sum, nil
+	r.bin = bin
+	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, sum: bin.SHA256, maxDuration: o.maxDuration()})), bin, nil
 }
 
 // prepare reads every node's facts (as root, which checks sudo) and pushes
 // pingpath where it is not yet, per node without a barrier between the
 // steps. Any failure here fails the run.
-func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSpec, sum string) error {
+func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSpec, bin *remote.Local) error {
 	o := r.o
 	var pushMax time.Duration
 	err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
@@ -273,7 +280,7 @@ func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSp
 		var check remote.Command
 		if needsBinary(phases, n.role()) {
 			var err error
-			if check, err = remote.PushCheck(n.spec.Options.RemoteDir, pushedName, sum); err != nil {
+			if check, err = remote.PushCheck(n.spec.Options.RemoteDir, pushedName, bin.SHA256); err != nil {
 				return err
 			}
 		}
@@ -283,7 +290,7 @@ func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSp
 		}
 		o.progress().NodeState(n.role(), "pushing", "")
 		t0 := time.Now()
-		res, err := n.push(ctx, o.Binary, sum, checked)
+		res, err := n.push(ctx, bin, checked)
 		if err != nil {
 			return err
 		}

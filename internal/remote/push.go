@@ -41,16 +41,9 @@ type PushResult struct {
 // replaced when it does not match. The upload streams over the command's
 // stdin into a file of its own, is verified, and only then renamed into
 // place. Uploads that a killed push left behind are removed by the next one.
-// Exec verifies the copy again right before it runs it. sum is local's
-// SHA-256 when the caller has it already ("" to compute it).
-func Push(ctx context.Context, run Runner, local, sum, remoteDir, name string) (*PushResult, error) {
-	if sum == "" {
-		var err error
-		if sum, err = FileSHA256(local); err != nil {
-			return nil, fmt.Errorf("pushing %s: %w", local, err)
-		}
-	}
-	check, err := PushCheck(remoteDir, name, sum)
+// Exec verifies the copy again right before it runs it.
+func Push(ctx context.Context, run Runner, local *Local, remoteDir, name string) (*PushResult, error) {
+	check, err := PushCheck(remoteDir, name, local.SHA256)
 	if err != nil {
 		return nil, err
 	}
@@ -58,8 +51,44 @@ func Push(ctx context.Context, run Runner, local, sum, remoteDir, name string) (
 	if err != nil {
 		return nil, fmt.Errorf("checking remote_dir %s: %w", remoteDir, err)
 	}
-	return PushChecked(ctx, run, local, sum, remoteDir, name, r)
+	return PushChecked(ctx, run, local, remoteDir, name, r)
 }
+
+// Local is a local file to push, opened once: its checksum and every
+// upload of it are of the same content even if its path is replaced
+// meanwhile (a rebuild, a package upgrade).
+type Local struct {
+	f      *os.File
+	size   int64
+	SHA256 string // hex
+}
+
+// OpenLocal opens and hashes the file at path.
+func OpenLocal(path string) (*Local, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	l := &Local{f: f, size: st.Size()}
+	h := sha256.New()
+	if _, err := io.Copy(h, l.content()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	l.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return l, nil
+}
+
+// content reads the file from the start; readers may run in parallel.
+func (l *Local) content() io.Reader { return io.NewSectionReader(l.f, 0, l.size) }
+
+// Close closes the file.
+func (l *Local) Close() error { return l.f.Close() }
 
 // PushCheck is Push's first command, for callers that run it behind
 // another script in the same shell (a login shell on the node saved):
@@ -76,7 +105,8 @@ func PushCheck(remoteDir, name, sum string) (Command, error) {
 // PushChecked completes a push from the result of PushCheck's command
 // (whose last stdout line is the check's): it uploads the file unless a
 // verified copy is there.
-func PushChecked(ctx context.Context, run Runner, local, sum, remoteDir, name string, check *Result) (*PushResult, error) {
+func PushChecked(ctx context.Context, run Runner, local *Local, remoteDir, name string, check *Result) (*PushResult, error) {
+	sum := local.SHA256
 	remoteDir = path.Clean(remoteDir)
 	dst := PushedPath(remoteDir, name, sum)
 	res := &PushResult{Path: dst, SHA256: sum}
@@ -97,13 +127,8 @@ func PushChecked(ctx context.Context, run Runner, local, sum, remoteDir, name st
 	default:
 		return nil, fmt.Errorf("checking remote_dir %s: unexpected output %q", remoteDir, out)
 	}
-	f, err := os.Open(local)
-	if err != nil {
-		return nil, fmt.Errorf("pushing %s: %w", local, err)
-	}
-	defer f.Close()
 	tmp := path.Join(remoteDir, uploadPrefix(name)+randomSuffix())
-	r, err := run(ctx, Command{Args: []string{"sh", "-c", pushUploadScript, "sh", tmp, sum, dst}, Stdin: f})
+	r, err := run(ctx, Command{Args: []string{"sh", "-c", pushUploadScript, "sh", tmp, sum, dst}, Stdin: local.content()})
 	if err == nil && r.ExitCode != 0 {
 		if got := strings.TrimSpace(string(r.Stdout)); r.ExitCode == 3 && got != "" {
 			err = fmt.Errorf("checksum %s, want %s (upload corrupted)", got, sum)
@@ -225,18 +250,4 @@ func randomSuffix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// FileSHA256 is the hex SHA-256 of a local file.
-func FileSHA256(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

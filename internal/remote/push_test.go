@@ -29,6 +29,17 @@ func node(t *testing.T) (*remotetest.Server, *sshremote.Client) {
 	return srv, c
 }
 
+// push opens local (as it is now) and pushes it into dir.
+func push(t *testing.T, run remote.Runner, local, dir string) (*remote.PushResult, error) {
+	t.Helper()
+	l, err := remote.OpenLocal(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return remote.Push(context.Background(), run, l, dir, "pingpath")
+}
+
 func writeFile(t *testing.T, p, content string, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(content), mode); err != nil {
@@ -41,11 +52,10 @@ func writeFile(t *testing.T, p, content string, mode os.FileMode) {
 
 func TestPush(t *testing.T) {
 	srv, c := node(t)
-	ctx := context.Background()
 	local := filepath.Join(t.TempDir(), "bin")
 	writeFile(t, local, "#!/bin/sh\necho hi\n", 0o755)
 	dir := filepath.Join(t.TempDir(), "remote", "pingpath")
-	res, err := remote.Push(ctx, c.Run, local, "", dir, "pingpath")
+	res, err := push(t, c.Run, local, dir)
 	if err != nil || res.Skipped || res.Replaced {
 		t.Fatalf("first push: %+v %v", res, err)
 	}
@@ -57,7 +67,7 @@ func TestPush(t *testing.T) {
 	}
 
 	n := len(srv.Execs())
-	res, err = remote.Push(ctx, c.Run, local, "", dir, "pingpath")
+	res, err = push(t, c.Run, local, dir)
 	if err != nil || !res.Skipped {
 		t.Fatalf("second push not skipped: %+v %v", res, err)
 	}
@@ -73,7 +83,7 @@ func TestPush(t *testing.T) {
 		func() { os.Remove(res.Path); os.Symlink(local, res.Path) },
 	} {
 		damage()
-		r, err := remote.Push(ctx, c.Run, local, "", dir, "pingpath")
+		r, err := push(t, c.Run, local, dir)
 		if err != nil || r.Skipped || !r.Replaced {
 			t.Fatalf("push over a damaged copy: %+v %v", r, err)
 		}
@@ -95,7 +105,7 @@ func TestPush(t *testing.T) {
 
 	// A different build goes next to the first one.
 	writeFile(t, local, "#!/bin/sh\necho v2\n", 0o755)
-	res2, err := remote.Push(ctx, c.Run, local, "", dir, "pingpath")
+	res2, err := push(t, c.Run, local, dir)
 	if err != nil || res2.Skipped {
 		t.Fatalf("changed push: %+v %v", res2, err)
 	}
@@ -166,7 +176,7 @@ func TestPushRefusesUnsafeDirectories(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.dir(t.TempDir())
-			res, err := remote.Push(context.Background(), c.Run, local, "", dir, "pingpath")
+			res, err := push(t, c.Run, local, dir)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -197,7 +207,7 @@ func TestPushRefusesCorruptUpload(t *testing.T) {
 		return c.Run(ctx, cmd)
 	}
 	dir := filepath.Join(t.TempDir(), "remote")
-	_, err := remote.Push(context.Background(), damaging, local, "", dir, "pingpath")
+	_, err := push(t, damaging, local, dir)
 	if err == nil || !strings.Contains(err.Error(), "upload corrupted") {
 		t.Fatalf("corrupt upload: %v", err)
 	}
@@ -215,7 +225,7 @@ func TestVerifiedExec(t *testing.T) {
 	local, evil, marker := filepath.Join(tmp, "bin"), filepath.Join(tmp, "evil"), filepath.Join(tmp, "EVIL")
 	writeFile(t, local, "#!/bin/sh\necho \"good $*\"\n", 0o755)
 	writeFile(t, evil, "#!/bin/sh\ntouch "+marker+"\necho evil\n", 0o755)
-	res, err := remote.Push(ctx, c.Run, local, "", filepath.Join(tmp, "remote"), "pingpath")
+	res, err := push(t, c.Run, local, filepath.Join(tmp, "remote"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,5 +261,31 @@ func TestVerifiedExec(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("the other file ran")
+	}
+}
+
+// TestPushUploadsWhatWasHashed: the file is replaced (a rebuild renames a
+// new binary over it) between opening it and pushing it: the push sends
+// the content whose checksum names the copy, not the new file.
+func TestPushUploadsWhatWasHashed(t *testing.T) {
+	_, c := node(t)
+	tmp := t.TempDir()
+	local := filepath.Join(tmp, "bin")
+	writeFile(t, local, "#!/bin/sh\necho v1\n", 0o755)
+	l, err := remote.OpenLocal(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	writeFile(t, local+".new", "#!/bin/sh\necho v2, rebuilt\n", 0o755)
+	if err := os.Rename(local+".new", local); err != nil {
+		t.Fatal(err)
+	}
+	res, err := remote.Push(context.Background(), c.Run, l, filepath.Join(tmp, "remote"), "pingpath")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(res.Path); string(b) != "#!/bin/sh\necho v1\n" {
+		t.Fatalf("pushed %q, want the file as it was opened", b)
 	}
 }

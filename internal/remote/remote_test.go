@@ -123,10 +123,12 @@ func TestSHA256Func(t *testing.T) {
 	if err := os.WriteFile(file, []byte("pingpath\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want, err := FileSHA256(file)
+	l, err := OpenLocal(file)
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := l.SHA256
+	l.Close()
 	onlySum := filepath.Join(dir, "bin")
 	os.Mkdir(onlySum, 0o755)
 	sum, err := exec.LookPath("sha256sum")

@@ -13,8 +13,10 @@
 package labtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -119,9 +121,10 @@ func Binary(t testing.TB) string {
 	return buildPath
 }
 
-// build compiles cmd/pingpath into the user cache directory. It writes to a
-// temporary name and renames, so concurrent test processes (go test runs
-// packages in parallel) never exec a half-written file.
+// build compiles cmd/pingpath into the user cache directory, under a name of
+// its source tree. It writes to a temporary name and renames, so concurrent
+// test processes (go test runs packages in parallel) never exec a
+// half-written file.
 func build() (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -146,7 +149,15 @@ func build() (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	final := filepath.Join(dir, "pingpath")
+	// One name per source tree: test processes of other checkouts on the
+	// machine (other branches) replace theirs, not this one, while it is
+	// in use.
+	gomod, err := exec.Command(goTool, "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	tree := sha256.Sum256(bytes.TrimSpace(gomod))
+	final := filepath.Join(dir, "pingpath-"+hex.EncodeToString(tree[:6]))
 	if err := os.Rename(tmp.Name(), final); err != nil {
 		return "", err
 	}
