@@ -29,6 +29,7 @@
 #include <bpf/bpf_endian.h>
 
 #define PP_MAX_IFACES 8
+#define PP_MAX_PAIRS 8 /* pp_src_ip/pp_dst_ip plus PP_MAX_PAIRS - 1 more */
 #define PP_ETH_HLEN 14
 #define PP_VLAN_HLEN 4
 #define PP_ETH_P_IP 0x0800
@@ -63,6 +64,17 @@ const volatile __u8 pp_icmp_id_set = 0;
 const volatile __u64 pp_netns = 0;
 const volatile __u32 pp_ifindex[PP_MAX_IFACES] = {};
 const volatile __u32 pp_n_ifindex = 0;
+/*
+ * pp_more_src_ip/pp_more_dst_ip/pp_n_more_pairs: further (initiator, target)
+ * pairs, for a tracer serving several VM pairs at once (a host tracer whose
+ * host carries VMs of several pairs). A wanted packet's pair index (0 for
+ * pp_src_ip/pp_dst_ip, i + 1 for pp_more_*[i]) goes into pp_pkt.pair and
+ * pp_event.pair. With none set (every single-pair tracer) the verifier
+ * prunes the loops: a const volatile is a known constant at load time.
+ */
+const volatile __u32 pp_more_src_ip[PP_MAX_PAIRS - 1] = {};
+const volatile __u32 pp_more_dst_ip[PP_MAX_PAIRS - 1] = {};
+const volatile __u32 pp_n_more_pairs = 0;
 
 /* A parsed ICMP echo packet. id and seq are in host byte order. */
 struct pp_pkt {
@@ -72,6 +84,7 @@ struct pp_pkt {
 	__u16 seq;
 	__u8 icmp_type;
 	__u8 kind; /* PP_KIND_* */
+	__u8 pair; /* index of the matching address pair (pp_more_*) */
 };
 
 /*
@@ -90,7 +103,7 @@ struct pp_event {
 	__u8 hook;
 	__u8 kind;
 	__u8 icmp_type;
-	__u8 pad;
+	__u8 pair; /* pp_pkt.pair */
 	__u32 netns;
 	char comm[16];
 	char ifname[16];
@@ -276,6 +289,45 @@ static __always_inline int pp_dev_recheck(struct net_device *dev, int how)
 	return how != PP_DEV_NO;
 }
 
+/* pp_pair_ok: pkt goes from src to dst (a request) or back (a reply); a zero
+ * address matches any. */
+static __always_inline int pp_pair_ok(struct pp_pkt *pkt, __u32 src, __u32 dst)
+{
+	__u32 from = pkt->kind == PP_KIND_REQUEST ? src : dst;
+	__u32 to = pkt->kind == PP_KIND_REQUEST ? dst : src;
+	return (!from || pkt->saddr == from) && (!to || pkt->daddr == to);
+}
+
+/* pp_more_pair: pkt belongs to one of the further pairs; sets pkt->pair.
+ * A bounded loop, not unrolled: seven copies of it at every parse site
+ * would double the objects for what only a multi-pair host tracer runs. */
+static __always_inline int pp_more_pair(struct pp_pkt *pkt)
+{
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < PP_MAX_PAIRS - 1; i++) {
+		if (i >= pp_n_more_pairs)
+			break;
+		if (pp_pair_ok(pkt, pp_more_src_ip[i], pp_more_dst_ip[i])) {
+			pkt->pair = i + 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* pp_more_addr: addr is an end of one of the further pairs. */
+static __always_inline int pp_more_addr(__u32 addr)
+{
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < PP_MAX_PAIRS - 1; i++) {
+		if (i >= pp_n_more_pairs)
+			break;
+		if (addr == pp_more_src_ip[i] || addr == pp_more_dst_ip[i])
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * pp_classify fills kind from the addresses and ICMP type and applies the
  * address, kind and id filters. Returns 1 when the packet is wanted.
@@ -290,11 +342,8 @@ static __always_inline int pp_classify(struct pp_pkt *pkt)
 		return 0;
 	if (!(pp_echo_kinds & pkt->kind))
 		return 0;
-	__u32 from = pkt->kind == PP_KIND_REQUEST ? pp_src_ip : pp_dst_ip;
-	__u32 to = pkt->kind == PP_KIND_REQUEST ? pp_dst_ip : pp_src_ip;
-	if (from && pkt->saddr != from)
-		return 0;
-	if (to && pkt->daddr != to)
+	pkt->pair = 0;
+	if (!pp_pair_ok(pkt, pp_src_ip, pp_dst_ip) && !pp_more_pair(pkt))
 		return 0;
 	if (pp_icmp_id_set && pkt->id != pp_icmp_id)
 		return 0;
@@ -325,7 +374,7 @@ static __always_inline int pp_parse_ip_hdr(unsigned char *head, __u32 off, struc
 		return 0;
 	pkt->saddr = h.ip.saddr;
 	pkt->daddr = h.ip.daddr;
-	if (pp_src_ip && pkt->saddr != pp_src_ip && pkt->saddr != pp_dst_ip)
+	if (pp_src_ip && pkt->saddr != pp_src_ip && pkt->saddr != pp_dst_ip && !pp_more_addr(pkt->saddr))
 		return 0;
 	if (h.ip.ihl != 5 && bpf_probe_read_kernel(&h.icmp, sizeof(h.icmp), head + off + h.ip.ihl * 4))
 		return 0;
@@ -528,7 +577,7 @@ static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt
 	e->hook = hook;
 	e->kind = pkt->kind;
 	e->icmp_type = pkt->icmp_type;
-	e->pad = 0;
+	e->pair = pkt->pair;
 	e->netns = netns;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	if (dev) {

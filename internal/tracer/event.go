@@ -20,6 +20,7 @@ type Event struct {
 	Hook     uint8
 	Kind     uint8 // KindRequest or KindReply
 	ICMPType uint8
+	Pair     uint8 // index of the address pair (Filter.MorePairs)
 	Netns    uint32
 	Comm     string
 	Ifname   string
@@ -42,6 +43,7 @@ func DecodeEvent(raw []byte) (Event, error) {
 		Hook:     raw[24],
 		Kind:     raw[25],
 		ICMPType: raw[26],
+		Pair:     raw[27],
 		Netns:    ne.Uint32(raw[28:]),
 		Comm:     unix.ByteSliceToString(raw[32:48]),
 		Ifname:   unix.ByteSliceToString(raw[48:64]),

@@ -11,6 +11,13 @@ import (
 // MaxInterfaces is PP_MAX_IFACES in bpf/include/pingpath.h.
 const MaxInterfaces = 8
 
+// MaxPairs is PP_MAX_PAIRS in bpf/include/pingpath.h: how many address
+// pairs one tracer can filter (SrcIP/DstIP and MorePairs together).
+const MaxPairs = 8
+
+// AddrPair is one (initiator, target) address pair.
+type AddrPair struct{ Src, Dst netip.Addr }
+
 // Echo kinds (PP_KIND_* in pingpath.h), also the "kind" of every event.
 const (
 	KindRequest uint8 = 1
@@ -31,6 +38,9 @@ type Filter struct {
 	Netns uint64
 	// Ifindexes are the interfaces device-bound stages accept; empty = any.
 	Ifindexes []uint32
+	// MorePairs are further address pairs (a tracer serving several VM
+	// pairs): a packet of MorePairs[i] carries pair index i+1 in its event.
+	MorePairs []AddrPair
 }
 
 // be32 returns addr as the uint32 whose in-memory bytes are the address in
@@ -82,6 +92,25 @@ func (f Filter) Apply(spec *ebpf.CollectionSpec) error {
 		{"pp_netns", f.Netns},
 		{"pp_ifindex", ifs},
 		{"pp_n_ifindex", uint32(len(f.Ifindexes))},
+	}
+	if len(f.MorePairs) > 0 {
+		// Only then: single-pair objects need not have the variables.
+		if len(f.MorePairs) > MaxPairs-1 {
+			return fmt.Errorf("%d address pairs given: at most %d can be filtered", len(f.MorePairs)+1, MaxPairs)
+		}
+		var srcs, dsts [MaxPairs - 1]uint32
+		for i, p := range f.MorePairs {
+			if srcs[i], err = be32(p.Src); err != nil {
+				return err
+			}
+			if dsts[i], err = be32(p.Dst); err != nil {
+				return err
+			}
+		}
+		vals = append(vals, []struct {
+			name string
+			v    any
+		}{{"pp_more_src_ip", srcs}, {"pp_more_dst_ip", dsts}, {"pp_n_more_pairs", uint32(len(f.MorePairs))}}...)
 	}
 	for _, kv := range vals {
 		v, ok := spec.Variables[kv.name]

@@ -50,6 +50,7 @@ type Event struct {
 	Dir      Dir
 	Side     Side // 0 for drops
 	ID, Seq  uint16
+	Pair     uint8 // address pair index (Config.MorePairs)
 	Dev      string
 	CPU      uint32
 	Encap    uint8
@@ -153,6 +154,7 @@ type machine struct {
 type flowKey struct {
 	role    string
 	id, seq uint16
+	pair    uint8 // pings of different VM pairs may share id and seq
 }
 
 type flow struct {
@@ -178,7 +180,7 @@ func (m *machine) Handle(e Event) {
 		m.OtherRole++
 		return
 	}
-	k := flowKey{role, e.ID, e.Seq}
+	k := flowKey{role, e.ID, e.Seq, e.Pair}
 	if at, done := m.flows.Decided(k); done {
 		// A request entering after the decided ping's last event is a new
 		// ping reusing the id/seq (a restarted ping, sequence wrap); any
@@ -212,7 +214,7 @@ func (m *machine) Handle(e Event) {
 func (m *machine) applyFree(e *Event) {
 	found := false
 	for _, role := range [2]string{record.RoleSender, record.RoleReceiver} {
-		if f := m.flows.Get(flowKey{role, e.ID, e.Seq}); f != nil {
+		if f := m.flows.Get(flowKey{role, e.ID, e.Seq, e.Pair}); f != nil {
 			f.frees = append(f.frees, *e)
 			found = true
 		}
@@ -284,7 +286,7 @@ func (m *machine) emitIncomplete(f *flow, why string) {
 
 func (m *machine) ping(f *flow) *record.Ping {
 	p := &record.Ping{
-		ID: f.key.id, Seq: f.key.seq, Role: f.key.role,
+		ID: f.key.id, Seq: f.key.seq, Role: f.key.role, Pair: int(f.key.pair),
 		Stages:  map[string]uint64{},
 		Devices: map[string]string{},
 		CPU:     map[string]uint32{},
@@ -321,7 +323,7 @@ func EncapString(f uint8) string {
 func (m *machine) drop(f *flow, last, missed int) *record.Drop {
 	p := m.ping(f)
 	d := &record.Drop{
-		ID: f.key.id, Seq: f.key.seq, Role: f.key.role,
+		ID: f.key.id, Seq: f.key.seq, Role: f.key.role, Pair: int(f.key.pair),
 		LastSeen: record.Host.Stages[last], FirstMissed: record.Host.Stages[missed],
 		Stages: p.Stages, Devices: p.Devices,
 	}
@@ -347,5 +349,5 @@ func (m *machine) drop(f *flow, last, missed int) *record.Drop {
 
 // byLast orders flows by their last event, so output is deterministic.
 func byLast(a, b *flow) int {
-	return cmp.Or(cmp.Compare(a.last, b.last), cmp.Compare(a.key.seq, b.key.seq), cmp.Compare(a.key.role, b.key.role))
+	return cmp.Or(cmp.Compare(a.last, b.last), cmp.Compare(a.key.seq, b.key.seq), cmp.Compare(a.key.role, b.key.role), cmp.Compare(a.key.pair, b.key.pair))
 }

@@ -380,3 +380,29 @@ func TestStalledReaderNoFalseDrop(t *testing.T) {
 		t.Fatalf("idle reader: drops %+v, want seq 2", out.drops)
 	}
 }
+
+// Two VM pairs on one host may ping with the same id and sequence in the
+// same role (two sender VMs): their events interleave, and the pair index
+// keeps them two pings, each record naming its pair.
+func TestPairsWithTheSameIDAndSeq(t *testing.T) {
+	c, out := newTestCorrelator("auto")
+	a, b := senderPing(7, 1, 10*ms), senderPing(7, 1, 10*ms+20_000)
+	for i := range b {
+		b[i].Pair = 3
+	}
+	for i := range a {
+		c.Add(a[i])
+		c.Add(b[i])
+	}
+	c.Flush(100 * ms)
+	if len(out.pings) != 2 || len(out.drops) != 0 || c.Duplicates != 0 {
+		t.Fatalf("%d pings, %d drops, %d duplicate stages: want 2 complete pings", len(out.pings), len(out.drops), c.Duplicates)
+	}
+	pairs := map[int]int64{}
+	for _, p := range out.pings {
+		pairs[p.Pair] = p.Durations["total"]
+	}
+	if pairs[0] != 535_000 || pairs[3] != 535_000 {
+		t.Errorf("totals by pair %v, want 535000 ns for pairs 0 and 3", pairs)
+	}
+}

@@ -26,7 +26,7 @@ type hostHostEvent struct {
 		Hook     uint8
 		Kind     uint8
 		IcmpType uint8
-		Pad      uint8
+		Pair     uint8
 		Netns    uint32
 		Comm     [16]int8
 		Ifname   [16]int8
@@ -58,7 +58,10 @@ const (
 	hostVarPpIcmpId          = "pp_icmp_id"
 	hostVarPpIcmpIdSet       = "pp_icmp_id_set"
 	hostVarPpIfindex         = "pp_ifindex"
+	hostVarPpMoreDstIp       = "pp_more_dst_ip"
+	hostVarPpMoreSrcIp       = "pp_more_src_ip"
 	hostVarPpN_ifindex       = "pp_n_ifindex"
+	hostVarPpN_morePairs     = "pp_n_more_pairs"
 	hostVarPpNetDevs         = "pp_net_devs"
 	hostVarPpNetns           = "pp_netns"
 	hostVarPpOwnNet          = "pp_own_net"
@@ -137,7 +140,10 @@ type hostVariableSpecs struct {
 	PpIcmpId        *ebpf.VariableSpec `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet     *ebpf.VariableSpec `ebpf:"pp_icmp_id_set"`
 	PpIfindex       *ebpf.VariableSpec `ebpf:"pp_ifindex"`
+	PpMoreDstIp     *ebpf.VariableSpec `ebpf:"pp_more_dst_ip"`
+	PpMoreSrcIp     *ebpf.VariableSpec `ebpf:"pp_more_src_ip"`
 	PpN_ifindex     *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
+	PpN_morePairs   *ebpf.VariableSpec `ebpf:"pp_n_more_pairs"`
 	PpNetDevs       *ebpf.VariableSpec `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.VariableSpec `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.VariableSpec `ebpf:"pp_own_net"`
@@ -191,7 +197,10 @@ type hostVariables struct {
 	PpIcmpId        *ebpf.Variable `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet     *ebpf.Variable `ebpf:"pp_icmp_id_set"`
 	PpIfindex       *ebpf.Variable `ebpf:"pp_ifindex"`
+	PpMoreDstIp     *ebpf.Variable `ebpf:"pp_more_dst_ip"`
+	PpMoreSrcIp     *ebpf.Variable `ebpf:"pp_more_src_ip"`
 	PpN_ifindex     *ebpf.Variable `ebpf:"pp_n_ifindex"`
+	PpN_morePairs   *ebpf.Variable `ebpf:"pp_n_more_pairs"`
 	PpNetDevs       *ebpf.Variable `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.Variable `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.Variable `ebpf:"pp_own_net"`

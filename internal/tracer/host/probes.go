@@ -127,7 +127,7 @@ func decode(raw []byte, sides map[uint32]Side) (Event, error) {
 	}
 	ne := binary.NativeEndian
 	e := Event{
-		TS: pe.TS, Kind: Kind(pe.Hook), Dir: Dir(pe.Kind), ID: pe.ID, Seq: pe.Seq, CPU: pe.CPU, Dev: pe.Ifname,
+		TS: pe.TS, Kind: Kind(pe.Hook), Dir: Dir(pe.Kind), ID: pe.ID, Seq: pe.Seq, Pair: pe.Pair, CPU: pe.CPU, Dev: pe.Ifname,
 		Location: ne.Uint64(raw[offLocation:]), Reason: ne.Uint32(raw[offReason:]), Encap: raw[offEncap],
 	}
 	if e.Kind != KindDrop {

@@ -31,9 +31,12 @@ const ReorderWindow = 250 * time.Millisecond
 
 // Config is what `pingpath trace host` is told.
 type Config struct {
-	SrcIP, DstIP  netip.Addr // the ping's initiator (sender VM) and target (receiver VM)
-	VMInterfaces  []string   // the VM's vnet/tap device(s) on this host
-	PhyInterfaces []string   // physical NIC(s) or bond slaves (replies may return on any)
+	SrcIP, DstIP netip.Addr // the ping's initiator (sender VM) and target (receiver VM)
+	// MorePairs are further VM pairs on this host (--pair): one tracer
+	// serves them all, each record naming its pair (record.Ping.Pair).
+	MorePairs     []tracer.AddrPair
+	VMInterfaces  []string // the VM's vnet/tap device(s) on this host
+	PhyInterfaces []string // physical NIC(s) or bond slaves (replies may return on any)
 	Timeout       time.Duration
 	Role          string // auto|sender|receiver
 }
@@ -61,6 +64,9 @@ func New(cfg Config) (*Tool, error) {
 	}
 	if cfg.SrcIP == cfg.DstIP {
 		return nil, tracer.Usage("--src-ip and --dst-ip are both %s", cfg.SrcIP)
+	}
+	if err := checkPairs(cfg); err != nil {
+		return nil, err
 	}
 	switch cfg.Role {
 	case "":
@@ -105,6 +111,35 @@ func New(cfg Config) (*Tool, error) {
 	return t, nil
 }
 
+// checkPairs refuses further pairs that are not IPv4, repeat another pair,
+// or are too many for the in-kernel filter. A fixed --role cannot hold for
+// several pairs: the host is the sender of one and may be the receiver of
+// another.
+func checkPairs(cfg Config) error {
+	if len(cfg.MorePairs) == 0 {
+		return nil
+	}
+	if len(cfg.MorePairs)+1 > tracer.MaxPairs {
+		return fmt.Errorf("%d pairs given: at most %d can be traced", len(cfg.MorePairs)+1, tracer.MaxPairs)
+	}
+	if cfg.Role != "auto" && cfg.Role != "" {
+		return fmt.Errorf("--role %s: with --pair the role is found per ping (leave --role auto)", cfg.Role)
+	}
+	seen := map[tracer.AddrPair]bool{{Src: cfg.SrcIP, Dst: cfg.DstIP}: true}
+	for _, p := range cfg.MorePairs {
+		switch {
+		case !p.Src.Is4() || !p.Dst.Is4():
+			return fmt.Errorf("--pair %s,%s: both must be IPv4 addresses", p.Src, p.Dst)
+		case p.Src == p.Dst:
+			return fmt.Errorf("--pair %s,%s: the same address twice", p.Src, p.Dst)
+		case seen[p]:
+			return fmt.Errorf("--pair %s,%s: given twice", p.Src, p.Dst)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
 // Name implements tracer.Tool.
 func (t *Tool) Name() string { return record.ToolHost }
 
@@ -113,7 +148,7 @@ func (t *Tool) Stages() []tracer.Stage { return hookStages() }
 
 // Filter implements tracer.Tool.
 func (t *Tool) Filter() tracer.Filter {
-	return tracer.Filter{SrcIP: t.cfg.SrcIP, DstIP: t.cfg.DstIP, Netns: t.netns, Ifindexes: t.ifidx}
+	return tracer.Filter{SrcIP: t.cfg.SrcIP, DstIP: t.cfg.DstIP, Netns: t.netns, Ifindexes: t.ifidx, MorePairs: t.cfg.MorePairs}
 }
 
 // Spec implements tracer.Tool.
@@ -141,6 +176,12 @@ func (t *Tool) Spec([]tracer.Choice) (*ebpf.CollectionSpec, error) {
 func (t *Tool) Describe(h *record.Header) {
 	h.Role = t.cfg.Role
 	h.SrcIP, h.DstIP = t.cfg.SrcIP.String(), t.cfg.DstIP.String()
+	if len(t.cfg.MorePairs) > 0 {
+		h.Pairs = []record.Pair{{SrcIP: h.SrcIP, DstIP: h.DstIP}}
+		for _, p := range t.cfg.MorePairs {
+			h.Pairs = append(h.Pairs, record.Pair{SrcIP: p.Src.String(), DstIP: p.Dst.String()})
+		}
+	}
 	h.Interfaces = append(append([]string(nil), t.cfg.VMInterfaces...), t.cfg.PhyInterfaces...)
 	byHook := map[string]record.Probe{}
 	for _, p := range h.Probes {

@@ -24,7 +24,7 @@ type vhostPpEvent struct {
 	Hook     uint8
 	Kind     uint8
 	IcmpType uint8
-	Pad      uint8
+	Pair     uint8
 	Netns    uint32
 	Comm     [16]int8
 	Ifname   [16]int8
@@ -98,7 +98,10 @@ const (
 	vhostVarPpIcmpId            = "pp_icmp_id"
 	vhostVarPpIcmpIdSet         = "pp_icmp_id_set"
 	vhostVarPpIfindex           = "pp_ifindex"
+	vhostVarPpMoreDstIp         = "pp_more_dst_ip"
+	vhostVarPpMoreSrcIp         = "pp_more_src_ip"
 	vhostVarPpN_ifindex         = "pp_n_ifindex"
+	vhostVarPpN_morePairs       = "pp_n_more_pairs"
 	vhostVarPpNetDevs           = "pp_net_devs"
 	vhostVarPpNetns             = "pp_netns"
 	vhostVarPpOwnNet            = "pp_own_net"
@@ -218,7 +221,10 @@ type vhostVariableSpecs struct {
 	PpIcmpId      *ebpf.VariableSpec `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet   *ebpf.VariableSpec `ebpf:"pp_icmp_id_set"`
 	PpIfindex     *ebpf.VariableSpec `ebpf:"pp_ifindex"`
+	PpMoreDstIp   *ebpf.VariableSpec `ebpf:"pp_more_dst_ip"`
+	PpMoreSrcIp   *ebpf.VariableSpec `ebpf:"pp_more_src_ip"`
 	PpN_ifindex   *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
+	PpN_morePairs *ebpf.VariableSpec `ebpf:"pp_n_more_pairs"`
 	PpNetDevs     *ebpf.VariableSpec `ebpf:"pp_net_devs"`
 	PpNetns       *ebpf.VariableSpec `ebpf:"pp_netns"`
 	PpOwnNet      *ebpf.VariableSpec `ebpf:"pp_own_net"`
@@ -286,7 +292,10 @@ type vhostVariables struct {
 	PpIcmpId      *ebpf.Variable `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet   *ebpf.Variable `ebpf:"pp_icmp_id_set"`
 	PpIfindex     *ebpf.Variable `ebpf:"pp_ifindex"`
+	PpMoreDstIp   *ebpf.Variable `ebpf:"pp_more_dst_ip"`
+	PpMoreSrcIp   *ebpf.Variable `ebpf:"pp_more_src_ip"`
 	PpN_ifindex   *ebpf.Variable `ebpf:"pp_n_ifindex"`
+	PpN_morePairs *ebpf.Variable `ebpf:"pp_n_more_pairs"`
 	PpNetDevs     *ebpf.Variable `ebpf:"pp_net_devs"`
 	PpNetns       *ebpf.Variable `ebpf:"pp_netns"`
 	PpOwnNet      *ebpf.Variable `ebpf:"pp_own_net"`

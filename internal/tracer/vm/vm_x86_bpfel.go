@@ -24,7 +24,7 @@ type vmPpEvent struct {
 	Hook     uint8
 	Kind     uint8
 	IcmpType uint8
-	Pad      uint8
+	Pair     uint8
 	Netns    uint32
 	Comm     [16]int8
 	Ifname   [16]int8
@@ -66,7 +66,10 @@ const (
 	vmVarPpIcmpId                   = "pp_icmp_id"
 	vmVarPpIcmpIdSet                = "pp_icmp_id_set"
 	vmVarPpIfindex                  = "pp_ifindex"
+	vmVarPpMoreDstIp                = "pp_more_dst_ip"
+	vmVarPpMoreSrcIp                = "pp_more_src_ip"
 	vmVarPpN_ifindex                = "pp_n_ifindex"
+	vmVarPpN_morePairs              = "pp_n_more_pairs"
 	vmVarPpNetDevs                  = "pp_net_devs"
 	vmVarPpNetns                    = "pp_netns"
 	vmVarPpOwnNet                   = "pp_own_net"
@@ -155,7 +158,10 @@ type vmVariableSpecs struct {
 	PpIcmpId        *ebpf.VariableSpec `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet     *ebpf.VariableSpec `ebpf:"pp_icmp_id_set"`
 	PpIfindex       *ebpf.VariableSpec `ebpf:"pp_ifindex"`
+	PpMoreDstIp     *ebpf.VariableSpec `ebpf:"pp_more_dst_ip"`
+	PpMoreSrcIp     *ebpf.VariableSpec `ebpf:"pp_more_src_ip"`
 	PpN_ifindex     *ebpf.VariableSpec `ebpf:"pp_n_ifindex"`
+	PpN_morePairs   *ebpf.VariableSpec `ebpf:"pp_n_more_pairs"`
 	PpNetDevs       *ebpf.VariableSpec `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.VariableSpec `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.VariableSpec `ebpf:"pp_own_net"`
@@ -209,7 +215,10 @@ type vmVariables struct {
 	PpIcmpId        *ebpf.Variable `ebpf:"pp_icmp_id"`
 	PpIcmpIdSet     *ebpf.Variable `ebpf:"pp_icmp_id_set"`
 	PpIfindex       *ebpf.Variable `ebpf:"pp_ifindex"`
+	PpMoreDstIp     *ebpf.Variable `ebpf:"pp_more_dst_ip"`
+	PpMoreSrcIp     *ebpf.Variable `ebpf:"pp_more_src_ip"`
 	PpN_ifindex     *ebpf.Variable `ebpf:"pp_n_ifindex"`
+	PpN_morePairs   *ebpf.Variable `ebpf:"pp_n_more_pairs"`
 	PpNetDevs       *ebpf.Variable `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.Variable `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.Variable `ebpf:"pp_own_net"`
