@@ -11,6 +11,10 @@ type Environment struct {
 	SSH         SSHOptions  `yaml:"ssh,omitempty"` // defaults for every node
 	Sender      Side        `yaml:"sender"`
 	Receiver    Side        `yaml:"receiver"`
+	// Pairs, instead of Sender and Receiver, lists several VM pairs
+	// (pingpath watch): their VMs and hosts may be shared, a machine
+	// being whatever is reached at the same ssh host and port.
+	Pairs []Pair `yaml:"pairs,omitempty"`
 	Tools       Tools       `yaml:"tools,omitempty"`
 	Measurement Measurement `yaml:"measurement,omitempty"`
 	// Emulation, when set, says the machines are emulated (the KVM lab's
@@ -31,6 +35,14 @@ type Lab struct {
 	WireDelay  string  `yaml:"wire_delay,omitempty"`  // Go duration, one way
 	WireJitter string  `yaml:"wire_jitter,omitempty"` // Go duration
 	WireLoss   float64 `yaml:"wire_loss,omitempty"`   // percent, each direction
+}
+
+// Pair is one sender VM → receiver VM pair of Environment.Pairs.
+type Pair struct {
+	// Name labels the pair in metrics and reports (default "pair-N").
+	Name     string `yaml:"name,omitempty"`
+	Sender   Side   `yaml:"sender"`
+	Receiver Side   `yaml:"receiver"`
 }
 
 // Side is one VM and the host it runs on.

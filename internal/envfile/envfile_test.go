@@ -219,3 +219,67 @@ func TestLoadRefusesNonRegularFiles(t *testing.T) {
 		}
 	}
 }
+
+// A file of several pairs sharing machines splits into one environment per
+// pair (named, or "pair-N"); a file without pairs is its own only pair.
+func TestPairs(t *testing.T) {
+	env, err := Load("testdata/pairs.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := env.SplitPairs()
+	if len(ps) != 2 || ps[0].Name != "forward" || ps[1].Name != "pair-2" {
+		t.Fatalf("pairs %+v", ps)
+	}
+	if ps[1].Env.Sender.VM.IP != "198.18.2.1" || ps[1].Env.Receiver.Host.SSH != "sender-host" || ps[1].Env.SSH.User != "root" ||
+		ps[1].Env.Measurement.Interval != "100ms" || len(ps[1].Env.Pairs) != 0 {
+		t.Errorf("pair-2 as an environment: %+v", ps[1].Env)
+	}
+	if n := ps[0].Env.Nodes(); n[3].SSH != "sender-vm" || n[3].Options.User != "root" {
+		t.Errorf("pair forward's nodes: %+v", n)
+	}
+	one, err := Load("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := one.SplitPairs(); len(ps) != 1 || ps[0].Name != "pair-1" || ps[0].Env != one {
+		t.Errorf("a file without pairs: %+v", ps)
+	}
+
+	good, err := os.ReadFile("testdata/pairs.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := string(good)
+	for _, c := range []errCase{
+		{"bad ip in a pair", strings.Replace(g, "ip: 198.18.2.1}\n      host: {ssh: receiver-host", "ip: 198.18.2.300}\n      host: {ssh: receiver-host", 1),
+			`:11: pairs[0].receiver.vm.ip: "198.18.2.300" is not an IPv4 address`},
+		{"same name", strings.Replace(g, "  - sender:", "  - name: forward\n    sender:", 1), `:13: pairs[1].name: "forward" is also the name of pairs[0]`},
+		{"bad name", strings.Replace(g, "name: forward", "name: a/b", 1), `:6: pairs[0].name: "a/b": only letters`},
+		{"a VM with two addresses", lastVM(g, "vm: {ssh: sender-vm, ip: 198.18.1.9}"),
+			`:17: pairs[1].receiver.vm.ssh: "sender-vm" is the same VM as pairs[0].sender.vm.ssh, with another ip (198.18.1.9, there 198.18.1.1)`},
+		{"a host as a VM", lastVM(g, "vm: {ssh: sender-host, ip: 198.18.1.1}"),
+			`pairs[1].receiver.vm.ssh: "sender-host" is a VM here and a host in pairs[0].sender.host.ssh`},
+		{"pairs and sender", strings.Replace(g, "pairs:", "sender:\n  vm: {ssh: x, ip: 1.2.3.4}\npairs:", 1), `pairs: give either sender and receiver (one pair) or pairs, not both`},
+		{"four machines per pair", strings.Replace(g, "host: {ssh: receiver-host, vnet_interface: vnet0, phy_interface: eth0}\n  - sender", "host: {ssh: sender-host, vnet_interface: vnet0, phy_interface: eth0}\n  - sender", 1),
+			`:12: pairs[0].receiver.host.ssh: "sender-host" is the same node as pairs[0].sender.host.ssh`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "env.yaml")
+			if err := os.WriteFile(p, []byte(c.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(p)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error\n%v\ndoes not contain\n%s", err, c.want)
+			}
+		})
+	}
+}
+
+// lastVM replaces the last VM of testdata/pairs.yaml (pairs[1].receiver.vm).
+func lastVM(g, with string) string {
+	i := strings.LastIndex(g, "vm: {ssh: sender-vm")
+	j := i + strings.IndexByte(g[i:], '\n')
+	return g[:i] + with + g[j:]
+}

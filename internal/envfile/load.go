@@ -165,6 +165,15 @@ func positions(n *yaml.Node) map[string]int {
 	pos := map[string]int{}
 	var walk func(prefix string, n *yaml.Node)
 	walk = func(prefix string, n *yaml.Node) {
+		if n.Kind == yaml.SequenceNode {
+			// List items are "field[N]" (pairs[0].sender.vm.ip).
+			for i, item := range n.Content {
+				p := fmt.Sprintf("%s[%d]", prefix, i)
+				pos[p] = item.Line
+				walk(p, item)
+			}
+			return
+		}
 		if n.Kind != yaml.MappingNode {
 			return
 		}

@@ -58,6 +58,50 @@ func (e *Environment) Nodes() []Node {
 	}
 }
 
+// MachineKey names the machine a destination reaches, host:port whatever
+// the user (the port from the destination, else the node's options, else
+// globalPort, else 22's zero): two nodes with one key are one machine. ok is
+// false for a destination that does not parse.
+func MachineKey(dest string, o SSHOptions, globalPort int) (key string, ok bool) {
+	d, err := ParseDestination(dest)
+	if err != nil {
+		return "", false
+	}
+	return fmt.Sprintf("%s:%d", d.Host, cmp.Or(d.Port, o.Port, globalPort)), true
+}
+
+// PairName is pair i's name: its own, or "pair-N" (N from 1).
+func (p Pair) PairName(i int) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return fmt.Sprintf("pair-%d", i+1)
+}
+
+// NamedPair is one pair as an environment of its own.
+type NamedPair struct {
+	Name string
+	Env  *Environment // Sender and Receiver set, no Pairs
+}
+
+// SplitPairs returns each pair as an environment of its own (the file's
+// options, tools and measurement, with that pair's sender and receiver),
+// so that what handles one pair handles each; a file without pairs is its
+// own only pair, "pair-1".
+func (e *Environment) SplitPairs() []NamedPair {
+	if len(e.Pairs) == 0 {
+		return []NamedPair{{Name: Pair{}.PairName(0), Env: e}}
+	}
+	out := make([]NamedPair, len(e.Pairs))
+	for i, p := range e.Pairs {
+		one := *e
+		one.Pairs = nil
+		one.Sender, one.Receiver = p.Sender, p.Receiver
+		out[i] = NamedPair{Name: p.PairName(i), Env: &one}
+	}
+	return out
+}
+
 // Merge returns global with every field that node sets replacing it.
 func Merge(global, node SSHOptions) SSHOptions {
 	out := global

@@ -1,7 +1,6 @@
 package envfile
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 	"os"
@@ -46,10 +45,95 @@ func (v *validator) fail(field, format string, args ...any) {
 func (v *validator) check(e *Environment) {
 	v.name(e.Environment)
 	v.sshOptions("ssh", e.SSH)
+	if len(e.Pairs) == 0 {
+		v.pair("", e.Sender, e.Receiver, e.SSH.Port)
+	} else {
+		v.pairs(e)
+	}
+	m := e.Measurement
+	countOK := true
+	if err := CheckPingCount(m.PingCount); err != nil {
+		v.fail("measurement.ping_count", "%v", err)
+		countOK = false
+	}
+	if d, ok := v.duration("measurement.interval", m.Interval, CheckInterval); ok && countOK {
+		if err := CheckRunLength(m.PingCount, d); err != nil {
+			v.fail("measurement.ping_count", "%v", err)
+		}
+	}
+	if m.Duration != "" {
+		v.duration("measurement.duration", m.Duration, CheckDuration)
+	}
+	v.tools(e.Tools)
+}
+
+// pairs checks a file with several pairs: each pair as a whole file's
+// sender and receiver, unique names, and every machine named in several
+// places the same kind of node each time (a VM with the same address).
+func (v *validator) pairs(e *Environment) {
+	if e.Sender != (Side{}) || e.Receiver != (Side{}) {
+		v.fail("pairs", "give either sender and receiver (one pair) or pairs, not both")
+	}
+	names := map[string]int{}
+	type seen struct {
+		field, ip string
+		vm        bool
+	}
+	machines := map[string]seen{}
+	for i, p := range e.Pairs {
+		prefix := fmt.Sprintf("pairs[%d]", i)
+		name := p.PairName(i)
+		if strings.IndexFunc(name, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-", r) }) >= 0 {
+			v.fail(prefix+".name", "%q: only letters, digits and . _ - (it labels metrics)", name)
+		}
+		if j, dup := names[name]; dup {
+			v.fail(prefix+".name", "%q is also the name of pairs[%d]", name, j)
+		}
+		names[name] = i
+		v.pair(prefix+".", p.Sender, p.Receiver, e.SSH.Port)
+		for _, n := range []struct {
+			field string
+			vm    bool
+			ssh   string
+			ip    string
+			opts  SSHOptions
+		}{
+			{prefix + ".sender.vm.ssh", true, p.Sender.VM.SSH, p.Sender.VM.IP, p.Sender.VM.Options},
+			{prefix + ".sender.host.ssh", false, p.Sender.Host.SSH, "", p.Sender.Host.Options},
+			{prefix + ".receiver.host.ssh", false, p.Receiver.Host.SSH, "", p.Receiver.Host.Options},
+			{prefix + ".receiver.vm.ssh", true, p.Receiver.VM.SSH, p.Receiver.VM.IP, p.Receiver.VM.Options},
+		} {
+			key, ok := MachineKey(n.ssh, n.opts, e.SSH.Port)
+			if !ok {
+				continue // reported by dest
+			}
+			first, ok := machines[key]
+			switch {
+			case !ok:
+				machines[key] = seen{n.field, n.ip, n.vm}
+			case first.vm != n.vm:
+				v.fail(n.field, "%q is a %s here and a %s in %s", n.ssh, kind(n.vm), kind(first.vm), first.field)
+			case n.vm && n.ip != first.ip:
+				v.fail(n.field, "%q is the same VM as %s, with another ip (%s, there %s)", n.ssh, first.field, n.ip, first.ip)
+			}
+		}
+	}
+}
+
+func kind(vm bool) string {
+	if vm {
+		return "VM"
+	}
+	return "host"
+}
+
+// pair checks one pair's sender and receiver; prefix is "" for the file's
+// own sender and receiver, "pairs[N]." for a pair of pairs.
+func (v *validator) pair(prefix string, sender, receiver Side, port int) {
 	for _, s := range []struct {
 		name string
 		side *Side
-	}{{"sender", &e.Sender}, {"receiver", &e.Receiver}} {
+	}{{prefix + "sender", &sender}, {prefix + "receiver", &receiver}} {
 		vm, host := s.name+".vm", s.name+".host"
 		v.dest(vm+".ssh", s.side.VM.SSH)
 		v.ipv4(vm+".ip", s.side.VM.IP)
@@ -76,25 +160,10 @@ func (v *validator) check(e *Environment) {
 		}
 		v.sshOptions(host+".ssh_options", s.side.Host.Options)
 	}
-	if e.Sender.VM.IP != "" && e.Sender.VM.IP == e.Receiver.VM.IP {
-		v.fail("receiver.vm.ip", "same address as sender.vm.ip (%s)", e.Sender.VM.IP)
+	if sender.VM.IP != "" && sender.VM.IP == receiver.VM.IP {
+		v.fail(prefix+"receiver.vm.ip", "same address as %ssender.vm.ip (%s)", prefix, sender.VM.IP)
 	}
-	v.distinctNodes(e)
-	m := e.Measurement
-	countOK := true
-	if err := CheckPingCount(m.PingCount); err != nil {
-		v.fail("measurement.ping_count", "%v", err)
-		countOK = false
-	}
-	if d, ok := v.duration("measurement.interval", m.Interval, CheckInterval); ok && countOK {
-		if err := CheckRunLength(m.PingCount, d); err != nil {
-			v.fail("measurement.ping_count", "%v", err)
-		}
-	}
-	if m.Duration != "" {
-		v.duration("measurement.duration", m.Duration, CheckDuration)
-	}
-	v.tools(e.Tools)
+	v.distinctNodes(prefix, sender, receiver, port)
 }
 
 // name checks the environment's name, which reports show (as HTML and
@@ -108,24 +177,23 @@ func (v *validator) name(s string) {
 	}
 }
 
-// distinctNodes refuses a machine named twice (the same host and port,
-// whatever the user): the four nodes are four machines.
-func (v *validator) distinctNodes(e *Environment) {
+// distinctNodes refuses a machine named twice in one pair (the same host
+// and port, whatever the user): a pair's four nodes are four machines.
+func (v *validator) distinctNodes(prefix string, sender, receiver Side, port int) {
 	seen := map[string]string{}
 	for _, n := range []struct {
 		field, ssh string
 		opts       SSHOptions
 	}{
-		{"sender.vm.ssh", e.Sender.VM.SSH, e.Sender.VM.Options},
-		{"sender.host.ssh", e.Sender.Host.SSH, e.Sender.Host.Options},
-		{"receiver.host.ssh", e.Receiver.Host.SSH, e.Receiver.Host.Options},
-		{"receiver.vm.ssh", e.Receiver.VM.SSH, e.Receiver.VM.Options},
+		{prefix + "sender.vm.ssh", sender.VM.SSH, sender.VM.Options},
+		{prefix + "sender.host.ssh", sender.Host.SSH, sender.Host.Options},
+		{prefix + "receiver.host.ssh", receiver.Host.SSH, receiver.Host.Options},
+		{prefix + "receiver.vm.ssh", receiver.VM.SSH, receiver.VM.Options},
 	} {
-		d, err := ParseDestination(n.ssh)
-		if err != nil {
+		key, ok := MachineKey(n.ssh, n.opts, port)
+		if !ok {
 			continue // reported by dest
 		}
-		key := fmt.Sprintf("%s:%d", d.Host, cmp.Or(d.Port, n.opts.Port, e.SSH.Port))
 		if first, ok := seen[key]; ok {
 			v.fail(n.field, "%q is the same node as %s", n.ssh, first)
 			continue

@@ -97,6 +97,20 @@ func (c *checker) add(role, check, status, detail, hint string) {
 // which attach method every stage got on that kernel, or why a stage is
 // unavailable — the real answer to "which attach methods work".
 func Check(ctx context.Context, o Options) *CheckReport {
+	if len(o.Env.Pairs) > 0 {
+		// Pair by pair (a machine shared by pairs is checked in each, for
+		// the interfaces and addresses of that pair): rows named "PAIR ROLE".
+		all := &CheckReport{}
+		for _, p := range o.Env.SplitPairs() {
+			one := o
+			one.Env = p.Env
+			for _, r := range Check(ctx, one).Rows {
+				r.Role = p.Name + " " + r.Role
+				all.Rows = append(all.Rows, r)
+			}
+		}
+		return all
+	}
 	c := &checker{}
 	nodes := connectAll(ctx, &o)
 	defer closeAll(nodes)

@@ -60,6 +60,9 @@ type RunResult struct {
 }
 
 func (o *RunOptions) defaults() error {
+	if len(o.Env.Pairs) > 0 {
+		return errors.New("pairs: pingpath run measures one pair (sender and receiver); pingpath watch takes several")
+	}
 	m := o.Env.Measurement
 	if o.Count == 0 {
 		o.Count = m.PingCount
