@@ -333,14 +333,7 @@ func (c *checker) attach(role string, f map[string]string, root bool) {
 }
 
 func (c *checker) interfaces(ctx context.Context, n *node) {
-	var names []string
-	if n.spec.IsVM() {
-		if n.spec.Interface != "" {
-			names = []string{n.spec.Interface}
-		}
-	} else {
-		names = append([]string{n.spec.VnetInterface}, n.spec.PhyInterfaces...)
-	}
+	names := n.interfaces()
 	if len(names) == 0 {
 		return
 	}

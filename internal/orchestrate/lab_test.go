@@ -16,6 +16,7 @@ import (
 
 	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/lab"
+	"github.com/pingpath/pingpath/internal/role"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
 	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/remote/sshremote"
@@ -123,6 +124,12 @@ func TestLabRunComplete(t *testing.T) {
 	}
 	if m.Ping.Sent != 10 || m.Ping.Received != 10 {
 		t.Fatalf("ping %+v", m.Ping)
+	}
+	// The configured interfaces' MTU is recorded (compare shows differences).
+	for _, n := range m.Nodes {
+		if !role.IsVM(n.Role) && (n.Facts["nic eth0 mtu"] == "" || n.Facts["nic vnet0 mtu"] == "") {
+			t.Errorf("%s: no NIC facts in %v", n.Role, n.Facts)
+		}
 	}
 	if m.Lab == nil || m.Lab.Kind != "netns" || m.Emulation != "" {
 		t.Errorf("manifest lab %+v, emulation %q: want the namespace lab from env.yaml", m.Lab, m.Emulation)

@@ -239,7 +239,37 @@ f tuned_profile /etc/tuned/active_profile
 f clocksource /sys/devices/system/clocksource/clocksource0/current_clocksource
 command -v ping >/dev/null 2>&1 && k ping yes || k ping no
 command -v python3 >/dev/null 2>&1 && k python3 yes || k python3 no
+for i in $PINGPATH_INTERFACES; do
+	case "$i" in *[!A-Za-z0-9_.:@-]*) continue ;; esac
+	# ip and ethtool ask the kernel in this network namespace (/sys/class/net
+	# shows the one that mounted sysfs).
+	# (A function: its own positional parameters; the script's "$@" runs below.)
+	mtu() { n=$1; shift; while [ $# -gt 1 ]; do [ "$1" = mtu ] && k "nic $n mtu" "$2"; shift; done; }
+	mtu "$i" $(ip -o link show dev "$i" 2>/dev/null)
+	command -v ethtool >/dev/null 2>&1 || continue
+	ethtool -i "$i" 2>/dev/null | while IFS=': ' read -r a b; do [ "$a" = driver ] && k "nic $i driver" "$b"; done
+	ethtool "$i" 2>/dev/null | while IFS=': 	' read -r a b; do [ "$a" = Speed ] && k "nic $i speed" "$b"; done
+	ethtool -k "$i" 2>/dev/null | {
+		o=
+		while read -r a b c; do
+			case "$a" in rx-checksumming:|tx-checksumming:|scatter-gather:|tcp-segmentation-offload:|generic-segmentation-offload:|generic-receive-offload:|large-receive-offload:) o="$o ${a%:}=$b" ;; esac
+		done
+		[ -n "$o" ] && k "nic $i offloads" "${o# }"
+	}
+done
 `
+
+// interfaces are the node's configured interfaces: the guest NIC of a VM
+// (when set), the vnet and physical NICs of a host.
+func (n *node) interfaces() []string {
+	if n.spec.IsVM() {
+		if n.spec.Interface != "" {
+			return []string{n.spec.Interface}
+		}
+		return nil
+	}
+	return append([]string{n.spec.VnetInterface}, n.spec.PhyInterfaces...)
+}
 
 // gatherFacts runs factsScript as root (per the node's sudo mode), then,
 // in the same shell (one login shell less on the node), the command then
@@ -247,7 +277,10 @@ command -v python3 >/dev/null 2>&1 && k python3 yes || k python3 no
 // output. It fails, with advice, when sudo does not work or the commands
 // do not run as root.
 func (n *node) gatherFacts(ctx context.Context, then remote.Command) (*remote.Result, error) {
-	res, err := n.runAsRoot(ctx, remote.Command{Args: append([]string{"sh", "-c", factsScript + `[ $# -eq 0 ] || exec "$@"`, "sh"}, then.Args...)})
+	// The interfaces go in the environment (quoted by remote), never into
+	// the script; the script skips names with characters no interface has.
+	res, err := n.runAsRoot(ctx, remote.Command{Args: append([]string{"sh", "-c", factsScript + `[ $# -eq 0 ] || exec "$@"`, "sh"}, then.Args...),
+		Env: map[string]string{"PINGPATH_INTERFACES": strings.Join(n.interfaces(), " ")}})
 	if err == nil {
 		n.facts = parseFacts(string(res.Stdout))
 		if n.facts["uid"] == "" {
