@@ -16,6 +16,9 @@ PKGS=(
   # with debootstrap, packed into ext4 with mke2fs -d; debootstrap also makes
   # make freshroot's root (part of make test)
   debootstrap e2fsprogs
+  # ...and the uncompressed kernel it boots through PVH (6.12 is zstd, 6.1
+  # and 5.10 lz4)
+  zstd lz4
   # the live progress test runs pingpath under a real terminal (tmux)
   tmux
   # report rendering check in headless Chromium

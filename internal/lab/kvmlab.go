@@ -48,8 +48,11 @@ type KVMOptions struct {
 	// (default 3); a boot that panics, exits or is not up within its
 	// timeout is retried.
 	BootAttempts int
-	// HostBootTimeout is one host boot until its sshd runs (default 120 s);
-	// VMBootTimeout one VM boot inside it (default 150 s).
+	// HostBootTimeout is one host boot until its sshd runs (default 240 s);
+	// VMBootTimeout one VM boot inside it (default 300 s). A boot that
+	// panics or exits is retried at once; the timeouts only catch a hung
+	// one, so they are generous: on a 2-CPU machine under a load of 20, a
+	// host took 60 s and a VM 145 s.
 	HostBootTimeout, VMBootTimeout time.Duration
 	// ExtraPackages are Debian packages added to the image (a new image is
 	// built once for each distinct list).
@@ -131,10 +134,10 @@ func (o *Options) fillKVM() error {
 		return fmt.Errorf("host memory %d MiB: want at least the VM's %d MiB + 384 MiB", k.HostMemoryMB, k.VMMemoryMB)
 	}
 	if k.HostBootTimeout == 0 {
-		k.HostBootTimeout = 120 * time.Second
+		k.HostBootTimeout = 240 * time.Second
 	}
 	if k.VMBootTimeout == 0 {
-		k.VMBootTimeout = 150 * time.Second
+		k.VMBootTimeout = 300 * time.Second
 	}
 	if k.Datapath == "" {
 		k.Datapath = kvm.DefaultDatapath
@@ -216,14 +219,7 @@ func (l *Lab) buildKVM(ctx context.Context, o *Options, m *kvmMachines) error {
 	if err := l.save(); err != nil {
 		return err
 	}
-	step := func(what string, fn func() error) error {
-		t := time.Now()
-		if err := fn(); err != nil {
-			return err
-		}
-		fmt.Fprintf(o.Log, "  %-28s %s\n", what, time.Since(t).Round(time.Millisecond))
-		return nil
-	}
+	step := stepLogger(o.Log, time.Millisecond)
 	if err := step("ssh keys", l.writeSSHFiles); err != nil {
 		return err
 	}

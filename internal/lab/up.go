@@ -461,14 +461,7 @@ func disableIPv6On(link string) {
 
 // build makes everything after the management bridge.
 func (l *Lab) build(ctx context.Context, o *Options) error {
-	step := func(what string, fn func() error) error {
-		t := time.Now()
-		if err := fn(); err != nil {
-			return err
-		}
-		fmt.Fprintf(o.Log, "  %-28s %s\n", what, time.Since(t).Round(100*time.Microsecond))
-		return nil
-	}
+	step := stepLogger(o.Log, 100*time.Microsecond)
 	if err := step("ssh keys and configs", l.writeSSHFiles); err != nil {
 		return err
 	}
@@ -505,6 +498,19 @@ func (l *Lab) build(ctx context.Context, o *Options) error {
 	}
 	l.State = StateUp
 	return l.save()
+}
+
+// stepLogger returns a function that runs one step of Up and logs its
+// duration, rounded to round.
+func stepLogger(log io.Writer, round time.Duration) func(what string, fn func() error) error {
+	return func(what string, fn func() error) error {
+		t := time.Now()
+		if err := fn(); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "  %-28s %s\n", what, time.Since(t).Round(round))
+		return nil
+	}
 }
 
 // createNamespaces makes the node (and wire) namespaces with loopback up

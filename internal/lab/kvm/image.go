@@ -58,7 +58,7 @@ type ImageSpec struct {
 type Image struct {
 	Dir     string // cache directory of this image
 	Disk    string // ext4 root file system
-	Vmlinuz string
+	Vmlinuz string // the kernel the hosts boot (vmlinux when extracted)
 	Initrd  string
 	Release string // the kernel's uname -r
 	Key     string
@@ -211,10 +211,9 @@ func EnsureImage(ctx context.Context, cache string, spec ImageSpec, log io.Write
 		Dir: filepath.Join(cache, spec.Kernel.Series+"-"+key), Key: key, Release: spec.Kernel.Release,
 	}
 	img.Disk = filepath.Join(img.Dir, "disk.img")
-	img.Vmlinuz = filepath.Join(img.Dir, "vmlinuz")
 	img.Initrd = filepath.Join(img.Dir, "initrd")
 	if complete(img.Dir) {
-		return img, nil
+		return img.withKernel(), nil
 	}
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return Image{}, fmt.Errorf("creating the image cache: %w", err)
@@ -228,7 +227,7 @@ func EnsureImage(ctx context.Context, cache string, spec ImageSpec, log io.Write
 		return Image{}, fmt.Errorf("locking the image build: %w", err)
 	}
 	if complete(img.Dir) { // built by another process meanwhile
-		return img, nil
+		return img.withKernel(), nil
 	}
 	start := time.Now()
 	fmt.Fprintf(log, "building the KVM lab image %s (kernel %s, Debian %s; a few minutes, once)\n", filepath.Base(img.Dir), spec.Kernel.Release, spec.Suite)
@@ -236,7 +235,17 @@ func EnsureImage(ctx context.Context, cache string, spec ImageSpec, log io.Write
 		return Image{}, fmt.Errorf("building image %s: %w", img.Dir, err)
 	}
 	fmt.Fprintf(log, "image built in %s: %s\n", time.Since(start).Round(time.Second), img.Dir)
-	return img, nil
+	return img.withKernel(), nil
+}
+
+// withKernel picks the kernel the hosts boot: the uncompressed vmlinux
+// (PVH entry) when build.sh could extract it, else the vmlinuz.
+func (img Image) withKernel() Image {
+	img.Vmlinuz = filepath.Join(img.Dir, "vmlinux")
+	if _, err := os.Stat(img.Vmlinuz); err != nil {
+		img.Vmlinuz = filepath.Join(img.Dir, "vmlinuz")
+	}
+	return img
 }
 
 func complete(dir string) bool {

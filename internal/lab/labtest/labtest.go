@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -65,6 +66,121 @@ func Up(t testing.TB, opts lab.Options) *lab.Lab {
 	return l
 }
 
+// UpKVM brings up a KVM lab (lab.HypervisorKVM: two QEMU TCG hosts, each
+// running its VM under nested KVM with vhost-net) like Up does a namespace
+// lab: unique name, t.TempDir(), lab down in t.Cleanup. It takes about one
+// to two minutes; the first call on a machine also builds the machine
+// image (about five minutes, cached under .cache/images or
+// $PINGPATH_IMAGE_CACHE). Needs root, /dev/net/tun, qemu-system-x86_64,
+// and debootstrap and mke2fs for the image: without them it skips outside
+// CI and fails in CI. Tests that only read the lab should share one with
+// SharedKVM.
+func UpKVM(t testing.TB, opts lab.Options) *lab.Lab {
+	t.Helper()
+	RequireKVM(t)
+	opts.Hypervisor = lab.HypervisorKVM
+	if opts.Binary == "" {
+		opts.Binary = Binary(t)
+	}
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Name == "" {
+		opts.Name = UniqueName()
+	}
+	if opts.Log == nil {
+		opts.Log = testLog{t}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kvmUpTimeout)
+	defer cancel()
+	l, err := lab.Up(ctx, opts)
+	if err != nil {
+		t.Fatalf("lab up --hypervisor kvm: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(context.Background()); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	return l
+}
+
+// kvmUpTimeout bounds a KVM lab's up, a first image build included.
+const kvmUpTimeout = 15 * time.Minute
+
+// RequireKVM skips (in CI: fails) the test unless this machine can run a
+// KVM lab: root, /dev/net/tun, QEMU, and debootstrap and mke2fs for its image.
+func RequireKVM(t testing.TB) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	_, err := os.Stat("/dev/net/tun")
+	testenv.Require(t, err == nil, "needs /dev/net/tun")
+	for _, p := range []string{"qemu-system-x86_64", "debootstrap", "mke2fs"} {
+		testenv.RequireProgram(t, p)
+	}
+}
+
+// testLog writes lab up's progress lines to the test log.
+type testLog struct{ t testing.TB }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// SharedKVM returns the KVM lab shared by every test of this test binary
+// that calls it: the first call brings it up with its opts (later calls'
+// opts are ignored), Main tears it down after the last test. Tests must
+// not change it (no lab down, no new interfaces). It needs Main as the
+// package's TestMain.
+func SharedKVM(t testing.TB, opts lab.Options) *lab.Lab {
+	t.Helper()
+	if !selfServes.Load() {
+		t.Fatal("labtest.SharedKVM needs labtest.Main as the package's TestMain (it tears the lab down)")
+	}
+	RequireKVM(t)
+	shared.once.Do(func() {
+		opts.Hypervisor = lab.HypervisorKVM
+		opts.Binary = Binary(t)
+		opts.Name = UniqueName()
+		opts.Log = testLog{t}
+		dir, err := os.MkdirTemp("", "pingpath-kvmlab-")
+		if err != nil {
+			shared.err = err
+			return
+		}
+		opts.Dir = dir
+		ctx, cancel := context.WithTimeout(context.Background(), kvmUpTimeout)
+		defer cancel()
+		shared.lab, shared.err = lab.Up(ctx, opts)
+		if shared.err != nil {
+			os.RemoveAll(dir)
+		}
+	})
+	if shared.err != nil {
+		t.Fatalf("shared lab up --hypervisor kvm: %v", shared.err)
+	}
+	return shared.lab
+}
+
+var shared struct {
+	once sync.Once
+	lab  *lab.Lab
+	err  error
+}
+
+// downShared tears down the shared KVM lab, if one was brought up, and
+// removes its directory.
+func downShared() error {
+	if shared.lab == nil {
+		return nil
+	}
+	if err := shared.lab.Down(context.Background()); err != nil {
+		return fmt.Errorf("shared kvm lab %s (%s): %w", shared.lab.Name, shared.lab.Dir, err)
+	}
+	return os.RemoveAll(shared.lab.Dir)
+}
+
 // UniqueName returns a lab name no other test process uses: "t" and random
 // hex (short, since it prefixes namespace names and hostnames).
 func UniqueName() string {
@@ -83,7 +199,12 @@ func Main(m *testing.M) {
 		os.Exit(lab.ChildMain(context.Background(), os.Args[2], os.Args[3:], os.Stderr))
 	}
 	selfServes.Store(true)
-	os.Exit(m.Run())
+	code := m.Run()
+	if err := downShared(); err != nil {
+		fmt.Fprintln(os.Stderr, "labtest:", err)
+		code = max(code, 1)
+	}
+	os.Exit(code)
 }
 
 var (
