@@ -40,13 +40,14 @@ func TestKVMLab(t *testing.T) {
 	ctx := context.Background()
 	clients := map[string]*ssh.Client{}
 
+	parent := t
 	t.Run("SSHWithCheckedHostKeys", func(t *testing.T) {
 		for _, n := range l.Nodes {
 			c, err := l.Dial(ctx, n.Name)
 			if err != nil {
 				t.Fatalf("%s: %v", n.Name, err)
 			}
-			t.Cleanup(func() { c.Close() })
+			parent.Cleanup(func() { c.Close() }) // the later subtests use it
 			clients[n.Name] = c
 			if got := strings.TrimSpace(run(t, c, "hostname")); got != n.Hostname {
 				t.Errorf("%s: hostname %q, want %q", n.Name, got, n.Hostname)

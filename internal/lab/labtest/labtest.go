@@ -43,6 +43,13 @@ func Up(t testing.TB, opts lab.Options) *lab.Lab {
 	testenv.Require(t, err == nil, "needs /usr/sbin/sshd (openssh-server)")
 	_, err = os.Stat("/dev/net/tun")
 	testenv.Require(t, err == nil, "needs /dev/net/tun")
+	return up(t, opts, time.Minute)
+}
+
+// up fills opts' test defaults, brings the lab up within timeout and
+// registers its teardown.
+func up(t testing.TB, opts lab.Options, timeout time.Duration) *lab.Lab {
+	t.Helper()
 	if opts.Binary == "" {
 		opts.Binary = Binary(t)
 	}
@@ -52,7 +59,7 @@ func Up(t testing.TB, opts lab.Options) *lab.Lab {
 	if opts.Name == "" {
 		opts.Name = UniqueName()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	l, err := lab.Up(ctx, opts)
 	if err != nil {
@@ -79,30 +86,10 @@ func UpKVM(t testing.TB, opts lab.Options) *lab.Lab {
 	t.Helper()
 	RequireKVM(t)
 	opts.Hypervisor = lab.HypervisorKVM
-	if opts.Binary == "" {
-		opts.Binary = Binary(t)
-	}
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
-	}
-	if opts.Name == "" {
-		opts.Name = UniqueName()
-	}
 	if opts.Log == nil {
 		opts.Log = testLog{t}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), kvmUpTimeout)
-	defer cancel()
-	l, err := lab.Up(ctx, opts)
-	if err != nil {
-		t.Fatalf("lab up --hypervisor kvm: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(context.Background()); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	return l
+	return up(t, opts, kvmUpTimeout)
 }
 
 // kvmUpTimeout bounds a KVM lab's up, a first image build included.
