@@ -87,5 +87,6 @@ echo "report:   $OUT/report.html"
 echo "          $OUT/report.md, $OUT/report.json"
 echo "manifest: $OUT/manifest.json"
 echo "compare another run with: $BIN compare $OUT OTHER_RUN_DIR"
+echo "every ping on a timeline:  $BIN export $OUT --format perfetto   (open $OUT/trace.json in ui.perfetto.dev)"
 ok=1
 exit "$rc"

@@ -87,7 +87,7 @@ func TestRunOnTerminal(t *testing.T) {
 	}
 	// Everything the summary prints is still there, below the final block.
 	below := strings.Join(lines[summary:], "\n")
-	for _, want := range []string{"context: ", "pings: 10 sent", "segment", "RTT", "layers (mean RTT", "slowest", "run " + out + ": complete"} {
+	for _, want := range []string{"  tail: ", "context: ", "pings: 10 sent", "segment", "RTT", "layers (mean RTT", "run " + out + ": complete"} {
 		if !strings.Contains(below, want) {
 			t.Errorf("%q was overwritten or is missing below the summary:\n%s", want, below)
 		}

@@ -242,10 +242,7 @@ func Summary(out io.Writer, res *analyze.Result) error {
 		}
 		w.printf("\n")
 	}
-	if t := res.Tail; t != nil && len(t.Growth) > 0 {
-		w.printf("slowest %d ping(s) (≥ p90 %.1f µs): +%.1f µs vs median, mostly %s (+%.1f µs)\n", t.Pings, t.ThresholdUS,
-			t.TailRTTUS-t.MedianRTTUS, t.Growth[0].Segment, t.Growth[0].GrowthUS)
-	}
+	// (The tail is in the verdict's tail line above.)
 	lost, falseDrops := 0, 0
 	for _, d := range res.Drops {
 		switch d.Status {
