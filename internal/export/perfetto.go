@@ -148,8 +148,8 @@ func BuildTrace(res *analyze.Result) *Trace {
 					name += " (overlapping pings " + strconv.Itoa(sub+1) + ")"
 				}
 				tr.TraceEvents = append(tr.TraceEvents,
-					Event{Name: "thread_name", Ph: "M", Pid: pid, Tid: tid, Args: map[string]any{"name": name}},
-					Event{Name: "thread_sort_index", Ph: "M", Pid: pid, Tid: tid, Args: map[string]any{"sort_index": tid}})
+					Event{Name: "thread_name", Cat: "__metadata", Ph: "M", Pid: pid, Tid: tid, Args: map[string]any{"name": name}},
+					Event{Name: "thread_sort_index", Cat: "__metadata", Ph: "M", Pid: pid, Tid: tid, Args: map[string]any{"sort_index": tid}})
 			}
 		}
 		// Outer slices first at equal start, so that the importer nests.
@@ -205,8 +205,8 @@ func BuildTrace(res *analyze.Result) *Trace {
 			name += " (" + h + ")"
 		}
 		tr.TraceEvents = append(tr.TraceEvents,
-			Event{Name: "process_name", Ph: "M", Pid: i + 1, Args: map[string]any{"name": name}},
-			Event{Name: "process_sort_index", Ph: "M", Pid: i + 1, Args: map[string]any{"sort_index": i + 1}})
+			Event{Name: "process_name", Cat: "__metadata", Ph: "M", Pid: i + 1, Args: map[string]any{"name": name}},
+			Event{Name: "process_sort_index", Cat: "__metadata", Ph: "M", Pid: i + 1, Args: map[string]any{"sort_index": i + 1}})
 	}
 	tr.OtherData = map[string]any{
 		"producer":            "pingpath " + buildinfo.String(),
