@@ -53,13 +53,17 @@ const (
 	ValTotalRV                  // receiver VM total (F+G+H)
 	ValResidS                   // InterPath_s − Total_s − (B_1 + L where measured)
 	ValResidR                   // Ext_r − Total_rv − (E + I_1 where measured)
+	// The coarser segments of a VM the environment file declared untraced
+	// (no tracer may run there): what the host tracers bound of its time.
+	ValUntracedS // ping's RTT − Total_s − (B_1 + L where measured)
+	ValUntracedR // Ext_r − (E + I_1 where measured)
 	NumVals
 )
 
 // ValueNames names every value index (segments use the brief's letters).
 var ValueNames = [NumVals]string{"A", "B_1", "B", "CJ", "D", "E", "F", "G", "H", "I_1", "I", "K", "L", "M", "C", "J",
 	"RTT", "ping_RTT", "InterPath_s", "Total_s", "Ext_s", "Total_r", "Ext_r", "Total_rv",
-	"virt_unmeasured_sender", "virt_unmeasured_receiver"}
+	"virt_unmeasured_sender", "virt_unmeasured_receiver", "sender_vm_untraced", "receiver_vm_untraced"}
 
 // SegmentDescriptions says what each segment is, for the reports.
 var SegmentDescriptions = [NumVals]string{
@@ -85,6 +89,24 @@ var SegmentDescriptions = [NumVals]string{
 	"receiver host external", "receiver VM total",
 	"sender-side virtualization not measured (guest entry/exit gaps)",
 	"receiver-side virtualization not measured (guest entry/exit gaps)",
+	"sender VM, untraced: ping's RTT − sender host total − B_1 − L (ping itself, stack TX and RX, guest entry/exit)",
+	"receiver VM, untraced: receiver host vnet TX → vnet RX − E − I_1 (stack RX, echo, stack TX, guest entry/exit)",
+}
+
+// UntracedVMs reports which VMs the run's manifest declares untraced.
+func (r *Result) UntracedVMs() (sender, receiver bool) {
+	if r.Manifest == nil {
+		return false, false
+	}
+	for _, n := range r.Manifest.Nodes {
+		switch {
+		case n.Untraced && n.Role == manifest.RoleSenderVM:
+			sender = true
+		case n.Untraced && n.Role == manifest.RoleReceiverVM:
+			receiver = true
+		}
+	}
+	return sender, receiver
 }
 
 // ReportSegments are the segment keys of report.json, in order.

@@ -20,6 +20,7 @@ func (j *joiner) derive() {
 		j.notef("both host streams share boot id %s (one CLOCK_MONOTONIC): C and J are computed separately", sf.BootID)
 	}
 	var cjMismatch int
+	untracedS, untracedR := res.UntracedVMs()
 	for i := range res.Pings {
 		p := &res.Pings[i]
 		if es, ok := p.raw(ValExtS); ok {
@@ -39,6 +40,15 @@ func (j *joiner) derive() {
 		// Residuals: what the sides' virtualization left unmeasured.
 		p.residual(ValResidS, ValInterS, ValTotalS, SegB1, SegL)
 		p.residual(ValResidR, ValExtR, ValTotalRV, SegE, SegI1)
+		// An untraced VM: the host tracers bound its whole time. On the
+		// sender side that is all of ping's RTT the sender host did not
+		// see; on the receiver side the receiver host's vnet TX → vnet RX.
+		if untracedS {
+			p.residual(ValUntracedS, ValPingRTT, ValTotalS, SegB1, SegL)
+		}
+		if untracedR {
+			p.remainder(ValUntracedR, ValExtR, SegE, SegI1)
+		}
 	}
 	if cjMismatch > 0 {
 		j.warnf("%d ping(s): C + J differs from Ext_s − Total_r by more than 1 µs (mis-joined host records?)", cjMismatch)
@@ -70,15 +80,18 @@ func abs64(x int64) int64 {
 // residual sets dst to outer − inner − the parts that were measured, when
 // outer and inner are known.
 func (p *Ping) residual(dst, outer, inner int, parts ...int) {
-	o, ok := p.raw(outer)
+	if _, ok := p.raw(inner); ok {
+		p.remainder(dst, outer, append(parts, inner)...)
+	}
+}
+
+// remainder sets dst to outer − the parts that were measured, when outer is
+// known.
+func (p *Ping) remainder(dst, outer int, parts ...int) {
+	r, ok := p.raw(outer)
 	if !ok {
 		return
 	}
-	in, ok := p.raw(inner)
-	if !ok {
-		return
-	}
-	r := o - in
 	for _, v := range parts {
 		if x, ok := p.raw(v); ok {
 			r -= x

@@ -117,8 +117,15 @@ var layerDefs = []struct {
 	{"host forwarding", []int{SegB, SegD, SegI, SegK}},
 	{"physical network", []int{SegCJ}},
 	{"virtualization measured", []int{SegE, SegL, SegB1, SegI1}},
+	// Only when a VM was declared untraced: its coarser segment stands for
+	// its stack segments and its side's residual.
+	{"untraced VMs", []int{ValUntracedS, ValUntracedR}},
 	{"virtualization unmeasured", []int{ValResidS, ValResidR}},
 }
+
+// measuredLayers are the layers made of values the tracers measured (or
+// the host tracers bounded); the last layer holds what is left.
+var measuredLayers = layerDefs[:len(layerDefs)-1]
 
 // rttBasis returns the per-ping RTT the layers partition: the sender VM's
 // total, or ping's own RTT when no sender VM tracer ran.
@@ -205,7 +212,7 @@ func layers(res *Result) {
 		p := &res.Pings[i]
 		rtt, _ := rttBasis(p, useVM)
 		var measured int64
-		for _, l := range layerDefs[:4] {
+		for _, l := range measuredLayers {
 			for _, s := range l.segs {
 				if x, ok := p.raw(s); ok {
 					if p.Excl&(1<<s) != 0 {
@@ -225,17 +232,27 @@ func layers(res *Result) {
 		rest := rtt - measured
 		res.layerRTT = append(res.layerRTT, rtt)
 		rttSum += float64(rtt)
-		if rs, ok := p.raw(ValResidS); ok {
+		rs, okS := p.raw(ValResidS)
+		rr, okR := p.raw(ValResidR)
+		_, untracedS := p.raw(ValUntracedS)
+		_, untracedR := p.raw(ValUntracedR)
+		switch {
+		case okS && okR && abs64(rs+rr-rest) <= 1000:
 			// Printed origin values are rounded independently, so the
 			// identity holds to within a few hundred ns; the remainder
 			// stays with the sender-side residual.
-			if rr, ok := p.raw(ValResidR); ok && abs64(rs+rr-rest) <= 1000 {
-				sums[ValResidS] += float64(rest - rr)
-				sums[ValResidR] += float64(rr)
-				continue
-			}
+			sums[ValResidS] += float64(rest - rr)
+			sums[ValResidR] += float64(rr)
+		case okS && untracedR && abs64(rs-rest) <= 1000:
+			// The untraced receiver VM's segment holds its side's residual.
+			sums[ValResidS] += float64(rest)
+		case okR && untracedS && abs64(rr-rest) <= 1000:
+			sums[ValResidR] += float64(rest)
+		case untracedS && untracedR && abs64(rest) <= 1000:
+			// Both VMs untraced: the host tracers partition ping's RTT.
+		default:
+			sums[-1] += float64(rest)
 		}
-		sums[-1] += float64(rest)
 	}
 	res.LayerRTTUS = round3(rttSum / n / 1000)
 	res.Contrib = map[string]float64{}
@@ -252,6 +269,9 @@ func layers(res *Result) {
 		for _, s := range l.segs {
 			sum += sums[s]
 			names = append(names, ValueNames[s])
+		}
+		if l.name == "untraced VMs" && !layerSetHas(res, l.segs...) {
+			continue
 		}
 		layer := Layer{Name: l.name, Segments: names}
 		if l.name == "virtualization unmeasured" {
@@ -279,6 +299,18 @@ func layers(res *Result) {
 		sort.Strings(names)
 		res.Warnings = append(res.Warnings, fmt.Sprintf("no complete ping passed every plausibility gate: layers are over %d pings with %v refused and taken out of the RTT (shares are of the RTT without them)", len(res.LayerSet), names))
 	}
+}
+
+// layerSetHas reports whether some ping of the layer set has one of vs.
+func layerSetHas(res *Result, vs ...int) bool {
+	for _, i := range res.LayerSet {
+		for _, v := range vs {
+			if _, ok := res.Pings[i].raw(v); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func hasRaw(res *Result, v int) bool {

@@ -57,6 +57,14 @@ type VM struct {
 	IP        string     `yaml:"ip"`                  // the VM's address on the measured path
 	Interface string     `yaml:"interface,omitempty"` // guest NIC (optional; default: the one holding ip)
 	Options   SSHOptions `yaml:"ssh_options,omitempty"`
+	// Untraced says no tracer may run in this VM (a tenant's VM, no root,
+	// no BTF, another OS): the receiver VM then only answers pings (its
+	// ssh may be left out), the sender VM only runs ping as the login
+	// user. The hosts' tracers bound the VM's whole time instead.
+	Untraced bool `yaml:"untraced,omitempty"`
+	// BTF is a kernel BTF file on the node for a kernel without
+	// /sys/kernel/btf/vmlinux (see Host.BTF).
+	BTF string `yaml:"btf,omitempty"`
 }
 
 // Host is a hypervisor.
@@ -65,6 +73,11 @@ type Host struct {
 	VnetInterface string     `yaml:"vnet_interface"` // the VM's tap/vnet device on this host
 	PhyInterface  string     `yaml:"phy_interface"`  // physical NIC(s), comma-separated for bonds
 	Options       SSHOptions `yaml:"ssh_options,omitempty"`
+	// BTF is the path, on the node, of a BTF file describing its running
+	// kernel (pahole --btf_encode_detached from the debuginfo, or a
+	// BTFHub-style archive entry), for kernels built without
+	// /sys/kernel/btf/vmlinux; the tracers get it as --btf.
+	BTF string `yaml:"btf,omitempty"`
 }
 
 // SSHOptions configure how a node is reached. Per-node values override the

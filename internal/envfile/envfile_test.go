@@ -41,6 +41,38 @@ func TestLoadGood(t *testing.T) {
 	}
 }
 
+// TestUntracedAndBTF: an untraced receiver VM needs no ssh and is never
+// contacted; an untraced sender VM is never asked for root; btf reaches the
+// node it is set on.
+func TestUntracedAndBTF(t *testing.T) {
+	good, err := os.ReadFile("testdata/good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := strings.Replace(string(good), "    ssh: receiver-vm\n    ip: 198.18.2.1\n", "    ip: 198.18.2.1\n    untraced: true\n", 1)
+	g = strings.Replace(g, "    interface: eth0\n", "    interface: eth0\n    untraced: true\n", 1)
+	g = strings.Replace(g, "    vnet_interface: vnet0\n    phy_interface: eth0\nmeasurement", "    vnet_interface: vnet0\n    phy_interface: eth0\n    btf: /var/lib/btf/vmlinux\nmeasurement", 1)
+	p := filepath.Join(t.TempDir(), "env.yaml")
+	if err := os.WriteFile(p, []byte(g), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := env.Nodes()
+	rv, rh, sv := nodes[0], nodes[1], nodes[3]
+	if !rv.Untraced || rv.Contacted() || !sv.Untraced || !sv.Contacted() {
+		t.Fatalf("untraced: receiver %+v, sender %+v", rv, sv)
+	}
+	if sv.Options.Sudo != SudoNone {
+		t.Errorf("untraced sender VM sudo = %q, want none (global is passwordless)", sv.Options.Sudo)
+	}
+	if rh.BTF != "/var/lib/btf/vmlinux" || nodes[2].BTF != "" {
+		t.Errorf("btf: receiver host %q, sender host %q", rh.BTF, nodes[2].BTF)
+	}
+}
+
 // errCase is one bad file and the "line: field" its error must name.
 type errCase struct {
 	name, yaml, want string
@@ -72,6 +104,9 @@ func TestLoadErrorsNameFileLineField(t *testing.T) {
 		{"run too long", strings.Replace(g, "ping_count: 50", "ping_count: 1000000", 1), `:27: measurement.ping_count: 1000000 pings every 100ms take 27h46m40s, more than 24h0m0s`},
 		{"no sender", "environment: x\nreceiver:\n  vm: {ssh: a, ip: 1.2.3.4}\n  host: {ssh: b, vnet_interface: v, phy_interface: p}\n", ":1: sender.vm.ssh: missing"},
 		{"empty", "", ":1: empty environment file"},
+		{"untraced sender vm without ssh", strings.Replace(strings.Replace(g, "    ssh: sender-vm\n", "", 1), "    interface: eth0\n", "    interface: eth0\n    untraced: true\n", 1), ":7: sender.vm.ssh: missing"},
+		{"relative btf", strings.Replace(g, "    phy_interface: eth0\nmeasurement", "    phy_interface: eth0\n    btf: vmlinux.btf\nmeasurement", 1), `:26: receiver.host.btf: "vmlinux.btf" must be an absolute path on the node`},
+		{"btf on an untraced vm", strings.Replace(g, "    ip: 198.18.2.1\n", "    ip: 198.18.2.1\n    untraced: true\n    btf: /boot/btf\n", 1), `:23: receiver.vm.btf: set on an untraced VM`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -23,10 +23,20 @@ type Node struct {
 	// VM only.
 	IP        string
 	Interface string
+	// Untraced: no tracer runs on this VM, and it is never asked for root
+	// (its sudo mode is none whatever the file says). Without SSH an
+	// untraced receiver VM is not contacted at all.
+	Untraced bool
+	// BTF is the node's kernel BTF file ("" for /sys/kernel/btf/vmlinux).
+	BTF string
 	// Host only.
 	VnetInterface string
 	PhyInterfaces []string
 }
+
+// Contacted tells whether pingpath connects to the node at all: not to an
+// untraced receiver VM without ssh (it only answers pings).
+func (n Node) Contacted() bool { return n.SSH != "" }
 
 // IsVM tells a guest from a hypervisor.
 func (n Node) IsVM() bool {
@@ -44,11 +54,16 @@ func (e *Environment) Nodes() []Node {
 		return m
 	}
 	vm := func(r, field string, v VM) Node {
-		return Node{Role: r, Field: field, SSH: v.SSH, Options: opts(v.Options), IP: v.IP, Interface: v.Interface}
+		n := Node{Role: r, Field: field, SSH: v.SSH, Options: opts(v.Options), IP: v.IP, Interface: v.Interface,
+			Untraced: v.Untraced, BTF: v.BTF}
+		if n.Untraced {
+			n.Options.Sudo = SudoNone
+		}
+		return n
 	}
 	host := func(r, field string, h Host) Node {
 		return Node{Role: r, Field: field, SSH: h.SSH, Options: opts(h.Options),
-			VnetInterface: h.VnetInterface, PhyInterfaces: SplitInterfaces(h.PhyInterface)}
+			VnetInterface: h.VnetInterface, PhyInterfaces: SplitInterfaces(h.PhyInterface), BTF: h.BTF}
 	}
 	return []Node{
 		vm(role.ReceiverVM, "receiver.vm", e.Receiver.VM),

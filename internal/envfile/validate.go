@@ -135,7 +135,15 @@ func (v *validator) pair(prefix string, sender, receiver Side, port int) {
 		side *Side
 	}{{prefix + "sender", &sender}, {prefix + "receiver", &receiver}} {
 		vm, host := s.name+".vm", s.name+".host"
-		v.dest(vm+".ssh", s.side.VM.SSH)
+		// An untraced receiver VM only answers pings: nothing connects to it.
+		if !(strings.HasSuffix(s.name, "receiver") && s.side.VM.Untraced && s.side.VM.SSH == "") {
+			v.dest(vm+".ssh", s.side.VM.SSH)
+		}
+		if s.side.VM.Untraced && s.side.VM.BTF != "" {
+			v.fail(vm+".btf", "set on an untraced VM (no tracer runs there)")
+		}
+		v.nodePath(vm+".btf", s.side.VM.BTF)
+		v.nodePath(host+".btf", s.side.Host.BTF)
 		v.ipv4(vm+".ip", s.side.VM.IP)
 		if s.side.VM.Interface != "" {
 			v.ifname(vm+".interface", s.side.VM.Interface)
@@ -192,7 +200,7 @@ func (v *validator) distinctNodes(prefix string, sender, receiver Side, port int
 	} {
 		key, ok := MachineKey(n.ssh, n.opts, port)
 		if !ok {
-			continue // reported by dest
+			continue // reported by dest (or an untraced receiver VM without ssh)
 		}
 		if first, ok := seen[key]; ok {
 			v.fail(n.field, "%q is the same node as %s", n.ssh, first)
@@ -209,6 +217,14 @@ func (v *validator) dest(field, s string) {
 	}
 	if _, err := ParseDestination(s); err != nil {
 		v.fail(field, "%v", err)
+	}
+}
+
+// nodePath checks an optional path on a node: absolute, and free of what
+// would let it read as an option.
+func (v *validator) nodePath(field, s string) {
+	if s != "" && (!path.IsAbs(s) || strings.ContainsAny(s, "\n\x00")) {
+		v.fail(field, "%q must be an absolute path on the node", s)
 	}
 }
 

@@ -67,8 +67,11 @@ type Lab struct {
 
 // Node is one machine of the run.
 type Node struct {
-	Role     string            `json:"role"` // RoleSenderVM, ...
-	SSH      string            `json:"ssh"`  // destination as configured (alias or user@host)
+	Role string `json:"role"` // RoleSenderVM, ...
+	SSH  string `json:"ssh"`  // destination as configured (alias or user@host)
+	// Untraced: the environment file said no tracer may run on this VM
+	// (by design, not a failure); the hosts' tracers bound its time.
+	Untraced bool              `json:"untraced,omitempty"`
 	Hostname string            `json:"hostname,omitempty"`
 	Kernel   string            `json:"kernel,omitempty"`
 	Arch     string            `json:"arch,omitempty"`

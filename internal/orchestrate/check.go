@@ -149,11 +149,18 @@ func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) b
 		c.add(role, "ssh", CheckFail, n.err.Error(), sshHint(n.err.Error(), n.spec))
 		return false
 	}
+	if !n.contacted() {
+		c.add(role, "untraced", CheckOK, "not contacted ("+n.spec.Field+".untraced, no ssh): it only answers pings", "")
+		return false
+	}
 	c.add(role, "ssh", CheckOK, "connected to "+n.spec.SSH, "")
+	if n.spec.Untraced {
+		return c.untraced(ctx, env, n)
+	}
 	sudoOK := true
 	if _, err := n.gatherFacts(ctx, remote.Command{}); err != nil {
 		sudoOK = false
-		c.add(role, "root", CheckFail, err.Error(), "tracers need root: log in as root, or set ssh.sudo / "+n.spec.Field+".ssh_options.sudo")
+		c.add(role, "root", CheckFail, err.Error(), "tracers need root: log in as root, or set ssh.sudo / "+n.spec.Field+".ssh_options.sudo"+untracedHint(n))
 		if n.facts == nil {
 			if err := n.userFacts(ctx); err != nil {
 				c.add(role, "kernel", CheckFail, err.Error(), "")
@@ -165,11 +172,7 @@ func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) b
 	}
 	f := n.facts
 	c.add(role, "kernel", CheckOK, f["kernel"]+" "+f["arch"], "")
-	if f["btf"] == "yes" {
-		c.add(role, "btf", CheckOK, "/sys/kernel/btf/vmlinux", "")
-	} else {
-		c.add(role, "btf", CheckFail, "no /sys/kernel/btf/vmlinux", "pingpath's CO-RE tracers need a kernel built with CONFIG_DEBUG_INFO_BTF=y")
-	}
+	c.btf(ctx, n)
 	c.attach(role, f, sudoOK)
 	c.interfaces(ctx, n)
 	if n.spec.IsVM() {
@@ -180,6 +183,58 @@ func (c *checker) node(ctx context.Context, env *envfile.Environment, n *node) b
 	}
 	c.tools(ctx, env, n)
 	return sudoOK
+}
+
+// untraced checks a VM no tracer runs on (its untraced: true): reachable as
+// the login user, its address, and for the sender VM that ping works
+// (without root). It reports false: there are no tracers to try.
+func (c *checker) untraced(ctx context.Context, env *envfile.Environment, n *node) bool {
+	role := n.role()
+	c.add(role, "untraced", CheckOK, n.spec.Field+".untraced: no tracer runs here, never asked for root", "")
+	if err := n.userFacts(ctx); err != nil {
+		c.add(role, "kernel", CheckFail, err.Error(), "")
+		return false
+	}
+	c.add(role, "kernel", CheckOK, n.facts["kernel"]+" "+n.facts["arch"], "")
+	c.interfaces(ctx, n)
+	c.vmIP(ctx, n)
+	if role == manifest.RoleSenderVM {
+		c.ping(ctx, n, env.Receiver.VM.IP)
+	}
+	return false
+}
+
+// untracedHint proposes the untraced mode for a VM that cannot trace.
+func untracedHint(n *node) string {
+	if !n.spec.IsVM() {
+		return ""
+	}
+	return "; or, if this VM may not be traced (a tenant's VM, no root, no BTF), set " + n.spec.Field +
+		".untraced: true: the hosts' tracers then bound its time as one coarser segment"
+}
+
+// btf reports where the node's tracers get kernel BTF: the node's btf: file
+// (checked readable), /sys/kernel/btf/vmlinux, or nowhere, with what to do.
+func (c *checker) btf(ctx context.Context, n *node) {
+	role, f := n.role(), n.facts
+	if file := n.spec.BTF; file != "" {
+		if _, err := n.runRoot(ctx, "test", "-r", file); err != nil {
+			c.add(role, "btf", CheckFail, file+" ("+n.spec.Field+".btf) is not readable on the node",
+				"copy the BTF file of this kernel ("+f["kernel"]+") there, or fix "+n.spec.Field+".btf")
+			return
+		}
+		c.add(role, "btf", CheckOK, file+" ("+n.spec.Field+".btf, passed as --btf)", "")
+		return
+	}
+	if f["btf"] == "yes" {
+		c.add(role, "btf", CheckOK, "/sys/kernel/btf/vmlinux", "")
+		return
+	}
+	c.add(role, "btf", CheckFail, "no /sys/kernel/btf/vmlinux: kernel "+f["kernel"]+" was built without CONFIG_DEBUG_INFO_BTF",
+		"give the tracers this kernel's BTF as a file: on a machine with the kernel's debuginfo, "+
+			"pahole --btf_encode_detached=vmlinux.btf /usr/lib/debug/lib/modules/"+f["kernel"]+"/vmlinux "+
+			"(or the kernel's file from a BTFHub-style archive), copy it to the node and set "+n.spec.Field+".btf: /path/vmlinux.btf"+
+			untracedHint(n)+"; last resort: the origin BCC scripts (tools:, docs/run.md)")
 }
 
 // tracerProbe is what check needs to try the tracers: the plan, the
@@ -260,7 +315,7 @@ func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
 			}
 			if rt.err != nil || rt.code != 0 {
 				row(i, CheckFail, rt.exitText()+": "+rt.last(),
-					"run it by hand on the node to see why: "+strings.Join(spec.args, " "))
+					"run it by hand on the node to see why: "+strings.Join(spec.args, " ")+untracedHint(n))
 				return
 			}
 			status, detail, hint := probeStatus(headerProbes(filepath.Join(p.dir, spec.file)))

@@ -68,3 +68,36 @@ func TestCheckMissingInterface(t *testing.T) {
 		t.Fatalf("no missing-interface failure:\n%s", buf.String())
 	}
 }
+
+// TestCheckUntraced: an untraced receiver VM without ssh is not contacted;
+// an untraced sender VM is checked as the login user (no root row) and can
+// ping; neither gets a tracer tried.
+func TestCheckUntraced(t *testing.T) {
+	testenv.RequireProgram(t, "ip")
+	f := newFakeEnv(t, nil, "")
+	f.env.Receiver.VM.Untraced, f.env.Receiver.VM.SSH = true, ""
+	f.env.Sender.VM.Untraced = true
+	rep := Check(context.Background(), f.runOptions(t).Options)
+	var buf bytes.Buffer
+	rep.WriteTable(&buf)
+	t.Log("\n" + buf.String())
+	status := map[string]string{}
+	for _, r := range rep.Rows {
+		status[r.Role+"/"+r.Check] = r.Status
+		if (r.Role == manifest.RoleSenderVM || r.Role == manifest.RoleReceiverVM) && (strings.HasPrefix(r.Check, "tracer") || r.Check == "root") {
+			t.Errorf("untraced VM row %+v", r)
+		}
+	}
+	for key, want := range map[string]string{
+		"receiver-vm/untraced": CheckOK,
+		"receiver-vm/ssh":      "",
+		"sender-vm/untraced":   CheckOK,
+		"sender-vm/kernel":     CheckOK,
+		"sender-vm/ping":       CheckOK,
+		"sender-host/root":     CheckOK,
+	} {
+		if status[key] != want {
+			t.Errorf("%s: %q, want %q", key, status[key], want)
+		}
+	}
+}

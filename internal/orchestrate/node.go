@@ -86,6 +86,19 @@ type node struct {
 
 func (n *node) role() string { return n.spec.Role }
 
+// contacted tells whether the node has a connection (every node but an
+// untraced receiver VM without ssh).
+func (n *node) contacted() bool { return n.t != nil }
+
+// readFacts reads the node's facts: as root where tracers run (which checks
+// sudo), as the login user on an untraced VM, which is never asked for root.
+func (n *node) readFacts(ctx context.Context, then remote.Command) (*remote.Result, error) {
+	if n.spec.Untraced {
+		return nil, n.userFacts(ctx)
+	}
+	return n.gatherFacts(ctx, then)
+}
+
 // pushedName is the name pingpath pushes itself under in remote_dir.
 const pushedName = "pingpath"
 
@@ -178,6 +191,11 @@ func connectAll(ctx context.Context, o *Options) []*node {
 			n.password = o.SudoPassword
 		}
 		nodes[i] = n
+		if !s.Contacted() {
+			// An untraced receiver VM without ssh only answers pings.
+			o.progress().NodeState(s.Role, "untraced", "not contacted: it only answers pings")
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

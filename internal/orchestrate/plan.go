@@ -122,8 +122,17 @@ func plan(in planInput) [][]*tracerSpec {
 	}
 	rv, rh := in.nodes[manifest.RoleReceiverVM], in.nodes[manifest.RoleReceiverHost]
 	sh, sv := in.nodes[manifest.RoleSenderHost], in.nodes[manifest.RoleSenderVM]
-	receivers := append([]*tracerSpec{vm(rv, "rx", "recv-vm-icmp.log")}, host(rh, false, "recv")...)
-	senders := append(host(sh, true, "send"), vm(sv, "tx", "send-vm-icmp.log"))
+	// An untraced VM runs no tracer: the receiver VM only answers, the
+	// sender VM only pings.
+	var receivers, senders []*tracerSpec
+	if !rv.spec.Untraced {
+		receivers = append(receivers, vm(rv, "rx", "recv-vm-icmp.log"))
+	}
+	receivers = append(receivers, host(rh, false, "recv")...)
+	senders = host(sh, true, "send")
+	if !sv.spec.Untraced {
+		senders = append(senders, vm(sv, "tx", "send-vm-icmp.log"))
+	}
 	phases := [][]*tracerSpec{receivers, senders}
 	i := 0
 	for _, ph := range phases {

@@ -253,7 +253,7 @@ func (r *run) connect(ctx context.Context) ([][]*tracerSpec, *remote.Local, erro
 	var connErr error
 	for _, n := range r.nodes {
 		r.byRole[n.role()] = n
-		r.m.Nodes = append(r.m.Nodes, manifest.Node{Role: n.role(), SSH: n.spec.SSH, Tracers: []manifest.Tracer{}})
+		r.m.Nodes = append(r.m.Nodes, manifest.Node{Role: n.role(), SSH: n.spec.SSH, Untraced: n.spec.Untraced, Tracers: []manifest.Tracer{}})
 		if n.err != nil {
 			r.fail(n.role(), "connect", n.err)
 			connErr = cmp.Or(connErr, n.err)
@@ -287,7 +287,7 @@ func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSp
 				return err
 			}
 		}
-		checked, err := n.gatherFacts(ctx, check)
+		checked, err := n.readFacts(ctx, check)
 		if err != nil || check.Args == nil {
 			return err
 		}
@@ -372,6 +372,9 @@ func (r *run) forEachNode(ctx context.Context, step string, fn func(context.Cont
 	errs := make([]error, len(r.nodes))
 	var wg sync.WaitGroup
 	for i, n := range r.nodes {
+		if !n.contacted() {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

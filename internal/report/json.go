@@ -79,6 +79,12 @@ func segmentKeys(res *analyze.Result) []int {
 	if res.SharedClk {
 		keys = append(keys, analyze.SegC, analyze.SegJ)
 	}
+	// An untraced VM's coarser segment, where the run declared one.
+	for _, v := range []int{analyze.ValUntracedS, analyze.ValUntracedR} {
+		if res.Stats[v].N > 0 {
+			keys = append(keys, v)
+		}
+	}
 	return keys
 }
 
