@@ -56,6 +56,7 @@ func addTracerFlags(cmd *cobra.Command) *tracerFlags {
 	f.BoolVar(&tf.opts.StopOnStdinEOF, "stop-on-stdin-eof", false, "stop when stdin is closed (for controllers that run the tracer over SSH)")
 	f.BoolVar(&tf.opts.RenewOnStdin, "renew-on-stdin", false, "every line on stdin renews --max-duration (for controllers that keep the tracer running: it stops --max-duration after the last line)")
 	f.DurationVar(&tf.opts.StatsInterval, "stats-interval", 0, "write a stats record with the running counters this often (0: only the trailer has them)")
+	f.StringVar(&tf.opts.BTF, "btf", "", "file with this kernel's BTF, for kernels without /sys/kernel/btf/vmlinux (pahole --btf_encode_detached, or a BTFHub-style archive's file); fentry then stays off")
 	return tf
 }
 

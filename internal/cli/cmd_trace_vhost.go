@@ -56,7 +56,7 @@ func newTraceVhostCommand(tool, short, long string) *cobra.Command {
 		if err := tf.validate(); err != nil {
 			return err
 		}
-		cfg := vhost.Config{Tool: tool, Interface: iface, ProcRoot: procRoot, Timeout: timeout}
+		cfg := vhost.Config{Tool: tool, Interface: iface, ProcRoot: procRoot, Timeout: timeout, BTF: tf.opts.BTF}
 		if err := ep.parse(&cfg.SrcIP, &cfg.DstIP); err != nil {
 			return err
 		}

@@ -2,6 +2,8 @@ package kernel
 
 import (
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
@@ -38,7 +40,7 @@ func TestRealKernel(t *testing.T) {
 	}
 	_, err = os.Stat("/sys/kernel/btf/vmlinux")
 	testenv.Require(t, err == nil, "the kernel has no vmlinux BTF")
-	b, err := LoadBTF()
+	b, err := LoadBTF("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func TestFindInModules(t *testing.T) {
 // makes that function an fentry target.
 func TestFindInModulesRunningKernel(t *testing.T) {
 	testenv.RequireRoot(t)
-	b, err := LoadBTF()
+	b, err := LoadBTF("")
 	if err != nil {
 		t.Skip(err)
 	}
@@ -112,5 +114,39 @@ func TestFindInModulesRunningKernel(t *testing.T) {
 	}
 	if !b.HasFunc(fn) || b.FuncModule(fn) != mod {
 		t.Errorf("%s of module %s: has %v module %q", fn, mod, b.HasFunc(fn), b.FuncModule(fn))
+	}
+}
+
+// TestLoadBTFFile: the kernel's BTF given as a file (what --btf takes on a
+// kernel without /sys/kernel/btf/vmlinux) answers the same lookups, says
+// where it came from and searches no module BTF; a file that is not BTF is
+// an error naming it.
+func TestLoadBTFFile(t *testing.T) {
+	raw, err := os.ReadFile("/sys/kernel/btf/vmlinux")
+	testenv.Require(t, err == nil, "the kernel has no vmlinux BTF to copy")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "vmlinux.btf")
+	if err := os.WriteFile(file, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadBTF(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.File() != file || b.Cache() != nil {
+		t.Errorf("File() %q, Cache() %v", b.File(), b.Cache())
+	}
+	if !b.HasFunc("icmp_rcv") || !b.HasRawTracepoint("netif_receive_skb") || b.HasFunc("no_such_function_xyz") {
+		t.Error("BTF lookups wrong")
+	}
+	if err := b.FindInModules([]string{"no_such_function_xyz"}, nil); err != nil || b.FuncModule("no_such_function_xyz") != "" {
+		t.Errorf("module lookup with a BTF file: %v", err)
+	}
+	bad := filepath.Join(dir, "not-btf")
+	if err := os.WriteFile(bad, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadBTF(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("LoadBTF(%s) = %v, want an error naming the file", bad, err)
 	}
 }

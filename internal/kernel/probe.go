@@ -82,10 +82,24 @@ type BTF struct {
 	modules map[string]*btf.Spec
 	funcs   map[string]string // function absent from vmlinux → module whose BTF has it
 	rawTPs  map[string]string // raw tracepoint absent from vmlinux → module
+	// file is the BTF file given for a kernel without
+	// /sys/kernel/btf/vmlinux ("" for the kernel's own BTF).
+	file string
 }
 
-// LoadBTF reads the kernel's vmlinux BTF.
-func LoadBTF() (*BTF, error) {
+// LoadBTF reads the kernel's vmlinux BTF: from file when one is given (a
+// kernel built without CONFIG_DEBUG_INFO_BTF: pahole --btf_encode_detached
+// output, a BTFHub-style archive's file, or an ELF vmlinux with a .BTF
+// section), else from /sys/kernel/btf/vmlinux.
+func LoadBTF(file string) (*BTF, error) {
+	if file != "" {
+		s, err := btf.LoadSpec(file)
+		if err != nil {
+			return nil, fmt.Errorf("loading kernel BTF from %s: %w", file, err)
+		}
+		// No module BTF: module functions and types are not looked up.
+		return &BTF{vmlinux: s, modules: map[string]*btf.Spec{}, funcs: map[string]string{}, rawTPs: map[string]string{}, file: file}, nil
+	}
 	c := btf.NewCache()
 	s, err := c.Kernel()
 	if err != nil {
@@ -212,6 +226,9 @@ func (b *BTF) HasRawTracepoint(name string) bool {
 	_, inModule := b.rawTPs[name]
 	return inModule || hasRawTP(b.vmlinux, name)
 }
+
+// File is the BTF file the BTF was read from, "" for the kernel's own.
+func (b *BTF) File() string { return b.file }
 
 // Spec returns the parsed vmlinux BTF (for CO-RE relocation at load time).
 func (b *BTF) Spec() *btf.Spec { return b.vmlinux }

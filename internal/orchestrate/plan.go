@@ -49,6 +49,9 @@ func plan(in planInput) [][]*tracerSpec {
 	ours := func(n *node, tool string, flags ...string) *tracerSpec {
 		args := append([]string{n.binaryPath(in.sum), "trace", tool}, flags...)
 		args = append(args, "--format", "json", "--stop-on-stdin-eof", "--max-duration", in.maxDuration.String())
+		if n.spec.BTF != "" {
+			args = append(args, "--btf", n.spec.BTF)
+		}
 		return &tracerSpec{
 			node: n, tool: tool, args: args, sum: in.sum,
 			file:   n.role() + "." + tool + ".jsonl",

@@ -11,8 +11,9 @@ import (
 // ProbeCapabilities asks the running kernel about every method and target the
 // stages mention. It attaches an empty fentry program for a moment to learn
 // whether trampolines work.
-func ProbeCapabilities(stages []Stage) Capabilities {
-	b, err := kernel.LoadBTF()
+// btfFile is the kernel BTF file (--btf), "" for /sys/kernel/btf/vmlinux.
+func ProbeCapabilities(stages []Stage, btfFile string) Capabilities {
+	b, err := kernel.LoadBTF(btfFile)
 	return probeCapabilities(stages, b, err, kernel.FentrySupport)
 }
 
@@ -39,6 +40,8 @@ func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error, fentrySuppor
 		switch {
 		case btfErr != nil:
 			caps.Methods[Fentry] = reason(btfErr)
+		case b.File() != "":
+			caps.Methods[Fentry] = "kernel BTF given as a file (--btf " + b.File() + "): fentry needs the kernel's own BTF"
 		default:
 			var probeOn string
 			for _, fn := range fns {

@@ -90,6 +90,9 @@ type Options struct {
 	// counters) this often.
 	StatsInterval time.Duration
 	RingBytes     uint32            // ring buffer size (power of two, ≥ page size); 0 = 4 MiB
+	// BTF is a file with the running kernel's BTF, for kernels without
+	// /sys/kernel/btf/vmlinux (--btf); "" uses the kernel's own.
+	BTF string
 	Args          map[string]string // flags as given, copied to the header
 
 	Stdin          io.Reader
@@ -149,7 +152,10 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 		return fmt.Errorf("raising the memlock limit: %w", err)
 	}
 	stages := tool.Stages()
-	kbtf, btfErr := kernel.LoadBTF()
+	kbtf, btfErr := kernel.LoadBTF(o.BTF)
+	if btfErr != nil && o.BTF != "" {
+		return &UsageError{fmt.Errorf("--btf: %w", btfErr)}
+	}
 	choices, err := Select(stages, probeCapabilities(stages, kbtf, btfErr, kernel.FentrySupport), o.Probe)
 	if err != nil {
 		return fmt.Errorf("choosing probes: %w", err)

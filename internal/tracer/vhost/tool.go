@@ -41,6 +41,8 @@ type Config struct {
 	ProcRoot string
 	// Timeout finishes a vhost-rx chain this long after its last event (2 s).
 	Timeout time.Duration
+	// BTF is the kernel BTF file (tracer.Options.BTF), "" for the kernel's.
+	BTF string
 }
 
 // Tool is the vhost-rx or vhost-tx tracer for the tracer core (tracer.Run).
@@ -105,7 +107,7 @@ func New(cfg Config) (*Tool, error) {
 		}
 	}
 	// Last: the ladders depend on what discovery found.
-	kb, err := kernel.LoadBTF()
+	kb, err := kernel.LoadBTF(cfg.BTF)
 	if cfg.Tool == record.ToolVhostRX && err == nil {
 		n := rawTracepointArgsIn(kb.Spec(), "kfree_skb")
 		t.kfreeNoReason = n >= 0 && n < 3

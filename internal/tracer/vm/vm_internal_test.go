@@ -125,7 +125,7 @@ func TestProgramsPassVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := kernel.LoadBTF()
+	b, err := kernel.LoadBTF("")
 	if err != nil {
 		t.Fatal(err)
 	}

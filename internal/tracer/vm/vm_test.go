@@ -46,7 +46,7 @@ func requireRung(t *testing.T) {
 	}
 	for _, role := range []string{record.RoleTX, record.RoleRX} {
 		stages := vm.Stages(role)
-		_, err := tracer.Select(stages, tracer.ProbeCapabilities(stages), p)
+		_, err := tracer.Select(stages, tracer.ProbeCapabilities(stages, ""), p)
 		testenv.Require(t, err == nil, fmt.Sprintf("forced --probe %s for role %s: %v", p, role, err))
 	}
 }

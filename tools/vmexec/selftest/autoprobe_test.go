@@ -49,7 +49,7 @@ func TestGuestAutoPicksFentry(t *testing.T) {
 	fentryStages := 0
 	for _, name := range slices.Sorted(maps.Keys(ladders)) {
 		stages := ladders[name]
-		caps := tracer.ProbeCapabilities(stages)
+		caps := tracer.ProbeCapabilities(stages, "")
 		if why, ok := caps.Methods[tracer.Fentry]; !ok || why != "" {
 			if hasFentryRung(stages) {
 				t.Errorf("%s: fentry unusable on this kernel: %q", name, why)

@@ -1,0 +1,43 @@
+package orchestrate
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/envfile"
+)
+
+// TestPlanUntracedAndBTF: untraced VMs get no tracer (the hosts keep all
+// theirs), and a node's btf: file reaches each of its tracers as --btf.
+func TestPlanUntracedAndBTF(t *testing.T) {
+	env := &envfile.Environment{
+		Sender: envfile.Side{VM: envfile.VM{SSH: "sv", IP: "198.18.1.1", Untraced: true},
+			Host: envfile.Host{SSH: "sh", VnetInterface: "vnet0", PhyInterface: "eth0", BTF: "/var/lib/btf/vmlinux"}},
+		Receiver: envfile.Side{VM: envfile.VM{IP: "198.18.2.1", Untraced: true},
+			Host: envfile.Host{SSH: "rh", VnetInterface: "vnet1", PhyInterface: "eth1"}},
+	}
+	nodes := map[string]*node{}
+	for _, n := range env.Nodes() {
+		nodes[n.Role] = &node{spec: n}
+	}
+	phases := plan(planInput{env: env, nodes: nodes, sum: strings.Repeat("ab", 32), maxDuration: time.Minute})
+	var got []string
+	for _, ph := range phases {
+		for _, tr := range ph {
+			got = append(got, tr.node.role()+"/"+tr.tool)
+			btf := slices.Index(tr.args, "--btf")
+			switch {
+			case tr.node.role() == "sender-host" && (btf < 0 || tr.args[btf+1] != "/var/lib/btf/vmlinux"):
+				t.Errorf("%s %s: no --btf in %q", tr.node.role(), tr.tool, tr.args)
+			case tr.node.role() != "sender-host" && btf >= 0:
+				t.Errorf("%s %s: --btf without btf: %q", tr.node.role(), tr.tool, tr.args)
+			}
+		}
+	}
+	want := "receiver-host/host receiver-host/vhost-rx receiver-host/vhost-tx sender-host/host sender-host/vhost-rx sender-host/vhost-tx"
+	if strings.Join(got, " ") != want {
+		t.Errorf("plan %v, want %s", got, want)
+	}
+}
