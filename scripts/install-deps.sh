@@ -23,6 +23,9 @@ PKGS=(
   tmux
   # report rendering check in headless Chromium
   chromium
+  # pingpath watch's tests: a real Prometheus scrapes it; promtool checks
+  # and unit-tests the example alert rules (monitoring/)
+  prometheus
   # the orchestrate tests run fake origin BCC tools (python3 scripts)
   python3
   make git ca-certificates

@@ -33,6 +33,11 @@ type Window struct {
 	MaxOpen int
 
 	streams []*parse.File // each stream's metadata (no observations)
+	keys    map[string]int
+	// seen is, per stream, the vantage points its observations had: a
+	// stream with nothing in a batch still says that its vantage point
+	// ran (for drop localisation), as it does over a whole run.
+	seen []parse.Vantage
 	open    map[uint16]*pingObs
 	arrival []uint16 // open sequence numbers, oldest first
 	joined  map[uint16]time.Time
@@ -56,14 +61,25 @@ func NewWindow(settle time.Duration, keep, maxOpen int) *Window {
 	return &Window{Settle: settle, Keep: keep, MaxOpen: maxOpen, open: map[uint16]*pingObs{}, joined: map[uint16]time.Time{}}
 }
 
-// AddStream registers a stream by its metadata (a parsed header: kind,
-// tool, role, boot id, addresses, path) and returns its number for Add.
-func (w *Window) AddStream(meta *parse.File) int {
+// Stream registers a stream by a key and its metadata (a parsed header:
+// kind, tool, role, boot id, addresses, path) and returns its number for
+// Add. A stream started again (a restarted tracer) under the same key
+// keeps its number, with the new metadata.
+func (w *Window) Stream(key string, meta *parse.File) int {
 	m := *meta
 	m.Obs, m.Drops, m.Replies, m.Warnings, m.Counters = nil, nil, nil, nil, nil
 	// A batch is not the whole of ping's run: its summary does not apply.
 	m.Sent, m.Received = 0, 0
+	if i, ok := w.keys[key]; ok {
+		w.streams[i] = &m
+		return i
+	}
+	if w.keys == nil {
+		w.keys = map[string]int{}
+	}
+	w.keys[key] = len(w.streams)
 	w.streams = append(w.streams, &m)
+	w.seen = append(w.seen, -1)
 	return len(w.streams) - 1
 }
 
@@ -71,6 +87,7 @@ func (w *Window) AddStream(meta *parse.File) int {
 // arrived at now.
 func (w *Window) Add(s int, chunk *parse.File, now time.Time) {
 	for _, o := range chunk.Obs {
+		w.seen[s] = o.Vantage
 		if p := w.ping(o.Seq, now); p != nil {
 			p.obs[s] = append(p.obs[s], o)
 		}
@@ -164,6 +181,13 @@ func (w *Window) join(pings []*pingObs) *Result {
 			f.Obs = append(f.Obs, p.obs[s]...)
 			f.Drops = append(f.Drops, p.drops[s]...)
 			f.Replies = append(f.Replies, p.reply[s]...)
+		}
+		if len(f.Obs) == 0 && len(f.Drops) == 0 && f.Kind == parse.KindRecord && w.seen[s] >= 0 {
+			// Nothing of this stream in these pings: its role (a host
+			// tracer's is per ping) is the one it showed before.
+			if path, role := w.seen[s].Record(); path != nil && path.Tool == f.Tool {
+				f.Role = role
+			}
 		}
 		files[s] = &f
 	}

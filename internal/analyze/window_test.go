@@ -1,7 +1,6 @@
 package analyze
 
 import (
-	"context"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -39,11 +38,14 @@ func TestWindowJoinsLikeTheWholeRun(t *testing.T) {
 	rnd := rand.New(rand.NewSource(1))
 	var feed []arrival
 	for _, e := range ents {
-		f, err := parse.ParseFile(context.Background(), filepath.Join(dir, e.Name()), parse.DefaultMaxFileBytes)
+		f, err := parse.ParseFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := w.AddStream(f)
+		st := w.Stream(e.Name(), f)
+		if again := w.Stream(e.Name(), f); again != st {
+			t.Fatalf("stream %s registered again: %d, first %d", e.Name(), again, st)
+		}
 		// A ping's observations arrive within 300 ms of the ping, each
 		// stream in its own order.
 		when := func(seq uint16) time.Duration {

@@ -57,11 +57,7 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 			if err := checkRunFlags(cmd, env, count, interval, readyMax, tracers); err != nil {
 				return err
 			}
-			bin, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("finding the pingpath binary to push: %w", err)
-			}
-			pw, err := sudoPassword(env, cmd.ErrOrStderr())
+			bin, pw, err := pushedBinary(cmd, env)
 			if err != nil {
 				return err
 			}
@@ -171,14 +167,33 @@ func checkRunFlags(cmd *cobra.Command, env *envfile.Environment, count int, inte
 		}
 	}
 	if f.Changed("tracers") {
-		built := builtTracers(cmd)
-		if len(tracers) == 0 {
-			return bad("tracers", fmt.Errorf("no tracer named (this build has %s)", strings.Join(built, ", ")))
+		if err := checkTracerNames(cmd, tracers); err != nil {
+			return bad("tracers", err)
 		}
-		for _, t := range tracers {
-			if !slices.Contains(built, t) {
-				return bad("tracers", fmt.Errorf("unknown tracer %q (this build has %s)", t, strings.Join(built, ", ")))
-			}
+	}
+	return nil
+}
+
+// pushedBinary is this pingpath binary, which run and watch push to the
+// nodes, and the sudo password when a node needs one (asked now).
+func pushedBinary(cmd *cobra.Command, env *envfile.Environment) (string, []byte, error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return "", nil, fmt.Errorf("finding the pingpath binary to push: %w", err)
+	}
+	pw, err := sudoPassword(env, cmd.ErrOrStderr())
+	return bin, pw, err
+}
+
+// checkTracerNames checks --tracers against this build's tracers.
+func checkTracerNames(cmd *cobra.Command, tracers []string) error {
+	built := builtTracers(cmd)
+	if len(tracers) == 0 {
+		return fmt.Errorf("no tracer named (this build has %s)", strings.Join(built, ", "))
+	}
+	for _, t := range tracers {
+		if !slices.Contains(built, t) {
+			return fmt.Errorf("unknown tracer %q (this build has %s)", t, strings.Join(built, ", "))
 		}
 	}
 	return nil

@@ -84,6 +84,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newCompareCommand())
 	root.AddCommand(newExportCommand())
 	root.AddCommand(newRunCommand())
+	root.AddCommand(newWatchCommand())
 	root.AddCommand(newCheckCommand())
 	markUsageErrors(root)
 	return root

@@ -25,6 +25,11 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"version", "extra"}, ExitUsage},
 		{[]string{"trace", "vm"}, ExitUsage},
 		{[]string{"trace", "vm", "--src-ip", "198.18.0.1", "--dst-ip", "198.18.0.2", "--max-duration", "0"}, ExitUsage},
+		{[]string{"watch"}, ExitUsage},
+		{[]string{"watch", "-c", "../envfile/testdata/good.yaml", "--interval", "0s"}, ExitUsage},
+		{[]string{"watch", "-c", "../envfile/testdata/good.yaml", "--settle", "10ms"}, ExitUsage},
+		{[]string{"watch", "-c", "../envfile/testdata/good.yaml", "--tracers", "hots"}, ExitUsage},
+		{[]string{"watch", "-c", "../envfile/testdata/good.yaml", "--listen", "127.0.0.1:notaport"}, ExitUsage},
 		{[]string{"lab"}, ExitOK},
 		{[]string{"version"}, ExitOK},
 	}

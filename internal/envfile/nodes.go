@@ -75,14 +75,14 @@ func (e *Environment) Nodes() []Node {
 
 // MachineKey names the machine a destination reaches, host:port whatever
 // the user (the port from the destination, else the node's options, else
-// globalPort, else 22's zero): two nodes with one key are one machine. ok is
+// globalPort, else 22): two nodes with one key are one machine. ok is
 // false for a destination that does not parse.
 func MachineKey(dest string, o SSHOptions, globalPort int) (key string, ok bool) {
 	d, err := ParseDestination(dest)
 	if err != nil {
 		return "", false
 	}
-	return fmt.Sprintf("%s:%d", d.Host, cmp.Or(d.Port, o.Port, globalPort)), true
+	return fmt.Sprintf("%s:%d", d.Host, cmp.Or(d.Port, o.Port, globalPort, 22)), true
 }
 
 // PairName is pair i's name: its own, or "pair-N" (N from 1).

@@ -67,27 +67,7 @@ func (lr *labRun) outDir(t testing.TB) string { return filepath.Join(t.TempDir()
 // netnsProcs lists processes in the lab node's namespace whose command
 // line contains marker.
 func netnsProcs(t testing.TB, netns, marker string) []string {
-	var st syscall.Stat_t
-	if err := syscall.Stat("/run/netns/"+netns, &st); err != nil {
-		t.Fatalf("netns %s: %v", netns, err)
-	}
-	ents, _ := os.ReadDir("/proc")
-	var out []string
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		var ps syscall.Stat_t
-		if syscall.Stat("/proc/"+e.Name()+"/ns/net", &ps) != nil || ps.Ino != st.Ino {
-			continue
-		}
-		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		cl := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cl, marker) {
-			out = append(out, e.Name()+": "+cl)
-		}
-	}
-	return out
+	return labtest.Processes(t, netns, func(cl string) bool { return strings.Contains(cl, marker) })
 }
 
 // noTracerLeft fails when a `pingpath trace` process still runs in any lab

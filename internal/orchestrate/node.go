@@ -127,6 +127,38 @@ func (n *node) push(ctx context.Context, bin *remote.Local, check *remote.Result
 	return res, nil
 }
 
+// prepare reads the node's facts (as root, which checks sudo) and, when
+// withBinary, pushes pingpath unless a verified copy is there (the push's
+// check runs in the facts' shell). It returns how long the push took.
+func (n *node) prepare(ctx context.Context, bin *remote.Local, withBinary bool, prog Progress) (time.Duration, error) {
+	var check remote.Command
+	if withBinary {
+		var err error
+		if check, err = remote.PushCheck(n.spec.Options.RemoteDir, pushedName, bin.SHA256); err != nil {
+			return 0, err
+		}
+	}
+	checked, err := n.readFacts(ctx, check)
+	if err != nil || check.Args == nil {
+		return 0, err
+	}
+	prog.NodeState(n.role(), "pushing", "")
+	t0 := time.Now()
+	res, err := n.push(ctx, bin, checked)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case res.Skipped:
+		prog.NodeState(n.role(), "pushed", "already there")
+	case res.Replaced:
+		prog.NodeState(n.role(), "pushed", "replaced a damaged copy")
+	default:
+		prog.NodeState(n.role(), "pushed", "")
+	}
+	return time.Since(t0), nil
+}
+
 // runAsRoot runs cmd per the node's sudo mode.
 func (n *node) runAsRoot(ctx context.Context, cmd remote.Command) (*remote.Result, error) {
 	cmd, err := n.sudo(cmd)

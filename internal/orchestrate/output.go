@@ -57,7 +57,11 @@ func (o *output) create(role, name string) (*outFile, error) {
 }
 
 // write writes b in full, retrying while the disk is full (see output).
+// A nil outFile (output not kept) takes nothing.
 func (w *outFile) write(b []byte) {
+	if w == nil {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
@@ -75,6 +79,9 @@ func (w *outFile) write(b []byte) {
 
 // close flushes the file to disk: what is reported written must be there.
 func (w *outFile) close() {
+	if w == nil {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
@@ -89,6 +96,9 @@ func (w *outFile) close() {
 
 // failed is the file's write error (nil when all of it is on disk).
 func (w *outFile) failed() error {
+	if w == nil {
+		return nil
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err

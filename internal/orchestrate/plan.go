@@ -20,15 +20,17 @@ type tracerSpec struct {
 	sum    string
 	args   []string
 	env    map[string]string
-	file   string // output, relative to the run directory
-	stderr string // stderr file; "" when merged into file (origin tools)
+	file   string // output, relative to the run directory; "" for none (watch)
+	stderr string // stderr file; "" when merged into file (origin tools) or none
 	// ready matches the readiness line; failed matches a line that means the
 	// tool did not attach although it may keep running or exit 0.
 	ready  func(line string) bool
 	failed func(line string) bool
 	// onLine, if set, sees every watched line (ping progress).
 	onLine func(line string)
-	order  int // position in the plan, for a stable manifest
+	// onStdout, if set, sees every line of stdout (watch: the records).
+	onStdout func(line string)
+	order    int // position in the plan, for a stable manifest
 }
 
 // planInput is what the plan needs beyond the environment.

@@ -279,36 +279,11 @@ func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSp
 	o := r.o
 	var pushMax time.Duration
 	err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
-		// The push's check runs in the facts' shell.
-		var check remote.Command
-		if needsBinary(phases, n.role()) {
-			var err error
-			if check, err = remote.PushCheck(n.spec.Options.RemoteDir, pushedName, bin.SHA256); err != nil {
-				return err
-			}
-		}
-		checked, err := n.readFacts(ctx, check)
-		if err != nil || check.Args == nil {
-			return err
-		}
-		o.progress().NodeState(n.role(), "pushing", "")
-		t0 := time.Now()
-		res, err := n.push(ctx, bin, checked)
-		if err != nil {
-			return err
-		}
+		took, err := n.prepare(ctx, bin, needsBinary(phases, n.role()), o.progress())
 		r.mu.Lock()
-		pushMax = max(pushMax, time.Since(t0))
+		pushMax = max(pushMax, took)
 		r.mu.Unlock()
-		switch {
-		case res.Skipped:
-			o.progress().NodeState(n.role(), "pushed", "already there")
-		case res.Replaced:
-			o.progress().NodeState(n.role(), "pushed", "replaced a damaged copy")
-		default:
-			o.progress().NodeState(n.role(), "pushed", "")
-		}
-		return nil
+		return err
 	})
 	r.m.Timings.PushMS = ms(pushMax)
 	r.m.Timings.ConnectMS = ms(time.Since(start) - pushMax)

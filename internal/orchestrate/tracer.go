@@ -69,6 +69,9 @@ func startTracer(ctx context.Context, out *output, spec *tracerSpec, gated bool)
 	rt := &running{spec: spec, ready: make(chan struct{}), exited: make(chan struct{}), started: time.Now(), gated: gated}
 	rt.cmdLine = spec.node.recordedArgv(spec.args, spec.env)
 	open := func(name string) (*outFile, error) {
+		if name == "" {
+			return nil, nil // not kept
+		}
 		f, err := out.create(spec.node.role(), name)
 		if err != nil {
 			return nil, err
@@ -97,7 +100,7 @@ func startTracer(ctx context.Context, out *output, spec *tracerSpec, gated bool)
 	// Our tracers print readiness on stderr; origin tools on stdout.
 	go func() {
 		defer copies.Done()
-		copyLines(rt.proc.Stdout(), outw, rt.watch(spec.origin))
+		copyLines(rt.proc.Stdout(), outw, both(rt.watch(spec.origin), spec.onStdout))
 	}()
 	go func() {
 		defer copies.Done()
@@ -138,6 +141,17 @@ func (rt *running) watch(enabled bool) func(string) {
 			})
 		}
 	}
+}
+
+// both calls a and b (either may be nil).
+func both(a, b func(string)) func(string) {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	return func(l string) { a(l); b(l) }
 }
 
 // copyLines copies r to w as lines arrive, calling onLine for each
@@ -206,6 +220,18 @@ func (rt *running) release() error {
 	}
 	rt.released = true
 	rt.started = time.Now()
+	_, err := rt.proc.Stdin().Write([]byte("\n"))
+	return err
+}
+
+// renew sends a line to a released tracer's stdin: under --renew-on-stdin
+// it renews the tracer's --max-duration.
+func (rt *running) renew() error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.gated && !rt.released || rt.stopped {
+		return nil
+	}
 	_, err := rt.proc.Stdin().Write([]byte("\n"))
 	return err
 }

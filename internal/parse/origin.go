@@ -29,7 +29,6 @@ func parseVMText(f *File, r io.Reader) error {
 		f.Obs = append(f.Obs, o)
 	}
 	f.Truncated = !log.Ended
-	f.scanned(log.Scan)
 	return nil
 }
 
@@ -53,15 +52,11 @@ func parseHostText(f *File, r io.Reader) error {
 		setKnown(&o, fl.Latency[:]...)
 		f.Obs = append(f.Obs, o)
 	}
-	if log.Tracked >= 0 {
-		f.Counters = map[string]uint64{"flows_tracked": uint64(log.Tracked)}
-	}
 	for _, d := range log.Drops {
 		f.Drops = append(f.Drops, DropObs{Vantage: v, ID: d.ID, Seq: d.Seq, LastSeen: d.LastSeen,
 			FirstMissed: d.FirstMissed, Location: d.Location, Time: d.Time, Line: d.Line})
 	}
 	f.Truncated = !log.Ended
-	f.scanned(log.Scan)
 	return nil
 }
 
@@ -91,7 +86,6 @@ func parseTunText(f *File, r io.Reader) error {
 		f.Role = "reply"
 	}
 	f.Truncated = !log.Ended
-	f.scanned(log.Scan)
 	return nil
 }
 
@@ -107,7 +101,6 @@ func parseVhostTX(f *File, r io.Reader) error {
 		f.Obs = append(f.Obs, o)
 	}
 	f.Truncated = !log.Ended
-	f.scanned(log.Scan)
 	return nil
 }
 

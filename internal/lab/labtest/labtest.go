@@ -22,9 +22,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -270,4 +272,32 @@ func build() (string, error) {
 		return "", err
 	}
 	return final, nil
+}
+
+// Processes lists "pid: command line" (arguments joined by spaces) of the
+// processes in the network namespace netns (a lab node's Netns) whose
+// command line match accepts.
+func Processes(t testing.TB, netns string, match func(cmdline string) bool) []string {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+netns, &st); err != nil {
+		t.Fatalf("netns %s: %v", netns, err)
+	}
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		var ps syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name()+"/ns/net", &ps) != nil || ps.Ino != st.Ino {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		cl := strings.ReplaceAll(string(b), "\x00", " ")
+		if match(cl) {
+			out = append(out, e.Name()+": "+cl)
+		}
+	}
+	return out
 }

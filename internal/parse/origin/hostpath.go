@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"regexp"
-	"strconv"
 	"strings"
 )
 
@@ -40,14 +39,7 @@ type HostLog struct {
 	SrcIP, DstIP     string
 	Flows            []HostFlow // in order of their first line, complete or not
 	Drops            []HostDrop
-	// Tracked is the closing statistics' "Total flows tracked" (-1 when
-	// not printed): with --verbose missing, the tool tracks flows but
-	// prints none.
-	Tracked int
-	Ended   bool
-	// Scan is what reading the log saw: line count, skipped lines, the
-	// tool's own error lines.
-	Scan Scan
+	Ended            bool
 }
 
 // HostFlow is one ping as the tool followed it.
@@ -122,7 +114,7 @@ func firstIface(s string) string {
 
 // ReadHost reads an icmp_drop_detector.py / icmp_path_tracer.py log.
 func ReadHost(r io.Reader, warn Warn) *HostLog {
-	log := &HostLog{Tracked: -1}
+	log := &HostLog{}
 	open := map[uint32]int{} // id<<16|seq → index in log.Flows of the flow not yet complete
 	var drop *HostDrop
 	flushDrop := func() {
@@ -132,7 +124,7 @@ func ReadHost(r io.Reader, warn Warn) *HostLog {
 		}
 	}
 	lastComplete := -1
-	log.Scan = Lines(r, warn, func(n int, line []byte) {
+	Lines(r, warn, func(n int, line []byte) {
 		if m := reHostEvent.FindSubmatch(line); m != nil {
 			flushDrop()
 			id, ok1 := atou16(m[3])
@@ -224,12 +216,6 @@ func ReadHost(r io.Reader, warn Warn) *HostLog {
 				log.SrcIP = string(m[2])
 			} else {
 				log.DstIP = string(m[2])
-			}
-			return
-		}
-		if rest, ok := bytes.CutPrefix(line, []byte("Total flows tracked: ")); ok {
-			if v, err := strconv.Atoi(string(bytes.TrimSpace(rest))); err == nil && v >= 0 {
-				log.Tracked = v
 			}
 			return
 		}

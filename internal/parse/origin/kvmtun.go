@@ -27,9 +27,6 @@ type KVMTunLog struct {
 	SrcIP, DstIP string // the flow filter
 	Packets      []KVMTunPacket
 	Ended        bool
-	// Scan is what reading the log saw: line count, skipped lines, the
-	// tool's own error lines.
-	Scan Scan
 }
 
 // KVMTunPacket is one packet leaving the guest.
@@ -46,7 +43,7 @@ type KVMTunPacket struct {
 func ReadKVMTun(r io.Reader, warn Warn) *KVMTunLog {
 	log := &KVMTunLog{}
 	zero := 0
-	log.Scan = Lines(r, warn, func(n int, line []byte) {
+	Lines(r, warn, func(n int, line []byte) {
 		if len(line) > 0 && line[0] == '[' {
 			m := reKVMTunLine.FindSubmatch(line)
 			if m == nil {
