@@ -24,8 +24,9 @@ PKGS=(
   # report rendering check in headless Chromium
   chromium
   # pingpath watch's tests: a real Prometheus scrapes it; promtool checks
-  # and unit-tests the example alert rules (monitoring/)
-  prometheus
+  # and unit-tests the example alert rules (monitoring/); the soak benchmark
+  # (scripts/soak-watch.sh) reads /metrics with curl
+  prometheus curl
   # the orchestrate tests run fake origin BCC tools (python3 scripts)
   python3
   make git ca-certificates
