@@ -71,11 +71,12 @@ freshroot:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
-# Every parser's fuzz target (internal/parse) for FUZZTIME each; not part of `make test`.
+# Every parser's fuzz target (internal/parse, internal/parse/origin) for FUZZTIME each; not part of `make test`.
 FUZZTIME ?= 20s
+FUZZPKGS = ./internal/parse ./internal/parse/origin
 fuzz:
-	@for t in $$($(GO) test ./internal/parse -list '^Fuzz' | grep '^Fuzz'); do \
-		echo "== $$t"; $(GO) test ./internal/parse -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s || exit 1; done
+	@for p in $(FUZZPKGS); do for t in $$($(GO) test $$p -list '^Fuzz' | grep '^Fuzz'); do \
+		echo "== $$p $$t"; $(GO) test $$p -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s || exit 1; done; done
 
 # The whole workflow on the built-in lab (root): deps, build, lab up, check, run with
 # every tracer on all four nodes, summary + report.html in ./out/demo-<time>, lab down.

@@ -8,12 +8,15 @@
 package analyze
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pingpath/pingpath/internal/manifest"
@@ -168,6 +171,12 @@ type FileInfo struct {
 	Version   string `json:"version,omitempty"`
 	BootID    string `json:"boot_id,omitempty"`
 	Ignored   string `json:"ignored,omitempty"` // why the file's observations were not used
+	// Status is what became of the file: used, superseded, failed, no
+	// observations, not recognised, refused or skipped (File* constants).
+	Status string `json:"status"`
+	// Note says more: the tool's own error line, why nothing was
+	// observed, why the file was refused or skipped.
+	Note string `json:"note,omitempty"`
 }
 
 // Counts are the ping totals of report.json.
@@ -185,6 +194,15 @@ type Layer struct {
 	MeanUS   float64  `json:"mean_us"`
 	Share    float64  `json:"share"` // fraction of the mean RTT (0..1; may be negative)
 	Flag     string   `json:"flag,omitempty"`
+	// Measured is false when no segment of the layer was measured (its
+	// mean and share are then 0, not a measurement of 0).
+	Measured bool `json:"measured"`
+	// NotMeasured lists the layer's segments no tracer measured.
+	NotMeasured []string `json:"not_measured,omitempty"`
+	// NotCovered marks the part of the RTT that missing vantage points
+	// left uncovered; its name says which ("not covered: sender host
+	// failed").
+	NotCovered bool `json:"not_covered,omitempty"`
 }
 
 // Exclusion is one value a plausibility gate refused.
@@ -234,12 +252,19 @@ type Result struct {
 	Manifest *manifest.Manifest `json:"-"`
 	Files    []FileInfo         `json:"files"`
 	// Source is "pingpath", "origin", "mixed" or "" (nothing recognised).
-	Source    string   `json:"source"`
-	IDs       []uint16 `json:"icmp_ids"`
-	Vantages  []string `json:"vantages"`
-	Counts    Counts   `json:"pings"`
-	Empty     bool     `json:"empty"`
-	SharedClk bool     `json:"shared_clock"`
+	Source string `json:"source"`
+	// Prefix is the file name prefix the run was read with ("" for the
+	// whole directory).
+	Prefix   string   `json:"prefix,omitempty"`
+	IDs      []uint16 `json:"icmp_ids"`
+	Vantages []string `json:"vantages"`
+	// Coverage says, per vantage point, whether it was measured, failed
+	// (with the tool's error line), ran but observed nothing, could not be
+	// read, or did not run.
+	Coverage  []Coverage `json:"coverage"`
+	Counts    Counts     `json:"pings"`
+	Empty     bool       `json:"empty"`
+	SharedClk bool       `json:"shared_clock"`
 	// Pings in order (per ICMP id in order of first appearance, then by
 	// unwrapped sequence).
 	Pings []Ping `json:"-"`
@@ -254,6 +279,13 @@ type Result struct {
 	// LayersPartial is true when the layers had to be taken over pings
 	// with refused values (taken out of the RTT as well).
 	LayersPartial bool `json:"layers_partial"`
+	// LayerRTTExcludes names the values refused on every layer ping and
+	// taken out of LayerRTTUS (empty unless LayersPartial).
+	LayerRTTExcludes []string `json:"layer_rtt_excludes,omitempty"`
+	// ResidualContents says what each residual holds ("guest entry/exit
+	// not measured: InterPath_s − Total_s − B_1 − L"), or why it was not
+	// computed.
+	ResidualContents map[string]string `json:"residual_contents"`
 	// Contrib is the mean of each value over LayerSet: these add up to the
 	// layer RTT mean exactly.
 	Contrib  map[string]float64 `json:"contrib_mean_us"`
@@ -266,8 +298,90 @@ type Result struct {
 	dropObs  []parse.DropObs
 }
 
+// Label names the run for reports: its directory, and the file prefix
+// when it is one of several runs of the directory.
+func (r *Result) Label() string {
+	if r.Prefix == "" {
+		return r.Dir
+	}
+	return fmt.Sprintf("%s (files %s*)", r.Dir, r.Prefix)
+}
+
+// Options choose what RunContext reads.
+type Options struct {
+	// Prefix reads only the files whose name starts with it: one run of a
+	// directory that holds several (SplitRuns finds them).
+	Prefix string
+	// MaxFileBytes bounds how much of each file is read (0:
+	// parse.DefaultMaxFileBytes); the rest of a longer file is left
+	// unread with a warning.
+	MaxFileBytes int64
+}
+
+// NoInputError is returned when a directory holds nothing to analyse: no
+// tracer stream, origin tool log, tool error output, ping output or
+// manifest.
+type NoInputError struct {
+	Dir, Prefix string
+	Files       []FileInfo // what was there instead
+}
+
+func (e *NoInputError) Error() string {
+	what := fmt.Sprintf("%s holds", e.Dir)
+	if e.Prefix != "" {
+		what = fmt.Sprintf("%s holds, among the files starting with %q,", e.Dir, e.Prefix)
+	}
+	msg := what + " no pingpath record stream (*.jsonl with a pingpath.trace header), origin tool log (kernel_icmp_rtt, icmp_drop_detector/icmp_path_tracer, tun_tx_to_kvm_irq, kvm_vhost_tun_latency), ping output or manifest.json"
+	if len(e.Files) == 0 {
+		return msg + ": it is empty"
+	}
+	var seen []string
+	for _, f := range e.Files {
+		seen = append(seen, fmt.Sprintf("%s (%s)", f.Path, strings.TrimSuffix(f.Status+": "+f.Note, ": ")))
+		if len(seen) == 5 && len(e.Files) > 5 {
+			seen = append(seen, fmt.Sprintf("%d more", len(e.Files)-5))
+			break
+		}
+	}
+	return msg + "; found " + strings.Join(seen, ", ")
+}
+
+// MultiRunError is returned when files of several runs share a directory:
+// more than one file observed the same vantage point.
+type MultiRunError struct {
+	Dir string
+	// Claims lists each vantage point several files observed.
+	Claims []string
+	// Runs are the file name prefixes that split the directory into runs
+	// (empty when the names do not).
+	Runs []string
+}
+
+func (e *MultiRunError) Error() string {
+	claims := e.Claims[0]
+	if len(e.Claims) > 1 {
+		claims += fmt.Sprintf(" (and %d more vantage points)", len(e.Claims)-1)
+	}
+	msg := fmt.Sprintf("%s holds more than one run: two files observed the %s", e.Dir, claims)
+	if len(e.Runs) > 0 {
+		var q []string
+		for _, r := range e.Runs {
+			q = append(q, strconv.Quote(r))
+		}
+		return msg + fmt.Sprintf(". The file names split it into %d runs (prefixes %s): analyse one with --prefix, or compare two with `pingpath compare %s`", len(e.Runs), strings.Join(q, ", "), e.Dir)
+	}
+	return msg + ". Move each run's files into a directory of its own"
+}
+
 // Run analyses the directory dir.
-func Run(dir string) (*Result, error) {
+func Run(dir string) (*Result, error) { return RunContext(context.Background(), dir, Options{}) }
+
+// RunContext analyses the directory dir (or the run of it opts.Prefix
+// selects). Every file is accounted for in Result.Files. It returns a
+// *NoInputError when nothing in dir is a measurement, a *MultiRunError
+// when files of several runs claim the same vantage point, and ctx's error
+// when ctx ends while reading.
+func RunContext(ctx context.Context, dir string, opts Options) (*Result, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("reading run directory: %w", err)
@@ -275,45 +389,89 @@ func Run(dir string) (*Result, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("reading run directory %s: not a directory", dir)
 	}
-	res := &Result{Dir: dir}
-	skip := map[string]bool{}
+	if opts.MaxFileBytes <= 0 {
+		opts.MaxFileBytes = parse.DefaultMaxFileBytes
+	}
+	res := &Result{Dir: dir, Prefix: opts.Prefix}
+	files, unread, err := readDir(ctx, res, dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	j := analyzeFiles(res, files, unread)
+	if res.Manifest == nil && !slices.ContainsFunc(files, isMeasurement) {
+		return nil, &NoInputError{Dir: dir, Prefix: opts.Prefix, Files: res.Files}
+	}
+	if len(j.conflicts) > 0 {
+		e := &MultiRunError{Dir: dir}
+		for _, c := range j.conflicts {
+			e.Claims = append(e.Claims, fmt.Sprintf("%s in %s", c.v, strings.Join(c.files, " and ")))
+		}
+		if opts.Prefix == "" {
+			e.Runs = SplitRuns(fileNames(files), j.conflicts[0].files)
+		}
+		return nil, e
+	}
+	return res, nil
+}
+
+// isMeasurement reports whether a file is some producer's output.
+func isMeasurement(f *parse.File) bool {
+	return f.Kind != parse.KindUnknown && f.Kind != parse.KindCommands
+}
+
+func fileNames(files []*parse.File) []string {
+	out := make([]string, 0, len(files))
+	for _, f := range files {
+		out = append(out, baseName(f.Path))
+	}
+	return out
+}
+
+// readDir reads the manifest and parses every other regular file of dir;
+// what it does not parse (directories, its own reports, files it refuses)
+// is described in unread.
+func readDir(ctx context.Context, res *Result, dir string, opts Options) (files []*parse.File, unread []FileInfo, err error) {
 	if m, err := manifest.Read(dir); err == nil {
 		res.Manifest = m
-		for _, n := range m.Nodes {
-			for _, t := range n.Tracers {
-				if t.Stderr != "" {
-					skip[filepath.Clean(t.Stderr)] = true
-				}
-			}
-		}
+		unread = append(unread, FileInfo{Path: manifest.FileName, Kind: "run manifest", Status: FileSkipped, Note: "read separately (nodes, tracers, ping)"})
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %v (continuing without it)", manifest.FileName, err))
+		unread = append(unread, FileInfo{Path: manifest.FileName, Kind: "run manifest", Status: FileRefused, Note: err.Error()})
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("reading run directory: %w", err)
+		return nil, nil, fmt.Errorf("reading run directory: %w", err)
 	}
-	var files []*parse.File
 	for _, e := range entries {
 		name := e.Name()
-		if e.IsDir() || name == manifest.FileName || skip[name] || strings.HasSuffix(name, ".stderr.log") ||
-			isOwnOutput(name) {
+		switch {
+		case name == manifest.FileName:
+			continue
+		case opts.Prefix != "" && !strings.HasPrefix(name, opts.Prefix):
+			continue // another run's
+		case e.IsDir():
+			unread = append(unread, FileInfo{Path: name, Kind: "directory", Status: FileSkipped, Note: "a directory (not searched)"})
+			continue
+		case isOwnOutput(name):
+			unread = append(unread, FileInfo{Path: name, Kind: "pingpath output", Status: FileSkipped, Note: "written by pingpath analyze, compare or export"})
 			continue
 		}
-		f, err := parse.ParseFile(filepath.Join(dir, name))
+		f, err := parse.ParseFile(ctx, filepath.Join(dir, name), opts.MaxFileBytes)
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("reading run directory %s: %w", dir, ctx.Err())
+		}
+		if f == nil {
+			note := strings.TrimPrefix(err.Error(), "opening "+filepath.Join(dir, name)+": ")
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: not read: %s", name, note))
+			unread = append(unread, FileInfo{Path: name, Kind: "not read", Status: FileRefused, Note: note})
+			continue
+		}
 		if err != nil {
 			res.Warnings = append(res.Warnings, err.Error())
-			if f == nil {
-				continue
-			}
-		}
-		if f.Kind == parse.KindUnknown {
-			continue
 		}
 		files = append(files, f)
 	}
-	Analyze(res, files)
-	return res, nil
+	return files, unread, nil
 }
 
 // isOwnOutput recognises the files analyze and compare write, so that a
@@ -327,8 +485,66 @@ func isOwnOutput(name string) bool {
 }
 
 // Analyze joins and summarises already parsed files into res.
-func Analyze(res *Result, files []*parse.File) {
+func Analyze(res *Result, files []*parse.File) { analyzeFiles(res, files, nil) }
+
+func analyzeFiles(res *Result, files []*parse.File, unread []FileInfo) *joiner {
 	sort.SliceStable(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	j := newJoiner(res, files)
+	j.unread = unread
 	j.run()
+	return j
+}
+
+// SplitRuns finds the file name prefixes that split a directory holding
+// several runs, from the names of files that observed the same vantage
+// point (claim): the origin workflow's comparison step names its log sets
+// "env-a-sfsvm-send.log", "env-b-sfsvm-send.log". The names' longest common
+// suffix that starts at a separator (-, _ or .) is cut off; what is left,
+// with the separator, is each run's prefix ("env-a-", "env-b-"). It
+// returns nil when the names do not split that way.
+func SplitRuns(names, claim []string) []string {
+	if len(claim) < 2 {
+		return nil
+	}
+	suffix := claim[0]
+	for _, n := range claim[1:] {
+		k := 0
+		for k < len(suffix) && k < len(n) && suffix[len(suffix)-1-k] == n[len(n)-1-k] {
+			k++
+		}
+		suffix = suffix[len(suffix)-k:]
+	}
+	// The suffix must start at a separator that stays with the prefix.
+	cut := strings.IndexAny(suffix, "-_.")
+	if cut < 0 {
+		return nil
+	}
+	suffix = suffix[cut+1:]
+	var runs []string
+	for _, n := range claim {
+		p := n[:len(n)-len(suffix)]
+		if p == "" || slices.Contains(runs, p) {
+			return nil
+		}
+		runs = append(runs, p)
+	}
+	slices.Sort(runs)
+	for i := 1; i < len(runs); i++ {
+		if strings.HasPrefix(runs[i], runs[i-1]) {
+			return nil // one run's prefix starts another's: ambiguous
+		}
+	}
+	// Every other file must belong to one run or to none (shared notes).
+	for _, n := range names {
+		k := 0
+		for _, r := range runs {
+			if strings.HasPrefix(n, r) {
+				k++
+			}
+		}
+		if k > 1 {
+			return nil
+		}
+	}
+	return runs
 }

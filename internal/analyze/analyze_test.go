@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -163,8 +164,22 @@ func TestAnchorEmpty(t *testing.T) {
 	if !r.Empty || len(r.Pings) != 0 || r.Counts != (Counts{}) {
 		t.Fatalf("empty run: empty=%v pings=%d counts=%+v", r.Empty, len(r.Pings), r.Counts)
 	}
-	if len(r.Files) != 8 {
-		t.Errorf("recognised %d files, want the 8 tool logs (commands.log is not one)", len(r.Files))
+	if len(r.Files) != 9 {
+		t.Errorf("%d files listed, want the 8 tool logs and commands.log", len(r.Files))
+	}
+	for _, f := range r.Files {
+		want := FileNoObs
+		if f.Path == "commands.log" {
+			want = FileUsed
+		}
+		if f.Status != want {
+			t.Errorf("%s: status %q, want %q", f.Path, f.Status, want)
+		}
+	}
+	for _, c := range r.Coverage {
+		if c.Vantage != "ping" && (c.Status != CovNoObs || len(c.Files) != 1) {
+			t.Errorf("coverage %+v: want each vantage point to have run and observed nothing", c)
+		}
 	}
 	if !strings.Contains(strings.Join(r.Notes, " "), "empty run") {
 		t.Errorf("notes do not say empty: %q", r.Notes)
@@ -180,10 +195,16 @@ func TestRunErrors(t *testing.T) {
 	if _, err := Run(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("missing directory: no error")
 	}
+	// A directory with nothing to analyse is an error naming what was
+	// looked for, not an "empty run".
 	dir := t.TempDir()
-	r, err := Run(dir)
-	if err != nil || !r.Empty || r.Source != "" {
-		t.Errorf("empty directory: %v %+v", err, r)
+	var ni *NoInputError
+	if _, err := Run(dir); !errors.As(err, &ni) || !strings.Contains(err.Error(), "it is empty") {
+		t.Errorf("empty directory: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("hello\n"), 0o644)
+	if _, err := Run(dir); !errors.As(err, &ni) || !strings.Contains(err.Error(), "found notes.txt (not recognised: text no tool writes)") {
+		t.Errorf("wrong directory: %v", err)
 	}
 }
 
@@ -526,8 +547,9 @@ func trimPingSummary(t *testing.T, path string) {
 	}
 }
 
-// TestManifestICMPID: when the sender VM saw two pings' ids, the manifest's
-// icmp_id picks the run's (and ping's output can then be joined).
+// TestManifestICMPID: when a second sender VM stream holds another ping's
+// id, the manifest's icmp_id picks the run's (and ping's output can then be
+// joined); without it the directory holds two runs.
 func TestManifestICMPID(t *testing.T) {
 	s := synthRun{pings: 10, firstSeq: 1, id: 77}
 	for _, withID := range []bool{false, true} {
@@ -552,16 +574,21 @@ func TestManifestICMPID(t *testing.T) {
 			t.Fatal(err)
 		}
 		r, err := Run(dir)
+		if !withID {
+			// Without it, two sender VM streams of two pings are two runs
+			// in one directory: refused, not merged.
+			var mr *MultiRunError
+			if !errors.As(err, &mr) || !strings.Contains(err.Error(), "sender VM in a.jsonl and other-vm.jsonl") {
+				t.Errorf("two sender VM streams without the manifest's id: %v", err)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		joined := r.Stats[ValPingRTT].N
-		if withID {
-			if len(r.IDs) != 1 || r.IDs[0] != 77 || joined != 10 || r.Counts.Complete != 10 {
-				t.Errorf("with the manifest's id: ids %v, %d ping RTTs joined, counts %+v", r.IDs, joined, r.Counts)
-			}
-		} else if len(r.IDs) != 2 || joined != 0 {
-			t.Errorf("without it both ids are the run's (%v) and ping's output is not joined (%d RTTs)", r.IDs, joined)
+		if len(r.IDs) != 1 || r.IDs[0] != 77 || joined != 10 || r.Counts.Complete != 10 {
+			t.Errorf("with the manifest's id: ids %v, %d ping RTTs joined, counts %+v", r.IDs, joined, r.Counts)
 		}
 	}
 }

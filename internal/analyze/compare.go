@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pingpath/pingpath/internal/manifest"
+	"github.com/pingpath/pingpath/internal/parse"
 )
 
 // Alpha is the significance level of compare's Mann–Whitney U tests.
@@ -61,6 +62,16 @@ type Delta struct {
 	BMean       float64 `json:"b_mean_us"`
 	DMean       float64 `json:"delta_mean_us"`
 	Comment     string  `json:"comment,omitempty"`
+	// Comparable is false when the value was refused, missing or measured
+	// differently on either side; NotComparable then says why, and the
+	// delta is shown but never significant and never attributed.
+	Comparable    bool   `json:"comparable"`
+	NotComparable string `json:"not_comparable,omitempty"`
+}
+
+// refuse marks a delta not comparable.
+func (d *Delta) refuse(why string) {
+	d.Comparable, d.NotComparable, d.Signif = false, why, false
 }
 
 // LayerDelta compares one layer's mean between the runs.
@@ -80,7 +91,10 @@ type LayerDelta struct {
 type Attribution struct {
 	Segment string  `json:"segment"`
 	DMean   float64 `json:"delta_mean_us"`
-	Share   float64 `json:"share"` // of the mean RTT delta
+	Share   float64 `json:"share"` // of Comparison.ShareOf
+	// NotComparable says why this part is left out of the attribution
+	// (its share is then 0).
+	NotComparable string `json:"not_comparable,omitempty"`
 }
 
 // EnvDiff is one environment fact that differs between the runs.
@@ -92,16 +106,25 @@ type EnvDiff struct {
 
 // Comparison is the result of comparing two analyses.
 type Comparison struct {
-	A, B        *Result          `json:"-"`
-	Thresholds  Thresholds       `json:"significance"`
-	RTT         Delta            `json:"rtt"`
-	Segments    map[string]Delta `json:"segments"`
-	Order       []string         `json:"segment_order"`
-	Layers      []LayerDelta     `json:"layers"`
-	RTTDelta    float64          `json:"rtt_mean_delta_us"`
-	Attribution []Attribution    `json:"attribution"`
-	Env         []EnvDiff        `json:"environment"`
-	Warnings    []string         `json:"warnings"`
+	A, B       *Result          `json:"-"`
+	Thresholds Thresholds       `json:"significance"`
+	RTT        Delta            `json:"rtt"`
+	Segments   map[string]Delta `json:"segments"`
+	Order      []string         `json:"segment_order"`
+	Layers     []LayerDelta     `json:"layers"`
+	RTTDelta   float64          `json:"rtt_mean_delta_us"`
+	// RTTDeltaComparable is false when the mean RTT change means nothing
+	// (the RTT is not comparable, or a run's layers leave refused values
+	// out of it); the attribution is then over AttributedDelta alone.
+	RTTDeltaComparable bool `json:"rtt_mean_delta_comparable"`
+	// AttributedDelta is the sum of the mean changes of the segments both
+	// runs measured alike. The shares are of RTTDelta when it is comparable
+	// (ShareOf "rtt_mean_delta_us"), else there are none (ShareOf "").
+	AttributedDelta float64       `json:"attributed_delta_us"`
+	ShareOf         string        `json:"share_of"`
+	Attribution     []Attribution `json:"attribution"`
+	Env             []EnvDiff     `json:"environment"`
+	Warnings        []string      `json:"warnings"`
 }
 
 // values returns a value over the result's statistic set, in µs.
@@ -164,10 +187,12 @@ func CompareWith(a, b *Result, th Thresholds) *Comparison {
 	th.Rule = thresholdRule
 	c := &Comparison{A: a, B: b, Segments: map[string]Delta{}, Thresholds: th}
 	c.RTT = delta(a.values(ValRTT), b.values(ValRTT), th)
-	if c.RTT.AN == 0 || c.RTT.BN == 0 {
+	comparable(&c.RTT, a, b, ValRTT)
+	if !a.hasRawStat(ValRTT) || !b.hasRawStat(ValRTT) {
 		// Without a sender VM RTT, ping's own RTT is the RTT.
 		if pr := delta(a.values(ValPingRTT), b.values(ValPingRTT), th); pr.AN > 0 && pr.BN > 0 {
 			c.RTT = pr
+			comparable(&c.RTT, a, b, ValPingRTT)
 			c.RTT.Comment = "ping's own RTT (no sender VM RTT on one side)"
 		}
 	}
@@ -177,11 +202,23 @@ func CompareWith(a, b *Result, th Thresholds) *Comparison {
 	}
 	keys = append(keys, ValResidS, ValResidR)
 	for _, v := range keys {
-		c.Segments[ValueNames[v]] = delta(a.values(v), b.values(v), th)
+		d := delta(a.values(v), b.values(v), th)
+		comparable(&d, a, b, v)
+		c.Segments[ValueNames[v]] = d
 		c.Order = append(c.Order, ValueNames[v])
 	}
 	for k, l := range layerDefs {
 		ld := LayerDelta{Name: l.name, Delta: delta(a.layerValues(l.segs), b.layerValues(l.segs), th)}
+		ld.Comparable = true
+		for _, s := range l.segs {
+			if d := c.Segments[ValueNames[s]]; !d.Comparable && !(d.AN == 0 && d.BN == 0 && d.NotComparable == NotMeasuredEither) {
+				ld.refuse(fmt.Sprintf("%s: %s", ValueNames[s], d.NotComparable))
+				break
+			}
+		}
+		if k < len(a.Layers) && k < len(b.Layers) && (!a.Layers[k].Measured || !b.Layers[k].Measured) && ld.Comparable {
+			ld.refuse("not measured in " + map[bool]string{true: "A", false: "B"}[!a.Layers[k].Measured])
+		}
 		if k < len(a.Layers) {
 			ld.AMean, ld.AShare = a.Layers[k].MeanUS, a.Layers[k].Share
 		}
@@ -192,6 +229,8 @@ func CompareWith(a, b *Result, th Thresholds) *Comparison {
 		c.Layers = append(c.Layers, ld)
 	}
 	c.RTTDelta = round3(b.LayerRTTUS - a.LayerRTTUS)
+	c.RTTDeltaComparable = c.RTT.Comparable && !a.LayersPartial && !b.LayersPartial &&
+		len(a.LayerSet) > 0 && len(b.LayerSet) > 0
 	names := map[string]bool{}
 	for k := range a.Contrib {
 		names[k] = true
@@ -204,21 +243,42 @@ func CompareWith(a, b *Result, th Thresholds) *Comparison {
 		sortedNames = append(sortedNames, k)
 	}
 	sort.Strings(sortedNames)
+	var left []Attribution
 	for _, k := range sortedNames {
-		d := round3(b.Contrib[k] - a.Contrib[k])
-		at := Attribution{Segment: k, DMean: d}
-		if c.RTTDelta != 0 {
-			at.Share = d / c.RTTDelta
+		at := Attribution{Segment: k, DMean: round3(b.Contrib[k] - a.Contrib[k])}
+		if d, ok := c.Segments[k]; ok && !d.Comparable {
+			at.NotComparable = d.NotComparable
+		} else if !ok {
+			at.NotComparable = "the part of the RTT no tracer covered"
 		}
+		if at.NotComparable != "" {
+			left = append(left, at)
+			continue
+		}
+		c.AttributedDelta += at.DMean
 		c.Attribution = append(c.Attribution, at)
+	}
+	c.AttributedDelta = round3(c.AttributedDelta)
+	// Shares only of a mean RTT change both runs measured alike: of a sum
+	// of segments whose changes offset each other they would mean nothing.
+	if c.RTTDeltaComparable {
+		c.ShareOf = "rtt_mean_delta_us"
+		for i := range c.Attribution {
+			if c.RTTDelta != 0 {
+				c.Attribution[i].Share = c.Attribution[i].DMean / c.RTTDelta
+			}
+		}
 	}
 	sort.SliceStable(c.Attribution, func(i, j int) bool {
 		return math.Abs(c.Attribution[i].DMean) > math.Abs(c.Attribution[j].DMean)
 	})
-	for _, r := range []*Result{a, b} {
-		if r.LayersPartial {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: every complete ping had a refused value, so its layers exclude the refused segments; their share of the RTT delta is not meaningful", r.Dir))
+	c.Attribution = append(c.Attribution, left...)
+	if !c.RTTDeltaComparable && len(a.LayerSet) > 0 && len(b.LayerSet) > 0 {
+		why := c.RTT.NotComparable
+		if why == "" {
+			why = "a run's layers leave refused values out of its RTT"
 		}
+		c.Warnings = append(c.Warnings, fmt.Sprintf("the mean RTT change (%+.1f µs) is not comparable (%s): only the change of the segments both runs measured alike (%+.1f µs) is attributed", c.RTTDelta, why, c.AttributedDelta))
 	}
 	if len(a.LayerSet) == 0 || len(b.LayerSet) == 0 {
 		c.Warnings = append(c.Warnings, "one run has no ping with a full breakdown: the RTT delta cannot be attributed to segments")
@@ -312,4 +372,157 @@ func addNode(m map[string]string, n manifest.Node) {
 			m[n.Role+": "+t.Tool+" probes"] = fmt.Sprint(t.Probes)
 		}
 	}
+}
+
+// The comparability rules: a value is compared only when both runs
+// measured it, the gates accepted enough of it, and it was measured the
+// same way (the same tool per vantage point, the same parts subtracted
+// from a residual).
+const (
+	// maxRefusedShare is the share of refused values above which the
+	// accepted rest is no fair sample of the segment.
+	maxRefusedShare = 0.10
+	// NotMeasuredEither is Delta.NotComparable of a value neither run
+	// measured.
+	NotMeasuredEither = "not measured in either run"
+)
+
+// comparable decides whether d (value v of runs a and b) can be compared,
+// and says why not.
+func comparable(d *Delta, a, b *Result, v int) {
+	d.Comparable = true
+	ra, rb := a.statRaw(v), b.statRaw(v)
+	switch {
+	case ra == 0 && rb == 0:
+		d.refuse(NotMeasuredEither)
+		return
+	case ra == 0:
+		d.refuse("not measured in A" + a.notMeasuredWhy(v))
+		return
+	case rb == 0:
+		d.refuse("not measured in B" + b.notMeasuredWhy(v))
+		return
+	}
+	for _, side := range []struct {
+		name     string
+		r        *Result
+		raw, acc int
+	}{{"A", a, ra, d.AN}, {"B", b, rb, d.BN}} {
+		refused := side.raw - side.acc
+		switch {
+		case side.acc == 0:
+			d.refuse(fmt.Sprintf("refused on every ping of %s: %s", side.name, side.r.refusalReason(v)))
+			return
+		case float64(refused) > maxRefusedShare*float64(side.raw):
+			d.refuse(fmt.Sprintf("%d of %d values refused in %s (%s)", refused, side.raw, side.name, side.r.refusalReason(v)))
+			return
+		}
+	}
+	if ma, mb := a.method(v), b.method(v); ma != mb {
+		d.refuse(fmt.Sprintf("measured differently: %s in A, %s in B", ma, mb))
+	}
+}
+
+// statRaw counts the pings of the statistic set that have v, refused or not.
+func (r *Result) statRaw(v int) int {
+	n := 0
+	for _, i := range r.StatSet {
+		if _, ok := r.Pings[i].raw(v); ok {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *Result) hasRawStat(v int) bool { return r.statRaw(v) > 0 }
+
+// refusalReason is the reason the gates gave for the first refused v.
+func (r *Result) refusalReason(v int) string {
+	for _, e := range r.Excluded {
+		if e.Segment == ValueNames[v] {
+			return e.Reason
+		}
+	}
+	return "refused by the plausibility gates"
+}
+
+// valueVantages names the vantage points a value is measured at.
+var valueVantages = func() map[int][]parse.Vantage {
+	out := map[int][]parse.Vantage{
+		SegCJ: {parse.HostSender, parse.HostReceiver}, SegC: {parse.HostSender, parse.HostReceiver},
+		SegJ: {parse.HostSender, parse.HostReceiver}, ValPingRTT: {parse.PingOwn},
+		ValResidS: {parse.VMTx, parse.HostSender}, ValResidR: {parse.HostReceiver, parse.VMRx},
+	}
+	for v, vals := range coreVals {
+		for _, x := range vals {
+			out[x] = []parse.Vantage{v}
+		}
+	}
+	for v, x := range vhostVal {
+		out[x] = []parse.Vantage{v}
+	}
+	return out
+}()
+
+// notMeasuredWhy says why a value is missing when a vantage point it needs
+// failed or did not run (" (sender host failed)"), "" otherwise.
+func (r *Result) notMeasuredWhy(v int) string {
+	var why []string
+	for _, vp := range valueVantages[v] {
+		if c, ok := r.coverageOf(vp); ok && c.Status != CovMeasured {
+			why = append(why, fmt.Sprintf("%s %s", vp, c.StatusText()))
+		}
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(why, ", ") + ")"
+}
+
+// method describes how a run measured v: the tool at each vantage point
+// it comes from, and for a residual which measured parts it subtracts.
+func (r *Result) method(v int) string {
+	tools := r.vantageTools()
+	var parts []string
+	for _, vp := range valueVantages[v] {
+		parts = append(parts, tools[vp.String()])
+	}
+	m := strings.Join(parts, " + ")
+	if v == ValResidS || v == ValResidR {
+		sub := []int{SegB1, SegL}
+		if v == ValResidR {
+			sub = []int{SegE, SegI1}
+		}
+		var minus []string
+		for _, s := range sub {
+			if r.Stats[s].N > 0 {
+				minus = append(minus, ValueNames[s])
+			}
+		}
+		if len(minus) == 0 {
+			m += ", nothing subtracted"
+		} else {
+			m += ", minus " + strings.Join(minus, " and ")
+		}
+	}
+	return m
+}
+
+// vantageTools names the tool whose observations each vantage point used:
+// "pingpath vm", "kernel_icmp_rtt".
+func (r *Result) vantageTools() map[string]string {
+	out := map[string]string{}
+	for _, f := range r.Files {
+		if f.Status != FileUsed || f.Vantage == "" {
+			continue
+		}
+		tool := f.Tool
+		if f.Kind == parse.KindRecord.String() {
+			tool = "pingpath " + tool
+		}
+		for _, v := range strings.Split(f.Vantage, ", ") {
+			out[v] = tool
+		}
+	}
+	return out
 }

@@ -26,6 +26,21 @@ type joiner struct {
 	pingFile *parse.File
 	// hostFile remembers one file per host role (boot id, device).
 	hostFile [parse.NumVantages]*parse.File
+	// placed says, per file name, which vantage point the manifest or
+	// commands.log puts it at.
+	placed map[string]placement
+	// unread are the files of the directory that were not parsed (refused
+	// or skipped), already described.
+	unread []FileInfo
+	// conflicts are vantage points with observations from more than one
+	// file: two runs in one directory.
+	conflicts []conflict
+}
+
+// conflict is a vantage point several files claim.
+type conflict struct {
+	v     parse.Vantage
+	files []string
 }
 
 func newJoiner(res *Result, files []*parse.File) *joiner {
@@ -45,6 +60,7 @@ func (j *joiner) run() {
 	res := j.res
 	j.classify()
 	j.chooseIDs()
+	j.findConflicts()
 	// Reference stream first: its order defines the sequence epochs.
 	order := []parse.Vantage{parse.VMTx, parse.HostSender, parse.HostReceiver, parse.VMRx,
 		parse.VhostTXRequest, parse.VhostRXRequest, parse.VhostTXReply, parse.VhostRXReply}

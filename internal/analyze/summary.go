@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/pingpath/pingpath/internal/parse"
 )
@@ -20,7 +21,16 @@ func (j *joiner) classifyPings() {
 			nPresent++
 		}
 	}
-	need := min(2, nPresent)
+	// A ping is matched when at least two vantage points saw it: with one
+	// vantage point nothing can be matched.
+	const need = 2
+	if nPresent == 1 && len(res.Pings) > 0 {
+		for v := parse.Vantage(0); v < parse.NumVantages; v++ {
+			if j.present[v] {
+				j.notef("only one vantage point (%s) observed pings: nothing can be matched across vantage points", v)
+			}
+		}
+	}
 	var coreMask uint64
 	anyCore := false
 	for _, v := range coreVantages {
@@ -182,6 +192,7 @@ func summarize(res *Result) {
 		}
 	}
 	layers(res)
+	res.describeResiduals()
 	tail(res)
 }
 
@@ -240,7 +251,8 @@ func layers(res *Result) {
 			}
 		}
 		// What no tracer measured: the residuals when every core vantage
-		// ran (the identity makes them equal), else the unattributed rest.
+		// ran (the identity makes them equal); a residual whose bounds were
+		// measured when only one side's were; the rest is not covered.
 		rest := rtt - measured
 		res.layerRTT = append(res.layerRTT, rtt)
 		rttSum += float64(rtt)
@@ -262,8 +274,14 @@ func layers(res *Result) {
 			sums[ValResidR] += float64(rest)
 		case untracedS && untracedR && abs64(rest) <= 1000:
 			// Both VMs untraced: the host tracers partition ping's RTT.
+		case okS && !okR:
+			sums[ValResidS] += float64(rs)
+			sums[notCovered] += float64(rest - rs)
+		case okR && !okS:
+			sums[ValResidR] += float64(rr)
+			sums[notCovered] += float64(rest - rr)
 		default:
-			sums[-1] += float64(rest)
+			sums[notCovered] += float64(rest)
 		}
 	}
 	res.LayerRTTUS = round3(rttSum / n / 1000)
@@ -275,30 +293,85 @@ func layers(res *Result) {
 		}
 		res.Contrib[name] = round3(v / n / 1000)
 	}
+	// Values no ping of the layer set has; an untraced VM's segments are
+	// not missing but inside its coarser segment (and the coarser segment
+	// of a traced VM is not missing either).
+	untracedS, untracedR := res.UntracedVMs()
+	withinUntraced := map[int]bool{ValUntracedS: !untracedS, ValUntracedR: !untracedR}
+	if untracedS {
+		withinUntraced[SegA], withinUntraced[SegM], withinUntraced[ValResidS] = true, true, true
+	}
+	if untracedR {
+		withinUntraced[SegF], withinUntraced[SegG], withinUntraced[SegH], withinUntraced[ValResidR] = true, true, true, true
+	}
+	missing, measuredAny := map[int]bool{}, map[int]bool{}
+	for _, l := range layerDefs {
+		for _, s := range l.segs {
+			has := layerSetHas(res, s)
+			measuredAny[s] = has
+			if !has && !withinUntraced[s] {
+				missing[s] = true
+			}
+		}
+	}
 	for _, l := range layerDefs {
 		var sum float64
-		var names []string
+		var names, notMeasured []string
+		measured := false
 		for _, s := range l.segs {
 			sum += sums[s]
 			names = append(names, ValueNames[s])
+			measured = measured || measuredAny[s]
+			if missing[s] {
+				notMeasured = append(notMeasured, ValueNames[s])
+			}
 		}
 		if l.name == "untraced VMs" && !layerSetHas(res, l.segs...) {
 			continue
 		}
-		layer := Layer{Name: l.name, Segments: names}
-		if l.name == "virtualization unmeasured" {
-			sum += sums[-1]
-			if sums[-1] != 0 {
-				layer.Segments = append(layer.Segments, "unattributed")
-				layer.Flag = "includes time no tracer covered (not every vantage point ran)"
-			}
-		}
+		layer := Layer{Name: l.name, Segments: names, Measured: measured, NotMeasured: notMeasured}
 		layer.MeanUS = round3(sum / n / 1000)
 		if rttSum != 0 {
 			layer.Share = sum / rttSum
 		}
+		see := ""
+		if _, ok := sums[notCovered]; ok {
+			see = fmt.Sprintf(" (see %q)", res.notCoveredName())
+		}
+		switch {
+		case !layer.Measured && len(notMeasured) == 0:
+			// Inside the untraced VMs' coarser segments.
+		case !layer.Measured:
+			layer.Flag = "not measured"
+		case l.name == "virtualization measured" && len(notMeasured) > 0:
+			layer.Flag = fmt.Sprintf("%s not measured (inside the unmeasured residuals)", strings.Join(notMeasured, ", "))
+		case l.name == "virtualization unmeasured" && len(notMeasured) > 0:
+			layer.Flag = fmt.Sprintf("%s not computed%s", strings.Join(notMeasured, ", "), see)
+		case len(notMeasured) > 0:
+			layer.Flag = fmt.Sprintf("%s not measured%s", strings.Join(notMeasured, ", "), see)
+		}
 		if layer.MeanUS < 0 {
 			layer.Flag = "negative: the measured segments exceed the RTT on average (mis-joined pings or a tracer error)"
+		}
+		res.Layers = append(res.Layers, layer)
+	}
+	if _, ok := sums[notCovered]; ok {
+		var inside []string
+		for _, l := range layerDefs {
+			for _, s := range l.segs {
+				if missing[s] && !vhostSegment(s) {
+					inside = append(inside, ValueNames[s])
+				}
+			}
+		}
+		layer := Layer{Name: res.notCoveredName(), Segments: []string{"unattributed"}, Measured: true,
+			MeanUS: round3(sums[notCovered] / n / 1000), NotCovered: true,
+			Flag: fmt.Sprintf("no tracer measured this part of the RTT; it holds %s", strings.Join(inside, ", "))}
+		if len(inside) == 0 {
+			layer.Flag = "no tracer measured this part of the RTT (the residuals do not add up to it)"
+		}
+		if rttSum != 0 {
+			layer.Share = sums[notCovered] / rttSum
 		}
 		res.Layers = append(res.Layers, layer)
 	}
@@ -309,9 +382,17 @@ func layers(res *Result) {
 			names = append(names, k)
 		}
 		sort.Strings(names)
+		res.LayerRTTExcludes = names
 		res.Warnings = append(res.Warnings, fmt.Sprintf("no complete ping passed every plausibility gate: layers are over %d pings with %v refused and taken out of the RTT (shares are of the RTT without them)", len(res.LayerSet), names))
 	}
 }
+
+// notCovered is the key of the RTT part no tracer covered in the layer sums.
+const notCovered = -1
+
+// vhostSegment reports whether s is measured by a vhost tracer (inside a
+// residual when not measured).
+func vhostSegment(s int) bool { return s == SegE || s == SegL || s == SegB1 || s == SegI1 }
 
 // layerSetHas reports whether some ping of the layer set has one of vs.
 func layerSetHas(res *Result, vs ...int) bool {
@@ -323,6 +404,58 @@ func layerSetHas(res *Result, vs ...int) bool {
 		}
 	}
 	return false
+}
+
+// describeResiduals says what each residual contains: the guest entry/exit
+// gaps no tracer can see, and the vhost segments no vhost tracer measured;
+// or why it could not be computed.
+func (res *Result) describeResiduals() {
+	res.ResidualContents = map[string]string{}
+	for _, side := range []struct {
+		v           int
+		outer, in   parse.Vantage
+		parts       []int
+		description string
+	}{
+		{ValResidS, parse.VMTx, parse.HostSender, []int{SegB1, SegL}, "InterPath_s − Total_s"},
+		{ValResidR, parse.HostReceiver, parse.VMRx, []int{SegE, SegI1}, "Ext_r − Total_rv"},
+	} {
+		name := ValueNames[side.v]
+		if untraced := map[int]int{ValResidS: ValUntracedS, ValResidR: ValUntracedR}[side.v]; res.Stats[side.v].N == 0 && res.Stats[untraced].N > 0 {
+			res.ResidualContents[name] = fmt.Sprintf("not computed: the VM is not traced; its side's guest entry/exit is inside %s", ValueNames[untraced])
+			continue
+		}
+		if res.Stats[side.v].N == 0 {
+			var why []string
+			for _, v := range []parse.Vantage{side.outer, side.in} {
+				if c, ok := res.coverageOf(v); ok && c.Status != CovMeasured {
+					why = append(why, fmt.Sprintf("%s %s", v, c.StatusText()))
+				}
+			}
+			if len(why) == 0 {
+				why = append(why, "no ping has both bounds")
+			}
+			res.ResidualContents[name] = "not computed: " + strings.Join(why, ", ")
+			continue
+		}
+		var unmeasured, measured []string
+		for _, s := range side.parts {
+			if res.Stats[s].N > 0 {
+				measured = append(measured, ValueNames[s])
+			} else {
+				unmeasured = append(unmeasured, ValueNames[s])
+			}
+		}
+		text := "guest entry/exit not measured"
+		if len(unmeasured) > 0 {
+			text += " + " + strings.Join(unmeasured, " + ") + " (no vhost tracer measured them)"
+		}
+		formula := side.description
+		for _, m := range measured {
+			formula += " − " + m
+		}
+		res.ResidualContents[name] = text + ": " + formula
+	}
 }
 
 func hasRaw(res *Result, v int) bool {

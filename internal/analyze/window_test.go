@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"context"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -38,7 +39,7 @@ func TestWindowJoinsLikeTheWholeRun(t *testing.T) {
 	rnd := rand.New(rand.NewSource(1))
 	var feed []arrival
 	for _, e := range ents {
-		f, err := parse.ParseFile(filepath.Join(dir, e.Name()))
+		f, err := parse.ParseFile(context.Background(), filepath.Join(dir, e.Name()), parse.DefaultMaxFileBytes)
 		if err != nil {
 			t.Fatal(err)
 		}

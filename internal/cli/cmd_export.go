@@ -48,9 +48,9 @@ reply and marked "estimated" (docs/analysis.md). "-o -" writes to stdout.`,
 			if !ok {
 				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--format %q: want perfetto or csv", format)}
 			}
-			res, err := analyze.Run(args[0])
+			res, err := analyze.RunContext(cmd.Context(), args[0], analyze.Options{})
 			if err != nil {
-				return &ExitError{Code: ExitUsage, Err: err}
+				return inputError(cmd, err)
 			}
 			if out == "-" {
 				return f.write(cmd.OutOrStdout(), res)

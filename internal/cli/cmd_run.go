@@ -74,8 +74,8 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 				opts.Tracers = builtTracers(cmd)
 			}
 			if !noAnalyze {
-				opts.Analyze = func(_ context.Context, dir string) error {
-					res, err := analyze.Run(dir)
+				opts.Analyze = func(ctx context.Context, dir string) error {
+					res, err := analyze.RunContext(ctx, dir, analyze.Options{})
 					if err != nil {
 						return err
 					}

@@ -4,9 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pingpath/pingpath/internal/testkit/badfile"
 )
 
 func TestLoadGood(t *testing.T) {
@@ -221,14 +222,8 @@ func TestLoadListsAllErrors(t *testing.T) {
 // file fails at once, naming the file, and reads nothing unbounded.
 func TestLoadRefusesNonRegularFiles(t *testing.T) {
 	dir := t.TempDir()
-	fifo := filepath.Join(dir, "fifo.yaml")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "random.yaml")
-	if err := os.Symlink("/dev/urandom", link); err != nil {
-		t.Fatal(err)
-	}
+	fifo := badfile.FIFO(t, filepath.Join(dir, "fifo.yaml"))
+	link := badfile.DeviceLink(t, filepath.Join(dir, "random.yaml"))
 	huge := filepath.Join(dir, "huge.yaml")
 	if err := os.WriteFile(huge, []byte("environment: x\n# "+strings.Repeat("x", MaxFileSize)+"\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -5,23 +5,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pingpath/pingpath/internal/testkit/badfile"
 )
 
 // Every kind of non-regular file is refused at once, also behind a
 // symlink, and a regular file is read only up to its limit.
 func TestOpenRefusesNonRegular(t *testing.T) {
 	dir := t.TempDir()
-	fifo := filepath.Join(dir, "stream.jsonl")
-	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "urandom.log")
-	if err := os.Symlink("/dev/urandom", link); err != nil {
-		t.Fatal(err)
-	}
+	fifo := badfile.FIFO(t, filepath.Join(dir, "stream.jsonl"))
+	link := badfile.DeviceLink(t, filepath.Join(dir, "urandom.log"))
 	for path, want := range map[string]string{fifo: "a named pipe", link: "a character device", dir: "a directory", "/dev/zero": "a character device"} {
 		done := make(chan error, 1)
 		go func() {

@@ -29,6 +29,7 @@ func parseVMText(f *File, r io.Reader) error {
 		f.Obs = append(f.Obs, o)
 	}
 	f.Truncated = !log.Ended
+	f.scanned(log.Scan)
 	return nil
 }
 
@@ -52,11 +53,15 @@ func parseHostText(f *File, r io.Reader) error {
 		setKnown(&o, fl.Latency[:]...)
 		f.Obs = append(f.Obs, o)
 	}
+	if log.Tracked >= 0 {
+		f.Counters = map[string]uint64{"flows_tracked": uint64(log.Tracked)}
+	}
 	for _, d := range log.Drops {
 		f.Drops = append(f.Drops, DropObs{Vantage: v, ID: d.ID, Seq: d.Seq, LastSeen: d.LastSeen,
 			FirstMissed: d.FirstMissed, Location: d.Location, Time: d.Time, Line: d.Line})
 	}
 	f.Truncated = !log.Ended
+	f.scanned(log.Scan)
 	return nil
 }
 
@@ -86,6 +91,7 @@ func parseTunText(f *File, r io.Reader) error {
 		f.Role = "reply"
 	}
 	f.Truncated = !log.Ended
+	f.scanned(log.Scan)
 	return nil
 }
 
@@ -101,6 +107,7 @@ func parseVhostTX(f *File, r io.Reader) error {
 		f.Obs = append(f.Obs, o)
 	}
 	f.Truncated = !log.Ended
+	f.scanned(log.Scan)
 	return nil
 }
 

@@ -13,11 +13,13 @@ package parse
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
+	"unicode/utf8"
 
+	"github.com/pingpath/pingpath/internal/inputfile"
 	"github.com/pingpath/pingpath/internal/parse/origin"
 	"github.com/pingpath/pingpath/internal/record"
 )
@@ -27,17 +29,20 @@ type Kind int
 
 // File kinds, recognised by content.
 const (
-	KindUnknown  Kind = iota
-	KindRecord        // pingpath tracer JSON-lines stream (internal/record)
-	KindVMText        // origin kernel_icmp_rtt.py (either label set)
-	KindHostText      // origin icmp_drop_detector.py / icmp_path_tracer.py
-	KindTunText       // origin tun_tx_to_kvm_irq.py
-	KindVhostTX       // origin kvm_vhost_tun_latency_details.py / _no_discovery.py
-	KindPing          // output of `ping -D -n -O`
+	KindUnknown   Kind = iota
+	KindRecord         // pingpath tracer JSON-lines stream (internal/record)
+	KindVMText         // origin kernel_icmp_rtt.py (either label set)
+	KindHostText       // origin icmp_drop_detector.py / icmp_path_tracer.py
+	KindTunText        // origin tun_tx_to_kvm_irq.py
+	KindVhostTX        // origin kvm_vhost_tun_latency_details.py / _no_discovery.py
+	KindPing           // output of `ping -D -n -O`
+	KindToolError      // nothing but a tool's error output (a BCC compile error, a Python traceback)
+	KindCommands       // the origin workflow's commands.log: which tool wrote which log
 )
 
-var kindNames = [...]string{"unknown", "pingpath record stream", "kernel_icmp_rtt log",
-	"icmp_path_tracer log", "tun_tx_to_kvm_irq log", "kvm_vhost_tun_latency log", "ping output"}
+var kindNames = [...]string{"not recognised", "pingpath record stream", "kernel_icmp_rtt log",
+	"icmp_path_tracer log", "tun_tx_to_kvm_irq log", "kvm_vhost_tun_latency log", "ping output",
+	"tool error output", "origin commands.log"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -211,6 +216,22 @@ type File struct {
 	Warnings []string
 	// Truncated is true when the producer's closing summary is missing.
 	Truncated bool
+	// Failures are the lines in which the producer said that it failed
+	// (BCC's "Error loading BPF program", a Python traceback's exception,
+	// a record trailer's error).
+	Failures []origin.Failure
+	// Script is the origin script a Python traceback in the file names.
+	Script string
+	// Lines is the number of lines read; SkippedLines those longer than
+	// origin.MaxLine, skipped with a warning.
+	Lines, SkippedLines int
+	// Binary is true when the content is not text (a NUL byte, or not
+	// UTF-8, within its first bytes).
+	Binary bool
+	// Partial says why only part of the file was read ("" when all of it).
+	Partial string
+	// Commands is the origin workflow's commands.log (KindCommands).
+	Commands *origin.Commands
 	// sizeHint is the input's size when known, to pre-size Obs.
 	sizeHint int64
 }
@@ -240,6 +261,8 @@ func Detect(head []byte) Kind {
 		return KindUnknown
 	}
 	switch origin.Detect(head) {
+	case origin.Workflow:
+		return KindCommands
 	case origin.VMRTT:
 		return KindVMText
 	case origin.HostPath:
@@ -257,19 +280,63 @@ func Detect(head []byte) Kind {
 	return KindUnknown
 }
 
-// ParseFile recognises and parses one file. A file of unknown kind returns
-// a File with Kind == KindUnknown and no error.
-func ParseFile(path string) (*File, error) {
-	fh, err := os.Open(path)
+// DefaultMaxFileBytes bounds how much of one file ParseFile reads by
+// default: 1 GiB is about 4 million tracer records (12 hours of one stream
+// at 100 pings/s), which the analysis holds in about 600 MB.
+const DefaultMaxFileBytes = 1 << 30
+
+// ParseFile recognises and parses one file, reading at most maxBytes of it
+// (the rest is left unread, with a warning and File.Partial saying so). A
+// file that is not a regular file (a FIFO, a device, a symlink to one) is
+// refused with an error wrapping inputfile.ErrNotRegular, without blocking
+// on it. A file of unknown kind returns a File with Kind == KindUnknown (or
+// KindToolError when it holds a tool's error output) and no error. Reading
+// stops with ctx's error when ctx ends.
+func ParseFile(ctx context.Context, path string, maxBytes int64) (*File, error) {
+	fh, st, err := inputfile.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
+		return nil, fmt.Errorf("opening %w", err)
 	}
 	defer fh.Close()
-	var size int64
-	if st, err := fh.Stat(); err == nil {
-		size = st.Size()
+	var r io.Reader = ctxReader{ctx, fh}
+	partial := ""
+	if maxBytes > 0 && st.Size() > maxBytes {
+		r = io.LimitReader(r, maxBytes)
+		partial = fmt.Sprintf("read only the first %s of %s (raise --max-file-size to read all of it)", byteSize(maxBytes), byteSize(st.Size()))
 	}
-	return parse(path, fh, size)
+	f, err := parse(path, r, st.Size())
+	if f != nil && partial != "" {
+		f.Partial = partial
+		f.warnf(0, "%s", partial)
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return f, fmt.Errorf("reading %s: %w", path, cerr)
+	}
+	return f, err
+}
+
+// ctxReader ends a read once its context has ended, so that reading a huge
+// file gives way to Ctrl-C or SIGTERM.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // Parse recognises and parses one input; name is used in warnings.
@@ -293,6 +360,10 @@ func parse(name string, r io.Reader, size int64) (*File, error) {
 		err = parseVhostTX(f, br)
 	case KindPing:
 		err = parsePing(f, br)
+	case KindCommands:
+		f.Commands = origin.ReadCommands(br, f.warnf)
+	case KindUnknown:
+		readUnknown(f, head, br)
 	}
 	if err != nil {
 		return f, fmt.Errorf("parsing %s (%s): %w", name, f.Kind, err)
@@ -300,9 +371,50 @@ func parse(name string, r io.Reader, size int64) (*File, error) {
 	return f, nil
 }
 
+// readUnknown looks through a file no producer's banner was found in: text
+// holding a tool's error lines is that tool's failed output; anything else
+// stays unknown, and binary content is said to be such.
+func readUnknown(f *File, head []byte, r io.Reader) {
+	if isBinary(head) {
+		f.Binary = true
+		return
+	}
+	f.scanned(origin.Lines(r, f.warnf, func(int, []byte) {}))
+	if len(f.Failures) > 0 {
+		f.Kind = KindToolError
+		f.Tool = f.Script
+	}
+}
+
+// isBinary reports whether the head of a file is not text: a NUL byte, or
+// more than a few bytes that are not UTF-8.
+func isBinary(head []byte) bool {
+	if bytes.IndexByte(head, 0) >= 0 {
+		return true
+	}
+	bad := 0
+	for b := head; len(b) > 0; {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n == 1 {
+			bad++
+		}
+		b = b[n:]
+	}
+	return bad > len(head)/100+3
+}
+
+// scanned keeps what the line reader saw.
+func (f *File) scanned(sc origin.Scan) {
+	f.Lines, f.SkippedLines = sc.Lines, sc.Skipped
+	f.Failures = append(f.Failures, sc.Failures...)
+	if f.Script == "" {
+		f.Script = sc.Script
+	}
+}
+
 // lines calls fn for every line of r (without the newline), numbering from
 // 1. Over-long lines are reported and skipped.
 func lines(f *File, r io.Reader, fn func(n int, line []byte)) error {
-	origin.Lines(r, f.warnf, fn)
+	f.scanned(origin.Lines(r, f.warnf, fn))
 	return nil
 }

@@ -2,6 +2,7 @@ package parse
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,21 +15,21 @@ const anchorDir = "origin/testdata/anchor-logs/measurement-20260206-160003"
 
 func mustParse(t *testing.T, path string) *File {
 	t.Helper()
-	f, err := ParseFile(path)
+	f, err := ParseFile(context.Background(), path, DefaultMaxFileBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f
 }
 
-// Every anchor file is recognised by content; commands.log is not a tool log.
+// Every anchor file is recognised by content; commands.log is the workflow's list of them.
 func TestDetectAnchors(t *testing.T) {
 	want := map[string]Kind{
 		"send-vm-icmp.log": KindVMText, "recv-vm-icmp.log": KindVMText,
 		"send-host-icmp.log": KindHostText, "recv-host-icmp.log": KindHostText,
 		"send-host-vhost-rx.log": KindTunText, "recv-host-vhost-rx.log": KindTunText,
 		"send-host-kvm-tun.log": KindVhostTX, "recv-host-kvm-tun.log": KindVhostTX,
-		"commands.log": KindUnknown,
+		"commands.log": KindCommands,
 	}
 	dirs, _ := filepath.Glob("origin/testdata/anchor-logs/measurement-*")
 	if len(dirs) != 4 {

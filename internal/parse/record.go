@@ -3,6 +3,8 @@ package parse
 import (
 	"sort"
 
+	"github.com/pingpath/pingpath/internal/parse/origin"
+
 	"github.com/pingpath/pingpath/internal/record"
 )
 
@@ -85,6 +87,7 @@ func applyTrailer(f *File, t *record.Trailer) {
 	f.Counters = t.Counters
 	if t.Error != "" {
 		f.warnf(0, "tracer ended with error: %s", t.Error)
+		f.Failures = append(f.Failures, origin.Failure{Text: "tracer ended with error: " + t.Error})
 	}
 	if n := t.Counters["ringbuf_lost"]; n > 0 {
 		f.warnf(0, "tracer lost %d ring-buffer events", n)

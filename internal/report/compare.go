@@ -33,7 +33,7 @@ func WriteCompare(outDir string, c *analyze.Comparison) error {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return fmt.Errorf("creating report directory: %w", err)
 	}
-	doc := &CompareDoc{Schema: CompareSchema, A: c.A.Dir, B: c.B.Dir, Comparison: c}
+	doc := &CompareDoc{Schema: CompareSchema, A: c.A.Label(), B: c.B.Label(), Comparison: c}
 	data, err := writeJSON(filepath.Join(outDir, "compare.json"), doc)
 	if err != nil {
 		return err
@@ -70,8 +70,11 @@ type compareRow struct {
 func rowOf(name string, d analyze.Delta) compareRow {
 	r := compareRow{Name: name, Delta: d}
 	switch {
-	case d.AN == 0 && d.BN == 0:
+	case d.AN == 0 && d.BN == 0 && (d.Comparable || d.NotComparable == analyze.NotMeasuredEither):
 		r.State, r.Why = stateNotMeasured, "on neither side"
+	case !d.Comparable && d.NotComparable != "":
+		// The analysis says why: refused, missing or measured differently.
+		r.State, r.Why = stateNotComparable, d.NotComparable
 	case d.AN == 0:
 		r.State, r.Why = stateNotComparable, "measured only in the compared run"
 	case d.BN == 0:
@@ -152,19 +155,31 @@ func compareVerdict(c *analyze.Comparison) *Verdict {
 	if r.State == stateNotComparable || r.State == stateNotMeasured {
 		rtt = "the RTT is " + r.State + ": " + r.Why
 	}
-	v.Lines = append(v.Lines, VerdictLine{"change", fmt.Sprintf("%s; the mean RTT changed by %+.1f µs.", rtt, c.RTTDelta)})
+	change := fmt.Sprintf("the mean RTT changed by %+.1f µs", c.RTTDelta)
+	if !c.RTTDeltaComparable {
+		change = fmt.Sprintf("the segments both runs measured alike changed by %+.1f µs in all", c.AttributedDelta)
+	}
+	v.Lines = append(v.Lines, VerdictLine{"change", fmt.Sprintf("%s; %s.", rtt, change)})
 	var parts []string
 	for _, a := range c.Attribution {
 		if len(parts) == 3 {
 			break
 		}
-		if d, ok := c.Segments[a.Segment]; ok && rowOf(a.Segment, d).State == stateNotComparable {
+		if a.NotComparable != "" {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s %+.1f µs (%s)", a.Segment, a.DMean, pct(a.Share)))
+		p := fmt.Sprintf("%s %+.1f µs", a.Segment, a.DMean)
+		if c.ShareOf != "" {
+			p += " (" + pct(a.Share) + ")"
+		}
+		parts = append(parts, p)
 	}
 	if len(parts) > 0 {
-		v.Lines = append(v.Lines, VerdictLine{"where", "of the mean RTT change: " + strings.Join(parts, ", ") + "."})
+		of := "of the mean RTT change"
+		if !c.RTTDeltaComparable {
+			of = "largest changes of the segments measured alike"
+		}
+		v.Lines = append(v.Lines, VerdictLine{"where", of + ": " + strings.Join(parts, ", ") + "."})
 	}
 	var nc []string
 	for _, row := range compareRows(c) {
@@ -218,17 +233,45 @@ func pval(d analyze.Delta) string {
 	return s
 }
 
+// comparability is the note a row carries when it is not comparable.
+func comparability(d analyze.Delta) string {
+	if d.Comparable {
+		return ""
+	}
+	return "not comparable: " + d.NotComparable
+}
+
+// share renders an attribution share, "–" where there is none.
+func share(c *analyze.Comparison, a analyze.Attribution) string {
+	if a.NotComparable != "" || c.ShareOf == "" {
+		return "–"
+	}
+	return pct(a.Share)
+}
+
+// rttChangeText says how the mean RTT changed and what of it is attributed.
+func rttChangeText(c *analyze.Comparison) string {
+	if c.RTTDeltaComparable {
+		return fmt.Sprintf("Mean RTT over each run's layer set changed by %+.1f µs; per ping the segments add up to the RTT, so the deltas of the segments both runs measured alike add up to %+.1f µs of it", c.RTTDelta, c.AttributedDelta)
+	}
+	why := c.RTT.NotComparable
+	if why == "" {
+		why = "a run's layers leave refused values out of its RTT"
+	}
+	return fmt.Sprintf("The mean RTT change (%+.1f µs) is not comparable (%s); the segments both runs measured alike changed by %+.1f µs in all", c.RTTDelta, why, c.AttributedDelta)
+}
+
 // signifRule explains ✱.
 func signifRule(th analyze.Thresholds) string {
 	return fmt.Sprintf("✱ significant: p < %.2f (two-sided Mann–Whitney U) and |Δ p50| ≥ max(%.0f µs, %.0f %% of the larger median); "+
-		"not comparable: measured on one side only, or marked by the analysis; never flagged.", th.Alpha, th.MinDeltaUS, th.MinDeltaRel*100)
+		"not comparable: refused, missing or measured differently on either side (the reason is given); never flagged, never attributed.", th.Alpha, th.MinDeltaUS, th.MinDeltaRel*100)
 }
 
 // CompareMarkdown writes compare.md.
 func CompareMarkdown(out io.Writer, c *analyze.Comparison) error {
 	w := &errWriter{w: out}
 	w.printf("# pingpath comparison\n\nBaseline: `%s` (%d complete pings) · compared: `%s` (%d complete pings)\n\n",
-		c.A.Dir, c.A.Counts.Complete, c.B.Dir, c.B.Counts.Complete)
+		c.A.Label(), c.A.Counts.Complete, c.B.Label(), c.B.Counts.Complete)
 	v := compareVerdict(c)
 	for _, x := range v.Caution {
 		w.printf("> **Caution:** %s\n>\n", x)
@@ -253,10 +296,14 @@ func CompareMarkdown(out io.Writer, c *analyze.Comparison) error {
 		}
 		mdRow(w, l.Name, f1(l.AMean), f1(l.BMean), f1(l.DMean), pct(l.AShare), pct(l.BShare), p, strings.TrimSuffix(l.State+": "+l.Why, ": "))
 	}
-	w.printf("\n## Where the RTT change went\n\nMean RTT over each run's layer set changed by **%+.1f µs**. Per ping the segments add up to the RTT, so these deltas add up to it:\n\n", c.RTTDelta)
-	mdHeader(w, "segment", "Δ mean µs", "share of Δ")
+	w.printf("\n## Where the RTT change went\n\n%s:\n\n", rttChangeText(c))
+	mdHeader(w, "segment", "Δ mean µs", "share of Δ", "note")
 	for _, a := range c.Attribution {
-		mdRow(w, a.Segment, f1(a.DMean), pct(a.Share))
+		note := ""
+		if a.NotComparable != "" {
+			note = "not attributed: " + a.NotComparable
+		}
+		mdRow(w, a.Segment, f1(a.DMean), share(c, a), note)
 	}
 	w.printf("\n## Environment differences\n\n")
 	key, other := envSplit(c.Env)

@@ -6,7 +6,7 @@
   var D = JSON.parse(document.getElementById('data').textContent);
   var fmt = PP.fmt, us = PP.us, esc = PP.esc;
   var rows = [['RTT', D.rtt]].concat((D.segment_order || []).map(function (k) { return [k, D.segments[k]]; }));
-  var comparable = rows.filter(function (r) { return r[1] && r[1].a_n > 0 && r[1].b_n > 0 && r[1].p_value !== null; });
+  var comparable = rows.filter(function (r) { return r[1] && r[1].comparable !== false && r[1].a_n > 0 && r[1].b_n > 0 && r[1].p_value !== null; });
   var left = rows.filter(function (r) { return r[1] && (r[1].a_n > 0 || r[1].b_n > 0) && comparable.indexOf(r) < 0; });
   if (comparable.length === 0) {
     PP.empty('deltas', 'No segment was measured in both runs: nothing to compare.');
@@ -40,7 +40,7 @@
     });
   }
   PP.note('deltas', left.length ? 'Not comparable (no bar): ' + left.map(function (r) {
-    return r[0] + (r[1].a_n === 0 ? ' (only in the compared run)' : r[1].b_n === 0 ? ' (only in the baseline)' : '');
+    return r[0] + (r[1].not_comparable ? ' (' + r[1].not_comparable + ')' : r[1].a_n === 0 ? ' (only in the compared run)' : r[1].b_n === 0 ? ' (only in the baseline)' : '');
   }).join(', ') + '.' : '');
   PP.status();
 })();

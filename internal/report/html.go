@@ -53,10 +53,19 @@ var pageFuncs = template.FuncMap{
 	"pct":    pct,
 	"cells":  statsCells,
 	"name":   func(v int) string { return analyze.ValueNames[v] },
-	"desc":   func(v int) string { return analyze.SegmentDescriptions[v] },
 	"stat":   func(res *analyze.Result, v int) analyze.Stats { return res.Stats[v] },
 	"join":   strings.Join,
 	"signif": signifRule,
+	// The same wording as report.md and the terminal summary.
+	"coverageLine":  coverageLine,
+	"layerRTT":      layerRTTText,
+	"layerMean":     func(l analyze.Layer) string { m, _ := layerCells(l); return m },
+	"layerShare":    func(l analyze.Layer) string { _, s := layerCells(l); return s },
+	"describe":      describe,
+	"fileNote":      fileNote,
+	"comparability": comparability,
+	"share":         share,
+	"rttChange":     rttChangeText,
 }
 
 var reportPage = template.Must(template.New("report").Funcs(pageFuncs).Parse(reportTemplate))

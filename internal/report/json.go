@@ -47,8 +47,18 @@ type Doc struct {
 	SharedClk bool                     `json:"shared_clock"`
 	IDs       []uint16                 `json:"icmp_ids"`
 	Vantages  []string                 `json:"vantages"`
-	Files     []analyze.FileInfo       `json:"files"`
-	PerPing   []PingRow                `json:"per_ping"`
+	// Coverage says per vantage point whether it was measured, failed,
+	// observed nothing, could not be read or did not run.
+	Coverage []analyze.Coverage `json:"coverage"`
+	// LayerRTTExcludes names the values taken out of layer_rtt_mean_us
+	// (refused on every layer ping).
+	LayerRTTExcludes []string `json:"layer_rtt_excludes,omitempty"`
+	// ResidualContents says what each residual holds, or why it was not
+	// computed.
+	ResidualContents map[string]string  `json:"residual_contents"`
+	Prefix           string             `json:"prefix,omitempty"`
+	Files            []analyze.FileInfo `json:"files"`
+	PerPing          []PingRow          `json:"per_ping"`
 	// PerPingTruncated is true when only the first maxPerPing rows are kept.
 	PerPingTruncated bool `json:"per_ping_truncated,omitempty"`
 	// Added in v1 without breaking readers: the answer first, what was
@@ -64,11 +74,15 @@ type Doc struct {
 
 // PingRow is one ping's values in µs (absent: not measured).
 type PingRow struct {
-	ID       uint16             `json:"id"`
-	Seq      uint16             `json:"seq"`
-	TimeNS   int64              `json:"time_ns,omitempty"`
-	Complete bool               `json:"complete"`
-	Lost     bool               `json:"lost,omitempty"`
+	ID       uint16 `json:"id"`
+	Seq      uint16 `json:"seq"`
+	TimeNS   int64  `json:"time_ns,omitempty"`
+	Complete bool   `json:"complete"`
+	Lost     bool   `json:"lost,omitempty"`
+	// InStats is true for the pings every statistic is taken over; the
+	// accepted values of a row are those of values_us not in excluded, of
+	// a row with in_stats. Tables and charts use nothing else.
+	InStats  bool               `json:"in_stats"`
 	Values   map[string]float64 `json:"values_us"`
 	Excluded []string           `json:"excluded,omitempty"`
 }
@@ -95,6 +109,7 @@ func Build(res *analyze.Result) *Doc {
 		Segments: map[string]analyze.Stats{}, Layers: res.Layers, LayerRTT: res.LayerRTTUS, LayerN: len(res.LayerSet),
 		Contrib: res.Contrib, Tail: res.Tail, Drops: res.Drops, Excluded: res.Excluded, Warnings: res.Warnings,
 		Notes: res.Notes, SharedClk: res.SharedClk, IDs: res.IDs, Vantages: res.Vantages, Files: res.Files,
+		Coverage: res.Coverage, LayerRTTExcludes: res.LayerRTTExcludes, ResidualContents: res.ResidualContents, Prefix: res.Prefix,
 		Residuals: map[string]analyze.Stats{
 			"sender":   res.Stats[analyze.ValResidS],
 			"receiver": res.Stats[analyze.ValResidR],
@@ -109,6 +124,9 @@ func Build(res *analyze.Result) *Doc {
 	}
 	if d.Vantages == nil {
 		d.Vantages = []string{}
+	}
+	if d.Coverage == nil {
+		d.Coverage = []analyze.Coverage{}
 	}
 	for _, s := range segmentKeys(res) {
 		d.Segments[analyze.ValueNames[s]] = res.Stats[s]
@@ -130,9 +148,15 @@ func Build(res *analyze.Result) *Doc {
 func perPing(res *analyze.Result, limit int) []PingRow {
 	n := min(len(res.Pings), limit)
 	rows := make([]PingRow, 0, n)
+	inStats := make([]bool, n)
+	for _, i := range res.StatSet {
+		if i < n {
+			inStats[i] = true
+		}
+	}
 	for i := 0; i < n; i++ {
 		p := &res.Pings[i]
-		row := PingRow{ID: p.ID, Seq: p.Seq, TimeNS: p.Time, Complete: p.Complete, Lost: p.Lost, Values: map[string]float64{}}
+		row := PingRow{ID: p.ID, Seq: p.Seq, TimeNS: p.Time, Complete: p.Complete, Lost: p.Lost, InStats: inStats[i], Values: map[string]float64{}}
 		for v := 0; v < analyze.NumVals; v++ {
 			if p.Has&(1<<v) == 0 {
 				continue

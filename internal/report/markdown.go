@@ -81,14 +81,14 @@ func Markdown(out io.Writer, res *analyze.Result) error {
 		}
 		w.printf("\n")
 	}
-	w.printf("Directory: `%s` · input: %s · ICMP ids: %v\n\n", res.Dir, sourceName(res.Source), res.IDs)
+	w.printf("Directory: `%s` · input: %s · ICMP ids: %v\n\n", res.Label(), sourceName(res.Source), res.IDs)
 	c := res.Counts
-	w.printf("Pings: **%d sent**, %d matched across vantage points, **%d complete** (seen by every vantage point that ran), %d lost.\n\n", c.Sent, c.Matched, c.Complete, c.Lost)
+	w.printf("Pings: **%d sent**, %d matched across vantage points, **%d complete** (seen by every vantage point that observed pings), %d lost.\n\n", c.Sent, c.Matched, c.Complete, c.Lost)
 	if res.Empty {
 		w.printf("**Empty run: no ping was observed by any tracer.** Nothing to break down.\n\n")
 	}
-	if len(res.Vantages) > 0 {
-		w.printf("Vantage points: %s.\n\n", strings.Join(res.Vantages, ", "))
+	if line := coverageLine(res); line != "" {
+		w.printf("Vantage points: %s.\n\n", line)
 	}
 	for _, n := range res.Notes {
 		w.printf("- %s\n", n)
@@ -102,7 +102,7 @@ func Markdown(out io.Writer, res *analyze.Result) error {
 	mdHeader(w, append([]string{"segment"}, append(statsHeader, "refused", "what")...)...)
 	for _, v := range statRows(res) {
 		name := analyze.ValueNames[v]
-		mdRow(w, append([]string{name}, append(statsCells(res.Stats[v]), fmt.Sprint(refused[name]), analyze.SegmentDescriptions[v])...)...)
+		mdRow(w, append([]string{name}, append(statsCells(res.Stats[v]), fmt.Sprint(refused[name]), describe(res, v))...)...)
 	}
 	w.printf("\nHost and VM totals (µs) the residuals are derived from:\n\n")
 	mdHeader(w, append([]string{"value"}, statsHeader...)...)
@@ -113,10 +113,11 @@ func Markdown(out io.Writer, res *analyze.Result) error {
 	if len(res.Layers) == 0 {
 		w.printf("No ping has the values needed to partition its RTT.\n\n")
 	} else {
-		w.printf("Mean over %d pings; per ping RTT = A+M+B+K+CJ+D+I+F+G+H + B_1+L+E+I_1 + residuals exactly, so the shares add up to 100 %% (mean RTT %.1f µs).\n\n", len(res.LayerSet), res.LayerRTTUS)
+		w.printf("Mean over %d pings; per ping RTT = A+M+B+K+CJ+D+I+F+G+H + B_1+L+E+I_1 + residuals exactly, so the shares add up to 100 %% (%s).\n\n", len(res.LayerSet), layerRTTText(res))
 		mdHeader(w, "layer", "segments", "mean µs", "share", "flag")
 		for _, l := range res.Layers {
-			mdRow(w, l.Name, strings.Join(l.Segments, " "), f1(l.MeanUS), pct(l.Share), l.Flag)
+			mean, share := layerCells(l)
+			mdRow(w, l.Name, strings.Join(l.Segments, " "), mean, share, l.Flag)
 		}
 		w.printf("\n")
 	}
@@ -157,16 +158,104 @@ func Markdown(out io.Writer, res *analyze.Result) error {
 		w.printf("- %s\n", s)
 	}
 	w.printf("\n## Files\n\n")
-	mdHeader(w, "file", "kind", "vantage", "identity", "observations", "drops", "note")
+	mdHeader(w, "file", "status", "kind", "vantage", "identity", "observations", "drops", "note")
 	for _, f := range res.Files {
-		note := f.Ignored
-		if f.Truncated {
-			note = strings.TrimSpace(note + " no closing summary (stopped abruptly or cut short)")
-		}
-		mdRow(w, f.Path, f.Kind, f.Vantage, f.Identity, fmt.Sprint(f.Obs), fmt.Sprint(f.Drops), note)
+		mdRow(w, f.Path, f.Status, f.Kind, f.Vantage, f.Identity, fmt.Sprint(f.Obs), fmt.Sprint(f.Drops), fileNote(f))
 	}
 	w.printf("\nMethod: every segment is a difference of two timestamps taken on one machine; C+J = Ext_s − Total_r of the same ping; E and L are t5 − t1 (not the sum of the origin tool's stage delays, which counts t3 − t2 twice); the residuals are what the virtualization layer took that no tracer covered (guest entry/exit gaps) and may be negative, which is flagged. See docs/analysis.md.\n")
 	return w.err
+}
+
+// coverageProblems says, for each vantage point that ran but gave
+// nothing, what happened to it; these go at the top of every output.
+func coverageProblems(res *analyze.Result) []string {
+	var out []string
+	for _, c := range res.Coverage {
+		// In an empty run, that every tracer observed nothing is said once.
+		if !c.Problem() || res.Empty && c.Status == analyze.CovNoObs {
+			continue
+		}
+		s := fmt.Sprintf("%s %s", c.Vantage, c.StatusText())
+		if c.Detail != "" {
+			s += ": " + c.Detail
+		}
+		if c.Core {
+			s += ". Its segments are not measured"
+		}
+		out = append(out, s+".")
+	}
+	return out
+}
+
+// coverageLine lists the vantage points by status: "sender VM, receiver VM
+// measured; sender host failed; ...".
+func coverageLine(res *analyze.Result) string {
+	var order []string
+	by, text := map[string][]string{}, map[string]string{}
+	vhostRan := false
+	for _, c := range res.Coverage {
+		vhostRan = vhostRan || !c.Core && c.Vantage != "ping" && c.Status != analyze.CovNotRun
+	}
+	for _, c := range res.Coverage {
+		if c.Status == analyze.CovNotRun && (c.Vantage == "ping" || !c.Core && !vhostRan) {
+			continue // said once below
+		}
+		if _, ok := by[c.Status]; !ok {
+			order = append(order, c.Status)
+		}
+		by[c.Status] = append(by[c.Status], c.Vantage)
+		text[c.Status] = c.StatusText()
+	}
+	var parts []string
+	for _, st := range order {
+		parts = append(parts, strings.Join(by[st], ", ")+" "+text[st])
+	}
+	if !vhostRan && len(res.Coverage) > 0 {
+		parts = append(parts, "no vhost tracer ran")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// layerRTTText is the mean RTT the layers partition, saying what it leaves
+// out.
+func layerRTTText(res *analyze.Result) string {
+	s := fmt.Sprintf("mean RTT %.1f µs", res.LayerRTTUS)
+	if len(res.LayerRTTExcludes) > 0 {
+		s += fmt.Sprintf(" without %s, refused on every ping", strings.Join(res.LayerRTTExcludes, ", "))
+	}
+	return s
+}
+
+// layerCells are a layer's mean and share, or dashes when nothing of it
+// was measured.
+func layerCells(l analyze.Layer) (mean, share string) {
+	if !l.Measured {
+		return "–", "–"
+	}
+	return f1(l.MeanUS), pct(l.Share)
+}
+
+// describe says what a value is; a residual says what it contains in this
+// run.
+func describe(res *analyze.Result, v int) string {
+	if s, ok := res.ResidualContents[analyze.ValueNames[v]]; ok {
+		return s
+	}
+	return analyze.SegmentDescriptions[v]
+}
+
+// fileNote is everything the Files table says about a file.
+func fileNote(f analyze.FileInfo) string {
+	var parts []string
+	for _, s := range []string{f.Note, f.Ignored} {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	if f.Truncated {
+		parts = append(parts, "no closing summary (stopped abruptly or cut short)")
+	}
+	return strings.Join(parts, "; ")
 }
 
 // refusedCounts counts the values the gates refused, per value name.
@@ -213,9 +302,12 @@ func Summary(out io.Writer, res *analyze.Result) error {
 	w.printf("pings: %d sent, %d matched, %d complete, %d lost", c.Sent, c.Matched, c.Complete, c.Lost)
 	if res.Empty {
 		w.printf("  — empty run: no ping was observed\n")
+	} else {
+		w.printf("\n")
+	}
+	if res.Empty {
 		return w.err
 	}
-	w.printf("\n")
 	tww := &errWriter{w: tw}
 	tww.printf("segment\tn\tp50 µs\tp90 µs\tp99 µs\tmean µs\t\n")
 	for _, v := range statRows(res) {
@@ -232,11 +324,15 @@ func Summary(out io.Writer, res *analyze.Result) error {
 		return tww.err
 	}
 	if len(res.Layers) > 0 {
-		w.printf("layers (mean RTT %.1f µs over %d pings):", res.LayerRTTUS, len(res.LayerSet))
+		w.printf("layers (%s, over %d pings):", layerRTTText(res), len(res.LayerSet))
 		for _, l := range res.Layers {
 			flag := ""
 			if l.Flag != "" {
 				flag = "!"
+			}
+			if !l.Measured {
+				w.printf("  %s –", l.Name)
+				continue
 			}
 			w.printf("  %s %.1f%%%s", l.Name, l.Share*100, flag)
 		}

@@ -17,7 +17,7 @@
     var t0 = null;
     (D.per_ping || []).forEach(function (p) { if (p.time_ns && (t0 === null || p.time_ns < t0)) t0 = p.time_ns; });
     (D.per_ping || []).forEach(function (p, i) {
-      if (!p.complete) return;
+      if (!p.in_stats) return;
       if (p.excluded && p.excluded.indexOf(name) >= 0) return;
       var v = p.values_us[name];
       if (v === undefined) return;

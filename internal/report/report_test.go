@@ -1,13 +1,14 @@
 package report
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"bytes"
 	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -255,5 +256,36 @@ func TestVendoredECharts(t *testing.T) {
 	}
 	if v := echartsVersion(); !strings.Contains(echartsPin, "\nVERSION="+v+"\n") {
 		t.Errorf("pin version %q", v)
+	}
+}
+
+// In report.json, the rows every chart draws are the statistics set's,
+// a refused value is named on its row, and the layers' mean RTT says what
+// it leaves out (on the 60 ms run A is refused on every complete ping; the
+// over-time chart's axis used to reach 61 145 µs from such rows).
+func TestPerPingAccepted(t *testing.T) {
+	res := run(t, "measurement-20260206-160003")
+	doc := Build(res)
+	in := 0
+	for _, row := range doc.PerPing {
+		if row.InStats {
+			in++
+			if !row.Complete || !slices.Contains(row.Excluded, "A") {
+				t.Errorf("row %d/%d: %+v", row.ID, row.Seq, row)
+			}
+		}
+	}
+	if in != len(res.StatSet) || in != 14 {
+		t.Errorf("%d rows in the statistics set, want %d", in, len(res.StatSet))
+	}
+	if !slices.Equal(doc.LayerRTTExcludes, []string{"A"}) {
+		t.Errorf("layer_rtt_excludes %q", doc.LayerRTTExcludes)
+	}
+	var md bytes.Buffer
+	if err := Markdown(&md, res); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "mean RTT 621.9 µs without A, refused on every ping") {
+		t.Errorf("report.md does not say the layers' RTT leaves A out")
 	}
 }

@@ -74,6 +74,9 @@ func BuildVerdict(res *analyze.Result) *Verdict {
 	if m := res.Manifest; m != nil && m.Emulation != "" {
 		v.Caution = append(v.Caution, "Emulated machines: "+m.Emulation+".")
 	}
+	// A vantage point that ran but gave nothing (its tool failed, it
+	// observed no ping, its file could not be read) comes first.
+	v.Caution = append(v.Caution, coverageProblems(res)...)
 	if n := len(res.Warnings); n > 0 {
 		v.Caution = append(v.Caution, fmt.Sprintf("%d warning(s) — read them before the numbers (first: %s)", n, clip(res.Warnings[0], 200)))
 	}
@@ -271,6 +274,9 @@ func whyNot(res *analyze.Result, tool, seg string) string {
 		if strings.Contains(n, "so "+seg+" is not measured") {
 			return clip(n, 200)
 		}
+	}
+	if why := res.NotMeasuredReason(seg); why != "" {
+		return clip(why, 200)
 	}
 	return "no observation"
 }

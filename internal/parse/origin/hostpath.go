@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -39,7 +40,14 @@ type HostLog struct {
 	SrcIP, DstIP     string
 	Flows            []HostFlow // in order of their first line, complete or not
 	Drops            []HostDrop
-	Ended            bool
+	// Tracked is the closing statistics' "Total flows tracked" (-1 when
+	// not printed): with --verbose missing, the tool tracks flows but
+	// prints none.
+	Tracked int
+	Ended   bool
+	// Scan is what reading the log saw: line count, skipped lines, the
+	// tool's own error lines.
+	Scan Scan
 }
 
 // HostFlow is one ping as the tool followed it.
@@ -114,7 +122,7 @@ func firstIface(s string) string {
 
 // ReadHost reads an icmp_drop_detector.py / icmp_path_tracer.py log.
 func ReadHost(r io.Reader, warn Warn) *HostLog {
-	log := &HostLog{}
+	log := &HostLog{Tracked: -1}
 	open := map[uint32]int{} // id<<16|seq → index in log.Flows of the flow not yet complete
 	var drop *HostDrop
 	flushDrop := func() {
@@ -124,7 +132,7 @@ func ReadHost(r io.Reader, warn Warn) *HostLog {
 		}
 	}
 	lastComplete := -1
-	Lines(r, warn, func(n int, line []byte) {
+	log.Scan = Lines(r, warn, func(n int, line []byte) {
 		if m := reHostEvent.FindSubmatch(line); m != nil {
 			flushDrop()
 			id, ok1 := atou16(m[3])
@@ -216,6 +224,12 @@ func ReadHost(r io.Reader, warn Warn) *HostLog {
 				log.SrcIP = string(m[2])
 			} else {
 				log.DstIP = string(m[2])
+			}
+			return
+		}
+		if rest, ok := bytes.CutPrefix(line, []byte("Total flows tracked: ")); ok {
+			if v, err := strconv.Atoi(string(bytes.TrimSpace(rest))); err == nil && v >= 0 {
+				log.Tracked = v
 			}
 			return
 		}

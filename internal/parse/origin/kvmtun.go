@@ -27,6 +27,9 @@ type KVMTunLog struct {
 	SrcIP, DstIP string // the flow filter
 	Packets      []KVMTunPacket
 	Ended        bool
+	// Scan is what reading the log saw: line count, skipped lines, the
+	// tool's own error lines.
+	Scan Scan
 }
 
 // KVMTunPacket is one packet leaving the guest.
@@ -43,7 +46,7 @@ type KVMTunPacket struct {
 func ReadKVMTun(r io.Reader, warn Warn) *KVMTunLog {
 	log := &KVMTunLog{}
 	zero := 0
-	Lines(r, warn, func(n int, line []byte) {
+	log.Scan = Lines(r, warn, func(n int, line []byte) {
 		if len(line) > 0 && line[0] == '[' {
 			m := reKVMTunLine.FindSubmatch(line)
 			if m == nil {

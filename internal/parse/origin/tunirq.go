@@ -33,6 +33,9 @@ type TunLog struct {
 	SrcIP, DstIP string
 	Packets      []TunPacket // one per Stage-1 line, in time order
 	Ended        bool
+	// Scan is what reading the log saw: line count, skipped lines, the
+	// tool's own error lines.
+	Scan Scan
 }
 
 // TunPacket is one packet into the guest: its Stage-1 line and the Stage
@@ -66,7 +69,7 @@ func ReadTun(r io.Reader, warn Warn) *TunLog {
 		s1     []TunPacket
 		open   = map[string]int{} // eventfd → index of the chain still collecting stages
 	)
-	Lines(r, warn, func(n int, line []byte) {
+	log.Scan = Lines(r, warn, func(n int, line []byte) {
 		m := reTunLine.FindSubmatch(line)
 		if m == nil {
 			if mm := reTunIP.FindSubmatch(line); mm != nil {

@@ -25,6 +25,9 @@ type VMLog struct {
 	SrcIP, DstIP string
 	Blocks       []VMBlock
 	Ended        bool // the tool's closing lines are there
+	// Scan is what reading the log saw: line count, skipped lines, the
+	// tool's own error lines.
+	Scan Scan
 }
 
 // VMBlock is one ping's trace block.
@@ -62,7 +65,7 @@ func ReadVM(r io.Reader, warn Warn) *VMLog {
 		}
 		cur, hasSess = nil, false
 	}
-	Lines(r, warn, func(n int, line []byte) {
+	log.Scan = Lines(r, warn, func(n int, line []byte) {
 		if m := reVMBlock.FindSubmatch(line); m != nil {
 			flush()
 			cur = &VMBlock{Line: n, RX: string(m[2]) == "RX"}
