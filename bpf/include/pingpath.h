@@ -13,11 +13,15 @@
  *   struct net and devices are learned;
  * - the common event (struct pp_event) sent through the ring buffer
  *   `pp_events`, and the per-CPU counter `pp_lost` incremented whenever the
- *   ring buffer is full.
+ *   ring buffer is full. pp_reserve()/pp_submit() are the only places that
+ *   touch the ring buffer;
+ * - the cost accounting (pp_cost, PP_COSTED): every program counts its runs
+ *   and times a sample of them, so the tracer knows what it costs the host.
  *
  * A tracer's C file includes this header once, defines its programs (one per
- * hook and attach method), and emits with pp_on_skb()/pp_emit(), or with
- * pp_fill_event() and pp_submit() for an event struct of its own.
+ * hook and attach method, each body wrapped in PP_COSTED), and emits with
+ * pp_on_skb()/pp_emit(), or with pp_reserve(), pp_fill_event() and
+ * pp_submit() for an event struct of its own.
  */
 #ifndef PINGPATH_H
 #define PINGPATH_H
@@ -136,6 +140,82 @@ static __always_inline void pp_count_lost(void)
 	if (n)
 		*n += 1; /* per-CPU slot: no atomics needed */
 }
+
+/*
+ * Cost accounting. Every program runs its body inside PP_COSTED(slot, ...):
+ * it counts the run in its per-CPU slot and times a random sample of runs
+ * with two clock reads, so user space (internal/tracer, cost.go) estimates
+ * the programs' run time as runs x (timed ns / timed runs) without the
+ * kernel's global bpf_stats switch, which would tax every BPF program on the
+ * host. The slot is the tracer's hook number (< PP_COST_SLOTS), so each hook
+ * is sampled on its own: a hook that always fires right after another one
+ * cannot alias with a fixed sampling period.
+ *
+ * pp_cost_mask sets the sample rate: after each timed run the slot skips a
+ * random number of runs in [0, mask], so about one run in mask/2 + 1 is
+ * timed. User space sets it from the run rate every 500 ms (every run is
+ * timed on a quiet host, a few thousand runs a second on a busy one); until
+ * its first look one run in 32 is, so that a tracer started into a flood
+ * does not time a million runs a second meanwhile.
+ */
+#define PP_COST_SLOTS 32
+
+struct pp_cost {
+	__u64 runs;     /* program runs */
+	__u64 timed;    /* runs that were timed */
+	__u64 timed_ns; /* their run time (bpf_ktime_get_ns, body only) */
+	__u64 skip;     /* runs left before the next timed one */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PP_COST_SLOTS);
+	__type(key, __u32);
+	__type(value, struct pp_cost);
+} pp_cost SEC(".maps");
+
+/* Written by user space while the programs run (not const). */
+volatile __u32 pp_cost_mask = 63;
+
+struct pp_cost_timer {
+	struct pp_cost *c;
+	__u64 t0; /* 0: this run is not timed */
+};
+
+static __always_inline void pp_cost_begin(struct pp_cost_timer *t, __u32 slot)
+{
+	t->t0 = 0;
+	t->c = bpf_map_lookup_elem(&pp_cost, &slot);
+	if (!t->c)
+		return;
+	t->c->runs++; /* per-CPU slot: no atomics needed */
+	if (t->c->skip) {
+		t->c->skip--;
+		return;
+	}
+	__u32 mask = pp_cost_mask;
+	t->c->skip = mask ? bpf_get_prandom_u32() & mask : 0;
+	t->t0 = bpf_ktime_get_ns();
+}
+
+static __always_inline void pp_cost_end(struct pp_cost_timer *t)
+{
+	if (t->t0 && t->c) {
+		t->c->timed++;
+		t->c->timed_ns += bpf_ktime_get_ns() - t->t0;
+	}
+}
+
+/* PP_COSTED(slot, expr): evaluates the int expression expr (a program's
+ * whole body) as one accounted run of slot. */
+#define PP_COSTED(slot, expr)                                                                    \
+	({                                                                                       \
+		struct pp_cost_timer __pp_t;                                                     \
+		pp_cost_begin(&__pp_t, (slot));                                                  \
+		int __pp_r = (expr);                                                             \
+		pp_cost_end(&__pp_t);                                                            \
+		__pp_r;                                                                          \
+	})
 
 /*
  * The struct net of the tracer's namespace, learned from the first packet
@@ -555,7 +635,21 @@ static __always_inline __u64 pp_submit_flags(void)
 	return bpf_ringbuf_query(&pp_events, BPF_RB_AVAIL_DATA) >= (64 << 10) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
-/* pp_submit sends an event reserved in pp_events (see pp_submit_flags). */
+/*
+ * pp_reserve reserves size bytes for an event, or returns NULL (counted in
+ * pp_lost) when the ring buffer is full. With pp_submit it is the one place
+ * events leave through, so another transport (a perf event array on kernels
+ * without ring buffers) replaces these two only.
+ */
+static __always_inline void *pp_reserve(__u32 size)
+{
+	void *e = bpf_ringbuf_reserve(&pp_events, size, 0);
+	if (!e)
+		pp_count_lost();
+	return e;
+}
+
+/* pp_submit sends an event from pp_reserve (see pp_submit_flags). */
 static __always_inline void pp_submit(void *e)
 {
 	bpf_ringbuf_submit(e, pp_submit_flags());
@@ -563,8 +657,9 @@ static __always_inline void pp_submit(void *e)
 
 /*
  * pp_fill_event fills the common event e for pkt seen at hook at time ts.
- * dev may be NULL. A tracer with its own event struct reserves it, fills its
- * pp_event member with this and its own fields, and calls pp_submit.
+ * dev may be NULL. A tracer with its own event struct reserves it
+ * (pp_reserve), fills its pp_event member with this and its own fields, and
+ * calls pp_submit.
  */
 static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt, __u8 hook,
 					  struct net_device *dev, __u32 netns, __u64 ts)
@@ -595,11 +690,9 @@ static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt
  */
 static __always_inline int pp_emit(struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 netns)
 {
-	struct pp_event *e = bpf_ringbuf_reserve(&pp_events, sizeof(*e), 0);
-	if (!e) {
-		pp_count_lost();
+	struct pp_event *e = pp_reserve(sizeof(*e));
+	if (!e)
 		return 0;
-	}
 	pp_fill_event(e, pkt, hook, dev, netns, bpf_ktime_get_ns());
 	pp_submit(e);
 	return 0;
@@ -623,28 +716,32 @@ static __always_inline int pp_on_skb(struct sk_buff *skb, __u8 hook, int check_d
  * (1-based) of the kernel function / raw tracepoint. The Go side attaches
  * fentry programs by setting AttachTo, kprobes by symbol, raw tracepoints by
  * name, so one wrapper serves every target with the same argument layout.
+ * Each run is accounted in the cost slot of its hook.
  */
 #define PP_FENTRY_SKB1(name, hook, check_dev)                                                    \
-	SEC("fentry") int BPF_PROG(name, struct sk_buff *skb) { return pp_on_skb(skb, hook, check_dev); }
+	SEC("fentry") int BPF_PROG(name, struct sk_buff *skb)                                    \
+	{                                                                                        \
+		return PP_COSTED(hook, pp_on_skb(skb, hook, check_dev));                         \
+	}
 #define PP_FENTRY_SKB3(name, hook, check_dev)                                                    \
 	SEC("fentry") int BPF_PROG(name, void *a1, void *a2, struct sk_buff *skb)                \
 	{                                                                                        \
-		return pp_on_skb(skb, hook, check_dev);                                          \
+		return PP_COSTED(hook, pp_on_skb(skb, hook, check_dev));                         \
 	}
 #define PP_KPROBE_SKB1(name, hook, check_dev)                                                    \
 	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
 	{                                                                                        \
-		return pp_on_skb((struct sk_buff *)PT_REGS_PARM1(ctx), hook, check_dev);        \
+		return PP_COSTED(hook, pp_on_skb((struct sk_buff *)PT_REGS_PARM1(ctx), hook, check_dev)); \
 	}
 #define PP_KPROBE_SKB3(name, hook, check_dev)                                                    \
 	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
 	{                                                                                        \
-		return pp_on_skb((struct sk_buff *)PT_REGS_PARM3(ctx), hook, check_dev);        \
+		return PP_COSTED(hook, pp_on_skb((struct sk_buff *)PT_REGS_PARM3(ctx), hook, check_dev)); \
 	}
 #define PP_RAW_TP_SKB1(name, hook, check_dev)                                                    \
 	SEC("raw_tracepoint") int name(struct bpf_raw_tracepoint_args *ctx)                      \
 	{                                                                                        \
-		return pp_on_skb((struct sk_buff *)ctx->args[0], hook, check_dev);               \
+		return PP_COSTED(hook, pp_on_skb((struct sk_buff *)ctx->args[0], hook, check_dev)); \
 	}
 
 #endif /* PINGPATH_H */

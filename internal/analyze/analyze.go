@@ -294,7 +294,10 @@ type Result struct {
 	Drops    []Drop             `json:"drops"`
 	Notes    []string           `json:"notes"`    // how identity was obtained, what is missing
 	Warnings []string           `json:"warnings"` // file:line problems and flagged conditions
-	layerRTT []int64            // per LayerSet ping: the RTT the layers partition
+	// Cost is what the tracers cost each machine, as they measured it
+	// (empty for origin logs and tracers that predate it).
+	Cost     []NodeCost `json:"measurement_cost"`
+	layerRTT []int64    // per LayerSet ping: the RTT the layers partition
 	dropObs  []parse.DropObs
 }
 
@@ -492,6 +495,11 @@ func analyzeFiles(res *Result, files []*parse.File, unread []FileInfo) *joiner {
 	j := newJoiner(res, files)
 	j.unread = unread
 	j.run()
+	pings := res.Counts.Sent
+	if pings == 0 {
+		pings = res.Counts.Matched
+	}
+	res.Cost = nodeCosts(res.Manifest, files, pings)
 	return j
 }
 

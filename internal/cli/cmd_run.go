@@ -27,6 +27,7 @@ func newRunCommand() *cobra.Command {
 		interval, readyMax time.Duration
 		noAnalyze          bool
 		tracers            []string
+		maxCPU             float64
 	)
 	cmd := &cobra.Command{
 		Use:   "run -c env.yaml -o DIR",
@@ -40,7 +41,8 @@ with a manifest.json. Then it analyses DIR unless --no-analyze.
 
 Exit codes: 0 complete; 1 failed (nothing usable, e.g. a node unreachable at
 the start; or only the analysis failed); 2 bad command line or environment file; 3 partial (a node or a
-tracer was lost: what was collected is kept and analysed); 130 interrupted
+tracer was lost, or a tracer detached itself over --max-cpu: what was collected
+is kept and analysed); 130 interrupted
 (Ctrl-C: tracers stopped, collected data kept). See docs/run.md.`,
 		Example: `  pingpath run -c env.yaml -o runs/today
   pingpath run -c env.yaml -o runs/slow --count 500 --interval 20ms
@@ -57,6 +59,9 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 			if err := checkRunFlags(cmd, env, count, interval, readyMax, tracers); err != nil {
 				return err
 			}
+			if maxCPU < 0 || maxCPU != maxCPU {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--max-cpu %g: must be a positive percentage of one CPU", maxCPU)}
+			}
 			bin, pw, err := pushedBinary(cmd, env)
 			if err != nil {
 				return err
@@ -68,7 +73,7 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 					Env: env, ConfigFile: config, Dial: orchestrate.SSHDialer(sshremote.Options{}),
 					SudoPassword: pw, Progress: progress, Binary: bin, Tracers: tracers,
 				},
-				OutDir: out, Count: count, Interval: interval, ReadyTimeout: readyMax,
+				OutDir: out, Count: count, Interval: interval, ReadyTimeout: readyMax, MaxCPU: maxCPU,
 			}
 			if !cmd.Flags().Changed("tracers") {
 				opts.Tracers = builtTracers(cmd)
@@ -127,6 +132,7 @@ tracer was lost: what was collected is kept and analysed); 130 interrupted
 	f.DurationVar(&interval, "interval", 0, "ping interval (default: measurement.interval)")
 	f.DurationVar(&readyMax, "ready-timeout", 0, "how long each tracer may take to print its ready line (default 30s, 90s with origin tools)")
 	f.BoolVar(&noAnalyze, "no-analyze", false, "only collect; analyse later with pingpath analyze DIR")
+	f.Float64Var(&maxCPU, "max-cpu", 0, "every tracer's --max-cpu: it detaches itself (and the run ends partial) when tracing costs its machine more than this percentage of one CPU (default: the tracers' 5)")
 	f.StringSliceVar(&tracers, "tracers", nil, "pingpath tracers to run (default: all of vm,host,vhost-rx,vhost-tx this build has)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd

@@ -25,7 +25,10 @@ func newTraceCommand() *cobra.Command {
 starting with "ready" on stderr once every probe is attached, stops on SIGINT or
 SIGTERM, after --duration, after --max-duration (always on; with --renew-on-stdin
 counted from the last line read on stdin), or when stdin closes with
---stop-on-stdin-eof, and then writes a trailer record.`,
+--stop-on-stdin-eof, and then writes a trailer record with what tracing cost (its
+BPF programs and its own process). When that cost exceeds --max-cpu (5 % of one
+CPU by default) it detaches its probes, writes a warning record, prints a line
+starting with "detached" on stderr and stops.`,
 		Example: `  pingpath trace vm --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --format text
   pingpath trace host --src-ip 198.18.1.1 --dst-ip 198.18.2.1 --vm-interface vnet0 --phy-interface eth0
   pingpath trace vhost-rx --vm-interface vnet0 --duration 30s > vhost-rx.jsonl`,
@@ -57,6 +60,7 @@ func addTracerFlags(cmd *cobra.Command) *tracerFlags {
 	f.BoolVar(&tf.opts.RenewOnStdin, "renew-on-stdin", false, "every line on stdin renews --max-duration (for controllers that keep the tracer running: it stops --max-duration after the last line)")
 	f.DurationVar(&tf.opts.StatsInterval, "stats-interval", 0, "write a stats record with the running counters this often (0: only the trailer has them)")
 	f.StringVar(&tf.opts.BTF, "btf", "", "file with this kernel's BTF, for kernels without /sys/kernel/btf/vmlinux (pahole --btf_encode_detached, or a BTFHub-style archive's file); fentry then stays off")
+	f.Float64Var(&tf.opts.MaxCPU, "max-cpu", tracer.DefaultMaxCPU, "detach and stop when tracing costs more than this percentage of one CPU (BPF programs on all CPUs plus this process, over 2 s); cannot be disabled")
 	return tf
 }
 

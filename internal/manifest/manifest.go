@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/inputfile"
+	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/role"
 )
 
@@ -89,8 +90,12 @@ type Tracer struct {
 	Probes   []string `json:"probes,omitempty"` // "stage=method:target" as reported by the tracer header
 	ReadyMS  int64    `json:"ready_ms,omitempty"`
 	ExitCode *int     `json:"exit_code,omitempty"`
-	State    string   `json:"state"` // "ok", "failed", "lost", "not-started"
-	Error    string   `json:"error,omitempty"`
+	// State is "ok", "failed", "lost", "not-started", or "detached": the
+	// tracer stopped itself because it cost more than its --max-cpu.
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+	// Cost is what the tracer cost its machine, from its trailer.
+	Cost *record.Cost `json:"cost,omitempty"`
 }
 
 // Ping describes the ping that was run on the sender VM.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -127,6 +128,12 @@ func TestLabRunComplete(t *testing.T) {
 			started++
 			if tr.State != "ok" || len(tr.Probes) == 0 {
 				t.Errorf("%s %s: %+v", n.Role, tr.Tool, tr)
+			}
+			if c := tr.Cost; c == nil || c.WallNS == 0 || c.UserNS == 0 || c.MaxCPUPercent == 0 {
+				t.Errorf("%s %s: cost %+v", n.Role, tr.Tool, c)
+			} else {
+				t.Logf("%s %s cost: %.2f %% of a CPU (peak %.2f): BPF %d µs in %d runs, process %d µs, start %d ms",
+					n.Role, tr.Tool, c.CPUPercent, c.PeakCPUPercent, c.BPFNS/1000, c.BPFRuns, c.UserNS/1000, c.StartNS/1_000_000)
 			}
 			f, err := os.Open(filepath.Join(o.OutDir, tr.File))
 			if err != nil {
@@ -273,6 +280,70 @@ func TestLabFailures(t *testing.T) {
 				}
 			}
 		}
+		lr.noTracerLeft(t, 0)
+	})
+
+	t.Run("tracers over --max-cpu", func(t *testing.T) {
+		// A UDP flood from the sender VM through both hosts while the
+		// tracers may cost only 0.02 % of a CPU: they detach themselves,
+		// ping goes on, and the run ends partial, naming each one and why.
+		o := lr.opts
+		o.OutDir = lr.outDir(t)
+		o.Count, o.Interval = 30, 100*time.Millisecond
+		o.MaxCPU = 0.02
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		rv, _ := lr.lab.Node(lab.ReceiverVM)
+		flooded := make(chan error, 1)
+		go func() {
+			_, err := labtest.UDPFlood(ctx, lr.lab, lab.SenderVM, netip.AddrPortFrom(rv.DataIP, 9))
+			flooded <- err
+		}()
+		res, err := Run(context.Background(), o)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-flooded; err != nil {
+			t.Fatal(err)
+		}
+		m := res.Manifest
+		if m.Status != StatusPartial || res.Err == nil || !strings.Contains(res.Err.Error(), "--max-cpu") {
+			t.Fatalf("status %s err %v: want partial, naming --max-cpu", m.Status, res.Err)
+		}
+		if m.Ping.Sent != 30 {
+			t.Errorf("ping %+v: want all 30 sent", m.Ping)
+		}
+		detached := 0
+		for _, n := range m.Nodes {
+			for _, tr := range n.Tracers {
+				if tr.State == "not-started" {
+					continue
+				}
+				if tr.Cost == nil {
+					t.Errorf("%s %s: no cost in the manifest", n.Role, tr.Tool)
+					continue
+				}
+				if tr.State == "detached" {
+					detached++
+					if tr.Cost.PeakCPUPercent <= o.MaxCPU || !strings.Contains(tr.Error, "--max-cpu 0.02 %") {
+						t.Errorf("%s %s detached: %s, cost %+v", n.Role, tr.Tool, tr.Error, *tr.Cost)
+					}
+				} else if tr.State != "ok" {
+					t.Errorf("%s %s: %s %s", n.Role, tr.Tool, tr.State, tr.Error)
+				}
+			}
+		}
+		named := 0
+		for _, f := range m.Failures {
+			if strings.Contains(f.Error, "detached itself") {
+				named++
+			}
+		}
+		if detached == 0 || named != detached {
+			t.Fatalf("%d tracers detached, %d failures name it: %+v", detached, named, m.Failures)
+		}
+		t.Logf("%d tracers detached; first failure: %v", detached, res.Err)
 		lr.noTracerLeft(t, 0)
 	})
 

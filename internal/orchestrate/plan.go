@@ -39,6 +39,7 @@ type planInput struct {
 	nodes       map[string]*node // by role
 	sum         string           // SHA-256 of the pingpath binary the nodes run
 	maxDuration time.Duration
+	maxCPU      float64 // --max-cpu of our tracers (0: their default)
 }
 
 // plan returns the tracers in start phases: the receiver side (receiver VM
@@ -53,6 +54,9 @@ func plan(in planInput) [][]*tracerSpec {
 		args = append(args, "--format", "json", "--stop-on-stdin-eof", "--max-duration", in.maxDuration.String())
 		if n.spec.BTF != "" {
 			args = append(args, "--btf", n.spec.BTF)
+		}
+		if in.maxCPU > 0 {
+			args = append(args, "--max-cpu", strconv.FormatFloat(in.maxCPU, 'g', -1, 64))
 		}
 		return &tracerSpec{
 			node: n, tool: tool, args: args, sum: in.sum,

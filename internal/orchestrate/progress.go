@@ -12,7 +12,8 @@ import (
 // Progress receives what a run is doing, for the terminal.
 type Progress interface {
 	// NodeState reports a node's step ("connecting", "pushing", "starting",
-	// "tracing", "stopping", "done", "lost", "failed") with optional detail.
+	// "tracing", "stopping", "done", "lost", "failed", "detached") with
+	// optional detail.
 	NodeState(role, state, detail string)
 	// Ping reports ping's progress on the sender VM.
 	Ping(p PingStats)
@@ -176,7 +177,7 @@ func colorize(state string) string {
 		code = "32"
 	case "failed", "lost":
 		code = "31"
-	case "stopping", "interrupted":
+	case "stopping", "interrupted", "detached":
 		code = "33"
 	}
 	return "\x1b[" + code + "m" + state + "\x1b[0m"

@@ -2,15 +2,18 @@ package orchestrate
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +46,10 @@ type RunOptions struct {
 	// MaxDurationMargin is added to the expected measurement time to get
 	// every tracer's --max-duration backstop (30s).
 	MaxDurationMargin time.Duration
+	// MaxCPU is every pingpath tracer's --max-cpu (percent of one CPU; 0:
+	// the tracers' default). A tracer over it detaches itself and the run
+	// ends partial.
+	MaxCPU float64
 	// Analyze, if set, is called on the run directory at the end.
 	Analyze func(ctx context.Context, dir string) error
 }
@@ -269,7 +276,7 @@ func (r *run) connect(ctx context.Context) ([][]*tracerSpec, *remote.Local, erro
 		return nil, nil, err
 	}
 	r.bin = bin
-	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, sum: bin.SHA256, maxDuration: o.maxDuration()})), bin, nil
+	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, sum: bin.SHA256, maxDuration: o.maxDuration(), maxCPU: o.MaxCPU})), bin, nil
 }
 
 // prepare reads every node's facts (as root, which checks sudo) and pushes
@@ -504,6 +511,11 @@ func (r *run) watchLost(ctx context.Context, rt *running) {
 		}
 		return
 	}
+	if last := rt.last(); strings.HasPrefix(last, "detached ") {
+		// The tracer stopped itself over --max-cpu (its last word).
+		r.o.progress().NodeState(role, "detached", last)
+		return
+	}
 	r.o.progress().NodeState(role, "failed", rt.spec.tool+" exited early: "+rt.exitText())
 }
 
@@ -552,7 +564,16 @@ func (r *run) collect() {
 		role := rt.spec.node.role()
 		t := rt.result()
 		if !rt.spec.origin {
-			t.Probes = headerProbes(filepath.Join(r.o.OutDir, rt.spec.file))
+			file := filepath.Join(r.o.OutDir, rt.spec.file)
+			t.Probes = headerProbes(file)
+			if tr := streamTrailer(file); tr != nil {
+				t.Cost = tr.Cost
+				if tr.ExitReason == record.ExitMaxCPU && t.State == "failed" {
+					// It stopped itself rather than hurt the node: the
+					// run goes on, partial.
+					t.State, t.Error = "detached", detachedText(tr)
+				}
+			}
 		}
 		if t.State != "ok" && t.State != "not-started" && !failedStart[role+"/start "+rt.spec.tool] {
 			r.fail(role, "trace "+rt.spec.tool, errors.New(t.Error))
@@ -562,6 +583,8 @@ func (r *run) collect() {
 		switch {
 		case r.isLost(role) || t.State == "lost":
 			final[role] = "lost"
+		case t.State == "detached" && final[role] != "lost" && final[role] != "failed":
+			final[role] = "detached"
 		case t.State != "ok" && t.State != "not-started" && final[role] != "lost":
 			final[role] = "failed"
 		case final[role] == "":
@@ -648,6 +671,41 @@ func headerProbes(file string) []string {
 		}
 	}
 	return out
+}
+
+// streamTrailer reads the trailer at the end of a tracer's record stream
+// (nil when there is none).
+func streamTrailer(file string) *record.Trailer {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	// The trailer is the last line; read the end of the file only.
+	const tail = 64 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > tail {
+		if _, err := f.Seek(st.Size()-tail, io.SeekStart); err != nil {
+			return nil
+		}
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil
+	}
+	b = bytes.TrimRight(b, "\n")
+	var t record.Trailer
+	if json.Unmarshal(b[bytes.LastIndexByte(b, '\n')+1:], &t) != nil || t.Type != record.TypeTrailer {
+		return nil
+	}
+	return &t
+}
+
+// detachedText says why a tracer detached itself.
+func detachedText(t *record.Trailer) string {
+	if c := t.Cost; c != nil {
+		return fmt.Sprintf("detached itself: tracing cost %.1f %% of one CPU, more than its --max-cpu %g %%; the run went on without it", c.PeakCPUPercent, c.MaxCPUPercent)
+	}
+	return "detached itself: tracing cost more than its --max-cpu; the run went on without it"
 }
 
 // finishManifest fills node facts and total timing.

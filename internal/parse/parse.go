@@ -213,7 +213,15 @@ type File struct {
 	Sent, Received int
 	// Counters from a record trailer or an origin summary.
 	Counters map[string]uint64
-	Warnings []string
+	// Cost is what the tracer measured it cost its machine (record
+	// trailer; nil otherwise), ExitReason why it stopped, EndWallNS when.
+	Cost       *record.Cost
+	ExitReason string
+	EndWallNS  int64
+	// DetachedWallNS is when the tracer detached itself because it cost
+	// more than --max-cpu (0: it did not): it saw nothing after that.
+	DetachedWallNS int64
+	Warnings       []string
 	// Truncated is true when the producer's closing summary is missing.
 	Truncated bool
 	// Failures are the lines in which the producer said that it failed

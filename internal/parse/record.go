@@ -2,6 +2,7 @@ package parse
 
 import (
 	"sort"
+	"time"
 
 	"github.com/pingpath/pingpath/internal/parse/origin"
 
@@ -85,6 +86,9 @@ func applyHeader(f *File, h *record.Header) {
 
 func applyTrailer(f *File, t *record.Trailer) {
 	f.Counters = t.Counters
+	f.Cost = t.Cost
+	f.ExitReason = t.ExitReason
+	f.EndWallNS = f.wall(t.EndMonoNS)
 	if t.Error != "" {
 		f.warnf(0, "tracer ended with error: %s", t.Error)
 		f.Failures = append(f.Failures, origin.Failure{Text: "tracer ended with error: " + t.Error})
@@ -92,6 +96,20 @@ func applyTrailer(f *File, t *record.Trailer) {
 	if n := t.Counters["ringbuf_lost"]; n > 0 {
 		f.warnf(0, "tracer lost %d ring-buffer events", n)
 	}
+}
+
+// addWarning keeps a tracer's warning with the file's: a tracer that
+// detached itself (record.WarnMaxCPU) stopped observing at that time.
+func addWarning(f *File, line int, w *record.Warning) {
+	if w.Code != record.WarnMaxCPU {
+		f.warnf(line, "tracer warning (%s): %s", w.Code, w.Message)
+		return
+	}
+	if f.DetachedWallNS == 0 {
+		f.DetachedWallNS = f.wall(w.AtNS)
+	}
+	f.warnf(line, "the %s tracer detached itself at %s: %s; pings after that lack its vantage point (a lost one among them is located without it)",
+		f.Tool, time.Unix(0, f.DetachedWallNS).UTC().Format("15:04:05.000"), w.Message)
 }
 
 func addDrop(f *File, d *record.Drop) {

@@ -123,6 +123,13 @@ func readRecords(f *File, r io.Reader) error {
 				return
 			}
 			addDrop(f, &d)
+		case record.TypeWarning:
+			var w record.Warning
+			if err := json.Unmarshal(line, &w); err != nil {
+				f.warnf(n, "%v", err)
+				return
+			}
+			addWarning(f, n, &w)
 		case record.TypeTrailer:
 			t := &record.Trailer{}
 			if err := json.Unmarshal(line, t); err != nil {

@@ -1,6 +1,6 @@
 // Package record defines the versioned JSON-lines stream every pingpath tracer
-// writes and the analysis reads: one header record, then ping, drop and event
-// records, then one trailer record. The format is documented in
+// writes and the analysis reads: one header record, then ping, drop and
+// warning records, then one trailer record. The format is documented in
 // docs/record-format.md; change both together and bump Schema on any
 // incompatible change.
 package record
@@ -21,11 +21,31 @@ const (
 	TypeHeader  = "header"
 	TypePing    = "ping"
 	TypeDrop    = "drop"
+	TypeWarning = "warning"
 	TypeTrailer = "trailer"
 	// TypeStats is a tracer's running counters, written every
 	// --stats-interval while it runs (for controllers that keep it running:
 	// the trailer comes only at the end).
 	TypeStats = "stats"
+)
+
+// Exit reasons of a trailer (Trailer.ExitReason).
+const (
+	ExitSignal      = "signal"
+	ExitDuration    = "duration"
+	ExitMaxDuration = "max-duration"
+	ExitStdinEOF    = "stdin-eof"
+	// ExitMaxCPU: the tracer detached itself because it cost the machine
+	// more than its --max-cpu (a Warning record says by how much).
+	ExitMaxCPU = "max-cpu"
+	ExitError  = "error"
+)
+
+// Warning codes (Warning.Code).
+const (
+	// WarnMaxCPU: the tracer's own cost exceeded --max-cpu; it detached
+	// its probes and stopped tracing.
+	WarnMaxCPU = "max-cpu"
 )
 
 // Tool names (the "tool" field of the header).
@@ -122,13 +142,25 @@ type Drop struct {
 	AtNS       uint64 `json:"at_ns,omitempty"`    // when the kernel freed it
 }
 
+// Warning is something the tracer itself ran into that a reader of the
+// stream must know, e.g. that it stopped tracing before it was asked to.
+type Warning struct {
+	Type    string `json:"type"`  // always "warning"
+	AtNS    uint64 `json:"at_ns"` // CLOCK_MONOTONIC ns
+	Code    string `json:"code"`  // WarnMaxCPU
+	Message string `json:"message"`
+}
+
 // Trailer is the last record of a stream.
 type Trailer struct {
 	Type       string            `json:"type"` // always "trailer"
 	EndMonoNS  uint64            `json:"end_mono_ns"`
-	ExitReason string            `json:"exit_reason"` // "signal", "duration", "max-duration", "stdin-eof", "error"
+	ExitReason string            `json:"exit_reason"` // ExitSignal, ExitDuration, ...
 	Counters   map[string]uint64 `json:"counters"`    // events, pings, drops, incomplete, ringbuf_lost, ...
-	Error      string            `json:"error,omitempty"`
+	// Cost is what tracing cost the machine, as the tracer measured it
+	// (absent in streams of tracers that predate it).
+	Cost  *Cost  `json:"cost,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Pair is one (initiator, target) address pair of Header.Pairs.
@@ -145,6 +177,36 @@ type Stats struct {
 	Counters map[string]uint64 `json:"counters"`
 }
 
+// Cost is a tracer's own measure of what it cost the machine it ran on,
+// from its ready line to the end of tracing: the run time of its BPF
+// programs (every run counted, a random sample of runs timed; BPFNS is the
+// estimate runs × mean timed run time) and the CPU time of its process.
+type Cost struct {
+	WallNS       uint64 `json:"wall_ns"`        // ready → end of tracing
+	BPFNS        uint64 `json:"bpf_ns"`         // run time of the tracer's BPF programs, all CPUs
+	BPFRuns      uint64 `json:"bpf_runs"`       // program runs (every hook crossing, matched or not)
+	BPFTimedRuns uint64 `json:"bpf_timed_runs"` // runs actually timed: the estimate's sample
+	UserNS       uint64 `json:"user_ns"`        // CPU time of the tracer process (user + system)
+	StartNS      uint64 `json:"start_ns"`       // CPU time of the process before ready (BTF, load, attach)
+	// CPUPercent is (BPFNS + UserNS) / WallNS in percent of one CPU;
+	// PeakCPUPercent the highest over a CostWindow; MaxCPUPercent the
+	// --max-cpu limit it was held to.
+	CPUPercent     float64 `json:"cpu_percent"`
+	PeakCPUPercent float64 `json:"peak_cpu_percent"`
+	MaxCPUPercent  float64 `json:"max_cpu_percent"`
+	// Hooks splits the BPF figures by hook (the tool's names).
+	Hooks map[string]HookCost `json:"hooks,omitempty"`
+}
+
+// HookCost is the BPF cost of one hook of a tracer.
+type HookCost struct {
+	Runs uint64 `json:"runs"`
+	NS   uint64 `json:"ns"`
+}
+
+// TotalNS is the tracer's whole cost after ready: BPF and process CPU.
+func (c *Cost) TotalNS() uint64 { return c.BPFNS + c.UserNS }
+
 // Writer writes records as JSON lines.
 type Writer struct {
 	enc *json.Encoder
@@ -157,7 +219,7 @@ func NewWriter(w io.Writer) *Writer {
 	return &Writer{enc: enc}
 }
 
-// Write writes one record (a *Header, *Ping, *Drop or *Trailer) and fills in
+// Write writes one record (a *Header, *Ping, *Drop, *Warning or *Trailer) and fills in
 // its type field.
 func (w *Writer) Write(rec any) error {
 	switch r := rec.(type) {
@@ -167,6 +229,8 @@ func (w *Writer) Write(rec any) error {
 		r.Type = TypePing
 	case *Drop:
 		r.Type = TypeDrop
+	case *Warning:
+		r.Type = TypeWarning
 	case *Trailer:
 		r.Type = TypeTrailer
 	case *Stats:
@@ -182,10 +246,11 @@ func (w *Writer) Write(rec any) error {
 
 // Stream is a decoded record stream.
 type Stream struct {
-	Header  *Header
-	Pings   []Ping
-	Drops   []Drop
-	Trailer *Trailer // nil when the stream was cut short
+	Header   *Header
+	Pings    []Ping
+	Drops    []Drop
+	Warnings []Warning
+	Trailer  *Trailer // nil when the stream was cut short
 	// Stats is the last stats record (nil when there was none).
 	Stats *Stats
 	// Problems lists lines that could not be decoded ("line N: ...");
@@ -239,6 +304,11 @@ func Read(r io.Reader) (*Stream, error) {
 			var d Drop
 			if err = json.Unmarshal(b, &d); err == nil {
 				s.Drops = append(s.Drops, d)
+			}
+		case TypeWarning:
+			var w Warning
+			if err = json.Unmarshal(b, &w); err == nil {
+				s.Warnings = append(s.Warnings, w)
 			}
 		case TypeTrailer:
 			t := &Trailer{}

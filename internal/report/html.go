@@ -66,6 +66,7 @@ var pageFuncs = template.FuncMap{
 	"comparability": comparability,
 	"share":         share,
 	"rttChange":     rttChangeText,
+	"cost":          costLine,
 }
 
 var reportPage = template.Must(template.New("report").Funcs(pageFuncs).Parse(reportTemplate))

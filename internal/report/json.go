@@ -59,6 +59,8 @@ type Doc struct {
 	Prefix           string             `json:"prefix,omitempty"`
 	Files            []analyze.FileInfo `json:"files"`
 	PerPing          []PingRow          `json:"per_ping"`
+	// Cost is what the tracers cost each machine (their own measure).
+	Cost []analyze.NodeCost `json:"measurement_cost"`
 	// PerPingTruncated is true when only the first maxPerPing rows are kept.
 	PerPingTruncated bool `json:"per_ping_truncated,omitempty"`
 	// Added in v1 without breaking readers: the answer first, what was
@@ -108,7 +110,7 @@ func Build(res *analyze.Result) *Doc {
 		RTT: res.Stats[analyze.ValRTT], PingRTT: res.Stats[analyze.ValPingRTT],
 		Segments: map[string]analyze.Stats{}, Layers: res.Layers, LayerRTT: res.LayerRTTUS, LayerN: len(res.LayerSet),
 		Contrib: res.Contrib, Tail: res.Tail, Drops: res.Drops, Excluded: res.Excluded, Warnings: res.Warnings,
-		Notes: res.Notes, SharedClk: res.SharedClk, IDs: res.IDs, Vantages: res.Vantages, Files: res.Files,
+		Notes: res.Notes, Cost: res.Cost, SharedClk: res.SharedClk, IDs: res.IDs, Vantages: res.Vantages, Files: res.Files,
 		Coverage: res.Coverage, LayerRTTExcludes: res.LayerRTTExcludes, ResidualContents: res.ResidualContents, Prefix: res.Prefix,
 		Residuals: map[string]analyze.Stats{
 			"sender":   res.Stats[analyze.ValResidS],
@@ -127,6 +129,9 @@ func Build(res *analyze.Result) *Doc {
 	}
 	if d.Coverage == nil {
 		d.Coverage = []analyze.Coverage{}
+	}
+	if d.Cost == nil {
+		d.Cost = []analyze.NodeCost{}
 	}
 	for _, s := range segmentKeys(res) {
 		d.Segments[analyze.ValueNames[s]] = res.Stats[s]

@@ -150,6 +150,14 @@ func Markdown(out io.Writer, res *analyze.Result) error {
 		}
 		w.printf("\n")
 	}
+	if len(res.Cost) > 0 {
+		w.printf("## Measurement cost\n\n")
+		w.printf("What the tracers cost each machine, as they measured it themselves: their BPF programs' run time on all CPUs plus their processes' CPU time, from ready to stop. Per ping = divided by the pings sent; %% of a CPU = over the time they traced.\n\n")
+		for _, c := range res.Cost {
+			w.printf("- %s\n", costLine(c))
+		}
+		w.printf("\n")
+	}
 	w.printf("## Warnings\n\n")
 	if len(res.Warnings) == 0 {
 		w.printf("None.\n\n")
@@ -354,8 +362,21 @@ func Summary(out io.Writer, res *analyze.Result) error {
 	if len(res.Excluded) > 0 {
 		w.printf("plausibility gates refused %d value(s) (see report)\n", len(res.Excluded))
 	}
+	for _, c := range res.Cost {
+		w.printf("%s\n", costLine(c))
+	}
 	if len(res.Warnings) > 0 {
 		w.printf("%d warning(s) (see report)\n", len(res.Warnings))
 	}
 	return w.err
+}
+
+// costLine says what tracing cost one machine, in one line.
+func costLine(c analyze.NodeCost) string {
+	s := fmt.Sprintf("measurement cost on %s: %.1f µs per ping, %.2f %% of a CPU (BPF %.1f µs per ping; %s)",
+		c.Node, c.USPerPing, c.CPUPercent, c.BPFUSPerPing, strings.Join(c.Tracers, ", "))
+	if len(c.Detached) > 0 {
+		s += fmt.Sprintf("; %s detached itself over --max-cpu (peak %.1f %%)", strings.Join(c.Detached, ", "), c.PeakCPUPercent)
+	}
+	return s
 }

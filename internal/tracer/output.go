@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,6 +22,7 @@ type recordWriter struct {
 	text   TextView
 	hdr    *record.Header
 	events uint64
+	meter  *costMeter // nil until ready
 }
 
 func newRecordWriter(out *bufio.Writer, format string, hdr *record.Header, tool Tool) *recordWriter {
@@ -69,6 +71,12 @@ func (w *recordWriter) runCounters(l *Loaded, c map[string]uint64) error {
 	c["events"] = w.events
 	lost, err := l.Lost()
 	c["ringbuf_lost"] = lost
+	if w.meter != nil {
+		// The BPF side of the tracer's cost so far (the trailer's cost
+		// has the whole account).
+		bpf, runs := w.meter.bpfTotals()
+		c["bpf_ns"], c["bpf_runs"] = bpf, runs
+	}
 	var ru unix.Rusage
 	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
 		c["cpu_user_ns"] = uint64(ru.Utime.Nano())
@@ -89,8 +97,24 @@ func (w *recordWriter) stats(l *Loaded) error {
 	return w.json.Write(s)
 }
 
+// warning writes a warning record (text: a WARNING line).
+func (w *recordWriter) warning(r *record.Warning) error {
+	if w.json != nil {
+		return w.json.Write(r)
+	}
+	_, err := fmt.Fprintf(w.out, "\nWARNING: %s\n", r.Message)
+	return err
+}
+
 func (w *recordWriter) trailer(l *Loaded, reason string, counters map[string]uint64, runErr error) error {
 	t := &record.Trailer{EndMonoNS: kernel.MonotonicNS(), ExitReason: reason, Counters: map[string]uint64{}}
+	if w.meter != nil {
+		// One last reading: the drain and the flush of open flows are
+		// part of what tracing cost.
+		if err := w.meter.read(time.Now()); err == nil {
+			t.Cost = w.meter.cost()
+		}
+	}
 	for k, v := range counters {
 		t.Counters[k] = v
 	}
@@ -168,6 +192,10 @@ func WriteTrailerText(w io.Writer, t *record.Trailer) {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, t.Counters[k]))
 	}
 	fmt.Fprintf(w, "Counters: %s\n", strings.Join(parts, " "))
+	if c := t.Cost; c != nil {
+		fmt.Fprintf(w, "Cost: %.1f %% of one CPU (peak %.1f %%, --max-cpu %g %%): BPF %.3f ms in %d runs, process %.3f ms, over %.1f s\n",
+			c.CPUPercent, c.PeakCPUPercent, c.MaxCPUPercent, float64(c.BPFNS)/1e6, c.BPFRuns, float64(c.UserNS)/1e6, float64(c.WallNS)/1e9)
+	}
 	if t.Error != "" {
 		fmt.Fprintf(w, "Error: %s\n", t.Error)
 	}

@@ -19,13 +19,14 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 )
 
-// Exit reasons written to the trailer.
+// Exit reasons written to the trailer (record.Exit*).
 const (
-	ExitSignal      = "signal"
-	ExitDuration    = "duration"
-	ExitMaxDuration = "max-duration"
-	ExitStdinEOF    = "stdin-eof"
-	ExitError       = "error"
+	ExitSignal      = record.ExitSignal
+	ExitDuration    = record.ExitDuration
+	ExitMaxDuration = record.ExitMaxDuration
+	ExitStdinEOF    = record.ExitStdinEOF
+	ExitMaxCPU      = record.ExitMaxCPU
+	ExitError       = record.ExitError
 )
 
 // DefaultMaxDuration bounds every tracer run (--max-duration).
@@ -89,11 +90,19 @@ type Options struct {
 	// StatsInterval, when positive, writes a stats record (the running
 	// counters) this often.
 	StatsInterval time.Duration
-	RingBytes     uint32            // ring buffer size (power of two, ≥ page size); 0 = 4 MiB
+	// MaxCPU (percent of one CPU, > 0; 0 = DefaultMaxCPU) bounds what the
+	// tracer may cost: its BPF programs on all CPUs plus its own process,
+	// over CostWindow. Above it the tracer detaches and stops (ExitMaxCPU).
+	MaxCPU float64
+	// ProcessCPU returns the CPU time of the tracer's process so far (nil:
+	// getrusage of this process). A tracer run in-process by a test shares
+	// the process with other work and passes its own.
+	ProcessCPU func() time.Duration
+	RingBytes  uint32 // ring buffer size (power of two, ≥ page size); 0 = 4 MiB
 	// BTF is a file with the running kernel's BTF, for kernels without
 	// /sys/kernel/btf/vmlinux (--btf); "" uses the kernel's own.
-	BTF string
-	Args          map[string]string // flags as given, copied to the header
+	BTF  string
+	Args map[string]string // flags as given, copied to the header
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -121,6 +130,12 @@ func (o *Options) Validate() error {
 	}
 	if o.Duration < 0 {
 		return fmt.Errorf("--duration %s: must not be negative", o.Duration)
+	}
+	switch {
+	case o.MaxCPU == 0:
+		o.MaxCPU = DefaultMaxCPU
+	case o.MaxCPU < 0 || o.MaxCPU != o.MaxCPU:
+		return fmt.Errorf("--max-cpu %g: must be a positive percentage of one CPU (it cannot be disabled)", o.MaxCPU)
 	}
 	if o.StatsInterval < 0 || o.StatsInterval > 0 && o.StatsInterval < 100*time.Millisecond {
 		return fmt.Errorf("--stats-interval %s: must be 0 (off) or at least 100ms", o.StatsInterval)
@@ -207,11 +222,29 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 		o.OnReady(loaded)
 	}
 
-	var stats func() error
-	if o.StatsInterval > 0 {
-		stats = func() error { return w.stats(loaded) }
+	meter, err := newCostMeter(loaded, tool, o.MaxCPU, o.ProcessCPU)
+	if err != nil {
+		return w.fail(loaded, err)
 	}
-	reason, err := loop(rd, tool, out, stop, &w.events, o.StatsInterval, stats)
+	w.meter = meter
+	nextStats, lastCost := time.Now().Add(o.StatsInterval), time.Now()
+	onTick := func(now time.Time) (string, error) {
+		if now.Sub(lastCost) >= costEvery {
+			lastCost = now
+			if err := meter.read(now); err != nil {
+				return "", err
+			}
+			if _, over := meter.over(); over {
+				return ExitMaxCPU, nil
+			}
+		}
+		if o.StatsInterval > 0 && !now.Before(nextStats) {
+			nextStats = now.Add(o.StatsInterval)
+			return "", w.stats(loaded)
+		}
+		return "", nil
+	}
+	reason, err := loop(rd, tool, out, stop, &w.events, onTick)
 	if err != nil {
 		return w.fail(loaded, err)
 	}
@@ -219,19 +252,25 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	if err := loaded.Detach(); err != nil {
 		return w.fail(loaded, fmt.Errorf("detaching: %w", err))
 	}
+	if reason == ExitMaxCPU {
+		msg, _ := meter.over()
+		fmt.Fprintf(o.Stderr, "detached tool=%s reason=%s: %s\n", tool.Name(), ExitMaxCPU, msg)
+		if err := w.warning(&record.Warning{AtNS: kernel.MonotonicNS(), Code: record.WarnMaxCPU, Message: msg}); err != nil {
+			return w.fail(loaded, err)
+		}
+	}
 	if err := drain(rd, tool, &w.events); err != nil {
 		return w.fail(loaded, err)
 	}
 	return w.trailer(loaded, reason, tool.Finish(), nil)
 }
 
-// loop reads events until a stop reason arrives; every statsEvery (when
-// stats is set) it calls stats on a tick.
+// loop reads events until a stop reason arrives, or onTick (called on every
+// tick, ~100 ms) returns one.
 func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, events *uint64,
-	statsEvery time.Duration, stats func() error) (string, error) {
+	onTick func(now time.Time) (string, error)) (string, error) {
 	const tickEvery = 100 * time.Millisecond
 	var rec ringbuf.Record
-	nextStats := time.Now().Add(statsEvery)
 	// The read deadline is the next tick, so an idle ring still returns in
 	// time to tick and to see a stop, and a busy one costs no deadline
 	// update per event.
@@ -246,11 +285,8 @@ func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, 
 		if now := time.Now(); now.Sub(tick) >= tickEvery {
 			tick = now
 			tool.Tick(kernel.MonotonicNS())
-			if stats != nil && !now.Before(nextStats) {
-				nextStats = now.Add(statsEvery)
-				if err := stats(); err != nil {
-					return "", err
-				}
+			if reason, err := onTick(now); err != nil || reason != "" {
+				return reason, err
 			}
 			if err := out.Flush(); err != nil {
 				return "", fmt.Errorf("writing output: %w", err)

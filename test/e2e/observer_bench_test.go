@@ -19,6 +19,7 @@ import (
 
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
+	"github.com/pingpath/pingpath/internal/record"
 )
 
 const (
@@ -69,7 +70,10 @@ func BenchmarkObserverEffect(b *testing.B) {
 	}
 }
 
-// observe is one case of BenchmarkObserverEffect.
+// observe is one case of BenchmarkObserverEffect. With a baseline binary
+// ($PINGPATH_BENCH_BASELINE) each round also pings with the baseline's
+// tracers, so both builds are compared under the same load; metrics of the
+// baseline are suffixed "-base".
 func observe(b *testing.B, opts lab.Options, tools []string) {
 	l := labtest.Up(b, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -79,8 +83,13 @@ func observe(b *testing.B, opts lab.Options, tools []string) {
 		b.Fatal(err)
 	}
 
-	var off, on []float64
-	progs := map[ebpf.ProgramID]*progStat{}
+	bins := benchBinaries(b)
+	var off []float64
+	on := make([][]float64, len(bins))
+	progs := make([]map[ebpf.ProgramID]*progStat, len(bins))
+	for k := range progs {
+		progs[k] = map[ebpf.ProgramID]*progStat{}
+	}
 	tracedPings := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -90,45 +99,59 @@ func observe(b *testing.B, opts lab.Options, tools []string) {
 				b.Fatal(err)
 			}
 			off = append(off, rtts...)
-
-			tr := startTracers(b, ctx, l, tools)
-			rtts, err = pingSeries(ctx, l, observerPings)
-			if err != nil {
-				b.Fatal(err)
+			for k, bin := range bins {
+				tr := startTracers(b, ctx, l, tools, nil, bin)
+				rtts, err = pingSeries(ctx, l, observerPings)
+				if err != nil {
+					b.Fatal(err)
+				}
+				on[k] = append(on[k], rtts...)
+				tr.collectStats(b, progs[k]) // before stopping: the programs go with their process
+				tr.stop(b)
 			}
-			on = append(on, rtts...)
 			tracedPings += observerPings
-			tr.collectStats(b, progs) // before stopping: the programs go with their process
-			tr.stop(b)
 		}
 	}
 	b.StopTimer()
 
 	slices.Sort(off)
-	slices.Sort(on)
-	offP50, onP50 := quantile(off, 0.5), quantile(on, 0.5)
-	offP99, onP99 := quantile(off, 0.99), quantile(on, 0.99)
-	b.ReportMetric(onP50-offP50, "rtt-p50-delta-µs")
-	b.ReportMetric(onP99-offP99, "rtt-p99-delta-µs")
+	offP50, offP99 := quantile(off, 0.5), quantile(off, 0.99)
 	b.ReportMetric(offP50, "off-p50-µs")
-	b.ReportMetric(onP50, "on-p50-µs")
 	b.ReportMetric(offP99, "off-p99-µs")
-	b.ReportMetric(onP99, "on-p99-µs")
-
-	var runtime time.Duration
-	var runs uint64
-	for _, p := range progs {
-		runtime += p.runtime
-		runs += p.runs
+	for k, bin := range bins {
+		sfx := ""
+		if bin.name != "new" {
+			sfx = "-" + bin.name
+		}
+		slices.Sort(on[k])
+		onP50, onP99 := quantile(on[k], 0.5), quantile(on[k], 0.99)
+		b.ReportMetric(onP50-offP50, "rtt-p50-delta-µs"+sfx)
+		b.ReportMetric(onP99-offP99, "rtt-p99-delta-µs"+sfx)
+		b.ReportMetric(onP50, "on-p50-µs"+sfx)
+		b.ReportMetric(onP99, "on-p99-µs"+sfx)
+		var runtime time.Duration
+		var runs uint64
+		perNode := map[string]time.Duration{}
+		for _, p := range progs[k] {
+			runtime += p.runtime
+			runs += p.runs
+			perNode[p.node] += p.runtime
+		}
+		if runs == 0 {
+			b.Fatalf("the %s tracers' BPF programs never ran (%d programs found)", bin.name, len(progs[k]))
+		}
+		b.ReportMetric(float64(runtime.Nanoseconds())/float64(runs), "bpf-ns/run"+sfx)
+		b.ReportMetric(float64(runtime.Nanoseconds())/float64(tracedPings)/1e3, "bpf-µs/ping"+sfx)
+		b.ReportMetric(float64(runs)/float64(tracedPings), "bpf-runs/ping"+sfx)
+		// A node's programs run for the packets of every namespace on this
+		// machine whether or not the other nodes trace: its share is what
+		// it would cost traced alone.
+		for node, t := range perNode {
+			b.ReportMetric(float64(t.Nanoseconds())/float64(tracedPings)/1e3, "bpf-µs/ping-"+node+sfx)
+		}
+		b.Logf("%s: RTT µs over %d pings each: off p50 %.1f p99 %.1f, on p50 %.1f p99 %.1f", bin.name, len(off), offP50, offP99, onP50, onP99)
+		b.Logf("%s: BPF run time of the tracers' programs over the traced rounds (every run on the machine, not only this lab's packets):\n%s", bin.name, progTable(progs[k]))
 	}
-	if runs == 0 {
-		b.Fatalf("the tracers' BPF programs never ran (%d programs found)", len(progs))
-	}
-	b.ReportMetric(float64(runtime.Nanoseconds())/float64(runs), "bpf-ns/run")
-	b.ReportMetric(float64(runtime.Nanoseconds())/float64(tracedPings)/1e3, "bpf-µs/ping")
-	b.ReportMetric(float64(runs)/float64(tracedPings), "bpf-runs/ping")
-	b.Logf("RTT µs over %d pings each: off p50 %.1f p99 %.1f, on p50 %.1f p99 %.1f", len(off), offP50, offP99, onP50, onP99)
-	b.Logf("BPF run time of the tracers' programs over the traced rounds (every run on the machine, not only this lab's packets):\n%s", progTable(progs))
 }
 
 // pingSeries pings the receiver VM from the sender VM and returns ping's
@@ -172,10 +195,31 @@ type tracer struct {
 // tracers is one round's set.
 type tracers []*tracer
 
-// startTracers starts the tracers of the wanted tools the way `pingpath run`
-// does (docs/run.md, step 3: receivers first, each ready before the senders)
-// and returns once each has printed its ready line.
-func startTracers(b *testing.B, ctx context.Context, l *lab.Lab, wanted []string) tracers {
+// tracerBinary is a pingpath binary the benchmarks run tracers from, with
+// extra tracer flags: this build (labtest.Binary), or a baseline build to
+// compare with in the same run ($PINGPATH_BENCH_BASELINE, e.g. main's).
+type tracerBinary struct {
+	name  string // "new", "base"
+	path  string
+	extra []string
+}
+
+// benchBinaries are this build, with --max-cpu raised so that a benchmark's
+// own load never detaches it, and the baseline when one is given (which may
+// predate --max-cpu: no extra flags).
+func benchBinaries(b *testing.B) []tracerBinary {
+	bins := []tracerBinary{{name: "new", path: labtest.Binary(b), extra: []string{"--max-cpu", "10000"}}}
+	if p := os.Getenv("PINGPATH_BENCH_BASELINE"); p != "" {
+		bins = append(bins, tracerBinary{name: "base", path: p})
+	}
+	return bins
+}
+
+// startTracers starts the tracers of the wanted tools on the wanted nodes
+// (nil: all four) the way `pingpath run` does (docs/run.md, step 3:
+// receivers first, each ready before the senders) from bin, and returns
+// once each has printed its ready line.
+func startTracers(b *testing.B, ctx context.Context, l *lab.Lab, wanted, nodes []string, bin tracerBinary) tracers {
 	b.Helper()
 	svm, _ := l.Node(lab.SenderVM)
 	rvm, _ := l.Node(lab.ReceiverVM)
@@ -201,9 +245,12 @@ func startTracers(b *testing.B, ctx context.Context, l *lab.Lab, wanted []string
 	} {
 		var started tracers
 		for node, tools := range phase {
+			if nodes != nil && !slices.Contains(nodes, node) {
+				continue
+			}
 			for _, args := range tools {
 				if slices.Contains(wanted, args[0]) {
-					started = append(started, startTracer(b, ctx, l, node, args))
+					started = append(started, startTracer(b, ctx, l, node, append(args, bin.extra...), bin.path))
 				}
 			}
 		}
@@ -222,11 +269,11 @@ func startTracers(b *testing.B, ctx context.Context, l *lab.Lab, wanted []string
 	return all
 }
 
-// startTracer starts `pingpath trace ARGS` inside the node's namespace.
-func startTracer(b *testing.B, ctx context.Context, l *lab.Lab, node string, args []string) *tracer {
+// startTracer starts `BIN trace ARGS` inside the node's namespace.
+func startTracer(b *testing.B, ctx context.Context, l *lab.Lab, node string, args []string, bin string) *tracer {
 	b.Helper()
 	out := filepath.Join(b.TempDir(), node+"."+args[0]+".jsonl")
-	argv := append([]string{labtest.Binary(b), "trace"}, args...)
+	argv := append([]string{bin, "trace"}, args...)
 	argv = append(argv, "--format", "json", "--output", out, "--max-duration", "5m")
 	cmd, err := l.Command(ctx, node, argv...)
 	if err != nil {
@@ -266,9 +313,10 @@ func startTracer(b *testing.B, ctx context.Context, l *lab.Lab, node string, arg
 }
 
 // stop sends every tracer SIGINT, waits for it and checks its stream's
-// trailer: a clean exit and no ring-buffer loss.
-func (ts tracers) stop(b *testing.B) {
+// trailer: a clean exit and no ring-buffer loss. It returns the streams.
+func (ts tracers) stop(b *testing.B) []*record.Stream {
 	b.Helper()
+	var out []*record.Stream
 	for _, tr := range ts {
 		_ = tr.proc.Signal(os.Interrupt)
 	}
@@ -283,11 +331,13 @@ func (ts tracers) stop(b *testing.B) {
 		}
 		s := readStream(b, tr.out)
 		if s.Trailer == nil {
-			b.Errorf("%s %s: stream without trailer", tr.node, tr.tool)
+			b.Fatalf("%s %s: stream without trailer", tr.node, tr.tool)
 		} else if lost := s.Trailer.Counters["ringbuf_lost"]; lost != 0 {
 			b.Errorf("%s %s: %d events lost in the ring buffer", tr.node, tr.tool, lost)
 		}
+		out = append(out, s)
 	}
+	return out
 }
 
 // kill ends whatever is still running (a benchmark that failed half-way).
@@ -299,7 +349,7 @@ func (ts tracers) kill() {
 
 // progStat is the BPF run time of one of our tracers' programs.
 type progStat struct {
-	tool, name string
+	node, tool, name string
 	runtime    time.Duration
 	runs       uint64
 }
@@ -334,7 +384,7 @@ func (ts tracers) collectStats(b *testing.B, into map[ebpf.ProgramID]*progStat) 
 			}
 			// IDs are never reused while the kernel runs; each round's
 			// programs are new ones.
-			into[id] = &progStat{tool: tr.tool, name: name, runtime: st.Runtime, runs: st.RunCount}
+			into[id] = &progStat{node: tr.node, tool: tr.tool, name: name, runtime: st.Runtime, runs: st.RunCount}
 		}
 	}
 }
@@ -377,7 +427,7 @@ func progTable(progs map[ebpf.ProgramID]*progStat) string {
 	}
 	byName := map[string]*agg{}
 	for _, p := range progs {
-		k := p.tool + " " + p.name
+		k := p.node + " " + p.tool + " " + p.name
 		if byName[k] == nil {
 			byName[k] = &agg{}
 		}
@@ -390,14 +440,14 @@ func progTable(progs map[ebpf.ProgramID]*progStat) string {
 	}
 	sort.Strings(keys)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%-30s %10s %10s\n", "tool program", "runs", "ns/run")
+	fmt.Fprintf(&sb, "%-44s %10s %10s\n", "node tool program", "runs", "ns/run")
 	for _, k := range keys {
 		a := byName[k]
 		per := 0.0
 		if a.runs > 0 {
 			per = float64(a.runtime.Nanoseconds()) / float64(a.runs)
 		}
-		fmt.Fprintf(&sb, "%-30s %10d %10.0f\n", k, a.runs, per)
+		fmt.Fprintf(&sb, "%-44s %10d %10.0f\n", k, a.runs, per)
 	}
 	return sb.String()
 }

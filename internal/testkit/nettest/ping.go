@@ -242,14 +242,20 @@ func checksum(b []byte) uint16 {
 // count datagrams were sent (count 0 = until ctx ends). It returns how many
 // were sent. Nothing needs to listen: the traffic exists to be filtered out.
 func (n *Netns) UDPFlood(ctx context.Context, dst netip.AddrPort, count int) (int, error) {
+	return UDPFloodFrom(ctx, n.Do, n.Name, dst, count)
+}
+
+// UDPFloodFrom is UDPFlood from the namespace do runs functions in (named
+// where in errors), e.g. a lab node's.
+func UDPFloodFrom(ctx context.Context, do func(func() error) error, where string, dst netip.AddrPort, count int) (int, error) {
 	fd := -1
-	err := n.Do(func() error {
+	err := do(func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("netns %s: opening UDP socket: %w", n.Name, err)
+		return 0, fmt.Errorf("netns %s: opening UDP socket: %w", where, err)
 	}
 	defer unix.Close(fd)
 	sa := &unix.SockaddrInet4{Addr: dst.Addr().As4(), Port: int(dst.Port())}
@@ -261,9 +267,12 @@ func (n *Netns) UDPFlood(ctx context.Context, dst netip.AddrPort, count int) (in
 		}
 		if err := unix.Sendto(fd, payload, 0, sa); err != nil {
 			if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ECONNREFUSED) {
+				if ctx.Err() != nil {
+					break
+				}
 				continue
 			}
-			return sent, fmt.Errorf("netns %s: sending UDP to %s: %w", n.Name, dst, err)
+			return sent, fmt.Errorf("netns %s: sending UDP to %s: %w", where, dst, err)
 		}
 		sent++
 	}

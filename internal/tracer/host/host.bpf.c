@@ -17,7 +17,8 @@
 // configured addresses (pp_classify), or VXLAN/Geneve in UDP (one more read
 // for the inner headers). The drop hook does nothing while no echo packet is
 // between ingress and egress (host_n_inflight). Which device is the VM side
-// and which the physical side is decided in Go from the ifindex.
+// and which the physical side is decided in Go from the ifindex. Every
+// program's run is accounted in the cost slot of its hook (PP_COSTED).
 
 #include "pingpath.h"
 
@@ -201,41 +202,53 @@ static __always_inline int match_ip(unsigned char *head, __u32 off, struct pp_pk
 }
 
 /*
- * Echo packets between ingress and egress (or their drop) on this host,
- * keyed by inflight_key. host_n_inflight is at least the number of entries
- * (an LRU eviction or a packet leaving through an untraced device only keeps
- * it up): while it is 0 nothing can be dropped that this tracer would
- * report, and the drop hook, which fires for every skb the kernel frees with
- * a reason, leaves after one load.
+ * Echo packets between ingress and egress (or their drop) on this host: a
+ * direct-mapped table of inflight_key()s indexed by sequence number and kind
+ * (plain loads and stores: a hash map insert and delete per packet cost more
+ * than the rest of the matched path together). host_n_inflight counts the
+ * occupied slots, or more: a packet that leaves through an untraced device
+ * keeps its slot until a ping 32 sequence numbers later takes it over, and
+ * two CPUs clearing the same slot at once (one packet sent out of two
+ * ports) can miscount; either only keeps the gate open longer or, wrapping
+ * below zero, open for good, which costs time and loses nothing. While it
+ * is 0 no echo packet is inside this host, and the drop hook, which fires
+ * for every skb the kernel frees with a reason, leaves after one load.
  */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, __u8);
-} host_inflight SEC(".maps");
+#define HOST_INFLIGHT_SLOTS 64
 
+__u64 host_inflight[HOST_INFLIGHT_SLOTS] = {};
 __u64 host_n_inflight = 0;
 
+/* inflight_key identifies an echo packet (never 0: kind is 1 or 2). */
 static __always_inline __u64 inflight_key(struct pp_pkt *pkt)
 {
-	return (__u64)pkt->id << 24 | (__u64)pkt->seq << 8 | pkt->kind;
+	return (__u64)pkt->pair << 40 | (__u64)pkt->id << 24 | (__u64)pkt->seq << 8 | pkt->kind;
+}
+
+static __always_inline __u64 *inflight_slot(struct pp_pkt *pkt)
+{
+	return &host_inflight[((__u32)pkt->seq << 1 | (pkt->kind & 1)) % HOST_INFLIGHT_SLOTS];
 }
 
 static __always_inline void inflight_add(struct pp_pkt *pkt)
 {
-	__u64 key = inflight_key(pkt);
-	__u8 one = 1;
+	__u64 key = inflight_key(pkt), *slot = inflight_slot(pkt);
+	__u64 old = *slot;
 	/* A second ingress of the same packet (after decapsulation) adds nothing. */
-	if (bpf_map_update_elem(&host_inflight, &key, &one, BPF_NOEXIST) == 0)
+	if (old == key)
+		return;
+	*slot = key;
+	if (!old)
 		__sync_fetch_and_add(&host_n_inflight, 1);
 }
 
 static __always_inline void inflight_done(struct pp_pkt *pkt)
 {
-	__u64 key = inflight_key(pkt);
-	if (bpf_map_delete_elem(&host_inflight, &key) == 0)
-		__sync_fetch_and_add(&host_n_inflight, -1);
+	__u64 *slot = inflight_slot(pkt);
+	if (*slot != inflight_key(pkt))
+		return;
+	*slot = 0;
+	__sync_fetch_and_add(&host_n_inflight, -1);
 }
 
 /* Kernels before 6.2 mark a tag in metadata with a vlan_present bit (no vlan_all). */
@@ -254,27 +267,52 @@ static __always_inline __u8 skb_vlan_flag(struct sk_buff *skb)
 	return 0;
 }
 
-static __always_inline void emit(struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u8 encap,
-				 __u64 location, __u32 reason)
+/*
+ * emit sends a host event. ifindex is the device's index (read by the
+ * caller); its name is read only for drops, which happen on any device: the
+ * traced ones are named by the Go side. No comm or pid: they say nothing
+ * about a packet in softirq context.
+ */
+static __always_inline void emit(struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 ifindex,
+				 __u8 encap, __u64 location, __u32 reason)
 {
 	__u64 ts = bpf_ktime_get_ns();
-	struct host_event *e = bpf_ringbuf_reserve(&pp_events, sizeof(*e), 0);
-	if (!e) {
-		pp_count_lost();
+	struct host_event *e = pp_reserve(sizeof(*e));
+	if (!e)
 		return;
-	}
-	pp_fill_event(&e->pp, pkt, hook, dev, pp_netns, ts);
+	__builtin_memset(e, 0, sizeof(*e));
+	e->pp.ts = ts;
+	e->pp.ifindex = ifindex;
+	e->pp.cpu = bpf_get_smp_processor_id();
+	e->pp.id = pkt->id;
+	e->pp.seq = pkt->seq;
+	e->pp.hook = hook;
+	e->pp.kind = pkt->kind;
+	e->pp.icmp_type = pkt->icmp_type;
+	e->pp.pair = pkt->pair;
+	e->pp.netns = pp_netns;
+	if (hook == HOOK_DROP)
+		BPF_CORE_READ_STR_INTO(&e->pp.ifname, dev, name);
 	e->location = location;
 	e->reason = reason;
 	e->encap = encap;
-	e->pad[0] = e->pad[1] = e->pad[2] = 0;
 	pp_submit(e);
 }
 
-SEC("raw_tracepoint")
-int host_ingress_tp(struct bpf_raw_tracepoint_args *ctx)
+/*
+ * recheck_ifindex reads the index of dev, which pp_dev_ok passed (how), for
+ * a matched packet: the event carries it, and a device recognised by its
+ * learned pointer must still have a traced index (pp_dev_recheck's job: a
+ * device freed and its memory reused cannot produce events).
+ */
+static __always_inline int recheck_ifindex(struct net_device *dev, int how, __u32 *ifindex)
 {
-	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
+	*ifindex = BPF_CORE_READ(dev, ifindex);
+	return how == PP_DEV_READ || pp_ifindex_ok(*ifindex);
+}
+
+static __always_inline int on_ingress(struct sk_buff *skb)
+{
 	if (!skb)
 		return 0;
 	/* A traced device of our namespace (pp_dev_ok: a pointer compare once
@@ -290,11 +328,18 @@ int host_ingress_tp(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_frame(h.head, h.mh, &pkt, &encap) || !pp_dev_recheck(dev, how))
+	__u32 ifindex;
+	if (!match_frame(h.head, h.mh, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex))
 		return 0;
 	inflight_add(&pkt);
-	emit(&pkt, HOOK_INGRESS, dev, encap | skb_vlan_flag(skb), 0, 0);
+	emit(&pkt, HOOK_INGRESS, dev, ifindex, encap | skb_vlan_flag(skb), 0, 0);
 	return 0;
+}
+
+SEC("raw_tracepoint")
+int host_ingress_tp(struct bpf_raw_tracepoint_args *ctx)
+{
+	return PP_COSTED(HOOK_INGRESS, on_ingress((struct sk_buff *)ctx->args[0]));
 }
 
 static __always_inline int on_egress(struct sk_buff *skb, struct net_device *dev)
@@ -308,33 +353,34 @@ static __always_inline int on_egress(struct sk_buff *skb, struct net_device *dev
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_frame(h.head, h.data - h.head, &pkt, &encap) || !pp_dev_recheck(dev, how))
+	__u32 ifindex;
+	if (!match_frame(h.head, h.data - h.head, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex))
 		return 0;
 	inflight_done(&pkt);
-	emit(&pkt, HOOK_EGRESS, dev, encap | skb_vlan_flag(skb), 0, 0);
+	emit(&pkt, HOOK_EGRESS, dev, ifindex, encap | skb_vlan_flag(skb), 0, 0);
 	return 0;
 }
 
 SEC("raw_tracepoint")
 int host_egress_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-	return on_egress((struct sk_buff *)ctx->args[0], (struct net_device *)ctx->args[1]);
+	return PP_COSTED(HOOK_EGRESS, on_egress((struct sk_buff *)ctx->args[0], (struct net_device *)ctx->args[1]));
 }
 
 SEC("kprobe")
 int host_egress_kprobe(struct pt_regs *ctx)
 {
-	return on_egress((struct sk_buff *)PT_REGS_PARM1(ctx), (struct net_device *)PT_REGS_PARM2(ctx));
+	return PP_COSTED(HOOK_EGRESS,
+			 on_egress((struct sk_buff *)PT_REGS_PARM1(ctx), (struct net_device *)PT_REGS_PARM2(ctx)));
 }
 
 SEC("fentry")
 int BPF_PROG(host_egress_fentry, struct sk_buff *first, struct net_device *dev)
 {
-	return on_egress(first, dev);
+	return PP_COSTED(HOOK_EGRESS, on_egress(first, dev));
 }
 
-SEC("raw_tracepoint")
-int host_drop(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int on_drop(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	__u32 reason = host_kfree_reason ? (__u32)ctx->args[2] : 0;
@@ -343,18 +389,27 @@ int host_drop(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (!skb || !host_n_inflight)
 		return 0;
+	/* Any device of our namespace: the packet may die on its way between
+	 * the traced ones (pp_netns_ok: a pointer compare for devices seen
+	 * before). */
 	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	if (!dev || !pp_net_ok(BPF_CORE_READ(dev, nd_net.net)))
+	int how = dev ? pp_netns_ok(skb, dev) : PP_DEV_NO;
+	if (!how)
 		return 0;
-	/* Any device: the packet may die on its way between the traced ones. */
 	__u16 nh = BPF_CORE_READ(skb, network_header);
 	if (nh == PP_HDR_UNSET || nh == 0)
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_ip(BPF_CORE_READ(skb, head), nh, &pkt, &encap))
+	if (!match_ip(BPF_CORE_READ(skb, head), nh, &pkt, &encap) || !pp_dev_recheck(dev, how))
 		return 0;
 	inflight_done(&pkt);
-	emit(&pkt, HOOK_DROP, dev, encap, ctx->args[1], reason);
+	emit(&pkt, HOOK_DROP, dev, BPF_CORE_READ(dev, ifindex), encap, ctx->args[1], reason);
 	return 0;
+}
+
+SEC("raw_tracepoint")
+int host_drop(struct bpf_raw_tracepoint_args *ctx)
+{
+	return PP_COSTED(HOOK_DROP, on_drop(ctx));
 }

@@ -37,11 +37,19 @@ type hostHostEvent struct {
 	Pad      [3]uint8
 }
 
+type hostPpCost struct {
+	_       structs.HostLayout
+	Runs    uint64
+	Timed   uint64
+	TimedNs uint64
+	Skip    uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	hostMapHostInflight      = "host_inflight"
+	hostMapPpCost            = "pp_cost"
 	hostMapPpEvents          = "pp_events"
 	hostMapPpLost            = "pp_lost"
 	hostProgHostDrop         = "host_drop"
@@ -49,9 +57,11 @@ const (
 	hostProgHostEgressKprobe = "host_egress_kprobe"
 	hostProgHostEgressTp     = "host_egress_tp"
 	hostProgHostIngressTp    = "host_ingress_tp"
+	hostVarHostInflight      = "host_inflight"
 	hostVarHostKfreeReason   = "host_kfree_reason"
 	hostVarHostN_inflight    = "host_n_inflight"
 	hostVarHostUnusedEvent   = "host_unused_event"
+	hostVarPpCostMask        = "pp_cost_mask"
 	hostVarPpDevSeen         = "pp_dev_seen"
 	hostVarPpDstIp           = "pp_dst_ip"
 	hostVarPpEchoKinds       = "pp_echo_kinds"
@@ -122,18 +132,20 @@ type hostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostMapSpecs struct {
-	HostInflight *ebpf.MapSpec `ebpf:"host_inflight"`
-	PpEvents     *ebpf.MapSpec `ebpf:"pp_events"`
-	PpLost       *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpCost   *ebpf.MapSpec `ebpf:"pp_cost"`
+	PpEvents *ebpf.MapSpec `ebpf:"pp_events"`
+	PpLost   *ebpf.MapSpec `ebpf:"pp_lost"`
 }
 
 // hostVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostVariableSpecs struct {
+	HostInflight    *ebpf.VariableSpec `ebpf:"host_inflight"`
 	HostKfreeReason *ebpf.VariableSpec `ebpf:"host_kfree_reason"`
 	HostN_inflight  *ebpf.VariableSpec `ebpf:"host_n_inflight"`
 	HostUnusedEvent *ebpf.VariableSpec `ebpf:"host_unused_event"`
+	PpCostMask      *ebpf.VariableSpec `ebpf:"pp_cost_mask"`
 	PpDevSeen       *ebpf.VariableSpec `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.VariableSpec `ebpf:"pp_echo_kinds"`
@@ -171,14 +183,14 @@ func (o *hostObjects) Close() error {
 //
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostMaps struct {
-	HostInflight *ebpf.Map `ebpf:"host_inflight"`
-	PpEvents     *ebpf.Map `ebpf:"pp_events"`
-	PpLost       *ebpf.Map `ebpf:"pp_lost"`
+	PpCost   *ebpf.Map `ebpf:"pp_cost"`
+	PpEvents *ebpf.Map `ebpf:"pp_events"`
+	PpLost   *ebpf.Map `ebpf:"pp_lost"`
 }
 
 func (m *hostMaps) Close() error {
 	return _HostClose(
-		m.HostInflight,
+		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
 	)
@@ -188,9 +200,11 @@ func (m *hostMaps) Close() error {
 //
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostVariables struct {
+	HostInflight    *ebpf.Variable `ebpf:"host_inflight"`
 	HostKfreeReason *ebpf.Variable `ebpf:"host_kfree_reason"`
 	HostN_inflight  *ebpf.Variable `ebpf:"host_n_inflight"`
 	HostUnusedEvent *ebpf.Variable `ebpf:"host_unused_event"`
+	PpCostMask      *ebpf.Variable `ebpf:"pp_cost_mask"`
 	PpDevSeen       *ebpf.Variable `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.Variable `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.Variable `ebpf:"pp_echo_kinds"`

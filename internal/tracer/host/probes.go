@@ -116,8 +116,9 @@ const (
 )
 
 // decode turns a ring buffer record into an Event. sides maps a traced
-// ifindex to its class.
-func decode(raw []byte, sides map[uint32]Side) (Event, error) {
+// ifindex to its class, names to its name (the BPF side names only the
+// devices of drops, which can be any).
+func decode(raw []byte, sides map[uint32]Side, names map[uint32]string) (Event, error) {
 	pe, err := tracer.DecodeEvent(raw)
 	if err != nil {
 		return Event{}, err
@@ -132,6 +133,9 @@ func decode(raw []byte, sides map[uint32]Side) (Event, error) {
 	}
 	if e.Kind != KindDrop {
 		e.Side = sides[pe.Ifindex]
+	}
+	if e.Dev == "" {
+		e.Dev = names[pe.Ifindex]
 	}
 	return e, nil
 }

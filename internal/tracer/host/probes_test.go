@@ -45,7 +45,7 @@ func TestDecode(t *testing.T) {
 	if err := binary.Write(&buf, binary.NativeEndian, &e); err != nil {
 		t.Fatal(err)
 	}
-	got, err := decode(buf.Bytes(), map[uint32]Side{7: SideVM})
+	got, err := decode(buf.Bytes(), map[uint32]Side{7: SideVM}, map[uint32]string{7: "configured-name"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,17 @@ func TestDecode(t *testing.T) {
 	if got != want {
 		t.Errorf("decode = %+v, want %+v", got, want)
 	}
-	if _, err := decode(buf.Bytes()[:70], nil); err == nil {
+	// Ingress and egress events carry no name (the BPF side does not read
+	// it): the configured interface's name is used.
+	e.Pp.Ifname = [16]int8{}
+	buf.Reset()
+	if err := binary.Write(&buf, binary.NativeEndian, &e); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := decode(buf.Bytes(), map[uint32]Side{7: SideVM}, map[uint32]string{7: "vnet7"}); err != nil || got.Dev != "vnet7" {
+		t.Errorf("decode without a name = %+v, %v; want Dev vnet7", got, err)
+	}
+	if _, err := decode(buf.Bytes()[:70], nil, nil); err == nil {
 		t.Error("short record decoded")
 	}
 }

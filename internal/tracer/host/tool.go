@@ -47,8 +47,10 @@ type Tool struct {
 	netns uint64
 	sides map[uint32]Side
 	ifidx []uint32
-	// ifindexOf maps each configured interface name to its index.
+	// ifindexOf maps each configured interface name to its index, nameOf
+	// back.
 	ifindexOf map[string]uint32
+	nameOf    map[uint32]string
 	corr      *Correlator
 	text      textStats
 }
@@ -81,7 +83,7 @@ func New(cfg Config) (*Tool, error) {
 	if len(cfg.VMInterfaces) == 0 || len(cfg.PhyInterfaces) == 0 {
 		return nil, tracer.Usage("both --vm-interface and --phy-interface are required")
 	}
-	t := &Tool{cfg: cfg, sides: map[uint32]Side{}, ifindexOf: map[string]uint32{}}
+	t := &Tool{cfg: cfg, sides: map[uint32]Side{}, ifindexOf: map[string]uint32{}, nameOf: map[uint32]string{}}
 	for _, l := range []struct {
 		flag  string
 		names []string
@@ -98,6 +100,7 @@ func New(cfg Config) (*Tool, error) {
 			}
 			t.sides[idx] = l.side
 			t.ifindexOf[name] = idx
+			t.nameOf[idx] = name
 			t.ifidx = append(t.ifidx, idx)
 		}
 	}
@@ -231,7 +234,7 @@ func dropNaming() (reason func(uint32) string, symbol func(uint64) string) {
 
 // Event implements tracer.Tool.
 func (t *Tool) Event(raw []byte) error {
-	e, err := decode(raw, t.sides)
+	e, err := decode(raw, t.sides, t.nameOf)
 	if err != nil {
 		return err
 	}
@@ -256,4 +259,10 @@ func (t *Tool) Finish() map[string]uint64 {
 		"other_role":             c.OtherRole,
 		"unmatched_kernel_drops": c.Unmatched,
 	}
+}
+
+// CostHooks implements tracer.CostHooks: the BPF programs account their runs
+// under their hook (KindIngress, KindEgress, KindDrop).
+func (t *Tool) CostHooks() map[uint32]string {
+	return map[uint32]string{uint32(KindIngress): hookIngress, uint32(KindEgress): hookEgress, uint32(KindDrop): hookDrop}
 }

@@ -187,13 +187,24 @@ func unbridge(t testing.TB, ns *nettest.Netns, name string) {
 // the real binary would run there) and waits for its ready line.
 func startTracer(t testing.TB, h testHost, cfg Config) *tracertest.Tracer {
 	t.Helper()
+	return startTracerOpts(t, h, cfg, tracer.Options{})
+}
+
+// startTracerOpts is startTracer with tracer options (the probe rung is
+// the test's).
+func startTracerOpts(t testing.TB, h testHost, cfg Config, opts tracer.Options) *tracertest.Tracer {
+	t.Helper()
 	if len(cfg.VMInterfaces) == 0 {
 		cfg.VMInterfaces = []string{h.vnet}
 	}
 	if len(cfg.PhyInterfaces) == 0 {
 		cfg.PhyInterfaces = []string{h.phy}
 	}
-	return startTracerIn(t, h.ns.Name, h.ns.Do, cfg)
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 500 * time.Millisecond
+	}
+	opts.Probe = testenv.Probe()
+	return tracertest.Start(t, h.ns.Name, h.ns.Do, func() (tracer.Tool, error) { return New(cfg) }, opts)
 }
 
 // startTracerIn runs the host tracer through do, which runs a function on a

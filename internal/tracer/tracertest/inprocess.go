@@ -10,6 +10,7 @@ package tracertest
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +34,8 @@ const (
 type Tracer struct {
 	out, errOut syncBuffer
 	cancel      context.CancelFunc
-	done        chan error
+	exited      chan struct{} // closed when tracer.Run returned (err)
+	err         error
 	where       string
 
 	mu  sync.Mutex
@@ -69,14 +71,16 @@ func (s *syncBuffer) Bytes() []byte {
 // runs it here) with opts, and waits for the ready line. where names the
 // place in failure messages. Stdout, Stderr, Stdin and OnReady of opts are
 // set by Start; Format defaults to json and MaxDuration to 2 minutes. The
-// tracer is cancelled at the end of the test.
+// tracer's cost counts its BPF programs only (ProcessCPU is zero): the test
+// process's other work is not the tracer's. The tracer is cancelled at the
+// end of the test.
 func Start(t testing.TB, where string, do func(func() error) error, newTool func() (tracer.Tool, error), opts tracer.Options) *Tracer {
 	t.Helper()
 	if do == nil {
 		do = func(f func() error) error { return f() }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rt := &Tracer{cancel: cancel, done: make(chan error, 1), where: where}
+	rt := &Tracer{cancel: cancel, exited: make(chan struct{}), where: where}
 	ready := make(chan struct{})
 	if opts.Format == "" {
 		opts.Format = "json"
@@ -85,6 +89,9 @@ func Start(t testing.TB, where string, do func(func() error) error, newTool func
 		opts.MaxDuration = 2 * time.Minute
 	}
 	opts.Stdout, opts.Stderr, opts.Stdin = &rt.out, &rt.errOut, bytes.NewReader(nil)
+	if opts.ProcessCPU == nil {
+		opts.ProcessCPU = func() time.Duration { return 0 }
+	}
 	opts.OnReady = func(l *tracer.Loaded) {
 		rt.mu.Lock()
 		rt.ids = append([]ebpf.ProgramID(nil), l.ProgramIDs...)
@@ -92,20 +99,21 @@ func Start(t testing.TB, where string, do func(func() error) error, newTool func
 		close(ready)
 	}
 	go func() {
-		rt.done <- do(func() error {
+		rt.err = do(func() error {
 			tool, err := newTool()
 			if err != nil {
 				return err
 			}
 			return tracer.Run(ctx, tool, opts)
 		})
+		close(rt.exited)
 	}()
 	t.Cleanup(cancel)
 	select {
 	case <-ready:
-	case err := <-rt.done:
+	case <-rt.exited:
 		cancel()
-		t.Fatalf("tracer in %s exited before ready: %v (stderr: %s)", where, err, rt.errOut.String())
+		t.Fatalf("tracer in %s exited before ready: %v (stderr: %s)", where, rt.err, rt.errOut.String())
 	case <-time.After(StartTimeout):
 		cancel()
 		t.Fatalf("tracer in %s not ready after %v (stderr: %s)", where, StartTimeout, rt.errOut.String())
@@ -126,15 +134,30 @@ func (rt *Tracer) ProgramIDs() []ebpf.ProgramID {
 // Output is the record stream written so far.
 func (rt *Tracer) Output() string { return rt.out.String() }
 
+// StderrContains tells whether the tracer's stderr holds s.
+func (rt *Tracer) StderrContains(s string) bool { return strings.Contains(rt.errOut.String(), s) }
+
+// WaitExit waits up to timeout for the tracer to stop by itself and tells
+// whether it did (Stop then checks how).
+func (rt *Tracer) WaitExit(t testing.TB, timeout time.Duration) bool {
+	t.Helper()
+	select {
+	case <-rt.exited:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
 // Stop cancels the tracer, requires a clean exit and a well-formed stream
 // with a trailer, checks that its programs are gone and returns the stream.
 func (rt *Tracer) Stop(t testing.TB) *record.Stream {
 	t.Helper()
 	rt.cancel()
 	select {
-	case err := <-rt.done:
-		if err != nil {
-			t.Fatalf("tracer in %s: %v (stderr: %s)", rt.where, err, rt.errOut.String())
+	case <-rt.exited:
+		if rt.err != nil {
+			t.Fatalf("tracer in %s: %v (stderr: %s)", rt.where, rt.err, rt.errOut.String())
 		}
 	case <-time.After(StopTimeout):
 		t.Fatalf("tracer in %s did not stop within %v", rt.where, StopTimeout)

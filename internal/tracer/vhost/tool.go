@@ -473,3 +473,13 @@ func (t *Tool) Finish() map[string]uint64 {
 	out["correlated_events"] = t.corr.Counters()["events"]
 	return out
 }
+
+// CostHooks implements tracer.CostHooks: the BPF programs account their runs
+// under the kind of event they report.
+func (t *Tool) CostHooks() map[uint32]string {
+	out := map[uint32]string{}
+	for k, name := range kindNames {
+		out[uint32(k)] = name
+	}
+	return out
+}

@@ -47,28 +47,29 @@ enum vh_method {
 };
 
 // A stage's programs share one handler and differ in attach method only.
-// VH_PROGS(base, (args), expr) defines base_fentry and base_kprobe with the
-// kernel function's arguments args, returning expr; VH_PROGS_TP adds
-// base_tp for the raw tracepoint with the same arguments. expr sees the
-// attach method of the program as `method` (enum vh_method).
+// VH_PROGS(base, slot, (args), expr) defines base_fentry and base_kprobe
+// with the kernel function's arguments args, returning expr, each run
+// accounted in cost slot slot (the event kind); VH_PROGS_TP adds base_tp for
+// the raw tracepoint with the same arguments. expr sees the attach method of
+// the program as `method` (enum vh_method).
 #define VH_ARGS(...) __VA_ARGS__
-#define VH_PROGS(base, args, ...)                                                                  \
+#define VH_PROGS(base, slot, args, ...)                                                            \
 	SEC("fentry") int BPF_PROG(base##_fentry, VH_ARGS args)                                    \
 	{                                                                                          \
 		const __u8 method = M_FENTRY;                                                      \
-		return __VA_ARGS__;                                                                \
+		return PP_COSTED(slot, __VA_ARGS__);                                               \
 	}                                                                                          \
 	SEC("kprobe") int BPF_KPROBE(base##_kprobe, VH_ARGS args)                                  \
 	{                                                                                          \
 		const __u8 method = M_KPROBE;                                                      \
-		return __VA_ARGS__;                                                                \
+		return PP_COSTED(slot, __VA_ARGS__);                                               \
 	}
-#define VH_PROGS_TP(base, args, ...)                                                               \
-	VH_PROGS(base, args, __VA_ARGS__)                                                          \
+#define VH_PROGS_TP(base, slot, args, ...)                                                         \
+	VH_PROGS(base, slot, args, __VA_ARGS__)                                                    \
 	SEC("raw_tracepoint") int BPF_PROG(base##_tp, VH_ARGS args)                                \
 	{                                                                                          \
 		const __u8 method = M_TRACEPOINT;                                                  \
-		return __VA_ARGS__;                                                                \
+		return PP_COSTED(slot, __VA_ARGS__);                                               \
 	}
 
 // The vhost event: the common pingpath event (hook = enum vh_kind; id, seq,
@@ -147,14 +148,72 @@ struct {
 	__type(value, __u8);
 } watch_tasks SEC(".maps");
 
-// Vcpu tasks inside ioeventfd_write (the kick), so that the vhost poll
-// wake-up they cause can be told from socket wake-ups.
+// vhost-tx keeps each transmit's chain in BPF and emits it only when the
+// packet turns out to be ours at netif_receive (the ICMP identity is known
+// only there): every packet a guest sends crosses tun_sendmsg, and emitting
+// kick, wake-up, handle_tx and sendmsg for all of them put ring-buffer and
+// user-space work on every packet nobody asked about. The maps hold the
+// events exactly as they would have been emitted; a matched packet emits
+// those of its chain not emitted yet, in chain order, so the correlator
+// (tx.go) links the same events it would have seen.
+
+// Each vcpu task's latest kick (ioeventfd_write), so that the vhost poll
+// wake-up it causes can be told from socket wake-ups and carries it.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
-	__type(value, __u64);
-} kicking SEC(".maps");
+	__type(value, struct vh_event);
+} tx_kicks SEC(".maps");
+
+// A vhost work woken and not yet handled: the kick and wake-up of the first
+// wake-up while it was queued (later ones merge into the same pass).
+struct tx_queued {
+	struct vh_event kick; // pp.ts == 0: the wake-up had no KVM kick
+	struct vh_event wakeup;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct tx_queued);
+} tx_queued SEC(".maps");
+
+// A vhost worker's (or user space backend thread's) current pass: what
+// started it and its latest tun_sendmsg. sent has a TX_* bit per event
+// already emitted for an earlier matched packet of the pass.
+#define TX_KICK 1
+#define TX_WAKEUP 2
+#define TX_HANDLE 4
+#define TX_SENDMSG 8
+
+struct tx_run {
+	struct tx_queued q;
+	struct vh_event handle_tx;
+	struct vh_event sendmsg;
+	__u32 sent;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct tx_run);
+} tx_runs SEC(".maps");
+
+// A zeroed value to create tx_runs entries from (too big for the stack).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tx_run);
+} tx_zero SEC(".maps");
+
+// How long a stored kick or wake-up may wait for what follows it (the Go
+// side's Stale is the same second).
+#define TX_STALE_NS 1000000000ULL
 
 // (tgid << 32 | fd) of the tun files of the vnet, for the write(2) rung.
 struct {
@@ -173,15 +232,9 @@ struct {
 	__type(value, __u64);
 } last_irqfd SEC(".maps");
 
-// vh_reserve reserves and fills an event's common part; the caller fills the
-// rest and submits. A full ring buffer is counted in pp_lost.
-static __always_inline struct vh_event *vh_reserve(__u8 kind, __u8 method, __u64 ts)
+// vh_fill fills an event's common part (the caller fills the rest).
+static __always_inline void vh_fill(struct vh_event *e, __u8 kind, __u8 method, __u64 ts)
 {
-	struct vh_event *e = bpf_ringbuf_reserve(&pp_events, sizeof(*e), 0);
-	if (!e) {
-		pp_count_lost();
-		return 0;
-	}
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__builtin_memset(e, 0, sizeof(*e));
 	e->pp.ts = ts;
@@ -192,6 +245,15 @@ static __always_inline struct vh_event *vh_reserve(__u8 kind, __u8 method, __u64
 	bpf_get_current_comm(e->pp.comm, sizeof(e->pp.comm));
 	e->tid = (__u32)pid_tgid;
 	e->method = method;
+}
+
+// vh_reserve reserves and fills an event's common part; the caller fills the
+// rest and submits. A full ring buffer is counted in pp_lost.
+static __always_inline struct vh_event *vh_reserve(__u8 kind, __u8 method, __u64 ts)
+{
+	struct vh_event *e = pp_reserve(sizeof(*e));
+	if (e)
+		vh_fill(e, kind, method, ts);
 	return e;
 }
 
@@ -233,7 +295,7 @@ static __always_inline int on_tun_xmit(struct sk_buff *skb, struct net_device *d
 }
 
 // tun_net_xmit(skb, dev); net:net_dev_start_xmit(skb, dev).
-VH_PROGS_TP(s1, (struct sk_buff *skb, struct net_device *dev), on_tun_xmit(skb, dev, method))
+VH_PROGS_TP(s1, VH_TUN_XMIT, (struct sk_buff *skb, struct net_device *dev), on_tun_xmit(skb, dev, method))
 
 static __always_inline void arm_task(__u64 ts)
 {
@@ -265,14 +327,14 @@ static __always_inline int on_skb_taken(void *skb, __u8 kind, __u8 probe, int fo
 }
 
 // vhost-net hands tun the skb it took from the tun ring in msg_control.
-VH_PROGS(s2, (struct socket *sock, struct msghdr *m), on_skb_taken(BPF_CORE_READ(m, msg_control), VH_VHOST_RECV, method, 1))
+VH_PROGS(s2, VH_VHOST_RECV, (struct socket *sock, struct msghdr *m), on_skb_taken(BPF_CORE_READ(m, msg_control), VH_VHOST_RECV, method, 1))
 
 // tun_put_user copies the packet with skb_copy_datagram_iter, in the task of
 // whoever reads the tun queue (the vhost worker, or a user space backend).
 SEC("raw_tracepoint")
 int BPF_PROG(s2_tp, struct sk_buff *skb, int len)
 {
-	return on_skb_taken(skb, VH_VHOST_RECV, M_TRACEPOINT, 0);
+	return PP_COSTED(VH_VHOST_RECV, on_skb_taken(skb, VH_VHOST_RECV, M_TRACEPOINT, 0));
 }
 
 // consume_skb(skb) (6.3+ adds the caller's location: not read, so that one
@@ -280,7 +342,7 @@ int BPF_PROG(s2_tp, struct sk_buff *skb, int len)
 SEC("raw_tracepoint")
 int BPF_PROG(skb_consumed, struct sk_buff *skb)
 {
-	return on_skb_taken(skb, VH_SKB_CONSUMED, M_TRACEPOINT, 1);
+	return PP_COSTED(VH_SKB_CONSUMED, on_skb_taken(skb, VH_SKB_CONSUMED, M_TRACEPOINT, 1));
 }
 
 static __always_inline int on_skb_dropped(struct sk_buff *skb, void *location, __u32 reason)
@@ -303,7 +365,7 @@ static __always_inline int on_skb_dropped(struct sk_buff *skb, void *location, _
 SEC("raw_tracepoint")
 int BPF_PROG(skb_dropped, struct sk_buff *skb, void *location, int reason)
 {
-	return on_skb_dropped(skb, location, (__u32)reason);
+	return PP_COSTED(VH_SKB_DROPPED, on_skb_dropped(skb, location, (__u32)reason));
 }
 
 // ... and kfree_skb(skb, location) before: a raw tracepoint program may not
@@ -311,7 +373,7 @@ int BPF_PROG(skb_dropped, struct sk_buff *skb, void *location, int reason)
 SEC("raw_tracepoint")
 int BPF_PROG(skb_dropped_noreason, struct sk_buff *skb, void *location)
 {
-	return on_skb_dropped(skb, location, 0);
+	return PP_COSTED(VH_SKB_DROPPED, on_skb_dropped(skb, location, 0));
 }
 
 // task_armed reports whether the current task took a traced packet recently
@@ -345,12 +407,12 @@ static __always_inline int on_armed_event(__u8 kind, __u8 probe, __u64 key, __u6
 }
 
 // S3: vhost_add_used_and_signal_n(dev, vq, heads, count) or vhost_signal(dev, vq).
-VH_PROGS(s3, (void *dev, void *vq), on_armed_event(VH_VHOST_SIGNAL, method, (__u64)dev, (__u64)vq, 0))
+VH_PROGS(s3, VH_VHOST_SIGNAL, (void *dev, void *vq), on_armed_event(VH_VHOST_SIGNAL, method, (__u64)dev, (__u64)vq, 0))
 
 // eventfd_signal(ctx, n) before 6.8, eventfd_signal_mask(ctx, mask) from
 // 6.8 (eventfd_signal became an inline wrapper): ctx is the first argument
 // of both, so one program serves either symbol.
-VH_PROGS(eventfd, (void *ctx_), on_armed_event(VH_EVENTFD, method, (__u64)ctx_, 0, 0))
+VH_PROGS(eventfd, VH_EVENTFD, (void *ctx_), on_armed_event(VH_EVENTFD, method, (__u64)ctx_, 0, 0))
 
 // S4: irqfd_wakeup(wait, mode, sync, key). The irqfd's eventfd and GSI are
 // read with CO-RE where the kernel's BTF describes struct kvm_kernel_irqfd.
@@ -368,7 +430,7 @@ static __always_inline int on_irqfd(wait_queue_entry_t *wait, __u64 flags, __u8 
 	return on_armed_event(VH_IRQFD, probe, ctx_, (__u64)wait, gsi);
 }
 
-VH_PROGS(s4, (wait_queue_entry_t *wait, unsigned mode, int sync, void *key), on_irqfd(wait, (__u64)key, method))
+VH_PROGS(s4, VH_IRQFD, (wait_queue_entry_t *wait, unsigned mode, int sync, void *key), on_irqfd(wait, (__u64)key, method))
 
 // S5: interrupt injection. Reported in the armed task (the irqfd fast path
 // injects synchronously) or, shortly after an irqfd wake-up, in any task
@@ -403,33 +465,47 @@ static __always_inline int on_kvm_irq(__u8 method, __u8 src, __u64 key2, __u32 a
 }
 
 // (vcpu, vector): vmx_deliver_posted_interrupt.
-VH_PROGS(s5_vec2, (void *vcpu, int vector), on_kvm_irq(method, IRQ_POSTED, (__u64)vcpu, vector))
+VH_PROGS(s5_vec2, VH_KVM_IRQ, (void *vcpu, int vector), on_kvm_irq(method, IRQ_POSTED, (__u64)vcpu, vector))
 
 // (apic, delivery_mode, trig_mode, vector): vmx_deliver_interrupt, svm_deliver_interrupt.
-VH_PROGS(s5_vec4, (void *apic, int dm, int tm, int vector), on_kvm_irq(method, IRQ_DELIVER, (__u64)apic, vector))
+VH_PROGS(s5_vec4, VH_KVM_IRQ, (void *apic, int dm, int tm, int vector), on_kvm_irq(method, IRQ_DELIVER, (__u64)apic, vector))
 
 // (routing entry, kvm, ...): kvm_arch_set_irq_inatomic, kvm_set_msi_irq.
-VH_PROGS(s5_arg1, (void *arg1), on_kvm_irq(method, IRQ_INATOMIC, (__u64)arg1, 0))
+VH_PROGS(s5_arg1, VH_KVM_IRQ, (void *arg1), on_kvm_irq(method, IRQ_INATOMIC, (__u64)arg1, 0))
 
 SEC("raw_tracepoint")
 int BPF_PROG(s5_tp_apic, __u32 apicid, __u16 dm, __u16 tm, __u8 vec)
 {
-	return on_kvm_irq(M_TRACEPOINT, IRQ_APIC, apicid, vec);
+	return PP_COSTED(VH_KVM_IRQ, on_kvm_irq(M_TRACEPOINT, IRQ_APIC, apicid, vec));
 }
 
 SEC("raw_tracepoint")
 int BPF_PROG(s5_tp_msi, __u64 address, __u64 data)
 {
-	return on_kvm_irq(M_TRACEPOINT, IRQ_MSI, address, (__u32)(data & 0xff));
+	return PP_COSTED(VH_KVM_IRQ, on_kvm_irq(M_TRACEPOINT, IRQ_MSI, address, (__u32)(data & 0xff)));
 }
 
 SEC("raw_tracepoint")
 int BPF_PROG(s5_tp_set_irq, unsigned int gsi, int level, int irq_source_id)
 {
-	return on_kvm_irq(M_TRACEPOINT, IRQ_SET_IRQ, 0, gsi);
+	return PP_COSTED(VH_KVM_IRQ, on_kvm_irq(M_TRACEPOINT, IRQ_SET_IRQ, 0, gsi));
 }
 
 /* ---------------------------------------------------------------- vhost-tx */
+
+// tx_run_of returns the current task's pass, created empty when missing.
+static __always_inline struct tx_run *tx_run_of(__u32 tid)
+{
+	struct tx_run *r = bpf_map_lookup_elem(&tx_runs, &tid);
+	if (r)
+		return r;
+	__u32 zero = 0;
+	struct tx_run *z = bpf_map_lookup_elem(&tx_zero, &zero);
+	if (!z)
+		return 0;
+	bpf_map_update_elem(&tx_runs, &tid, z, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&tx_runs, &tid);
+}
 
 // Guest kick: ioeventfd_write(vcpu, this, addr, len, val) in a vcpu thread.
 static __always_inline int on_kick(void *dev, __u8 probe)
@@ -437,23 +513,20 @@ static __always_inline int on_kick(void *dev, __u8 probe)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	if (vh_qemu_tgid && (pid_tgid >> 32) != vh_qemu_tgid)
 		return 0;
-	__u64 ts = bpf_ktime_get_ns();
 	__u32 tid = (__u32)pid_tgid;
-	bpf_map_update_elem(&kicking, &tid, &ts, BPF_ANY);
-	struct vh_event *e = vh_reserve(VH_KICK, probe, ts);
-	if (!e)
-		return 0;
-	e->key = (__u64)dev;
-	pp_submit(e);
+	struct vh_event ev;
+	vh_fill(&ev, VH_KICK, probe, bpf_ktime_get_ns());
+	ev.key = (__u64)dev;
+	bpf_map_update_elem(&tx_kicks, &tid, &ev, BPF_ANY);
 	return 0;
 }
 
-VH_PROGS(kick, (void *vcpu, void *this), on_kick(this, method))
+VH_PROGS(kick, VH_KICK, (void *vcpu, void *this), on_kick(this, method))
 
 // vhost_poll_wakeup(wait, mode, sync, key) runs inside the eventfd_signal of
 // a kick: in a vcpu thread inside ioeventfd_write (KVM), or in the thread of
 // a user space driver that wrote the kick eventfd. Both are tasks of the
-// owner process; a KVM kick is also remembered in `kicking`. struct
+// owner process; a KVM kick of this task just before is taken along. struct
 // vhost_poll keeps its work right after its wait entry (since 4.x), so
 // &poll->work = wait + sizeof(wait_queue_entry_t): the key handle_tx_kick
 // is called with.
@@ -461,41 +534,92 @@ static __always_inline int on_poll_wakeup(void *wait, __u8 method)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
-	__u64 *at = bpf_map_lookup_elem(&kicking, &tid);
 	__u64 ts = bpf_ktime_get_ns();
-	int kvm_kick = at && ts - *at <= 1000000;
+	struct vh_event *kick = bpf_map_lookup_elem(&tx_kicks, &tid);
+	int kvm_kick = kick && ts >= kick->pp.ts && ts - kick->pp.ts <= 1000000;
 	if (!kvm_kick && (!vh_qemu_tgid || (pid_tgid >> 32) != vh_qemu_tgid))
 		return 0;
-	struct vh_event *e = vh_reserve(VH_POLL_WAKEUP, method, ts);
-	if (!e)
+	__u64 work = (__u64)wait + bpf_core_type_size(struct wait_queue_entry);
+	// Kicks while the work is queued merge into one handle_tx pass: keep
+	// the first wake-up, unless it went stale without a pass.
+	struct tx_queued *q = bpf_map_lookup_elem(&tx_queued, &work);
+	if (q && ts - q->wakeup.pp.ts <= TX_STALE_NS) {
+		if (kvm_kick)
+			bpf_map_delete_elem(&tx_kicks, &tid);
 		return 0;
-	e->key = (__u64)wait + bpf_core_type_size(struct wait_queue_entry);
-	e->key2 = (__u64)wait;
-	pp_submit(e);
+	}
+	__u32 zero = 0;
+	struct tx_run *z = bpf_map_lookup_elem(&tx_zero, &zero);
+	if (!z)
+		return 0;
+	bpf_map_update_elem(&tx_queued, &work, &z->q, BPF_ANY);
+	q = bpf_map_lookup_elem(&tx_queued, &work);
+	if (!q)
+		return 0;
+	if (kvm_kick) {
+		__builtin_memcpy(&q->kick, kick, sizeof(q->kick));
+		bpf_map_delete_elem(&tx_kicks, &tid);
+	}
+	vh_fill(&q->wakeup, VH_POLL_WAKEUP, method, ts);
+	q->wakeup.key = work;
+	q->wakeup.key2 = (__u64)wait;
 	return 0;
 }
 
-VH_PROGS(wakeup, (void *wait), on_poll_wakeup(wait, method))
+VH_PROGS(wakeup, VH_POLL_WAKEUP, (void *wait), on_poll_wakeup(wait, method))
 
-static __always_inline int on_tx_event(__u8 kind, __u8 probe, __u64 key, __u32 aux)
+// tx_task_ok: the current task may carry the VM's transmits. vhost workers
+// are kernel threads before 6.4 (watched by tid) and threads of QEMU from
+// 6.4 on.
+static __always_inline int tx_task_ok(__u64 pid_tgid)
+{
+	__u32 tid = (__u32)pid_tgid;
+	return !vh_qemu_tgid || (pid_tgid >> 32) == vh_qemu_tgid || bpf_map_lookup_elem(&watch_tasks, &tid);
+}
+
+// handle_tx_kick(work): a new pass of the worker, started by the wake-up
+// queued for work.
+static __always_inline int on_handle_tx(__u64 work, __u8 method)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid;
-	// vhost workers are kernel threads before 6.4 (watched by tid) and
-	// threads of QEMU from 6.4 on.
-	if (vh_qemu_tgid && (pid_tgid >> 32) != vh_qemu_tgid && !bpf_map_lookup_elem(&watch_tasks, &tid))
+	if (!tx_task_ok(pid_tgid))
 		return 0;
-	struct vh_event *e = vh_reserve(kind, probe, bpf_ktime_get_ns());
-	if (!e)
+	struct tx_run *r = tx_run_of((__u32)pid_tgid);
+	if (!r)
 		return 0;
-	e->key = key;
-	e->aux = aux;
-	pp_submit(e);
+	r->sent = 0;
+	r->sendmsg.pp.ts = 0;
+	struct tx_queued *q = bpf_map_lookup_elem(&tx_queued, &work);
+	if (q) {
+		__builtin_memcpy(&r->q, q, sizeof(r->q));
+		bpf_map_delete_elem(&tx_queued, &work);
+	} else {
+		r->q.kick.pp.ts = 0;
+		r->q.wakeup.pp.ts = 0;
+	}
+	vh_fill(&r->handle_tx, VH_HANDLE_TX, method, bpf_ktime_get_ns());
+	r->handle_tx.key = work;
 	return 0;
 }
 
-VH_PROGS(handle_tx, (void *work), on_tx_event(VH_HANDLE_TX, method, (__u64)work, 0))
-VH_PROGS(sendmsg, (void *sock), on_tx_event(VH_TUN_SENDMSG, method, (__u64)sock, 0))
+VH_PROGS(handle_tx, VH_HANDLE_TX, (void *work), on_handle_tx((__u64)work, method))
+
+// tun_sendmsg (or a backend's write(2) on the tun fd, fd in aux): the
+// pass's latest send.
+static __always_inline int on_sendmsg(__u64 key, __u32 aux, __u8 method)
+{
+	struct tx_run *r = tx_run_of((__u32)bpf_get_current_pid_tgid());
+	if (!r)
+		return 0;
+	vh_fill(&r->sendmsg, VH_TUN_SENDMSG, method, bpf_ktime_get_ns());
+	r->sendmsg.key = key;
+	r->sendmsg.aux = aux;
+	r->sent &= ~TX_SENDMSG;
+	return 0;
+}
+
+VH_PROGS(sendmsg, VH_TUN_SENDMSG, (void *sock),
+	 tx_task_ok(bpf_get_current_pid_tgid()) ? on_sendmsg((__u64)sock, 0, method) : 0)
 
 // Tracepoint rungs of tun_sendmsg: a write(2)/writev(2) on the vnet's tun
 // file by the process that owns it (a user space virtio backend: QEMU
@@ -508,19 +632,14 @@ static __always_inline int on_backend_write(__u32 fd, __u8 method)
 	__u64 key = (pid_tgid & 0xffffffff00000000ULL) | fd;
 	if (!bpf_map_lookup_elem(&tun_fds, &key))
 		return 0;
-	struct vh_event *e = vh_reserve(VH_TUN_SENDMSG, method, bpf_ktime_get_ns());
-	if (!e)
-		return 0;
-	e->aux = fd;
-	pp_submit(e);
-	return 0;
+	return on_sendmsg(0, fd, method);
 }
 
 // syscalls:sys_enter_write / sys_enter_writev: fire only for those calls.
 SEC("tracepoint")
 int sendmsg_tp_write(struct trace_event_raw_sys_enter *ctx)
 {
-	return on_backend_write((__u32)ctx->args[0], M_TRACEPOINT);
+	return PP_COSTED(VH_TUN_SENDMSG, on_backend_write((__u32)ctx->args[0], M_TRACEPOINT));
 }
 
 // raw_syscalls:sys_enter, for kernels without syscall tracepoints: fires
@@ -528,18 +647,40 @@ int sendmsg_tp_write(struct trace_event_raw_sys_enter *ctx)
 SEC("raw_tracepoint")
 int BPF_PROG(sendmsg_tp, struct pt_regs *regs, long id)
 {
-	if (id != vh_sys_write && id != vh_sys_writev)
-		return 0;
-	return on_backend_write((__u32)PT_REGS_PARM1_CORE(regs), M_TRACEPOINT);
+	return PP_COSTED(VH_TUN_SENDMSG, (id == vh_sys_write || id == vh_sys_writev)
+						 ? on_backend_write((__u32)PT_REGS_PARM1_CORE(regs), M_TRACEPOINT)
+						 : 0);
 }
 
-// netif_receive_skb of a packet the guest sent (on the vnet), with its identity.
+// tx_emit sends a stored chain event (once per pass: bit in r->sent).
+static __always_inline void tx_emit(struct tx_run *r, struct vh_event *stored, __u32 bit)
+{
+	if (!stored->pp.ts || (r->sent & bit))
+		return;
+	r->sent |= bit;
+	struct vh_event *e = pp_reserve(sizeof(*e));
+	if (!e)
+		return;
+	__builtin_memcpy(e, stored, sizeof(*e));
+	pp_submit(e);
+}
+
+// netif_receive_skb of a packet the guest sent (on the vnet), with its
+// identity: first the events of its pass not emitted yet, then its own.
 static __always_inline int on_netif_receive(struct sk_buff *skb, __u8 method)
 {
 	struct pp_pkt pkt = {};
 	struct net_device *dev;
 	if (!skb || !pp_filter_skb(skb, &pkt, 1, &dev))
 		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct tx_run *r = bpf_map_lookup_elem(&tx_runs, &tid);
+	if (r) {
+		tx_emit(r, &r->q.kick, TX_KICK);
+		tx_emit(r, &r->q.wakeup, TX_WAKEUP);
+		tx_emit(r, &r->handle_tx, TX_HANDLE);
+		tx_emit(r, &r->sendmsg, TX_SENDMSG);
+	}
 	struct vh_event *e = vh_reserve(VH_NETIF_RECEIVE, method, bpf_ktime_get_ns());
 	if (!e)
 		return 0;
@@ -549,4 +690,4 @@ static __always_inline int on_netif_receive(struct sk_buff *skb, __u8 method)
 	return 0;
 }
 
-VH_PROGS_TP(netif, (struct sk_buff *skb), on_netif_receive(skb, method))
+VH_PROGS_TP(netif, VH_NETIF_RECEIVE, (struct sk_buff *skb), on_netif_receive(skb, method))

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type vhostPpCost struct {
+	_       structs.HostLayout
+	Runs    uint64
+	Timed   uint64
+	TimedNs uint64
+	Skip    uint64
+}
+
 type vhostPpEvent struct {
 	_        structs.HostLayout
 	Ts       uint64
@@ -28,6 +36,21 @@ type vhostPpEvent struct {
 	Netns    uint32
 	Comm     [16]int8
 	Ifname   [16]int8
+}
+
+type vhostTxQueued struct {
+	_      structs.HostLayout
+	Kick   vhostVhEvent
+	Wakeup vhostVhEvent
+}
+
+type vhostTxRun struct {
+	_        structs.HostLayout
+	Q        vhostTxQueued
+	HandleTx vhostVhEvent
+	Sendmsg  vhostVhEvent
+	Sent     uint32
+	Pad      uint32
 }
 
 type vhostVhEvent struct {
@@ -48,12 +71,16 @@ type vhostVhEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	vhostMapArmed               = "armed"
-	vhostMapKicking             = "kicking"
 	vhostMapLastIrqfd           = "last_irqfd"
+	vhostMapPpCost              = "pp_cost"
 	vhostMapPpEvents            = "pp_events"
 	vhostMapPpLost              = "pp_lost"
 	vhostMapTrackedSkbs         = "tracked_skbs"
 	vhostMapTunFds              = "tun_fds"
+	vhostMapTxKicks             = "tx_kicks"
+	vhostMapTxQueued            = "tx_queued"
+	vhostMapTxRuns              = "tx_runs"
+	vhostMapTxZero              = "tx_zero"
 	vhostMapWatchTasks          = "watch_tasks"
 	vhostProgEventfdFentry      = "eventfd_fentry"
 	vhostProgEventfdKprobe      = "eventfd_kprobe"
@@ -92,6 +119,7 @@ const (
 	vhostProgSkbDroppedNoreason = "skb_dropped_noreason"
 	vhostProgWakeupFentry       = "wakeup_fentry"
 	vhostProgWakeupKprobe       = "wakeup_kprobe"
+	vhostVarPpCostMask          = "pp_cost_mask"
 	vhostVarPpDevSeen           = "pp_dev_seen"
 	vhostVarPpDstIp             = "pp_dst_ip"
 	vhostVarPpEchoKinds         = "pp_echo_kinds"
@@ -202,12 +230,16 @@ type vhostProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type vhostMapSpecs struct {
 	Armed       *ebpf.MapSpec `ebpf:"armed"`
-	Kicking     *ebpf.MapSpec `ebpf:"kicking"`
 	LastIrqfd   *ebpf.MapSpec `ebpf:"last_irqfd"`
+	PpCost      *ebpf.MapSpec `ebpf:"pp_cost"`
 	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
 	TrackedSkbs *ebpf.MapSpec `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.MapSpec `ebpf:"tun_fds"`
+	TxKicks     *ebpf.MapSpec `ebpf:"tx_kicks"`
+	TxQueued    *ebpf.MapSpec `ebpf:"tx_queued"`
+	TxRuns      *ebpf.MapSpec `ebpf:"tx_runs"`
+	TxZero      *ebpf.MapSpec `ebpf:"tx_zero"`
 	WatchTasks  *ebpf.MapSpec `ebpf:"watch_tasks"`
 }
 
@@ -215,6 +247,7 @@ type vhostMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vhostVariableSpecs struct {
+	PpCostMask    *ebpf.VariableSpec `ebpf:"pp_cost_mask"`
 	PpDevSeen     *ebpf.VariableSpec `ebpf:"pp_dev_seen"`
 	PpDstIp       *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
 	PpEchoKinds   *ebpf.VariableSpec `ebpf:"pp_echo_kinds"`
@@ -260,24 +293,32 @@ func (o *vhostObjects) Close() error {
 // It can be passed to loadVhostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vhostMaps struct {
 	Armed       *ebpf.Map `ebpf:"armed"`
-	Kicking     *ebpf.Map `ebpf:"kicking"`
 	LastIrqfd   *ebpf.Map `ebpf:"last_irqfd"`
+	PpCost      *ebpf.Map `ebpf:"pp_cost"`
 	PpEvents    *ebpf.Map `ebpf:"pp_events"`
 	PpLost      *ebpf.Map `ebpf:"pp_lost"`
 	TrackedSkbs *ebpf.Map `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.Map `ebpf:"tun_fds"`
+	TxKicks     *ebpf.Map `ebpf:"tx_kicks"`
+	TxQueued    *ebpf.Map `ebpf:"tx_queued"`
+	TxRuns      *ebpf.Map `ebpf:"tx_runs"`
+	TxZero      *ebpf.Map `ebpf:"tx_zero"`
 	WatchTasks  *ebpf.Map `ebpf:"watch_tasks"`
 }
 
 func (m *vhostMaps) Close() error {
 	return _VhostClose(
 		m.Armed,
-		m.Kicking,
 		m.LastIrqfd,
+		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
 		m.TrackedSkbs,
 		m.TunFds,
+		m.TxKicks,
+		m.TxQueued,
+		m.TxRuns,
+		m.TxZero,
 		m.WatchTasks,
 	)
 }
@@ -286,6 +327,7 @@ func (m *vhostMaps) Close() error {
 //
 // It can be passed to loadVhostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vhostVariables struct {
+	PpCostMask    *ebpf.Variable `ebpf:"pp_cost_mask"`
 	PpDevSeen     *ebpf.Variable `ebpf:"pp_dev_seen"`
 	PpDstIp       *ebpf.Variable `ebpf:"pp_dst_ip"`
 	PpEchoKinds   *ebpf.Variable `ebpf:"pp_echo_kinds"`

@@ -83,10 +83,8 @@ PP_FENTRY_SKB1(vm_fentry_icmp_rcv, VM_HOOK_ICMP_RCV, 0)
 PP_KPROBE_SKB1(vm_kprobe_icmp_rcv, VM_HOOK_ICMP_RCV, 0)
 
 /* ---- netif_receive_skb tracepoint (struct sk_buff *) ---- */
-SEC("raw_tracepoint")
-int vm_raw_tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int vm_on_netif_receive(struct sk_buff *skb)
 {
-	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	struct pp_pkt pkt = {};
 	struct net_device *dev;
 	if (!pp_filter_skb(skb, &pkt, 1, &dev))
@@ -101,6 +99,12 @@ int vm_raw_tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
 		}
 	}
 	return pp_emit(&pkt, VM_HOOK_NETIF_RX, dev, pp_netns);
+}
+
+SEC("raw_tracepoint")
+int vm_raw_tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
+{
+	return PP_COSTED(VM_HOOK_NETIF_RX, vm_on_netif_receive((struct sk_buff *)ctx->args[0]));
 }
 
 /*
@@ -135,13 +139,13 @@ static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *
 SEC("raw_tracepoint")
 int vm_raw_tp_consume_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return vm_freed_in_icmp_rcv(ctx, vm_consume_has_loc);
+	return PP_COSTED(VM_HOOK_CONSUME, vm_freed_in_icmp_rcv(ctx, vm_consume_has_loc));
 }
 
 SEC("raw_tracepoint")
 int vm_raw_tp_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return vm_freed_in_icmp_rcv(ctx, 1);
+	return PP_COSTED(VM_HOOK_CONSUME, vm_freed_in_icmp_rcv(ctx, 1));
 }
 
 /*
@@ -212,17 +216,14 @@ static __always_inline int vm_on_send(__u64 fd, void *buf, __u64 len, void *uadd
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int vm_tp_sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
-	if (!(pp_echo_kinds & PP_KIND_REQUEST))
-		return 0;
-	return vm_on_send(ctx->args[0], (void *)ctx->args[1], ctx->args[2], (void *)ctx->args[4]);
+	return PP_COSTED(VM_HOOK_SENDTO, (pp_echo_kinds & PP_KIND_REQUEST)
+						 ? vm_on_send(ctx->args[0], (void *)ctx->args[1], ctx->args[2], (void *)ctx->args[4])
+						 : 0);
 }
 
 /* sendmsg(fd, msg, flags): the echo header is in the first iovec. */
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int vm_tp_sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int vm_on_sendmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	if (!(pp_echo_kinds & PP_KIND_REQUEST))
-		return 0;
 	struct user_msghdr msg;
 	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]) || !msg.msg_name || msg.msg_iovlen < 1)
 		return 0;
@@ -232,13 +233,18 @@ int vm_tp_sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 	return vm_on_send(ctx->args[0], iov.iov_base, iov.iov_len, msg.msg_name);
 }
 
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int vm_tp_sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return PP_COSTED(VM_HOOK_SENDTO, (pp_echo_kinds & PP_KIND_REQUEST) ? vm_on_sendmsg(ctx) : 0);
+}
+
 /*
  * fib_table_lookup(tb_id, flp, nhc, err): the request's input route lookup
  * (remote → local, from a device) and the reply's output route lookup
  * (local → remote, ICMP) on the CPU that just received the request.
  */
-SEC("raw_tracepoint")
-int vm_raw_tp_fib_table_lookup(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int vm_on_fib_lookup(struct bpf_raw_tracepoint_args *ctx)
 {
 	const struct flowi4 *flp = (const struct flowi4 *)ctx->args[1];
 	__u32 saddr, daddr;
@@ -291,4 +297,11 @@ int vm_raw_tp_fib_table_lookup(struct bpf_raw_tracepoint_args *ctx)
 	if (pp_icmp_id_set && pkt.id != pp_icmp_id)
 		return 0;
 	return pp_emit(&pkt, hook, NULL, pp_netns);
+}
+
+/* One program serves both lookups: accounted as VM_HOOK_FIB_IN. */
+SEC("raw_tracepoint")
+int vm_raw_tp_fib_table_lookup(struct bpf_raw_tracepoint_args *ctx)
+{
+	return PP_COSTED(VM_HOOK_FIB_IN, vm_on_fib_lookup(ctx));
 }

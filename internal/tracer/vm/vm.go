@@ -312,3 +312,13 @@ func (t *Tracer) Finish() map[string]uint64 {
 		"unmatched":  t.unmatched,
 	}
 }
+
+// CostHooks implements tracer.CostHooks: the BPF programs account their runs
+// under their hook number (both fib_table_lookup stages under hookFibIn).
+func (t *Tracer) CostHooks() map[uint32]string {
+	return map[uint32]string{
+		uint32(hookIPOut): "ip_local_out", uint32(hookDevQueue): "dev_queue_xmit", uint32(hookNetifRX): "netif_receive_skb",
+		uint32(hookICMPRcv): "icmp_rcv", uint32(hookSendto): "sendto", uint32(hookConsume): "skb_free",
+		uint32(hookFibIn): "fib_table_lookup",
+	}
+}

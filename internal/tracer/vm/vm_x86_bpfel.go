@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type vmPpCost struct {
+	_       structs.HostLayout
+	Runs    uint64
+	Timed   uint64
+	TimedNs uint64
+	Skip    uint64
+}
+
 type vmPpEvent struct {
 	_        structs.HostLayout
 	Ts       uint64
@@ -42,6 +50,7 @@ type vmVmCur struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	vmMapPpCost                     = "pp_cost"
 	vmMapPpEvents                   = "pp_events"
 	vmMapPpLost                     = "pp_lost"
 	vmMapVmCurReq                   = "vm_cur_req"
@@ -60,6 +69,7 @@ const (
 	vmProgVmRawTpNetifReceiveSkb    = "vm_raw_tp_netif_receive_skb"
 	vmProgVmTpSysEnterSendmsg       = "vm_tp_sys_enter_sendmsg"
 	vmProgVmTpSysEnterSendto        = "vm_tp_sys_enter_sendto"
+	vmVarPpCostMask                 = "pp_cost_mask"
 	vmVarPpDevSeen                  = "pp_dev_seen"
 	vmVarPpDstIp                    = "pp_dst_ip"
 	vmVarPpEchoKinds                = "pp_echo_kinds"
@@ -143,6 +153,7 @@ type vmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vmMapSpecs struct {
+	PpCost   *ebpf.MapSpec `ebpf:"pp_cost"`
 	PpEvents *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost   *ebpf.MapSpec `ebpf:"pp_lost"`
 	VmCurReq *ebpf.MapSpec `ebpf:"vm_cur_req"`
@@ -152,6 +163,7 @@ type vmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vmVariableSpecs struct {
+	PpCostMask      *ebpf.VariableSpec `ebpf:"pp_cost_mask"`
 	PpDevSeen       *ebpf.VariableSpec `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.VariableSpec `ebpf:"pp_echo_kinds"`
@@ -192,6 +204,7 @@ func (o *vmObjects) Close() error {
 //
 // It can be passed to loadVmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vmMaps struct {
+	PpCost   *ebpf.Map `ebpf:"pp_cost"`
 	PpEvents *ebpf.Map `ebpf:"pp_events"`
 	PpLost   *ebpf.Map `ebpf:"pp_lost"`
 	VmCurReq *ebpf.Map `ebpf:"vm_cur_req"`
@@ -199,6 +212,7 @@ type vmMaps struct {
 
 func (m *vmMaps) Close() error {
 	return _VmClose(
+		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
 		m.VmCurReq,
@@ -209,6 +223,7 @@ func (m *vmMaps) Close() error {
 //
 // It can be passed to loadVmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vmVariables struct {
+	PpCostMask      *ebpf.Variable `ebpf:"pp_cost_mask"`
 	PpDevSeen       *ebpf.Variable `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.Variable `ebpf:"pp_dst_ip"`
 	PpEchoKinds     *ebpf.Variable `ebpf:"pp_echo_kinds"`

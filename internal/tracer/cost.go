@@ -1,0 +1,272 @@
+package tracer
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+	"sort"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/pingpath/pingpath/internal/record"
+)
+
+// What a tracer costs the host, measured by itself (pingpath.h: pp_cost,
+// PP_COSTED). Every BPF program counts its runs in a per-CPU slot (its hook
+// number) and times a random sample of them; the meter turns that into an
+// estimate of the programs' run time, adds the CPU time of the tracer
+// process, and holds the sum to --max-cpu.
+//
+// Why not the kernel's own run-time statistics (kernel.bpf_stats_enabled,
+// BPF_ENABLE_STATS)? They are one switch for the whole machine: while on,
+// every BPF program of every user of the host pays two clock reads per run.
+// The sample costs this tracer's programs alone a per-CPU counter update per
+// run and two clock reads on the few runs it times. What neither sees is the
+// attach mechanism's own entry cost (a kprobe's trap, a trampoline): it is
+// not in the figures.
+
+// CostMap is the per-CPU cost accounting map of every pingpath object.
+const CostMap = "pp_cost"
+
+// costMaskVar is the sample rate control (pp_cost_mask).
+const costMaskVar = "pp_cost_mask"
+
+const (
+	// DefaultMaxCPU is --max-cpu's default, in percent of one CPU: BPF
+	// run time on all CPUs plus the tracer process's CPU time.
+	DefaultMaxCPU = 5.0
+	// CostWindow is the span the --max-cpu limit is held over: shorter
+	// bursts do not stop a tracer.
+	CostWindow = 2 * time.Second
+	// costEvery is how often the meter reads the counters.
+	costEvery = 500 * time.Millisecond
+	// costTimedPerSec is about how many runs a second are timed, whatever
+	// the run rate (two clock reads each).
+	costTimedPerSec = 2000
+	// costMaxMask bounds the sample interval (one run in ~2^19);
+	// costInitialMask is pp_cost_mask's initial value in pingpath.h.
+	costMaxMask     = 1<<20 - 1
+	costInitialMask = 63
+)
+
+// CostHooks is implemented by tools that name the cost slots their
+// programs account under (the hook numbers of their PP_COSTED wrappers).
+// The trailer's cost is split by these names; a tool without names has its
+// slots read and named by number.
+type CostHooks interface {
+	CostHooks() map[uint32]string
+}
+
+// costSlot mirrors struct pp_cost.
+type costSlot struct {
+	Runs, Timed, TimedNS, Skip uint64
+}
+
+// hookTotal is one slot's cumulative figures.
+type hookTotal struct {
+	runs, timed uint64
+	ns          float64 // estimated run time
+	mean        float64 // ns per run of the latest interval with a timed run
+	// unpriced counts runs before the slot's first timed run: they get
+	// the first mean known.
+	unpriced uint64
+}
+
+type costPoint struct {
+	at time.Time
+	ns float64 // BPF estimate + process CPU since ready
+}
+
+// costMeter reads and sums a loaded tracer's cost.
+type costMeter struct {
+	m        *ebpf.Map
+	mask     *ebpf.Variable
+	slots    map[uint32]string
+	maxPct   float64
+	procCPU  func() time.Duration
+	ready    time.Time
+	startCPU time.Duration // process CPU at ready
+	prev     map[uint32]costSlot
+	hooks    map[uint32]*hookTotal
+	history  []costPoint
+	last     costPoint
+	peak     float64
+	curMask  uint32
+}
+
+// newCostMeter starts measuring a tracer that is ready now. procCPU is the
+// process CPU time (nil: processCPU).
+func newCostMeter(l *Loaded, tool Tool, maxPct float64, procCPU func() time.Duration) (*costMeter, error) {
+	m := l.Coll.Maps[CostMap]
+	if m == nil {
+		return nil, fmt.Errorf("measuring the tracer's cost: no %s map in the BPF object", CostMap)
+	}
+	if procCPU == nil {
+		procCPU = processCPU
+	}
+	c := &costMeter{m: m, mask: l.Coll.Variables[costMaskVar], maxPct: maxPct, procCPU: procCPU, ready: time.Now(),
+		startCPU: procCPU(), prev: map[uint32]costSlot{}, hooks: map[uint32]*hookTotal{}, curMask: costInitialMask}
+	if n, ok := tool.(CostHooks); ok {
+		c.slots = n.CostHooks()
+	} else {
+		c.slots = map[uint32]string{}
+		for i := uint32(0); i < m.MaxEntries(); i++ {
+			c.slots[i] = fmt.Sprintf("hook%d", i)
+		}
+	}
+	for s := range c.slots {
+		c.hooks[s] = &hookTotal{}
+	}
+	c.last = costPoint{at: c.ready}
+	c.history = []costPoint{c.last}
+	return c, c.read(c.ready)
+}
+
+// read takes the counters at now, adds the interval since the last read to
+// the totals, and adapts the sample rate to the run rate.
+func (c *costMeter) read(now time.Time) error {
+	var runs uint64
+	var bpf float64
+	vals := make([]costSlot, 0, 64)
+	for slot, h := range c.hooks {
+		if err := c.m.Lookup(slot, &vals); err != nil {
+			return fmt.Errorf("reading the cost counters (slot %d): %w", slot, err)
+		}
+		var cur costSlot
+		for _, v := range vals {
+			cur.Runs += v.Runs
+			cur.Timed += v.Timed
+			cur.TimedNS += v.TimedNS
+		}
+		p := c.prev[slot]
+		c.prev[slot] = cur
+		dRuns, dTimed := cur.Runs-p.Runs, cur.Timed-p.Timed
+		// The mean of this interval's sample, or of the latest one that
+		// had a timed run (a slow hook may go a while without one).
+		h.runs += dRuns
+		h.timed += dTimed
+		priced := dRuns
+		if dTimed > 0 {
+			h.mean = float64(cur.TimedNS-p.TimedNS) / float64(dTimed)
+			priced += h.unpriced
+			h.unpriced = 0
+		}
+		if h.timed == 0 {
+			h.unpriced += dRuns
+		}
+		h.ns += float64(priced) * h.mean
+		runs += dRuns
+		bpf += h.ns
+	}
+	pt := costPoint{at: now, ns: bpf + float64(c.procCPU()-c.startCPU)}
+	c.adaptMask(runs, now.Sub(c.last.at))
+	c.last = pt
+	c.history = append(c.history, pt)
+	// Keep the newest point at least a window old as the base.
+	for len(c.history) > 2 && now.Sub(c.history[1].at) >= CostWindow {
+		c.history = c.history[1:]
+	}
+	if p, ok := c.windowPercent(); ok {
+		c.peak = max(c.peak, p)
+	}
+	return nil
+}
+
+// adaptMask sets the sample rate for the run rate of the last interval.
+func (c *costMeter) adaptMask(runs uint64, d time.Duration) {
+	if c.mask == nil || d <= 0 {
+		return
+	}
+	if mask := costMask(runs, d); mask != c.curMask && c.mask.Set(mask) == nil {
+		c.curMask = mask
+	}
+}
+
+// costMask is the pp_cost_mask that times about costTimedPerSec of runs
+// runs in d: skips are uniform in [0, mask], so one run in mask/2+1 is
+// timed; a power of two minus one, at most costMaxMask.
+func costMask(runs uint64, d time.Duration) uint32 {
+	interval := float64(runs) / d.Seconds() / costTimedPerSec // runs per timed run wanted
+	if interval <= 1 {
+		return 0
+	}
+	if interval >= costMaxMask/2 {
+		return costMaxMask
+	}
+	return uint32(1)<<bits.Len32(uint32(math.Ceil(2*interval-2))) - 1
+}
+
+// windowPercent is the cost over the last CostWindow (at least half of it
+// must have passed since ready) in percent of one CPU.
+func (c *costMeter) windowPercent() (float64, bool) {
+	base, last := c.history[0], c.last
+	d := last.at.Sub(base.at)
+	if d < CostWindow/2 {
+		return 0, false
+	}
+	return (last.ns - base.ns) / float64(d.Nanoseconds()) * 100, true
+}
+
+// over reports whether the cost over the last window exceeds --max-cpu,
+// and says so in words.
+func (c *costMeter) over() (string, bool) {
+	p, ok := c.windowPercent()
+	if !ok || c.maxPct <= 0 || p <= c.maxPct {
+		return "", false
+	}
+	d := c.last.at.Sub(c.history[0].at).Round(100 * time.Millisecond)
+	return fmt.Sprintf("tracing cost %.1f %% of one CPU over the last %s (BPF programs and tracer process), more than --max-cpu %g %%: probes detached, this tracer stopped",
+		p, d, c.maxPct), true
+}
+
+// bpfTotals is the BPF run time (ns) and runs measured so far.
+func (c *costMeter) bpfTotals() (ns, runs uint64) {
+	var sum float64
+	for _, h := range c.hooks {
+		sum += h.ns
+		runs += h.runs
+	}
+	return uint64(sum), runs
+}
+
+// cost is the trailer's account of everything measured so far.
+func (c *costMeter) cost() *record.Cost {
+	out := &record.Cost{WallNS: uint64(c.last.at.Sub(c.ready)), StartNS: uint64(c.startCPU),
+		PeakCPUPercent: round2(c.peak), MaxCPUPercent: c.maxPct, Hooks: map[string]record.HookCost{}}
+	var bpf float64
+	slots := make([]uint32, 0, len(c.hooks))
+	for s := range c.hooks {
+		slots = append(slots, s)
+	}
+	sort.Slice(slots, func(i, j int) bool { return slots[i] < slots[j] })
+	for _, s := range slots {
+		h := c.hooks[s]
+		bpf += h.ns
+		out.BPFRuns += h.runs
+		out.BPFTimedRuns += h.timed
+		if h.runs > 0 {
+			out.Hooks[c.slots[s]] = record.HookCost{Runs: h.runs, NS: uint64(h.ns)}
+		}
+	}
+	out.BPFNS = uint64(bpf)
+	if user := c.last.ns - bpf; user > 0 {
+		out.UserNS = uint64(user)
+	}
+	if out.WallNS > 0 {
+		out.CPUPercent = round2(float64(out.TotalNS()) / float64(out.WallNS) * 100)
+	}
+	return out
+}
+
+func round2(v float64) float64 { return float64(int64(v*100+0.5)) / 100 }
+
+// processCPU is the CPU time (user + system) of this process so far.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,114 @@
+package tracer
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
+)
+
+func TestCostMask(t *testing.T) {
+	for _, c := range []struct {
+		runs uint64
+		d    time.Duration
+		want uint32
+	}{
+		{0, time.Second, 0},
+		{1999, time.Second, 0},         // every run timed
+		{8000, time.Second, 7},         // 4 runs per timed one: mask/2+1 = 4.5
+		{1_000_000, time.Second, 1023}, // 500 per timed one: 512.5
+		{500_000, 500 * time.Millisecond, 1023},
+		{1 << 40, time.Second, costMaxMask},
+	} {
+		if got := costMask(c.runs, c.d); got != c.want {
+			t.Errorf("costMask(%d, %s) = %d, want %d", c.runs, c.d, got, c.want)
+		}
+		if m := costMask(c.runs, c.d); m&(m+1) != 0 {
+			t.Errorf("costMask(%d, %s) = %d: not a power of two minus one", c.runs, c.d, m)
+		}
+	}
+}
+
+// TestCostMeter drives the meter with a real per-CPU map written by the
+// test (as the BPF programs would) and a fake process clock.
+func TestCostMeter(t *testing.T) {
+	testenv.RequireRoot(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 32, MaxEntries: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(slot uint32, perCPU ...costSlot) {
+		t.Helper()
+		vals := make([]costSlot, ncpu)
+		copy(vals, perCPU)
+		if err := m.Put(slot, vals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var proc time.Duration
+	start := time.Unix(1000, 0)
+	c := &costMeter{m: m, maxPct: 5, procCPU: func() time.Duration { return proc }, ready: start,
+		slots: map[uint32]string{1: "ingress", 2: "egress"}, prev: map[uint32]costSlot{},
+		hooks: map[uint32]*hookTotal{1: {}, 2: {}}}
+	c.last = costPoint{at: start}
+	c.history = []costPoint{c.last}
+
+	// 0.5 s: ingress 1000 runs (two CPUs), 10 timed at 100 ns; egress 40
+	// runs, none timed yet.
+	set(1, costSlot{Runs: 600, Timed: 6, TimedNS: 600}, costSlot{Runs: 400, Timed: 4, TimedNS: 400})
+	set(2, costSlot{Runs: 40})
+	proc = 2 * time.Millisecond
+	if err := c.read(start.Add(500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, over := c.over(); over {
+		t.Error("over --max-cpu before half a window passed")
+	}
+	// 1.5 s: egress gets its first timed runs (200 ns): its first 40 runs
+	// are priced at that too.
+	set(1, costSlot{Runs: 1600, Timed: 16, TimedNS: 1600 + 6*300}, costSlot{Runs: 400, Timed: 4, TimedNS: 400})
+	set(2, costSlot{Runs: 140, Timed: 2, TimedNS: 400})
+	proc = 4 * time.Millisecond
+	if err := c.read(start.Add(1500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	got := c.cost()
+	// ingress: 1000 × 100 + 1000 × 280 (the second interval's sample:
+	// 10 runs, 2800 ns); egress: 140 × 200.
+	if want := uint64(1000*100 + 1000*280); got.Hooks["ingress"].NS != want || got.Hooks["ingress"].Runs != 2000 {
+		t.Errorf("ingress %+v, want %d ns over 2000 runs", got.Hooks["ingress"], want)
+	}
+	if got.Hooks["egress"].NS != 140*200 || got.Hooks["egress"].Runs != 140 {
+		t.Errorf("egress %+v, want 28000 ns over 140 runs", got.Hooks["egress"])
+	}
+	if got.BPFNS != 408_000 || got.BPFRuns != 2140 || got.BPFTimedRuns != 22 || got.UserNS != 4_000_000 {
+		t.Errorf("totals %+v", *got)
+	}
+	if got.WallNS != uint64(1500*time.Millisecond) || got.CPUPercent != 0.29 {
+		t.Errorf("wall %d cpu %.2f %%, want 1.5 s and (0.408+4)/1500 = 0.29 %%", got.WallNS, got.CPUPercent)
+	}
+	if _, over := c.over(); over {
+		t.Error("0.3 % over --max-cpu 5 %")
+	}
+	// The process burns 100 ms in the next 0.5 s: over the 2 s window,
+	// 104.4 ms / 2 s > 5 %.
+	proc = 104 * time.Millisecond
+	if err := c.read(start.Add(2000 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	msg, over := c.over()
+	if !over || !strings.Contains(msg, "--max-cpu 5 %") {
+		t.Errorf("over = %v %q: want over --max-cpu", over, msg)
+	}
+	if p := c.cost().PeakCPUPercent; p < 5 {
+		t.Errorf("peak %.2f %%, want above 5", p)
+	}
+}
