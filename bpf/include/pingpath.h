@@ -110,7 +110,7 @@ struct pp_event {
 	__u8 pair; /* pp_pkt.pair */
 	__u32 netns;
 	char comm[16];
-	char ifname[16];
+	char ifname[16]; /* "" when the tracer names the device from ifindex */
 };
 
 /* Keep struct pp_event in BTF so that bpf2go -type pp_event finds it. */
@@ -675,13 +675,10 @@ static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt
 	e->pair = pkt->pair;
 	e->netns = netns;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	if (dev) {
-		e->ifindex = BPF_CORE_READ(dev, ifindex);
-		BPF_CORE_READ_STR_INTO(&e->ifname, dev, name);
-	} else {
-		e->ifindex = 0;
-		e->ifname[0] = 0;
-	}
+	/* The device's name is left to user space (by index, in the tracer's
+	 * namespace): one probe read less per event. */
+	e->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+	e->ifname[0] = 0;
 }
 
 /*

@@ -3,6 +3,7 @@ package tracer
 import (
 	"encoding/binary"
 	"fmt"
+	"net"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,4 +49,28 @@ func DecodeEvent(raw []byte) (Event, error) {
 		Comm:     unix.ByteSliceToString(raw[32:48]),
 		Ifname:   unix.ByteSliceToString(raw[48:64]),
 	}, nil
+}
+
+// IfNames names network devices by index in the calling thread's network
+// namespace (the tracer's), for events whose BPF side leaves the name out.
+// A name is looked up once per index; an index that no longer exists gets
+// "if<N>".
+type IfNames struct {
+	byIndex map[uint32]string
+}
+
+// Name returns the name of device index.
+func (n *IfNames) Name(index uint32) string {
+	if name, ok := n.byIndex[index]; ok {
+		return name
+	}
+	if n.byIndex == nil {
+		n.byIndex = map[uint32]string{}
+	}
+	name := fmt.Sprintf("if%d", index)
+	if ifc, err := net.InterfaceByIndex(int(index)); err == nil {
+		name = ifc.Name
+	}
+	n.byIndex[index] = name
+	return name
 }

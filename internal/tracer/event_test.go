@@ -1,6 +1,9 @@
 package tracer
 
-import "testing"
+import (
+	"net"
+	"testing"
+)
 
 func TestDecodeEvent(t *testing.T) {
 	raw := make([]byte, EventSize)
@@ -17,5 +20,19 @@ func TestDecodeEvent(t *testing.T) {
 	}
 	if _, err := DecodeEvent(raw[:10]); err == nil {
 		t.Error("short event accepted")
+	}
+}
+
+func TestIfNames(t *testing.T) {
+	var n IfNames
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skipf("no loopback device: %v", err)
+	}
+	if got := n.Name(uint32(lo.Index)); got != "lo" {
+		t.Errorf("Name(%d) = %q, want lo", lo.Index, got)
+	}
+	if got := n.Name(1 << 30); got != "if1073741824" {
+		t.Errorf("Name of a missing index = %q", got)
 	}
 }

@@ -265,10 +265,9 @@ static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, 
 	e->pp.icmp_type = pkt->icmp_type;
 	e->saddr = pkt->saddr;
 	e->daddr = pkt->daddr;
-	if (dev) {
+	// The vnet's name is the tracer's --vm-interface: not read here.
+	if (dev)
 		e->pp.ifindex = BPF_CORE_READ(dev, ifindex);
-		BPF_CORE_READ_STR_INTO(&e->pp.ifname, dev, name);
-	}
 }
 
 /* ---------------------------------------------------------------- vhost-rx */

@@ -131,6 +131,7 @@ type Tracer struct {
 	m         *machine
 	out       *tracer.Output
 	unmatched uint64
+	ifnames   tracer.IfNames
 }
 
 // New resolves direction and interfaces in the caller's network namespace.
@@ -293,8 +294,12 @@ func (t *Tracer) Event(raw []byte) error {
 		t.unmatched++
 		return nil
 	}
+	dev := ev.Ifname
+	if dev == "" && ev.Ifindex != 0 {
+		dev = t.ifnames.Name(ev.Ifindex)
+	}
 	t.corr.Add(hit{key: flowKey{id: ev.ID, seq: ev.Seq}, stage: stage, ts: ev.TS,
-		device: ev.Ifname, cpu: ev.CPU, pid: ev.PID, comm: ev.Comm})
+		device: dev, cpu: ev.CPU, pid: ev.PID, comm: ev.Comm})
 	return t.out.Err()
 }
 
