@@ -149,6 +149,17 @@ const OuterCPU = "qemu64,+svm,+npt,-cx16"
 // SVM are costly emulated operations, not timing-relevant protections.
 const KernelArgs = "console=ttyS0 quiet panic=-1 no_timer_check mitigations=off"
 
+// Hosts run multi-threaded TCG. About one 6.12 boot in ten then dies early
+// with "Oops: int3" at a static-key site and "Fatal exception in
+// interrupt": the kernel patches such sites with text_poke_bp (int3 first,
+// then the bytes, then the first byte, with an IPI sync_core on every CPU in
+// between), and a vCPU of QEMU 7.2's multi-threaded TCG still executed a
+// stale translation holding the int3 after the patch was done (the Oops's
+// code dump shows the final bytes). Single-threaded TCG avoids it, but
+// then the nested VM made no progress at all (nothing on its console in
+// 300 s), so the lab keeps thread=multi and retries a failed boot. See
+// docs/lab.md.
+//
 // tbSizeMB is TCG's translated-code cache per host. QEMU 7.2's default
 // (1 GiB) makes each host's RSS about half a GiB larger than its RAM once
 // the cache has filled; 256 MiB holds a booted host's working set.

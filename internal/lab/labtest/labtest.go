@@ -95,7 +95,7 @@ func UpKVM(t testing.TB, opts lab.Options) *lab.Lab {
 }
 
 // kvmUpTimeout bounds a KVM lab's up, a first image build included.
-const kvmUpTimeout = 15 * time.Minute
+const kvmUpTimeout = 25 * time.Minute
 
 // RequireKVM skips (in CI: fails) the test unless this machine can run a
 // KVM lab: root, /dev/net/tun, QEMU, and debootstrap and mke2fs for its image.
