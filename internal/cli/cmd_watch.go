@@ -37,7 +37,7 @@ window, so memory stays flat), and /metrics on --listen serves, in the
 OpenMetrics text format (or protobuf with native histograms, to a Prometheus
 that asks for them): per-segment latency histograms per pair, pings sent,
 answered, lost and complete, drops by location and kernel reason, tracer
-ring-buffer loss, CPU and restarts, node connections. All series carry the
+ring-buffer loss, cost (BPF run time, CPU) and restarts, node connections. All series carry the
 environment's name.
 
 Several pairs: list them under pairs: in the environment file; one host

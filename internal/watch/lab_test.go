@@ -374,6 +374,15 @@ func TestWatchPrometheusAgreesWithAnalyze(t *testing.T) {
 		return sum(m, MetricPingsSent, `pair="forward"`) == count && sum(m, MetricPingsSent, `pair="reverse"`) == count &&
 			sum(m, MetricWindowOpen) == 0
 	})
+	// The tracers report what they cost (their stats records).
+	m = w.waitFor(t, "every tracer's BPF cost", 30*time.Second, func(m map[string]float64) bool {
+		for _, n := range []string{"sender-vm", "sender-host", "receiver-host", "receiver-vm"} {
+			if sum(m, MetricTracerBPFRuns, `node="`+n+`"`) == 0 || sum(m, MetricTracerCPU, `node="`+n+`"`) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	for _, h := range []string{"sender-host", "receiver-host"} {
 		if n := sum(m, MetricTracerUp, `node="`+h+`"`, `tool="host"`); n != 1 {
 			t.Errorf("%s runs %g host tracers for two pairs, want 1", h, n)
@@ -532,8 +541,8 @@ func checkRulesHealthy(t *testing.T, p *promServer) {
 			}
 		}
 	}
-	if n < 8 {
-		t.Errorf("prometheus loaded %d rules from monitoring/pingpath-alerts.yml, want 8", n)
+	if n < 9 {
+		t.Errorf("prometheus loaded %d rules from monitoring/pingpath-alerts.yml, want 9", n)
 	}
 }
 
@@ -548,15 +557,8 @@ func checkExpressions(t *testing.T, p *promServer) {
 	exprs := dashboardExprs(t)
 	exprs = append(exprs, ruleExprs(t)...)
 	known := map[string]bool{}
-	for _, m := range []string{MetricSegment, MetricPingsSent, MetricPingsAnswered, MetricPingsLost, MetricPingsComplete, MetricDrops,
-		MetricNodeUp, MetricNodeDisconnects, MetricTracerUp, MetricTracerRestarts, MetricTracerEvents, MetricTracerRingLost,
-		MetricTracerCPU, MetricWindowOpen, MetricWindowLate} {
+	for _, m := range MetricNames {
 		known[m] = true
-		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			if m == MetricSegment {
-				known[m+suffix] = true
-			}
-		}
 	}
 	vars := strings.NewReplacer(`$__rate_interval`, "10s", `$__range`, "5m", `"$environment"`, `".*"`, `"$pair"`, `".*"`, `"$segment"`, `"RTT"`)
 	for _, e := range exprs {

@@ -25,9 +25,19 @@ const (
 	MetricTracerEvents    = "pingpath_tracer_events_total"
 	MetricTracerRingLost  = "pingpath_tracer_ringbuf_lost_total"
 	MetricTracerCPU       = "pingpath_tracer_cpu_seconds_total"
+	MetricTracerBPF       = "pingpath_tracer_bpf_seconds_total"
+	MetricTracerBPFRuns   = "pingpath_tracer_bpf_runs_total"
+	MetricTracerDetached  = "pingpath_tracer_detached_total"
 	MetricWindowOpen      = "pingpath_window_open_pings"
 	MetricWindowLate      = "pingpath_window_late_observations_total"
 )
+
+// MetricNames are the series names watch exposes (a histogram's as its
+// _bucket, _sum and _count series).
+var MetricNames = []string{MetricSegment + "_bucket", MetricSegment + "_sum", MetricSegment + "_count",
+	MetricPingsSent, MetricPingsAnswered, MetricPingsLost, MetricPingsComplete, MetricDrops,
+	MetricNodeUp, MetricNodeDisconnects, MetricTracerUp, MetricTracerRestarts, MetricTracerEvents, MetricTracerRingLost,
+	MetricTracerCPU, MetricTracerBPF, MetricTracerBPFRuns, MetricTracerDetached, MetricWindowOpen, MetricWindowLate}
 
 // Segments are the values exported per ping: the segments of the path
 // (with C and J, which only a shared clock gives), the two RTTs and the
@@ -51,6 +61,7 @@ type metrics struct {
 	disconnects                    *prometheus.CounterVec
 	restarts                       *prometheus.CounterVec
 	events, ringLost, cpu          *prometheus.CounterVec
+	bpf, bpfRuns, detached         *prometheus.CounterVec
 	windowOpen                     *prometheus.GaugeVec
 	windowLate                     *prometheus.CounterVec
 	tracerRunning                  *prometheus.GaugeVec
@@ -88,6 +99,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		events:        counter(MetricTracerEvents, "Ring-buffer events the tracers read.", "node", "tool"),
 		ringLost:      counter(MetricTracerRingLost, "Events the tracers' ring buffers could not take (lost).", "node", "tool"),
 		cpu:           counter(MetricTracerCPU, "CPU time of the tracer processes (user space and system, as the tracer reports it).", "node", "tool", "mode"),
+		bpf:           counter(MetricTracerBPF, "Run time of the tracers' BPF programs on all CPUs (each tracer times a sample of its runs).", "node", "tool"),
+		bpfRuns:       counter(MetricTracerBPFRuns, "Runs of the tracers' BPF programs.", "node", "tool"),
+		detached:      counter(MetricTracerDetached, "Tracers that detached themselves because they cost more CPU than --max-cpu (then restarted).", "node", "tool"),
 		windowOpen:    gauge(MetricWindowOpen, "Pings waiting for their observations to settle before they are joined.", "pair"),
 		windowLate:    counter(MetricWindowLate, "Observations that arrived after their ping was joined (dropped).", "pair"),
 		tracerRunning: gauge(MetricTracerUp, "Tracers (and pings) running.", "node", "tool"),

@@ -76,9 +76,7 @@ func TestDashboardSchema(t *testing.T) {
 		t.Errorf("templating lacks datasource, environment or pair: %+v", d.Templating.List)
 	}
 	known := map[string]bool{}
-	for _, m := range []string{MetricPingsSent, MetricPingsAnswered, MetricPingsLost, MetricPingsComplete, MetricDrops,
-		MetricNodeUp, MetricNodeDisconnects, MetricTracerUp, MetricTracerRestarts, MetricTracerEvents, MetricTracerRingLost,
-		MetricTracerCPU, MetricWindowOpen, MetricWindowLate, MetricSegment + "_bucket", MetricSegment + "_sum", MetricSegment + "_count"} {
+	for _, m := range MetricNames {
 		known[m] = true
 	}
 	types := map[string]bool{"row": true, "timeseries": true, "heatmap": true, "table": true, "stat": true}

@@ -154,9 +154,10 @@ func (c *Collector) Line(s *orchestrate.WatchStream, line []byte) {
 		return
 	}
 	var probe struct {
-		Type     string            `json:"type"`
-		Pair     int               `json:"pair"`
-		Counters map[string]uint64 `json:"counters"`
+		Type       string            `json:"type"`
+		Pair       int               `json:"pair"`
+		Counters   map[string]uint64 `json:"counters"`
+		ExitReason string            `json:"exit_reason"`
 	}
 	if json.Unmarshal(line, &probe) != nil {
 		return
@@ -171,6 +172,9 @@ func (c *Collector) Line(s *orchestrate.WatchStream, line []byte) {
 	case record.TypeStats, record.TypeTrailer:
 		c.counters(st, probe.Counters)
 		if probe.Type == record.TypeTrailer {
+			if probe.ExitReason == record.ExitMaxCPU {
+				c.m.detached.WithLabelValues(s.Node, s.Tool).Inc()
+			}
 			for i := range st.files {
 				c.keep(st, i, line)
 			}
@@ -199,6 +203,8 @@ func (c *Collector) counters(st *stream, now map[string]uint64) {
 	add(c.m.ringLost, 1, "ringbuf_lost", s.Node, s.Tool)
 	add(c.m.cpu, 1e-9, "cpu_user_ns", s.Node, s.Tool, "user")
 	add(c.m.cpu, 1e-9, "cpu_system_ns", s.Node, s.Tool, "system")
+	add(c.m.bpf, 1e-9, "bpf_ns", s.Node, s.Tool)
+	add(c.m.bpfRuns, 1, "bpf_runs", s.Node, s.Tool)
 }
 
 // keep appends line to the stream's kept file of pair index i (every
