@@ -370,12 +370,12 @@ func TestWatchPrometheusAgreesWithAnalyze(t *testing.T) {
 	native := startPrometheus(t, target, true, rules)
 
 	// One host tracer per host serves both pairs.
-	m := w.waitFor(t, "every pair's pings joined", 90*time.Second, func(m map[string]float64) bool {
+	w.waitFor(t, "every pair's pings joined", 90*time.Second, func(m map[string]float64) bool {
 		return sum(m, MetricPingsSent, `pair="forward"`) == count && sum(m, MetricPingsSent, `pair="reverse"`) == count &&
 			sum(m, MetricWindowOpen) == 0
 	})
 	// The tracers report what they cost (their stats records).
-	m = w.waitFor(t, "every tracer's BPF cost", 30*time.Second, func(m map[string]float64) bool {
+	m := w.waitFor(t, "every tracer's BPF cost", 30*time.Second, func(m map[string]float64) bool {
 		for _, n := range []string{"sender-vm", "sender-host", "receiver-host", "receiver-vm"} {
 			if sum(m, MetricTracerBPFRuns, `node="`+n+`"`) == 0 || sum(m, MetricTracerCPU, `node="`+n+`"`) == 0 {
 				return false
