@@ -21,6 +21,8 @@ PKGS=(
   zstd lz4
   # the live progress test runs pingpath under a real terminal (tmux)
   tmux
+  # bpftool: per-program instruction counts and run-time statistics (docs/observer-effect.md)
+  bpftool
   # report rendering check in headless Chromium
   chromium
   # pingpath watch's tests: a real Prometheus scrapes it; promtool checks

@@ -627,12 +627,33 @@ static __always_inline int pp_filter_skb(struct sk_buff *skb, struct pp_pkt *pkt
  * A wake-up is an interrupt plus a context switch, and where the hook runs
  * preemptibly (syscall tracepoints on the sender's send path) the woken
  * tracer can preempt the very ping being measured. The tracer polls the
- * ring every 100 ms anyway, so events are submitted silently unless 64 KiB
- * are already waiting, when a wake-up keeps the ring from filling.
+ * ring every 100 ms anyway, so events are submitted silently, and every
+ * PP_WAKE_EVERY-th event of a CPU wakes the reader so that a burst cannot
+ * fill the ring meanwhile (512 events of at most 112 bytes: ~56 KiB per CPU
+ * of the 4 MiB ring). Counted per CPU rather than asked of the ring
+ * (bpf_ringbuf_query(BPF_RB_AVAIL_DATA), as before 2026-12-06): the query
+ * reads the consumer position, a cache line the reader on another CPU
+ * writes, and cost ~600 ns per event, more than the rest of a matched run
+ * together (BenchmarkBPFRunTime in internal/tracer/vm).
  */
+#define PP_WAKE_EVERY 512
+
+/* Events this CPU submitted since it last woke the reader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} pp_unwoken SEC(".maps");
+
 static __always_inline __u64 pp_submit_flags(void)
 {
-	return bpf_ringbuf_query(&pp_events, BPF_RB_AVAIL_DATA) >= (64 << 10) ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&pp_unwoken, &zero);
+	if (!n || ++*n < PP_WAKE_EVERY)
+		return BPF_RB_NO_WAKEUP;
+	*n = 0;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 /*

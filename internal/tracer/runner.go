@@ -273,9 +273,13 @@ func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, 
 	var rec ringbuf.Record
 	// The read deadline is the next tick, so an idle ring still returns in
 	// time to tick and to see a stop, and a busy one costs no deadline
-	// update per event.
+	// update per event. It is a millisecond past the tick: the reader waits
+	// in whole milliseconds, rounded down, and then polls without waiting
+	// until the deadline, which spun for up to a millisecond per tick (half
+	// of an idle tracer's CPU time).
+	deadline := func(tick time.Time) time.Time { return tick.Add(tickEvery + time.Millisecond) }
 	tick := time.Now()
-	rd.SetDeadline(tick.Add(tickEvery))
+	rd.SetDeadline(deadline(tick))
 	for {
 		select {
 		case reason := <-stop:
@@ -291,7 +295,7 @@ func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, 
 			if err := out.Flush(); err != nil {
 				return "", fmt.Errorf("writing output: %w", err)
 			}
-			rd.SetDeadline(tick.Add(tickEvery))
+			rd.SetDeadline(deadline(tick))
 		}
 		err := rd.ReadInto(&rec)
 		switch {

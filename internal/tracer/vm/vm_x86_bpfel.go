@@ -53,6 +53,7 @@ const (
 	vmMapPpCost                     = "pp_cost"
 	vmMapPpEvents                   = "pp_events"
 	vmMapPpLost                     = "pp_lost"
+	vmMapPpUnwoken                  = "pp_unwoken"
 	vmMapVmCurReq                   = "vm_cur_req"
 	vmProgVmFentryDevQueueXmit      = "vm_fentry_dev_queue_xmit"
 	vmProgVmFentryDevQueueXmitInner = "vm_fentry_dev_queue_xmit_inner"
@@ -153,10 +154,11 @@ type vmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vmMapSpecs struct {
-	PpCost   *ebpf.MapSpec `ebpf:"pp_cost"`
-	PpEvents *ebpf.MapSpec `ebpf:"pp_events"`
-	PpLost   *ebpf.MapSpec `ebpf:"pp_lost"`
-	VmCurReq *ebpf.MapSpec `ebpf:"vm_cur_req"`
+	PpCost    *ebpf.MapSpec `ebpf:"pp_cost"`
+	PpEvents  *ebpf.MapSpec `ebpf:"pp_events"`
+	PpLost    *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpUnwoken *ebpf.MapSpec `ebpf:"pp_unwoken"`
+	VmCurReq  *ebpf.MapSpec `ebpf:"vm_cur_req"`
 }
 
 // vmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -204,10 +206,11 @@ func (o *vmObjects) Close() error {
 //
 // It can be passed to loadVmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vmMaps struct {
-	PpCost   *ebpf.Map `ebpf:"pp_cost"`
-	PpEvents *ebpf.Map `ebpf:"pp_events"`
-	PpLost   *ebpf.Map `ebpf:"pp_lost"`
-	VmCurReq *ebpf.Map `ebpf:"vm_cur_req"`
+	PpCost    *ebpf.Map `ebpf:"pp_cost"`
+	PpEvents  *ebpf.Map `ebpf:"pp_events"`
+	PpLost    *ebpf.Map `ebpf:"pp_lost"`
+	PpUnwoken *ebpf.Map `ebpf:"pp_unwoken"`
+	VmCurReq  *ebpf.Map `ebpf:"vm_cur_req"`
 }
 
 func (m *vmMaps) Close() error {
@@ -215,6 +218,7 @@ func (m *vmMaps) Close() error {
 		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
+		m.PpUnwoken,
 		m.VmCurReq,
 	)
 }
