@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# depcheck: skip (run by hand to refresh the vendored file; needs npm and the registry)
 # Vendors Apache ECharts' prebuilt bundle (dist/echarts.min.js) from the npm
 # registry into internal/report/vendor, byte for byte, for the single-file
 # offline report.html. The pin (version and the npm tarball's integrity) is
