@@ -651,7 +651,8 @@ func TestWatchSurvives(t *testing.T) {
 	count := func(m map[string]float64, labels ...string) float64 {
 		return sum(m, MetricSegment+"_count", labels...)
 	}
-	w := lw.start(t, "--interval", "100ms", "--settle", "3s")
+	const settle = 3 * time.Second
+	w := lw.start(t, "--interval", "100ms", "--settle", settle.String())
 	m := w.waitFor(t, "segment D of 10 pings", time.Minute, func(m map[string]float64) bool { return count(m, segD...) >= 10 })
 
 	t.Run("tracer dies", func(t *testing.T) {
@@ -684,8 +685,18 @@ func TestWatchSurvives(t *testing.T) {
 		w.waitFor(t, "the receiver host disconnected", 30*time.Second, func(m map[string]float64) bool {
 			return sum(m, MetricNodeDisconnects, `node="receiver-host"`) >= 1
 		})
-		m = w.waitFor(t, "the receiver host reconnected and segment D back", time.Minute, func(m map[string]float64) bool {
-			return sum(m, MetricNodeUp, `node="receiver-host"`) == 1 && count(m, segD...) >= dBefore+10
+		w.waitFor(t, "the receiver host reconnected", time.Minute, func(m map[string]float64) bool {
+			return sum(m, MetricNodeUp, `node="receiver-host"`) == 1
+		})
+		// Pings are counted (sent, and per segment) when they are joined,
+		// a settle time after they were sent: until then the counters
+		// move on pings sent before the outage. Past twice the settle
+		// time every ping of the outage has been joined, and the pings
+		// joined from then on were sent after the reconnect.
+		time.Sleep(2 * settle)
+		dMid := count(w.scrape(t), segD...)
+		m = w.waitFor(t, "segment D back after the reconnect", time.Minute, func(m map[string]float64) bool {
+			return count(m, segD...) >= dMid+10
 		})
 		sent, d := sum(m, MetricPingsSent, fwd)-sentBefore, count(m, segD...)-dBefore
 		if d >= sent {
