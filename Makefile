@@ -42,6 +42,7 @@ generate-check: generate
 lint:
 	cd internal/report/vendor && sha256sum --quiet -c echarts.min.js.sha256 || { echo "internal/report/vendor/echarts.min.js differs from its pin: run scripts/vendor-echarts.sh" >&2; exit 1; }
 	$(GO) mod tidy -diff
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "not gofmt-clean (run gofmt -w):" $$unformatted >&2; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run ./tools/layers
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

@@ -37,7 +37,7 @@ type Window struct {
 	// seen is, per stream, the vantage points its observations had: a
 	// stream with nothing in a batch still says that its vantage point
 	// ran (for drop localisation), as it does over a whole run.
-	seen []parse.Vantage
+	seen    []parse.Vantage
 	open    map[uint16]*pingObs
 	arrival []uint16 // open sequence numbers, oldest first
 	joined  map[uint16]time.Time

@@ -7,14 +7,14 @@ package envfile
 
 // Environment is the whole file.
 type Environment struct {
-	Environment string      `yaml:"environment"`
-	SSH         SSHOptions  `yaml:"ssh,omitempty"` // defaults for every node
-	Sender      Side        `yaml:"sender"`
-	Receiver    Side        `yaml:"receiver"`
+	Environment string     `yaml:"environment"`
+	SSH         SSHOptions `yaml:"ssh,omitempty"` // defaults for every node
+	Sender      Side       `yaml:"sender"`
+	Receiver    Side       `yaml:"receiver"`
 	// Pairs, instead of Sender and Receiver, lists several VM pairs
 	// (pingpath watch): their VMs and hosts may be shared, a machine
 	// being whatever is reached at the same ssh host and port.
-	Pairs []Pair `yaml:"pairs,omitempty"`
+	Pairs       []Pair      `yaml:"pairs,omitempty"`
 	Tools       Tools       `yaml:"tools,omitempty"`
 	Measurement Measurement `yaml:"measurement,omitempty"`
 	// Emulation, when set, says the machines are emulated (the KVM lab's

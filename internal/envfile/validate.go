@@ -83,7 +83,9 @@ func (v *validator) pairs(e *Environment) {
 	for i, p := range e.Pairs {
 		prefix := fmt.Sprintf("pairs[%d]", i)
 		name := p.PairName(i)
-		if strings.IndexFunc(name, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-", r) }) >= 0 {
+		if strings.IndexFunc(name, func(r rune) bool {
+			return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-", r)
+		}) >= 0 {
 			v.fail(prefix+".name", "%q: only letters, digits and . _ - (it labels metrics)", name)
 		}
 		if j, dup := names[name]; dup {

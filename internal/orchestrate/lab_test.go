@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"os"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -17,10 +17,10 @@ import (
 
 	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/lab"
-	"github.com/pingpath/pingpath/internal/role"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
 	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/remote/sshremote"
+	"github.com/pingpath/pingpath/internal/role"
 )
 
 // labRun is a lab plus run options that drive it with a real pingpath.

@@ -269,9 +269,9 @@ func signifRule(th analyze.Thresholds) string {
 
 // CompareMarkdown writes compare.md.
 func CompareMarkdown(out io.Writer, c *analyze.Comparison) error {
-	w := &errWriter{w: out}
-	w.printf("# pingpath comparison\n\nBaseline: `%s` (%d complete pings) · compared: `%s` (%d complete pings)\n\n",
-		c.A.Label(), c.A.Counts.Complete, c.B.Label(), c.B.Counts.Complete)
+	w := mdWriter(out)
+	w.printf("# pingpath comparison\n\nBaseline: %s (%d complete pings) · compared: %s (%d complete pings)\n\n",
+		mdCode(c.A.Label()), c.A.Counts.Complete, mdCode(c.B.Label()), c.B.Counts.Complete)
 	v := compareVerdict(c)
 	for _, x := range v.Caution {
 		w.printf("> **Caution:** %s\n>\n", x)

@@ -13,12 +13,57 @@ import (
 type errWriter struct {
 	w   io.Writer
 	err error
+	// markdown: the output is Markdown, whose renderers pass HTML through.
+	// Every string argument may carry what a run's files or a manifest say
+	// (directory, environment and host names, kernel strings, warnings), so
+	// printf escapes its HTML; the format strings are ours and hold none.
+	markdown bool
 }
 
+// mdWriter renders Markdown to out.
+func mdWriter(out io.Writer) *errWriter { return &errWriter{w: out, markdown: true} }
+
+// mdCode is a string shown as a Markdown code span: fenced with more
+// backticks than it holds in a row, so a name cannot close it early.
+type mdCode string
+
+var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
 func (e *errWriter) printf(format string, args ...any) {
-	if e.err == nil {
-		_, e.err = fmt.Fprintf(e.w, format, args...)
+	if e.err != nil {
+		return
 	}
+	if e.markdown {
+		args = append([]any(nil), args...)
+		for i, a := range args {
+			switch a := a.(type) {
+			case string:
+				args[i] = htmlEscaper.Replace(a)
+			case mdCode:
+				args[i] = codeSpan(string(a))
+			}
+		}
+	}
+	_, e.err = fmt.Fprintf(e.w, format, args...)
+}
+
+// codeSpan fences s as a CommonMark code span (whose content is shown
+// verbatim, HTML included, so it is not escaped).
+func codeSpan(s string) string {
+	longest, run := 0, 0
+	for _, r := range s {
+		if r == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	fence := strings.Repeat("`", longest+1)
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
+		s = " " + s + " "
+	}
+	return fence + s + fence
 }
 
 func f1(x float64) string { return fmt.Sprintf("%.1f", x) }
@@ -60,7 +105,7 @@ func statRows(res *analyze.Result) []int {
 
 // Markdown writes report.md.
 func Markdown(out io.Writer, res *analyze.Result) error {
-	w := &errWriter{w: out}
+	w := mdWriter(out)
 	w.printf("# pingpath report\n\n")
 	v, ctx := BuildVerdict(res), BuildContext(res)
 	for _, c := range v.Caution {
@@ -81,7 +126,7 @@ func Markdown(out io.Writer, res *analyze.Result) error {
 		}
 		w.printf("\n")
 	}
-	w.printf("Directory: `%s` · input: %s · ICMP ids: %v\n\n", res.Label(), sourceName(res.Source), res.IDs)
+	w.printf("Directory: %s · input: %s · ICMP ids: %v\n\n", mdCode(res.Label()), sourceName(res.Source), res.IDs)
 	c := res.Counts
 	w.printf("Pings: **%d sent**, %d matched across vantage points, **%d complete** (seen by every vantage point that observed pings), %d lost.\n\n", c.Sent, c.Matched, c.Complete, c.Lost)
 	if res.Empty {

@@ -76,9 +76,9 @@ type Slice struct {
 // Clocks says which pairs of machines share a clock, from the boot ids the
 // record streams carry.
 type Clocks struct {
-	SenderVMHost     bool // sender VM and sender host
-	Hosts            bool // the two hosts
-	ReceiverHostVM   bool // receiver host and receiver VM
+	SenderVMHost   bool // sender VM and sender host
+	Hosts          bool // the two hosts
+	ReceiverHostVM bool // receiver host and receiver VM
 }
 
 // ClocksOf reads which machines share a clock from the files of res.

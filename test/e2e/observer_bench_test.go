@@ -350,8 +350,8 @@ func (ts tracers) kill() {
 // progStat is the BPF run time of one of our tracers' programs.
 type progStat struct {
 	node, tool, name string
-	runtime    time.Duration
-	runs       uint64
+	runtime          time.Duration
+	runs             uint64
 }
 
 // collectStats adds the run time and run count of every BPF program the
