@@ -23,9 +23,12 @@ import (
 
 // StartTimeout bounds the wait for a tracer's ready line, StopTimeout the
 // wait for its exit, GoneTimeout the wait for its BPF objects to be freed
-// (one RCU grace period after the last reference is closed).
+// (one RCU grace period after the last reference is closed). StartTimeout
+// is long for the kernel matrix: in a TCG guest on a loaded machine,
+// loading and attaching a tracer's fentry programs took over 30 s (6.1);
+// a wait that succeeds returns at the ready line.
 const (
-	StartTimeout = 30 * time.Second
+	StartTimeout = 2 * time.Minute
 	StopTimeout  = 30 * time.Second
 	GoneTimeout  = 10 * time.Second
 )
