@@ -261,7 +261,7 @@ func newTracerProbe(o *Options, nodes []*node) (*tracerProbe, error) {
 		byRole[n.role()] = n
 	}
 	p := &tracerProbe{o: o, bin: bin, dir: dir}
-	p.phases = plan(planInput{env: o.Env, nodes: byRole, sum: bin.SHA256, maxDuration: 30 * time.Second})
+	p.phases = plan(planInput{env: o.Env, nodes: byRole, sum: bin.SHA256, maxDuration: o.slowed(30 * time.Second)})
 	return p, nil
 }
 
@@ -310,7 +310,7 @@ func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
 			}
 			select {
 			case <-rt.exited:
-			case <-time.After(30 * time.Second):
+			case <-time.After(p.o.slowed(30 * time.Second)):
 				rt.stop(ctx, stopTimeouts{Graceful: time.Second, Term: time.Second})
 			}
 			if rt.err != nil || rt.code != 0 {

@@ -68,6 +68,24 @@ type Options struct {
 	Tracers []string
 }
 
+// emulationSlowdown is how much longer than on real machines a tracer may
+// take to load and attach its BPF programs when the environment says its
+// machines are emulated (env.yaml emulation:, the KVM lab): the verifier
+// and every attach run under QEMU TCG, 5-50 times slower, and the lab's
+// two hosts share the controller's CPUs. Measured on a 2-CPU machine at
+// load 10-20: a vhost tracer ready after 14-60 s, a VM tracer (nested KVM
+// inside TCG) after up to 90 s.
+const emulationSlowdown = 6
+
+// slowed scales a timeout meant for real machines by emulationSlowdown
+// when the machines are emulated.
+func (o *Options) slowed(d time.Duration) time.Duration {
+	if o.Env != nil && o.Env.Emulation != "" {
+		return d * emulationSlowdown
+	}
+	return d
+}
+
 func (o *Options) progress() Progress {
 	if o.Progress == nil {
 		return nopProgress{}

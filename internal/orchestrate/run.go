@@ -38,7 +38,8 @@ type RunOptions struct {
 	Count    int           // 0: measurement.ping_count
 	Interval time.Duration // 0: measurement.interval
 	// ReadyTimeout bounds the wait for each tracer's ready line (30s; 90s
-	// when origin BCC tools run, which compile at start).
+	// when origin BCC tools run, which compile at start; six times that on
+	// emulated machines, see emulationSlowdown).
 	ReadyTimeout time.Duration
 	// StopGrace is how long a tracer has to exit after stdin EOF/SIGINT
 	// before SIGTERM (5s); StopTerm the same after SIGTERM before SIGKILL (2s).
@@ -87,6 +88,7 @@ func (o *RunOptions) defaults() error {
 			// BCC compiles its programs at start: seconds to tens of them.
 			o.ReadyTimeout = 90 * time.Second
 		}
+		o.ReadyTimeout = o.slowed(o.ReadyTimeout)
 	}
 	if o.StopGrace == 0 {
 		o.StopGrace = 5 * time.Second

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/remote/remotetest"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
@@ -285,5 +286,27 @@ func TestRunReceiversFirst(t *testing.T) {
 	if len(st) != 4 || firstSender < lastReceiver+int64(450*time.Millisecond) {
 		t.Fatalf("sender tracers started %s after the last receiver one began, want ≥ its 0.5 s to ready (%v)",
 			time.Duration(firstSender-lastReceiver), st)
+	}
+}
+
+// On emulated machines (the KVM lab's env.yaml says emulation:) the tracers
+// get six times as long to become ready; a timeout the user set is kept.
+func TestReadyTimeoutEmulated(t *testing.T) {
+	for _, c := range []struct {
+		emulation string
+		set, want time.Duration
+	}{
+		{"", 0, 30 * time.Second},
+		{"emulated: QEMU TCG hosts", 0, 3 * time.Minute},
+		{"emulated: QEMU TCG hosts", 40 * time.Second, 40 * time.Second},
+	} {
+		o := &RunOptions{Options: Options{Env: &envfile.Environment{Emulation: c.emulation,
+			Measurement: envfile.Measurement{PingCount: 1, Interval: "1s"}}}, ReadyTimeout: c.set}
+		if err := o.defaults(); err != nil {
+			t.Fatal(err)
+		}
+		if o.ReadyTimeout != c.want {
+			t.Errorf("emulation %q, --ready-timeout %s: ready timeout %s, want %s", c.emulation, c.set, o.ReadyTimeout, c.want)
+		}
 	}
 }
