@@ -84,6 +84,13 @@ func (l *Lab) writeSSHFiles() error {
 			return err
 		}
 		n.HostKey = pub
+		// OpenSSH's ConnectTimeout also bounds the banner exchange: a KVM
+		// lab's VM, emulated inside an emulated host, was seen taking more
+		// than 5 s for it on a loaded machine.
+		connectTimeout := 5
+		if l.IsKVM() {
+			connectTimeout = 60
+		}
 		if !l.IsKVM() { // a KVM lab's machines bring their own sshd_config
 			cfg := sshdConfig(n.MgmtIP, hostKey, authorized, rootPasswordLocked()) + l.sudoUserSSHDConfig()
 			if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
@@ -97,7 +104,7 @@ func (l *Lab) writeSSHFiles() error {
 		fmt.Fprintf(&config, "  HostName %s\n  Port %d\n  User root\n", n.MgmtIP, SSHPort)
 		fmt.Fprintf(&config, "  IdentityFile %s\n  IdentitiesOnly yes\n", sshQuote(l.IdentityFile))
 		fmt.Fprintf(&config, "  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n", sshQuote(l.KnownHosts))
-		config.WriteString("  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout 5\n  LogLevel ERROR\n")
+		fmt.Fprintf(&config, "  StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout %d\n  LogLevel ERROR\n", connectTimeout)
 	}
 	if err := os.WriteFile(l.KnownHosts, []byte(known.String()), 0o644); err != nil {
 		return fmt.Errorf("writing known_hosts: %w", err)
