@@ -187,19 +187,34 @@ func (l *layout) senderHost(start, inter int64) {
 	l.gap(LaneSenderVM, analyze.ValResidS, start, req, exact, LaneSenderVhostTX, "B_1", analyze.SegB1, true)
 	l.gap(LaneSenderVM, analyze.ValResidS, hs+total, rep, exact, LaneSenderVhostRX, "L", analyze.SegL, false)
 
-	l.add(LaneSenderHost, "Total_s", hs, total, Outer, 0)
-	b, okB := l.get(analyze.SegB)
-	ext, okExt := l.get(analyze.ValExtS)
-	k, okK := l.get(analyze.SegK)
-	if okB {
-		l.add(LaneSenderHost, "B", hs, b, Measured, 1)
+	l.host(LaneSenderHost, hs, total, hostSegs{"Total_s", "B", "Ext_s", "K", analyze.SegB, analyze.ValExtS, analyze.SegK}, l.receiverHost)
+}
+
+// hostSegs names a host's outer interval and the three parts of it: the
+// request's way through the host, the time outside it, the reply's way.
+type hostSegs struct {
+	total, in, ext, out string
+	inV, extV, outV     int
+}
+
+// host lays out a host's lane from start: its Total, the request's and
+// the reply's segments at either end, and the time outside it, inside
+// which beyond lays out what lies further down the path.
+func (l *layout) host(lane string, start, total int64, s hostSegs, beyond func(start, dur int64)) {
+	l.add(lane, s.total, start, total, Outer, 0)
+	in, okIn := l.get(s.inV)
+	ext, okExt := l.get(s.extV)
+	out, okOut := l.get(s.outV)
+	if okIn {
+		l.add(lane, s.in, start, in, Measured, 1)
 	}
-	if okK {
-		l.add(LaneSenderHost, "K", hs+total-k, k, Measured, 1)
+	if okOut {
+		l.add(lane, s.out, start+total-out, out, Measured, 1)
 	}
-	if okB && okExt {
-		l.addWithin(LaneSenderHost, "Ext_s", hs+b, ext, Outer, 1, total-b-kOr0(k, okK))
-		l.receiverHost(hs+b, min(ext, total-b-kOr0(k, okK)))
+	if okIn && okExt {
+		room := total - in - kOr0(out, okOut)
+		l.addWithin(lane, s.ext, start+in, ext, Outer, 1, room)
+		beyond(start+in, min(ext, room))
 	}
 }
 
@@ -252,20 +267,7 @@ func (l *layout) receiverHost(start, ext int64) {
 	l.add(LaneSenderHost, "C", start, c, kind, 2)
 	l.add(LaneSenderHost, "J", start+ext-j, j, kind, 2)
 	rs := start + c // the receiver host's req_in
-	l.add(LaneReceiverHost, "Total_r", rs, total, Outer, 0)
-	d, okD := l.get(analyze.SegD)
-	extR, okExt := l.get(analyze.ValExtR)
-	i, okI := l.get(analyze.SegI)
-	if okD {
-		l.add(LaneReceiverHost, "D", rs, d, Measured, 1)
-	}
-	if okI {
-		l.add(LaneReceiverHost, "I", rs+total-i, i, Measured, 1)
-	}
-	if okD && okExt {
-		l.addWithin(LaneReceiverHost, "Ext_r", rs+d, extR, Outer, 1, total-d-kOr0(i, okI))
-		l.receiverVM(rs+d, min(extR, total-d-kOr0(i, okI)))
-	}
+	l.host(LaneReceiverHost, rs, total, hostSegs{"Total_r", "D", "Ext_r", "I", analyze.SegD, analyze.ValExtR, analyze.SegI}, l.receiverVM)
 }
 
 // receiverVM lays out the receiver VM inside the receiver host's External.
