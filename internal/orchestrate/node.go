@@ -17,6 +17,7 @@ import (
 	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/remote"
 	"github.com/pingpath/pingpath/internal/remote/sshremote"
+	"github.com/pingpath/pingpath/internal/tracer"
 )
 
 // Dialer opens a transport to one node of the environment.
@@ -84,6 +85,17 @@ func (o *Options) slowed(d time.Duration) time.Duration {
 		return d * emulationSlowdown
 	}
 	return d
+}
+
+// tracerMaxCPU is the --max-cpu the tracers get (0: their default). On
+// emulated machines the default is scaled like the timeouts: emulation
+// makes the same BPF runs and tracer work 5-50 times dearer in the
+// machine's own CPU time, which is not a production host's CPU.
+func (o *Options) tracerMaxCPU(set float64) float64 {
+	if set == 0 && o.Env != nil && o.Env.Emulation != "" {
+		return tracer.DefaultMaxCPU * emulationSlowdown
+	}
+	return set
 }
 
 func (o *Options) progress() Progress {

@@ -278,7 +278,7 @@ func (r *run) connect(ctx context.Context) ([][]*tracerSpec, *remote.Local, erro
 		return nil, nil, err
 	}
 	r.bin = bin
-	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, sum: bin.SHA256, maxDuration: o.maxDuration(), maxCPU: o.MaxCPU})), bin, nil
+	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, sum: bin.SHA256, maxDuration: o.maxDuration(), maxCPU: o.tracerMaxCPU(o.MaxCPU)})), bin, nil
 }
 
 // prepare reads every node's facts (as root, which checks sudo) and pushes

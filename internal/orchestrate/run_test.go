@@ -12,6 +12,7 @@ import (
 	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/remote/remotetest"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
+	"github.com/pingpath/pingpath/internal/tracer"
 )
 
 func TestRunComplete(t *testing.T) {
@@ -307,6 +308,25 @@ func TestReadyTimeoutEmulated(t *testing.T) {
 		}
 		if o.ReadyTimeout != c.want {
 			t.Errorf("emulation %q, --ready-timeout %s: ready timeout %s, want %s", c.emulation, c.set, o.ReadyTimeout, c.want)
+		}
+	}
+}
+
+// On emulated machines the tracers' default --max-cpu is scaled like the
+// timeouts (a TCG guest's CPU time is not a production host's); a value
+// the user set is kept, and real machines keep the tracers' default.
+func TestMaxCPUEmulated(t *testing.T) {
+	for _, c := range []struct {
+		emulation string
+		set, want float64
+	}{
+		{"", 0, 0},
+		{"emulated: QEMU TCG hosts", 0, tracer.DefaultMaxCPU * emulationSlowdown},
+		{"emulated: QEMU TCG hosts", 2, 2},
+	} {
+		o := &Options{Env: &envfile.Environment{Emulation: c.emulation}}
+		if got := o.tracerMaxCPU(c.set); got != c.want {
+			t.Errorf("emulation %q, --max-cpu %g: tracers get %g, want %g", c.emulation, c.set, got, c.want)
 		}
 	}
 }

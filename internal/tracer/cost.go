@@ -49,6 +49,14 @@ const (
 	// costInitialMask is pp_cost_mask's initial value in pingpath.h.
 	costMaxMask     = 1<<20 - 1
 	costInitialMask = 63
+	// maxRunNS caps the mean run time of a sample. Our programs run a few
+	// hundred ns (tens of µs emulated); a timed run far above that was
+	// interrupted between its two clock reads — an NMI, the hypervisor
+	// preempting a VM's vCPU (the vm tracer runs in guests), emulation —
+	// and, when it is an interval's only timed run, would price every run
+	// of the interval at it: in a TCG guest one 7 ms sample of 16 runs
+	// stopped a tracer over --max-cpu.
+	maxRunNS = 100_000
 )
 
 // CostHooks is implemented by tools that name the cost slots their
@@ -149,7 +157,7 @@ func (c *costMeter) read(now time.Time) error {
 		h.timed += dTimed
 		priced := dRuns
 		if dTimed > 0 {
-			h.mean = float64(cur.TimedNS-p.TimedNS) / float64(dTimed)
+			h.mean = min(float64(cur.TimedNS-p.TimedNS)/float64(dTimed), maxRunNS)
 			priced += h.unpriced
 			h.unpriced = 0
 		}

@@ -34,13 +34,23 @@ func TestCostMask(t *testing.T) {
 
 // TestCostMeter drives the meter with a real per-CPU map written by the
 // test (as the BPF programs would) and a fake process clock.
-func TestCostMeter(t *testing.T) {
+// testMeter is a costMeter over a real per-CPU map the test fills, with
+// the process CPU time in *proc, ready at start.
+type testMeter struct {
+	*costMeter
+	set   func(slot uint32, perCPU ...costSlot)
+	proc  *time.Duration
+	start time.Time
+}
+
+func newTestMeter(t *testing.T) testMeter {
+	t.Helper()
 	testenv.RequireRoot(t)
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 32, MaxEntries: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		t.Fatal(err)
@@ -53,13 +63,21 @@ func TestCostMeter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var proc time.Duration
+	proc := new(time.Duration)
 	start := time.Unix(1000, 0)
-	c := &costMeter{m: m, maxPct: 5, procCPU: func() time.Duration { return proc }, ready: start,
+	c := &costMeter{m: m, maxPct: 5, procCPU: func() time.Duration { return *proc }, ready: start,
 		slots: map[uint32]string{1: "ingress", 2: "egress"}, prev: map[uint32]costSlot{},
 		hooks: map[uint32]*hookTotal{1: {}, 2: {}}}
 	c.last = costPoint{at: start}
 	c.history = []costPoint{c.last}
+	return testMeter{c, set, proc, start}
+}
+
+func TestCostMeter(t *testing.T) {
+	tm := newTestMeter(t)
+	c, set, start := tm.costMeter, tm.set, tm.start
+	var proc time.Duration
+	tm.procCPU = func() time.Duration { return proc }
 
 	// 0.5 s: ingress 1000 runs (two CPUs), 10 timed at 100 ns; egress 40
 	// runs, none timed yet.
@@ -110,5 +128,33 @@ func TestCostMeter(t *testing.T) {
 	}
 	if p := c.cost().PeakCPUPercent; p < 5 {
 		t.Errorf("peak %.2f %%, want above 5", p)
+	}
+}
+
+// A timed run interrupted between its clock reads (a preempted vCPU, an
+// NMI) is not a price for every run: a hook's mean is capped at maxRunNS,
+// so one 7 ms sample over 16 runs (seen in a TCG guest) does not stop the
+// tracer, while a hook that really is slow still counts in full.
+func TestCostMeterInterruptedSample(t *testing.T) {
+	tm := newTestMeter(t)
+	tm.set(1, costSlot{Runs: 16, Timed: 1, TimedNS: 7_000_000})
+	for _, at := range []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond} {
+		if err := tm.read(tm.start.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := tm.cost().Hooks["ingress"].NS; got != 16*maxRunNS {
+		t.Errorf("ingress priced at %d ns, want 16 runs at the cap %d ns", got, maxRunNS)
+	}
+	if msg, over := tm.over(); over {
+		t.Errorf("one interrupted sample stopped the tracer: %s", msg)
+	}
+	// 20 000 runs a second at the cap is 200 % of a CPU: over.
+	tm.set(1, costSlot{Runs: 16 + 40_000, Timed: 1 + 400, TimedNS: 7_000_000 + 400*maxRunNS})
+	if err := tm.read(tm.start.Add(3500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, over := tm.over(); !over {
+		t.Errorf("a hook at %d ns a run, 20 000 runs a second, is not over --max-cpu 5 %%", maxRunNS)
 	}
 }

@@ -18,8 +18,16 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/tracer"
 )
+
+// GuestMaxCPU is the --max-cpu of tracers in the kernel matrix's TCG
+// guests: emulation makes every BPF run and the tracer's own work 5-50
+// times dearer, so the unrelated floods some tests send would stop a
+// tracer at the default (5 % of one CPU) — the guard is for real hosts and
+// is tested on this machine's kernel (internal/orchestrate's lab test).
+const GuestMaxCPU = 400
 
 // StartTimeout bounds the wait for a tracer's ready line, StopTimeout the
 // wait for its exit, GoneTimeout the wait for its BPF objects to be freed
@@ -90,6 +98,9 @@ func Start(t testing.TB, where string, do func(func() error) error, newTool func
 	}
 	if opts.MaxDuration == 0 {
 		opts.MaxDuration = 2 * time.Minute
+	}
+	if opts.MaxCPU == 0 && testenv.InGuest() {
+		opts.MaxCPU = GuestMaxCPU
 	}
 	opts.Stdout, opts.Stderr, opts.Stdin = &rt.out, &rt.errOut, bytes.NewReader(nil)
 	if opts.ProcessCPU == nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,6 +49,9 @@ func StartProcess(t testing.TB, start Starter, exe string, env []string, args ..
 	t.Helper()
 	var err error
 	p := &Process{t: t, out: filepath.Join(t.TempDir(), "trace.out"), done: make(chan error, 1), ready: make(chan string, 1)}
+	if testenv.InGuest() && !slices.Contains(args, "--max-cpu") {
+		args = append(args, "--max-cpu", strconv.FormatFloat(GuestMaxCPU, 'g', -1, 64))
+	}
 	p.Cmd = exec.Command(exe, append(args, "--output", p.out)...)
 	p.Cmd.Env = append(os.Environ(), env...)
 	if p.stdin, err = p.Cmd.StdinPipe(); err != nil {
