@@ -76,6 +76,7 @@ func newLabUpCommand() *cobra.Command {
 			if l.IsKVM() {
 				fmt.Fprintf(out, "kvm: kernel %s, hosts %d MiB/%d vCPU (QEMU TCG), VMs %d MiB/%d vCPU (nested KVM, vhost-net)\n",
 					l.KVM.Kernel, l.KVM.HostMemoryMB, l.KVM.HostCPUs, l.KVM.VMMemoryMB, l.KVM.VMCPUs)
+				fmt.Fprintf(out, "datapath: %s\n", l.KVM.Describe())
 				fmt.Fprintf(out, "NOTE: %s\n", l.Emulation)
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -101,6 +102,9 @@ func newLabUpCommand() *cobra.Command {
 	f.IntVar(&o.KVM.HostMemoryMB, "host-memory", 768, "kvm: MiB of RAM per host")
 	f.IntVar(&o.KVM.HostCPUs, "host-cpus", 2, "kvm: vCPUs per host")
 	f.IntVar(&o.KVM.VMMemoryMB, "vm-memory", 256, "kvm: MiB of RAM per VM")
+	f.StringVar(&o.KVM.Datapath, "switch", "bridge", "kvm: the hosts' switch: bridge (Linux bridge) or ovs (Open vSwitch; its own image with openvswitch-switch)")
+	f.BoolVar(&o.KVM.Bond, "bond", false, "kvm: each host's uplink is a kernel bond of two NICs, both cabled to the wire (the relay, as the switch's port channel)")
+	f.StringVar(&o.KVM.Overlay, "overlay", "", "kvm: tunnel between the hosts: geneve or vxlan (the switch's port to the wire; the uplinks carry underlay addresses)")
 	f.StringSliceVar(&o.KVM.ExtraPackages, "image-package", nil, "kvm: extra Debian package for the machine image (repeatable; builds a new image once)")
 	f.StringVar(&o.VMLink, "vm-link", "", "netns: VM to host link: tap (TAP pair + userspace backend, default) or veth")
 	f.StringVar(&o.Wire, "wire", lab.WireAuto, "wire between the hosts: auto (netns: veth, kvm: bridge, unless impaired), veth (netns), bridge (kvm), or relay")

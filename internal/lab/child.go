@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -86,10 +87,12 @@ func runWire(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	r.Clock = wire.Clock(clock)
 	r.Log = stderr
-	// Each of the relay's four threads (a reader and a sender per
-	// direction) is locked and may spin: give each a P of its own so a
-	// spinning sender never keeps a reader from running Go code.
-	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 6))
+	// Each of the relay's threads (a reader per interface, a port
+	// channel's members each, and a sender per direction) is locked and
+	// may spin: give each a P of its own so a spinning sender never keeps a
+	// reader from running Go code.
+	threads := 2 + len(strings.Split(r.A, ",")) + len(strings.Split(r.B, ","))
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), threads+2))
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return r.Run(ctx)

@@ -57,9 +57,20 @@ type KVMOptions struct {
 	// ExtraPackages are Debian packages added to the image (a new image is
 	// built once for each distinct list).
 	ExtraPackages []string
-	// Datapath is the hosts' data path, a file image/datapath-NAME of
-	// package kvm (default "bridge": br0 joining eth0 and vnet0).
+	// Datapath is the hosts' switch, a file image/datapath-NAME of package
+	// kvm: "bridge" (default: a Linux bridge br0) or "ovs" (Open vSwitch,
+	// bridge br0; its image adds kvm.OVSPackages).
 	Datapath string
+	// Bond gives each host a second data NIC, eth1, also cabled to the
+	// wire, and a kernel bond bond0 (balance-xor, layer3+4) of eth0 and
+	// eth1 as the uplink. The wire is then the relay, whose ends towards
+	// the hosts are port channels delivering frames on either member.
+	Bond bool
+	// Overlay puts a tunnel (kvm.Overlays: "geneve" or "vxlan") between
+	// the hosts' underlay addresses on their uplinks; the switch's port
+	// to the wire is then the tunnel, so the wire carries only
+	// encapsulated frames.
+	Overlay string
 	// ImageCache is where images are kept (default kvm.ImageCacheDir()).
 	ImageCache string
 }
@@ -76,6 +87,10 @@ type KVMState struct {
 	VMMemoryMB   int    `json:"vm_memory_mb"`
 	VMCPUs       int    `json:"vm_cpus"`
 	Datapath     string `json:"datapath"`
+	Bond         bool   `json:"bond,omitempty"`
+	Overlay      string `json:"overlay,omitempty"`
+	// Underlay is each host's address on its uplink (with an overlay).
+	Underlay map[string]netip.Prefix `json:"underlay,omitempty"`
 	// HostBoots is how many boots each host needed (more than 1: a boot
 	// failed and was retried; its console is in logs/console-HOST.N.log).
 	HostBoots map[string]int `json:"host_boots,omitempty"`
@@ -95,6 +110,26 @@ func (o *Options) fillKVM() error {
 		return fmt.Errorf("vm link %q: a KVM lab's VMs have virtio-net on vhost-net (--vm-link is the namespace lab's)", o.VMLink)
 	}
 	o.VMLink = VMLinkVhost
+	k := &o.KVM
+	if k.Datapath == "" {
+		k.Datapath = kvm.DefaultDatapath
+	}
+	if !slices.Contains(kvm.Datapaths(), k.Datapath) {
+		return fmt.Errorf("switch %q: want one of %s", k.Datapath, strings.Join(kvm.Datapaths(), ", "))
+	}
+	if k.Overlay != "" && !slices.Contains(kvm.Overlays(), k.Overlay) {
+		return fmt.Errorf("overlay %q: want one of %s", k.Overlay, strings.Join(kvm.Overlays(), ", "))
+	}
+	if k.Bond {
+		// This machine's kernel may have no bonding; the relay is the
+		// switch's side of the LAG.
+		switch o.Wire {
+		case WireAuto:
+			o.Wire = WireRelay
+		case WireBridge:
+			return errors.New("wire bridge: a bond needs --wire relay (or auto): the relay is the switch's port channel")
+		}
+	}
 	if o.SudoUser {
 		return errors.New("sudo user: not available in a KVM lab yet (its machines log in root only)")
 	}
@@ -112,7 +147,6 @@ func (o *Options) fillKVM() error {
 	default:
 		return fmt.Errorf("wire %q: a KVM lab's wire is %q, %q or %q", o.Wire, WireAuto, WireBridge, WireRelay)
 	}
-	k := &o.KVM
 	if k.Kernel == "" {
 		k.Kernel = kvm.DefaultKernel
 	}
@@ -139,9 +173,6 @@ func (o *Options) fillKVM() error {
 	if k.VMBootTimeout == 0 {
 		k.VMBootTimeout = 300 * time.Second
 	}
-	if k.Datapath == "" {
-		k.Datapath = kvm.DefaultDatapath
-	}
 	return nil
 }
 
@@ -165,7 +196,11 @@ func prepareKVM(ctx context.Context, o *Options) (*kvmMachines, error) {
 			return nil, err
 		}
 	}
-	img, err := kvm.EnsureImage(ctx, cache, kvm.ImageSpec{Kernel: k, ExtraPackages: o.KVM.ExtraPackages}, o.Log)
+	pkgs := o.KVM.ExtraPackages
+	if o.KVM.Datapath == kvm.DatapathOVS {
+		pkgs = append(slices.Clone(pkgs), kvm.OVSPackages()...)
+	}
+	img, err := kvm.EnsureImage(ctx, cache, kvm.ImageSpec{Kernel: k, ExtraPackages: pkgs}, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -182,13 +217,40 @@ func (l *Lab) planKVM(o *Options) {
 		n.Netns = ""
 		if n.IsVM() {
 			n.MgmtRootLink = ""
+		} else if o.KVM.Bond {
+			n.Phy = strings.Join(bondMembers, ",") // the tracer watches the members
 		}
 	}
 	l.KVM = &KVMState{
 		HostMemoryMB: o.KVM.HostMemoryMB, HostCPUs: o.KVM.HostCPUs,
 		VMMemoryMB: o.KVM.VMMemoryMB, VMCPUs: o.KVM.VMCPUs, Datapath: o.KVM.Datapath,
-		HostBoots: map[string]int{},
+		Bond: o.KVM.Bond, Overlay: o.KVM.Overlay, HostBoots: map[string]int{},
 	}
+	if o.KVM.Overlay != "" {
+		l.KVM.Underlay = map[string]netip.Prefix{
+			SenderHost: underlayAddr(l.DataNet, 1), ReceiverHost: underlayAddr(l.DataNet, 2),
+		}
+	}
+}
+
+// bondMembers are a bonded host's data NICs, both cabled to the wire.
+var bondMembers = []string{"eth0", "eth1"}
+
+// underlayAddr is the i-th host's underlay address (with an overlay): in
+// the last /24 of the data network, which the VMs' addresses (.1.1, .2.1)
+// never reach.
+func underlayAddr(data netip.Prefix, i uint32) netip.Prefix {
+	size := uint32(1) << (32 - data.Bits())
+	return netip.PrefixFrom(addrAt(data, size-256+i), 24)
+}
+
+// wirePorts are a host's taps in the wire namespace: one, or one per bond
+// member (the relay's port channel towards the host).
+func (l *Lab) wirePorts(h Node) []string {
+	if l.KVM == nil || !l.KVM.Bond {
+		return []string{wireEnd(h)}
+	}
+	return []string{wireEnd(h), wireEnd(h) + "1"}
 }
 
 // qemuDaemon names a host's QEMU among the lab's background processes.
@@ -314,6 +376,14 @@ func (l *Lab) writeMachineConfigs(o *Options) (map[string]map[string]string, err
 			MgmtMAC: kvm.MAC(l.Index, pair[0]+1, 2), DataMAC: kvm.MAC(l.Index, pair[0]+1, 1),
 			Datapath: o.KVM.Datapath, VMMemoryMB: o.KVM.VMMemoryMB, VMCPUs: o.KVM.VMCPUs,
 			VMAttempts: o.KVM.BootAttempts, VMTimeoutSec: int(o.KVM.VMBootTimeout / time.Second),
+			Bond: o.KVM.Bond, Overlay: o.KVM.Overlay,
+		}
+		if o.KVM.Bond {
+			hc.DataMAC2 = kvm.MAC(l.Index, pair[0]+1, 3)
+		}
+		if o.KVM.Overlay != "" {
+			peer := l.Nodes[3-pair[0]].Name // the other host
+			hc.UnderlayAddr, hc.UnderlayPeer = l.KVM.Underlay[host.Name], l.KVM.Underlay[peer].Addr()
 		}
 		vc := kvm.NodeConfig{
 			Role: kvm.RoleVM, Hostname: vm.Hostname, MgmtAddr: mgmt(vm),
@@ -392,27 +462,39 @@ func (l *Lab) startHost(o *Options, m *kvmMachines, h *Node, fw map[string]strin
 	if err := linkUp(root, h.MgmtRootLink, netip.Prefix{}, l.MgmtBridge); err != nil {
 		return err
 	}
-	var data *os.File
-	end := wireEnd(*h)
-	if err := InNetns(l.WireNetns, func() (err error) { data, err = tapbackend.Create(end); return err }); err != nil {
-		return err
-	}
-	defer data.Close()
-	err = withHandle(l.WireNetns, func(nh *netlink.Handle) error {
-		if l.Wire == WireBridge {
-			return linkUp(nh, end, netip.Prefix{}, wireBridge)
+	var data []*os.File
+	defer func() {
+		for _, f := range data {
+			f.Close()
 		}
-		if err := linkUp(nh, end, netip.Prefix{}, ""); err != nil {
+	}()
+	for _, end := range l.wirePorts(*h) {
+		err := InNetns(l.WireNetns, func() error {
+			f, err := tapbackend.Create(end)
+			if err == nil {
+				data = append(data, f)
+			}
+			return err
+		})
+		if err != nil {
 			return err
 		}
-		link, err := nh.LinkByName(end)
-		if err == nil {
-			err = nh.SetPromiscOn(link)
+		err = withHandle(l.WireNetns, func(nh *netlink.Handle) error {
+			if l.Wire == WireBridge {
+				return linkUp(nh, end, netip.Prefix{}, wireBridge)
+			}
+			if err := linkUp(nh, end, netip.Prefix{}, ""); err != nil {
+				return err
+			}
+			link, err := nh.LinkByName(end)
+			if err == nil {
+				err = nh.SetPromiscOn(link)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("wire end %s: %w", end, err)
 		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("wire end %s: %w", end, err)
 	}
 	idx := slices.IndexFunc(l.Nodes, func(n Node) bool { return n.Name == h.Name })
 	host := kvm.Host{
@@ -420,9 +502,14 @@ func (l *Lab) startHost(o *Options, m *kvmMachines, h *Node, fw map[string]strin
 		Console: l.consoleLog(h.Name), DataFd: 3, MgmtFd: 4,
 		DataMAC: kvm.MAC(l.Index, idx+1, 1), MgmtMAC: kvm.MAC(l.Index, idx+1, 2), FwCfg: fw,
 	}
+	files := []*os.File{data[0], mgmt}
+	if len(data) > 1 {
+		host.DataFd2, host.DataMAC2 = 5, kvm.MAC(l.Index, idx+1, 3)
+		files = append(files, data[1])
+	}
 	_ = os.Remove(host.Console)
 	_, err = l.start(daemon{
-		name: qemuDaemon(h.Name), netns: l.WireNetns, files: []*os.File{data, mgmt},
+		name: qemuDaemon(h.Name), netns: l.WireNetns, files: files,
 		argv: append([]string{m.qemu}, host.Args()...),
 	})
 	return err
@@ -443,11 +530,16 @@ func (l *Lab) stopHost(h *Node) error {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		_, err1 := netlink.LinkByName(h.MgmtRootLink)
-		err2 := withHandle(l.WireNetns, func(nh *netlink.Handle) error {
-			_, err := nh.LinkByName(wireEnd(*h))
-			return err
+		left := 0
+		_ = withHandle(l.WireNetns, func(nh *netlink.Handle) error {
+			for _, end := range l.wirePorts(*h) {
+				if _, err := nh.LinkByName(end); err == nil {
+					left++
+				}
+			}
+			return nil
 		})
-		if err1 != nil && err2 != nil {
+		if err1 != nil && left == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -511,4 +603,19 @@ func (l *Lab) waitAllSSH(ctx context.Context, timeout time.Duration) error {
 		})
 	}
 	return g.Wait()
+}
+
+// Describe says in a line what the hosts' data path is made of.
+func (s *KVMState) Describe() string {
+	d := "switch " + s.Datapath + " br0, uplink "
+	if s.Bond {
+		d += "bond0 (balance-xor of " + strings.Join(bondMembers, " and ") + ")"
+	} else {
+		d += bondMembers[0]
+	}
+	if s.Overlay != "" {
+		d += fmt.Sprintf(", overlay %s (VNI 42) %s <-> %s", s.Overlay,
+			s.Underlay[SenderHost].Addr(), s.Underlay[ReceiverHost].Addr())
+	}
+	return d
 }

@@ -472,6 +472,10 @@ func TestOptionErrors(t *testing.T) {
 		{Dir: t.TempDir(), Wire: lab.WireVeth, WireDelay: time.Millisecond},
 		{Dir: t.TempDir(), WireLoss: 101},
 		{Dir: t.TempDir(), WireDelay: -time.Millisecond},
+		{Dir: t.TempDir(), KVM: lab.KVMOptions{Bond: true}}, // a namespace lab
+		{Dir: t.TempDir(), Hypervisor: lab.HypervisorKVM, KVM: lab.KVMOptions{Datapath: "linuxbridge"}},
+		{Dir: t.TempDir(), Hypervisor: lab.HypervisorKVM, KVM: lab.KVMOptions{Overlay: "gre"}},
+		{Dir: t.TempDir(), Hypervisor: lab.HypervisorKVM, Wire: lab.WireBridge, KVM: lab.KVMOptions{Bond: true}},
 	} {
 		if _, err := lab.Up(ctx, o); !errors.Is(err, lab.ErrOptions) {
 			t.Errorf("Up(%+v): %v, want an option error", o, err)

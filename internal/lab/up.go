@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/pingpath/pingpath/internal/lab/kvm"
 	"github.com/pingpath/pingpath/internal/lab/tapbackend"
 	"github.com/pingpath/pingpath/internal/lab/wire"
 )
@@ -125,6 +127,9 @@ func (o *Options) fill() error {
 
 // fillNetns checks the namespace lab's VM link and wire.
 func (o *Options) fillNetns() error {
+	if o.KVM.Bond || o.KVM.Overlay != "" || o.KVM.Datapath != "" && o.KVM.Datapath != kvm.DefaultDatapath {
+		return errors.New("switch, bond and overlay: the namespace lab has a Linux bridge and one NIC per host (they are the KVM lab's: --hypervisor kvm)")
+	}
 	if o.VMLink == "" {
 		o.VMLink = VMLinkTap
 	}
@@ -808,7 +813,7 @@ func (l *Lab) startWire(o *Options) error {
 	_, err := l.start(daemon{
 		name: "wire", netns: l.WireNetns,
 		argv: []string{o.Binary, "lab", "wire", "--dir", l.Dir,
-			"--a", wireEnd(l.Nodes[1]), "--b", wireEnd(l.Nodes[2]),
+			"--a", strings.Join(l.wirePorts(l.Nodes[1]), ","), "--b", strings.Join(l.wirePorts(l.Nodes[2]), ","),
 			"--delay", l.WireDelay.String(), "--jitter", l.WireJitter.String(),
 			"--loss", strconv.FormatFloat(l.WireLoss, 'g', -1, 64),
 			"--seed", strconv.FormatUint(l.WireSeed, 10), "--clock", string(o.WireClock)},

@@ -23,7 +23,22 @@ func TestNodeConfigMarshal(t *testing.T) {
 	if string(b) != want {
 		t.Errorf("host config:\n%s\nwant:\n%s", b, want)
 	}
-	bad := []NodeConfig{
+	dp := host
+	dp.Datapath, dp.DataMAC2, dp.Bond, dp.Overlay = DatapathOVS, MAC(1, 2, 3), true, "geneve"
+	dp.UnderlayAddr, dp.UnderlayPeer = netip.MustParsePrefix("198.18.255.1/24"), netip.MustParseAddr("198.18.255.2")
+	if b, err = dp.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"datapath=ovs\n", "data_mac2=52:54:00:01:02:03\nbond=1\n", "overlay=geneve\nunderlay_addr=198.18.255.1/24\nunderlay_peer=198.18.255.2\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("ovs/bond/geneve host config lacks %q:\n%s", want, b)
+		}
+	}
+	noMAC2, badOverlay, noUnderlay := dp, dp, dp
+	noMAC2.DataMAC2 = nil
+	badOverlay.Overlay = "gre; reboot"
+	noUnderlay.UnderlayPeer = netip.Addr{}
+	bad := []NodeConfig{noMAC2, badOverlay, noUnderlay,
 		{Role: "router", Hostname: "x", MgmtAddr: host.MgmtAddr, MgmtMAC: host.MgmtMAC, DataMAC: host.DataMAC},
 		{Role: RoleHost, Hostname: "a b", MgmtAddr: host.MgmtAddr, MgmtMAC: host.MgmtMAC, DataMAC: host.DataMAC},
 		{Role: RoleHost, Hostname: "x", MgmtAddr: host.MgmtAddr, MgmtMAC: host.MgmtMAC, DataMAC: host.DataMAC, Datapath: "../../bin/sh"},
@@ -73,6 +88,13 @@ func TestHostArgs(t *testing.T) {
 		if !strings.Contains(args, want) {
 			t.Errorf("qemu args lack %q:\n%s", want, args)
 		}
+	}
+	if strings.Contains(args, "data2") {
+		t.Errorf("a second data NIC without DataFd2:\n%s", args)
+	}
+	h.DataFd2, h.DataMAC2 = 5, MAC(1, 2, 3)
+	if args2 := strings.Join(h.Args(), " "); !strings.Contains(args2, "-netdev tap,id=data2,fd=5 -device virtio-net-pci,netdev=data2,mac=52:54:00:01:02:03,romfile=") {
+		t.Errorf("no second data NIC:\n%s", args2)
 	}
 	if strings.Contains(args, "accel kvm") {
 		t.Error("outer hosts must never use -accel kvm on this machine")

@@ -23,6 +23,20 @@ const (
 // (image/datapath-bridge).
 const DefaultDatapath = "bridge"
 
+// DatapathOVS is Open vSwitch (image/datapath-ovs); its image has
+// OVSPackages on top of image/packages.
+const DatapathOVS = "ovs"
+
+// OVSPackages are the Debian packages the ovs data path needs in the image
+// (a separate cached image, so that the default one stays lean).
+func OVSPackages() []string { return []string{"openvswitch-switch"} }
+
+// Datapaths lists the hosts' data paths (image/datapath-NAME).
+func Datapaths() []string { return []string{DefaultDatapath, DatapathOVS} }
+
+// Overlays lists the tunnels a data path can put between the hosts.
+func Overlays() []string { return []string{"geneve", "vxlan"} }
+
 // NodeConfig is what a node's /sbin/pingpath-init reads from fw_cfg
 // opt/pingpath/node: key=value lines, every value checked here so that the
 // init (which only ever uses them quoted) gets what it expects.
@@ -34,6 +48,14 @@ type NodeConfig struct {
 	DataAddr netip.Prefix // VMs
 	DataMAC  net.HardwareAddr
 	Datapath string // hosts: a file of image/datapath-*
+	// Hosts: a second data NIC (eth1, also cabled to the wire) and a
+	// kernel bond of both as the uplink; an overlay (Overlays) between the
+	// hosts' underlay addresses on the uplink.
+	DataMAC2     net.HardwareAddr
+	Bond         bool
+	Overlay      string
+	UnderlayAddr netip.Prefix
+	UnderlayPeer netip.Addr
 	// Hosts: their VM's size, how many boots the host tries and how long
 	// each may take until the VM's sshd is up.
 	VMMemoryMB, VMCPUs, VMAttempts int
@@ -75,6 +97,26 @@ func (c NodeConfig) Marshal() ([]byte, error) {
 		return nil, fmt.Errorf("host %s: unknown data path %q (want a file image/datapath-NAME)", c.Hostname, dp)
 	}
 	kv("datapath", dp)
+	if len(c.DataMAC2) == 6 {
+		kv("data_mac2", c.DataMAC2.String())
+	}
+	if c.Bond {
+		if len(c.DataMAC2) != 6 {
+			return nil, fmt.Errorf("host %s: a bond needs a second data NIC", c.Hostname)
+		}
+		kv("bond", "1")
+	}
+	if c.Overlay != "" {
+		if !slices.Contains(Overlays(), c.Overlay) {
+			return nil, fmt.Errorf("host %s: overlay %q: want one of %s", c.Hostname, c.Overlay, strings.Join(Overlays(), ", "))
+		}
+		if !c.UnderlayAddr.IsValid() || !c.UnderlayAddr.Addr().Is4() || !c.UnderlayPeer.Is4() {
+			return nil, fmt.Errorf("host %s: overlay %s needs IPv4 underlay addresses", c.Hostname, c.Overlay)
+		}
+		kv("overlay", c.Overlay)
+		kv("underlay_addr", c.UnderlayAddr.String())
+		kv("underlay_peer", c.UnderlayPeer.String())
+	}
 	for _, p := range []struct {
 		k string
 		v int
@@ -167,13 +209,17 @@ const tbSizeMB = 256
 
 // Host is one hypervisor host's QEMU (TCG, on this machine).
 type Host struct {
-	Name      string // QEMU's -name
-	Image     Image
-	MemoryMB  int
-	CPUs      int
-	Console   string // file receiving the serial console
-	DataFd    int    // tap descriptor in the child for eth0 (the wire)
-	MgmtFd    int    // tap descriptor in the child for the management NIC
+	Name     string // QEMU's -name
+	Image    Image
+	MemoryMB int
+	CPUs     int
+	Console  string // file receiving the serial console
+	DataFd   int    // tap descriptor in the child for eth0 (the wire)
+	// DataFd2 (when > 0) is a second data NIC's tap (eth1, the wire too;
+	// the members of a bond), with DataMAC2.
+	DataFd2   int
+	DataMAC2  net.HardwareAddr
+	MgmtFd    int // tap descriptor in the child for the management NIC
 	DataMAC   net.HardwareAddr
 	MgmtMAC   net.HardwareAddr
 	FwCfg     map[string]string
@@ -202,6 +248,10 @@ func (h Host) Args() []string {
 		"-device", "virtio-net-pci,netdev=data,mac=" + h.DataMAC.String() + ",romfile=",
 		"-netdev", "tap,id=mgmt,fd=" + strconv.Itoa(h.MgmtFd),
 		"-device", "virtio-net-pci,netdev=mgmt,mac=" + h.MgmtMAC.String() + ",romfile=",
+	}
+	if h.DataFd2 > 0 {
+		args = append(args, "-netdev", "tap,id=data2,fd="+strconv.Itoa(h.DataFd2),
+			"-device", "virtio-net-pci,netdev=data2,mac="+h.DataMAC2.String()+",romfile=")
 	}
 	for _, n := range slices.Sorted(maps.Keys(h.FwCfg)) {
 		args = append(args, "-fw_cfg", "name="+n+",file="+optValue(h.FwCfg[n]))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,13 @@ const (
 
 // Relay forwards frames between interfaces A and B of the current network
 // namespace, applying the impairment in both directions.
+//
+// An end may be a port channel: its members' names separated by commas
+// ("to-sender,to-sender1"), as a switch's static LAG towards a bonded host.
+// Frames received on any member go the same way, and the frames towards a
+// port channel leave on its members in turn (round robin, frame by frame),
+// so a host's bond sees its replies arrive on either member whichever
+// member it sent on; a frame is never sent back out of its own end.
 type Relay struct {
 	A, B       string
 	Impairment Impairment
@@ -77,7 +85,11 @@ type frame struct {
 // direction is one way through the relay.
 type direction struct {
 	name    string
-	in, out int // packet sockets
+	in, out []int         // packet sockets: the members of each end
+	next    atomic.Uint32 // round robin over out
+	// schedMu serialises the scheduler between the readers of a port
+	// channel's members (one reader per member).
+	schedMu sync.Mutex
 	sched   *Scheduler
 	clock   Clock
 	queue   chan frame
@@ -106,16 +118,16 @@ func (r *Relay) Run(ctx context.Context) error {
 	if log == nil {
 		log = io.Discard
 	}
-	fa, err := openPacketSocket(r.A, clock == ClockKernel)
+	fa, err := openEnd(r.A, clock == ClockKernel)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fa)
-	fb, err := openPacketSocket(r.B, clock == ClockKernel)
+	defer closeAll(fa)
+	fb, err := openEnd(r.B, clock == ClockKernel)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fb)
+	defer closeAll(fb)
 	dirs := []*direction{
 		{name: r.A + "->" + r.B, in: fa, out: fb, sched: NewScheduler(r.Impairment, 0), clock: clock, queue: make(chan frame, qlen)},
 		{name: r.B + "->" + r.A, in: fb, out: fa, sched: NewScheduler(r.Impairment, 1), clock: clock, queue: make(chan frame, qlen)},
@@ -125,10 +137,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, len(fa)+len(fb))
 	for _, d := range dirs {
-		wg.Add(2)
-		go func() { defer wg.Done(); errc <- d.receive(ctx) }()
+		for _, in := range d.in {
+			wg.Add(1)
+			go func() { defer wg.Done(); errc <- d.receive(ctx, in) }()
+		}
+		wg.Add(1)
 		go func() { defer wg.Done(); d.send(ctx) }()
 	}
 	var runErr error
@@ -146,6 +161,27 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // openPacketSocket opens an AF_PACKET socket bound to ifname that sees every
 // frame the interface receives (not those it sends).
+// openEnd opens a packet socket on each member of an end (one interface,
+// or a port channel's members separated by commas).
+func openEnd(end string, kernelTimestamps bool) ([]int, error) {
+	var fds []int
+	for _, name := range strings.Split(end, ",") {
+		fd, err := openPacketSocket(name, kernelTimestamps)
+		if err != nil {
+			closeAll(fds)
+			return nil, err
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
 func openPacketSocket(ifname string, kernelTimestamps bool) (int, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
@@ -194,14 +230,14 @@ func monoNow() int64 {
 // receive reads frames, stamps and schedules them. A frame that is due
 // already (no delay) and has nothing queued before it is sent right away
 // from this goroutine, saving a thread hand-off.
-func (d *direction) receive(ctx context.Context) error {
+func (d *direction) receive(ctx context.Context, in int) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	realtime()
 	buf := make([]byte, 65536)
 	oob := make([]byte, 128)
 	for ctx.Err() == nil {
-		n, oobn, flags, from, err := unix.Recvmsg(d.in, buf, oob, 0)
+		n, oobn, flags, from, err := unix.Recvmsg(in, buf, oob, 0)
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -221,7 +257,9 @@ func (d *direction) receive(ctx context.Context) error {
 		if d.clock == ClockKernel {
 			rx = kernelRx(oob[:oobn], now)
 		}
+		d.schedMu.Lock()
 		release, keep := d.sched.Schedule(rx, !lossExempt(buf[:n]))
+		d.schedMu.Unlock()
 		if !keep {
 			d.stats.Lost.Add(1)
 			continue
@@ -342,8 +380,12 @@ func waitUntil(t int64) int64 {
 }
 
 func (d *direction) write(b []byte) {
+	out := d.out[0]
+	if len(d.out) > 1 {
+		out = d.out[int(d.next.Add(1)-1)%len(d.out)]
+	}
 	for {
-		_, err := unix.Write(d.out, b)
+		_, err := unix.Write(out, b)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
