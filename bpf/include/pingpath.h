@@ -12,15 +12,16 @@
  *   network namespaces and interfaces, pointer compares once the tracer's
  *   struct net and devices are learned;
  * - the common event (struct pp_event) sent through the ring buffer
- *   `pp_events`, and the per-CPU counter `pp_lost` incremented whenever the
- *   ring buffer is full. pp_reserve()/pp_submit() are the only places that
- *   touch the ring buffer;
+ *   `pp_events` (or the perf event array `pp_perf` on kernels without ring
+ *   buffers), and the per-CPU counter `pp_lost` incremented whenever the
+ *   buffer is full. PP_RESERVE()/pp_submit() are the only places that touch
+ *   either;
  * - the cost accounting (pp_cost, PP_COSTED): every program counts its runs
  *   and times a sample of them, so the tracer knows what it costs the host.
  *
  * A tracer's C file includes this header once, defines its programs (one per
  * hook and attach method, each body wrapped in PP_COSTED), and emits with
- * pp_on_skb()/pp_emit(), or with pp_reserve(), pp_fill_event() and
+ * pp_on_skb()/pp_emit(), or with PP_RESERVE(), pp_fill_event() and
  * pp_submit() for an event struct of its own.
  */
 #ifndef PINGPATH_H
@@ -117,6 +118,17 @@ struct pp_event {
 const struct pp_event *pp_unused_event __attribute__((unused));
 
 /*
+ * The events' way to user space: a BPF ring buffer (5.8+), or on kernels
+ * without one a perf event array (per-CPU buffers, 4.x). pp_perf_events is
+ * set by the Go loader (internal/tracer, Options.EventBuffer) from a probe
+ * of the kernel or the --event-buffer flag; the verifier sees it as a
+ * constant and drops the other transport's code. The unused map is replaced
+ * by the loader with a one-entry placeholder, so a kernel without ring
+ * buffers never creates one.
+ */
+const volatile __u8 pp_perf_events = 0;
+
+/*
  * Ring buffer to user space. Its size is set by the Go loader
  * (tracer.Options.RingBytes) before load; the value here is the default.
  */
@@ -125,20 +137,41 @@ struct {
 	__uint(max_entries, 1 << 22);
 } pp_events SEC(".maps");
 
-/* Events that did not fit in pp_events (reported as trailer ringbuf_lost). */
+/* Perf event array to user space (one buffer per CPU, opened by the reader). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} pp_perf SEC(".maps");
+
+/*
+ * Events lost, per CPU. Slot PP_LOST_ALL: every event a program could not
+ * send (ring buffer full, perf buffer full or missing), reported as the
+ * trailer's ringbuf_lost. Slot PP_LOST_PERF_FULL: those of them that a full
+ * perf buffer refused (-ENOSPC), which the kernel also reports to the reader
+ * as lost-sample records; kernels before 5.4 return 0 from
+ * bpf_perf_event_output even then, and only those records tell (the Go side
+ * adds the records not already counted here).
+ */
+#define PP_LOST_ALL 0
+#define PP_LOST_PERF_FULL 1
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } pp_lost SEC(".maps");
 
-static __always_inline void pp_count_lost(void)
+static __always_inline void pp_count_lost_in(__u32 slot)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&pp_lost, &zero);
+	__u64 *n = bpf_map_lookup_elem(&pp_lost, &slot);
 	if (n)
 		*n += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline void pp_count_lost(void)
+{
+	pp_count_lost_in(PP_LOST_ALL);
 }
 
 /*
@@ -657,12 +690,20 @@ static __always_inline __u64 pp_submit_flags(void)
 }
 
 /*
- * pp_reserve reserves size bytes for an event, or returns NULL (counted in
- * pp_lost) when the ring buffer is full. With pp_submit it is the one place
- * events leave through, so another transport (a perf event array on kernels
- * without ring buffers) replaces these two only.
+ * PP_RESERVE(type, e) declares `type *e`, an event to fill and send with
+ * pp_submit(ctx, e), or NULL when the ring buffer is full (counted in
+ * pp_lost). With the ring buffer, e is reserved in it; with the perf event
+ * array, e is a zeroed buffer on the program's stack, copied out by
+ * pp_submit (a per-CPU scratch map would be overwritten by a program that
+ * preempts or interrupts this one before it submits). These two are the one
+ * way events leave, so every event of every tracer goes through either
+ * transport and its losses are counted the same way.
  */
-static __always_inline void *pp_reserve(__u32 size)
+#define PP_RESERVE(type, e)                                                                      \
+	type __pp_stack_##e;                                                                     \
+	type *e = pp_perf_events ? pp_stack_event(&__pp_stack_##e, sizeof(type)) : pp_ring_reserve(sizeof(type))
+
+static __always_inline void *pp_ring_reserve(__u32 size)
 {
 	void *e = bpf_ringbuf_reserve(&pp_events, size, 0);
 	if (!e)
@@ -670,16 +711,39 @@ static __always_inline void *pp_reserve(__u32 size)
 	return e;
 }
 
-/* pp_submit sends an event from pp_reserve (see pp_submit_flags). */
-static __always_inline void pp_submit(void *e)
+static __always_inline void *pp_stack_event(void *buf, __u32 size)
 {
+	__builtin_memset(buf, 0, size); /* the helper may read only written stack */
+	return buf;
+}
+
+/*
+ * pp_submit(ctx, e) sends an event from PP_RESERVE: ctx is the program's
+ * context (bpf_perf_event_output needs it). A perf buffer that is full (or
+ * a CPU without one open) loses the event, counted in pp_lost like a full
+ * ring buffer. The perf reader wakes after PP_WAKE_EVERY events of a CPU
+ * (its wakeup_events), as the ring buffer's pp_submit_flags.
+ */
+#define pp_submit(ctx, e) pp_submit_size((ctx), (e), sizeof(*(e)))
+
+static __always_inline void pp_submit_size(void *ctx, void *e, __u64 size)
+{
+	if (pp_perf_events) {
+		long err = bpf_perf_event_output(ctx, &pp_perf, BPF_F_CURRENT_CPU, e, size);
+		if (err) {
+			pp_count_lost();
+			if (err == -28 /* -ENOSPC */)
+				pp_count_lost_in(PP_LOST_PERF_FULL);
+		}
+		return;
+	}
 	bpf_ringbuf_submit(e, pp_submit_flags());
 }
 
 /*
  * pp_fill_event fills the common event e for pkt seen at hook at time ts.
  * dev may be NULL. A tracer with its own event struct reserves it
- * (pp_reserve), fills its pp_event member with this and its own fields, and
+ * (PP_RESERVE), fills its pp_event member with this and its own fields, and
  * calls pp_submit.
  */
 static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt, __u8 hook,
@@ -703,16 +767,17 @@ static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt
 }
 
 /*
- * pp_emit sends one event for pkt seen at hook. dev may be NULL. Returns 0;
- * a full ring buffer is counted in pp_lost.
+ * pp_emit sends one event for pkt seen at hook from the program whose
+ * context is ctx. dev may be NULL. Returns 0; a full buffer is counted in
+ * pp_lost.
  */
-static __always_inline int pp_emit(struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 netns)
+static __always_inline int pp_emit(void *ctx, struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 netns)
 {
-	struct pp_event *e = pp_reserve(sizeof(*e));
+	PP_RESERVE(struct pp_event, e);
 	if (!e)
 		return 0;
 	pp_fill_event(e, pkt, hook, dev, netns, bpf_ktime_get_ns());
-	pp_submit(e);
+	pp_submit(ctx, e);
 	return 0;
 }
 
@@ -720,13 +785,13 @@ static __always_inline int pp_emit(struct pp_pkt *pkt, __u8 hook, struct net_dev
  * pp_on_skb is the body of a typical skb hook: filter, then emit. Tracers
  * call it from their per-method wrappers (fentry/kprobe/raw_tracepoint).
  */
-static __always_inline int pp_on_skb(struct sk_buff *skb, __u8 hook, int check_dev)
+static __always_inline int pp_on_skb(void *ctx, struct sk_buff *skb, __u8 hook, int check_dev)
 {
 	struct pp_pkt pkt = {};
 	struct net_device *dev;
 	if (!skb || !pp_filter_skb(skb, &pkt, check_dev, &dev))
 		return 0;
-	return pp_emit(&pkt, hook, dev, pp_netns);
+	return pp_emit(ctx, &pkt, hook, dev, pp_netns);
 }
 
 /*
@@ -739,27 +804,27 @@ static __always_inline int pp_on_skb(struct sk_buff *skb, __u8 hook, int check_d
 #define PP_FENTRY_SKB1(name, hook, check_dev)                                                    \
 	SEC("fentry") int BPF_PROG(name, struct sk_buff *skb)                                    \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(skb, hook, check_dev));                         \
+		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev));                         \
 	}
 #define PP_FENTRY_SKB3(name, hook, check_dev)                                                    \
 	SEC("fentry") int BPF_PROG(name, void *a1, void *a2, struct sk_buff *skb)                \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(skb, hook, check_dev));                         \
+		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev));                         \
 	}
 #define PP_KPROBE_SKB1(name, hook, check_dev)                                                    \
 	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb((struct sk_buff *)PT_REGS_PARM1(ctx), hook, check_dev)); \
+		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)PT_REGS_PARM1(ctx), hook, check_dev)); \
 	}
 #define PP_KPROBE_SKB3(name, hook, check_dev)                                                    \
 	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb((struct sk_buff *)PT_REGS_PARM3(ctx), hook, check_dev)); \
+		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)PT_REGS_PARM3(ctx), hook, check_dev)); \
 	}
 #define PP_RAW_TP_SKB1(name, hook, check_dev)                                                    \
 	SEC("raw_tracepoint") int name(struct bpf_raw_tracepoint_args *ctx)                      \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb((struct sk_buff *)ctx->args[0], hook, check_dev)); \
+		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)ctx->args[0], hook, check_dev)); \
 	}
 
 #endif /* PINGPATH_H */

@@ -23,6 +23,16 @@ func ProgramTypeSupport(pt ebpf.ProgramType) error {
 	return nil
 }
 
+// MapTypeSupport returns nil when the kernel can create maps of type mt
+// (cilium/ebpf feature probe): ring buffers (5.8+) decide the tracers'
+// event buffer.
+func MapTypeSupport(mt ebpf.MapType) error {
+	if err := features.HaveMapType(mt); err != nil {
+		return fmt.Errorf("map type %s: %w", mt, err)
+	}
+	return nil
+}
+
 // KprobeSupport returns nil when kprobes can be created: the kernel has the
 // kprobe program type and a kprobe PMU or tracefs kprobe_events.
 func KprobeSupport() error {

@@ -89,9 +89,13 @@ type Header struct {
 	// Pairs lists every (src_ip, dst_ip) pair a tracer serving several
 	// pairs filters (host --pair); SrcIP/DstIP are Pairs[0]. A record's
 	// Pair indexes it. Absent for one pair.
-	Pairs  []Pair            `json:"pairs,omitempty"`
-	Probes []Probe           `json:"probes"`
-	Args   map[string]string `json:"args,omitempty"` // the flags the tracer was started with
+	Pairs  []Pair  `json:"pairs,omitempty"`
+	Probes []Probe `json:"probes"`
+	// EventBuffer is how the events left the kernel: "ringbuf" (BPF ring
+	// buffer) or "perf" (perf event array, kernels without ring buffers or
+	// --event-buffer perf). Absent in streams of older tracers (ringbuf).
+	EventBuffer string            `json:"event_buffer,omitempty"`
+	Args        map[string]string `json:"args,omitempty"` // the flags the tracer was started with
 }
 
 // Ping is one traced ping (or, for the vhost tracers, one ICMP packet) with its

@@ -192,15 +192,25 @@ func (l *Loaded) Close() error {
 	return err
 }
 
-// Lost sums the per-CPU pp_lost counter (events dropped because the ring
-// buffer was full).
+// Slots of pp_lost (PP_LOST_* in pingpath.h).
+const (
+	lostAll      = 0 // every event a program could not send
+	lostPerfFull = 1 // of them, refused by a full perf buffer (-ENOSPC)
+)
+
+// Lost sums the per-CPU pp_lost counter: events the programs could not send
+// (ring buffer or perf buffer full).
 func (l *Loaded) Lost() (uint64, error) {
+	return l.lostSlot(lostAll)
+}
+
+func (l *Loaded) lostSlot(slot uint32) (uint64, error) {
 	m := l.Coll.Maps[LostMap]
 	if m == nil {
 		return 0, fmt.Errorf("map %s missing", LostMap)
 	}
 	var perCPU []uint64
-	if err := m.Lookup(uint32(0), &perCPU); err != nil {
+	if err := m.Lookup(slot, &perCPU); err != nil {
 		return 0, fmt.Errorf("reading %s: %w", LostMap, err)
 	}
 	var n uint64
@@ -208,4 +218,31 @@ func (l *Loaded) Lost() (uint64, error) {
 		n += v
 	}
 	return n, nil
+}
+
+// EventsLost is every event lost on the way to user space: what the
+// programs counted, plus the events the kernel reported in perf
+// lost-sample records (lostRecords) beyond those the programs already
+// counted as refused by a full perf buffer — on kernels before 5.4
+// bpf_perf_event_output does not tell the program, so only the records do.
+// Each lost event is counted once, whichever buffer the tracer used.
+func (l *Loaded) EventsLost(lostRecords uint64) (uint64, error) {
+	all, err := l.lostSlot(lostAll)
+	if err != nil || lostRecords == 0 {
+		return all, err
+	}
+	full, err := l.lostSlot(lostPerfFull)
+	return mergeLost(all, full, lostRecords), err
+}
+
+// mergeLost: all events the programs counted lost, full of them refused by
+// a full perf buffer, records the events the kernel's lost-sample records
+// reported. From 5.4 the records report the refusals the programs saw
+// (records ≤ full: no record yet for the latest ones), before 5.4 the
+// programs saw none (full = 0).
+func mergeLost(all, full, records uint64) uint64 {
+	if records > full {
+		return all + records - full
+	}
+	return all
 }

@@ -22,7 +22,8 @@ type recordWriter struct {
 	text   TextView
 	hdr    *record.Header
 	events uint64
-	meter  *costMeter // nil until ready
+	meter  *costMeter  // nil until ready
+	reader eventReader // nil until the buffer is open
 }
 
 func newRecordWriter(out *bufio.Writer, format string, hdr *record.Header, tool Tool) *recordWriter {
@@ -66,10 +67,15 @@ func (w *recordWriter) Drop(d *record.Drop) error {
 }
 
 // runCounters adds the counters every tracer keeps to c: events read,
-// events the ring buffer could not take, and the process's own CPU time.
+// events the ring or perf buffer could not take (ringbuf_lost, whichever
+// buffer), and the process's own CPU time.
 func (w *recordWriter) runCounters(l *Loaded, c map[string]uint64) error {
 	c["events"] = w.events
-	lost, err := l.Lost()
+	var records uint64
+	if w.reader != nil {
+		records = w.reader.lostRecords()
+	}
+	lost, err := l.EventsLost(records)
 	c["ringbuf_lost"] = lost
 	if w.meter != nil {
 		// The BPF side of the tracer's cost so far (the trailer's cost

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/pingpath/pingpath/internal/buildinfo"
@@ -99,6 +98,11 @@ type Options struct {
 	// the process with other work and passes its own.
 	ProcessCPU func() time.Duration
 	RingBytes  uint32 // ring buffer size (power of two, ≥ page size); 0 = 4 MiB
+	// EventBuffer is how events leave the kernel (--event-buffer): auto
+	// (the ring buffer where the kernel has one, else the perf event
+	// array), ringbuf or perf. A perf event array gets RingBytes / CPUs per
+	// CPU (PerfBufferBytes).
+	EventBuffer string
 	// BTF is a file with the running kernel's BTF, for kernels without
 	// /sys/kernel/btf/vmlinux (--btf); "" uses the kernel's own.
 	BTF  string
@@ -116,6 +120,9 @@ type Options struct {
 func (o *Options) Validate() error {
 	var err error
 	if o.Probe, err = ParseProbe(o.Probe); err != nil {
+		return err
+	}
+	if o.EventBuffer, err = ParseEventBuffer(o.EventBuffer); err != nil {
 		return err
 	}
 	switch o.Format {
@@ -175,6 +182,10 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	if err != nil {
 		return fmt.Errorf("choosing probes: %w", err)
 	}
+	buffer, bufferWhy, err := ChooseEventBuffer(o.EventBuffer, RingBufferSupport)
+	if err != nil {
+		return err
+	}
 	spec, err := tool.Spec(choices)
 	if err != nil {
 		return fmt.Errorf("reading the BPF object: %w", err)
@@ -185,17 +196,17 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	if err := tool.Filter().Apply(spec); err != nil {
 		return err
 	}
-	if o.RingBytes != 0 {
-		spec.Maps[EventsMap].MaxEntries = o.RingBytes
+	if err := ConfigureEventBuffer(spec, buffer, o.RingBytes); err != nil {
+		return err
 	}
 	loaded, err := LoadAndAttach(spec, choices, kbtf)
 	if err != nil {
 		return err
 	}
 	defer loaded.Close()
-	rd, err := ringbuf.NewReader(loaded.Coll.Maps[EventsMap])
+	rd, err := openEventReader(loaded.Coll, buffer, o.RingBytes)
 	if err != nil {
-		return fmt.Errorf("opening ring buffer: %w", err)
+		return err
 	}
 	defer rd.Close()
 
@@ -205,7 +216,9 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	}
 	defer closeOut()
 	hdr := header(tool, choices, o)
+	hdr.EventBuffer = buffer
 	w := newRecordWriter(out, o.Format, hdr, tool)
+	w.reader = rd
 	if err := w.header(); err != nil {
 		return err
 	}
@@ -217,7 +230,10 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	}
 
 	stop := stopper(ctx, o)
-	fmt.Fprintf(o.Stderr, "ready tool=%s pid=%d probes=%s\n", tool.Name(), os.Getpid(), readyProbes(choices))
+	if bufferWhy != "" {
+		fmt.Fprintf(o.Stderr, "event buffer: perf event array (%s)\n", bufferWhy)
+	}
+	fmt.Fprintf(o.Stderr, "ready tool=%s pid=%d probes=%s events=%s\n", tool.Name(), os.Getpid(), readyProbes(choices), buffer)
 	if o.OnReady != nil {
 		o.OnReady(loaded)
 	}
@@ -267,10 +283,9 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 
 // loop reads events until a stop reason arrives, or onTick (called on every
 // tick, ~100 ms) returns one.
-func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, events *uint64,
+func loop(rd eventReader, tool Tool, out *bufio.Writer, stop <-chan string, events *uint64,
 	onTick func(now time.Time) (string, error)) (string, error) {
 	const tickEvery = 100 * time.Millisecond
-	var rec ringbuf.Record
 	// The read deadline is the next tick, so an idle ring still returns in
 	// time to tick and to see a stop, and a busy one costs no deadline
 	// update per event. It is a millisecond past the tick: the reader waits
@@ -297,34 +312,33 @@ func loop(rd *ringbuf.Reader, tool Tool, out *bufio.Writer, stop <-chan string, 
 			}
 			rd.SetDeadline(deadline(tick))
 		}
-		err := rd.ReadInto(&rec)
+		raw, err := rd.next()
 		switch {
 		case err == nil:
 			*events++
-			if err := tool.Event(rec.RawSample); err != nil {
+			if err := tool.Event(raw); err != nil {
 				return "", err
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		default:
-			return "", fmt.Errorf("reading ring buffer: %w", err)
+			return "", fmt.Errorf("reading the event buffer: %w", err)
 		}
 	}
 }
 
-// drain reads what is left in the ring buffer without waiting.
-func drain(rd *ringbuf.Reader, tool Tool, events *uint64) error {
-	var rec ringbuf.Record
+// drain reads what is left in the event buffer without waiting.
+func drain(rd eventReader, tool Tool, events *uint64) error {
 	rd.SetDeadline(time.Now())
 	for {
-		err := rd.ReadInto(&rec)
+		raw, err := rd.next()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return nil
 			}
-			return fmt.Errorf("draining ring buffer: %w", err)
+			return fmt.Errorf("draining the event buffer: %w", err)
 		}
 		*events++
-		if err := tool.Event(rec.RawSample); err != nil {
+		if err := tool.Event(raw); err != nil {
 			return err
 		}
 	}

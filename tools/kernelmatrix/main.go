@@ -5,7 +5,8 @@
 // Test packages are found by name: a package takes part when its tests
 // include TestTraceRealPackets or TestGuest*. A package whose tests call
 // testenv.Probe() is run once per rung (PINGPATH_TEST_PROBE=auto, fentry,
-// kprobe, tracepoint); the others once per kernel. Each test binary is
+// kprobe, tracepoint; and perf: auto with PINGPATH_TEST_EVENT_BUFFER=perf);
+// the others once per kernel. Each test binary is
 // built once (go test -c) and booted under QEMU/TCG by tools/vmexec/vm,
 // one VM per (package, kernel, rung).
 //
@@ -42,7 +43,7 @@ func main() {
 func run() int {
 	var o options
 	flag.StringVar(&o.kernels, "kernels", "6.1,6.12", "kernel series (cached by scripts/kernels.sh), comma separated")
-	flag.StringVar(&o.rungs, "rungs", "auto,fentry,kprobe,tracepoint", "probe rungs for rung-aware packages")
+	flag.StringVar(&o.rungs, "rungs", "auto,fentry,kprobe,tracepoint,perf", "probe rungs for rung-aware packages (perf: auto probes, perf event array forced)")
 	flag.StringVar(&o.run, "run", `^(TestTraceRealPackets|TestGuest.*)$`, "tests to run (go test -run)")
 	flag.StringVar(&o.doc, "doc", "docs/kernel-matrix.md", "Markdown file to write the matrix to (empty: none)")
 	flag.StringVar(&o.work, "work", ".cache/kernel-matrix", "directory for the test binaries")

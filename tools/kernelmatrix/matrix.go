@@ -28,6 +28,23 @@ const (
 // rungAny labels the runs of packages that do not look at the rung.
 const rungAny = "any"
 
+// rungPerf is the rung that forces the perf event array (the fallback for
+// kernels without BPF ring buffers) with the probes chosen as auto.
+const rungPerf = "perf"
+
+// rungEnv is the environment of a rung's tests: a probe rung forces that
+// attach method (PINGPATH_TEST_PROBE); the perf rung forces the perf event
+// array (PINGPATH_TEST_EVENT_BUFFER) on the auto probes.
+func rungEnv(rung string) []string {
+	switch rung {
+	case rungAny:
+		return nil
+	case rungPerf:
+		return []string{"PINGPATH_TEST_PROBE=auto", "PINGPATH_TEST_EVENT_BUFFER=perf"}
+	}
+	return []string{"PINGPATH_TEST_PROBE=" + rung}
+}
+
 // job is one VM: one package's tests on one kernel with one rung.
 type job struct {
 	pkg    *testPackage
@@ -165,9 +182,7 @@ func runJob(ctx context.Context, j job, o options) jobResult {
 func bootJob(ctx context.Context, j job, o options) jobResult {
 	var out bytes.Buffer
 	env := vm.PassEnv(os.Environ())
-	if j.rung != rungAny {
-		env = append(env, "PINGPATH_TEST_PROBE="+j.rung)
-	}
+	env = append(env, rungEnv(j.rung)...)
 	res, err := vm.Run(ctx, vm.Config{
 		Kernel:     j.kernel,
 		Program:    j.pkg.Binary,
@@ -438,7 +453,8 @@ func (m *Matrix) Markdown(full bool) string {
 			m.started.UTC().Format("2006-01-02 15:04 UTC"))
 		fmt.Fprintf(&b, "Each cell is one top-level test in one QEMU/TCG guest (%s, `-accel tcg -cpu %s -smp %d`, Go /init from tools/vmexec/vm).\n",
 			m.qemu, vm.DefaultCPUModel, m.cpus)
-		fmt.Fprintf(&b, "Rung-aware packages (tests that call `testenv.Probe()`) run once per rung with `PINGPATH_TEST_PROBE`;\n")
+		fmt.Fprintf(&b, "Rung-aware packages (tests that call `testenv.Probe()`) run once per rung with `PINGPATH_TEST_PROBE`\n")
+		fmt.Fprintf(&b, "(rung `%s`: auto probes with the perf event array forced, `PINGPATH_TEST_EVENT_BUFFER=perf`, the fallback for kernels without BPF ring buffers);\n", rungPerf)
 		fmt.Fprintf(&b, "the others once per kernel (rung `%s`). SKIP and FAIL carry the test's own message in the notes;\n", rungAny)
 		b.WriteString("a VM whose kernel crashed is booted once more and its cells say \"retried\", with the crash in the notes.\n\n")
 		b.WriteString("How to run: `make test-kernels` (all of it), or one package on one kernel and rung:\n\n")

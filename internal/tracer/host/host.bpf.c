@@ -273,11 +273,11 @@ static __always_inline __u8 skb_vlan_flag(struct sk_buff *skb)
  * traced ones are named by the Go side. No comm or pid: they say nothing
  * about a packet in softirq context.
  */
-static __always_inline void emit(struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 ifindex,
+static __always_inline void emit(void *ctx, struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 ifindex,
 				 __u8 encap, __u64 location, __u32 reason)
 {
 	__u64 ts = bpf_ktime_get_ns();
-	struct host_event *e = pp_reserve(sizeof(*e));
+	PP_RESERVE(struct host_event, e);
 	if (!e)
 		return;
 	__builtin_memset(e, 0, sizeof(*e));
@@ -296,7 +296,7 @@ static __always_inline void emit(struct pp_pkt *pkt, __u8 hook, struct net_devic
 	e->location = location;
 	e->reason = reason;
 	e->encap = encap;
-	pp_submit(e);
+	pp_submit(ctx, e);
 }
 
 /*
@@ -311,7 +311,7 @@ static __always_inline int recheck_ifindex(struct net_device *dev, int how, __u3
 	return how == PP_DEV_READ || pp_ifindex_ok(*ifindex);
 }
 
-static __always_inline int on_ingress(struct sk_buff *skb)
+static __always_inline int on_ingress(void *ctx, struct sk_buff *skb)
 {
 	if (!skb)
 		return 0;
@@ -332,17 +332,17 @@ static __always_inline int on_ingress(struct sk_buff *skb)
 	if (!match_frame(h.head, h.mh, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex))
 		return 0;
 	inflight_add(&pkt);
-	emit(&pkt, HOOK_INGRESS, dev, ifindex, encap | skb_vlan_flag(skb), 0, 0);
+	emit(ctx, &pkt, HOOK_INGRESS, dev, ifindex, encap | skb_vlan_flag(skb), 0, 0);
 	return 0;
 }
 
 SEC("raw_tracepoint")
 int host_ingress_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(HOOK_INGRESS, on_ingress((struct sk_buff *)ctx->args[0]));
+	return PP_COSTED(HOOK_INGRESS, on_ingress(ctx, (struct sk_buff *)ctx->args[0]));
 }
 
-static __always_inline int on_egress(struct sk_buff *skb, struct net_device *dev)
+static __always_inline int on_egress(void *ctx, struct sk_buff *skb, struct net_device *dev)
 {
 	int how = skb ? pp_dev_ok(dev) : PP_DEV_NO;
 	if (!how)
@@ -357,27 +357,27 @@ static __always_inline int on_egress(struct sk_buff *skb, struct net_device *dev
 	if (!match_frame(h.head, h.data - h.head, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex))
 		return 0;
 	inflight_done(&pkt);
-	emit(&pkt, HOOK_EGRESS, dev, ifindex, encap | skb_vlan_flag(skb), 0, 0);
+	emit(ctx, &pkt, HOOK_EGRESS, dev, ifindex, encap | skb_vlan_flag(skb), 0, 0);
 	return 0;
 }
 
 SEC("raw_tracepoint")
 int host_egress_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(HOOK_EGRESS, on_egress((struct sk_buff *)ctx->args[0], (struct net_device *)ctx->args[1]));
+	return PP_COSTED(HOOK_EGRESS, on_egress(ctx, (struct sk_buff *)ctx->args[0], (struct net_device *)ctx->args[1]));
 }
 
 SEC("kprobe")
 int host_egress_kprobe(struct pt_regs *ctx)
 {
 	return PP_COSTED(HOOK_EGRESS,
-			 on_egress((struct sk_buff *)PT_REGS_PARM1(ctx), (struct net_device *)PT_REGS_PARM2(ctx)));
+			 on_egress(ctx, (struct sk_buff *)PT_REGS_PARM1(ctx), (struct net_device *)PT_REGS_PARM2(ctx)));
 }
 
 SEC("fentry")
 int BPF_PROG(host_egress_fentry, struct sk_buff *first, struct net_device *dev)
 {
-	return PP_COSTED(HOOK_EGRESS, on_egress(first, dev));
+	return PP_COSTED(HOOK_EGRESS, on_egress(ctx, first, dev));
 }
 
 static __always_inline int on_drop(struct bpf_raw_tracepoint_args *ctx)
@@ -404,7 +404,7 @@ static __always_inline int on_drop(struct bpf_raw_tracepoint_args *ctx)
 	if (!match_ip(BPF_CORE_READ(skb, head), nh, &pkt, &encap) || !pp_dev_recheck(dev, how))
 		return 0;
 	inflight_done(&pkt);
-	emit(&pkt, HOOK_DROP, dev, BPF_CORE_READ(dev, ifindex), encap, ctx->args[1], reason);
+	emit(ctx, &pkt, HOOK_DROP, dev, BPF_CORE_READ(dev, ifindex), encap, ctx->args[1], reason);
 	return 0;
 }
 

@@ -52,6 +52,7 @@ const (
 	hostMapPpCost            = "pp_cost"
 	hostMapPpEvents          = "pp_events"
 	hostMapPpLost            = "pp_lost"
+	hostMapPpPerf            = "pp_perf"
 	hostMapPpUnwoken         = "pp_unwoken"
 	hostProgHostDrop         = "host_drop"
 	hostProgHostEgressFentry = "host_egress_fentry"
@@ -76,6 +77,7 @@ const (
 	hostVarPpNetDevs         = "pp_net_devs"
 	hostVarPpNetns           = "pp_netns"
 	hostVarPpOwnNet          = "pp_own_net"
+	hostVarPpPerfEvents      = "pp_perf_events"
 	hostVarPpSrcIp           = "pp_src_ip"
 	hostVarPpUnusedEvent     = "pp_unused_event"
 )
@@ -136,6 +138,7 @@ type hostMapSpecs struct {
 	PpCost    *ebpf.MapSpec `ebpf:"pp_cost"`
 	PpEvents  *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost    *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpPerf    *ebpf.MapSpec `ebpf:"pp_perf"`
 	PpUnwoken *ebpf.MapSpec `ebpf:"pp_unwoken"`
 }
 
@@ -161,6 +164,7 @@ type hostVariableSpecs struct {
 	PpNetDevs       *ebpf.VariableSpec `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.VariableSpec `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.VariableSpec `ebpf:"pp_own_net"`
+	PpPerfEvents    *ebpf.VariableSpec `ebpf:"pp_perf_events"`
 	PpSrcIp         *ebpf.VariableSpec `ebpf:"pp_src_ip"`
 	PpUnusedEvent   *ebpf.VariableSpec `ebpf:"pp_unused_event"`
 }
@@ -188,6 +192,7 @@ type hostMaps struct {
 	PpCost    *ebpf.Map `ebpf:"pp_cost"`
 	PpEvents  *ebpf.Map `ebpf:"pp_events"`
 	PpLost    *ebpf.Map `ebpf:"pp_lost"`
+	PpPerf    *ebpf.Map `ebpf:"pp_perf"`
 	PpUnwoken *ebpf.Map `ebpf:"pp_unwoken"`
 }
 
@@ -196,6 +201,7 @@ func (m *hostMaps) Close() error {
 		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
+		m.PpPerf,
 		m.PpUnwoken,
 	)
 }
@@ -222,6 +228,7 @@ type hostVariables struct {
 	PpNetDevs       *ebpf.Variable `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.Variable `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.Variable `ebpf:"pp_own_net"`
+	PpPerfEvents    *ebpf.Variable `ebpf:"pp_perf_events"`
 	PpSrcIp         *ebpf.Variable `ebpf:"pp_src_ip"`
 	PpUnusedEvent   *ebpf.Variable `ebpf:"pp_unused_event"`
 }

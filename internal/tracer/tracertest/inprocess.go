@@ -90,6 +90,9 @@ func Start(t testing.TB, where string, do func(func() error) error, newTool func
 	if do == nil {
 		do = func(f func() error) error { return f() }
 	}
+	if opts.EventBuffer == "" {
+		opts.EventBuffer = testenv.EventBuffer()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rt := &Tracer{cancel: cancel, exited: make(chan struct{}), where: where}
 	ready := make(chan struct{})
@@ -196,7 +199,23 @@ func ReadStream(t testing.TB, b []byte) *record.Stream {
 	if s.Trailer == nil {
 		t.Fatalf("tracer output has no trailer:\n%s", b)
 	}
+	CheckEventBuffer(t, s.Header)
 	return s
+}
+
+// CheckEventBuffer requires a tracer's header to name its event buffer, and
+// the one PINGPATH_TEST_EVENT_BUFFER forces (the kernel matrix's perf rung).
+func CheckEventBuffer(t testing.TB, h *record.Header) {
+	t.Helper()
+	if h == nil {
+		return
+	}
+	switch forced := testenv.EventBuffer(); {
+	case h.EventBuffer != tracer.EventBufferRing && h.EventBuffer != tracer.EventBufferPerf:
+		t.Errorf("tracer header: event_buffer %q, want %s or %s", h.EventBuffer, tracer.EventBufferRing, tracer.EventBufferPerf)
+	case forced != tracer.EventBufferAuto && h.EventBuffer != forced:
+		t.Errorf("tracer header: event_buffer %q, but %s was forced (PINGPATH_TEST_EVENT_BUFFER)", h.EventBuffer, forced)
+	}
 }
 
 // WaitPings waits until the stream holds at least n ping records (a record

@@ -3,6 +3,7 @@ package tracertest
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -116,6 +117,13 @@ func (p *Process) WaitReady() {
 func (p *Process) Signal(sig os.Signal) *record.Stream {
 	p.t.Helper()
 	if err := p.Cmd.Process.Signal(sig); err != nil {
+		if errors.Is(err, os.ErrProcessDone) {
+			out, _ := os.ReadFile(p.out)
+			if len(out) > 2000 {
+				out = out[len(out)-2000:]
+			}
+			p.t.Fatalf("tracer exited before it was stopped; stderr: %s\noutput (tail): %s", p.Stderr(), out)
+		}
 		p.t.Fatal(err)
 	}
 	return p.Wait(15 * time.Second)

@@ -247,15 +247,12 @@ static __always_inline void vh_fill(struct vh_event *e, __u8 kind, __u8 method, 
 	e->method = method;
 }
 
-// vh_reserve reserves and fills an event's common part; the caller fills the
-// rest and submits. A full ring buffer is counted in pp_lost.
-static __always_inline struct vh_event *vh_reserve(__u8 kind, __u8 method, __u64 ts)
-{
-	struct vh_event *e = pp_reserve(sizeof(*e));
-	if (e)
-		vh_fill(e, kind, method, ts);
-	return e;
-}
+// VH_RESERVE declares e, an event with its common part filled (PP_RESERVE);
+// the caller fills the rest and submits. A full buffer is counted in pp_lost.
+#define VH_RESERVE(e, kind, method, ts)                                                            \
+	PP_RESERVE(struct vh_event, e);                                                            \
+	if (e)                                                                                     \
+	vh_fill(e, kind, method, ts)
 
 static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, struct net_device *dev)
 {
@@ -273,7 +270,7 @@ static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, 
 /* ---------------------------------------------------------------- vhost-rx */
 
 // S1: the tun device transmits skb toward the guest.
-static __always_inline int on_tun_xmit(struct sk_buff *skb, struct net_device *dev, __u8 method)
+static __always_inline int on_tun_xmit(void *ctx, struct sk_buff *skb, struct net_device *dev, __u8 method)
 {
 	struct pp_pkt pkt = {};
 	// Cheapest test first: the device (a pointer compare once learned,
@@ -284,17 +281,17 @@ static __always_inline int on_tun_xmit(struct sk_buff *skb, struct net_device *d
 	__u64 ts = bpf_ktime_get_ns();
 	__u64 key = (__u64)skb;
 	track_skb(key, ts);
-	struct vh_event *e = vh_reserve(VH_TUN_XMIT, method, ts);
+	VH_RESERVE(e, VH_TUN_XMIT, method, ts);
 	if (!e)
 		return 0;
 	e->key = key;
 	vh_fill_pkt(e, &pkt, dev);
-	pp_submit(e);
+	pp_submit(ctx, e);
 	return 0;
 }
 
 // tun_net_xmit(skb, dev); net:net_dev_start_xmit(skb, dev).
-VH_PROGS_TP(s1, VH_TUN_XMIT, (struct sk_buff *skb, struct net_device *dev), on_tun_xmit(skb, dev, method))
+VH_PROGS_TP(s1, VH_TUN_XMIT, (struct sk_buff *skb, struct net_device *dev), on_tun_xmit(ctx, skb, dev, method))
 
 static __always_inline void arm_task(__u64 ts)
 {
@@ -308,7 +305,7 @@ static __always_inline void arm_task(__u64 ts)
 // consumed (VH_SKB_CONSUMED); the task doing it is armed. forget says
 // whether the skb's life ends here (tun_recvmsg consumes it; a copy to user
 // space is followed by a consume_skb that does the forgetting).
-static __always_inline int on_skb_taken(void *skb, __u8 kind, __u8 probe, int forget)
+static __always_inline int on_skb_taken(void *ctx, void *skb, __u8 kind, __u8 probe, int forget)
 {
 	__u64 key = (__u64)skb;
 	if (!skb_tracked(key))
@@ -317,23 +314,23 @@ static __always_inline int on_skb_taken(void *skb, __u8 kind, __u8 probe, int fo
 		untrack_skb(key);
 	__u64 ts = bpf_ktime_get_ns();
 	arm_task(ts);
-	struct vh_event *e = vh_reserve(kind, probe, ts);
+	VH_RESERVE(e, kind, probe, ts);
 	if (!e)
 		return 0;
 	e->key = key;
-	pp_submit(e);
+	pp_submit(ctx, e);
 	return 0;
 }
 
 // vhost-net hands tun the skb it took from the tun ring in msg_control.
-VH_PROGS(s2, VH_VHOST_RECV, (struct socket *sock, struct msghdr *m), on_skb_taken(BPF_CORE_READ(m, msg_control), VH_VHOST_RECV, method, 1))
+VH_PROGS(s2, VH_VHOST_RECV, (struct socket *sock, struct msghdr *m), on_skb_taken(ctx, BPF_CORE_READ(m, msg_control), VH_VHOST_RECV, method, 1))
 
 // tun_put_user copies the packet with skb_copy_datagram_iter, in the task of
 // whoever reads the tun queue (the vhost worker, or a user space backend).
 SEC("raw_tracepoint")
 int BPF_PROG(s2_tp, struct sk_buff *skb, int len)
 {
-	return PP_COSTED(VH_VHOST_RECV, on_skb_taken(skb, VH_VHOST_RECV, M_TRACEPOINT, 0));
+	return PP_COSTED(VH_VHOST_RECV, on_skb_taken(ctx, skb, VH_VHOST_RECV, M_TRACEPOINT, 0));
 }
 
 // consume_skb(skb) (6.3+ adds the caller's location: not read, so that one
@@ -341,22 +338,22 @@ int BPF_PROG(s2_tp, struct sk_buff *skb, int len)
 SEC("raw_tracepoint")
 int BPF_PROG(skb_consumed, struct sk_buff *skb)
 {
-	return PP_COSTED(VH_SKB_CONSUMED, on_skb_taken(skb, VH_SKB_CONSUMED, M_TRACEPOINT, 1));
+	return PP_COSTED(VH_SKB_CONSUMED, on_skb_taken(ctx, skb, VH_SKB_CONSUMED, M_TRACEPOINT, 1));
 }
 
-static __always_inline int on_skb_dropped(struct sk_buff *skb, void *location, __u32 reason)
+static __always_inline int on_skb_dropped(void *ctx, struct sk_buff *skb, void *location, __u32 reason)
 {
 	__u64 key = (__u64)skb;
 	if (!skb_tracked(key))
 		return 0;
 	untrack_skb(key);
-	struct vh_event *e = vh_reserve(VH_SKB_DROPPED, M_TRACEPOINT, bpf_ktime_get_ns());
+	VH_RESERVE(e, VH_SKB_DROPPED, M_TRACEPOINT, bpf_ktime_get_ns());
 	if (!e)
 		return 0;
 	e->key = key;
 	e->key2 = (__u64)location;
 	e->aux = reason;
-	pp_submit(e);
+	pp_submit(ctx, e);
 	return 0;
 }
 
@@ -364,7 +361,7 @@ static __always_inline int on_skb_dropped(struct sk_buff *skb, void *location, _
 SEC("raw_tracepoint")
 int BPF_PROG(skb_dropped, struct sk_buff *skb, void *location, int reason)
 {
-	return PP_COSTED(VH_SKB_DROPPED, on_skb_dropped(skb, location, (__u32)reason));
+	return PP_COSTED(VH_SKB_DROPPED, on_skb_dropped(ctx, skb, location, (__u32)reason));
 }
 
 // ... and kfree_skb(skb, location) before: a raw tracepoint program may not
@@ -372,7 +369,7 @@ int BPF_PROG(skb_dropped, struct sk_buff *skb, void *location, int reason)
 SEC("raw_tracepoint")
 int BPF_PROG(skb_dropped_noreason, struct sk_buff *skb, void *location)
 {
-	return PP_COSTED(VH_SKB_DROPPED, on_skb_dropped(skb, location, 0));
+	return PP_COSTED(VH_SKB_DROPPED, on_skb_dropped(ctx, skb, location, 0));
 }
 
 // task_armed reports whether the current task took a traced packet recently
@@ -386,7 +383,7 @@ static __always_inline int task_armed(__u64 now)
 	return bpf_map_lookup_elem(&watch_tasks, &tid) != 0;
 }
 
-static __always_inline int on_armed_event(__u8 kind, __u8 probe, __u64 key, __u64 key2, __u32 aux)
+static __always_inline int on_armed_event(void *ctx, __u8 kind, __u8 probe, __u64 key, __u64 key2, __u32 aux)
 {
 	__u64 ts = bpf_ktime_get_ns();
 	if (!task_armed(ts))
@@ -395,27 +392,27 @@ static __always_inline int on_armed_event(__u8 kind, __u8 probe, __u64 key, __u6
 		__u32 zero = 0;
 		bpf_map_update_elem(&last_irqfd, &zero, &ts, BPF_ANY);
 	}
-	struct vh_event *e = vh_reserve(kind, probe, ts);
+	VH_RESERVE(e, kind, probe, ts);
 	if (!e)
 		return 0;
 	e->key = key;
 	e->key2 = key2;
 	e->aux = aux;
-	pp_submit(e);
+	pp_submit(ctx, e);
 	return 0;
 }
 
 // S3: vhost_add_used_and_signal_n(dev, vq, heads, count) or vhost_signal(dev, vq).
-VH_PROGS(s3, VH_VHOST_SIGNAL, (void *dev, void *vq), on_armed_event(VH_VHOST_SIGNAL, method, (__u64)dev, (__u64)vq, 0))
+VH_PROGS(s3, VH_VHOST_SIGNAL, (void *dev, void *vq), on_armed_event(ctx, VH_VHOST_SIGNAL, method, (__u64)dev, (__u64)vq, 0))
 
 // eventfd_signal(ctx, n) before 6.8, eventfd_signal_mask(ctx, mask) from
 // 6.8 (eventfd_signal became an inline wrapper): ctx is the first argument
 // of both, so one program serves either symbol.
-VH_PROGS(eventfd, VH_EVENTFD, (void *ctx_), on_armed_event(VH_EVENTFD, method, (__u64)ctx_, 0, 0))
+VH_PROGS(eventfd, VH_EVENTFD, (void *ctx_), on_armed_event(ctx, VH_EVENTFD, method, (__u64)ctx_, 0, 0))
 
 // S4: irqfd_wakeup(wait, mode, sync, key). The irqfd's eventfd and GSI are
 // read with CO-RE where the kernel's BTF describes struct kvm_kernel_irqfd.
-static __always_inline int on_irqfd(wait_queue_entry_t *wait, __u64 flags, __u8 probe)
+static __always_inline int on_irqfd(void *ctx, wait_queue_entry_t *wait, __u64 flags, __u8 probe)
 {
 	if (!(flags & 0x1 /* EPOLLIN */))
 		return 0;
@@ -426,10 +423,10 @@ static __always_inline int on_irqfd(wait_queue_entry_t *wait, __u64 flags, __u8 
 		ctx_ = (__u64)BPF_CORE_READ(irqfd, eventfd);
 		gsi = BPF_CORE_READ(irqfd, gsi);
 	}
-	return on_armed_event(VH_IRQFD, probe, ctx_, (__u64)wait, gsi);
+	return on_armed_event(ctx, VH_IRQFD, probe, ctx_, (__u64)wait, gsi);
 }
 
-VH_PROGS(s4, VH_IRQFD, (wait_queue_entry_t *wait, unsigned mode, int sync, void *key), on_irqfd(wait, (__u64)key, method))
+VH_PROGS(s4, VH_IRQFD, (wait_queue_entry_t *wait, unsigned mode, int sync, void *key), on_irqfd(ctx, wait, (__u64)key, method))
 
 // S5: interrupt injection. Reported in the armed task (the irqfd fast path
 // injects synchronously) or, shortly after an irqfd wake-up, in any task
@@ -444,7 +441,7 @@ enum vh_irq_src {
 	IRQ_SET_IRQ = 6,  // kvm:kvm_set_irq: aux = GSI
 };
 
-static __always_inline int on_kvm_irq(__u8 method, __u8 src, __u64 key2, __u32 aux)
+static __always_inline int on_kvm_irq(void *ctx, __u8 method, __u8 src, __u64 key2, __u32 aux)
 {
 	__u64 ts = bpf_ktime_get_ns();
 	if (!task_armed(ts)) {
@@ -453,41 +450,41 @@ static __always_inline int on_kvm_irq(__u8 method, __u8 src, __u64 key2, __u32 a
 		if (!last || !*last || ts - *last > vh_arm_ns)
 			return 0;
 	}
-	struct vh_event *e = vh_reserve(VH_KVM_IRQ, method, ts);
+	VH_RESERVE(e, VH_KVM_IRQ, method, ts);
 	if (!e)
 		return 0;
 	e->key = src;
 	e->key2 = key2;
 	e->aux = aux;
-	pp_submit(e);
+	pp_submit(ctx, e);
 	return 0;
 }
 
 // (vcpu, vector): vmx_deliver_posted_interrupt.
-VH_PROGS(s5_vec2, VH_KVM_IRQ, (void *vcpu, int vector), on_kvm_irq(method, IRQ_POSTED, (__u64)vcpu, vector))
+VH_PROGS(s5_vec2, VH_KVM_IRQ, (void *vcpu, int vector), on_kvm_irq(ctx, method, IRQ_POSTED, (__u64)vcpu, vector))
 
 // (apic, delivery_mode, trig_mode, vector): vmx_deliver_interrupt, svm_deliver_interrupt.
-VH_PROGS(s5_vec4, VH_KVM_IRQ, (void *apic, int dm, int tm, int vector), on_kvm_irq(method, IRQ_DELIVER, (__u64)apic, vector))
+VH_PROGS(s5_vec4, VH_KVM_IRQ, (void *apic, int dm, int tm, int vector), on_kvm_irq(ctx, method, IRQ_DELIVER, (__u64)apic, vector))
 
 // (routing entry, kvm, ...): kvm_arch_set_irq_inatomic, kvm_set_msi_irq.
-VH_PROGS(s5_arg1, VH_KVM_IRQ, (void *arg1), on_kvm_irq(method, IRQ_INATOMIC, (__u64)arg1, 0))
+VH_PROGS(s5_arg1, VH_KVM_IRQ, (void *arg1), on_kvm_irq(ctx, method, IRQ_INATOMIC, (__u64)arg1, 0))
 
 SEC("raw_tracepoint")
 int BPF_PROG(s5_tp_apic, __u32 apicid, __u16 dm, __u16 tm, __u8 vec)
 {
-	return PP_COSTED(VH_KVM_IRQ, on_kvm_irq(M_TRACEPOINT, IRQ_APIC, apicid, vec));
+	return PP_COSTED(VH_KVM_IRQ, on_kvm_irq(ctx, M_TRACEPOINT, IRQ_APIC, apicid, vec));
 }
 
 SEC("raw_tracepoint")
 int BPF_PROG(s5_tp_msi, __u64 address, __u64 data)
 {
-	return PP_COSTED(VH_KVM_IRQ, on_kvm_irq(M_TRACEPOINT, IRQ_MSI, address, (__u32)(data & 0xff)));
+	return PP_COSTED(VH_KVM_IRQ, on_kvm_irq(ctx, M_TRACEPOINT, IRQ_MSI, address, (__u32)(data & 0xff)));
 }
 
 SEC("raw_tracepoint")
 int BPF_PROG(s5_tp_set_irq, unsigned int gsi, int level, int irq_source_id)
 {
-	return PP_COSTED(VH_KVM_IRQ, on_kvm_irq(M_TRACEPOINT, IRQ_SET_IRQ, 0, gsi));
+	return PP_COSTED(VH_KVM_IRQ, on_kvm_irq(ctx, M_TRACEPOINT, IRQ_SET_IRQ, 0, gsi));
 }
 
 /* ---------------------------------------------------------------- vhost-tx */
@@ -652,21 +649,21 @@ int BPF_PROG(sendmsg_tp, struct pt_regs *regs, long id)
 }
 
 // tx_emit sends a stored chain event (once per pass: bit in r->sent).
-static __always_inline void tx_emit(struct tx_run *r, struct vh_event *stored, __u32 bit)
+static __always_inline void tx_emit(void *ctx, struct tx_run *r, struct vh_event *stored, __u32 bit)
 {
 	if (!stored->pp.ts || (r->sent & bit))
 		return;
 	r->sent |= bit;
-	struct vh_event *e = pp_reserve(sizeof(*e));
+	PP_RESERVE(struct vh_event, e);
 	if (!e)
 		return;
 	__builtin_memcpy(e, stored, sizeof(*e));
-	pp_submit(e);
+	pp_submit(ctx, e);
 }
 
 // netif_receive_skb of a packet the guest sent (on the vnet), with its
 // identity: first the events of its pass not emitted yet, then its own.
-static __always_inline int on_netif_receive(struct sk_buff *skb, __u8 method)
+static __always_inline int on_netif_receive(void *ctx, struct sk_buff *skb, __u8 method)
 {
 	struct pp_pkt pkt = {};
 	struct net_device *dev;
@@ -675,18 +672,18 @@ static __always_inline int on_netif_receive(struct sk_buff *skb, __u8 method)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct tx_run *r = bpf_map_lookup_elem(&tx_runs, &tid);
 	if (r) {
-		tx_emit(r, &r->q.kick, TX_KICK);
-		tx_emit(r, &r->q.wakeup, TX_WAKEUP);
-		tx_emit(r, &r->handle_tx, TX_HANDLE);
-		tx_emit(r, &r->sendmsg, TX_SENDMSG);
+		tx_emit(ctx, r, &r->q.kick, TX_KICK);
+		tx_emit(ctx, r, &r->q.wakeup, TX_WAKEUP);
+		tx_emit(ctx, r, &r->handle_tx, TX_HANDLE);
+		tx_emit(ctx, r, &r->sendmsg, TX_SENDMSG);
 	}
-	struct vh_event *e = vh_reserve(VH_NETIF_RECEIVE, method, bpf_ktime_get_ns());
+	VH_RESERVE(e, VH_NETIF_RECEIVE, method, bpf_ktime_get_ns());
 	if (!e)
 		return 0;
 	e->key = (__u64)skb;
 	vh_fill_pkt(e, &pkt, dev);
-	pp_submit(e);
+	pp_submit(ctx, e);
 	return 0;
 }
 
-VH_PROGS_TP(netif, VH_NETIF_RECEIVE, (struct sk_buff *skb), on_netif_receive(skb, method))
+VH_PROGS_TP(netif, VH_NETIF_RECEIVE, (struct sk_buff *skb), on_netif_receive(ctx, skb, method))

@@ -75,6 +75,7 @@ const (
 	vhostMapPpCost              = "pp_cost"
 	vhostMapPpEvents            = "pp_events"
 	vhostMapPpLost              = "pp_lost"
+	vhostMapPpPerf              = "pp_perf"
 	vhostMapPpUnwoken           = "pp_unwoken"
 	vhostMapTrackedSkbs         = "tracked_skbs"
 	vhostMapTunFds              = "tun_fds"
@@ -134,6 +135,7 @@ const (
 	vhostVarPpNetDevs           = "pp_net_devs"
 	vhostVarPpNetns             = "pp_netns"
 	vhostVarPpOwnNet            = "pp_own_net"
+	vhostVarPpPerfEvents        = "pp_perf_events"
 	vhostVarPpSrcIp             = "pp_src_ip"
 	vhostVarPpUnusedEvent       = "pp_unused_event"
 	vhostVarUnusedVhEvent       = "unused_vh_event"
@@ -235,6 +237,7 @@ type vhostMapSpecs struct {
 	PpCost      *ebpf.MapSpec `ebpf:"pp_cost"`
 	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpPerf      *ebpf.MapSpec `ebpf:"pp_perf"`
 	PpUnwoken   *ebpf.MapSpec `ebpf:"pp_unwoken"`
 	TrackedSkbs *ebpf.MapSpec `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.MapSpec `ebpf:"tun_fds"`
@@ -263,6 +266,7 @@ type vhostVariableSpecs struct {
 	PpNetDevs     *ebpf.VariableSpec `ebpf:"pp_net_devs"`
 	PpNetns       *ebpf.VariableSpec `ebpf:"pp_netns"`
 	PpOwnNet      *ebpf.VariableSpec `ebpf:"pp_own_net"`
+	PpPerfEvents  *ebpf.VariableSpec `ebpf:"pp_perf_events"`
 	PpSrcIp       *ebpf.VariableSpec `ebpf:"pp_src_ip"`
 	PpUnusedEvent *ebpf.VariableSpec `ebpf:"pp_unused_event"`
 	UnusedVhEvent *ebpf.VariableSpec `ebpf:"unused_vh_event"`
@@ -299,6 +303,7 @@ type vhostMaps struct {
 	PpCost      *ebpf.Map `ebpf:"pp_cost"`
 	PpEvents    *ebpf.Map `ebpf:"pp_events"`
 	PpLost      *ebpf.Map `ebpf:"pp_lost"`
+	PpPerf      *ebpf.Map `ebpf:"pp_perf"`
 	PpUnwoken   *ebpf.Map `ebpf:"pp_unwoken"`
 	TrackedSkbs *ebpf.Map `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.Map `ebpf:"tun_fds"`
@@ -316,6 +321,7 @@ func (m *vhostMaps) Close() error {
 		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
+		m.PpPerf,
 		m.PpUnwoken,
 		m.TrackedSkbs,
 		m.TunFds,
@@ -345,6 +351,7 @@ type vhostVariables struct {
 	PpNetDevs     *ebpf.Variable `ebpf:"pp_net_devs"`
 	PpNetns       *ebpf.Variable `ebpf:"pp_netns"`
 	PpOwnNet      *ebpf.Variable `ebpf:"pp_own_net"`
+	PpPerfEvents  *ebpf.Variable `ebpf:"pp_perf_events"`
 	PpSrcIp       *ebpf.Variable `ebpf:"pp_src_ip"`
 	PpUnusedEvent *ebpf.Variable `ebpf:"pp_unused_event"`
 	UnusedVhEvent *ebpf.Variable `ebpf:"unused_vh_event"`

@@ -83,7 +83,7 @@ PP_FENTRY_SKB1(vm_fentry_icmp_rcv, VM_HOOK_ICMP_RCV, 0)
 PP_KPROBE_SKB1(vm_kprobe_icmp_rcv, VM_HOOK_ICMP_RCV, 0)
 
 /* ---- netif_receive_skb tracepoint (struct sk_buff *) ---- */
-static __always_inline int vm_on_netif_receive(struct sk_buff *skb)
+static __always_inline int vm_on_netif_receive(void *ctx, struct sk_buff *skb)
 {
 	struct pp_pkt pkt = {};
 	struct net_device *dev;
@@ -98,13 +98,13 @@ static __always_inline int vm_on_netif_receive(struct sk_buff *skb)
 			cur->seq = pkt.seq;
 		}
 	}
-	return pp_emit(&pkt, VM_HOOK_NETIF_RX, dev, pp_netns);
+	return pp_emit(ctx, &pkt, VM_HOOK_NETIF_RX, dev, pp_netns);
 }
 
 SEC("raw_tracepoint")
 int vm_raw_tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(VM_HOOK_NETIF_RX, vm_on_netif_receive((struct sk_buff *)ctx->args[0]));
+	return PP_COSTED(VM_HOOK_NETIF_RX, vm_on_netif_receive(ctx, (struct sk_buff *)ctx->args[0]));
 }
 
 /*
@@ -133,7 +133,7 @@ static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *
 		 * until recvmsg frees them, so an owned skb is not ICMP's free. */
 		return 0;
 	}
-	return pp_on_skb(skb, VM_HOOK_CONSUME, 0);
+	return pp_on_skb(ctx, skb, VM_HOOK_CONSUME, 0);
 }
 
 SEC("raw_tracepoint")
@@ -173,7 +173,7 @@ static __always_inline struct sock *vm_fd_sock(__u64 fd)
  * echo request to pp_dst_ip on a raw or datagram ("ping") ICMP socket. The
  * echo id of a ping socket is the socket's port, not what user space wrote.
  */
-static __always_inline int vm_on_send(__u64 fd, void *buf, __u64 len, void *uaddr)
+static __always_inline int vm_on_send(void *ctx, __u64 fd, void *buf, __u64 len, void *uaddr)
 {
 	if (!uaddr || len < sizeof(struct icmphdr))
 		return 0;
@@ -209,7 +209,7 @@ static __always_inline int vm_on_send(__u64 fd, void *buf, __u64 len, void *uadd
 		return 0;
 	if (!pp_classify(&pkt))
 		return 0;
-	return pp_emit(&pkt, VM_HOOK_SENDTO, NULL, pp_netns);
+	return pp_emit(ctx, &pkt, VM_HOOK_SENDTO, NULL, pp_netns);
 }
 
 /* sendto(fd, buf, len, flags, addr, addrlen) */
@@ -217,7 +217,7 @@ SEC("tracepoint/syscalls/sys_enter_sendto")
 int vm_tp_sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
 	return PP_COSTED(VM_HOOK_SENDTO, (pp_echo_kinds & PP_KIND_REQUEST)
-						 ? vm_on_send(ctx->args[0], (void *)ctx->args[1], ctx->args[2], (void *)ctx->args[4])
+						 ? vm_on_send(ctx, ctx->args[0], (void *)ctx->args[1], ctx->args[2], (void *)ctx->args[4])
 						 : 0);
 }
 
@@ -230,7 +230,7 @@ static __always_inline int vm_on_sendmsg(struct trace_event_raw_sys_enter *ctx)
 	struct iovec iov;
 	if (bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
 		return 0;
-	return vm_on_send(ctx->args[0], iov.iov_base, iov.iov_len, msg.msg_name);
+	return vm_on_send(ctx, ctx->args[0], iov.iov_base, iov.iov_len, msg.msg_name);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
@@ -296,7 +296,7 @@ static __always_inline int vm_on_fib_lookup(struct bpf_raw_tracepoint_args *ctx)
 	};
 	if (pp_icmp_id_set && pkt.id != pp_icmp_id)
 		return 0;
-	return pp_emit(&pkt, hook, NULL, pp_netns);
+	return pp_emit(ctx, &pkt, hook, NULL, pp_netns);
 }
 
 /* One program serves both lookups: accounted as VM_HOOK_FIB_IN. */

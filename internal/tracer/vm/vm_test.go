@@ -52,7 +52,7 @@ func requireRung(t *testing.T) {
 }
 
 func vmArgs(extra ...string) []string {
-	return append([]string{"--src-ip", srcIP, "--dst-ip", dstIP, "--probe", testenv.Probe()}, extra...)
+	return append([]string{"--src-ip", srcIP, "--dst-ip", dstIP, "--probe", testenv.Probe(), "--event-buffer", testenv.EventBuffer()}, extra...)
 }
 
 // checkProbes verifies the header's probes honour a forced rung.
@@ -429,9 +429,26 @@ func (s slowTool) Event(raw []byte) error {
 
 // A ring buffer overflow is counted, not hidden: with a 4 KiB ring and a
 // slow reader, the trailer reports ringbuf_lost and the pings that lost an
-// event end as incomplete, never as wrong records. Runs the tracer in-process.
+// event end as incomplete, never as wrong records. The same with the perf
+// event array (4 KiB per CPU), whose losses count the same way. Runs the
+// tracer in-process, once per event buffer (the forced one only, when
+// PINGPATH_TEST_EVENT_BUFFER forces one).
 func TestTraceRingBufferLossCounted(t *testing.T) {
 	testenv.RequireRoot(t)
+	buffers := []string{tracer.EventBufferRing, tracer.EventBufferPerf}
+	if b := testenv.EventBuffer(); b != tracer.EventBufferAuto {
+		buffers = []string{b}
+	}
+	for _, b := range buffers {
+		t.Run(b, func(t *testing.T) { testBufferLossCounted(t, b) })
+	}
+}
+
+func testBufferLossCounted(t *testing.T, buffer string) {
+	if buffer == tracer.EventBufferRing {
+		err := tracer.RingBufferSupport()
+		testenv.Require(t, err == nil, fmt.Sprintf("ring buffer: %v", err))
+	}
 	p := newPair(t)
 	out := filepath.Join(t.TempDir(), "out.json")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -444,7 +461,7 @@ func TestTraceRingBufferLossCounted(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return tracer.Run(ctx, slowTool{tr}, tracer.Options{Probe: testenv.Probe(), Output: out, MaxDuration: time.Minute,
+			return tracer.Run(ctx, slowTool{tr}, tracer.Options{Probe: testenv.Probe(), EventBuffer: buffer, Output: out, MaxDuration: time.Minute,
 				RingBytes: 4096, Stderr: io.Discard, Stdin: strings.NewReader(""), OnReady: func(*tracer.Loaded) { close(ready) }})
 		})
 	}()
@@ -475,8 +492,11 @@ func TestTraceRingBufferLossCounted(t *testing.T) {
 		t.Fatalf("reading output: %v", err)
 	}
 	c := s.Trailer.Counters
+	if s.Header.EventBuffer != buffer {
+		t.Errorf("header event_buffer %q, want %q", s.Header.EventBuffer, buffer)
+	}
 	if c["ringbuf_lost"] == 0 {
-		t.Fatalf("no ring buffer loss counted (events %d) — the test did not overflow the ring", c["events"])
+		t.Fatalf("no %s loss counted (events %d) — the test did not overflow the buffer", buffer, c["events"])
 	}
 	if got := uint64(len(s.Pings)) + c["incomplete"]; got > uint64(res.Sent) || c["pings"] != uint64(len(s.Pings)) {
 		t.Errorf("pings %d + incomplete %d > sent %d", len(s.Pings), c["incomplete"], res.Sent)
@@ -487,7 +507,7 @@ func TestTraceRingBufferLossCounted(t *testing.T) {
 		t.Errorf("events %d + lost %d = %d, want 4..6 per ping (%d pings)", c["events"], c["ringbuf_lost"], hits, res.Sent)
 	}
 	checkPingRecords(t, "lossy", s, 7777, seqsOf(res, 0), false)
-	t.Logf("sent %d: events %d, ringbuf_lost %d, pings %d, incomplete %d", res.Sent, c["events"], c["ringbuf_lost"], len(s.Pings), c["incomplete"])
+	t.Logf("%s: sent %d: events %d, ringbuf_lost %d, pings %d, incomplete %d", buffer, res.Sent, c["events"], c["ringbuf_lost"], len(s.Pings), c["incomplete"])
 }
 
 // Packets entering through a TAP device (network_header set at the VLAN tag

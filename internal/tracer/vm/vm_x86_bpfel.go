@@ -53,6 +53,7 @@ const (
 	vmMapPpCost                     = "pp_cost"
 	vmMapPpEvents                   = "pp_events"
 	vmMapPpLost                     = "pp_lost"
+	vmMapPpPerf                     = "pp_perf"
 	vmMapPpUnwoken                  = "pp_unwoken"
 	vmMapVmCurReq                   = "vm_cur_req"
 	vmProgVmFentryDevQueueXmit      = "vm_fentry_dev_queue_xmit"
@@ -84,6 +85,7 @@ const (
 	vmVarPpNetDevs                  = "pp_net_devs"
 	vmVarPpNetns                    = "pp_netns"
 	vmVarPpOwnNet                   = "pp_own_net"
+	vmVarPpPerfEvents               = "pp_perf_events"
 	vmVarPpSrcIp                    = "pp_src_ip"
 	vmVarPpUnusedEvent              = "pp_unused_event"
 	vmVarVmConsumeHasLoc            = "vm_consume_has_loc"
@@ -157,6 +159,7 @@ type vmMapSpecs struct {
 	PpCost    *ebpf.MapSpec `ebpf:"pp_cost"`
 	PpEvents  *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost    *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpPerf    *ebpf.MapSpec `ebpf:"pp_perf"`
 	PpUnwoken *ebpf.MapSpec `ebpf:"pp_unwoken"`
 	VmCurReq  *ebpf.MapSpec `ebpf:"vm_cur_req"`
 }
@@ -179,6 +182,7 @@ type vmVariableSpecs struct {
 	PpNetDevs       *ebpf.VariableSpec `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.VariableSpec `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.VariableSpec `ebpf:"pp_own_net"`
+	PpPerfEvents    *ebpf.VariableSpec `ebpf:"pp_perf_events"`
 	PpSrcIp         *ebpf.VariableSpec `ebpf:"pp_src_ip"`
 	PpUnusedEvent   *ebpf.VariableSpec `ebpf:"pp_unused_event"`
 	VmConsumeHasLoc *ebpf.VariableSpec `ebpf:"vm_consume_has_loc"`
@@ -209,6 +213,7 @@ type vmMaps struct {
 	PpCost    *ebpf.Map `ebpf:"pp_cost"`
 	PpEvents  *ebpf.Map `ebpf:"pp_events"`
 	PpLost    *ebpf.Map `ebpf:"pp_lost"`
+	PpPerf    *ebpf.Map `ebpf:"pp_perf"`
 	PpUnwoken *ebpf.Map `ebpf:"pp_unwoken"`
 	VmCurReq  *ebpf.Map `ebpf:"vm_cur_req"`
 }
@@ -218,6 +223,7 @@ func (m *vmMaps) Close() error {
 		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
+		m.PpPerf,
 		m.PpUnwoken,
 		m.VmCurReq,
 	)
@@ -241,6 +247,7 @@ type vmVariables struct {
 	PpNetDevs       *ebpf.Variable `ebpf:"pp_net_devs"`
 	PpNetns         *ebpf.Variable `ebpf:"pp_netns"`
 	PpOwnNet        *ebpf.Variable `ebpf:"pp_own_net"`
+	PpPerfEvents    *ebpf.Variable `ebpf:"pp_perf_events"`
 	PpSrcIp         *ebpf.Variable `ebpf:"pp_src_ip"`
 	PpUnusedEvent   *ebpf.Variable `ebpf:"pp_unused_event"`
 	VmConsumeHasLoc *ebpf.Variable `ebpf:"vm_consume_has_loc"`
