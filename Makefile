@@ -56,7 +56,8 @@ test: deps generate-check lint build freshroot
 
 # The kernel matrix: every package's guest tests (TestTraceRealPackets,
 # TestGuest*) in QEMU/TCG guests booting Debian's 6.1 and 6.12 cloud kernels,
-# per probe rung (auto, fentry, kprobe, tracepoint). Fetches and caches the
+# per probe rung (auto, fentry, kprobe, tracepoint, and perf: the perf event
+# array forced). Fetches and caches the
 # kernels in .cache/kernels, rewrites docs/kernel-matrix.md from the run.
 test-kernels:
 	./scripts/kernels.sh

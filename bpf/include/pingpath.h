@@ -28,6 +28,21 @@
 #define PINGPATH_H
 
 #include "vmlinux.h"
+#if defined(__TARGET_ARCH_arm64)
+/*
+ * vmlinux.h is dumped from an x86_64 kernel: CO-RE relocates every kernel
+ * type by name at load time, whatever the architecture, but arm64's kprobe
+ * context is its register file, which x86 has no type for. bpf_tracing.h
+ * reads the arguments of an arm64 kprobe as struct user_pt_regs (the first
+ * member of arm64's struct pt_regs, and uapi: its layout is fixed).
+ */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+#endif
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>

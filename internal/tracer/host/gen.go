@@ -1,3 +1,3 @@
 package host
 
-//go:generate go tool bpf2go -tags linux -target amd64 -type host_event host host.bpf.c -- -I../../../bpf/include -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target amd64,arm64 -type host_event host host.bpf.c -- -I../../../bpf/include -Wall -Werror
