@@ -143,6 +143,11 @@ func (n *node) binaryPath(sum string) string {
 // check is the result of remote.PushCheck's command when it ran already
 // (nil to run it now).
 func (n *node) push(ctx context.Context, bin *remote.Local, check *remote.Result) (*remote.PushResult, error) {
+	// An executable of another architecture would fail later, at its
+	// first start, with "exec format error".
+	if err := bin.FitsMachine(n.facts["arch"]); err != nil {
+		return nil, fmt.Errorf("pushing pingpath to %s (%s): %w", n.role(), n.spec.SSH, err)
+	}
 	dir := n.spec.Options.RemoteDir
 	var res *remote.PushResult
 	var err error

@@ -61,6 +61,9 @@ type Local struct {
 	f      *os.File
 	size   int64
 	SHA256 string // hex
+	// Arch is the Go architecture the file is an executable for ("amd64",
+	// "arm64"), "" when it is not an ELF executable of a known machine.
+	Arch string
 }
 
 // OpenLocal opens and hashes the file at path.
@@ -81,7 +84,19 @@ func OpenLocal(path string) (*Local, error) {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	l.SHA256 = hex.EncodeToString(h.Sum(nil))
+	l.Arch = elfArch(io.NewSectionReader(l.f, 0, l.size))
 	return l, nil
+}
+
+// FitsMachine returns nil when l can run on a machine whose `uname -m` is
+// machine, or when either is unknown (then the push goes ahead, as before
+// architectures were told apart); else an error saying both.
+func (l *Local) FitsMachine(machine string) error {
+	want := UnameArch(machine)
+	if l.Arch == "" || want == "" || l.Arch == want {
+		return nil
+	}
+	return fmt.Errorf("the node is %s (%s) and the pingpath binary to push is %s: run pingpath from a controller of the node's architecture, or build one for it (GOARCH=%s CGO_ENABLED=0 go build ./cmd/pingpath); one run does not push two architectures yet", machine, want, l.Arch, want)
 }
 
 // content reads the file from the start; readers may run in parallel.
