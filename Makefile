@@ -16,7 +16,7 @@ export BPF2GO_CC := $(CURDIR)/bpf/cc.sh
 export PINGPATH_BPF_CLANG := $(CLANG)
 export BPF2GO_STRIP := $(STRIP)
 
-.PHONY: all build deps generate generate-check lint test test-quick test-kernels freshroot demo bench fuzz clean
+.PHONY: all build deps generate generate-check lint test test-quick test-kernels freshroot demo demo-kvm bench fuzz clean
 
 all: build
 
@@ -82,9 +82,14 @@ fuzz:
 
 # The whole workflow on the built-in lab (root): deps, build, lab up, check, run with
 # every tracer on all four nodes, summary + report.html in ./out/demo-<time>, lab down.
-# COUNT, INTERVAL, OUT and LAB_FLAGS are passed through (see scripts/demo.sh).
+# COUNT, INTERVAL, OUT, LAB_FLAGS and HYPERVISOR are passed through (see scripts/demo.sh).
+# HYPERVISOR=kvm (or make demo-kvm) runs it on the KVM lab: QEMU TCG hosts whose VMs
+# run under nested KVM with vhost-net, so the virtualization segments are measured too.
 demo:
 	./scripts/demo.sh
+
+demo-kvm:
+	HYPERVISOR=kvm ./scripts/demo.sh
 
 clean:
 	rm -rf bin

@@ -9,6 +9,10 @@
 #
 # The run directory stays in ./out/demo-<UTC timestamp> (OUT overrides it).
 # Knobs, all optional:
+#   HYPERVISOR=kvm                                the KVM lab: two QEMU TCG hosts, each
+#                                                 running its VM under nested KVM with
+#                                                 vhost-net, so E, L, B_1 and I_1 are
+#                                                 measured too (about 10 minutes; docs/lab.md)
 #   LAB_FLAGS="--wire-delay 2ms --wire-loss 10"   extra `pingpath lab up` flags
 #   COUNT=20 INTERVAL=100ms                       the ping series
 #   OUT=./out/mine                                the run directory
@@ -20,8 +24,13 @@ if [[ $EUID -ne 0 ]]; then
   exit 1
 fi
 
-COUNT="${COUNT:-20}"
-INTERVAL="${INTERVAL:-100ms}"
+HYPERVISOR="${HYPERVISOR:-netns}"
+case "$HYPERVISOR" in
+  netns) COUNT="${COUNT:-20}" INTERVAL="${INTERVAL:-100ms}" ;;
+  # Emulated machines: a ping takes 5-100 ms, so leave room between them.
+  kvm) COUNT="${COUNT:-20}" INTERVAL="${INTERVAL:-200ms}" ;;
+  *) echo "demo: HYPERVISOR=$HYPERVISOR: want netns or kvm" >&2; exit 2 ;;
+esac
 OUT="${OUT:-$PWD/out/demo-$(date -u +%Y%m%dT%H%M%SZ)}"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -57,9 +66,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step "lab up (${LAB_FLAGS:-default: tap VM links, veth wire})"
+if [[ $HYPERVISOR == kvm ]]; then
+  step "lab up --hypervisor kvm ${LAB_FLAGS:-} (QEMU TCG hosts with nested KVM VMs; minutes, and the first time it builds the machine image)"
+else
+  step "lab up (${LAB_FLAGS:-default: tap VM links, veth wire})"
+fi
 # shellcheck disable=SC2086 # LAB_FLAGS is a list of flags
-"$BIN" lab up --dir "$DIR" --name "$NAME" ${LAB_FLAGS:-} | tee "$DIR/up.out"
+"$BIN" lab up --dir "$DIR" --name "$NAME" --hypervisor "$HYPERVISOR" ${LAB_FLAGS:-} | tee "$DIR/up.out"
 ENV="$(tail -n 1 "$DIR/up.out")"
 echo "environment file: $ENV"
 

@@ -31,6 +31,12 @@ func (l *Lab) Environment() *envfile.Environment {
 		Lab: &envfile.Lab{Kind: cmp.Or(l.Hypervisor, HypervisorNetns), VMLink: l.VMLink, Wire: l.Wire,
 			WireLoss: l.WireLoss, WireDelay: durationOrEmpty(l.WireDelay), WireJitter: durationOrEmpty(l.WireJitter)},
 	}
+	if l.Hypervisor == HypervisorKVM {
+		// An sshd in an emulated machine, busy with the tracers' BPF
+		// verification, took over 10 s (the default) to finish a
+		// handshake on a 2-CPU machine at load 20.
+		env.SSH.ConnectTimeout = kvmConnectTimeout
+	}
 	if l.SudoUser != nil {
 		// As sudoersRules has it: passwordless on the VMs, password on the hosts.
 		env.SSH.User = l.SudoUser.Name
@@ -40,6 +46,9 @@ func (l *Lab) Environment() *envfile.Environment {
 	}
 	return env
 }
+
+// kvmConnectTimeout is the KVM lab's ssh connect_timeout in env.yaml.
+const kvmConnectTimeout = "60s"
 
 // writeEnvFile writes DIR/env.yaml.
 func (l *Lab) writeEnvFile() error {

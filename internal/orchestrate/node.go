@@ -31,13 +31,27 @@ func SSHDialer(opts sshremote.Options) Dialer {
 		if err != nil {
 			return nil, err
 		}
-		c, err := sshremote.Dial(ctx, sshEndpoint(t), opts)
+		o := opts
+		if o.KeepAlive == 0 {
+			o.KeepAlive = keepAliveFor(t.ConnectTimeout)
+		}
+		c, err := sshremote.Dial(ctx, sshEndpoint(t), o)
 		if err != nil {
 			// Not a typed nil in the interface.
 			return nil, err
 		}
 		return c, nil
 	}
+}
+
+// keepAliveFor is the keepalive interval for a node given its
+// connect_timeout: a node allowed that long to answer a handshake may take
+// as long to answer a keepalive (three missed ones declare it lost). The
+// keepalive reply also waits behind the data in flight: pushing pingpath
+// (27 MB) to a KVM lab VM runs at about 0.5 MB/s, so its replies lag by
+// seconds. sshremote's 5 s is the floor.
+func keepAliveFor(connectTimeout time.Duration) time.Duration {
+	return max(5*time.Second, connectTimeout/3)
 }
 
 // sshEndpoint is the connection a resolved env-file target asks for.

@@ -73,14 +73,16 @@ type pingRun struct {
 	rt       *running
 	count    int
 	interval time.Duration
-	mu       sync.Mutex
-	tracker  pingTracker
+	// slack is how much longer than count × interval ping may take.
+	slack   time.Duration
+	mu      sync.Mutex
+	tracker pingTracker
 }
 
 // openPing opens ping's session on the sender VM now (the SSH and login
 // shell cost is paid while the tracers start); ping itself runs on wait.
-func openPing(ctx context.Context, out *output, n *node, dst string, count int, interval time.Duration, prog Progress) (*pingRun, error) {
-	p := &pingRun{count: count, interval: interval, tracker: pingTracker{stats: PingStats{Count: count}}}
+func openPing(ctx context.Context, out *output, n *node, dst string, count int, interval, slack time.Duration, prog Progress) (*pingRun, error) {
+	p := &pingRun{count: count, interval: interval, slack: slack, tracker: pingTracker{stats: PingStats{Count: count}}}
 	spec := &tracerSpec{
 		node: n, tool: "ping", args: pingArgs(dst, count, interval), file: PingFile, origin: true,
 		ready: func(string) bool { return true },
@@ -108,7 +110,7 @@ func (p *pingRun) run(ctx context.Context) (PingStats, error) {
 	if err := rt.release(); err != nil {
 		return p.stats(), fmt.Errorf("starting ping on %s: %w", n.role(), err)
 	}
-	limit := time.Duration(p.count)*p.interval + 15*time.Second
+	limit := time.Duration(p.count)*p.interval + p.slack
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
 	var stopErr error

@@ -291,23 +291,37 @@ func TestRunReceiversFirst(t *testing.T) {
 }
 
 // On emulated machines (the KVM lab's env.yaml says emulation:) the tracers
-// get six times as long to become ready; a timeout the user set is kept.
-func TestReadyTimeoutEmulated(t *testing.T) {
+// get six times as long to become ready and to stop, and a --max-cpu for
+// emulated CPUs; what the user set is kept.
+func TestRunDefaultsEmulated(t *testing.T) {
 	for _, c := range []struct {
-		emulation string
-		set, want time.Duration
+		emulation       string
+		ready, wantRdy  time.Duration
+		maxCPU, wantCPU float64
+		wantGrace       time.Duration
 	}{
-		{"", 0, 30 * time.Second},
-		{"emulated: QEMU TCG hosts", 0, 3 * time.Minute},
-		{"emulated: QEMU TCG hosts", 40 * time.Second, 40 * time.Second},
+		{"", 0, 30 * time.Second, 0, 0, 5 * time.Second},
+		{"emulated: QEMU TCG hosts", 0, 3 * time.Minute, 0, emulatedMaxCPU, 30 * time.Second},
+		{"emulated: QEMU TCG hosts", 40 * time.Second, 40 * time.Second, 7, 7, 30 * time.Second},
 	} {
 		o := &RunOptions{Options: Options{Env: &envfile.Environment{Emulation: c.emulation,
-			Measurement: envfile.Measurement{PingCount: 1, Interval: "1s"}}}, ReadyTimeout: c.set}
+			Measurement: envfile.Measurement{PingCount: 1, Interval: "1s"}}}, ReadyTimeout: c.ready, MaxCPU: c.maxCPU}
 		if err := o.defaults(); err != nil {
 			t.Fatal(err)
 		}
-		if o.ReadyTimeout != c.want {
-			t.Errorf("emulation %q, --ready-timeout %s: ready timeout %s, want %s", c.emulation, c.set, o.ReadyTimeout, c.want)
+		if o.ReadyTimeout != c.wantRdy || o.MaxCPU != c.wantCPU || o.StopGrace != c.wantGrace {
+			t.Errorf("emulation %q, --ready-timeout %s, --max-cpu %g: ready timeout %s, max-cpu %g, stop grace %s; want %s, %g, %s",
+				c.emulation, c.ready, c.maxCPU, o.ReadyTimeout, o.MaxCPU, o.StopGrace, c.wantRdy, c.wantCPU, c.wantGrace)
+		}
+	}
+}
+
+// A node allowed a long connect_timeout (the KVM lab's 60 s) is allowed as
+// long to answer keepalives; 5 s stays the floor.
+func TestKeepAliveFollowsConnectTimeout(t *testing.T) {
+	for ct, want := range map[time.Duration]time.Duration{0: 5 * time.Second, 10 * time.Second: 5 * time.Second, time.Minute: 20 * time.Second} {
+		if got := keepAliveFor(ct); got != want {
+			t.Errorf("connect_timeout %s: keepalive every %s, want %s", ct, got, want)
 		}
 	}
 }
