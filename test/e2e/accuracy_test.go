@@ -311,7 +311,13 @@ func lostSeqs(t *testing.T, path string) []int {
 // from the sender host's side to the receiver host's.
 func relayLosses(t *testing.T, l *lab.Lab) (requests, replies int) {
 	t.Helper()
-	b, err := os.ReadFile(l.LogFile("wire"))
+	return relayLossesIn(t, l.LogFile("wire"))
+}
+
+// relayLossesIn reads the losses per direction from a relay's log.
+func relayLossesIn(t *testing.T, log string) (requests, replies int) {
+	t.Helper()
+	b, err := os.ReadFile(log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +325,7 @@ func relayLosses(t *testing.T, l *lab.Lab) (requests, replies int) {
 		re := regexp.MustCompile(`wire ` + regexp.QuoteMeta(dir) + `: .*\blost=(\d+)`)
 		m := re.FindSubmatch(b)
 		if m == nil {
-			t.Fatalf("%s: no counters for %s:\n%s", l.LogFile("wire"), dir, b)
+			t.Fatalf("%s: no counters for %s:\n%s", log, dir, b)
 		}
 		n, _ := strconv.Atoi(string(m[1]))
 		return n

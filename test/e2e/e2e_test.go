@@ -54,6 +54,7 @@ type reportDrop struct {
 	LastSeen    string `json:"last_seen"`
 	FirstMissed string `json:"first_missed"`
 	Segment     string `json:"segment"`
+	Reason      string `json:"reason"`
 }
 
 // perPing is one entry of report.json's per_ping.
@@ -80,6 +81,7 @@ type report struct {
 	SharedClock bool             `json:"shared_clock"`
 	Drops       []reportDrop     `json:"drops"`
 	Warnings    []string         `json:"warnings"`
+	Notes       []string         `json:"notes"`
 	PerPing     []perPing        `json:"per_ping"`
 }
 

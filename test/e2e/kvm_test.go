@@ -1,0 +1,487 @@
+package e2e
+
+// The whole path, live: `pingpath run` on the KVM lab (two QEMU TCG hosts,
+// each running its VM under nested KVM with virtio-net served by vhost-net),
+// every tracer on all four nodes. One lab serves every check (bringing a KVM
+// lab up takes minutes); its wire is the relay, so the test changes the
+// impairment between runs (lab.SetWire) instead of building a lab for each.
+//
+// The machines are emulated: every time is 5-50 times what real hardware
+// takes and jumps with the load of the machine running the test. So the
+// checks are exact on identities and orderings (they hold for any timing)
+// and generous, with the reason written down, on magnitudes.
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingpath/pingpath/internal/lab"
+	"github.com/pingpath/pingpath/internal/lab/labtest"
+	"github.com/pingpath/pingpath/internal/lab/wire"
+	"github.com/pingpath/pingpath/internal/record"
+)
+
+const (
+	// kvmPings at kvmInterval make one series: ping's RTT under TCG is
+	// 5-100 ms, so 200 ms keeps the pings apart.
+	kvmPings    = 30
+	kvmInterval = 200 * time.Millisecond
+	// kvmWireDelay is the one-way delay of the impaired run. The emulated
+	// wire (the hosts' virtio NICs in QEMU TCG, the relay) has a CJ of
+	// 5-200 ms of its own, all noise on top of a floor, so the delay is
+	// large enough for the brief's 5 % (10 ms of the 200 ms round trip)
+	// to stand above the floor's wobble.
+	kvmWireDelay = 100 * time.Millisecond
+	// kvmWireLoss is the impaired run's loss on the wire, each direction.
+	kvmWireLoss = 15
+	// kvmRunTimeout bounds one `pingpath run` on the KVM lab: the tracers'
+	// start (BPF verification and attach under TCG, up to a few minutes at
+	// a load of 20), the pings, the stop and the collection.
+	kvmRunTimeout = 12 * time.Minute
+)
+
+// virtSegments are the segments only the vhost tracers measure, with the
+// tool, host and record role that gives each.
+var virtSegments = []struct {
+	seg, tool, host, role string
+}{
+	{"E", "vhost-rx", "receiver-host", "request"},
+	{"L", "vhost-rx", "sender-host", "reply"},
+	{"B_1", "vhost-tx", "sender-host", "request"},
+	{"I_1", "vhost-tx", "receiver-host", "reply"},
+}
+
+// TestKVMWholePath measures the production path on the KVM lab: vhost-net,
+// eventfd, irqfd and KVM's interrupt injection included.
+func TestKVMWholePath(t *testing.T) {
+	requireLab(t)
+	start := time.Now()
+	l := labtest.UpKVM(t, lab.Options{Wire: lab.WireRelay})
+	t.Logf("kvm lab %s up in %s (host boots %v)", l.Name, time.Since(start).Round(time.Second), l.KVM.HostBoots)
+
+	base := kvmRun(t, l, "base", kvmPings)
+	t.Run("EveryPingEverySegment", func(t *testing.T) { checkEverySegment(t, base) })
+	t.Run("VhostStagesFromRawRecords", func(t *testing.T) { checkVhostRecords(t, base) })
+	t.Run("LayerIdentity", func(t *testing.T) { checkLayerIdentity(t, base) })
+	t.Run("ResidualsSmall", func(t *testing.T) { checkResiduals(t, base) })
+
+	// One impaired run for the rest (a run costs minutes under TCG): delay
+	// and loss on the wire, and a filter in the receiver host dropping the
+	// requests of chosen pings.
+	setWire(t, l, wire.Impairment{Delay: kvmWireDelay, Loss: kvmWireLoss, Seed: 7})
+	sshNode(t, l, lab.ReceiverHost, hostDropFilter())
+	imp, ok := kvmRunOK(t, l, "impaired", kvmPings)
+	relayLog := setWire(t, l, wire.Impairment{})
+	sshNode(t, l, lab.ReceiverHost, "tc qdisc del dev vnet0 clsact")
+	if !ok {
+		t.FailNow()
+	}
+	t.Run("WireDelayInCJ", func(t *testing.T) { checkDelayOnWire(t, base, imp) })
+	t.Run("LossPlaced", func(t *testing.T) { checkLossPlaced(t, imp, relayLog) })
+	t.Logf("the whole test took %s", time.Since(start).Round(time.Second))
+}
+
+// kvmRun runs `pingpath run` with every tracer on the lab and returns the
+// series with its report.json. A run that is not complete fails the test:
+// on this lab every tracer must attach.
+func kvmRun(t *testing.T, l *lab.Lab, name string, count int) *series {
+	t.Helper()
+	s, ok := kvmRunOK(t, l, name, count)
+	if !ok {
+		t.FailNow()
+	}
+	return s
+}
+
+// kvmRunOK is kvmRun for callers with cleanup to do before failing: it
+// reports the failure and returns false.
+func kvmRunOK(t *testing.T, l *lab.Lab, name string, count int) (*series, bool) {
+	t.Helper()
+	s := &series{Name: name, Lab: l, Dir: filepath.Join(t.TempDir(), name)}
+	ctx, cancel := context.WithTimeout(context.Background(), kvmRunTimeout)
+	defer cancel()
+	began := time.Now()
+	out, err := runPingpath(ctx, labtest.Binary(t), "run", "-c", l.EnvFile, "-o", s.Dir,
+		"--count", fmt.Sprint(count), "--interval", kvmInterval.String())
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+		return nil, false
+	}
+	t.Logf("%s run (wire delay %s, loss %g%%) took %s:\n%s", name, l.WireDelay, l.WireLoss, time.Since(began).Round(time.Second), summaryOf(out))
+	s.Report = readJSON[report](t, filepath.Join(s.Dir, "report.json"))
+	return s, true
+}
+
+// setWire changes the lab's wire impairment and returns the stopped relay's log.
+func setWire(t *testing.T, l *lab.Lab, im wire.Impairment) string {
+	t.Helper()
+	log, err := l.SetWire(context.Background(), im)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log
+}
+
+// irqfdOpen are the segments whose end stages (s4 irqfd, s5 KVM injection)
+// the KVM lab does not yet link: the probes attach, the vhost worker does
+// inject through the irqfd fast path (the kvm_msi_set_irq tracepoint shows
+// it in the worker's task), but the irqfd_wakeup probe never counts a run
+// there (an open point: issue 13). Until that is solved they may be
+// unmeasured, and then the report must say so and never show a value.
+var irqfdOpen = []string{"E", "L"}
+
+// measuredSegments returns the segments report.json has values of, failing
+// for any that is missing other than an irqfdOpen one the report explains.
+func measuredSegments(t *testing.T, s *series) []string {
+	var out []string
+	for _, seg := range pathSegments {
+		if s.Report.Segments[seg].N > 0 {
+			out = append(out, seg)
+			continue
+		}
+		if !slices.Contains(irqfdOpen, seg) {
+			t.Errorf("segment %s not measured", seg)
+			continue
+		}
+		explained := false
+		for _, n := range s.Report.Notes {
+			explained = explained || strings.Contains(n, "so "+seg+" is not measured")
+		}
+		if !explained {
+			t.Errorf("segment %s not measured, and no note of report.json says why", seg)
+		}
+		t.Logf("segment %s not measured (open point: s4/s5 not linked on this lab)", seg)
+	}
+	return out
+}
+
+// checkEverySegment: every answered ping that every tracer saw has every
+// measured segment, the virtualization ones included.
+func checkEverySegment(t *testing.T, s *series) {
+	p := s.Report.Pings
+	if p.Sent != kvmPings || p.Lost != 0 {
+		t.Fatalf("%d sent, %d lost; want %d and none on an unimpaired wire", p.Sent, p.Lost, kvmPings)
+	}
+	// Under TCG a tracer's reader can fall behind for seconds; a ping whose
+	// chain it finished late is still complete. Allow a tenth incomplete,
+	// and say which and why.
+	if p.Complete < kvmPings*9/10 {
+		t.Errorf("%d of %d pings complete, want 90 %%", p.Complete, kvmPings)
+	}
+	segs := measuredSegments(t, s)
+	for _, need := range []string{"B_1", "I_1"} {
+		if !slices.Contains(segs, need) {
+			t.Errorf("%s (kick → netif_receive, vhost-tx) not measured on the KVM lab", need)
+		}
+	}
+	for _, pp := range s.Report.PerPing {
+		var missing []string
+		for _, seg := range segs {
+			if _, ok := pp.Values[seg]; !ok {
+				missing = append(missing, seg)
+			}
+		}
+		for _, seg := range pathSegments {
+			if _, ok := pp.Values[seg]; ok && !slices.Contains(segs, seg) {
+				t.Errorf("seq %d has a value of %s, which the report says was not measured", pp.Seq, seg)
+			}
+		}
+		if pp.Complete && len(missing) > 0 {
+			t.Errorf("seq %d complete without %v", pp.Seq, missing)
+		} else if len(missing) > 0 {
+			t.Logf("seq %d incomplete: no %v", pp.Seq, missing)
+		}
+	}
+	var b strings.Builder
+	for _, seg := range segs {
+		st := s.Report.Segments[seg]
+		if st.N < p.Complete {
+			t.Errorf("segment %s: n = %d, want every complete ping (%d)", seg, st.N, p.Complete)
+		}
+		fmt.Fprintf(&b, " %s %.0f", seg, st.P50)
+	}
+	t.Logf("segment p50s (µs, emulated):%s; RTT p50 %.0f µs", b.String(), s.Report.RTT.P50)
+}
+
+// checkVhostRecords reads the vhost tracers' raw records: each record
+// carries the ping's ICMP identity, its stages come in path order, its
+// total is the difference of its last and first stage (E and L: t5 − t1;
+// B_1 and I_1: netif_receive − kick) and report.json's per-ping value is
+// that record's. vhost-rx records without s4/s5 must say so in missing.
+func checkVhostRecords(t *testing.T, s *series) {
+	ids := map[int]bool{}
+	perPing := map[[2]int]perPing{}
+	for _, pp := range s.Report.PerPing {
+		ids[pp.ID] = true
+		perPing[[2]int{pp.ID, pp.Seq}] = pp
+	}
+	for _, v := range virtSegments {
+		st := readStream(t, filepath.Join(s.Dir, v.host+"."+v.tool+".jsonl"))
+		stages := record.VhostRX
+		if v.tool == "vhost-tx" {
+			stages = record.VhostTX
+		}
+		first, last := stages.First(), stages.Last()
+		records, whole := 0, 0
+		for _, r := range st.Pings {
+			if r.Role != v.role {
+				continue
+			}
+			records++
+			if !ids[int(r.ID)] || r.Seq < 1 || int(r.Seq) > kvmPings {
+				t.Errorf("%s %s record id %d seq %d: not one of the run's pings (ids %v)", v.host, v.tool, r.ID, r.Seq, ids)
+				continue
+			}
+			// Path order: every stage seen after the one before it.
+			// vhost-rx's stages are distinct events in sequence;
+			// vhost-tx's kick and handle_tx may be shared by a pass.
+			prev, prevName, gap := uint64(0), "", ""
+			for _, n := range stages.Stages {
+				ts, ok := r.Stages[n]
+				if !ok {
+					gap = cmpOr(gap, n)
+					continue
+				}
+				if gap != "" {
+					t.Errorf("%s seq %d: %s seen after %s was not (stages %v)", v.seg, r.Seq, n, gap, r.Stages)
+				}
+				if ts < prev || (v.tool == "vhost-rx" && ts == prev) {
+					t.Errorf("%s seq %d: %s at %d not after %s at %d", v.seg, r.Seq, n, ts, prevName, prev)
+				}
+				prev, prevName = ts, n
+			}
+			if gap != "" {
+				if !strings.Contains(r.Extra["missing"], gap) {
+					t.Errorf("%s seq %d: no %s, and extra.missing %q does not say so", v.seg, r.Seq, gap, r.Extra["missing"])
+				}
+				if _, ok := r.Durations["total"]; ok {
+					t.Errorf("%s seq %d: a total without its end stage %s", v.seg, r.Seq, gap)
+				}
+				continue
+			}
+			whole++
+			t1, tn := r.Stages[first], r.Stages[last]
+			if got, want := r.Durations["total"], int64(tn-t1); got != want {
+				t.Errorf("%s seq %d: total %d ns, %s − %s = %d ns", v.seg, r.Seq, got, last, first, want)
+			}
+			if pp, ok := perPing[[2]int{int(r.ID), int(r.Seq)}]; ok {
+				if got, has := pp.Values[v.seg]; has && math.Abs(got-float64(tn-t1)/1e3) > 0.001 {
+					t.Errorf("%s seq %d: report %.3f µs, record %.3f µs", v.seg, r.Seq, got, float64(tn-t1)/1e3)
+				}
+			}
+		}
+		t.Logf("%s: %d %s records of %s on %s, %d with every stage %s..%s", v.seg, records, v.role, v.tool, v.host, whole, first, last)
+		if records < kvmPings*9/10 {
+			t.Errorf("%s: %d records, want 90 %% of %d", v.seg, records, kvmPings)
+		}
+		if whole < kvmPings*9/10 && !slices.Contains(irqfdOpen, v.seg) {
+			t.Errorf("%s: %d records with every stage, want 90 %% of %d", v.seg, whole, kvmPings)
+		}
+	}
+}
+
+// cmpOr returns a unless it is empty, else b.
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// checkLayerIdentity: per ping, RTT = the segments + the residuals, exactly
+// (the report's values are whole nanoseconds in µs).
+func checkLayerIdentity(t *testing.T, s *series) {
+	parts := append(slices.Clone(pathSegments), "virt_unmeasured_sender", "virt_unmeasured_receiver")
+	checked := 0
+	for _, pp := range s.Report.PerPing {
+		if !pp.Complete {
+			continue
+		}
+		rtt, ok := pp.Values["RTT"]
+		if !ok {
+			t.Errorf("seq %d complete without RTT", pp.Seq)
+			continue
+		}
+		sum := 0.0
+		for _, k := range parts {
+			v, ok := pp.Values[k]
+			if !ok && !(slices.Contains(irqfdOpen, k) && s.Report.Segments[k].N == 0) {
+				t.Errorf("seq %d: no %s", pp.Seq, k)
+			}
+			sum += v
+		}
+		checked++
+		if math.Abs(sum-rtt) > 0.01 {
+			t.Errorf("seq %d: segments + residuals = %.3f µs, RTT %.3f µs", pp.Seq, sum, rtt)
+		}
+	}
+	if checked == 0 {
+		t.Error("no complete ping to check")
+	}
+}
+
+// checkResiduals: what each side's virtualization left unmeasured (guest
+// exit at the kick, guest entry from the interrupt to netif_receive_skb) is
+// non-negative and smaller than what the vhost tracers measured of it.
+func checkResiduals(t *testing.T, s *series) {
+	for _, side := range []struct {
+		name, resid string
+		segs        [2]string
+	}{
+		{"sender", "virt_unmeasured_sender", [2]string{"B_1", "L"}},
+		{"receiver", "virt_unmeasured_receiver", [2]string{"E", "I_1"}},
+	} {
+		var resid, measured, ratio []float64
+		for _, pp := range s.Report.PerPing {
+			r, ok := pp.Values[side.resid]
+			a, okA := pp.Values[side.segs[0]]
+			b, okB := pp.Values[side.segs[1]]
+			if !pp.Complete || !ok || !okA || !okB {
+				continue
+			}
+			resid, measured, ratio = append(resid, r), append(measured, a+b), append(ratio, r/(a+b))
+		}
+		if len(resid) == 0 {
+			if slices.Contains(irqfdOpen, side.segs[0]) || slices.Contains(irqfdOpen, side.segs[1]) {
+				t.Logf("%s: %s or %s not measured: the residual holds it, not judged", side.name, side.segs[0], side.segs[1])
+				continue
+			}
+			t.Errorf("%s: no ping with the residual and both segments", side.name)
+			continue
+		}
+		rp50, mp50, qp50 := median(resid), median(measured), median(ratio)
+		t.Logf("%s: residual p50 %.0f µs, measured virtualization (%s + %s) p50 %.0f µs, per-ping ratio p50 %.2f (n %d)",
+			side.name, rp50, side.segs[0], side.segs[1], mp50, qp50, len(resid))
+		if rp50 < 0 {
+			t.Errorf("%s: residual median %.0f µs is negative: the measured segments overlap", side.name, rp50)
+		}
+		if qp50 >= 1 {
+			t.Errorf("%s: residual median ratio %.2f of the measured virtualization, want it smaller than what was measured", side.name, qp50)
+		}
+	}
+}
+
+// checkDelayOnWire: with kvmWireDelay each way, CJ = Ext_s − Total_r (two
+// kernels, two clocks) rises by the injected round trip within the brief's
+// 5 % + 20 µs, and compare names CJ as the change.
+func checkDelayOnWire(t *testing.T, base, slow *series) {
+	injected := 2 * float64(kvmWireDelay.Microseconds())
+	if slow.Report.SharedClock {
+		t.Errorf("the KVM lab's hosts are two kernels, but the report says they share a clock")
+	}
+	// Emulation only ever adds time, so the least-disturbed estimate of the
+	// wire is each run's fastest ping: the minima are compared, the
+	// medians logged.
+	cjMin := func(s *series) float64 {
+		m := math.Inf(1)
+		for _, pp := range s.Report.PerPing {
+			if v, ok := pp.Values["CJ"]; ok && pp.Complete && !slices.Contains(pp.Excluded, "CJ") {
+				m = min(m, v)
+			}
+		}
+		return m
+	}
+	got := cjMin(slow) - cjMin(base)
+	t.Logf("CJ min %.0f -> %.0f µs: +%.0f µs for +%.0f µs injected (tolerance %.0f µs); medians %.0f -> %.0f µs",
+		cjMin(base), cjMin(slow), got, injected, tolerance(injected), base.Report.Segments["CJ"].P50, slow.Report.Segments["CJ"].P50)
+	if math.Abs(got-injected) > tolerance(injected) {
+		t.Errorf("CJ minimum rose by %.0f µs, want %.0f ± %.0f µs", got, injected, tolerance(injected))
+	}
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t.Logf("pingpath compare:\n%s", pingpath(t, ctx, "compare", base.Dir, slow.Dir, "-o", out))
+	cmp := readJSON[comparison](t, filepath.Join(out, "compare.json"))
+	cj := cmp.Segments["CJ"]
+	if !cj.Significant {
+		t.Errorf("compare does not flag CJ (Δp50 %.0f µs, p=%.2g)", cj.DP50, cj.p())
+	}
+	// Under TCG the other segments move by the load of the moment, not by
+	// the wire: what compare flags besides CJ must be a small fraction of
+	// CJ's change (a misattributed delay would be all of it).
+	for _, seg := range pathSegments {
+		if d := cmp.Segments[seg]; seg != "CJ" && d.Significant {
+			t.Logf("compare also flags %s: Δp50 %+.0f µs (p=%.2g)", seg, d.DP50, d.p())
+			if math.Abs(d.DP50) > 0.1*injected {
+				t.Errorf("compare flags %s with Δp50 %+.0f µs, over a tenth of the %.0f µs the wire added", seg, d.DP50, injected)
+			}
+		}
+	}
+}
+
+// hostDropSeqs are the pings whose echo requests the receiver host drops.
+var hostDropSeqs = []int{4, 9, 14}
+
+// hostDropFilter is the receiver host's shell command that drops the echo
+// requests of hostDropSeqs on its bridge port to the VM: tc filters on
+// vnet0's egress, after br0 forwarded the frame and before the tap's
+// driver, matching ICMP (IP protocol 1), type 8 (byte 20 of an IP header
+// without options) and the sequence number (bytes 26-27).
+func hostDropFilter() string {
+	cmd := "tc qdisc add dev vnet0 clsact"
+	for _, seq := range hostDropSeqs {
+		cmd += fmt.Sprintf(" && tc filter add dev vnet0 egress protocol ip prio 1 u32 match ip protocol 1 0xff match u8 8 0xff at 20 match u16 %d 0xffff at 26 action drop", seq)
+	}
+	return cmd
+}
+
+// checkLossPlaced: every ping the wire lost is a drop on the wire, requests
+// in C and replies in J, as many as the relay dropped per direction; every
+// ping whose request the receiver host's filter dropped is placed in that
+// host (D) with the kernel's reason.
+func checkLossPlaced(t *testing.T, s *series, relayLog string) {
+	lost := lostSeqs(t, filepath.Join(s.Dir, "ping.log"))
+	bySeq := map[int]reportDrop{}
+	for _, d := range s.Report.Drops {
+		bySeq[d.Seq] = d
+	}
+	perSegment := map[string]int{}
+	for _, seq := range lost {
+		d, ok := bySeq[seq]
+		if !ok {
+			t.Errorf("seq %d: lost (ping.log) but not in report.json drops", seq)
+			continue
+		}
+		seg, _, _ := strings.Cut(d.Segment, " ")
+		perSegment[seg]++
+		t.Logf("seq %d: %s in %s (last seen %s, first missed %s), reason %q", seq, d.Status, d.Segment, d.LastSeen, d.FirstMissed, d.Reason)
+		switch {
+		case seg == "D":
+			if !slices.Contains(hostDropSeqs, seq) {
+				t.Errorf("seq %d: placed in the receiver host, but only %v were dropped there", seq, hostDropSeqs)
+			}
+			if !strings.Contains(d.Reason, "TC_EGRESS") {
+				t.Errorf("seq %d: dropped by a tc filter in the receiver host, reason %q, want the kernel's TC_EGRESS", seq, d.Reason)
+			}
+		case seg != "C" && seg != "J" && seg != "CJ":
+			t.Errorf("seq %d: lost on the wire but placed in %q (last seen %q, first missed %q)", seq, d.Segment, d.LastSeen, d.FirstMissed)
+		}
+	}
+	req, rep := relayLossesIn(t, relayLog)
+	t.Logf("lost %d of %d pings: report places %d in C, %d in J, %d in CJ, %d in D; the relay dropped %d requests and %d replies, the filter aimed at %v",
+		len(lost), s.Report.Pings.Sent, perSegment["C"], perSegment["J"], perSegment["CJ"], perSegment["D"], req, rep, hostDropSeqs)
+	if perSegment["C"] != req || perSegment["J"] != rep {
+		t.Errorf("report places %d drops in C and %d in J; the relay dropped %d requests and %d replies", perSegment["C"], perSegment["J"], req, rep)
+	}
+	// A filtered ping whose request the wire lost first never reached the filter.
+	if perSegment["D"] == 0 {
+		t.Errorf("no ping placed in the receiver host, whose filter dropped the requests of %v", hostDropSeqs)
+	}
+}
+
+// sshNode runs a shell command on a lab node with the lab's ssh_config.
+func sshNode(t *testing.T, l *lab.Lab, node, cmd string) string {
+	t.Helper()
+	out, err := exec.Command("ssh", "-F", l.SSHConfig, node, cmd).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh %s %q: %v\n%s", node, cmd, err, out)
+	}
+	return string(out)
+}
