@@ -438,19 +438,9 @@ func hostDropFilter() string {
 // host (D) with the kernel's reason.
 func checkLossPlaced(t *testing.T, s *series, relayLog string) {
 	lost := lostSeqs(t, filepath.Join(s.Dir, "ping.log"))
-	bySeq := map[int]reportDrop{}
-	for _, d := range s.Report.Drops {
-		bySeq[d.Seq] = d
-	}
-	perSegment := map[string]int{}
-	for _, seq := range lost {
-		d, ok := bySeq[seq]
-		if !ok {
-			t.Errorf("seq %d: lost (ping.log) but not in report.json drops", seq)
-			continue
-		}
+	placed, perSegment := placeLost(t, s, lost)
+	for seq, d := range placed {
 		seg, _, _ := strings.Cut(d.Segment, " ")
-		perSegment[seg]++
 		t.Logf("seq %d: %s in %s (last seen %s, first missed %s), reason %q", seq, d.Status, d.Segment, d.LastSeen, d.FirstMissed, d.Reason)
 		switch {
 		case seg == "D":
