@@ -17,7 +17,6 @@ import (
 	"github.com/pingpath/pingpath/internal/envfile"
 	"github.com/pingpath/pingpath/internal/remote"
 	"github.com/pingpath/pingpath/internal/remote/sshremote"
-	"github.com/pingpath/pingpath/internal/tracer"
 )
 
 // Dialer opens a transport to one node of the environment.
@@ -83,6 +82,14 @@ type Options struct {
 	Tracers []string
 }
 
+// emulatedMaxCPU is the tracers' --max-cpu on emulated machines. Under
+// QEMU TCG every instruction of a BPF program and of the tracer costs 5-50
+// times what it does on hardware; the KVM lab's tracers peaked at 14-92 %
+// of a vCPU at 30 pings (before a timed sample's run time was capped at
+// 100 µs; 5 % detached them all, 60 % half of them). 150 % of one CPU (of a
+// host's two vCPUs) still stops a tracer that takes the machine over.
+const emulatedMaxCPU = 150
+
 // emulationSlowdown is how much longer than on real machines a tracer may
 // take to load and attach its BPF programs when the environment says its
 // machines are emulated (env.yaml emulation:, the KVM lab): the verifier
@@ -102,12 +109,12 @@ func (o *Options) slowed(d time.Duration) time.Duration {
 }
 
 // tracerMaxCPU is the --max-cpu the tracers get (0: their default). On
-// emulated machines the default is scaled like the timeouts: emulation
-// makes the same BPF runs and tracer work 5-50 times dearer in the
-// machine's own CPU time, which is not a production host's CPU.
+// emulated machines the default is emulatedMaxCPU: emulation makes the
+// same BPF runs and tracer work 5-50 times dearer in the machine's own CPU
+// time, which is not a production host's CPU.
 func (o *Options) tracerMaxCPU(set float64) float64 {
 	if set == 0 && o.Env != nil && o.Env.Emulation != "" {
-		return tracer.DefaultMaxCPU * emulationSlowdown
+		return emulatedMaxCPU
 	}
 	return set
 }

@@ -99,20 +99,8 @@ func (o *RunOptions) defaults() error {
 	if o.MaxDurationMargin == 0 {
 		o.MaxDurationMargin = o.slowed(30 * time.Second)
 	}
-	if o.MaxCPU == 0 && o.Env.Emulation != "" {
-		o.MaxCPU = emulatedMaxCPU
-	}
 	return nil
 }
-
-// emulatedMaxCPU is the tracers' --max-cpu on emulated machines. Under
-// QEMU TCG every instruction of a BPF program and of the tracer costs 5-50
-// times what it does on hardware, and a BPF program's run time also counts
-// every moment its vCPU thread was preempted on the loaded machine running
-// the emulation; the KVM lab's tracers peaked at 14-92 % of a vCPU at 30
-// pings (5 % detached them all, 60 % four of eight). 150 % of one CPU (of
-// a host's two vCPUs) still stops a tracer that takes the machine over.
-const emulatedMaxCPU = 150
 
 // maxDuration is every tracer's self-termination backstop: the time ping
 // needs (or measurement.duration if longer), plus start-up and margin.

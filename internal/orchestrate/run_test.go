@@ -12,7 +12,6 @@ import (
 	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/remote/remotetest"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
-	"github.com/pingpath/pingpath/internal/tracer"
 )
 
 func TestRunComplete(t *testing.T) {
@@ -291,27 +290,26 @@ func TestRunReceiversFirst(t *testing.T) {
 }
 
 // On emulated machines (the KVM lab's env.yaml says emulation:) the tracers
-// get six times as long to become ready and to stop, and a --max-cpu for
-// emulated CPUs; what the user set is kept.
+// get six times as long to become ready and to stop; what the user set is
+// kept.
 func TestRunDefaultsEmulated(t *testing.T) {
 	for _, c := range []struct {
-		emulation       string
-		ready, wantRdy  time.Duration
-		maxCPU, wantCPU float64
-		wantGrace       time.Duration
+		emulation          string
+		ready, wantRdy     time.Duration
+		wantGrace, wantMax time.Duration
 	}{
-		{"", 0, 30 * time.Second, 0, 0, 5 * time.Second},
-		{"emulated: QEMU TCG hosts", 0, 3 * time.Minute, 0, emulatedMaxCPU, 30 * time.Second},
-		{"emulated: QEMU TCG hosts", 40 * time.Second, 40 * time.Second, 7, 7, 30 * time.Second},
+		{"", 0, 30 * time.Second, 5 * time.Second, 0},
+		{"emulated: QEMU TCG hosts", 0, 3 * time.Minute, 30 * time.Second, 3 * time.Minute},
+		{"emulated: QEMU TCG hosts", 40 * time.Second, 40 * time.Second, 30 * time.Second, 3 * time.Minute},
 	} {
 		o := &RunOptions{Options: Options{Env: &envfile.Environment{Emulation: c.emulation,
-			Measurement: envfile.Measurement{PingCount: 1, Interval: "1s"}}}, ReadyTimeout: c.ready, MaxCPU: c.maxCPU}
+			Measurement: envfile.Measurement{PingCount: 1, Interval: "1s"}}}, ReadyTimeout: c.ready}
 		if err := o.defaults(); err != nil {
 			t.Fatal(err)
 		}
-		if o.ReadyTimeout != c.wantRdy || o.MaxCPU != c.wantCPU || o.StopGrace != c.wantGrace {
-			t.Errorf("emulation %q, --ready-timeout %s, --max-cpu %g: ready timeout %s, max-cpu %g, stop grace %s; want %s, %g, %s",
-				c.emulation, c.ready, c.maxCPU, o.ReadyTimeout, o.MaxCPU, o.StopGrace, c.wantRdy, c.wantCPU, c.wantGrace)
+		if o.ReadyTimeout != c.wantRdy || o.StopGrace != c.wantGrace || c.wantMax != 0 && o.MaxDurationMargin != c.wantMax {
+			t.Errorf("emulation %q, --ready-timeout %s: ready timeout %s, stop grace %s, max-duration margin %s; want %s, %s, %s",
+				c.emulation, c.ready, o.ReadyTimeout, o.StopGrace, o.MaxDurationMargin, c.wantRdy, c.wantGrace, c.wantMax)
 		}
 	}
 }
@@ -335,7 +333,7 @@ func TestMaxCPUEmulated(t *testing.T) {
 		set, want float64
 	}{
 		{"", 0, 0},
-		{"emulated: QEMU TCG hosts", 0, tracer.DefaultMaxCPU * emulationSlowdown},
+		{"emulated: QEMU TCG hosts", 0, emulatedMaxCPU},
 		{"emulated: QEMU TCG hosts", 2, 2},
 	} {
 		o := &Options{Env: &envfile.Environment{Emulation: c.emulation}}
