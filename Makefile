@@ -16,7 +16,7 @@ export BPF2GO_CC := $(CURDIR)/bpf/cc.sh
 export PINGPATH_BPF_CLANG := $(CLANG)
 export BPF2GO_STRIP := $(STRIP)
 
-.PHONY: all build deps generate generate-check lint test test-quick test-kernels freshroot demo demo-kvm bench fuzz clean
+.PHONY: all build deps generate generate-check lint test test-quick test-kvm-e2e test-kernels freshroot demo demo-kvm bench fuzz clean
 
 all: build
 
@@ -53,6 +53,12 @@ test-quick: build
 test: deps generate-check lint build freshroot
 	$(GO) test -count=1 -timeout 45m ./...
 	$(MAKE) test-kernels
+
+# The whole path on the KVM lab (test/e2e TestKVMWholePath): one KVM lab, two
+# `pingpath run`s with every tracer, delay/loss/drop placed. 15-25 minutes on a
+# 2-CPU machine, so not part of `make test`.
+test-kvm-e2e: build
+	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestKVMWholePath$$' -v ./test/e2e/
 
 # The kernel matrix: every package's guest tests (TestTraceRealPackets,
 # TestGuest*) in QEMU/TCG guests booting Debian's 6.1 and 6.12 cloud kernels,

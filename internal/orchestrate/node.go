@@ -95,9 +95,9 @@ const emulatedMaxCPU = 150
 // machines are emulated (env.yaml emulation:, the KVM lab): the verifier
 // and every attach run under QEMU TCG, 5-50 times slower, and the lab's
 // two hosts share the controller's CPUs. Measured on a 2-CPU machine at
-// load 10-20: a vhost tracer ready after 14-60 s, a VM tracer (nested KVM
-// inside TCG) after up to 90 s.
-const emulationSlowdown = 6
+// load 20-30: host tracers ready after 60-95 s, vhost tracers after
+// 100-170 s, a VM's (nested KVM inside TCG) after 125 s to over 180 s.
+const emulationSlowdown = 10
 
 // slowed scales a timeout meant for real machines by emulationSlowdown
 // when the machines are emulated.

@@ -38,7 +38,7 @@ type RunOptions struct {
 	Count    int           // 0: measurement.ping_count
 	Interval time.Duration // 0: measurement.interval
 	// ReadyTimeout bounds the wait for each tracer's ready line (30s; 90s
-	// when origin BCC tools run, which compile at start; six times that on
+	// when origin BCC tools run, which compile at start; ten times that on
 	// emulated machines, see emulationSlowdown).
 	ReadyTimeout time.Duration
 	// StopGrace is how long a tracer has to exit after stdin EOF/SIGINT

@@ -290,7 +290,7 @@ func TestRunReceiversFirst(t *testing.T) {
 }
 
 // On emulated machines (the KVM lab's env.yaml says emulation:) the tracers
-// get six times as long to become ready and to stop; what the user set is
+// get ten times as long to become ready and to stop; what the user set is
 // kept.
 func TestRunDefaultsEmulated(t *testing.T) {
 	for _, c := range []struct {
@@ -299,8 +299,8 @@ func TestRunDefaultsEmulated(t *testing.T) {
 		wantGrace, wantMax time.Duration
 	}{
 		{"", 0, 30 * time.Second, 5 * time.Second, 0},
-		{"emulated: QEMU TCG hosts", 0, 3 * time.Minute, 30 * time.Second, 3 * time.Minute},
-		{"emulated: QEMU TCG hosts", 40 * time.Second, 40 * time.Second, 30 * time.Second, 3 * time.Minute},
+		{"emulated: QEMU TCG hosts", 0, 5 * time.Minute, 50 * time.Second, 5 * time.Minute},
+		{"emulated: QEMU TCG hosts", 40 * time.Second, 40 * time.Second, 50 * time.Second, 5 * time.Minute},
 	} {
 		o := &RunOptions{Options: Options{Env: &envfile.Environment{Emulation: c.emulation,
 			Measurement: envfile.Measurement{PingCount: 1, Interval: "1s"}}}, ReadyTimeout: c.ready}
