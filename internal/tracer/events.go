@@ -40,6 +40,23 @@ const wakeEvery = 512
 // bursting while its reader is being woken does not lose events.
 const minPerfBytes = 128 << 10
 
+// PerfReorderWindow is the reorder window a tool that otherwise takes its
+// events as they arrive uses with the perf event array: the ring buffer is
+// read in the order its records were reserved (a reader cannot pass a
+// record still being written), the per-CPU perf buffers in no common order,
+// and a program stamped on one CPU and delayed before it sends (preempted,
+// or its vCPU descheduled under emulation) arrives after later events of
+// other CPUs. The host tracer's window, ReorderWindow, is as long.
+const PerfReorderWindow = 250 * time.Millisecond
+
+// EventBufferUser is a Tool that needs to know the event buffer before
+// Start (the runner tells it): the vm tracer keys its events per ping and
+// takes them unordered from the ring buffer, but needs a reorder window
+// with the perf event array.
+type EventBufferUser interface {
+	UseEventBuffer(buffer string)
+}
+
 // ParseEventBuffer checks an --event-buffer value ("" is auto).
 func ParseEventBuffer(s string) (string, error) {
 	switch s {

@@ -222,6 +222,9 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	if err := w.header(); err != nil {
 		return err
 	}
+	if u, ok := tool.(EventBufferUser); ok {
+		u.UseEventBuffer(buffer)
+	}
 	if err := tool.Start(choices, w); err != nil {
 		return w.fail(loaded, err)
 	}

@@ -9,9 +9,10 @@ import (
 
 // The vm tracer's state machine: each BPF event is one stage hit of one
 // ping; hits are joined per (id, seq), the first timestamp of a stage wins,
-// and a ping is complete when its final stage is seen. The vm tracer needs
-// no reorder window: a guest's stages of one ping are seconds apart at
-// most on one CPU path, and a flow is keyed, not ordered.
+// and a ping is complete when its final stage is seen. With the ring buffer
+// the vm tracer needs no reorder window: its records are read in the order
+// they were reserved, and a flow is keyed, not ordered. With the perf event
+// array it takes tracer.PerfReorderWindow (Tracer.UseEventBuffer).
 
 // flowKey identifies a ping: ICMP echo id and seq (host order). The filter
 // pins the address pair, so the key needs no addresses.

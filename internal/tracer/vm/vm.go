@@ -132,6 +132,7 @@ type Tracer struct {
 	out       *tracer.Output
 	unmatched uint64
 	ifnames   tracer.IfNames
+	window    uint64 // reorder window (ns): 0, or PerfReorderWindow with the perf event array
 }
 
 // New resolves direction and interfaces in the caller's network namespace.
@@ -279,8 +280,19 @@ func (t *Tracer) Start(choices []tracer.Choice, out tracer.Sink) error {
 	}
 	t.out = tracer.NewOutput(out)
 	t.m = newMachine(machineConfig{stages: stages, final: record.VM.Last(), timeout: uint64(t.cfg.FlowTimeout), role: t.role}, t.out)
-	t.corr = tracer.NewCorrelator[hit](t.m, hitTime, 0)
+	t.corr = tracer.NewCorrelator[hit](t.m, hitTime, t.window)
 	return nil
+}
+
+// UseEventBuffer implements tracer.EventBufferUser: with the perf event
+// array a ping's first stage can arrive after its last (see
+// tracer.PerfReorderWindow), which without a window would end the ping
+// before its first stage is in.
+func (t *Tracer) UseEventBuffer(buffer string) {
+	t.window = 0
+	if buffer == tracer.EventBufferPerf {
+		t.window = uint64(tracer.PerfReorderWindow)
+	}
 }
 
 // Event implements tracer.Tool.
