@@ -199,6 +199,10 @@ static __always_inline void pp_count_lost(void)
  * is sampled on its own: a hook that always fires right after another one
  * cannot alias with a fixed sampling period.
  *
+ * A timed run that submitted an event (pp_submitted.events moved) is also
+ * counted in timed_matched: user space splits the run time into what the
+ * traced pings' packets cost and what every other packet costs.
+ *
  * pp_cost_mask sets the sample rate: after each timed run the slot skips a
  * random number of runs in [0, mask], so about one run in mask/2 + 1 is
  * timed. User space sets it from the run rate every 500 ms (every run is
@@ -213,6 +217,11 @@ struct pp_cost {
 	__u64 timed;    /* runs that were timed */
 	__u64 timed_ns; /* their run time (bpf_ktime_get_ns, body only) */
 	__u64 skip;     /* runs left before the next timed one */
+	/* Timed runs that emitted an event (a packet of the traced pings) and
+	 * their run time: what the pings themselves cost, apart from the runs
+	 * for every other packet of the host. */
+	__u64 timed_matched;
+	__u64 timed_matched_ns;
 };
 
 struct {
@@ -225,9 +234,28 @@ struct {
 /* Written by user space while the programs run (not const). */
 volatile __u32 pp_cost_mask = 63;
 
+/*
+ * Events this CPU submitted: all of them (a timed run that submitted one
+ * saw a packet of the pings), and since it last woke the reader
+ * (pp_submit_flags).
+ */
+struct pp_submitted {
+	__u64 events;
+	__u64 unwoken;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pp_submitted);
+} pp_submitted SEC(".maps");
+
 struct pp_cost_timer {
 	struct pp_cost *c;
-	__u64 t0; /* 0: this run is not timed */
+	struct pp_submitted *sub; /* timed runs only */
+	__u64 t0;                 /* 0: this run is not timed */
+	__u64 events;             /* sub->events when the timed run began */
 };
 
 static __always_inline void pp_cost_begin(struct pp_cost_timer *t, __u32 slot)
@@ -243,14 +271,24 @@ static __always_inline void pp_cost_begin(struct pp_cost_timer *t, __u32 slot)
 	}
 	__u32 mask = pp_cost_mask;
 	t->c->skip = mask ? bpf_get_prandom_u32() & mask : 0;
+	/* Only a timed run looks at the event count: the others pay nothing
+	 * for telling the pings' runs from the rest. */
+	__u32 zero = 0;
+	t->sub = bpf_map_lookup_elem(&pp_submitted, &zero);
+	t->events = t->sub ? t->sub->events : 0;
 	t->t0 = bpf_ktime_get_ns();
 }
 
 static __always_inline void pp_cost_end(struct pp_cost_timer *t)
 {
 	if (t->t0 && t->c) {
+		__u64 ns = bpf_ktime_get_ns() - t->t0;
 		t->c->timed++;
-		t->c->timed_ns += bpf_ktime_get_ns() - t->t0;
+		t->c->timed_ns += ns;
+		if (t->sub && t->sub->events != t->events) {
+			t->c->timed_matched++;
+			t->c->timed_matched_ns += ns;
+		}
 	}
 }
 
@@ -686,21 +724,11 @@ static __always_inline int pp_filter_skb(struct sk_buff *skb, struct pp_pkt *pkt
  */
 #define PP_WAKE_EVERY 512
 
-/* Events this CPU submitted since it last woke the reader. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} pp_unwoken SEC(".maps");
-
-static __always_inline __u64 pp_submit_flags(void)
+static __always_inline __u64 pp_submit_flags(struct pp_submitted *n)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&pp_unwoken, &zero);
-	if (!n || ++*n < PP_WAKE_EVERY)
+	if (!n || ++n->unwoken < PP_WAKE_EVERY)
 		return BPF_RB_NO_WAKEUP;
-	*n = 0;
+	n->unwoken = 0;
 	return BPF_RB_FORCE_WAKEUP;
 }
 
@@ -743,6 +771,10 @@ static __always_inline void *pp_stack_event(void *buf, __u32 size)
 
 static __always_inline void pp_submit_size(void *ctx, void *e, __u64 size)
 {
+	__u32 zero = 0;
+	struct pp_submitted *n = bpf_map_lookup_elem(&pp_submitted, &zero);
+	if (n)
+		n->events++; /* the cost sample tells the pings' runs by it */
 	if (pp_perf_events) {
 		long err = bpf_perf_event_output(ctx, &pp_perf, BPF_F_CURRENT_CPU, e, size);
 		if (err) {
@@ -752,7 +784,7 @@ static __always_inline void pp_submit_size(void *ctx, void *e, __u64 size)
 		}
 		return;
 	}
-	bpf_ringbuf_submit(e, pp_submit_flags());
+	bpf_ringbuf_submit(e, pp_submit_flags(n));
 }
 
 /*

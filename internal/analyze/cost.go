@@ -23,6 +23,15 @@ type NodeCost struct {
 	// part alone (0 when no ping count is known).
 	USPerPing    float64 `json:"us_per_ping"`
 	BPFUSPerPing float64 `json:"bpf_us_per_ping"`
+	// PingsBPFUSPerPing is the part of BPFUSPerPing spent in hook runs
+	// that emitted an event, i.e. on the pings' own packets; the rest ran
+	// for every other packet (or write) of the machine that passed the
+	// hooks, which a busy host has many of whatever the ping count. Absent
+	// when no tracer of the node told them apart (tracers before
+	// 2026-12-06) or nothing matched.
+	PingsBPFUSPerPing *float64 `json:"pings_bpf_us_per_ping,omitempty"`
+	// OtherBPFRuns is the number of runs for other packets (with the split).
+	OtherBPFRuns uint64 `json:"other_bpf_runs,omitempty"`
 	// CPUPercent is the node's tracers together, in percent of one CPU, over
 	// the time they traced; PeakCPUPercent the highest any of them reached
 	// over its --max-cpu window.
@@ -47,6 +56,8 @@ func nodeCosts(m *manifest.Manifest, files []*parse.File, pings int) []NodeCost 
 		}
 	}
 	byNode := map[string]*NodeCost{}
+	pingsNS := map[string]float64{}
+	otherRuns := map[string]uint64{}
 	for _, f := range files {
 		c := f.Cost
 		if c == nil {
@@ -66,6 +77,10 @@ func nodeCosts(m *manifest.Manifest, files []*parse.File, pings int) []NodeCost 
 		}
 		nc.Tracers = append(nc.Tracers, f.Tool)
 		nc.BPFUS += float64(c.BPFNS) / 1e3
+		if c.MatchedBPFRuns > 0 {
+			pingsNS[node] += float64(c.MatchedBPFNS)
+			otherRuns[node] += c.BPFRuns - min(c.MatchedBPFRuns, c.BPFRuns)
+		}
 		nc.ProcUS += float64(c.UserNS) / 1e3
 		if c.WallNS > 0 {
 			nc.CPUPercent += float64(c.TotalNS()) / float64(c.WallNS) * 100
@@ -100,6 +115,10 @@ func nodeCosts(m *manifest.Manifest, files []*parse.File, pings int) []NodeCost 
 		if pings > 0 {
 			nc.USPerPing = (nc.BPFUS + nc.ProcUS) / float64(pings)
 			nc.BPFUSPerPing = nc.BPFUS / float64(pings)
+			if ns, ok := pingsNS[n]; ok {
+				v := ns / 1e3 / float64(pings)
+				nc.PingsBPFUSPerPing, nc.OtherBPFRuns = &v, otherRuns[n]
+			}
 		}
 		out = append(out, *nc)
 	}

@@ -190,8 +190,15 @@ type Cost struct {
 	BPFNS        uint64 `json:"bpf_ns"`         // run time of the tracer's BPF programs, all CPUs
 	BPFRuns      uint64 `json:"bpf_runs"`       // program runs (every hook crossing, matched or not)
 	BPFTimedRuns uint64 `json:"bpf_timed_runs"` // runs actually timed: the estimate's sample
-	UserNS       uint64 `json:"user_ns"`        // CPU time of the tracer process (user + system)
-	StartNS      uint64 `json:"start_ns"`       // CPU time of the process before ready (BTF, load, attach)
+	// MatchedBPFNS and MatchedBPFRuns are the part of BPFNS and BPFRuns
+	// spent in runs that emitted an event: what the traced pings' own
+	// packets cost (estimated from the same sample; absent in streams of
+	// tracers that predate them). The rest is every other packet of the
+	// host passing the hooks.
+	MatchedBPFNS   uint64 `json:"matched_bpf_ns,omitempty"`
+	MatchedBPFRuns uint64 `json:"matched_bpf_runs,omitempty"`
+	UserNS         uint64 `json:"user_ns"`  // CPU time of the tracer process (user + system)
+	StartNS        uint64 `json:"start_ns"` // CPU time of the process before ready (BTF, load, attach)
 	// CPUPercent is (BPFNS + UserNS) / WallNS in percent of one CPU;
 	// PeakCPUPercent the highest over a CostWindow; MaxCPUPercent the
 	// --max-cpu limit it was held to.
@@ -204,8 +211,10 @@ type Cost struct {
 
 // HookCost is the BPF cost of one hook of a tracer.
 type HookCost struct {
-	Runs uint64 `json:"runs"`
-	NS   uint64 `json:"ns"`
+	Runs        uint64 `json:"runs"`
+	NS          uint64 `json:"ns"`
+	MatchedRuns uint64 `json:"matched_runs,omitempty"` // runs that emitted an event
+	MatchedNS   uint64 `json:"matched_ns,omitempty"`
 }
 
 // TotalNS is the tracer's whole cost after ready: BPF and process CPU.

@@ -418,8 +418,14 @@ func Summary(out io.Writer, res *analyze.Result) error {
 
 // costLine says what tracing cost one machine, in one line.
 func costLine(c analyze.NodeCost) string {
-	s := fmt.Sprintf("measurement cost on %s: %.1f µs per ping, %.2f %% of a CPU (BPF %.1f µs per ping; %s)",
-		c.Node, c.USPerPing, c.CPUPercent, c.BPFUSPerPing, strings.Join(c.Tracers, ", "))
+	bpf := fmt.Sprintf("BPF %.1f µs per ping", c.BPFUSPerPing)
+	if p := c.PingsBPFUSPerPing; p != nil {
+		// The pings' own share apart: the rest is the host's other
+		// traffic, which does not scale with the pings.
+		bpf += fmt.Sprintf(", %.1f of it on the pings' packets and the rest in %d runs for other traffic", *p, c.OtherBPFRuns)
+	}
+	s := fmt.Sprintf("measurement cost on %s: %.1f µs per ping, %.2f %% of a CPU (%s; %s)",
+		c.Node, c.USPerPing, c.CPUPercent, bpf, strings.Join(c.Tracers, ", "))
 	if len(c.Detached) > 0 {
 		s += fmt.Sprintf("; %s detached itself over --max-cpu (peak %.1f %%)", strings.Join(c.Detached, ", "), c.PeakCPUPercent)
 	}

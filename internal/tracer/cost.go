@@ -69,7 +69,8 @@ type CostHooks interface {
 
 // costSlot mirrors struct pp_cost.
 type costSlot struct {
-	Runs, Timed, TimedNS, Skip uint64
+	Runs, Timed, TimedNS, Skip   uint64
+	TimedMatched, TimedMatchedNS uint64 // timed runs that emitted an event
 }
 
 // hookTotal is one slot's cumulative figures.
@@ -77,6 +78,14 @@ type hookTotal struct {
 	runs, timed uint64
 	ns          float64 // estimated run time
 	mean        float64 // ns per run of the latest interval with a timed run
+	// The runs that emitted an event (the traced pings' packets), estimated
+	// from the sample as ns and runs are: matchedNS is the part of ns
+	// they took.
+	matchedRuns, matchedNS float64
+	// matchedShare and matchedMean are the latest sample's fraction of
+	// runs that matched and their run time per run of the hook (so that
+	// priced runs × matchedMean is their share of the time).
+	matchedShare, matchedMean float64
 	// unpriced counts runs before the slot's first timed run: they get
 	// the first mean known.
 	unpriced uint64
@@ -147,6 +156,8 @@ func (c *costMeter) read(now time.Time) error {
 			cur.Runs += v.Runs
 			cur.Timed += v.Timed
 			cur.TimedNS += v.TimedNS
+			cur.TimedMatched += v.TimedMatched
+			cur.TimedMatchedNS += v.TimedMatchedNS
 		}
 		p := c.prev[slot]
 		c.prev[slot] = cur
@@ -158,6 +169,9 @@ func (c *costMeter) read(now time.Time) error {
 		priced := dRuns
 		if dTimed > 0 {
 			h.mean = min(float64(cur.TimedNS-p.TimedNS)/float64(dTimed), maxRunNS)
+			h.matchedShare = float64(cur.TimedMatched-p.TimedMatched) / float64(dTimed)
+			// The pings' share of the (capped) mean, never above it.
+			h.matchedMean = min(float64(cur.TimedMatchedNS-p.TimedMatchedNS)/float64(dTimed), h.mean)
 			priced += h.unpriced
 			h.unpriced = 0
 		}
@@ -165,6 +179,8 @@ func (c *costMeter) read(now time.Time) error {
 			h.unpriced += dRuns
 		}
 		h.ns += float64(priced) * h.mean
+		h.matchedRuns += float64(priced) * h.matchedShare
+		h.matchedNS += float64(priced) * h.matchedMean
 		runs += dRuns
 		bpf += h.ns
 	}
@@ -243,7 +259,7 @@ func (c *costMeter) bpfTotals() (ns, runs uint64) {
 func (c *costMeter) cost() *record.Cost {
 	out := &record.Cost{WallNS: uint64(c.last.at.Sub(c.ready)), StartNS: uint64(c.startCPU),
 		PeakCPUPercent: round2(c.peak), MaxCPUPercent: c.maxPct, Hooks: map[string]record.HookCost{}}
-	var bpf float64
+	var bpf, matched, matchedRuns float64
 	slots := make([]uint32, 0, len(c.hooks))
 	for s := range c.hooks {
 		slots = append(slots, s)
@@ -252,13 +268,18 @@ func (c *costMeter) cost() *record.Cost {
 	for _, s := range slots {
 		h := c.hooks[s]
 		bpf += h.ns
+		matched += h.matchedNS
+		matchedRuns += h.matchedRuns
 		out.BPFRuns += h.runs
 		out.BPFTimedRuns += h.timed
 		if h.runs > 0 {
-			out.Hooks[c.slots[s]] = record.HookCost{Runs: h.runs, NS: uint64(h.ns)}
+			out.Hooks[c.slots[s]] = record.HookCost{Runs: h.runs, NS: uint64(h.ns),
+				MatchedRuns: uint64(h.matchedRuns + 0.5), MatchedNS: uint64(h.matchedNS)}
 		}
 	}
 	out.BPFNS = uint64(bpf)
+	out.MatchedBPFNS = uint64(matched)
+	out.MatchedBPFRuns = uint64(matchedRuns + 0.5)
 	if user := c.last.ns - bpf; user > 0 {
 		out.UserNS = uint64(user)
 	}

@@ -46,7 +46,7 @@ type testMeter struct {
 func newTestMeter(t *testing.T) testMeter {
 	t.Helper()
 	testenv.RequireRoot(t)
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 32, MaxEntries: 4})
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 48, MaxEntries: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +79,10 @@ func TestCostMeter(t *testing.T) {
 	var proc time.Duration
 	tm.procCPU = func() time.Duration { return proc }
 
-	// 0.5 s: ingress 1000 runs (two CPUs), 10 timed at 100 ns; egress 40
-	// runs, none timed yet.
-	set(1, costSlot{Runs: 600, Timed: 6, TimedNS: 600}, costSlot{Runs: 400, Timed: 4, TimedNS: 400})
+	// 0.5 s: ingress 1000 runs (two CPUs), 10 timed at 100 ns, one of
+	// which (350 ns) emitted an event; egress 40 runs, none timed yet.
+	set(1, costSlot{Runs: 600, Timed: 6, TimedNS: 600, TimedMatched: 1, TimedMatchedNS: 350},
+		costSlot{Runs: 400, Timed: 4, TimedNS: 400})
 	set(2, costSlot{Runs: 40})
 	proc = 2 * time.Millisecond
 	if err := c.read(start.Add(500 * time.Millisecond)); err != nil {
@@ -92,7 +93,8 @@ func TestCostMeter(t *testing.T) {
 	}
 	// 1.5 s: egress gets its first timed runs (200 ns): its first 40 runs
 	// are priced at that too.
-	set(1, costSlot{Runs: 1600, Timed: 16, TimedNS: 1600 + 6*300}, costSlot{Runs: 400, Timed: 4, TimedNS: 400})
+	set(1, costSlot{Runs: 1600, Timed: 16, TimedNS: 1600 + 6*300, TimedMatched: 1, TimedMatchedNS: 350},
+		costSlot{Runs: 400, Timed: 4, TimedNS: 400})
 	set(2, costSlot{Runs: 140, Timed: 2, TimedNS: 400})
 	proc = 4 * time.Millisecond
 	if err := c.read(start.Add(1500 * time.Millisecond)); err != nil {
@@ -103,6 +105,15 @@ func TestCostMeter(t *testing.T) {
 	// 10 runs, 2800 ns); egress: 140 × 200.
 	if want := uint64(1000*100 + 1000*280); got.Hooks["ingress"].NS != want || got.Hooks["ingress"].Runs != 2000 {
 		t.Errorf("ingress %+v, want %d ns over 2000 runs", got.Hooks["ingress"], want)
+	}
+	// The pings' share: one run in ten of the first interval's sample, at
+	// 350 ns: 100 of its 1000 runs, 35 µs; none in the second.
+	if h := got.Hooks["ingress"]; h.MatchedRuns != 100 || h.MatchedNS != 35_000 {
+		t.Errorf("ingress matched %d runs %d ns, want 100 runs 35000 ns", h.MatchedRuns, h.MatchedNS)
+	}
+	if got.MatchedBPFNS != 35_000 || got.MatchedBPFRuns != 100 || got.Hooks["egress"].MatchedRuns != 0 {
+		t.Errorf("matched totals %d ns %d runs (egress %d runs), want 35000 ns 100 runs (egress 0)",
+			got.MatchedBPFNS, got.MatchedBPFRuns, got.Hooks["egress"].MatchedRuns)
 	}
 	if got.Hooks["egress"].NS != 140*200 || got.Hooks["egress"].Runs != 140 {
 		t.Errorf("egress %+v, want 28000 ns over 140 runs", got.Hooks["egress"])

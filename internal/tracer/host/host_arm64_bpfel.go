@@ -38,11 +38,19 @@ type hostHostEvent struct {
 }
 
 type hostPpCost struct {
+	_              structs.HostLayout
+	Runs           uint64
+	Timed          uint64
+	TimedNs        uint64
+	Skip           uint64
+	TimedMatched   uint64
+	TimedMatchedNs uint64
+}
+
+type hostPpSubmitted struct {
 	_       structs.HostLayout
-	Runs    uint64
-	Timed   uint64
-	TimedNs uint64
-	Skip    uint64
+	Events  uint64
+	Unwoken uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -53,7 +61,7 @@ const (
 	hostMapPpEvents          = "pp_events"
 	hostMapPpLost            = "pp_lost"
 	hostMapPpPerf            = "pp_perf"
-	hostMapPpUnwoken         = "pp_unwoken"
+	hostMapPpSubmitted       = "pp_submitted"
 	hostProgHostDrop         = "host_drop"
 	hostProgHostEgressFentry = "host_egress_fentry"
 	hostProgHostEgressKprobe = "host_egress_kprobe"
@@ -135,11 +143,11 @@ type hostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostMapSpecs struct {
-	PpCost    *ebpf.MapSpec `ebpf:"pp_cost"`
-	PpEvents  *ebpf.MapSpec `ebpf:"pp_events"`
-	PpLost    *ebpf.MapSpec `ebpf:"pp_lost"`
-	PpPerf    *ebpf.MapSpec `ebpf:"pp_perf"`
-	PpUnwoken *ebpf.MapSpec `ebpf:"pp_unwoken"`
+	PpCost      *ebpf.MapSpec `ebpf:"pp_cost"`
+	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
+	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpPerf      *ebpf.MapSpec `ebpf:"pp_perf"`
+	PpSubmitted *ebpf.MapSpec `ebpf:"pp_submitted"`
 }
 
 // hostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -189,11 +197,11 @@ func (o *hostObjects) Close() error {
 //
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostMaps struct {
-	PpCost    *ebpf.Map `ebpf:"pp_cost"`
-	PpEvents  *ebpf.Map `ebpf:"pp_events"`
-	PpLost    *ebpf.Map `ebpf:"pp_lost"`
-	PpPerf    *ebpf.Map `ebpf:"pp_perf"`
-	PpUnwoken *ebpf.Map `ebpf:"pp_unwoken"`
+	PpCost      *ebpf.Map `ebpf:"pp_cost"`
+	PpEvents    *ebpf.Map `ebpf:"pp_events"`
+	PpLost      *ebpf.Map `ebpf:"pp_lost"`
+	PpPerf      *ebpf.Map `ebpf:"pp_perf"`
+	PpSubmitted *ebpf.Map `ebpf:"pp_submitted"`
 }
 
 func (m *hostMaps) Close() error {
@@ -202,7 +210,7 @@ func (m *hostMaps) Close() error {
 		m.PpEvents,
 		m.PpLost,
 		m.PpPerf,
-		m.PpUnwoken,
+		m.PpSubmitted,
 	)
 }
 

@@ -216,12 +216,14 @@ func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 }
 
 // dropNaming returns the functions naming drop reasons and locations. The
-// reason names (kernel BTF) are loaded in the background so they do not
-// delay the ready line; the first drop waits for them if it comes sooner.
-// Locations are resolved per distinct address (kallsyms.Resolver).
+// reason names (kernel BTF) are loaded at the first drop, neither before
+// the ready line (they would delay it) nor in the background after it:
+// parsing the BTF costs 15-20 ms of CPU, which a tracer's own cost would
+// count (trailer cost.user_ns) for a run that may see no drop at all, and
+// which the report divides by the pings (976 µs "per ping" for 60 pings in
+// CI). Locations are resolved per distinct address (kallsyms.Resolver).
 func dropNaming() (reason func(uint32) string, symbol func(uint64) string) {
 	names := sync.OnceValues(func() (*dropreason.Names, error) { return dropreason.Load(nil) })
-	go func() { _, _ = names() }()
 	reason = func(code uint32) string {
 		n, err := names()
 		if err != nil {

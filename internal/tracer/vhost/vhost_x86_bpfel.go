@@ -14,11 +14,13 @@ import (
 )
 
 type vhostPpCost struct {
-	_       structs.HostLayout
-	Runs    uint64
-	Timed   uint64
-	TimedNs uint64
-	Skip    uint64
+	_              structs.HostLayout
+	Runs           uint64
+	Timed          uint64
+	TimedNs        uint64
+	Skip           uint64
+	TimedMatched   uint64
+	TimedMatchedNs uint64
 }
 
 type vhostPpEvent struct {
@@ -36,6 +38,12 @@ type vhostPpEvent struct {
 	Netns    uint32
 	Comm     [16]int8
 	Ifname   [16]int8
+}
+
+type vhostPpSubmitted struct {
+	_       structs.HostLayout
+	Events  uint64
+	Unwoken uint64
 }
 
 type vhostTxQueued struct {
@@ -76,7 +84,7 @@ const (
 	vhostMapPpEvents            = "pp_events"
 	vhostMapPpLost              = "pp_lost"
 	vhostMapPpPerf              = "pp_perf"
-	vhostMapPpUnwoken           = "pp_unwoken"
+	vhostMapPpSubmitted         = "pp_submitted"
 	vhostMapTrackedSkbs         = "tracked_skbs"
 	vhostMapTunFds              = "tun_fds"
 	vhostMapTxKicks             = "tx_kicks"
@@ -238,7 +246,7 @@ type vhostMapSpecs struct {
 	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
 	PpPerf      *ebpf.MapSpec `ebpf:"pp_perf"`
-	PpUnwoken   *ebpf.MapSpec `ebpf:"pp_unwoken"`
+	PpSubmitted *ebpf.MapSpec `ebpf:"pp_submitted"`
 	TrackedSkbs *ebpf.MapSpec `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.MapSpec `ebpf:"tun_fds"`
 	TxKicks     *ebpf.MapSpec `ebpf:"tx_kicks"`
@@ -304,7 +312,7 @@ type vhostMaps struct {
 	PpEvents    *ebpf.Map `ebpf:"pp_events"`
 	PpLost      *ebpf.Map `ebpf:"pp_lost"`
 	PpPerf      *ebpf.Map `ebpf:"pp_perf"`
-	PpUnwoken   *ebpf.Map `ebpf:"pp_unwoken"`
+	PpSubmitted *ebpf.Map `ebpf:"pp_submitted"`
 	TrackedSkbs *ebpf.Map `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.Map `ebpf:"tun_fds"`
 	TxKicks     *ebpf.Map `ebpf:"tx_kicks"`
@@ -322,7 +330,7 @@ func (m *vhostMaps) Close() error {
 		m.PpEvents,
 		m.PpLost,
 		m.PpPerf,
-		m.PpUnwoken,
+		m.PpSubmitted,
 		m.TrackedSkbs,
 		m.TunFds,
 		m.TxKicks,

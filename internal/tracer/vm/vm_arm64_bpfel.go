@@ -14,11 +14,13 @@ import (
 )
 
 type vmPpCost struct {
-	_       structs.HostLayout
-	Runs    uint64
-	Timed   uint64
-	TimedNs uint64
-	Skip    uint64
+	_              structs.HostLayout
+	Runs           uint64
+	Timed          uint64
+	TimedNs        uint64
+	Skip           uint64
+	TimedMatched   uint64
+	TimedMatchedNs uint64
 }
 
 type vmPpEvent struct {
@@ -38,6 +40,12 @@ type vmPpEvent struct {
 	Ifname   [16]int8
 }
 
+type vmPpSubmitted struct {
+	_       structs.HostLayout
+	Events  uint64
+	Unwoken uint64
+}
+
 type vmVmCur struct {
 	_   structs.HostLayout
 	Ts  uint64
@@ -54,7 +62,7 @@ const (
 	vmMapPpEvents                   = "pp_events"
 	vmMapPpLost                     = "pp_lost"
 	vmMapPpPerf                     = "pp_perf"
-	vmMapPpUnwoken                  = "pp_unwoken"
+	vmMapPpSubmitted                = "pp_submitted"
 	vmMapVmCurReq                   = "vm_cur_req"
 	vmProgVmFentryDevQueueXmit      = "vm_fentry_dev_queue_xmit"
 	vmProgVmFentryDevQueueXmitInner = "vm_fentry_dev_queue_xmit_inner"
@@ -156,12 +164,12 @@ type vmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vmMapSpecs struct {
-	PpCost    *ebpf.MapSpec `ebpf:"pp_cost"`
-	PpEvents  *ebpf.MapSpec `ebpf:"pp_events"`
-	PpLost    *ebpf.MapSpec `ebpf:"pp_lost"`
-	PpPerf    *ebpf.MapSpec `ebpf:"pp_perf"`
-	PpUnwoken *ebpf.MapSpec `ebpf:"pp_unwoken"`
-	VmCurReq  *ebpf.MapSpec `ebpf:"vm_cur_req"`
+	PpCost      *ebpf.MapSpec `ebpf:"pp_cost"`
+	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
+	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpPerf      *ebpf.MapSpec `ebpf:"pp_perf"`
+	PpSubmitted *ebpf.MapSpec `ebpf:"pp_submitted"`
+	VmCurReq    *ebpf.MapSpec `ebpf:"vm_cur_req"`
 }
 
 // vmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -210,12 +218,12 @@ func (o *vmObjects) Close() error {
 //
 // It can be passed to loadVmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vmMaps struct {
-	PpCost    *ebpf.Map `ebpf:"pp_cost"`
-	PpEvents  *ebpf.Map `ebpf:"pp_events"`
-	PpLost    *ebpf.Map `ebpf:"pp_lost"`
-	PpPerf    *ebpf.Map `ebpf:"pp_perf"`
-	PpUnwoken *ebpf.Map `ebpf:"pp_unwoken"`
-	VmCurReq  *ebpf.Map `ebpf:"vm_cur_req"`
+	PpCost      *ebpf.Map `ebpf:"pp_cost"`
+	PpEvents    *ebpf.Map `ebpf:"pp_events"`
+	PpLost      *ebpf.Map `ebpf:"pp_lost"`
+	PpPerf      *ebpf.Map `ebpf:"pp_perf"`
+	PpSubmitted *ebpf.Map `ebpf:"pp_submitted"`
+	VmCurReq    *ebpf.Map `ebpf:"vm_cur_req"`
 }
 
 func (m *vmMaps) Close() error {
@@ -224,7 +232,7 @@ func (m *vmMaps) Close() error {
 		m.PpEvents,
 		m.PpLost,
 		m.PpPerf,
-		m.PpUnwoken,
+		m.PpSubmitted,
 		m.VmCurReq,
 	)
 }
