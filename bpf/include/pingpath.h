@@ -279,10 +279,23 @@ static __always_inline void pp_cost_begin(struct pp_cost_timer *t, __u32 slot)
 	t->t0 = bpf_ktime_get_ns();
 }
 
+/*
+ * A timed run longer than this was not working all that time: programs run
+ * with migration disabled but preemptibly on preemptible kernels (syscall
+ * tracepoints always), and a VM's vCPU can be descheduled in the middle of
+ * one. No pingpath program does a millisecond of work (a few µs at most,
+ * tens under TCG), so such a run is left out of the sample (it still counts
+ * as a run, priced at the sample's mean): one 200 ms stall among the few
+ * runs of a quiet start made a tracer detach itself over --max-cpu.
+ */
+#define PP_COST_MAX_RUN_NS 1000000
+
 static __always_inline void pp_cost_end(struct pp_cost_timer *t)
 {
 	if (t->t0 && t->c) {
 		__u64 ns = bpf_ktime_get_ns() - t->t0;
+		if (ns > PP_COST_MAX_RUN_NS)
+			return;
 		t->c->timed++;
 		t->c->timed_ns += ns;
 		if (t->sub && t->sub->events != t->events) {
