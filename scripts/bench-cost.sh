@@ -81,7 +81,7 @@ done | sort -g | tail -1)
 
 # costliest PREFIX: the highest per-node metric PREFIXNODE and its node.
 costliest() {
-	awk -v p="$1" '/^Benchmark/ { for (i = 3; i < NF; i++) if (index($(i+1), p) == 1 && $i + 0 > v + 0) { v = $i; n = substr($(i+1), length(p) + 1) } }
+	awk -v p="$1" '/^Benchmark/ { for (i = 3; i < NF; i++) if (index($(i+1), p) == 1 && $(i+1) !~ /-base$/ && $i + 0 > v + 0) { v = $i; n = substr($(i+1), length(p) + 1) } }
 		END { print v " " n }' "$out/observer.txt"
 }
 node=$(costliest "bpf-µs/ping-")
