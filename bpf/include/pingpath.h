@@ -260,7 +260,11 @@ struct pp_cost_timer {
 
 static __always_inline void pp_cost_begin(struct pp_cost_timer *t, __u32 slot)
 {
+	/* Every field set on every path: clang may spill the whole timer, and
+	 * the verifier refuses to copy a register never written. */
 	t->t0 = 0;
+	t->sub = NULL;
+	t->events = 0;
 	t->c = bpf_map_lookup_elem(&pp_cost, &slot);
 	if (!t->c)
 		return;
