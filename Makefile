@@ -58,7 +58,7 @@ test: deps generate-check lint build freshroot
 # `pingpath run`s with every tracer, delay/loss/drop placed. 15-25 minutes on a
 # 2-CPU machine, so not part of `make test`.
 test-kvm-e2e: build
-	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 60m -run '^TestKVMWholePath$$' -v ./test/e2e/
+	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 90m -run '^(TestKVMWholePath|TestKVMDatapathOVSGeneveBond)$$' -v ./test/e2e/
 
 # The kernel matrix: every package's guest tests (TestTraceRealPackets,
 # TestGuest*) in QEMU/TCG guests booting Debian's 6.1 and 6.12 cloud kernels,

@@ -29,7 +29,8 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 )
 
-// kvmE2EVar, set to anything, runs TestKVMWholePath.
+// kvmE2EVar, set to anything, runs the KVM lab end-to-end tests
+// (TestKVMWholePath, TestKVMDatapathOVSGeneveBond).
 const kvmE2EVar = "PINGPATH_KVM_E2E"
 
 const (
