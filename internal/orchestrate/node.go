@@ -99,10 +99,14 @@ const emulatedMaxCPU = 150
 // 100-170 s, a VM's (nested KVM inside TCG) after 125 s to over 180 s.
 const emulationSlowdown = 10
 
+// emulated reports whether the environment says its machines are emulated
+// (env.yaml emulation:, the KVM lab).
+func (o *Options) emulated() bool { return o.Env != nil && o.Env.Emulation != "" }
+
 // slowed scales a timeout meant for real machines by emulationSlowdown
 // when the machines are emulated.
 func (o *Options) slowed(d time.Duration) time.Duration {
-	if o.Env != nil && o.Env.Emulation != "" {
+	if o.emulated() {
 		return d * emulationSlowdown
 	}
 	return d
@@ -113,7 +117,7 @@ func (o *Options) slowed(d time.Duration) time.Duration {
 // same BPF runs and tracer work 5-50 times dearer in the machine's own CPU
 // time, which is not a production host's CPU.
 func (o *Options) tracerMaxCPU(set float64) float64 {
-	if set == 0 && o.Env != nil && o.Env.Emulation != "" {
+	if set == 0 && o.emulated() {
 		return emulatedMaxCPU
 	}
 	return set

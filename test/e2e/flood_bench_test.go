@@ -13,7 +13,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
@@ -52,11 +51,7 @@ const (
 //	go test -run '^$' -bench Flood -benchtime 1x ./test/e2e
 func BenchmarkFlood(b *testing.B) {
 	requireLab(b)
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		b.Fatalf("enabling BPF run-time statistics: %v", err)
-	}
-	defer stats.Close()
+	enableRunTimeStats(b)
 	for _, c := range []struct{ name, link string }{
 		// The data path entirely in the kernel.
 		{"veth", lab.VMLinkVeth},

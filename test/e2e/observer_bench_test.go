@@ -44,11 +44,7 @@ const (
 // (one iteration is the whole experiment; -benchtime Nx repeats it).
 func BenchmarkObserverEffect(b *testing.B) {
 	requireLab(b)
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		b.Fatalf("enabling BPF run-time statistics: %v", err)
-	}
-	defer stats.Close()
+	enableRunTimeStats(b)
 	all := []string{"vm", "host", "vhost-rx", "vhost-tx"}
 	for _, c := range []struct {
 		name  string
@@ -465,4 +461,14 @@ func progTable(progs map[ebpf.ProgramID]*progStat) string {
 		fmt.Fprintf(&sb, "%-44s %10d %10.0f\n", k, a.runs, per)
 	}
 	return sb.String()
+}
+
+// enableRunTimeStats turns on the kernel's BPF run-time statistics (the
+// same switch as kernel.bpf_stats_enabled) for the rest of the benchmark.
+func enableRunTimeStats(b *testing.B) {
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enabling BPF run-time statistics: %v", err)
+	}
+	b.Cleanup(func() { stats.Close() })
 }
