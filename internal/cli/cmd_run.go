@@ -28,6 +28,7 @@ func newRunCommand() *cobra.Command {
 		noAnalyze          bool
 		tracers            []string
 		maxCPU             float64
+		pushBinaries       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run -c env.yaml -o DIR",
@@ -46,7 +47,8 @@ is kept and analysed); 130 interrupted
 (Ctrl-C: tracers stopped, collected data kept). See docs/run.md.`,
 		Example: `  pingpath run -c env.yaml -o runs/today
   pingpath run -c env.yaml -o runs/slow --count 500 --interval 20ms
-  pingpath run -c env.yaml -o runs/vm-only --tracers vm,host --no-analyze`,
+  pingpath run -c env.yaml -o runs/vm-only --tracers vm,host --no-analyze
+  pingpath run -c env.yaml -o runs/mixed --push-binary ./pingpath-arm64`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			env, err := loadEnv(config)
@@ -71,7 +73,7 @@ is kept and analysed); 130 interrupted
 			opts := orchestrate.RunOptions{
 				Options: orchestrate.Options{
 					Env: env, ConfigFile: config, Dial: orchestrate.SSHDialer(sshremote.Options{}),
-					SudoPassword: pw, Progress: progress, Binary: bin, Tracers: tracers,
+					SudoPassword: pw, Progress: progress, Binary: bin, OtherBinaries: pushBinaries, Tracers: tracers,
 				},
 				OutDir: out, Count: count, Interval: interval, ReadyTimeout: readyMax, MaxCPU: maxCPU,
 			}
@@ -134,6 +136,7 @@ is kept and analysed); 130 interrupted
 	f.BoolVar(&noAnalyze, "no-analyze", false, "only collect; analyse later with pingpath analyze DIR")
 	f.Float64Var(&maxCPU, "max-cpu", 0, "every tracer's --max-cpu: it detaches itself (and the run ends partial) when tracing costs its machine more than this percentage of one CPU (default: the tracers' 5)")
 	f.StringSliceVar(&tracers, "tracers", nil, "pingpath tracers to run (default: all of vm,host,vhost-rx,vhost-tx this build has)")
+	f.StringArrayVar(&pushBinaries, "push-binary", nil, "a pingpath built for another architecture (GOARCH=arm64 CGO_ENABLED=0 go build -o pingpath-arm64 ./cmd/pingpath), pushed instead of this one to the nodes whose uname -m is its architecture; repeat for more (a mixed fleet)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

@@ -259,9 +259,10 @@ func newTracerProbe(o *Options, nodes []*node) (*tracerProbe, error) {
 	byRole := map[string]*node{}
 	for _, n := range nodes {
 		byRole[n.role()] = n
+		n.bin = bin
 	}
 	p := &tracerProbe{o: o, bin: bin, dir: dir}
-	p.phases = plan(planInput{env: o.Env, nodes: byRole, sum: bin.SHA256, maxDuration: o.slowed(30 * time.Second)})
+	p.phases = plan(planInput{env: o.Env, nodes: byRole, maxDuration: o.slowed(30 * time.Second)})
 	return p, nil
 }
 
@@ -286,7 +287,7 @@ func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
 	if len(specs) == 0 {
 		return
 	}
-	if _, err := n.push(ctx, p.bin, nil); err != nil {
+	if _, err := n.push(ctx, nil); err != nil {
 		c.add(n.role(), "push", CheckFail, err.Error(), "pingpath pushes itself to remote_dir as root: it and its parents must be root's (or the login user's) and writable by nobody else, and allow executables (not noexec)")
 		return
 	}

@@ -75,6 +75,10 @@ type Options struct {
 	// Binary is the local pingpath executable pushed to the nodes (run
 	// always; check when set, to try every tracer for a moment).
 	Binary string
+	// OtherBinaries are pingpath builds for other architectures than
+	// Binary's (run only): a node gets the one of its `uname -m`, read
+	// before the tracers' command lines are made (a mixed fleet).
+	OtherBinaries []string
 	// Tracers, if set, limits pingpath's own tracers to these names (the
 	// `pingpath trace` subcommands this build has, or the user's --tracers
 	// choice). The others are recorded as not started. Origin tools named
@@ -137,6 +141,9 @@ type node struct {
 	password []byte
 	facts    map[string]string
 	err      error // connection failure
+	// bin is the pingpath binary this node runs (pushed when one of its
+	// tracers is ours): the plan names its pushed path and checksum.
+	bin *remote.Local
 }
 
 func (n *node) role() string { return n.spec.Role }
@@ -163,11 +170,12 @@ func (n *node) binaryPath(sum string) string {
 	return remote.PushedPath(n.spec.Options.RemoteDir, pushedName, sum)
 }
 
-// push copies the local pingpath binary to the node unless
+// push copies the node's pingpath binary (n.bin) to it unless
 // a verified copy is there already. It runs as root: root runs the copy.
 // check is the result of remote.PushCheck's command when it ran already
 // (nil to run it now).
-func (n *node) push(ctx context.Context, bin *remote.Local, check *remote.Result) (*remote.PushResult, error) {
+func (n *node) push(ctx context.Context, check *remote.Result) (*remote.PushResult, error) {
+	bin := n.bin
 	// An executable of another architecture would fail later, at its
 	// first start, with "exec format error".
 	if err := bin.FitsMachine(n.facts["arch"]); err != nil {
@@ -188,13 +196,13 @@ func (n *node) push(ctx context.Context, bin *remote.Local, check *remote.Result
 }
 
 // prepare reads the node's facts (as root, which checks sudo) and, when
-// withBinary, pushes pingpath unless a verified copy is there (the push's
+// withBinary, pushes n.bin unless a verified copy is there (the push's
 // check runs in the facts' shell). It returns how long the push took.
-func (n *node) prepare(ctx context.Context, bin *remote.Local, withBinary bool, prog Progress) (time.Duration, error) {
+func (n *node) prepare(ctx context.Context, withBinary bool, prog Progress) (time.Duration, error) {
 	var check remote.Command
 	if withBinary {
 		var err error
-		if check, err = remote.PushCheck(n.spec.Options.RemoteDir, pushedName, bin.SHA256); err != nil {
+		if check, err = remote.PushCheck(n.spec.Options.RemoteDir, pushedName, n.bin.SHA256); err != nil {
 			return 0, err
 		}
 	}
@@ -202,9 +210,15 @@ func (n *node) prepare(ctx context.Context, bin *remote.Local, withBinary bool, 
 	if err != nil || check.Args == nil {
 		return 0, err
 	}
+	return n.pushTimed(ctx, checked, prog)
+}
+
+// pushTimed pushes n.bin (check as for push), reports it to prog and
+// returns how long it took.
+func (n *node) pushTimed(ctx context.Context, check *remote.Result, prog Progress) (time.Duration, error) {
 	prog.NodeState(n.role(), "pushing", "")
 	t0 := time.Now()
-	res, err := n.push(ctx, bin, checked)
+	res, err := n.push(ctx, check)
 	if err != nil {
 		return 0, err
 	}

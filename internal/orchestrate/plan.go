@@ -15,8 +15,8 @@ type tracerSpec struct {
 	node   *node
 	tool   string // "vm", "host", "vhost-rx", "vhost-tx", or the origin script's base name
 	origin bool
-	// args[0] is the pushed pingpath with this SHA-256 (our own tracers),
-	// verified on the node before it runs.
+	// args[0] is the pushed pingpath with this SHA-256 (our own tracers:
+	// the node's binary), verified on the node before it runs.
 	sum    string
 	args   []string
 	env    map[string]string
@@ -37,7 +37,6 @@ type tracerSpec struct {
 type planInput struct {
 	env         *envfile.Environment
 	nodes       map[string]*node // by role
-	sum         string           // SHA-256 of the pingpath binary the nodes run
 	maxDuration time.Duration
 	maxCPU      float64 // --max-cpu of our tracers (0: their default)
 }
@@ -50,7 +49,8 @@ func plan(in planInput) [][]*tracerSpec {
 	tools := in.env.Tools
 	py := tools.Python
 	ours := func(n *node, tool string, flags ...string) *tracerSpec {
-		args := append([]string{n.binaryPath(in.sum), "trace", tool}, flags...)
+		sum := n.bin.SHA256
+		args := append([]string{n.binaryPath(sum), "trace", tool}, flags...)
 		args = append(args, "--format", "json", "--stop-on-stdin-eof", "--max-duration", in.maxDuration.String())
 		if n.spec.BTF != "" {
 			args = append(args, "--btf", n.spec.BTF)
@@ -59,7 +59,7 @@ func plan(in planInput) [][]*tracerSpec {
 			args = append(args, "--max-cpu", strconv.FormatFloat(in.maxCPU, 'g', -1, 64))
 		}
 		return &tracerSpec{
-			node: n, tool: tool, args: args, sum: in.sum,
+			node: n, tool: tool, args: args, sum: sum,
 			file:   n.role() + "." + tool + ".jsonl",
 			stderr: n.role() + "." + tool + ".stderr.log",
 			ready:  func(l string) bool { return l == "ready" || strings.HasPrefix(l, "ready ") },

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/remote"
 )
 
 // TestPlanUntracedAndBTF: untraced VMs get no tracer (the hosts keep all
@@ -20,9 +21,9 @@ func TestPlanUntracedAndBTF(t *testing.T) {
 	}
 	nodes := map[string]*node{}
 	for _, n := range env.Nodes() {
-		nodes[n.Role] = &node{spec: n}
+		nodes[n.Role] = &node{spec: n, bin: &remote.Local{SHA256: strings.Repeat("ab", 32)}}
 	}
-	phases := plan(planInput{env: env, nodes: nodes, sum: strings.Repeat("ab", 32), maxDuration: time.Minute})
+	phases := plan(planInput{env: env, nodes: nodes, maxDuration: time.Minute})
 	var got []string
 	for _, ph := range phases {
 		for _, tr := range ph {

@@ -122,7 +122,7 @@ type run struct {
 	lost    map[string]bool
 	tracers []*running
 	out     *output
-	bin     *remote.Local // the binary pushed, open until the run ends
+	bins    binaries // the binaries to push, open until the run ends
 	// manifestErr: writing the manifest failed (the run failed).
 	manifestErr error
 }
@@ -170,12 +170,10 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	}()
 	defer func() {
 		closeAll(r.nodes)
-		if r.bin != nil {
-			r.bin.Close()
-		}
+		r.bins.Close()
 	}()
 
-	phases, bin, err := r.connect(ctx)
+	phases, err := r.connect(ctx)
 	if err != nil {
 		r.m.Status = StatusFailed
 		res.Err = err
@@ -197,7 +195,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 		sv := r.byRole[manifest.RoleSenderVM]
 		pinger, pingOpenErr = openPing(ctx, r.out, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, o.slowed(15*time.Second), o.progress())
 	}()
-	err = r.prepare(ctx, start, phases, bin)
+	err = r.prepare(ctx, start, phases)
 	<-opened
 	<-pingOpened
 	if err != nil {
@@ -254,9 +252,13 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	return res, nil
 }
 
-// connect connects to every node and returns the tracer plan and the
-// binary to push, open until the run ends. Any failure here fails the run.
-func (r *run) connect(ctx context.Context) ([][]*tracerSpec, *remote.Local, error) {
+// connect connects to every node, chooses each node's binary and returns
+// the tracer plan; the binaries stay open until the run ends. Any failure
+// here fails the run. With binaries of several architectures, the nodes'
+// facts are read first (their `uname -m` picks the binary, whose checksum
+// is in the tracers' command lines); otherwise prepare reads them, together
+// with the push's check, while the tracers' sessions open.
+func (r *run) connect(ctx context.Context) ([][]*tracerSpec, error) {
 	o := r.o
 	r.nodes = connectAll(ctx, &o.Options)
 	var connErr error
@@ -269,26 +271,45 @@ func (r *run) connect(ctx context.Context) ([][]*tracerSpec, *remote.Local, erro
 		}
 	}
 	if connErr != nil {
-		return nil, nil, connErr
+		return nil, connErr
 	}
-	bin, err := remote.OpenLocal(o.Binary)
+	bins, err := openBinaries(&o.Options)
 	if err != nil {
-		err = fmt.Errorf("reading the pingpath binary to push: %w", err)
 		r.fail("", "push", err)
-		return nil, nil, err
+		return nil, err
 	}
-	r.bin = bin
-	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, sum: bin.SHA256, maxDuration: o.maxDuration(), maxCPU: o.tracerMaxCPU(o.MaxCPU)})), bin, nil
+	r.bins = bins
+	if bins.mixed() {
+		err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
+			_, err := n.readFacts(ctx, remote.Command{})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range r.nodes {
+		n.bin = bins.forMachine(n.facts["arch"])
+	}
+	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, maxDuration: o.maxDuration(), maxCPU: o.tracerMaxCPU(o.MaxCPU)})), nil
 }
 
-// prepare reads every node's facts (as root, which checks sudo) and pushes
-// pingpath where it is not yet, per node without a barrier between the
-// steps. Any failure here fails the run.
-func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSpec, bin *remote.Local) error {
+// prepare reads every node's facts (as root, which checks sudo; unless
+// connect did) and pushes pingpath where it is not yet, per node without a
+// barrier between the steps. Any failure here fails the run.
+func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSpec) error {
 	o := r.o
 	var pushMax time.Duration
 	err := r.forEachNode(ctx, "prepare", func(ctx context.Context, n *node) error {
-		took, err := n.prepare(ctx, bin, needsBinary(phases, n.role()), o.progress())
+		withBinary := needsBinary(phases, n.role())
+		var took time.Duration
+		var err error
+		switch {
+		case !r.bins.mixed():
+			took, err = n.prepare(ctx, withBinary, o.progress())
+		case withBinary:
+			took, err = n.pushTimed(ctx, nil, o.progress())
+		}
 		r.mu.Lock()
 		pushMax = max(pushMax, took)
 		r.mu.Unlock()

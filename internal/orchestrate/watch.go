@@ -304,13 +304,13 @@ func (w *watcher) supervise(ctx context.Context, m *machine) {
 	bo := &backoff{min: o.BackoffMin, max: o.BackoffMax}
 	needsBinary := slices.ContainsFunc(m.jobs, func(j *watchJob) bool { return j.ours })
 	for ctx.Err() == nil {
-		n := &node{spec: m.spec}
+		n := &node{spec: m.spec, bin: w.bin}
 		if m.spec.Options.Sudo == envfile.SudoPassword {
 			n.password = o.SudoPassword
 		}
 		var err error
 		if n.t, err = o.Dial(ctx, m.spec); err == nil {
-			_, err = n.prepare(ctx, w.bin, needsBinary, nopProgress{})
+			_, err = n.prepare(ctx, needsBinary, nopProgress{})
 			if err != nil {
 				n.t.Close()
 			}

@@ -96,7 +96,7 @@ func (l *Local) FitsMachine(machine string) error {
 	if l.Arch == "" || want == "" || l.Arch == want {
 		return nil
 	}
-	return fmt.Errorf("the node is %s (%s) and the pingpath binary to push is %s: run pingpath from a controller of the node's architecture, or build one for it (GOARCH=%s CGO_ENABLED=0 go build ./cmd/pingpath); one run does not push two architectures yet", machine, want, l.Arch, want)
+	return fmt.Errorf("the node is %s (%s) and the pingpath binary to push is %s: build pingpath for it (GOARCH=%s CGO_ENABLED=0 go build -o pingpath-%s ./cmd/pingpath) and give it to pingpath run with --push-binary, or run pingpath from a controller of the node's architecture", machine, want, l.Arch, want, want)
 }
 
 // content reads the file from the start; readers may run in parallel.
