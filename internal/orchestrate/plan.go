@@ -67,8 +67,11 @@ func plan(in planInput) [][]*tracerSpec {
 	}
 	// The origin tools have no --max-duration: timeout(1) is their
 	// backstop (SIGINT, like a Ctrl-C, then SIGKILL 10 s later). It passes
-	// the signals pingpath sends on to the tool.
-	backstop := []string{"timeout", "-s", "INT", "-k", "10", strconv.Itoa(int(in.maxDuration.Seconds()))}
+	// the signals pingpath sends on to the tool; --foreground makes that
+	// the tool alone: otherwise timeout also signals its process group,
+	// the tool included, and a second SIGINT can land in the tool's
+	// KeyboardInterrupt handler and lose its summary.
+	backstop := []string{"timeout", "--foreground", "-s", "INT", "-k", "10", strconv.Itoa(int(in.maxDuration.Seconds()))}
 	origin := func(n *node, script, log, readyText string, flags ...string) *tracerSpec {
 		return &tracerSpec{
 			node: n, tool: path.Base(script), origin: true,
