@@ -131,6 +131,38 @@ func TraceableFunctions(names []string) (map[string]bool, string, error) {
 	return have, "kallsyms", nil
 }
 
+// FtracePatched reports which of fns ftrace currently patches (tracefs
+// enabled_functions lists every function with an ftrace user: a kprobe on
+// its entry, a BPF trampoline's direct call). ok is false when the list
+// cannot be read; then nothing is known.
+func FtracePatched(fns []string) (map[string]bool, bool) {
+	if EnsureTracefs() != nil {
+		return nil, false
+	}
+	b, err := os.ReadFile(tracefsRoot() + "/enabled_functions")
+	if err != nil {
+		return nil, false
+	}
+	return ftracePatchedIn(string(b), fns), true
+}
+
+// ftracePatchedIn is FtracePatched on the text of enabled_functions.
+func ftracePatchedIn(list string, fns []string) map[string]bool {
+	want := map[string]bool{}
+	for _, fn := range fns {
+		want[fn] = true
+	}
+	patched := map[string]bool{}
+	for _, line := range strings.Split(list, "\n") {
+		// "irqfd_wakeup [kvm] (1) R   D   M \ttramp: ..."; direct call
+		// targets follow on indented lines.
+		if f := strings.Fields(line); len(f) > 0 && want[f[0]] && line[0] != ' ' && line[0] != '\t' {
+			patched[f[0]] = true
+		}
+	}
+	return patched
+}
+
 // TracepointHasField reports whether tracepoint group/name records a field
 // called field (from its tracefs format file). Raw tracepoint arguments
 // follow the same prototype, so this also tells whether an argument exists

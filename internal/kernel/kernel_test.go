@@ -150,3 +150,17 @@ func TestLoadBTFFile(t *testing.T) {
 		t.Errorf("LoadBTF(%s) = %v, want an error naming the file", bad, err)
 	}
 }
+
+func TestFtracePatchedIn(t *testing.T) {
+	// enabled_functions of the 6.12 guest with fentry links on three kvm
+	// functions, one of which the kernel never patched.
+	list := "eventfd_signal_mask (1) R   D   M \ttramp: ftrace_regs_caller+0x0/0x65 (call_direct_funcs+0x0/0x20)\n" +
+		"\tdirect-->bpf_trampoline_6442497614+0x0/0xac\n" +
+		"kvm_arch_set_irq_inatomic [kvm] (1) R   D   M \ttramp: ftrace_regs_caller+0x0/0x65 (call_direct_funcs+0x0/0x20)\n" +
+		"\tdirect-->bpf_trampoline_83751970098+0x0/0xc4\n"
+	got := ftracePatchedIn(list, []string{"eventfd_signal_mask", "kvm_arch_set_irq_inatomic", "irqfd_wakeup", "bpf_trampoline_6442497614+0x0/0xac"})
+	want := map[string]bool{"eventfd_signal_mask": true, "kvm_arch_set_irq_inatomic": true}
+	if len(got) != len(want) || !got["eventfd_signal_mask"] || !got["kvm_arch_set_irq_inatomic"] {
+		t.Errorf("patched = %v, want %v", got, want)
+	}
+}

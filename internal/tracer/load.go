@@ -101,6 +101,7 @@ func LoadAndAttach(spec *ebpf.CollectionSpec, choices []Choice, kbtf *kernel.BTF
 	// A hook shared by two stages (one program telling them apart) is
 	// attached once.
 	attached := map[string]error{}
+	var moduleFentry []string // fentry targets in modules, checked below
 	for i := range choices {
 		c := &choices[i]
 		if !c.Available {
@@ -115,6 +116,9 @@ func LoadAndAttach(spec *ebpf.CollectionSpec, choices []Choice, kbtf *kernel.BTF
 				var lk link.Link
 				if lk, err = attach(c.Rung.Method, h, coll.Programs[h.Program]); err == nil {
 					l.links = append(l.links, lk)
+					if c.Rung.Method == Fentry && kbtf != nil && kbtf.FuncModule(h.Target) != "" {
+						moduleFentry = append(moduleFentry, h.Target)
+					}
 				}
 				attached[key] = err
 			}
@@ -135,7 +139,51 @@ func LoadAndAttach(spec *ebpf.CollectionSpec, choices []Choice, kbtf *kernel.BTF
 			c.Reason = joinReason(c.Reason, strings.Join(failed, "; "))
 		}
 	}
+	if err := checkModuleFentry(moduleFentry); err != nil {
+		l.Close()
+		return nil, err
+	}
 	return l, nil
+}
+
+// UnpatchedFentryError: fentry links on these module functions were created
+// but the kernel never patched the functions, so the programs would never
+// run. The kernel calls a BPF trampoline through ftrace's direct calls when
+// ftrace manages the function, and otherwise pokes the call into the text
+// itself — which x86 does not do in module text: it returns success without
+// patching ("BPF poking in modules is not supported"). Seen on Debian's
+// 6.12 for kvm's irqfd_wakeup (in available_filter_functions, yet the
+// trampoline did not go through ftrace; kprobes work); 6.1 patches it. The
+// runner then takes these stages' next rung.
+type UnpatchedFentryError struct{ Targets []string }
+
+func (e *UnpatchedFentryError) Error() string {
+	return fmt.Sprintf("fentry attached to module function(s) %s but the kernel did not patch them (not in tracefs enabled_functions)", strings.Join(e.Targets, ", "))
+}
+
+// unpatchedNote is the reason a stage's fentry rung was given up.
+const unpatchedNote = "fentry attached but the kernel did not patch this module function (not in enabled_functions: no ftrace direct call), so it would never run"
+
+// checkModuleFentry verifies, when tracefs can tell, that ftrace patched
+// every module function an fentry program was attached to.
+func checkModuleFentry(targets []string) error {
+	if len(targets) == 0 {
+		return nil
+	}
+	patched, ok := kernel.FtracePatched(targets)
+	if !ok {
+		return nil
+	}
+	var missing []string
+	for _, t := range targets {
+		if !patched[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return &UnpatchedFentryError{Targets: missing}
+	}
+	return nil
 }
 
 func tail(lines []string, n int) []string {

@@ -178,28 +178,24 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	if btfErr != nil && o.BTF != "" {
 		return &UsageError{fmt.Errorf("--btf: %w", btfErr)}
 	}
-	choices, err := Select(stages, probeCapabilities(stages, kbtf, btfErr, kernel.FentrySupport), o.Probe)
-	if err != nil {
-		return fmt.Errorf("choosing probes: %w", err)
-	}
+	caps := probeCapabilities(stages, kbtf, btfErr, kernel.FentrySupport)
 	buffer, bufferWhy, err := ChooseEventBuffer(o.EventBuffer, RingBufferSupport)
 	if err != nil {
 		return err
 	}
-	spec, err := tool.Spec(choices)
-	if err != nil {
-		return fmt.Errorf("reading the BPF object: %w", err)
+	choices, loaded, err := load(tool, stages, caps, kbtf, buffer, o)
+	var unpatched *UnpatchedFentryError
+	if errors.As(err, &unpatched) {
+		// Once more without those fentry rungs: their stages take the
+		// next rung (kprobe), and say why.
+		drop := map[string]bool{}
+		for _, t := range unpatched.Targets {
+			drop[t] = true
+		}
+		if choices, loaded, err = load(tool, withoutFentry(stages, drop), caps, kbtf, buffer, o); err == nil {
+			noteUnpatched(choices, stages, drop)
+		}
 	}
-	if _, err := PruneSpec(spec, choices); err != nil {
-		return err
-	}
-	if err := tool.Filter().Apply(spec); err != nil {
-		return err
-	}
-	if err := ConfigureEventBuffer(spec, buffer, o.RingBytes); err != nil {
-		return err
-	}
-	loaded, err := LoadAndAttach(spec, choices, kbtf)
 	if err != nil {
 		return err
 	}
@@ -282,6 +278,62 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 		return w.fail(loaded, err)
 	}
 	return w.trailer(loaded, reason, tool.Finish(), nil)
+}
+
+// load chooses the rungs, prepares the BPF object and attaches it.
+func load(tool Tool, stages []Stage, caps Capabilities, kbtf *kernel.BTF, buffer string, o Options) ([]Choice, *Loaded, error) {
+	choices, err := Select(stages, caps, o.Probe)
+	if err != nil {
+		return nil, nil, fmt.Errorf("choosing probes: %w", err)
+	}
+	spec, err := tool.Spec(choices)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the BPF object: %w", err)
+	}
+	if _, err := PruneSpec(spec, choices); err != nil {
+		return nil, nil, err
+	}
+	if err := tool.Filter().Apply(spec); err != nil {
+		return nil, nil, err
+	}
+	if err := ConfigureEventBuffer(spec, buffer, o.RingBytes); err != nil {
+		return nil, nil, err
+	}
+	loaded, err := LoadAndAttach(spec, choices, kbtf)
+	return choices, loaded, err
+}
+
+// withoutFentry is stages without the fentry rungs on the targets in drop.
+func withoutFentry(stages []Stage, drop map[string]bool) []Stage {
+	out := make([]Stage, len(stages))
+	for i, st := range stages {
+		out[i] = st
+		out[i].Rungs = nil
+		for _, r := range st.Rungs {
+			if r.Method == Fentry && len(r.Hooks) == 1 && drop[r.Hooks[0].Target] {
+				continue
+			}
+			out[i].Rungs = append(out[i].Rungs, r)
+		}
+	}
+	return out
+}
+
+// noteUnpatched adds to the reason of every stage that lost an fentry rung
+// (in stages) to drop why it did.
+func noteUnpatched(choices []Choice, stages []Stage, drop map[string]bool) {
+	for i := range choices {
+		for _, st := range stages {
+			if st.Name != choices[i].Stage {
+				continue
+			}
+			for _, r := range st.Rungs {
+				if r.Method == Fentry && len(r.Hooks) == 1 && drop[r.Hooks[0].Target] {
+					choices[i].Reason = joinReason(choices[i].Reason, "fentry "+r.Hooks[0].Target+": "+unpatchedNote)
+				}
+			}
+		}
+	}
 }
 
 // loop reads events until a stop reason arrives, or onTick (called on every

@@ -93,6 +93,9 @@ type queue struct {
 	availIdx  uint16
 	usedIdx   uint16 // next used entry to consume
 	freeSlots []uint16
+	// callTaken: someone else consumes the call eventfd's count (a KVM
+	// irqfd), so a wait for it polls the used ring instead.
+	callTaken bool
 }
 
 func (q *queue) availOff() int { return q.ringOff + q.size*descSize }
@@ -151,8 +154,17 @@ func (q *queue) kickDevice() error {
 	return nil
 }
 
-// waitCall waits until vhost signals the call eventfd, then clears it.
+// callTakenPoll is how often a queue whose call eventfd is taken looks at
+// its used ring.
+const callTakenPoll = 2 * time.Millisecond
+
+// waitCall waits until vhost signals the call eventfd, then clears it. When
+// the eventfd is taken, it waits callTakenPoll at most (the caller looks at
+// the used ring again).
 func (q *queue) waitCall(timeout time.Duration) (bool, error) {
+	if q.callTaken {
+		timeout = min(timeout, callTakenPoll)
+	}
 	fds := []unix.PollFd{{Fd: int32(q.call), Events: unix.POLLIN}}
 	for {
 		n, err := unix.Poll(fds, int(timeout.Milliseconds()))
@@ -297,6 +309,16 @@ func (d *Device) setupQueue(q *queue) error {
 		}
 	}
 	return nil
+}
+
+// TakeRXCall returns the RX queue's call eventfd (the one vhost signals
+// after delivering frames) for a consumer such as a KVM irqfd
+// (internal/testkit/kvmirq), which plays the guest's interrupt: irqfd_wakeup
+// consumes the count, so from then on Receive polls the used ring instead
+// of waiting for the eventfd. The Device still owns and closes the fd.
+func (d *Device) TakeRXCall() int {
+	d.rx.callTaken = true
+	return d.rx.call
 }
 
 // postRX hands RX buffer i (a device-writable descriptor) to vhost.

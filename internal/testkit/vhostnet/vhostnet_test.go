@@ -2,6 +2,7 @@ package vhostnet_test
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"os"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/pingpath/pingpath/internal/testkit/kvmirq"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
 	"github.com/pingpath/pingpath/internal/testkit/vhostnet/vhosttest"
 )
@@ -57,6 +59,45 @@ func TestGuestVhostNetPing(t *testing.T) {
 		t.Logf("%s (%s): %d calls", name, c.symbol, n)
 		if n == 0 {
 			t.Errorf("%s (%s) never ran: the vhost path was not exercised", name, c.symbol)
+		}
+	}
+}
+
+// TestGuestVhostNetIRQFD gives the RX queue's call eventfd to a KVM irqfd
+// (internal/testkit/kvmirq: a VM with an in-kernel irqchip, one vCPU and an
+// MSI route), as QEMU does for a KVM guest: each reply vhost delivers then
+// runs irqfd_wakeup in the vhost worker and KVM's interrupt injection. The
+// kernel-matrix guests have KVM from QEMU's emulated AMD SVM.
+func TestGuestVhostNetIRQFD(t *testing.T) {
+	testenv.GuestOnly(t, "needs /dev/vhost-net, /dev/kvm and kprobes")
+	testenv.RequireRoot(t)
+	vm, err := kvmirq.Open()
+	testenv.Require(t, err == nil, fmt.Sprintf("a KVM VM with an irqfd (kvm and kvm_amd/kvm_intel loaded): %v", err))
+	t.Cleanup(func() { vm.Close() })
+
+	counters := attachCounters(t, map[string][]string{
+		"vhost_signal": {"vhost_add_used_and_signal_n"},
+		"irqfd_wakeup": {"irqfd_wakeup"},
+		// The fast path in the waking task; irqfd_inject (a kworker) is
+		// the slow one.
+		"inject": {"kvm_arch_set_irq_inatomic"},
+	})
+	p := vhosttest.NewPeer(t)
+	if err := vm.AttachIRQFD(p.Dev.TakeRXCall()); err != nil {
+		t.Fatal(err)
+	}
+	const pings = 3
+	for seq := uint16(1); seq <= pings; seq++ {
+		if _, err := p.Ping(seq, []byte("pingpath irqfd"), 5*time.Second); err != nil {
+			t.Fatalf("ping seq %d: %v", seq, err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(counters)) {
+		c := counters[name]
+		n := c.count(t)
+		t.Logf("%s (%s): %d calls", name, c.symbol, n)
+		if n < pings {
+			t.Errorf("%s (%s) ran %d times for %d replies: the irqfd path was not exercised", name, c.symbol, n, pings)
 		}
 	}
 }

@@ -17,12 +17,12 @@ func TestGuestEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []string{"veth", "bridge", "8021q", "vxlan", "dummy", "tun", "vhost_net"} {
+	for _, m := range []string{"veth", "bridge", "8021q", "vxlan", "dummy", "tun", "vhost_net", "kvm", "kvm_amd"} {
 		if !strings.Contains(string(mods), m+" ") {
 			t.Errorf("module %s not loaded; /proc/modules:\n%s", m, mods)
 		}
 	}
-	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/btf/vmlinux", "/dev/vhost-net", "/dev/net/tun", "/sys/fs/bpf"} {
+	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/btf/vmlinux", "/dev/vhost-net", "/dev/net/tun", "/sys/fs/bpf", "/dev/kvm"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("%s missing: %v", p, err)
 		}

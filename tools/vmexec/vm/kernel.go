@@ -22,13 +22,16 @@ import (
 
 // DefaultModules are the modules every guest loads, with their
 // dependencies: what the tracer tests build their topologies from (veth,
-// bridge, 8021q, vxlan, dummy) and the vhost-net path (tun, tap, vhost_net).
+// bridge, 8021q, vxlan, dummy), the vhost-net path (tun, tap, vhost_net) and
+// KVM (kvm_amd on the emulated SVM of DefaultCPUModel; kvm and irqbypass
+// come as its dependencies), whose irqfd completes vhost-rx's path
+// (internal/testkit/kvmirq).
 // The guest carries only these modules and cannot load others on demand, so
 // test code opens netlink handles for NETLINK_ROUTE only: a default
 // vishvananda/netlink handle also opens XFRM and netfilter sockets, which
 // need xfrm_user and nfnetlink (add them with PINGPATH_VM_MODULES if a test
 // ever needs those families).
-var DefaultModules = []string{"veth", "bridge", "8021q", "vxlan", "dummy", "tun", "tap", "vhost_net"}
+var DefaultModules = []string{"veth", "bridge", "8021q", "vxlan", "dummy", "tun", "tap", "vhost_net", "kvm_amd"}
 
 // Kernel is one kernel unpacked by scripts/kernels.sh.
 type Kernel struct {

@@ -220,7 +220,9 @@ func PassEnv(environ []string) []string {
 // fast path uses: 6.12 then crashed in 5 to 8 boots out of 10 (double faults
 // in kmem_cache_alloc, a GPF on the IRET in sync_core). Without CX16 the
 // kernel uses its emulation and 6.12 boots as reliably as 6.1.
-const DefaultCPUModel = "qemu64,-cx16"
+// +svm,+npt give the guest AMD's virtualization as QEMU emulates it, so
+// that kvm_amd loads and tests can create KVM VMs (docs/kernel-matrix.md).
+const DefaultCPUModel = "qemu64,+svm,+npt,-cx16"
 
 // kernelArgs is the guest's command line. no_timer_check skips the IO-APIC
 // timer probe, which under TCG on a busy host sometimes times out and
