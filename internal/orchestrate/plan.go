@@ -39,7 +39,15 @@ type planInput struct {
 	nodes       map[string]*node // by role
 	maxDuration time.Duration
 	maxCPU      float64 // --max-cpu of our tracers (0: their default)
+	// killAfter is how long an origin tool has after its SIGINT before
+	// timeout(1) kills it (at least originKillAfter).
+	killAfter time.Duration
 }
+
+// originKillAfter is the least time an origin tool gets between its SIGINT
+// and timeout(1)'s SIGKILL: BCC detaches its probes and the tool prints its
+// summary in between.
+const originKillAfter = 10 * time.Second
 
 // plan returns the tracers in start phases: the receiver side (receiver VM
 // and receiver host) first, then the sender side (sender host, sender VM).
@@ -71,7 +79,10 @@ func plan(in planInput) [][]*tracerSpec {
 	// the tool alone: otherwise timeout also signals its process group,
 	// the tool included, and a second SIGINT can land in the tool's
 	// KeyboardInterrupt handler and lose its summary.
-	backstop := []string{"timeout", "--foreground", "-s", "INT", "-k", "10", strconv.Itoa(int(in.maxDuration.Seconds()))}
+	// The SIGKILL comes no earlier than pingpath's own stop would send
+	// one (on emulated machines that is minutes: detaching takes long).
+	killAfter := max(in.killAfter, originKillAfter)
+	backstop := []string{"timeout", "--foreground", "-s", "INT", "-k", strconv.Itoa(int(killAfter.Seconds())), strconv.Itoa(int(in.maxDuration.Seconds()))}
 	origin := func(n *node, script, log, readyText string, flags ...string) *tracerSpec {
 		return &tracerSpec{
 			node: n, tool: path.Base(script), origin: true,

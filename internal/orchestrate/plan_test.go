@@ -42,3 +42,44 @@ func TestPlanUntracedAndBTF(t *testing.T) {
 		t.Errorf("plan %v, want %s", got, want)
 	}
 }
+
+// TestPlanOriginBackstop: the origin tools run under timeout(1) in the
+// foreground (so the tool alone gets the SIGINT, once), with --max-duration's
+// time, and its SIGKILL no earlier than pingpath's own stop would kill.
+func TestPlanOriginBackstop(t *testing.T) {
+	env := &envfile.Environment{
+		Sender: envfile.Side{VM: envfile.VM{SSH: "sv", IP: "198.18.1.1"},
+			Host: envfile.Host{SSH: "sh", VnetInterface: "vnet0", PhyInterface: "eth0"}},
+		Receiver: envfile.Side{VM: envfile.VM{SSH: "rv", IP: "198.18.2.1"},
+			Host: envfile.Host{SSH: "rh", VnetInterface: "vnet1", PhyInterface: "eth1"}},
+		Tools: envfile.Tools{KernelICMPRTT: "/opt/o/kernel_icmp_rtt.py", ICMPDropDetector: "/opt/o/icmp_drop_detector.py", Python: "python3"},
+	}
+	nodes := map[string]*node{}
+	for _, n := range env.Nodes() {
+		nodes[n.Role] = &node{spec: n, bin: &remote.Local{SHA256: strings.Repeat("ab", 32)}}
+	}
+	for _, c := range []struct {
+		killAfter time.Duration
+		want      string
+	}{
+		{0, "timeout --foreground -s INT -k 10 120 python3 -u /opt/o/"},
+		{7 * time.Second, "timeout --foreground -s INT -k 10 120 python3 -u /opt/o/"},
+		{70 * time.Second, "timeout --foreground -s INT -k 70 120 python3 -u /opt/o/"},
+	} {
+		origins := 0
+		for _, ph := range plan(planInput{env: env, nodes: nodes, maxDuration: 2 * time.Minute, killAfter: c.killAfter}) {
+			for _, tr := range ph {
+				if !tr.origin {
+					continue
+				}
+				origins++
+				if got := strings.Join(tr.args, " "); !strings.HasPrefix(got, c.want) {
+					t.Errorf("kill after %s: %s %s runs %q, want it to start with %q", c.killAfter, tr.node.role(), tr.tool, got, c.want)
+				}
+			}
+		}
+		if origins != 4 {
+			t.Errorf("%d origin tools planned, want 4", origins)
+		}
+	}
+}

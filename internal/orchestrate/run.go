@@ -291,7 +291,8 @@ func (r *run) connect(ctx context.Context) ([][]*tracerSpec, error) {
 	for _, n := range r.nodes {
 		n.bin = bins.forMachine(n.facts["arch"])
 	}
-	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, maxDuration: o.maxDuration(), maxCPU: o.tracerMaxCPU(o.MaxCPU)})), nil
+	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, maxDuration: o.maxDuration(), maxCPU: o.tracerMaxCPU(o.MaxCPU),
+		killAfter: o.StopGrace + o.StopTerm})), nil
 }
 
 // prepare reads every node's facts (as root, which checks sudo; unless
