@@ -17,18 +17,29 @@
 # apt runs with its own source list and list/cache directories under $CACHE,
 # so the host's apt configuration is neither needed nor changed.
 #
-# Usage: scripts/kernels.sh [--refresh] [SERIES...]   (default: 6.1 6.12)
-# Prints one line per series: "<series> <release> <root dir>".
+# With --headers it also fetches the kernel's headers from the same suites
+# (linux-headers-<release> and its -common package, what BCC compiles
+# against) and unpacks them as a root tree of their own:
+#
+#   $CACHE/<series>/headers/root/usr/src/linux-headers-<release>{,-common}
+#   $CACHE/<series>/headers/root/lib/modules/<release>/{build,source} (links)
+#   $CACHE/<series>/headers/version           the packages' Debian version
+#
+# Usage: scripts/kernels.sh [--refresh] [--headers] [SERIES...]   (default: 6.1 6.12)
+# Prints one line per series: "<series> <release> <root dir>", and with
+# --headers a second one: "<series> headers <headers root dir>".
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PINGPATH_KERNEL_CACHE:-$repo/.cache/kernels}
 refresh=0
+headers=0
 series=()
 for a in "$@"; do
   case $a in
     --refresh) refresh=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --headers) headers=1 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) series+=("$a") ;;
   esac
 done
@@ -48,15 +59,10 @@ suites_for() {
   esac
 }
 
-fetch() {
-  local s=$1 dir=$cache/$1
-  if ((!refresh)) && [[ -s $dir/release ]]; then
-    local rel; rel=$(<"$dir/release")
-    if [[ -f $dir/root/boot/vmlinuz-$rel && -s $dir/root/lib/modules/$rel/modules.dep ]]; then
-      echo "$s $rel $dir/root"; return 0
-    fi
-  fi
-  local spec main sec
+# apt_setup SERIES: sets opts to apt options of an apt configuration of its
+# own for the series' suites, with fresh package lists.
+apt_setup() {
+  local s=$1 spec main sec
   spec=$(suites_for "$s")
   main=${spec%%|*} sec=${spec#*|}
   local apt=$cache/apt-$s
@@ -67,20 +73,37 @@ fetch() {
       printf '\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$sec"
     fi
   } >"$apt/sources.list.d/kernels.sources"
-  local opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$apt/sources.list.d"
+  opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$apt/sources.list.d"
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "APT::Get::List-Cleanup=0")
   echo "kernels.sh: $s: apt-get update ($main ${sec})" >&2
   apt-get "${opts[@]}" -qq update >&2
-  local pkg
+}
+
+# download DIR PKG...: apt-get download into DIR (which must exist).
+download() {
+  local dir=$1; shift
+  # "Download is performed unsandboxed as root" is expected and harmless.
+  (cd "$dir" && apt-get "${opts[@]}" -qq download "$@" 2>&1 | grep -v 'unsandboxed as root' >&2 || true)
+}
+
+fetch() {
+  local s=$1 dir=$cache/$1
+  if ((!refresh)) && [[ -s $dir/release ]]; then
+    local rel; rel=$(<"$dir/release")
+    if [[ -f $dir/root/boot/vmlinuz-$rel && -s $dir/root/lib/modules/$rel/modules.dep ]]; then
+      echo "$s $rel $dir/root"; return 0
+    fi
+  fi
+  local opts pkg
+  apt_setup "$s"
   pkg=$(apt-cache "${opts[@]}" depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [[ -n $pkg ]] || { echo "kernels.sh: $s: cannot resolve linux-image-cloud-amd64 in $main $sec" >&2; return 1; }
+  [[ -n $pkg ]] || { echo "kernels.sh: $s: cannot resolve linux-image-cloud-amd64 in its suites" >&2; return 1; }
   local rel=${pkg#linux-image-}
   [[ $rel == "$s".* ]] || { echo "kernels.sh: $s: metapackage points at $pkg, not a $s kernel" >&2; return 1; }
   echo "kernels.sh: $s: downloading $pkg" >&2
   local tmp; tmp=$(mktemp -d "$cache/.fetch-$s.XXXXXX")
   tmps+=("$tmp")
-  # "Download is performed unsandboxed as root" is expected and harmless.
-  (cd "$tmp" && apt-get "${opts[@]}" -qq download "$pkg" 2>&1 | grep -v 'unsandboxed as root' >&2 || true)
+  download "$tmp" "$pkg"
   local deb; deb=$(ls "$tmp"/*.deb 2>/dev/null | head -1)
   [[ -n $deb ]] || { echo "kernels.sh: $s: apt-get download $pkg produced no .deb" >&2; return 1; }
   dpkg-deb -x "$deb" "$tmp/root"
@@ -98,7 +121,44 @@ fetch() {
   echo "$s $rel $dir/root"
 }
 
+# fetch_headers SERIES: the cached kernel's headers (see the top). The archive
+# keeps only the newest ABI: when it has moved on, the cached kernel must be
+# refreshed first (--refresh), since headers of another release are useless.
+fetch_headers() {
+  local s=$1 dir=$cache/$1 rel
+  rel=$(<"$dir/release")
+  if ((!refresh)) && [[ -s $dir/headers/version && -L $dir/headers/root/lib/modules/$rel/build ]]; then
+    echo "$s headers $dir/headers/root"; return 0
+  fi
+  local opts arch=linux-headers-$rel common
+  apt_setup "$s"
+  common=$(apt-cache "${opts[@]}" depends "$arch" | awk '/Depends: linux-headers-.*-common/{print $2; exit}')
+  [[ -n $common ]] || { echo "kernels.sh: $s: no $arch in the archive (the kernel moved on? run scripts/kernels.sh --refresh --headers $s)" >&2; return 1; }
+  echo "kernels.sh: $s: downloading $arch $common" >&2
+  local tmp; tmp=$(mktemp -d "$cache/.headers-$s.XXXXXX")
+  tmps+=("$tmp")
+  download "$tmp" "$arch" "$common"
+  local n=0 deb
+  for deb in "$tmp"/*.deb; do
+    [[ -f $deb ]] || continue
+    dpkg-deb -x "$deb" "$tmp/root"
+    n=$((n + 1))
+  done
+  ((n == 2)) || { echo "kernels.sh: $s: apt-get download $arch $common produced $n .debs, want 2" >&2; return 1; }
+  dpkg-deb -f "$(ls "$tmp"/linux-headers-"$rel"_*.deb)" Version >"$tmp/version"
+  rm -f "$tmp"/*.deb
+  rm -rf "$dir/headers"
+  mkdir -p "$dir/headers"
+  mv "$tmp/root" "$dir/headers/root"
+  mv "$tmp/version" "$dir/headers/version"
+  rm -rf "$tmp"
+  echo "$s headers $dir/headers/root"
+}
+
 tmps=()
 trap 'rm -rf "${tmps[@]}"' EXIT
 mkdir -p "$cache"
-for s in "${series[@]}"; do fetch "$s"; done
+for s in "${series[@]}"; do
+  fetch "$s"
+  if ((headers)); then fetch_headers "$s"; fi
+done

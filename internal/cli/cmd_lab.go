@@ -76,6 +76,9 @@ func newLabUpCommand() *cobra.Command {
 			if l.IsKVM() {
 				fmt.Fprintf(out, "kvm: kernel %s, hosts %d MiB/%d vCPU (QEMU TCG), VMs %d MiB/%d vCPU (nested KVM, vhost-net)\n",
 					l.KVM.Kernel, l.KVM.HostMemoryMB, l.KVM.HostCPUs, l.KVM.VMMemoryMB, l.KVM.VMCPUs)
+				if l.KVM.BCC {
+					fmt.Fprintf(out, "bcc: bpfcc-tools, python3-bpfcc and linux-headers-%s on hosts and VMs\n", l.KVM.Kernel)
+				}
 				fmt.Fprintf(out, "datapath: %s\n", l.KVM.Describe())
 				fmt.Fprintf(out, "NOTE: %s\n", l.Emulation)
 			}
@@ -99,12 +102,13 @@ func newLabUpCommand() *cobra.Command {
 	f.StringVar(&o.Name, "name", lab.DefaultName, "lab name; prefixes the namespaces so labs can coexist")
 	f.StringVar(&o.Hypervisor, "hypervisor", lab.HypervisorNetns, "lab kind: netns (namespaces of this machine) or kvm (QEMU TCG hosts running their VMs under nested KVM with vhost-net; see docs/lab.md)")
 	f.StringVar(&o.KVM.Kernel, "kernel", "6.12", "kvm: Debian kernel series of hosts and VMs (6.12, 6.1 or 5.10)")
-	f.IntVar(&o.KVM.HostMemoryMB, "host-memory", 768, "kvm: MiB of RAM per host")
+	f.IntVar(&o.KVM.HostMemoryMB, "host-memory", 0, "kvm: MiB of RAM per host (0: 768, with --with-bcc 1280)")
 	f.IntVar(&o.KVM.HostCPUs, "host-cpus", 2, "kvm: vCPUs per host")
-	f.IntVar(&o.KVM.VMMemoryMB, "vm-memory", 256, "kvm: MiB of RAM per VM")
+	f.IntVar(&o.KVM.VMMemoryMB, "vm-memory", 0, "kvm: MiB of RAM per VM (0: 256, with --with-bcc 512)")
 	f.StringVar(&o.KVM.Datapath, "switch", "bridge", "kvm: the hosts' switch: bridge (Linux bridge) or ovs (Open vSwitch; its own image with openvswitch-switch)")
 	f.BoolVar(&o.KVM.Bond, "bond", false, "kvm: each host's uplink is a kernel bond of two NICs, both cabled to the wire (the relay, as the switch's port channel)")
 	f.StringVar(&o.KVM.Overlay, "overlay", "", "kvm: tunnel between the hosts: geneve or vxlan (the switch's port to the wire; the uplinks carry underlay addresses)")
+	f.BoolVar(&o.KVM.BCC, "with-bcc", false, "kvm: the machines also carry Debian's BCC (bpfcc-tools, python3-bpfcc) and their kernel's headers, for the origin tools (its own image)")
 	f.StringSliceVar(&o.KVM.ExtraPackages, "image-package", nil, "kvm: extra Debian package for the machine image (repeatable; builds a new image once)")
 	f.StringVar(&o.VMLink, "vm-link", "", "netns: VM to host link: tap (TAP pair + userspace backend, default) or veth")
 	f.StringVar(&o.Wire, "wire", lab.WireAuto, "wire between the hosts: auto (netns: veth, kvm: bridge, unless impaired), veth (netns), bridge (kvm), or relay")

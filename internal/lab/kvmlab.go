@@ -41,7 +41,9 @@ type KVMOptions struct {
 	// Kernel is the Debian kernel series of hosts and VMs (scripts/kernels.sh):
 	// "6.12" (default), "6.1" or "5.10".
 	Kernel string
-	// Sizes: each host 768 MiB and 2 vCPUs, each VM 256 MiB and 1 vCPU.
+	// Sizes: each host 768 MiB and 2 vCPUs, each VM 256 MiB and 1 vCPU;
+	// with BCC hosts 1280 MiB and VMs 512 MiB (a BCC program's compile at
+	// start peaks at about 200 MiB, and a host runs two at once).
 	HostMemoryMB, HostCPUs int
 	VMMemoryMB, VMCPUs     int
 	// BootAttempts bounds the boots of each host and, inside it, of its VM
@@ -57,6 +59,10 @@ type KVMOptions struct {
 	// ExtraPackages are Debian packages added to the image (a new image is
 	// built once for each distinct list).
 	ExtraPackages []string
+	// BCC adds Debian's BCC (kvm.BCCPackages) and the headers of the
+	// kernel the machines boot to the image (a separate cached image), so
+	// BCC programs such as the origin tools can run on hosts and VMs.
+	BCC bool
 	// Datapath is the hosts' switch, a file image/datapath-NAME of package
 	// kvm: "bridge" (default: a Linux bridge br0) or "ovs" (Open vSwitch,
 	// bridge br0; its image adds kvm.OVSPackages).
@@ -89,6 +95,7 @@ type KVMState struct {
 	Datapath     string `json:"datapath"`
 	Bond         bool   `json:"bond,omitempty"`
 	Overlay      string `json:"overlay,omitempty"`
+	BCC          bool   `json:"bcc,omitempty"` // the image has BCC and the kernel's headers
 	// Underlay is each host's address on its uplink (with an overlay).
 	Underlay map[string]netip.Prefix `json:"underlay,omitempty"`
 	// HostBoots is how many boots each host needed (more than 1: a boot
@@ -153,10 +160,14 @@ func (o *Options) fillKVM() error {
 	if !slices.Contains(KVMKernels(), k.Kernel) {
 		return fmt.Errorf("kernel %q: want one of %s", k.Kernel, strings.Join(KVMKernels(), ", "))
 	}
+	hostMB, vmMB := 768, 256
+	if k.BCC {
+		hostMB, vmMB = 1280, 512
+	}
 	for _, d := range []struct {
 		v   *int
 		def int
-	}{{&k.HostMemoryMB, 768}, {&k.HostCPUs, 2}, {&k.VMMemoryMB, 256}, {&k.VMCPUs, 1}, {&k.BootAttempts, 3}} {
+	}{{&k.HostMemoryMB, hostMB}, {&k.HostCPUs, 2}, {&k.VMMemoryMB, vmMB}, {&k.VMCPUs, 1}, {&k.BootAttempts, 3}} {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
@@ -200,7 +211,16 @@ func prepareKVM(ctx context.Context, o *Options) (*kvmMachines, error) {
 	if o.KVM.Datapath == kvm.DatapathOVS {
 		pkgs = append(slices.Clone(pkgs), kvm.OVSPackages()...)
 	}
-	img, err := kvm.EnsureImage(ctx, cache, kvm.ImageSpec{Kernel: k, ExtraPackages: pkgs}, o.Log)
+	spec := kvm.ImageSpec{Kernel: k, ExtraPackages: pkgs}
+	if o.KVM.BCC {
+		spec.ExtraPackages = append(slices.Clone(spec.ExtraPackages), kvm.BCCPackages()...)
+		h, err := kvm.EnsureHeaders(ctx, k, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		spec.Headers = &h
+	}
+	img, err := kvm.EnsureImage(ctx, cache, spec, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +244,7 @@ func (l *Lab) planKVM(o *Options) {
 	l.KVM = &KVMState{
 		HostMemoryMB: o.KVM.HostMemoryMB, HostCPUs: o.KVM.HostCPUs,
 		VMMemoryMB: o.KVM.VMMemoryMB, VMCPUs: o.KVM.VMCPUs, Datapath: o.KVM.Datapath,
-		Bond: o.KVM.Bond, Overlay: o.KVM.Overlay, HostBoots: map[string]int{},
+		Bond: o.KVM.Bond, Overlay: o.KVM.Overlay, BCC: o.KVM.BCC, HostBoots: map[string]int{},
 	}
 	if o.KVM.Overlay != "" {
 		l.KVM.Underlay = map[string]netip.Prefix{

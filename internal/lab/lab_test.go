@@ -473,6 +473,7 @@ func TestOptionErrors(t *testing.T) {
 		{Dir: t.TempDir(), WireLoss: 101},
 		{Dir: t.TempDir(), WireDelay: -time.Millisecond},
 		{Dir: t.TempDir(), KVM: lab.KVMOptions{Bond: true}}, // a namespace lab
+		{Dir: t.TempDir(), KVM: lab.KVMOptions{BCC: true}},
 		{Dir: t.TempDir(), Hypervisor: lab.HypervisorKVM, KVM: lab.KVMOptions{Datapath: "linuxbridge"}},
 		{Dir: t.TempDir(), Hypervisor: lab.HypervisorKVM, KVM: lab.KVMOptions{Overlay: "gre"}},
 		{Dir: t.TempDir(), Hypervisor: lab.HypervisorKVM, Wire: lab.WireBridge, KVM: lab.KVMOptions{Bond: true}},

@@ -130,6 +130,9 @@ func (o *Options) fillNetns() error {
 	if o.KVM.Bond || o.KVM.Overlay != "" || o.KVM.Datapath != "" && o.KVM.Datapath != kvm.DefaultDatapath {
 		return errors.New("switch, bond and overlay: the namespace lab has a Linux bridge and one NIC per host (they are the KVM lab's: --hypervisor kvm)")
 	}
+	if o.KVM.BCC {
+		return errors.New("with bcc: the namespace lab's nodes share this machine's kernel and software (it is the KVM lab's image: --hypervisor kvm)")
+	}
 	if o.VMLink == "" {
 		o.VMLink = VMLinkTap
 	}

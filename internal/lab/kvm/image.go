@@ -52,6 +52,17 @@ type ImageSpec struct {
 	// ExtraPackages are installed on top of image/packages (for example
 	// the tracers' dependencies, or Open vSwitch for another data path).
 	ExtraPackages []string
+	// Headers, when set, are the kernel's headers unpacked into the image
+	// (what BCC compiles against; EnsureHeaders).
+	Headers *Headers
+}
+
+// Headers are a kernel's headers as scripts/kernels.sh --headers unpacks
+// them: linux-headers-<release> and its -common package from the kernel's
+// own suites, with /lib/modules/<release>/build and source pointing at them.
+type Headers struct {
+	Root    string // a root tree: usr/src/..., lib/modules/<release>/
+	Version string // the packages' Debian version
 }
 
 // Image is a built image in the cache.
@@ -119,6 +130,10 @@ func (s ImageSpec) Key() (string, error) {
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "suite=%s\nmirror=%s\nkernel=%s\npackages=%s\n", s.Suite, s.Mirror, s.Kernel.Release, strings.Join(pkgs, ","))
+	if s.Headers != nil {
+		// Only with headers, so that the images without keep their keys.
+		fmt.Fprintf(h, "headers=%s\n", s.Headers.Version)
+	}
 	err = fs.WalkDir(imageFiles, "image", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -192,6 +207,42 @@ func EnsureKernel(ctx context.Context, series string, log io.Writer) (vm.Kernel,
 		return vm.Kernel{}, fmt.Errorf("fetching kernel %s: %w", series, err)
 	}
 	return vm.LoadKernel(cache, series)
+}
+
+// EnsureHeaders returns the headers of the kernel k from scripts/kernels.sh's
+// cache (next to the kernel), running kernels.sh --headers to fetch them
+// from the kernel's own suites when they are not cached yet.
+func EnsureHeaders(ctx context.Context, k vm.Kernel, log io.Writer) (Headers, error) {
+	dir := filepath.Join(filepath.Dir(k.Root), "headers")
+	if h, err := loadHeaders(dir, k.Release); err == nil {
+		return h, nil
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return Headers{}, fmt.Errorf("headers of kernel %s are not cached in %s and scripts/kernels.sh is not at hand: %w", k.Release, dir, err)
+	}
+	fmt.Fprintf(log, "fetching the headers of kernel %s (scripts/kernels.sh --headers)\n", k.Release)
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "kernels.sh"), "--headers", k.Series)
+	cmd.Env = append(os.Environ(), "PINGPATH_KERNEL_CACHE="+filepath.Dir(filepath.Dir(k.Root)))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Run(); err != nil {
+		return Headers{}, fmt.Errorf("fetching the headers of kernel %s: %w", k.Release, err)
+	}
+	return loadHeaders(dir, k.Release)
+}
+
+// loadHeaders reads kernels.sh's headers directory of a kernel release.
+func loadHeaders(dir, release string) (Headers, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "version"))
+	if err != nil {
+		return Headers{}, fmt.Errorf("kernel headers: %w", err)
+	}
+	h := Headers{Root: filepath.Join(dir, "root"), Version: strings.TrimSpace(string(b))}
+	build := filepath.Join(h.Root, "lib", "modules", release, "build")
+	if _, err := os.Lstat(build); err != nil {
+		return Headers{}, fmt.Errorf("kernel headers in %s are not those of %s: %w", dir, release, err)
+	}
+	return h, nil
 }
 
 // imageComplete is written last into a built image's directory.
@@ -281,6 +332,9 @@ func build(ctx context.Context, cache string, spec ImageSpec, img Image, log io.
 		"OUT="+out, "SUITE="+spec.Suite, "MIRROR="+spec.Mirror,
 		"KROOT="+spec.Kernel.Root, "KVER="+spec.Kernel.Release,
 		"PACKAGES="+strings.Join(pkgs, " "), "DEB_CACHE="+filepath.Join(cache, "debs"))
+	if spec.Headers != nil {
+		cmd.Env = append(cmd.Env, "HEADERS="+spec.Headers.Root)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.WaitDelay = 10 * time.Second
 	if err := cmd.Run(); err != nil {

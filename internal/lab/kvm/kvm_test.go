@@ -2,6 +2,8 @@ package kvm
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -113,6 +115,19 @@ func TestImageKey(t *testing.T) {
 	if a != same || a == other || a == extra || len(a) != 16 {
 		t.Errorf("keys: default %s, explicit defaults %s, other kernel %s, extra package %s", a, same, other, extra)
 	}
+	// The BCC image: its packages and the headers each give another key,
+	// and so does another version of the headers.
+	bccPkgs := ImageSpec{Kernel: k, ExtraPackages: BCCPackages()}
+	noHeaders, _ := bccPkgs.Key()
+	bccPkgs.Headers = &Headers{Root: "/x", Version: "6.12.9-1~bpo12+1"}
+	bcc, _ := bccPkgs.Key()
+	bccPkgs.Headers = &Headers{Root: "/elsewhere", Version: "6.12.9-1~bpo12+1"}
+	moved, _ := bccPkgs.Key()
+	bccPkgs.Headers = &Headers{Root: "/x", Version: "6.12.9-2~bpo12+1"}
+	newer, _ := bccPkgs.Key()
+	if noHeaders == a || bcc == noHeaders || bcc != moved || newer == bcc {
+		t.Errorf("keys: default %s, bcc packages %s, with headers %s (moved %s, newer %s)", a, noHeaders, bcc, moved, newer)
+	}
 	pkgs, err := ImageSpec{ExtraPackages: []string{"openssh-server", "bpfcc-tools"}}.Packages()
 	if err != nil || !slices.Contains(pkgs, "qemu-system-x86") || slices.Index(pkgs, "bpfcc-tools") != len(pkgs)-1 ||
 		len(slices.Compact(slices.Sorted(slices.Values(pkgs)))) != len(pkgs) {
@@ -120,5 +135,34 @@ func TestImageKey(t *testing.T) {
 	}
 	if _, err := (ImageSpec{ExtraPackages: []string{"x; rm -rf /"}}).Packages(); err == nil {
 		t.Error("a bad package name was accepted")
+	}
+}
+
+func TestLoadHeaders(t *testing.T) {
+	const rel = "6.12.9-cloud-amd64"
+	dir := t.TempDir()
+	if _, err := loadHeaders(dir, rel); err == nil {
+		t.Fatal("an empty directory gave headers")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "version"), []byte("6.12.9-1~bpo12+1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mods := filepath.Join(dir, "root", "lib", "modules", rel)
+	if err := os.MkdirAll(mods, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadHeaders(dir, rel); err == nil {
+		t.Fatal("headers without lib/modules/RELEASE/build were accepted")
+	}
+	// build is a link to an absolute path inside the image, dangling here.
+	if err := os.Symlink("/usr/src/linux-headers-"+rel, filepath.Join(mods, "build")); err != nil {
+		t.Fatal(err)
+	}
+	h, err := loadHeaders(dir, rel)
+	if err != nil || h.Version != "6.12.9-1~bpo12+1" || h.Root != filepath.Join(dir, "root") {
+		t.Fatalf("loadHeaders: %+v, %v", h, err)
+	}
+	if _, err := loadHeaders(dir, "6.12.10-cloud-amd64"); err == nil {
+		t.Error("headers of another release were accepted")
 	}
 }

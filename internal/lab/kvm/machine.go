@@ -31,6 +31,11 @@ const DatapathOVS = "ovs"
 // (a separate cached image, so that the default one stays lean).
 func OVSPackages() []string { return []string{"openvswitch-switch"} }
 
+// BCCPackages are the Debian packages of an image for the origin BCC tools
+// (lab up --with-bcc; with the kernel's headers, ImageSpec.Headers): a
+// separate cached image, so that the default one stays lean.
+func BCCPackages() []string { return []string{"bpfcc-tools", "python3-bpfcc"} }
+
 // Datapaths lists the hosts' data paths (image/datapath-NAME).
 func Datapaths() []string { return []string{DefaultDatapath, DatapathOVS} }
 

@@ -8,6 +8,9 @@
 #   PACKAGES="$(grep -v '^#' packages)" DEB_CACHE=/var/cache/pingpath-debs \
 #   bash build.sh
 #
+# HEADERS, when set, is a root tree of the kernel's headers
+# (scripts/kernels.sh --headers) copied into the image, for BCC.
+#
 # Output in $OUT:
 #   disk.img   ext4 file system (made with mke2fs -d, never mounted): the
 #              Debian root of hosts and VMs, with the kernel's modules and
@@ -47,6 +50,14 @@ debootstrap --variant=minbase "${cache_opt[@]}" --include="$include" "$SUITE" "$
 for m in proc sys; do mountpoint -q "$root/$m" && umount -l "$root/$m" || true; done
 
 chroot "$root" dpkg-query -W -f='${Package} ${Version}\n' >"$OUT/packages.txt"
+
+if [[ -n ${HEADERS:-} ]]; then
+  log "kernel headers ($HEADERS)"
+  # The root is usr-merged (lib -> usr/lib): keep its directory links.
+  tar -C "$HEADERS" -cf - . | tar -C "$root" -xf - --keep-directory-symlink
+  [[ -L $root/lib/modules/$KVER/build ]] || { log "no lib/modules/$KVER/build in $HEADERS"; exit 1; }
+  echo "linux-headers-$KVER (unpacked, not installed)" >>"$OUT/packages.txt"
+fi
 
 log "trimming"
 rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
