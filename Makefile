@@ -16,7 +16,7 @@ export BPF2GO_CC := $(CURDIR)/bpf/cc.sh
 export PINGPATH_BPF_CLANG := $(CLANG)
 export BPF2GO_STRIP := $(STRIP)
 
-.PHONY: all build deps generate generate-check lint test test-quick test-kvm-e2e test-kernels freshroot demo demo-kvm bench fuzz clean
+.PHONY: all build deps generate generate-check lint test test-quick test-kvm-e2e test-kernels test-kernels-arm64 freshroot demo demo-kvm bench fuzz clean
 
 all: build
 
@@ -63,11 +63,20 @@ test-kvm-e2e: build
 # The kernel matrix: every package's guest tests (TestTraceRealPackets,
 # TestGuest*) in QEMU/TCG guests booting Debian's 6.1 and 6.12 cloud kernels,
 # per probe rung (auto, fentry, kprobe, tracepoint, and perf: the perf event
-# array forced). Fetches and caches the
-# kernels in .cache/kernels, rewrites docs/kernel-matrix.md from the run.
+# array forced), and Debian's arm64 6.12 under qemu-system-aarch64 with the
+# auto rung (arm64 TCG is 2-4 times slower: test-kernels-arm64 runs every
+# rung). Fetches and caches the kernels in .cache/kernels, rewrites
+# docs/kernel-matrix.md from the run.
 test-kernels:
-	./scripts/kernels.sh
-	$(GO) run ./tools/kernelmatrix
+	./scripts/kernels.sh 6.1 6.12 6.12-arm64
+	$(GO) run ./tools/kernelmatrix -kernels 6.1,6.12,6.12-arm64 -kernel-rungs 6.12-arm64=auto
+
+# Every rung on the arm64 kernels (6.1 and 6.12), into
+# docs/kernel-matrix-arm64.md: about 20-40 minutes on 2 CPUs, so not part of
+# make test.
+test-kernels-arm64:
+	./scripts/kernels.sh 6.1-arm64 6.12-arm64
+	$(GO) run ./tools/kernelmatrix -kernels 6.1-arm64,6.12-arm64 -doc docs/kernel-matrix-arm64.md -work .cache/kernel-matrix-arm64
 
 # A clean clone of HEAD in a fresh Debian root, with nothing but what
 # scripts/install-deps.sh installs, runs make generate-check build, and every

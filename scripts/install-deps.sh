@@ -10,8 +10,9 @@ PKGS=(
   iproute2 iputils-ping openssh-server openssh-client procps psmisc nftables
   # the lab's optional non-root login user (lab up --sudo-user): real sudo, both modes
   sudo
-  # kernel matrix (make test-kernels): Debian kernels booted under QEMU/TCG
-  qemu-system-x86 busybox-static cpio
+  # kernel matrix (make test-kernels): Debian kernels booted under QEMU/TCG,
+  # x86_64 and arm64 (qemu-system-aarch64 is in qemu-system-arm)
+  qemu-system-x86 qemu-system-arm busybox-static cpio
   # the KVM lab's machine image (lab up --hypervisor kvm): a Debian root made
   # with debootstrap, packed into ext4 with mke2fs -d; debootstrap also makes
   # make freshroot's root (part of make test)

@@ -9,8 +9,10 @@
 # CACHE is $PINGPATH_KERNEL_CACHE or .cache/kernels in the repository.
 # Series: 5.10 (bullseye + bullseye-updates + bullseye-security), 6.1
 # (bookworm + bookworm-updates + bookworm-security) and 6.12
-# (bookworm-backports).
-# The package name is resolved from the metapackage linux-image-cloud-amd64
+# (bookworm-backports); with the suffix -arm64 (6.1-arm64, 6.12-arm64) the
+# same suites' arm64 kernel (linux-image-cloud-arm64, an uncompressed
+# Image that qemu-system-aarch64 boots directly).
+# The package name is resolved from the metapackage linux-image-cloud-<arch>
 # each time the cache is filled, because the ABI number changes with every
 # point/security release and the archive keeps only the newest one.
 #
@@ -25,7 +27,7 @@
 #   $CACHE/<series>/headers/root/lib/modules/<release>/{build,source} (links)
 #   $CACHE/<series>/headers/version           the packages' Debian version
 #
-# Usage: scripts/kernels.sh [--refresh] [--headers] [SERIES...]   (default: 6.1 6.12)
+# Usage: scripts/kernels.sh [--refresh] [--headers] [SERIES...]   (default: 6.1 6.12 6.12-arm64)
 # Prints one line per series: "<series> <release> <root dir>", and with
 # --headers a second one: "<series> headers <headers root dir>".
 set -euo pipefail
@@ -39,30 +41,37 @@ for a in "$@"; do
   case $a in
     --refresh) refresh=1 ;;
     --headers) headers=1 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) series+=("$a") ;;
   esac
 done
-((${#series[@]})) || series=(6.1 6.12)
+((${#series[@]})) || series=(6.1 6.12 6.12-arm64)
 
 for tool in apt-get apt-cache dpkg-deb busybox; do
   command -v "$tool" >/dev/null || { echo "kernels.sh: $tool not found (run scripts/install-deps.sh)" >&2; exit 1; }
 done
 
-# suites_for SERIES: the Debian suites whose linux-image-cloud-amd64 is that series.
+# suites_for SERIES: the Debian suites whose linux-image-cloud-<arch> is that
+# series (the -arm64 suffix removed).
 suites_for() {
-  case $1 in
+  case ${1%-arm64} in
     5.10) echo "bullseye bullseye-updates|bullseye-security" ;;
     6.1) echo "bookworm bookworm-updates|bookworm-security" ;;
     6.12) echo "bookworm-backports|" ;;
-    *) echo "kernels.sh: unknown kernel series $1 (known: 5.10 6.1 6.12)" >&2; return 1 ;;
+    *) echo "kernels.sh: unknown kernel series $1 (known: 5.10 6.1 6.12, each also as <series>-arm64)" >&2; return 1 ;;
   esac
 }
 
+# arch_of SERIES: the Debian architecture of the series' kernel.
+arch_of() {
+  if [[ $1 == *-arm64 ]]; then echo arm64; else echo amd64; fi
+}
+
 # apt_setup SERIES: sets opts to apt options of an apt configuration of its
-# own for the series' suites, with fresh package lists.
+# own for the series' suites and architecture, with fresh package lists.
 apt_setup() {
-  local s=$1 spec main sec
+  local s=$1 spec main sec arch
+  arch=$(arch_of "$s")
   spec=$(suites_for "$s")
   main=${spec%%|*} sec=${spec#*|}
   local apt=$cache/apt-$s
@@ -74,7 +83,8 @@ apt_setup() {
     fi
   } >"$apt/sources.list.d/kernels.sources"
   opts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$apt/sources.list.d"
-    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "APT::Get::List-Cleanup=0")
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "APT::Get::List-Cleanup=0"
+    -o "APT::Architecture=$arch" -o "APT::Architectures=$arch")
   echo "kernels.sh: $s: apt-get update ($main ${sec})" >&2
   apt-get "${opts[@]}" -qq update >&2
 }
@@ -94,12 +104,13 @@ fetch() {
       echo "$s $rel $dir/root"; return 0
     fi
   fi
-  local opts pkg
+  local opts pkg arch
+  arch=$(arch_of "$s")
   apt_setup "$s"
-  pkg=$(apt-cache "${opts[@]}" depends linux-image-cloud-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [[ -n $pkg ]] || { echo "kernels.sh: $s: cannot resolve linux-image-cloud-amd64 in its suites" >&2; return 1; }
+  pkg=$(apt-cache "${opts[@]}" depends "linux-image-cloud-$arch" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  [[ -n $pkg ]] || { echo "kernels.sh: $s: cannot resolve linux-image-cloud-$arch in its suites" >&2; return 1; }
   local rel=${pkg#linux-image-}
-  [[ $rel == "$s".* ]] || { echo "kernels.sh: $s: metapackage points at $pkg, not a $s kernel" >&2; return 1; }
+  [[ $rel == "${s%-arm64}".* && $rel == *-$arch ]] || { echo "kernels.sh: $s: metapackage points at $pkg, not a $s kernel" >&2; return 1; }
   echo "kernels.sh: $s: downloading $pkg" >&2
   local tmp; tmp=$(mktemp -d "$cache/.fetch-$s.XXXXXX")
   tmps+=("$tmp")

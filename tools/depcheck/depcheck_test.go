@@ -173,7 +173,7 @@ func TestScanRepository(t *testing.T) {
 	for program, file := range map[string]string{
 		"ip":                 "internal/orchestrate/check_test.go", // testenv.RequireProgram
 		"ping":               "internal/lab/lab_test.go",           // lab.Exec argv
-		"qemu-system-x86_64": "tools/vmexec/vm/run.go",             // exec.CommandContext on a constant
+		"qemu-system-x86_64": "tools/vmexec/vm/vm_test.go",         // testenv.RequireProgram on a constant
 		"/usr/sbin/sshd":     "internal/lab/up.go",                 // absolute path
 		"apt-get":            "scripts/kernels.sh",                 // a tracked script
 		"debootstrap":        "scripts/freshroot.sh",               // a tracked script

@@ -44,6 +44,7 @@ func run() int {
 	var o options
 	flag.StringVar(&o.kernels, "kernels", "6.1,6.12", "kernel series (cached by scripts/kernels.sh), comma separated")
 	flag.StringVar(&o.rungs, "rungs", "auto,fentry,kprobe,tracepoint,perf", "probe rungs for rung-aware packages (perf: auto probes, perf event array forced)")
+	flag.StringVar(&o.kernelRungs, "kernel-rungs", "", "rungs of single kernels instead of -rungs: SERIES=RUNG[+RUNG...], comma separated (e.g. 6.12-arm64=auto: arm64 under TCG is slow)")
 	flag.StringVar(&o.run, "run", `^(TestTraceRealPackets|TestGuest.*)$`, "tests to run (go test -run)")
 	flag.StringVar(&o.doc, "doc", "docs/kernel-matrix.md", "Markdown file to write the matrix to (empty: none)")
 	flag.StringVar(&o.work, "work", ".cache/kernel-matrix", "directory for the test binaries")
@@ -93,6 +94,7 @@ func run() int {
 
 type options struct {
 	kernels, rungs, run, doc, work string
+	kernelRungs                    string
 	kernelArgs                     string
 	runRE                          *regexp.Regexp
 	patterns                       []string

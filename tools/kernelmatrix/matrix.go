@@ -79,18 +79,26 @@ type Matrix struct {
 	module  string
 	kernels []vm.Kernel
 	rungs   []string
-	pkgs    []testPackage
-	results []jobResult
-	started time.Time
-	build   time.Duration
-	wall    time.Duration
-	qemu    string
-	cpus    int
-	jobs    int
+	// kernelRungs are the rungs of the kernels that do not run all of
+	// rungs (-kernel-rungs), by series.
+	kernelRungs map[string][]string
+	pkgs        []testPackage
+	results     []jobResult
+	started     time.Time
+	build       time.Duration
+	wall        time.Duration
+	qemu        map[string]string // QEMU's version by architecture
+	inits       map[string]string // guests' /init by architecture, for kernels not of ours
+	cpus        int
+	jobs        int
 }
 
 func runMatrix(ctx context.Context, o options) (*Matrix, error) {
 	m := &Matrix{started: time.Now(), rungs: splitList(o.rungs), cpus: o.cpus, jobs: o.jobs}
+	var err error
+	if m.kernelRungs, err = parseKernelRungs(o.kernelRungs, m.rungs); err != nil {
+		return nil, err
+	}
 	cache, err := vm.CacheDir()
 	if err != nil {
 		return nil, err
@@ -102,8 +110,17 @@ func runMatrix(ctx context.Context, o options) (*Matrix, error) {
 		}
 		m.kernels = append(m.kernels, k)
 	}
-	if out, err := exec.Command(vm.QEMUBinary, "--version").Output(); err == nil {
-		m.qemu, _, _ = strings.Cut(string(out), "\n")
+	m.qemu = map[string]string{}
+	var arches []string
+	for _, k := range m.kernels {
+		if _, ok := m.qemu[k.Arch]; ok {
+			continue
+		}
+		arches = append(arches, k.Arch)
+		m.qemu[k.Arch] = "?"
+		if out, err := exec.Command(vm.QEMUFor(k.Arch), "--version").Output(); err == nil {
+			m.qemu[k.Arch], _, _ = strings.Cut(string(out), "\n")
+		}
 	}
 	m.module, m.pkgs, err = findPackages(o.patterns, o.runRE)
 	if err != nil {
@@ -113,7 +130,7 @@ func runMatrix(ctx context.Context, o options) (*Matrix, error) {
 		return nil, fmt.Errorf("no package in %s has tests matching %s", strings.Join(o.patterns, " "), o.run)
 	}
 	t0 := time.Now()
-	if err := build(m.pkgs, m.module, o.work); err != nil {
+	if m.inits, err = build(m.pkgs, m.module, o.work, arches); err != nil {
 		return nil, err
 	}
 	m.build = time.Since(t0)
@@ -123,7 +140,7 @@ func runMatrix(ctx context.Context, o options) (*Matrix, error) {
 			p := &m.pkgs[i]
 			rungs := []string{rungAny}
 			if p.RungAware {
-				rungs = m.rungs
+				rungs = m.rungsOf(k.Series)
 			}
 			for _, r := range rungs {
 				jobs = append(jobs, job{pkg: p, kernel: k, rung: r})
@@ -147,7 +164,7 @@ func runMatrix(ctx context.Context, o options) (*Matrix, error) {
 				if i >= len(jobs) || ctx.Err() != nil {
 					return
 				}
-				r := runJob(ctx, jobs[i], o)
+				r := runJob(ctx, jobs[i], o, m.inits[jobs[i].kernel.Arch])
 				mu.Lock()
 				m.results[i] = r
 				r.report(m.module, o.verbose)
@@ -163,15 +180,43 @@ func runMatrix(ctx context.Context, o options) (*Matrix, error) {
 	return m, nil
 }
 
+// parseKernelRungs reads -kernel-rungs ("6.12-arm64=auto+kprobe,..."): each
+// kernel's rungs, which must be among all.
+func parseKernelRungs(s string, all []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, f := range splitList(s) {
+		series, list, ok := strings.Cut(f, "=")
+		rungs := strings.Split(list, "+")
+		if !ok || series == "" || list == "" {
+			return nil, fmt.Errorf("-kernel-rungs %q: want SERIES=RUNG[+RUNG...]", f)
+		}
+		for _, r := range rungs {
+			if !slices.Contains(all, r) {
+				return nil, fmt.Errorf("-kernel-rungs %q: rung %q is not in -rungs (%s)", f, r, strings.Join(all, ","))
+			}
+		}
+		out[series] = rungs
+	}
+	return out, nil
+}
+
+// rungsOf is the rungs the rung-aware packages run on the kernel series.
+func (m *Matrix) rungsOf(series string) []string {
+	if r, ok := m.kernelRungs[series]; ok {
+		return r
+	}
+	return m.rungs
+}
+
 // runJob boots one VM. A guest kernel that dies without reporting a status
 // (a panic: under TCG these are mostly emulation faults, see
 // vm.DefaultCPUModel) gets one more boot; the crash is kept as a note on
 // every outcome of the job, so a retried pass is visible in the matrix.
-func runJob(ctx context.Context, j job, o options) jobResult {
-	r := bootJob(ctx, j, o)
+func runJob(ctx context.Context, j job, o options, init string) jobResult {
+	r := bootJob(ctx, j, o, init)
 	if errors.Is(r.err, vm.ErrNoStatus) {
 		first := r
-		r = bootJob(ctx, j, o)
+		r = bootJob(ctx, j, o, init)
 		for i := range r.outcomes {
 			r.outcomes[i].Retry = fmt.Sprintf("first boot crashed (%s; log %s)", first.crash, first.log)
 		}
@@ -179,13 +224,14 @@ func runJob(ctx context.Context, j job, o options) jobResult {
 	return r
 }
 
-func bootJob(ctx context.Context, j job, o options) jobResult {
+func bootJob(ctx context.Context, j job, o options, init string) jobResult {
 	var out bytes.Buffer
 	env := vm.PassEnv(os.Environ())
 	env = append(env, rungEnv(j.rung)...)
 	res, err := vm.Run(ctx, vm.Config{
 		Kernel:     j.kernel,
-		Program:    j.pkg.Binary,
+		Init:       init,
+		Program:    j.pkg.Binaries[j.kernel.Arch],
 		Args:       []string{"-test.v", "-test.run", o.run, "-test.timeout", o.testTimeout.String()},
 		Env:        env,
 		Dir:        j.pkg.Dir,
@@ -209,7 +255,7 @@ func (r *jobResult) saveLog(work, out, console string) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return ""
 	}
-	base := fmt.Sprintf("%s-%s-%s", r.kernel.Series, r.rung, filepath.Base(strings.TrimSuffix(r.pkg.Binary, ".test")))
+	base := fmt.Sprintf("%s-%s-%s", r.kernel.Series, r.rung, filepath.Base(strings.TrimSuffix(r.pkg.Binaries[r.kernel.Arch], ".test")))
 	name := filepath.Join(dir, base+".log")
 	if r.err != nil {
 		// Keep a crashed boot's log apart from its retry's.
@@ -451,15 +497,31 @@ func (m *Matrix) Markdown(full bool) string {
 		fmt.Fprintf(&b, "# Kernel matrix\n\n")
 		fmt.Fprintf(&b, "Generated by `make test-kernels` (tools/kernelmatrix) on %s; do not edit by hand.\n",
 			m.started.UTC().Format("2006-01-02 15:04 UTC"))
-		fmt.Fprintf(&b, "Each cell is one top-level test in one QEMU/TCG guest (%s, `-accel tcg -cpu %s -smp %d`, Go /init from tools/vmexec/vm).\n",
-			m.qemu, vm.DefaultCPUModel, m.cpus)
+		var machines []string
+		for _, k := range m.kernels {
+			mach := fmt.Sprintf("%s: %s, `-accel tcg -cpu %s -smp %d`", k.Arch, m.qemu[k.Arch], vm.CPUFor(k.Arch), m.cpus)
+			if !slices.Contains(machines, mach) {
+				machines = append(machines, mach)
+			}
+		}
+		fmt.Fprintf(&b, "Each cell is one top-level test in one QEMU/TCG guest (%s; Go /init from tools/vmexec/vm).\n",
+			strings.Join(machines, "; "))
 		fmt.Fprintf(&b, "Rung-aware packages (tests that call `testenv.Probe()`) run once per rung with `PINGPATH_TEST_PROBE`\n")
 		fmt.Fprintf(&b, "(rung `%s`: auto probes with the perf event array forced, `PINGPATH_TEST_EVENT_BUFFER=perf`, the fallback for kernels without BPF ring buffers);\n", rungPerf)
 		fmt.Fprintf(&b, "the others once per kernel (rung `%s`). SKIP and FAIL carry the test's own message in the notes;\n", rungAny)
+		for _, k := range m.kernels {
+			if r, ok := m.kernelRungs[k.Series]; ok {
+				fmt.Fprintf(&b, "kernel %s runs only the rungs %s here (\"–\": not run);\n", k.Series, strings.Join(r, ", "))
+			}
+		}
 		b.WriteString("a VM whose kernel crashed is booted once more and its cells say \"retried\", with the crash in the notes.\n\n")
 		b.WriteString("How to run: `make test-kernels` (all of it), or one package on one kernel and rung:\n\n")
 		b.WriteString("```sh\nscripts/kernels.sh 6.12 && go build -o bin/vmexec ./tools/vmexec\n")
 		b.WriteString("PINGPATH_VM_KERNEL=6.12 PINGPATH_TEST_PROBE=kprobe CGO_ENABLED=0 \\\n")
+		b.WriteString("    go test -count=1 -v -exec \"$PWD/bin/vmexec\" -run 'TestTraceRealPackets|TestGuest' ./internal/tracer/vm\n")
+		b.WriteString("# arm64 (qemu-system-aarch64): the test binary and the guest's /init built for arm64\n")
+		b.WriteString("scripts/kernels.sh 6.12-arm64 && GOARCH=arm64 CGO_ENABLED=0 go build -o bin/vmexec-arm64 ./tools/vmexec\n")
+		b.WriteString("PINGPATH_VM_KERNEL=6.12-arm64 GOARCH=arm64 CGO_ENABLED=0 \\\n")
 		b.WriteString("    go test -count=1 -v -exec \"$PWD/bin/vmexec\" -run 'TestTraceRealPackets|TestGuest' ./internal/tracer/vm\n```\n\n")
 		fmt.Fprintf(&b, "Kernels (Debian cloud images, fetched by `scripts/kernels.sh`):\n\n")
 		for _, k := range m.kernels {

@@ -71,3 +71,26 @@ func TestCrashSummary(t *testing.T) {
 		t.Errorf("crashSummary = %q, want %q", got, want)
 	}
 }
+
+func TestKernelRungs(t *testing.T) {
+	all := []string{"auto", "fentry", "kprobe", "tracepoint", "perf"}
+	got, err := parseKernelRungs("6.12-arm64=auto+perf, 6.1-arm64=kprobe", all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Matrix{rungs: all, kernelRungs: got}
+	if r := strings.Join(m.rungsOf("6.12-arm64"), ","); r != "auto,perf" {
+		t.Errorf("6.12-arm64: %s", r)
+	}
+	if r := strings.Join(m.rungsOf("6.1-arm64"), ","); r != "kprobe" {
+		t.Errorf("6.1-arm64: %s", r)
+	}
+	if r := strings.Join(m.rungsOf("6.12"), ","); r != strings.Join(all, ",") {
+		t.Errorf("6.12 (not named): %s", r)
+	}
+	for _, bad := range []string{"6.12-arm64", "6.12-arm64=", "=auto", "6.12-arm64=nosuch"} {
+		if _, err := parseKernelRungs(bad, all); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 )
@@ -18,7 +19,8 @@ type testPackage struct {
 	Dir        string
 	Tests      []string // matching top-level tests, sorted
 	RungAware  bool     // its tests call testenv.Probe()
-	Binary     string   // built test binary
+	// Binaries are the built test binaries by architecture (GOARCH).
+	Binaries map[string]string
 }
 
 // Short is the import path without the module prefix.
@@ -75,25 +77,45 @@ func findPackages(patterns []string, run *regexp.Regexp) (module string, pkgs []
 	return module, pkgs, sc.Err()
 }
 
-// build compiles each package's test binary once, static (the guest has no
-// libc), into dir.
-func build(pkgs []testPackage, module, dir string) error {
+// build compiles each package's test binary once per architecture, static
+// (the guest has no libc), into dir. For a kernel of another architecture
+// than this program's, it also builds that guest's /init (tools/vmexec) and
+// returns it by architecture.
+func build(pkgs []testPackage, module, dir string, arches []string) (inits map[string]string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for i := range pkgs {
-		p := &pkgs[i]
-		p.Binary = filepath.Join(abs, strings.ReplaceAll(p.Short(module), "/", "_")+".test")
-		cmd := exec.Command("go", "test", "-c", "-o", p.Binary, p.ImportPath)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	goBuild := func(arch string, args ...string) error {
+		cmd := exec.Command("go", args...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH="+arch)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("building the tests of %s: %w", p.ImportPath, err)
+		return cmd.Run()
+	}
+	inits = map[string]string{}
+	for _, arch := range arches {
+		suffix := ""
+		if arch != runtime.GOARCH {
+			suffix = "-" + arch
+			inits[arch] = filepath.Join(abs, "vmexec"+suffix)
+			if err := goBuild(arch, "build", "-o", inits[arch], module+"/tools/vmexec"); err != nil {
+				return nil, fmt.Errorf("building the %s guest's /init (tools/vmexec): %w", arch, err)
+			}
+		}
+		for i := range pkgs {
+			p := &pkgs[i]
+			if p.Binaries == nil {
+				p.Binaries = map[string]string{}
+			}
+			bin := filepath.Join(abs, strings.ReplaceAll(p.Short(module), "/", "_")+suffix+".test")
+			if err := goBuild(arch, "test", "-c", "-o", bin, p.ImportPath); err != nil {
+				return nil, fmt.Errorf("building the tests of %s for %s: %w", p.ImportPath, arch, err)
+			}
+			p.Binaries[arch] = bin
 		}
 	}
-	return nil
+	return inits, nil
 }

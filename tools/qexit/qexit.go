@@ -1,22 +1,27 @@
-// Package qexit ends a QEMU guest with a chosen exit status. QEMU started
-// with "-device isa-debug-exit,iobase=0xf4,iosize=0x04" quits as soon as the
-// guest writes a byte v to port 0xf4, with exit status (v<<1)|1, so the host
-// can tell "the guest reported status v" (odd) from "QEMU stopped for another
-// reason" (even, e.g. 0 after a reboot with -no-reboot).
+// Package qexit ends a QEMU guest with a chosen exit status, so that the
+// host can tell "the guest reported status v" (QEMU exits with the odd
+// status (v<<1)|1) from "QEMU stopped for another reason" (an even status,
+// e.g. 0 after a reboot with -no-reboot).
 //
-// The guest kernel has no /dev/port (CONFIG_DEVPORT is off in Debian's cloud
-// kernels), so the byte is written with ioperm + OUTB from this process.
+//   - x86_64: QEMU started with "-device isa-debug-exit,iobase=0xf4,iosize=0x04"
+//     quits as soon as the guest writes a byte v to port 0xf4, with exit
+//     status (v<<1)|1. The guest kernel has no /dev/port (CONFIG_DEVPORT is
+//     off in Debian's cloud kernels), so the byte is written with ioperm +
+//     OUTB from this process.
+//   - arm64: QEMU started with "-semihosting-config
+//     enable=on,target=native,userspace=on" quits on the semihosting call
+//     SYS_EXIT (HLT #0xf000 with ADP_Stopped_ApplicationExit) with the
+//     subcode as its exit status; this process passes (v<<1)|1 itself.
 package qexit
 
 import (
-	"fmt"
 	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Port is the isa-debug-exit I/O port the VM runner configures.
+// Port is the isa-debug-exit I/O port the VM runner configures on x86_64.
 const Port = 0xf4
 
 // MaxCode is the largest status Exit can report: QEMU's status is
@@ -42,10 +47,5 @@ func Exit(code int, drain ...int) error {
 	}
 	// The UART's FIFO still holds the last bytes after tcdrain returns.
 	time.Sleep(20 * time.Millisecond)
-	if err := ioperm(Port); err != nil {
-		return fmt.Errorf("enabling I/O port %#x: %w", Port, err)
-	}
-	outb(Port, uint8(code))
-	// QEMU exits on the write; getting here means there is no such device.
-	return fmt.Errorf("writing %d to I/O port %#x did not end the VM (no isa-debug-exit device?)", code, Port)
+	return quit(code)
 }

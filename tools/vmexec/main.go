@@ -14,6 +14,17 @@
 //	PINGPATH_VM_MODULES  extra modules to load (space separated), besides vm.DefaultModules
 //	PINGPATH_VM_TIMEOUT  limit for the whole VM (default: the test's -test.timeout plus 2m, else 10m)
 //	PINGPATH_VM_CONSOLE  1: copy the kernel console to stderr as it is printed
+//	PINGPATH_VM_INIT     the guest's /init for a kernel of another architecture
+//	                     than vmexec's (default: vmexec-<arch> beside vmexec)
+//
+// A kernel of another architecture (PINGPATH_VM_KERNEL=6.12-arm64) runs test
+// binaries built for it, and its /init is vmexec built for it:
+//
+//	scripts/kernels.sh 6.12-arm64
+//	go build -o bin/vmexec ./tools/vmexec
+//	GOARCH=arm64 go build -o bin/vmexec-arm64 ./tools/vmexec
+//	PINGPATH_VM_KERNEL=6.12-arm64 GOARCH=arm64 CGO_ENABLED=0 \
+//	    go test -count=1 -exec "$PWD/bin/vmexec" ./internal/tracer/vm
 //
 // The guest gets PINGPATH_TEST_GUEST=1 and the host's PINGPATH_TEST_*, CI,
 // GOTRACEBACK and GODEBUG. The package's testdata/ is copied into the
@@ -27,6 +38,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,8 +84,14 @@ func run(args []string) int {
 			return 2
 		}
 	}
+	init, err := guestInit(k.Arch)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmexec:", err)
+		return 2
+	}
 	dir, _ := os.Getwd()
 	cfg := vm.Config{
+		Init:       init,
 		Kernel:     k,
 		Program:    args[0],
 		Args:       progArgs,
@@ -107,6 +125,28 @@ func run(args []string) int {
 			k.Release, res.ExitCode, res.Boot.Round(time.Millisecond), res.Total.Round(time.Millisecond), res.Console)
 	}
 	return res.ExitCode
+}
+
+// guestInit is the guest's /init for a kernel of arch: this executable, or
+// for another architecture than this one's, $PINGPATH_VM_INIT or
+// vmexec-<arch> beside this executable.
+func guestInit(arch string) (string, error) {
+	if arch == runtime.GOARCH {
+		return "", nil // vm.Run's default: this executable
+	}
+	if p := os.Getenv("PINGPATH_VM_INIT"); p != "" {
+		return p, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("finding this executable: %w", err)
+	}
+	p := self + "-" + arch
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("the kernel is %s and vmexec is %s: its guest needs vmexec built for %s (GOARCH=%s CGO_ENABLED=0 go build -o %s ./tools/vmexec, or PINGPATH_VM_INIT): %w",
+			arch, runtime.GOARCH, arch, arch, p, err)
+	}
+	return p, nil
 }
 
 // guestArgs drops the arguments that name host paths the guest cannot

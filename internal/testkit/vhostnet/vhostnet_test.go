@@ -71,6 +71,7 @@ func TestGuestVhostNetPing(t *testing.T) {
 func TestGuestVhostNetIRQFD(t *testing.T) {
 	testenv.GuestOnly(t, "needs /dev/vhost-net, /dev/kvm and kprobes")
 	testenv.RequireRoot(t)
+	kvmirq.SkipUnlessX86(t)
 	vm, err := kvmirq.Open()
 	testenv.Require(t, err == nil, fmt.Sprintf("a KVM VM with an irqfd (kvm and kvm_amd/kvm_intel loaded): %v", err))
 	t.Cleanup(func() { vm.Close() })

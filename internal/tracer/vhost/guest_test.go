@@ -118,6 +118,7 @@ func checkModuleFentry(t *testing.T, probe string, h *record.Header, stage, modu
 func TestGuestVhostNetIRQFD(t *testing.T) {
 	testenv.GuestOnly(t, "needs /dev/vhost-net, /dev/kvm and kprobes or fentry")
 	testenv.RequireRoot(t)
+	kvmirq.SkipUnlessX86(t)
 	probe := testenv.Probe()
 	vm, err := kvmirq.Open()
 	testenv.Require(t, err == nil, fmt.Sprintf("a KVM VM with an irqfd (kvm and kvm_amd/kvm_intel loaded): %v", err))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -30,7 +31,7 @@ const (
 
 // GuestInit is the guest's /init: it mounts the pseudo file systems the
 // tracers need (tracefs, debugfs, bpffs, cgroup2), loads the modules, brings
-// up lo, runs the program with its output on ttyS1, and makes QEMU exit with
+// up lo, runs the program with its output on its own terminal, and makes QEMU exit with
 // the program's status. It never returns.
 func GuestInit() {
 	con, _ := os.OpenFile("/dev/console", os.O_WRONLY, 0)
@@ -45,7 +46,7 @@ func GuestInit() {
 		fmt.Fprintf(out, "vmexec guest setup: %v\n", err)
 	} else {
 		if o, err := openProgramOutput(); err != nil {
-			logf("opening ttyS1 for the program's output: %v", err)
+			logf("opening %s for the program's output: %v", outputDevice(runtime.GOARCH), err)
 		} else {
 			out = o
 			code = guestRun(out, spec, logf)
@@ -120,10 +121,11 @@ func linkUp(name string) error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// openProgramOutput opens the second serial port with output processing off,
-// so the host sees exactly the bytes the program wrote (no "\n" → "\r\n").
+// openProgramOutput opens the program's terminal (ttyS1 on x86, hvc0 on
+// arm64: machine.outputDev) with output processing off, so the host sees
+// exactly the bytes the program wrote (no "\n" → "\r\n").
 func openProgramOutput() (*os.File, error) {
-	f, err := os.OpenFile("/dev/ttyS1", os.O_RDWR|unix.O_NOCTTY, 0)
+	f, err := os.OpenFile(outputDevice(runtime.GOARCH), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,22 +23,26 @@ import (
 
 // DefaultModules are the modules every guest loads, with their
 // dependencies: what the tracer tests build their topologies from (veth,
-// bridge, 8021q, vxlan, dummy), the vhost-net path (tun, tap, vhost_net) and
-// KVM (kvm_amd on the emulated SVM of DefaultCPUModel; kvm and irqbypass
-// come as its dependencies), whose irqfd completes vhost-rx's path
-// (internal/testkit/kvmirq).
+// bridge, 8021q, vxlan, dummy) and the vhost-net path (tun, tap, vhost_net);
+// every guest also gets its architecture's KVM modules (machine.modules: on
+// x86 kvm_amd, on the emulated SVM of DefaultCPUModel, whose irqfd completes
+// vhost-rx's path, internal/testkit/kvmirq).
 // The guest carries only these modules and cannot load others on demand, so
 // test code opens netlink handles for NETLINK_ROUTE only: a default
 // vishvananda/netlink handle also opens XFRM and netfilter sockets, which
 // need xfrm_user and nfnetlink (add them with PINGPATH_VM_MODULES if a test
 // ever needs those families).
-var DefaultModules = []string{"veth", "bridge", "8021q", "vxlan", "dummy", "tun", "tap", "vhost_net", "kvm_amd"}
+var DefaultModules = []string{"veth", "bridge", "8021q", "vxlan", "dummy", "tun", "tap", "vhost_net"}
 
 // Kernel is one kernel unpacked by scripts/kernels.sh.
 type Kernel struct {
-	Series  string // what was asked for, e.g. "6.12"
+	Series  string // what was asked for, e.g. "6.12" or "6.12-arm64"
 	Release string // uname -r, e.g. "6.12.95+deb12-cloud-amd64"
 	Root    string // directory holding boot/ and lib/modules/
+	// Arch is the kernel's architecture as GOARCH names it ("amd64",
+	// "arm64"), read from the kernel image: the guest's programs must be
+	// built for it.
+	Arch string
 }
 
 // CacheDir is where scripts/kernels.sh keeps kernels: $PINGPATH_KERNEL_CACHE,
@@ -73,7 +78,32 @@ func LoadKernel(cache, series string) (Kernel, error) {
 	if _, err := os.Stat(k.Vmlinuz()); err != nil {
 		return Kernel{}, fmt.Errorf("kernel %s: %w (run scripts/kernels.sh --refresh %s)", series, err, series)
 	}
+	if k.Arch, err = imageArch(k.Vmlinuz()); err != nil {
+		return Kernel{}, fmt.Errorf("kernel %s: %w", series, err)
+	}
 	return k, nil
+}
+
+// imageArch tells an x86 bzImage ("HdrS" at 0x202, the boot protocol's
+// header) from an arm64 Image ("ARM\x64" at 0x38, its header's magic).
+// Debian's arm64 vmlinuz is the uncompressed Image, which QEMU boots as it is.
+func imageArch(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("reading the kernel image: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, 0x206)
+	if _, err := io.ReadFull(f, head); err != nil {
+		return "", fmt.Errorf("reading the kernel image %s: %w", file, err)
+	}
+	switch {
+	case string(head[0x202:0x206]) == "HdrS":
+		return "amd64", nil
+	case string(head[0x38:0x3c]) == "ARM\x64":
+		return "arm64", nil
+	}
+	return "", fmt.Errorf("%s is neither an x86 bzImage nor an arm64 Image", file)
 }
 
 // Vmlinuz is the kernel image QEMU boots.

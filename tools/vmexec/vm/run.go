@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -39,8 +39,14 @@ type Config struct {
 	TCGThread string
 	// KernelArgs are added to the kernel command line.
 	KernelArgs string
-	// CPUModel is QEMU's -cpu; empty means DefaultCPUModel.
+	// CPUModel is QEMU's -cpu; empty means the architecture's default
+	// (DefaultCPUModel on x86_64, cortex-a57 on arm64).
 	CPUModel string
+	// Init is the host path of the guest's /init, a program whose main
+	// starts with GuestInit, built for the kernel's architecture; empty
+	// means this executable (the kernel must then be of the host's
+	// architecture).
+	Init string
 	// Stdout receives the program's output (stdout and stderr interleaved, as
 	// a terminal would show them).
 	Stdout io.Writer
@@ -100,14 +106,22 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.TCGThread == "" {
 		cfg.TCGThread = "multi"
 	}
-	if cfg.CPUModel == "" {
-		cfg.CPUModel = DefaultCPUModel
-	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
 	}
-	if err := checkStatic(cfg.Program); err != nil {
+	m, err := machineFor(cfg.Kernel.Arch)
+	if err != nil {
 		return Result{}, err
+	}
+	if cfg.Init == "" {
+		if cfg.Init, err = os.Executable(); err != nil {
+			return Result{}, fmt.Errorf("finding this executable for the guest's /init: %w", err)
+		}
+	}
+	for _, p := range []string{cfg.Init, cfg.Program} {
+		if err := checkProgram(p, m, cfg.Kernel.Arch); err != nil {
+			return Result{}, err
+		}
 	}
 	tmp, err := os.MkdirTemp("", "vmexec-")
 	if err != nil {
@@ -115,37 +129,17 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer os.RemoveAll(tmp)
 	initrd := filepath.Join(tmp, "initrd.cpio")
+	cfg.Modules = append(append([]string(nil), cfg.Modules...), m.modules...)
 	if err := writeInitramfs(initrd, cfg); err != nil {
 		return Result{}, err
 	}
-	return boot(ctx, cfg, initrd)
-}
-
-// checkStatic rejects a dynamically linked program: the guest has no
-// dynamic loader or libc (a Go test built with cgo, e.g. without
-// CGO_ENABLED=0, would fail there with a puzzling "no such file").
-func checkStatic(program string) error {
-	f, err := elf.Open(program)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", program, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("%s is dynamically linked; the guest has no libc (build it with CGO_ENABLED=0)", program)
-		}
-	}
-	return nil
+	return boot(ctx, cfg, m, initrd)
 }
 
 // writeInitramfs builds the guest's root file system. It is left
 // uncompressed: the kernel copies it in less time than it would take to
 // gunzip under TCG.
 func writeInitramfs(file string, cfg Config) error {
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("finding this executable for the guest's /init: %w", err)
-	}
 	mods, err := cfg.Kernel.ModuleOrder(cfg.Modules)
 	if err != nil {
 		return err
@@ -161,10 +155,11 @@ func writeInitramfs(file string, cfg Config) error {
 	}
 	c.CharDev("/dev/console", 5, 1)
 	c.Symlink("/var/run", "/run")
-	c.File("/init", 0o755, self)
+	c.File("/init", 0o755, cfg.Init)
 	// busybox is there for people debugging a guest by hand; the tests do not
-	// rely on it (and the guest runs without it).
-	if bb, err := exec.LookPath("busybox"); err == nil {
+	// rely on it (and the guest runs without it). The host's is of the
+	// host's architecture.
+	if bb, err := exec.LookPath("busybox"); err == nil && cfg.Kernel.Arch == runtime.GOARCH {
 		c.File("/bin/busybox", 0o755, bb)
 		c.Symlink("/bin/sh", "busybox")
 	}
@@ -215,24 +210,13 @@ func PassEnv(environ []string) []string {
 	return out
 }
 
-// DefaultCPUModel hides CMPXCHG16B from the guest. QEMU 7.2's TCG corrupts
-// RFLAGS on the unlocked "cmpxchg16b %gs:(...)" that 6.12's SLUB per-CPU
-// fast path uses: 6.12 then crashed in 5 to 8 boots out of 10 (double faults
-// in kmem_cache_alloc, a GPF on the IRET in sync_core). Without CX16 the
-// kernel uses its emulation and 6.12 boots as reliably as 6.1.
-// +svm,+npt give the guest AMD's virtualization as QEMU emulates it, so
-// that kvm_amd loads and tests can create KVM VMs (docs/kernel-matrix.md).
-const DefaultCPUModel = "qemu64,+svm,+npt,-cx16"
+// kernelArgs is the guest's command line besides the console.
+// no_timer_check skips the x86 IO-APIC timer probe, which under TCG on a busy
+// host sometimes times out and panics ("IO-APIC + timer doesn't work!");
+// other architectures ignore it.
+const kernelArgs = "quiet panic=-1 no_timer_check rdinit=/init"
 
-// kernelArgs is the guest's command line. no_timer_check skips the IO-APIC
-// timer probe, which under TCG on a busy host sometimes times out and
-// panics ("IO-APIC + timer doesn't work!").
-const kernelArgs = "console=ttyS0 quiet panic=-1 no_timer_check rdinit=/init"
-
-// QEMUBinary is the emulator used.
-const QEMUBinary = "qemu-system-x86_64"
-
-func boot(ctx context.Context, cfg Config, initrd string) (Result, error) {
+func boot(ctx context.Context, cfg Config, m machine, initrd string) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	conR, conW, err := os.Pipe()
@@ -240,22 +224,24 @@ func boot(ctx context.Context, cfg Config, initrd string) (Result, error) {
 		return Result{}, fmt.Errorf("making the console pipe: %w", err)
 	}
 	defer conR.Close()
-	// The console goes to fd 3 of QEMU (first serial port = ttyS0), the
-	// program's output to QEMU's stdout (second serial port = ttyS1).
+	cpu := cfg.CPUModel
+	if cpu == "" {
+		cpu = m.cpu
+	}
+	// The console goes to fd 3 of QEMU, the program's output to QEMU's
+	// stdout (machine.board).
 	args := []string{
 		// Never KVM: the cloud kernels die in KVM emulation here and QEMU then hangs.
 		"-accel", "tcg,thread=" + cfg.TCGThread,
-		"-M", "pc", "-m", fmt.Sprint(cfg.MemoryMB), "-smp", fmt.Sprint(cfg.CPUs),
+		"-cpu", cpu, "-m", fmt.Sprint(cfg.MemoryMB), "-smp", fmt.Sprint(cfg.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-monitor", "none", "-no-reboot",
-		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-		"-serial", "file:/dev/fd/3", "-serial", "stdio",
+	}
+	args = append(args, m.board...)
+	args = append(args,
 		"-kernel", cfg.Kernel.Vmlinuz(), "-initrd", initrd,
-		"-append", strings.TrimSpace(kernelArgs + " " + cfg.KernelArgs),
-	}
-	if cfg.CPUModel != "" {
-		args = append(args, "-cpu", cfg.CPUModel)
-	}
-	cmd := exec.CommandContext(ctx, QEMUBinary, args...)
+		"-append", strings.TrimSpace("console="+m.console+" "+kernelArgs+" "+cfg.KernelArgs),
+	)
+	cmd := exec.CommandContext(ctx, m.qemu, args...)
 	cmd.Stdin = nil
 	cmd.Stdout = cfg.Stdout
 	cmd.Stderr = os.Stderr
@@ -264,7 +250,7 @@ func boot(ctx context.Context, cfg Config, initrd string) (Result, error) {
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		conW.Close()
-		return Result{}, fmt.Errorf("starting %s: %w", QEMUBinary, err)
+		return Result{}, fmt.Errorf("starting %s: %w", m.qemu, err)
 	}
 	conW.Close()
 	var res Result
@@ -300,7 +286,7 @@ func boot(ctx context.Context, cfg Config, initrd string) (Result, error) {
 	if werr != nil {
 		var ee *exec.ExitError
 		if !errors.As(werr, &ee) {
-			return res, fmt.Errorf("running %s: %w", QEMUBinary, werr)
+			return res, fmt.Errorf("running %s: %w", m.qemu, werr)
 		}
 		status = ee.ExitCode()
 	}

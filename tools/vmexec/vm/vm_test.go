@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
@@ -91,5 +92,47 @@ func TestInitramfsUnpacks(t *testing.T) {
 	}
 	if l, err := os.Readlink(filepath.Join(out, "var", "run")); err != nil || l != "/run" {
 		t.Errorf("var/run -> %q, %v", l, err)
+	}
+}
+
+// TestMachinesExistInTheirQEMU checks that each architecture's emulator
+// has the board, CPU and devices its machine asks for (a renamed device
+// or a missing emulator fails here, not in the middle of the matrix).
+func TestMachinesExistInTheirQEMU(t *testing.T) {
+	emulators := map[string]string{
+		"amd64": testenv.RequireProgram(t, QEMUBinary),
+		"arm64": testenv.RequireProgram(t, QEMUBinaryARM64),
+	}
+	for arch, m := range machines {
+		qemu := emulators[arch]
+		if qemu == "" || filepath.Base(qemu) != m.qemu {
+			t.Errorf("%s: machine's emulator %s, tested %s", arch, m.qemu, qemu)
+			continue
+		}
+		help := func(args ...string) string {
+			out, err := exec.Command(qemu, args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s %v: %v\n%s", qemu, args, err, out)
+			}
+			return string(out)
+		}
+		board := m.board[slices.Index(m.board, "-M")+1]
+		if !slices.ContainsFunc(strings.Split(help("-M", "help"), "\n"), func(l string) bool { return strings.HasPrefix(l, board+" ") }) {
+			t.Errorf("%s: %s has no board %s", arch, qemu, board)
+		}
+		cpu, _, _ := strings.Cut(m.cpu, ",")
+		if !strings.Contains(help("-cpu", "help"), cpu) {
+			t.Errorf("%s: %s has no CPU %s", arch, qemu, cpu)
+		}
+		devices := help("-device", "help")
+		for i, a := range m.board {
+			if a != "-device" {
+				continue
+			}
+			dev, _, _ := strings.Cut(m.board[i+1], ",")
+			if !strings.Contains(devices, `name "`+dev+`"`) {
+				t.Errorf("%s: %s has no device %s", arch, qemu, dev)
+			}
+		}
 	}
 }
