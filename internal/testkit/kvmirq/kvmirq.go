@@ -103,13 +103,15 @@ func SkipUnlessX86(t testing.TB) {
 
 // Open creates the VM. It fails (wrapping unix.ENOENT) when /dev/kvm does
 // not exist: no kvm module, or a CPU without virtualization.
-func Open() (v *VM, err error) {
-	v = &VM{kvm: -1, vm: -1, vcpu: -1}
+func Open() (*VM, error) {
+	v := &VM{kvm: -1, vm: -1, vcpu: -1}
+	ok := false
 	defer func() {
-		if err != nil {
+		if !ok {
 			v.Close()
 		}
 	}()
+	var err error
 	if v.kvm, err = unix.Open("/dev/kvm", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
 		return nil, fmt.Errorf("opening /dev/kvm: %w", err)
 	}
@@ -146,6 +148,7 @@ func Open() (v *VM, err error) {
 	if _, err := ioctl(v.vm, ioctlSetGSIRouting, uintptr(unsafe.Pointer(&r))); err != nil {
 		return nil, fmt.Errorf("KVM_SET_GSI_ROUTING (GSI %d → MSI vector %#x): %w", GSI, Vector, err)
 	}
+	ok = true
 	return v, nil
 }
 

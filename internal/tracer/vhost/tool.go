@@ -58,6 +58,9 @@ type Tool struct {
 	disabled  map[string]string // stage → why it cannot happen for this interface
 	// moduleLoaded reports whether a kernel module is loaded (tests replace it).
 	moduleLoaded func(string) bool
+	// hasTracepoint reports whether tracefs lists a tracepoint of this name
+	// in any group (kernel.HasTracepointAnyGroup; tests replace it).
+	hasTracepoint func(string) bool
 	// present says which kernel functions exist (nil: unknown, offer every
 	// rung). Rungs on absent functions are left out of the ladder, so that a
 	// forced --probe kprobe does not fail on a host without KVM or vhost:
@@ -93,7 +96,7 @@ func New(cfg Config) (*Tool, error) {
 	if err != nil {
 		return nil, tracer.Usage("--vm-interface %q: %w", cfg.Interface, err)
 	}
-	t := &Tool{cfg: cfg, ifindex: ifc.Index, disabled: map[string]string{}, moduleLoaded: moduleLoaded}
+	t := &Tool{cfg: cfg, ifindex: ifc.Index, disabled: map[string]string{}, moduleLoaded: moduleLoaded, hasTracepoint: kernel.HasTracepointAnyGroup}
 	if t.netns, err = kernel.NetnsInode(); err != nil {
 		return nil, err
 	}
@@ -155,13 +158,16 @@ func (t *Tool) fnRungs(target, fentryProg, kprobeProg, note string) []tracer.Run
 	return []tracer.Rung{rung(tracer.Fentry, target, fentryProg, note), kp}
 }
 
-// tpRungs keeps the raw tracepoint rungs whose tracepoint the kernel BTF
-// declares (vmlinux, or a loaded module's BTF for kvm's tracepoints when KVM
-// is a module).
+// tpRungs keeps the raw tracepoint rungs whose tracepoint exists: the
+// kernel BTF declares it (vmlinux, or a loaded module's BTF for kvm's
+// tracepoints when KVM is a module), or tracefs lists it. A raw tracepoint
+// attaches by name without BTF, so kvm's are offered where kvm has no module
+// BTF (Debian's 5.10 builds none) too.
 func (t *Tool) tpRungs(rs ...tracer.Rung) []tracer.Rung {
 	var out []tracer.Rung
 	for _, r := range rs {
-		if t.kbtf == nil || t.kbtf.HasRawTracepoint(r.Hooks[0].Target) {
+		tp := r.Hooks[0].Target
+		if t.kbtf == nil || t.kbtf.HasRawTracepoint(tp) || t.hasTracepoint(tp) {
 			out = append(out, r)
 		}
 	}

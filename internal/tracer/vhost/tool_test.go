@@ -294,3 +294,44 @@ func TestStagesMatchRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestKVMTracepointsWithoutModuleBTF: Debian's 5.10 builds no module BTF, so
+// the kernel BTF does not declare kvm's tracepoints; tracefs lists them and
+// a raw tracepoint attaches by name, so their rungs are still offered (and
+// taken by --probe tracepoint) — but not on a host whose tracefs lacks them.
+func TestKVMTracepointsWithoutModuleBTF(t *testing.T) {
+	kvmTPs := []string{"kvm_apic_accept_irq", "kvm_msi_set_irq", "kvm_set_irq"}
+	for _, listed := range []bool{true, false} {
+		tl := testTool(t, record.ToolVhostRX, "tun", "vhost", "kvm")
+		tl.hasTracepoint = func(tp string) bool { return listed && strings.HasPrefix(tp, "kvm_") }
+		tl.useBTF(kernel.NewBTF(btftest.Spec(t, []string{"eventfd_signal"}, []string{"net_dev_start_xmit"}), map[string]*btf.Spec{}))
+		var offered []string
+		for _, st := range tl.Stages() {
+			for _, r := range st.Rungs {
+				if r.Method == tracer.RawTracepoint && strings.HasPrefix(r.Hooks[0].Target, "kvm_") {
+					offered = append(offered, r.Hooks[0].Target)
+				}
+			}
+		}
+		if !listed {
+			if len(offered) != 0 {
+				t.Errorf("tracefs without kvm tracepoints: offered %v", offered)
+			}
+			continue
+		}
+		if strings.Join(offered, ",") != strings.Join(kvmTPs, ",") {
+			t.Errorf("offered %v, want %v", offered, kvmTPs)
+		}
+		caps := tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Fentry: "", tracer.Kprobe: "", tracer.RawTracepoint: ""},
+			Targets: map[tracer.Method]map[string]bool{
+				tracer.Kprobe:        set("tun_net_xmit", "irqfd_wakeup", "svm_deliver_interrupt", "kvm_arch_set_irq_inatomic"),
+				tracer.RawTracepoint: set(append([]string{"net_dev_start_xmit", "consume_skb", "kfree_skb"}, kvmTPs...)...)}}
+		choices, err := tracer.Select(tl.Stages(), caps, tracer.ProbeTracepoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := chosen(t, choices)[record.StageKVMIRQ]; got != "raw_tracepoint:kvm_apic_accept_irq" {
+			t.Errorf("--probe tracepoint: s5 %s, want raw_tracepoint:kvm_apic_accept_irq", got)
+		}
+	}
+}
