@@ -17,7 +17,12 @@
  *   buffer is full. PP_RESERVE()/pp_submit() are the only places that touch
  *   either;
  * - the cost accounting (pp_cost, PP_COSTED): every program counts its runs
- *   and times a sample of them, so the tracer knows what it costs the host.
+ *   and times a sample of them, so the tracer knows what it costs the host;
+ * - typed reads (PP_RD): programs whose arguments the kernel types through
+ *   BTF (fentry, tp_btf) read kernel structs with plain loads, the others
+ *   (kprobe, raw_tracepoint) with bpf_probe_read_kernel. Every shared
+ *   function that reads a kernel struct takes `typed`, a constant in each
+ *   program, so the compiler keeps one of the two reads.
  *
  * A tracer's C file includes this header once, defines its programs (one per
  * hook and attach method, each body wrapped in PP_COSTED), and emits with
@@ -47,6 +52,17 @@ struct user_pt_regs {
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
+
+/*
+ * PP_RD(typed, src, field) reads src->field (field may be a member path such
+ * as nd_net.net). typed (a compile-time constant after inlining) says that
+ * src is a BTF-typed pointer of an fentry or tp_btf program: the verifier
+ * then allows a plain load, which it guards against faults itself, at the
+ * cost of a load (~1 ns) instead of a helper call (~30-40 ns on the
+ * machines measured, docs/observer-effect.md). Both are CO-RE relocated.
+ * Pointers read typed stay typed, so a chain of PP_RD stays plain loads.
+ */
+#define PP_RD(typed, src, field) ((typed) ? (src)->field : BPF_CORE_READ(src, field))
 
 #define PP_MAX_IFACES 8
 #define PP_MAX_PAIRS 8 /* pp_src_ip/pp_dst_ip plus PP_MAX_PAIRS - 1 more */
@@ -329,7 +345,7 @@ static __always_inline void pp_cost_end(struct pp_cost_timer *t)
 struct net *pp_own_net = NULL;
 
 /* pp_net_ok: net is the tracer's namespace (or no namespace filter is set). */
-static __always_inline int pp_net_ok(struct net *net)
+static __always_inline int pp_net_ok(struct net *net, int typed)
 {
 	if (!pp_netns)
 		return 1;
@@ -338,7 +354,7 @@ static __always_inline int pp_net_ok(struct net *net)
 	struct net *own = pp_own_net;
 	if (own)
 		return net == own;
-	if (BPF_CORE_READ(net, ns.inum) != (__u32)pp_netns)
+	if (PP_RD(typed, net, ns.inum) != (__u32)pp_netns)
 		return 0;
 	pp_own_net = net;
 	return 1;
@@ -360,13 +376,13 @@ static __always_inline int pp_net_ok(struct net *net)
 struct net_device *pp_net_devs[PP_NET_DEVS] = {};
 
 /* pp_dev_in_net: dev (not NULL) is in the tracer's namespace. Returns PP_DEV_*. */
-static __always_inline int pp_dev_in_net(struct net_device *dev)
+static __always_inline int pp_dev_in_net(struct net_device *dev, int typed)
 {
 #pragma unroll
 	for (int i = 0; i < PP_NET_DEVS; i++)
 		if (pp_net_devs[i] == dev)
 			return PP_DEV_LEARNED_NET;
-	if (!pp_net_ok(BPF_CORE_READ(dev, nd_net.net)))
+	if (!pp_net_ok(PP_RD(typed, dev, nd_net.net), typed))
 		return PP_DEV_NO;
 #pragma unroll
 	for (int i = 0; i < PP_NET_DEVS; i++) {
@@ -382,16 +398,16 @@ static __always_inline int pp_dev_in_net(struct net_device *dev)
  * pp_netns_ok: the skb belongs to the tracer's namespace (or no filter set).
  * Returns PP_DEV_* (PP_DEV_READ when there is no filter).
  */
-static __always_inline int pp_netns_ok(struct sk_buff *skb, struct net_device *dev)
+static __always_inline int pp_netns_ok(struct sk_buff *skb, struct net_device *dev, int typed)
 {
 	if (!pp_netns)
 		return PP_DEV_READ;
 	if (dev)
-		return pp_dev_in_net(dev);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+		return pp_dev_in_net(dev, typed);
+	struct sock *sk = PP_RD(typed, skb, sk);
 	if (!sk)
 		return PP_DEV_NO;
-	return pp_net_ok(BPF_CORE_READ(sk, __sk_common.skc_net.net)) ? PP_DEV_READ : PP_DEV_NO;
+	return pp_net_ok(PP_RD(typed, sk, __sk_common.skc_net.net), typed) ? PP_DEV_READ : PP_DEV_NO;
 }
 
 /* pp_ifindex_ok: ifindex is one of the configured interfaces (or no filter set). */
@@ -426,12 +442,12 @@ struct net_device *pp_dev_seen[PP_MAX_IFACES] = {};
  * pp_dev_ok: dev is a configured device (pp_n_ifindex > 0) of the tracer's
  * namespace. Returns PP_DEV_*.
  */
-static __always_inline int pp_dev_ok(struct net_device *dev)
+static __always_inline int pp_dev_ok(struct net_device *dev, int typed)
 {
 	if (!dev)
 		return PP_DEV_NO;
 	if (!pp_netns)
-		return pp_ifindex_ok(BPF_CORE_READ(dev, ifindex)) ? PP_DEV_READ : PP_DEV_NO;
+		return pp_ifindex_ok(PP_RD(typed, dev, ifindex)) ? PP_DEV_READ : PP_DEV_NO;
 	__u32 known = 0;
 #pragma unroll
 	for (int i = 0; i < PP_MAX_IFACES; i++) {
@@ -444,14 +460,14 @@ static __always_inline int pp_dev_ok(struct net_device *dev)
 	}
 	if (known >= pp_n_ifindex)
 		return PP_DEV_NO; /* every configured device is known: not one of them */
-	__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+	__u32 ifindex = PP_RD(typed, dev, ifindex);
 #pragma unroll
 	for (int i = 0; i < PP_MAX_IFACES; i++) {
 		if (i >= pp_n_ifindex)
 			break;
 		if (pp_ifindex[i] != ifindex)
 			continue;
-		if (!pp_net_ok(BPF_CORE_READ(dev, nd_net.net)))
+		if (!pp_net_ok(PP_RD(typed, dev, nd_net.net), typed))
 			return PP_DEV_NO;
 		pp_dev_seen[i] = dev;
 		return PP_DEV_READ;
@@ -463,12 +479,12 @@ static __always_inline int pp_dev_ok(struct net_device *dev)
  * pp_dev_recheck: a device recognised by its pointer (how, from pp_dev_ok
  * or pp_netns_ok) still is what it was learned as: for matched packets only.
  */
-static __always_inline int pp_dev_recheck(struct net_device *dev, int how)
+static __always_inline int pp_dev_recheck(struct net_device *dev, int how, int typed)
 {
 	if (how == PP_DEV_LEARNED_IF)
-		return pp_ifindex_ok(BPF_CORE_READ(dev, ifindex));
+		return pp_ifindex_ok(PP_RD(typed, dev, ifindex));
 	if (how == PP_DEV_LEARNED_NET)
-		return pp_net_ok(BPF_CORE_READ(dev, nd_net.net));
+		return pp_net_ok(PP_RD(typed, dev, nd_net.net), typed);
 	return how != PP_DEV_NO;
 }
 
@@ -579,10 +595,10 @@ static __always_inline int pp_parse_ip(unsigned char *head, __u32 off, struct pp
 #define PP_ARPHRD_ETHER 1
 
 /* pp_skb_ether: the skb's device has Ethernet headers. */
-static __always_inline int pp_skb_ether(struct sk_buff *skb)
+static __always_inline int pp_skb_ether(struct sk_buff *skb, int typed)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	return dev && BPF_CORE_READ(dev, type) == PP_ARPHRD_ETHER;
+	struct net_device *dev = PP_RD(typed, skb, dev);
+	return dev && PP_RD(typed, dev, type) == PP_ARPHRD_ETHER;
 }
 
 /* The skb fields a parse needs. */
@@ -595,15 +611,24 @@ struct pp_skb_hdrs {
 };
 
 /*
- * pp_skb_hdrs reads protocol, network_header, mac_header, head and data.
- * They lie within a few dozen bytes of each other (protocol .. data: 32
- * bytes on 5.x/6.x), so they are fetched with one probe read; the CO-RE
- * offsets below are load-time constants, and kernels where the window does
- * not fit take the field-by-field path instead (the verifier drops the
- * other one). Returns 0 when the skb cannot be read.
+ * pp_skb_hdrs reads protocol, network_header, mac_header, head and data:
+ * typed, with five plain loads. Otherwise, since they lie within a few
+ * dozen bytes of each other (protocol .. data: 32 bytes on 5.x/6.x), they
+ * are fetched with one probe read; the CO-RE offsets below are load-time
+ * constants, and kernels where the window does not fit take the
+ * field-by-field path instead (the verifier drops the other one). Returns 0
+ * when the skb cannot be read.
  */
-static __always_inline int pp_skb_hdrs(struct sk_buff *skb, struct pp_skb_hdrs *h)
+static __always_inline int pp_skb_hdrs(struct sk_buff *skb, struct pp_skb_hdrs *h, int typed)
 {
+	if (typed) {
+		h->proto = skb->protocol;
+		h->nh = skb->network_header;
+		h->mh = skb->mac_header;
+		h->head = skb->head;
+		h->data = skb->data;
+		return 1;
+	}
 	__u32 base = bpf_core_field_offset(struct sk_buff, protocol);
 	__u32 o_nh = bpf_core_field_offset(struct sk_buff, network_header) - base;
 	__u32 o_mh = bpf_core_field_offset(struct sk_buff, mac_header) - base;
@@ -653,10 +678,10 @@ static __always_inline int pp_is_vlan_proto(__be16 proto)
  * (no hardware VLAN offload) are skipped using skb->protocol or the Ethernet
  * type. Returns 1 for a wanted ICMP echo packet.
  */
-static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt)
+static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt, int typed)
 {
 	struct pp_skb_hdrs h;
-	if (!pp_skb_hdrs(skb, &h))
+	if (!pp_skb_hdrs(skb, &h, typed))
 		return 0;
 	unsigned char *head = h.head, *data = h.data;
 	__u16 nh = h.nh, mh = h.mh;
@@ -668,7 +693,7 @@ static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt)
 	if (nh != 0 && nh != PP_HDR_UNSET) {
 		/* nh == mh is right for L3 devices (tun, ipip) but stale on
 		 * Ethernet (rare: costs one more read); nh < mh is always stale. */
-		trusted = mh == PP_HDR_UNSET || nh > mh || (nh == mh && !pp_skb_ether(skb));
+		trusted = mh == PP_HDR_UNSET || nh > mh || (nh == mh && !pp_skb_ether(skb, typed));
 	}
 	if (trusted) {
 		off = nh;
@@ -708,21 +733,22 @@ static __always_inline int pp_parse_skb(struct sk_buff *skb, struct pp_pkt *pkt)
  * learned, which also vouches for the namespace) or else the namespace (a
  * pointer compare with pp_own_net), then the packet itself: skb->protocol,
  * then the IPv4 and ICMP headers in one read. Unrelated packets leave after
- * one to three probe reads. On success *devp is the skb's
- * device (may be NULL when check_dev is 0).
+ * one to three probe reads (typed: plain loads and at most one probe read,
+ * of the packet). On success *devp is the skb's device (may be NULL when
+ * check_dev is 0).
  */
 static __always_inline int pp_filter_skb(struct sk_buff *skb, struct pp_pkt *pkt, int check_dev,
-					 struct net_device **devp)
+					 struct net_device **devp, int typed)
 {
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	struct net_device *dev = PP_RD(typed, skb, dev);
 	*devp = dev;
 	if (check_dev && pp_n_ifindex) {
 		/* A configured device is in our namespace (pp_dev_ok). */
-		int how = pp_dev_ok(dev);
-		return how && pp_parse_skb(skb, pkt) && pp_dev_recheck(dev, how);
+		int how = pp_dev_ok(dev, typed);
+		return how && pp_parse_skb(skb, pkt, typed) && pp_dev_recheck(dev, how, typed);
 	}
-	int how = pp_netns_ok(skb, dev);
-	return how && pp_parse_skb(skb, pkt) && pp_dev_recheck(dev, how);
+	int how = pp_netns_ok(skb, dev, typed);
+	return how && pp_parse_skb(skb, pkt, typed) && pp_dev_recheck(dev, how, typed);
 }
 
 /*
@@ -811,7 +837,7 @@ static __always_inline void pp_submit_size(void *ctx, void *e, __u64 size)
  * calls pp_submit.
  */
 static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt, __u8 hook,
-					  struct net_device *dev, __u32 netns, __u64 ts)
+					  struct net_device *dev, __u32 netns, __u64 ts, int typed)
 {
 	e->ts = ts;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
@@ -826,7 +852,7 @@ static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	/* The device's name is left to user space (by index, in the tracer's
 	 * namespace): one probe read less per event. */
-	e->ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+	e->ifindex = dev ? PP_RD(typed, dev, ifindex) : 0;
 	e->ifname[0] = 0;
 }
 
@@ -835,12 +861,13 @@ static __always_inline void pp_fill_event(struct pp_event *e, struct pp_pkt *pkt
  * context is ctx. dev may be NULL. Returns 0; a full buffer is counted in
  * pp_lost.
  */
-static __always_inline int pp_emit(void *ctx, struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 netns)
+static __always_inline int pp_emit(void *ctx, struct pp_pkt *pkt, __u8 hook, struct net_device *dev, __u32 netns,
+				   int typed)
 {
 	PP_RESERVE(struct pp_event, e);
 	if (!e)
 		return 0;
-	pp_fill_event(e, pkt, hook, dev, netns, bpf_ktime_get_ns());
+	pp_fill_event(e, pkt, hook, dev, netns, bpf_ktime_get_ns(), typed);
 	pp_submit(ctx, e);
 	return 0;
 }
@@ -849,46 +876,53 @@ static __always_inline int pp_emit(void *ctx, struct pp_pkt *pkt, __u8 hook, str
  * pp_on_skb is the body of a typical skb hook: filter, then emit. Tracers
  * call it from their per-method wrappers (fentry/kprobe/raw_tracepoint).
  */
-static __always_inline int pp_on_skb(void *ctx, struct sk_buff *skb, __u8 hook, int check_dev)
+static __always_inline int pp_on_skb(void *ctx, struct sk_buff *skb, __u8 hook, int check_dev, int typed)
 {
 	struct pp_pkt pkt = {};
 	struct net_device *dev;
-	if (!skb || !pp_filter_skb(skb, &pkt, check_dev, &dev))
+	if (!skb || !pp_filter_skb(skb, &pkt, check_dev, &dev, typed))
 		return 0;
-	return pp_emit(ctx, &pkt, hook, dev, pp_netns);
+	return pp_emit(ctx, &pkt, hook, dev, pp_netns, typed);
 }
 
 /*
- * Wrappers for the three attach methods of a hook whose skb is argument N
- * (1-based) of the kernel function / raw tracepoint. The Go side attaches
- * fentry programs by setting AttachTo, kprobes by symbol, raw tracepoints by
- * name, so one wrapper serves every target with the same argument layout.
- * Each run is accounted in the cost slot of its hook.
+ * Wrappers for the attach methods of a hook whose skb is argument N
+ * (1-based) of the kernel function / tracepoint. The Go side attaches
+ * fentry and tp_btf programs by setting AttachTo, kprobes by symbol, raw
+ * tracepoints by name, so one wrapper serves every target with the same
+ * argument layout. fentry and tp_btf read typed (PP_RD). Each run is
+ * accounted in the cost slot of its hook.
  */
 #define PP_FENTRY_SKB1(name, hook, check_dev)                                                    \
 	SEC("fentry") int BPF_PROG(name, struct sk_buff *skb)                                    \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev));                         \
+		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev, 1));                      \
 	}
 #define PP_FENTRY_SKB3(name, hook, check_dev)                                                    \
 	SEC("fentry") int BPF_PROG(name, void *a1, void *a2, struct sk_buff *skb)                \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev));                         \
+		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev, 1));                      \
 	}
 #define PP_KPROBE_SKB1(name, hook, check_dev)                                                    \
 	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)PT_REGS_PARM1(ctx), hook, check_dev)); \
+		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)PT_REGS_PARM1(ctx), hook, check_dev, 0)); \
 	}
 #define PP_KPROBE_SKB3(name, hook, check_dev)                                                    \
 	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)PT_REGS_PARM3(ctx), hook, check_dev)); \
+		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)PT_REGS_PARM3(ctx), hook, check_dev, 0)); \
 	}
 #define PP_RAW_TP_SKB1(name, hook, check_dev)                                                    \
 	SEC("raw_tracepoint") int name(struct bpf_raw_tracepoint_args *ctx)                      \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)ctx->args[0], hook, check_dev)); \
+		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)ctx->args[0], hook, check_dev, 0)); \
+	}
+/* The same tracepoints through BTF (tp_btf, 5.5+ with kernel BTF): typed. */
+#define PP_TP_BTF_SKB1(name, hook, check_dev)                                                    \
+	SEC("tp_btf") int BPF_PROG(name, struct sk_buff *skb)                                    \
+	{                                                                                        \
+		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev, 1));                      \
 	}
 
 #endif /* PINGPATH_H */

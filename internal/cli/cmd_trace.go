@@ -51,7 +51,7 @@ type tracerFlags struct {
 func addTracerFlags(cmd *cobra.Command) *tracerFlags {
 	tf := &tracerFlags{}
 	f := cmd.Flags()
-	f.StringVar(&tf.opts.Probe, "probe", tracer.ProbeAuto, "attach method: auto, fentry, kprobe or tracepoint (forced rungs fail when they cannot work)")
+	f.StringVar(&tf.opts.Probe, "probe", tracer.ProbeAuto, "attach method: auto, fentry, tp_btf, kprobe or tracepoint (forced rungs fail when they cannot work)")
 	f.StringVar(&tf.opts.EventBuffer, "event-buffer", tracer.EventBufferAuto, "how events leave the kernel: auto (the BPF ring buffer where the kernel has one, 5.8+, else the perf event array), ringbuf or perf")
 	f.StringVar(&tf.opts.Format, "format", "json", "output format: json (record stream) or text")
 	f.StringVarP(&tf.opts.Output, "output", "o", "-", "output file (- for stdout)")

@@ -56,11 +56,26 @@ func FentrySupport(fn string) error {
 	if err := ProgramTypeSupport(ebpf.Tracing); err != nil {
 		return err
 	}
+	return tracingSupport(ebpf.AttachTraceFEntry, fn, "fentry")
+}
+
+// TpBTFSupport returns nil when a tp_btf program (a BTF-typed raw
+// tracepoint) can really be attached to tracepoint tp, the same way. It needs
+// no trampoline: kernels that refuse fentry may run it (cilium/ebpf's
+// feature probe for the Tracing program type loads an fentry program, so it
+// fails on such kernels: not asked here).
+func TpBTFSupport(tp string) error {
+	return tracingSupport(ebpf.AttachTraceRawTp, tp, "tp_btf")
+}
+
+// tracingSupport loads an empty BPF_PROG_TYPE_TRACING program of attach type
+// at on target and attaches it for a moment; what names the method in errors.
+func tracingSupport(at ebpf.AttachType, target, what string) error {
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:       "pp_probe_fentry",
+		Name:       "pp_probe_" + what,
 		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceFEntry,
-		AttachTo:   fn,
+		AttachType: at,
+		AttachTo:   target,
 		License:    "GPL",
 		Instructions: asm.Instructions{
 			asm.Mov.Imm(asm.R0, 0),
@@ -68,12 +83,12 @@ func FentrySupport(fn string) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("loading a test fentry program on %s: %w", fn, err)
+		return fmt.Errorf("loading a test %s program on %s: %w", what, target, err)
 	}
 	defer prog.Close()
 	lk, err := link.AttachTracing(link.TracingOptions{Program: prog})
 	if err != nil {
-		return fmt.Errorf("attaching a test fentry program on %s: %w", fn, err)
+		return fmt.Errorf("attaching a test %s program on %s: %w", what, target, err)
 	}
 	return lk.Close()
 }

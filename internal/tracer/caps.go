@@ -9,24 +9,35 @@ import (
 )
 
 // ProbeCapabilities asks the running kernel about every method and target the
-// stages mention. It attaches an empty fentry program for a moment to learn
-// whether trampolines work.
+// stages mention. It attaches an empty fentry (and tp_btf) program for a
+// moment to learn whether trampolines (and typed tracepoints) work.
 // btfFile is the kernel BTF file (--btf), "" for /sys/kernel/btf/vmlinux.
 func ProbeCapabilities(stages []Stage, btfFile string) Capabilities {
 	b, err := kernel.LoadBTF(btfFile)
-	return probeCapabilities(stages, b, err, kernel.FentrySupport)
+	return probeCapabilities(stages, b, err, kernelChecks())
+}
+
+// kernelChecks are the real kernel's load-and-attach checks.
+func kernelChecks() kernelSupport {
+	return kernelSupport{fentry: kernel.FentrySupport, tpBTF: kernel.TpBTFSupport}
+}
+
+// kernelSupport holds the checks that need the kernel to load a program
+// (kernel.FentrySupport, kernel.TpBTFSupport); tests fabricate them.
+type kernelSupport struct {
+	fentry func(fn string) error
+	tpBTF  func(tp string) error
 }
 
 // probeCapabilities probes with b (nil and btfErr when there is no kernel
-// BTF); fentrySupport tells whether trampolines attach to a function
-// (kernel.FentrySupport; tests fabricate it). Functions and raw tracepoints
-// missing from vmlinux BTF are looked up in module BTF first, so that fentry
-// reaches module functions (tun, vhost_net, kvm) and module tracepoints are
-// found.
-func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error, fentrySupport func(string) error) Capabilities {
+// BTF). Functions and raw tracepoints missing from vmlinux BTF are looked up
+// in module BTF first, so that fentry reaches module functions (tun,
+// vhost_net, kvm) and module tracepoints are found.
+func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error, support kernelSupport) Capabilities {
 	targets := Targets(stages)
 	if btfErr == nil {
-		_ = b.FindInModules(targets[Fentry], targets[RawTracepoint]) // on error: vmlinux only
+		tps := append(append([]string(nil), targets[RawTracepoint]...), targets[TpBTF]...)
+		_ = b.FindInModules(targets[Fentry], tps) // on error: vmlinux only
 	}
 	caps := Capabilities{Methods: map[Method]string{}, Targets: map[Method]map[string]bool{}}
 	reason := func(err error) string {
@@ -35,30 +46,38 @@ func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error, fentrySuppor
 		}
 		return err.Error()
 	}
-	if fns := targets[Fentry]; len(fns) > 0 {
-		caps.Targets[Fentry] = map[string]bool{}
+	// fentry and tp_btf attach through the kernel's own BTF: a function or
+	// a tracepoint's btf_trace_ typedef in vmlinux or module BTF.
+	btfMethod := func(m Method, names []string, has func(string) bool, works func(string) error) {
+		if len(names) == 0 {
+			return
+		}
+		caps.Targets[m] = map[string]bool{}
 		switch {
 		case btfErr != nil:
-			caps.Methods[Fentry] = reason(btfErr)
+			caps.Methods[m] = reason(btfErr)
 		case b.File() != "":
-			caps.Methods[Fentry] = "kernel BTF given as a file (--btf " + b.File() + "): fentry needs the kernel's own BTF"
+			caps.Methods[m] = "kernel BTF given as a file (--btf " + b.File() + "): " + string(m) + " needs the kernel's own BTF"
 		default:
 			var probeOn string
-			for _, fn := range fns {
-				if b.HasFunc(fn) {
-					caps.Targets[Fentry][fn] = true
+			for _, n := range names {
+				if has(n) {
+					caps.Targets[m][n] = true
 					if probeOn == "" {
-						probeOn = fn
+						probeOn = n
 					}
 				}
 			}
 			if probeOn == "" {
-				caps.Methods[Fentry] = "none of " + strings.Join(fns, ", ") + " in kernel BTF"
+				caps.Methods[m] = "none of " + strings.Join(names, ", ") + " in kernel BTF"
 			} else {
-				caps.Methods[Fentry] = reason(fentrySupport(probeOn))
+				caps.Methods[m] = reason(works(probeOn))
 			}
 		}
 	}
+	// (Method values of a nil *kernel.BTF are only called when btfErr is nil.)
+	btfMethod(Fentry, targets[Fentry], b.HasFunc, support.fentry)
+	btfMethod(TpBTF, targets[TpBTF], b.HasRawTracepoint, support.tpBTF)
 	if fns := targets[Kprobe]; len(fns) > 0 {
 		caps.Methods[Kprobe] = reason(kernel.KprobeSupport())
 		// Symbol lists cost tens of ms to read: only when kprobes work.

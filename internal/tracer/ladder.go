@@ -20,7 +20,12 @@ type Method string
 
 // Attach methods, best first. A stage's ladder lists its rungs in this order.
 const (
-	Fentry        Method = "fentry"         // BPF trampoline on a BTF function (cheapest, needs BTF + trampolines)
+	Fentry Method = "fentry" // BPF trampoline on a BTF function (cheapest, needs BTF + trampolines)
+	// TpBTF is a raw tracepoint whose arguments the kernel types through
+	// its BTF ("tp_btf", 5.5+): the program reads kernel structs with plain
+	// loads instead of bpf_probe_read_kernel, like fentry, but needs no
+	// trampoline. Needs the kernel's own BTF (not a --btf file).
+	TpBTF         Method = "tp_btf"
 	Kprobe        Method = "kprobe"         // kprobe on a kernel function (needs CONFIG_KPROBES)
 	Tracepoint    Method = "tracepoint"     // classic tracepoint "group/name" (needs tracefs)
 	RawTracepoint Method = "raw_tracepoint" // raw tracepoint "name" (no tracefs needed)
@@ -31,18 +36,19 @@ const (
 	ProbeAuto       = "auto"
 	ProbeFentry     = "fentry"
 	ProbeKprobe     = "kprobe"
-	ProbeTracepoint = "tracepoint" // forces tracepoint or raw_tracepoint rungs
+	ProbeTpBTF      = "tp_btf"
+	ProbeTracepoint = "tracepoint" // forces tracepoint or raw_tracepoint rungs (untyped)
 )
 
 // ParseProbe validates a --probe value.
 func ParseProbe(s string) (string, error) {
 	switch s {
-	case ProbeAuto, ProbeFentry, ProbeKprobe, ProbeTracepoint:
+	case ProbeAuto, ProbeFentry, ProbeTpBTF, ProbeKprobe, ProbeTracepoint:
 		return s, nil
 	case "":
 		return ProbeAuto, nil
 	}
-	return "", fmt.Errorf("--probe %q: want auto, fentry, kprobe or tracepoint", s)
+	return "", fmt.Errorf("--probe %q: want auto, fentry, tp_btf, kprobe or tracepoint", s)
 }
 
 // rungFamily maps a method to the --probe value that forces it.

@@ -42,11 +42,11 @@ func PruneSpec(spec *ebpf.CollectionSpec, choices []Choice) ([]string, error) {
 			if !ok {
 				return nil, fmt.Errorf("stage %s: program %s not in the BPF object", c.Stage, h.Program)
 			}
-			if c.Rung.Method == Fentry {
-				// One fentry program per target: a program's BTF attach
-				// target is fixed at load time.
+			if c.Rung.Method == Fentry || c.Rung.Method == TpBTF {
+				// One fentry/tp_btf program per target: a program's BTF
+				// attach target is fixed at load time.
 				if used[h.Program] && ps.AttachTo != h.Target {
-					return nil, fmt.Errorf("stage %s: fentry program %s used for two targets (%s, %s)", c.Stage, h.Program, ps.AttachTo, h.Target)
+					return nil, fmt.Errorf("stage %s: %s program %s used for two targets (%s, %s)", c.Stage, c.Rung.Method, h.Program, ps.AttachTo, h.Target)
 				}
 				ps.AttachTo = h.Target
 			}
@@ -198,7 +198,7 @@ func attach(m Method, h Hook, prog *ebpf.Program) (link.Link, error) {
 		return nil, fmt.Errorf("program %s not loaded", h.Program)
 	}
 	switch m {
-	case Fentry:
+	case Fentry, TpBTF:
 		return link.AttachTracing(link.TracingOptions{Program: prog})
 	case Kprobe:
 		return link.Kprobe(h.Target, prog, nil)

@@ -178,7 +178,7 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	if btfErr != nil && o.BTF != "" {
 		return &UsageError{fmt.Errorf("--btf: %w", btfErr)}
 	}
-	caps := probeCapabilities(stages, kbtf, btfErr, kernel.FentrySupport)
+	caps := probeCapabilities(stages, kbtf, btfErr, kernelChecks())
 	buffer, bufferWhy, err := ChooseEventBuffer(o.EventBuffer, RingBufferSupport)
 	if err != nil {
 		return err

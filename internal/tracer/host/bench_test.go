@@ -125,8 +125,13 @@ func BenchmarkBPFCost(b *testing.B) {
 		otherNS.Report(b, "otherns")
 		matched, _ := s2.Sub(s1)
 		matched.Report(b, "matched")
-		for _, prog := range []string{"host_ingress_tp", "host_egress_tp"} {
-			m := matched[prog]
+		// Whichever rung is attached (tp_btf where the kernel types its
+		// tracepoints, else raw tracepoints; fentry for egress).
+		for _, prog := range []string{"host_ingress_btf", "host_ingress_tp", "host_egress_btf", "host_egress_fentry", "host_egress_tp"} {
+			m, ok := matched[prog]
+			if !ok {
+				continue
+			}
 			own := uint64(2 * len(res.Replies))
 			if m.Runs <= own {
 				continue

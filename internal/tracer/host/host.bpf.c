@@ -257,10 +257,10 @@ struct sk_buff___vlan_present {
 } __attribute__((preserve_access_index));
 
 /* skb_vlan_flag notes a VLAN tag the driver or 8021q moved into metadata. */
-static __always_inline __u8 skb_vlan_flag(struct sk_buff *skb)
+static __always_inline __u8 skb_vlan_flag(struct sk_buff *skb, int typed)
 {
 	if (bpf_core_field_exists(skb->vlan_all))
-		return BPF_CORE_READ(skb, vlan_all) ? ENCAP_VLAN : 0;
+		return PP_RD(typed, skb, vlan_all) ? ENCAP_VLAN : 0;
 	struct sk_buff___vlan_present *old = (void *)skb;
 	if (bpf_core_field_exists(old->vlan_present))
 		return BPF_CORE_READ_BITFIELD_PROBED(old, vlan_present) ? ENCAP_VLAN : 0;
@@ -305,85 +305,99 @@ static __always_inline void emit(void *ctx, struct pp_pkt *pkt, __u8 hook, struc
  * learned pointer must still have a traced index (pp_dev_recheck's job: a
  * device freed and its memory reused cannot produce events).
  */
-static __always_inline int recheck_ifindex(struct net_device *dev, int how, __u32 *ifindex)
+static __always_inline int recheck_ifindex(struct net_device *dev, int how, __u32 *ifindex, int typed)
 {
-	*ifindex = BPF_CORE_READ(dev, ifindex);
+	*ifindex = PP_RD(typed, dev, ifindex);
 	return how == PP_DEV_READ || pp_ifindex_ok(*ifindex);
 }
 
-static __always_inline int on_ingress(void *ctx, struct sk_buff *skb)
+static __always_inline int on_ingress(void *ctx, struct sk_buff *skb, int typed)
 {
 	if (!skb)
 		return 0;
 	/* A traced device of our namespace (pp_dev_ok: a pointer compare once
 	 * learned), then one read of the skb's header fields and one of the
 	 * headers. */
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	int how = pp_dev_ok(dev);
+	struct net_device *dev = PP_RD(typed, skb, dev);
+	int how = pp_dev_ok(dev, typed);
 	if (!how)
 		return 0;
 	struct pp_skb_hdrs h;
 	/* eth_type_trans pulled the Ethernet header; mac_header points at it. */
-	if (!pp_skb_hdrs(skb, &h) || h.mh == PP_HDR_UNSET)
+	if (!pp_skb_hdrs(skb, &h, typed) || h.mh == PP_HDR_UNSET)
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
 	__u32 ifindex;
-	if (!match_frame(h.head, h.mh, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex))
+	if (!match_frame(h.head, h.mh, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex, typed))
 		return 0;
 	inflight_add(&pkt);
-	emit(ctx, &pkt, HOOK_INGRESS, dev, ifindex, encap | skb_vlan_flag(skb), 0, 0);
+	emit(ctx, &pkt, HOOK_INGRESS, dev, ifindex, encap | skb_vlan_flag(skb, typed), 0, 0);
 	return 0;
 }
 
 SEC("raw_tracepoint")
 int host_ingress_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(HOOK_INGRESS, on_ingress(ctx, (struct sk_buff *)ctx->args[0]));
+	return PP_COSTED(HOOK_INGRESS, on_ingress(ctx, (struct sk_buff *)ctx->args[0], 0));
 }
 
-static __always_inline int on_egress(void *ctx, struct sk_buff *skb, struct net_device *dev)
+/* The same tracepoint with typed arguments (tp_btf): plain loads. */
+SEC("tp_btf")
+int BPF_PROG(host_ingress_btf, struct sk_buff *skb)
 {
-	int how = skb ? pp_dev_ok(dev) : PP_DEV_NO;
+	return PP_COSTED(HOOK_INGRESS, on_ingress(ctx, skb, 1));
+}
+
+static __always_inline int on_egress(void *ctx, struct sk_buff *skb, struct net_device *dev, int typed)
+{
+	int how = skb ? pp_dev_ok(dev, typed) : PP_DEV_NO;
 	if (!how)
 		return 0;
 	/* At the driver boundary skb->data is the Ethernet header. */
 	struct pp_skb_hdrs h;
-	if (!pp_skb_hdrs(skb, &h))
+	if (!pp_skb_hdrs(skb, &h, typed))
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
 	__u32 ifindex;
-	if (!match_frame(h.head, h.data - h.head, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex))
+	if (!match_frame(h.head, h.data - h.head, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex, typed))
 		return 0;
 	inflight_done(&pkt);
-	emit(ctx, &pkt, HOOK_EGRESS, dev, ifindex, encap | skb_vlan_flag(skb), 0, 0);
+	emit(ctx, &pkt, HOOK_EGRESS, dev, ifindex, encap | skb_vlan_flag(skb, typed), 0, 0);
 	return 0;
 }
 
 SEC("raw_tracepoint")
 int host_egress_tp(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(HOOK_EGRESS, on_egress(ctx, (struct sk_buff *)ctx->args[0], (struct net_device *)ctx->args[1]));
+	return PP_COSTED(HOOK_EGRESS, on_egress(ctx, (struct sk_buff *)ctx->args[0], (struct net_device *)ctx->args[1], 0));
+}
+
+SEC("tp_btf")
+int BPF_PROG(host_egress_btf, struct sk_buff *skb, struct net_device *dev)
+{
+	return PP_COSTED(HOOK_EGRESS, on_egress(ctx, skb, dev, 1));
 }
 
 SEC("kprobe")
 int host_egress_kprobe(struct pt_regs *ctx)
 {
 	return PP_COSTED(HOOK_EGRESS,
-			 on_egress(ctx, (struct sk_buff *)PT_REGS_PARM1(ctx), (struct net_device *)PT_REGS_PARM2(ctx)));
+			 on_egress(ctx, (struct sk_buff *)PT_REGS_PARM1(ctx), (struct net_device *)PT_REGS_PARM2(ctx), 0));
 }
 
 SEC("fentry")
 int BPF_PROG(host_egress_fentry, struct sk_buff *first, struct net_device *dev)
 {
-	return PP_COSTED(HOOK_EGRESS, on_egress(ctx, first, dev));
+	return PP_COSTED(HOOK_EGRESS, on_egress(ctx, first, dev, 1));
 }
 
-static __always_inline int on_drop(struct bpf_raw_tracepoint_args *ctx)
+/* on_drop: kfree_skb(skb, location[, reason]); args are the tracepoint's. */
+static __always_inline int on_drop(void *ctx, __u64 *args, int typed)
 {
-	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
-	__u32 reason = host_kfree_reason ? (__u32)ctx->args[2] : 0;
+	struct sk_buff *skb = (struct sk_buff *)args[0];
+	__u32 reason = host_kfree_reason ? (__u32)args[2] : 0;
 	/* SKB_NOT_DROPPED_YET and SKB_CONSUMED are not drops. */
 	if (host_kfree_reason && reason <= 1)
 		return 0;
@@ -392,24 +406,32 @@ static __always_inline int on_drop(struct bpf_raw_tracepoint_args *ctx)
 	/* Any device of our namespace: the packet may die on its way between
 	 * the traced ones (pp_netns_ok: a pointer compare for devices seen
 	 * before). */
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	int how = dev ? pp_netns_ok(skb, dev) : PP_DEV_NO;
+	struct net_device *dev = PP_RD(typed, skb, dev);
+	int how = dev ? pp_netns_ok(skb, dev, typed) : PP_DEV_NO;
 	if (!how)
 		return 0;
-	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 nh = PP_RD(typed, skb, network_header);
 	if (nh == PP_HDR_UNSET || nh == 0)
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_ip(BPF_CORE_READ(skb, head), nh, &pkt, &encap) || !pp_dev_recheck(dev, how))
+	if (!match_ip(PP_RD(typed, skb, head), nh, &pkt, &encap) || !pp_dev_recheck(dev, how, typed))
 		return 0;
 	inflight_done(&pkt);
-	emit(ctx, &pkt, HOOK_DROP, dev, BPF_CORE_READ(dev, ifindex), encap, ctx->args[1], reason);
+	emit(ctx, &pkt, HOOK_DROP, dev, PP_RD(typed, dev, ifindex), encap, args[1], reason);
 	return 0;
 }
 
 SEC("raw_tracepoint")
 int host_drop(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(HOOK_DROP, on_drop(ctx));
+	return PP_COSTED(HOOK_DROP, on_drop(ctx, ctx->args, 0));
+}
+
+/* tp_btf: the tracepoint's arguments are ctx itself (a reason the kernel
+ * does not pass is never read: host_kfree_reason is a load-time constant). */
+SEC("tp_btf")
+int BPF_PROG(host_drop_btf, struct sk_buff *skb)
+{
+	return PP_COSTED(HOOK_DROP, on_drop(ctx, ctx, 1));
 }

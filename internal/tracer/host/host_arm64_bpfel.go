@@ -63,9 +63,12 @@ const (
 	hostMapPpPerf            = "pp_perf"
 	hostMapPpSubmitted       = "pp_submitted"
 	hostProgHostDrop         = "host_drop"
+	hostProgHostDropBtf      = "host_drop_btf"
+	hostProgHostEgressBtf    = "host_egress_btf"
 	hostProgHostEgressFentry = "host_egress_fentry"
 	hostProgHostEgressKprobe = "host_egress_kprobe"
 	hostProgHostEgressTp     = "host_egress_tp"
+	hostProgHostIngressBtf   = "host_ingress_btf"
 	hostProgHostIngressTp    = "host_ingress_tp"
 	hostVarHostInflight      = "host_inflight"
 	hostVarHostKfreeReason   = "host_kfree_reason"
@@ -133,9 +136,12 @@ type hostSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostProgramSpecs struct {
 	HostDrop         *ebpf.ProgramSpec `ebpf:"host_drop"`
+	HostDropBtf      *ebpf.ProgramSpec `ebpf:"host_drop_btf"`
+	HostEgressBtf    *ebpf.ProgramSpec `ebpf:"host_egress_btf"`
 	HostEgressFentry *ebpf.ProgramSpec `ebpf:"host_egress_fentry"`
 	HostEgressKprobe *ebpf.ProgramSpec `ebpf:"host_egress_kprobe"`
 	HostEgressTp     *ebpf.ProgramSpec `ebpf:"host_egress_tp"`
+	HostIngressBtf   *ebpf.ProgramSpec `ebpf:"host_ingress_btf"`
 	HostIngressTp    *ebpf.ProgramSpec `ebpf:"host_ingress_tp"`
 }
 
@@ -246,18 +252,24 @@ type hostVariables struct {
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostPrograms struct {
 	HostDrop         *ebpf.Program `ebpf:"host_drop"`
+	HostDropBtf      *ebpf.Program `ebpf:"host_drop_btf"`
+	HostEgressBtf    *ebpf.Program `ebpf:"host_egress_btf"`
 	HostEgressFentry *ebpf.Program `ebpf:"host_egress_fentry"`
 	HostEgressKprobe *ebpf.Program `ebpf:"host_egress_kprobe"`
 	HostEgressTp     *ebpf.Program `ebpf:"host_egress_tp"`
+	HostIngressBtf   *ebpf.Program `ebpf:"host_ingress_btf"`
 	HostIngressTp    *ebpf.Program `ebpf:"host_ingress_tp"`
 }
 
 func (p *hostPrograms) Close() error {
 	return _HostClose(
 		p.HostDrop,
+		p.HostDropBtf,
+		p.HostEgressBtf,
 		p.HostEgressFentry,
 		p.HostEgressKprobe,
 		p.HostEgressTp,
+		p.HostIngressBtf,
 		p.HostIngressTp,
 	)
 }

@@ -43,21 +43,25 @@ const (
 // calls the driver through xmit_one, where the net_dev_start_xmit
 // tracepoint sits, so the three rungs observe the same instant.
 func hookStages() []tracer.Stage {
+	ingressNote := "after driver, GRO and XDP, before taps, the bridge/OVS rx handler and IP; no fentry/kprobe rung (see docs/tracer-host.md)"
 	egressNote := "packet handed to the driver, after the qdisc"
+	dropNote := "skb:kfree_skb with the kernel's drop reason"
 	return []tracer.Stage{
 		{Name: hookIngress, Required: true, Rungs: []tracer.Rung{
-			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: hostProgHostIngressTp}},
-				Note: "after driver, GRO and XDP, before taps, the bridge/OVS rx handler and IP; no fentry/kprobe rung (see docs/tracer-host.md)"},
+			{Method: tracer.TpBTF, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: hostProgHostIngressBtf}}, Note: ingressNote},
+			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: hostProgHostIngressTp}}, Note: ingressNote},
 		}},
 		{Name: hookEgress, Required: true, Rungs: []tracer.Rung{
 			{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "dev_hard_start_xmit", Program: hostProgHostEgressFentry}}, Note: egressNote},
+			{Method: tracer.TpBTF, Hooks: []tracer.Hook{{Target: "net_dev_start_xmit", Program: hostProgHostEgressBtf}}, Note: egressNote},
 			{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "dev_hard_start_xmit", Program: hostProgHostEgressKprobe}}, Note: egressNote},
 			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "net_dev_start_xmit", Program: hostProgHostEgressTp}}, Note: egressNote},
 		}},
 		// The drop hook is a tracepoint on every kernel; a kernel without it
 		// still traces pings, only without drop reasons.
 		{Name: hookDrop, Rungs: []tracer.Rung{
-			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "kfree_skb", Program: hostProgHostDrop}}, Note: "skb:kfree_skb with the kernel's drop reason"},
+			{Method: tracer.TpBTF, Hooks: []tracer.Hook{{Target: "kfree_skb", Program: hostProgHostDropBtf}}, Note: dropNote},
+			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "kfree_skb", Program: hostProgHostDrop}}, Note: dropNote},
 		}},
 	}
 }

@@ -109,14 +109,14 @@ type Event struct {
 	CPU     uint32    `json:"cpu"`
 	Ifindex uint32    `json:"ifindex,omitempty"`
 	Aux     uint32    `json:"aux,omitempty"`    // GSI, vector, drop reason, fd
-	Method  string    `json:"method,omitempty"` // fentry, kprobe, tracepoint
+	Method  string    `json:"method,omitempty"` // fentry, kprobe, raw_tracepoint, tp_btf
 	Comm    string    `json:"comm,omitempty"`
 	Device  string    `json:"device,omitempty"` // device name where the packet was parsed
 	ICMP    *Identity `json:"icmp,omitempty"`
 }
 
 // methodNames maps enum vh_method to record method names.
-var methodNames = [...]string{1: "fentry", 2: "kprobe", 3: "raw_tracepoint"}
+var methodNames = [...]string{1: "fentry", 2: "kprobe", 3: "raw_tracepoint", 4: "tp_btf"}
 
 // rawEventSize is sizeof(struct vh_event).
 const rawEventSize = 104

@@ -130,7 +130,8 @@ func New(cfg Config) (*Tool, error) {
 func (t *Tool) useBTF(kb *kernel.BTF) {
 	t.kbtf = nil // Stages offers every rung
 	all := tracer.Targets(t.Stages())
-	_ = kb.FindInModules(all[tracer.Fentry], all[tracer.RawTracepoint]) // on error: vmlinux only
+	tps := append(append([]string(nil), all[tracer.RawTracepoint]...), all[tracer.TpBTF]...)
+	_ = kb.FindInModules(all[tracer.Fentry], tps) // on error: vmlinux only
 	t.kbtf = kb
 }
 
@@ -156,6 +157,25 @@ func (t *Tool) fnRungs(target, fentryProg, kprobeProg, note string) []tracer.Run
 		return []tracer.Rung{kp}
 	}
 	return []tracer.Rung{rung(tracer.Fentry, target, fentryProg, note), kp}
+}
+
+// typedBeforeKprobe puts typed, the tp_btf rung of the tracepoint at the
+// same instant as a function's rungs (fentry → kprobe), before the kprobe: it
+// reads like fentry and costs far less than a kprobe where fentry cannot
+// attach (no trampolines: arm64 before 6.0, some distribution kernels).
+func typedBeforeKprobe(fn []tracer.Rung, typed tracer.Rung) []tracer.Rung {
+	out := make([]tracer.Rung, 0, len(fn)+1)
+	for _, r := range fn {
+		if r.Method == tracer.Kprobe {
+			out = append(out, typed)
+			typed.Method = "" // placed
+		}
+		out = append(out, r)
+	}
+	if typed.Method != "" {
+		out = append(out, typed)
+	}
+	return out
 }
 
 // tpRungs keeps the raw tracepoint rungs whose tracepoint exists: the
@@ -194,8 +214,10 @@ func (t *Tool) Stages() []tracer.Stage {
 	}
 	R := tracer.RawTracepoint
 	if t.cfg.Tool == record.ToolVhostRX {
-		add(record.StageTunXmit, true, t.fnRungs("tun_net_xmit", vhostProgS1Fentry, vhostProgS1Kprobe, ""),
-			[]tracer.Rung{rung(R, "net_dev_start_xmit", vhostProgS1Tp, "net:net_dev_start_xmit on the vnet, right before tun_net_xmit")})
+		xmitNote := "net:net_dev_start_xmit on the vnet, right before tun_net_xmit"
+		add(record.StageTunXmit, true,
+			typedBeforeKprobe(t.fnRungs("tun_net_xmit", vhostProgS1Fentry, vhostProgS1Kprobe, ""), rung(tracer.TpBTF, "net_dev_start_xmit", vhostProgS1Btf, xmitNote)),
+			[]tracer.Rung{rung(R, "net_dev_start_xmit", vhostProgS1Tp, xmitNote)})
 		var s2 [][]tracer.Rung
 		if t.vhostUsed {
 			s2 = append(s2, t.fnRungs("tun_recvmsg", vhostProgS2Fentry, vhostProgS2Kprobe, "vhost-net handle_rx takes the skb from the tun ring"))
@@ -248,8 +270,10 @@ func (t *Tool) Stages() []tracer.Stage {
 		})
 	}
 	add(record.StageTunSendmsg, false, sm...)
-	add(record.StageNetifReceive, true, t.fnRungs("__netif_receive_skb", vhostProgNetifFentry, vhostProgNetifKprobe, ""),
-		[]tracer.Rung{rung(R, "netif_receive_skb", vhostProgNetifTp, "net:netif_receive_skb on the vnet")})
+	rxNote := "net:netif_receive_skb on the vnet"
+	add(record.StageNetifReceive, true,
+		typedBeforeKprobe(t.fnRungs("__netif_receive_skb", vhostProgNetifFentry, vhostProgNetifKprobe, ""), rung(tracer.TpBTF, "netif_receive_skb", vhostProgNetifBtf, rxNote)),
+		[]tracer.Rung{rung(R, "netif_receive_skb", vhostProgNetifTp, rxNote)})
 	return st
 }
 

@@ -44,14 +44,20 @@ enum vh_method {
 	M_FENTRY = 1,
 	M_KPROBE = 2,
 	M_TRACEPOINT = 3,
+	M_TP_BTF = 4,
 };
+
+// VH_TYPED(method): the program's arguments are BTF-typed (fentry, tp_btf),
+// so kernel structs are read with plain loads (PP_RD).
+#define VH_TYPED(method) ((method) == M_FENTRY || (method) == M_TP_BTF)
 
 // A stage's programs share one handler and differ in attach method only.
 // VH_PROGS(base, slot, (args), expr) defines base_fentry and base_kprobe
 // with the kernel function's arguments args, returning expr, each run
 // accounted in cost slot slot (the event kind); VH_PROGS_TP adds base_tp for
-// the raw tracepoint with the same arguments. expr sees the attach method of
-// the program as `method` (enum vh_method).
+// the raw tracepoint with the same arguments and base_btf for the same
+// tracepoint typed (tp_btf). expr sees the attach method of the program as
+// `method` (enum vh_method).
 #define VH_ARGS(...) __VA_ARGS__
 #define VH_PROGS(base, slot, args, ...)                                                            \
 	SEC("fentry") int BPF_PROG(base##_fentry, VH_ARGS args)                                    \
@@ -69,6 +75,11 @@ enum vh_method {
 	SEC("raw_tracepoint") int BPF_PROG(base##_tp, VH_ARGS args)                                \
 	{                                                                                          \
 		const __u8 method = M_TRACEPOINT;                                                  \
+		return PP_COSTED(slot, __VA_ARGS__);                                               \
+	}                                                                                          \
+	SEC("tp_btf") int BPF_PROG(base##_btf, VH_ARGS args)                                       \
+	{                                                                                          \
+		const __u8 method = M_TP_BTF;                                                      \
 		return PP_COSTED(slot, __VA_ARGS__);                                               \
 	}
 
@@ -254,7 +265,7 @@ static __always_inline void vh_fill(struct vh_event *e, __u8 kind, __u8 method, 
 	if (e)                                                                                     \
 	vh_fill(e, kind, method, ts)
 
-static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, struct net_device *dev)
+static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, struct net_device *dev, int typed)
 {
 	e->pp.id = pkt->id;
 	e->pp.seq = pkt->seq;
@@ -264,7 +275,7 @@ static __always_inline void vh_fill_pkt(struct vh_event *e, struct pp_pkt *pkt, 
 	e->daddr = pkt->daddr;
 	// The vnet's name is the tracer's --vm-interface: not read here.
 	if (dev)
-		e->pp.ifindex = BPF_CORE_READ(dev, ifindex);
+		e->pp.ifindex = PP_RD(typed, dev, ifindex);
 }
 
 /* ---------------------------------------------------------------- vhost-rx */
@@ -275,8 +286,9 @@ static __always_inline int on_tun_xmit(void *ctx, struct sk_buff *skb, struct ne
 	struct pp_pkt pkt = {};
 	// Cheapest test first: the device (a pointer compare once learned,
 	// which vouches for its namespace too), then the packet.
-	int how = pp_n_ifindex ? pp_dev_ok(dev) : dev ? pp_netns_ok(skb, dev) : PP_DEV_NO;
-	if (!how || !pp_parse_skb(skb, &pkt) || !pp_dev_recheck(dev, how))
+	int typed = VH_TYPED(method);
+	int how = pp_n_ifindex ? pp_dev_ok(dev, typed) : dev ? pp_netns_ok(skb, dev, typed) : PP_DEV_NO;
+	if (!how || !pp_parse_skb(skb, &pkt, typed) || !pp_dev_recheck(dev, how, typed))
 		return 0;
 	__u64 ts = bpf_ktime_get_ns();
 	__u64 key = (__u64)skb;
@@ -285,7 +297,7 @@ static __always_inline int on_tun_xmit(void *ctx, struct sk_buff *skb, struct ne
 	if (!e)
 		return 0;
 	e->key = key;
-	vh_fill_pkt(e, &pkt, dev);
+	vh_fill_pkt(e, &pkt, dev, typed);
 	pp_submit(ctx, e);
 	return 0;
 }
@@ -323,7 +335,7 @@ static __always_inline int on_skb_taken(void *ctx, void *skb, __u8 kind, __u8 pr
 }
 
 // vhost-net hands tun the skb it took from the tun ring in msg_control.
-VH_PROGS(s2, VH_VHOST_RECV, (struct socket *sock, struct msghdr *m), on_skb_taken(ctx, BPF_CORE_READ(m, msg_control), VH_VHOST_RECV, method, 1))
+VH_PROGS(s2, VH_VHOST_RECV, (struct socket *sock, struct msghdr *m), on_skb_taken(ctx, PP_RD(VH_TYPED(method), m, msg_control), VH_VHOST_RECV, method, 1))
 
 // tun_put_user copies the packet with skb_copy_datagram_iter, in the task of
 // whoever reads the tun queue (the vhost worker, or a user space backend).
@@ -667,7 +679,8 @@ static __always_inline int on_netif_receive(void *ctx, struct sk_buff *skb, __u8
 {
 	struct pp_pkt pkt = {};
 	struct net_device *dev;
-	if (!skb || !pp_filter_skb(skb, &pkt, 1, &dev))
+	int typed = VH_TYPED(method);
+	if (!skb || !pp_filter_skb(skb, &pkt, 1, &dev, typed))
 		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct tx_run *r = bpf_map_lookup_elem(&tx_runs, &tid);
@@ -681,7 +694,7 @@ static __always_inline int on_netif_receive(void *ctx, struct sk_buff *skb, __u8
 	if (!e)
 		return 0;
 	e->key = (__u64)skb;
-	vh_fill_pkt(e, &pkt, dev);
+	vh_fill_pkt(e, &pkt, dev, typed);
 	pp_submit(ctx, e);
 	return 0;
 }

@@ -98,9 +98,11 @@ const (
 	vhostProgHandleTxKprobe     = "handle_tx_kprobe"
 	vhostProgKickFentry         = "kick_fentry"
 	vhostProgKickKprobe         = "kick_kprobe"
+	vhostProgNetifBtf           = "netif_btf"
 	vhostProgNetifFentry        = "netif_fentry"
 	vhostProgNetifKprobe        = "netif_kprobe"
 	vhostProgNetifTp            = "netif_tp"
+	vhostProgS1Btf              = "s1_btf"
 	vhostProgS1Fentry           = "s1_fentry"
 	vhostProgS1Kprobe           = "s1_kprobe"
 	vhostProgS1Tp               = "s1_tp"
@@ -203,9 +205,11 @@ type vhostProgramSpecs struct {
 	HandleTxKprobe     *ebpf.ProgramSpec `ebpf:"handle_tx_kprobe"`
 	KickFentry         *ebpf.ProgramSpec `ebpf:"kick_fentry"`
 	KickKprobe         *ebpf.ProgramSpec `ebpf:"kick_kprobe"`
+	NetifBtf           *ebpf.ProgramSpec `ebpf:"netif_btf"`
 	NetifFentry        *ebpf.ProgramSpec `ebpf:"netif_fentry"`
 	NetifKprobe        *ebpf.ProgramSpec `ebpf:"netif_kprobe"`
 	NetifTp            *ebpf.ProgramSpec `ebpf:"netif_tp"`
+	S1Btf              *ebpf.ProgramSpec `ebpf:"s1_btf"`
 	S1Fentry           *ebpf.ProgramSpec `ebpf:"s1_fentry"`
 	S1Kprobe           *ebpf.ProgramSpec `ebpf:"s1_kprobe"`
 	S1Tp               *ebpf.ProgramSpec `ebpf:"s1_tp"`
@@ -381,9 +385,11 @@ type vhostPrograms struct {
 	HandleTxKprobe     *ebpf.Program `ebpf:"handle_tx_kprobe"`
 	KickFentry         *ebpf.Program `ebpf:"kick_fentry"`
 	KickKprobe         *ebpf.Program `ebpf:"kick_kprobe"`
+	NetifBtf           *ebpf.Program `ebpf:"netif_btf"`
 	NetifFentry        *ebpf.Program `ebpf:"netif_fentry"`
 	NetifKprobe        *ebpf.Program `ebpf:"netif_kprobe"`
 	NetifTp            *ebpf.Program `ebpf:"netif_tp"`
+	S1Btf              *ebpf.Program `ebpf:"s1_btf"`
 	S1Fentry           *ebpf.Program `ebpf:"s1_fentry"`
 	S1Kprobe           *ebpf.Program `ebpf:"s1_kprobe"`
 	S1Tp               *ebpf.Program `ebpf:"s1_tp"`
@@ -422,9 +428,11 @@ func (p *vhostPrograms) Close() error {
 		p.HandleTxKprobe,
 		p.KickFentry,
 		p.KickKprobe,
+		p.NetifBtf,
 		p.NetifFentry,
 		p.NetifKprobe,
 		p.NetifTp,
+		p.S1Btf,
 		p.S1Fentry,
 		p.S1Kprobe,
 		p.S1Tp,

@@ -76,6 +76,7 @@ PP_KPROBE_SKB3(vm_kprobe_ip_local_out, VM_HOOK_IP_OUT, 0)
 PP_FENTRY_SKB1(vm_fentry_dev_queue_xmit, VM_HOOK_DEV_QUEUE, 1)
 PP_FENTRY_SKB1(vm_fentry_dev_queue_xmit_inner, VM_HOOK_DEV_QUEUE, 1)
 PP_KPROBE_SKB1(vm_kprobe_dev_queue_xmit, VM_HOOK_DEV_QUEUE, 1)
+PP_TP_BTF_SKB1(vm_tp_btf_net_dev_queue, VM_HOOK_DEV_QUEUE, 1)
 PP_RAW_TP_SKB1(vm_raw_tp_net_dev_queue, VM_HOOK_DEV_QUEUE, 1)
 
 /* ---- icmp_rcv (struct sk_buff *) ---- */
@@ -83,11 +84,11 @@ PP_FENTRY_SKB1(vm_fentry_icmp_rcv, VM_HOOK_ICMP_RCV, 0)
 PP_KPROBE_SKB1(vm_kprobe_icmp_rcv, VM_HOOK_ICMP_RCV, 0)
 
 /* ---- netif_receive_skb tracepoint (struct sk_buff *) ---- */
-static __always_inline int vm_on_netif_receive(void *ctx, struct sk_buff *skb)
+static __always_inline int vm_on_netif_receive(void *ctx, struct sk_buff *skb, int typed)
 {
 	struct pp_pkt pkt = {};
 	struct net_device *dev;
-	if (!pp_filter_skb(skb, &pkt, 1, &dev))
+	if (!pp_filter_skb(skb, &pkt, 1, &dev, typed))
 		return 0;
 	if (pkt.kind == PP_KIND_REQUEST) {
 		__u32 zero = 0;
@@ -98,13 +99,19 @@ static __always_inline int vm_on_netif_receive(void *ctx, struct sk_buff *skb)
 			cur->seq = pkt.seq;
 		}
 	}
-	return pp_emit(ctx, &pkt, VM_HOOK_NETIF_RX, dev, pp_netns);
+	return pp_emit(ctx, &pkt, VM_HOOK_NETIF_RX, dev, pp_netns, typed);
 }
 
 SEC("raw_tracepoint")
 int vm_raw_tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(VM_HOOK_NETIF_RX, vm_on_netif_receive(ctx, (struct sk_buff *)ctx->args[0]));
+	return PP_COSTED(VM_HOOK_NETIF_RX, vm_on_netif_receive(ctx, (struct sk_buff *)ctx->args[0], 0));
+}
+
+SEC("tp_btf")
+int BPF_PROG(vm_tp_btf_netif_receive_skb, struct sk_buff *skb)
+{
+	return PP_COSTED(VM_HOOK_NETIF_RX, vm_on_netif_receive(ctx, skb, 1));
 }
 
 /*
@@ -115,11 +122,11 @@ int vm_raw_tp_netif_receive_skb(struct bpf_raw_tracepoint_args *ctx)
  * needed; the location check (without one: the owner, below) keeps out the
  * clones that sockets free later in recvmsg.
  */
-static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *ctx, int has_loc)
+static __always_inline int vm_freed_in_icmp_rcv(void *ctx, __u64 *args, int has_loc, int typed)
 {
-	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
+	struct sk_buff *skb = (struct sk_buff *)args[0];
 	if (has_loc && vm_free_end[0]) {
-		__u64 loc = ctx->args[1];
+		__u64 loc = args[1];
 		int in = 0;
 #pragma unroll
 		for (int i = 0; i < VM_FREE_FUNCS; i++)
@@ -127,25 +134,39 @@ static __always_inline int vm_freed_in_icmp_rcv(struct bpf_raw_tracepoint_args *
 				in = 1;
 		if (!in)
 			return 0;
-	} else if (!skb || BPF_CORE_READ(skb, sk)) {
+	} else if (!skb || PP_RD(typed, skb, sk)) {
 		/* No location (consume_skb before 6.3): ip_rcv orphaned the reply,
 		 * while the clones a ping or raw socket queued are owned by it
 		 * until recvmsg frees them, so an owned skb is not ICMP's free. */
 		return 0;
 	}
-	return pp_on_skb(ctx, skb, VM_HOOK_CONSUME, 0);
+	return pp_on_skb(ctx, skb, VM_HOOK_CONSUME, 0, typed);
 }
 
 SEC("raw_tracepoint")
 int vm_raw_tp_consume_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(VM_HOOK_CONSUME, vm_freed_in_icmp_rcv(ctx, vm_consume_has_loc));
+	return PP_COSTED(VM_HOOK_CONSUME, vm_freed_in_icmp_rcv(ctx, ctx->args, vm_consume_has_loc, 0));
 }
 
 SEC("raw_tracepoint")
 int vm_raw_tp_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(VM_HOOK_CONSUME, vm_freed_in_icmp_rcv(ctx, 1));
+	return PP_COSTED(VM_HOOK_CONSUME, vm_freed_in_icmp_rcv(ctx, ctx->args, 1, 0));
+}
+
+/* tp_btf: the tracepoint's arguments are ctx (the location is read only
+ * where the kernel passes one: vm_consume_has_loc is a load-time constant). */
+SEC("tp_btf")
+int BPF_PROG(vm_tp_btf_consume_skb, struct sk_buff *skb)
+{
+	return PP_COSTED(VM_HOOK_CONSUME, vm_freed_in_icmp_rcv(ctx, ctx, vm_consume_has_loc, 1));
+}
+
+SEC("tp_btf")
+int BPF_PROG(vm_tp_btf_kfree_skb, struct sk_buff *skb)
+{
+	return PP_COSTED(VM_HOOK_CONSUME, vm_freed_in_icmp_rcv(ctx, ctx, 1, 1));
 }
 
 /*
@@ -190,7 +211,7 @@ static __always_inline int vm_on_send(void *ctx, __u64 fd, void *buf, __u64 len,
 		return 0;
 	/* The socket's namespace, not the task's: a socket keeps the namespace
 	 * it was created in. */
-	if (!pp_net_ok(BPF_CORE_READ(sk, __sk_common.skc_net.net)))
+	if (!pp_net_ok(BPF_CORE_READ(sk, __sk_common.skc_net.net), 0))
 		return 0;
 	__u16 proto = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 	__u16 type = BPF_CORE_READ_BITFIELD_PROBED(sk, sk_type);
@@ -209,7 +230,7 @@ static __always_inline int vm_on_send(void *ctx, __u64 fd, void *buf, __u64 len,
 		return 0;
 	if (!pp_classify(&pkt))
 		return 0;
-	return pp_emit(ctx, &pkt, VM_HOOK_SENDTO, NULL, pp_netns);
+	return pp_emit(ctx, &pkt, VM_HOOK_SENDTO, NULL, pp_netns, 0);
 }
 
 /* sendto(fd, buf, len, flags, addr, addrlen) */
@@ -244,11 +265,14 @@ int vm_tp_sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
  * (remote → local, from a device) and the reply's output route lookup
  * (local → remote, ICMP) on the CPU that just received the request.
  */
-static __always_inline int vm_on_fib_lookup(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int vm_on_fib_lookup(void *ctx, __u64 *args, int typed)
 {
-	const struct flowi4 *flp = (const struct flowi4 *)ctx->args[1];
+	const struct flowi4 *flp = (const struct flowi4 *)args[1];
 	__u32 saddr, daddr;
-	if (bpf_core_field_offset(struct flowi4, daddr) == bpf_core_field_offset(struct flowi4, saddr) + 4) {
+	if (typed) {
+		saddr = flp->saddr;
+		daddr = flp->daddr;
+	} else if (bpf_core_field_offset(struct flowi4, daddr) == bpf_core_field_offset(struct flowi4, saddr) + 4) {
 		__u32 addrs[2]; /* saddr, daddr: one read */
 		if (bpf_probe_read_kernel(addrs, sizeof(addrs), (void *)flp + bpf_core_field_offset(struct flowi4, saddr)))
 			return 0;
@@ -276,15 +300,15 @@ static __always_inline int vm_on_fib_lookup(struct bpf_raw_tracepoint_args *ctx)
 	if (!cur || !cur->ts || bpf_ktime_get_ns() - cur->ts > VM_CUR_MAX_AGE_NS)
 		return 0;
 	if (hook == VM_HOOK_FIB_IN) {
-		int iif = BPF_CORE_READ(flp, __fl_common.flowic_iif);
+		int iif = PP_RD(typed, flp, __fl_common.flowic_iif);
 		if (iif == 0 || iif == VM_LOOPBACK_IFINDEX)
 			return 0;
-	} else if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != PP_IPPROTO_ICMP) {
+	} else if (PP_RD(typed, flp, __fl_common.flowic_proto) != PP_IPPROTO_ICMP) {
 		return 0;
 	}
-	const struct fib_nh_common *nhc = (const struct fib_nh_common *)ctx->args[2];
-	struct net_device *dev = nhc ? BPF_CORE_READ(nhc, nhc_dev) : NULL;
-	if (pp_netns && (!dev || !pp_net_ok(BPF_CORE_READ(dev, nd_net.net))))
+	const struct fib_nh_common *nhc = (const struct fib_nh_common *)args[2];
+	struct net_device *dev = nhc ? PP_RD(typed, nhc, nhc_dev) : NULL;
+	if (pp_netns && (!dev || !pp_net_ok(PP_RD(typed, dev, nd_net.net), typed)))
 		return 0;
 	struct pp_pkt pkt = {
 		.saddr = saddr,
@@ -296,12 +320,18 @@ static __always_inline int vm_on_fib_lookup(struct bpf_raw_tracepoint_args *ctx)
 	};
 	if (pp_icmp_id_set && pkt.id != pp_icmp_id)
 		return 0;
-	return pp_emit(ctx, &pkt, hook, NULL, pp_netns);
+	return pp_emit(ctx, &pkt, hook, NULL, pp_netns, typed);
 }
 
 /* One program serves both lookups: accounted as VM_HOOK_FIB_IN. */
 SEC("raw_tracepoint")
 int vm_raw_tp_fib_table_lookup(struct bpf_raw_tracepoint_args *ctx)
 {
-	return PP_COSTED(VM_HOOK_FIB_IN, vm_on_fib_lookup(ctx));
+	return PP_COSTED(VM_HOOK_FIB_IN, vm_on_fib_lookup(ctx, ctx->args, 0));
+}
+
+SEC("tp_btf")
+int BPF_PROG(vm_tp_btf_fib_table_lookup, __u32 tb_id)
+{
+	return PP_COSTED(VM_HOOK_FIB_IN, vm_on_fib_lookup(ctx, ctx, 1));
 }

@@ -38,7 +38,11 @@ const (
 	hookFibOut   uint8 = 8
 )
 
-// The rungs, shared by both directions. Each says what it sees.
+const netDevQueueNote = "net_dev_queue fires at dev_queue_xmit entry, before the qdisc"
+
+// The rungs, shared by both directions. Each says what it sees. A tracepoint
+// is tried typed first (tp_btf: plain loads where the kernel has its own
+// BTF), then as a plain raw tracepoint.
 var (
 	ipLocalOut = []tracer.Rung{
 		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "ip_local_out", Program: vmProgVmFentryIpLocalOut}, {Target: "__ip_local_out", Program: vmProgVmFentryIpLocalOutInner}}},
@@ -46,11 +50,12 @@ var (
 	}
 	devQueue = []tracer.Rung{
 		{Method: tracer.Fentry, Hooks: []tracer.Hook{{Target: "dev_queue_xmit", Program: vmProgVmFentryDevQueueXmit}, {Target: "__dev_queue_xmit", Program: vmProgVmFentryDevQueueXmitInner}}},
+		{Method: tracer.TpBTF, Hooks: []tracer.Hook{{Target: "net_dev_queue", Program: vmProgVmTpBtfNetDevQueue}}, Note: netDevQueueNote},
 		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "dev_queue_xmit", Program: vmProgVmKprobeDevQueueXmit}, {Target: "__dev_queue_xmit", Program: vmProgVmKprobeDevQueueXmit}}},
-		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "net_dev_queue", Program: vmProgVmRawTpNetDevQueue}},
-			Note: "net_dev_queue fires at dev_queue_xmit entry, before the qdisc"},
+		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "net_dev_queue", Program: vmProgVmRawTpNetDevQueue}}, Note: netDevQueueNote},
 	}
 	netifReceive = []tracer.Rung{
+		{Method: tracer.TpBTF, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: vmProgVmTpBtfNetifReceiveSkb}}},
 		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: vmProgVmRawTpNetifReceiveSkb}}},
 	}
 	icmpRcv = []tracer.Rung{
@@ -58,6 +63,17 @@ var (
 		{Method: tracer.Kprobe, Hooks: []tracer.Hook{{Target: "icmp_rcv", Program: vmProgVmKprobeIcmpRcv}}},
 	}
 )
+
+const replyFreedNote = "approximation: the reply freed (consume_skb or kfree_skb) by icmp_rcv, i.e. the end of icmp_rcv after delivery to the sockets"
+
+// fibLookup is the fib_table_lookup tracepoint's rungs (one program tells
+// the request's input lookup from the reply's output lookup), noted.
+func fibLookup(note string) []tracer.Rung {
+	return []tracer.Rung{
+		{Method: tracer.TpBTF, Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: vmProgVmTpBtfFibTableLookup}}, Note: note},
+		{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: vmProgVmRawTpFibTableLookup}}, Note: note},
+	}
+}
 
 func with(rungs []tracer.Rung, more ...tracer.Rung) []tracer.Rung {
 	out := append([]tracer.Rung(nil), rungs...)
@@ -74,19 +90,17 @@ func Stages(role string) []tracer.Stage {
 				Note: "approximation: sendto(2)/sendmsg(2) entry, so it also counts the socket layer, route lookup and skb build before ip_local_out"})},
 			{Name: record.StageP1End, Rungs: devQueue},
 			{Name: record.StageP2Start, Rungs: netifReceive},
-			{Name: record.StageP2End, Required: true, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
-				Hooks: []tracer.Hook{{Target: "consume_skb", Program: vmProgVmRawTpConsumeSkb}, {Target: "kfree_skb", Program: vmProgVmRawTpKfreeSkb}},
-				Note:  "approximation: the reply freed (consume_skb or kfree_skb) by icmp_rcv, i.e. the end of icmp_rcv after delivery to the sockets"})},
+			{Name: record.StageP2End, Required: true, Rungs: with(icmpRcv,
+				tracer.Rung{Method: tracer.TpBTF, Note: replyFreedNote,
+					Hooks: []tracer.Hook{{Target: "consume_skb", Program: vmProgVmTpBtfConsumeSkb}, {Target: "kfree_skb", Program: vmProgVmTpBtfKfreeSkb}}},
+				tracer.Rung{Method: tracer.RawTracepoint, Note: replyFreedNote,
+					Hooks: []tracer.Hook{{Target: "consume_skb", Program: vmProgVmRawTpConsumeSkb}, {Target: "kfree_skb", Program: vmProgVmRawTpKfreeSkb}}})},
 		}
 	}
 	return []tracer.Stage{
 		{Name: record.StageP1Start, Required: true, Rungs: netifReceive},
-		{Name: record.StageP1End, Rungs: with(icmpRcv, tracer.Rung{Method: tracer.RawTracepoint,
-			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: vmProgVmRawTpFibTableLookup}},
-			Note:  "approximation: the request's input route lookup in ip_rcv_finish, just before local delivery to icmp_rcv"})},
-		{Name: record.StageP2Start, Rungs: with(ipLocalOut, tracer.Rung{Method: tracer.RawTracepoint,
-			Hooks: []tracer.Hook{{Target: "fib_table_lookup", Program: vmProgVmRawTpFibTableLookup}},
-			Note:  "approximation: the reply's output route lookup in icmp_reply, just before ip_local_out"})},
+		{Name: record.StageP1End, Rungs: with(icmpRcv, fibLookup("approximation: the request's input route lookup in ip_rcv_finish, just before local delivery to icmp_rcv")...)},
+		{Name: record.StageP2Start, Rungs: with(ipLocalOut, fibLookup("approximation: the reply's output route lookup in icmp_reply, just before ip_local_out")...)},
 		{Name: record.StageP2End, Required: true, Rungs: devQueue},
 	}
 }

@@ -77,6 +77,11 @@ const (
 	vmProgVmRawTpKfreeSkb           = "vm_raw_tp_kfree_skb"
 	vmProgVmRawTpNetDevQueue        = "vm_raw_tp_net_dev_queue"
 	vmProgVmRawTpNetifReceiveSkb    = "vm_raw_tp_netif_receive_skb"
+	vmProgVmTpBtfConsumeSkb         = "vm_tp_btf_consume_skb"
+	vmProgVmTpBtfFibTableLookup     = "vm_tp_btf_fib_table_lookup"
+	vmProgVmTpBtfKfreeSkb           = "vm_tp_btf_kfree_skb"
+	vmProgVmTpBtfNetDevQueue        = "vm_tp_btf_net_dev_queue"
+	vmProgVmTpBtfNetifReceiveSkb    = "vm_tp_btf_netif_receive_skb"
 	vmProgVmTpSysEnterSendmsg       = "vm_tp_sys_enter_sendmsg"
 	vmProgVmTpSysEnterSendto        = "vm_tp_sys_enter_sendto"
 	vmVarPpCostMask                 = "pp_cost_mask"
@@ -156,6 +161,11 @@ type vmProgramSpecs struct {
 	VmRawTpKfreeSkb           *ebpf.ProgramSpec `ebpf:"vm_raw_tp_kfree_skb"`
 	VmRawTpNetDevQueue        *ebpf.ProgramSpec `ebpf:"vm_raw_tp_net_dev_queue"`
 	VmRawTpNetifReceiveSkb    *ebpf.ProgramSpec `ebpf:"vm_raw_tp_netif_receive_skb"`
+	VmTpBtfConsumeSkb         *ebpf.ProgramSpec `ebpf:"vm_tp_btf_consume_skb"`
+	VmTpBtfFibTableLookup     *ebpf.ProgramSpec `ebpf:"vm_tp_btf_fib_table_lookup"`
+	VmTpBtfKfreeSkb           *ebpf.ProgramSpec `ebpf:"vm_tp_btf_kfree_skb"`
+	VmTpBtfNetDevQueue        *ebpf.ProgramSpec `ebpf:"vm_tp_btf_net_dev_queue"`
+	VmTpBtfNetifReceiveSkb    *ebpf.ProgramSpec `ebpf:"vm_tp_btf_netif_receive_skb"`
 	VmTpSysEnterSendmsg       *ebpf.ProgramSpec `ebpf:"vm_tp_sys_enter_sendmsg"`
 	VmTpSysEnterSendto        *ebpf.ProgramSpec `ebpf:"vm_tp_sys_enter_sendto"`
 }
@@ -280,6 +290,11 @@ type vmPrograms struct {
 	VmRawTpKfreeSkb           *ebpf.Program `ebpf:"vm_raw_tp_kfree_skb"`
 	VmRawTpNetDevQueue        *ebpf.Program `ebpf:"vm_raw_tp_net_dev_queue"`
 	VmRawTpNetifReceiveSkb    *ebpf.Program `ebpf:"vm_raw_tp_netif_receive_skb"`
+	VmTpBtfConsumeSkb         *ebpf.Program `ebpf:"vm_tp_btf_consume_skb"`
+	VmTpBtfFibTableLookup     *ebpf.Program `ebpf:"vm_tp_btf_fib_table_lookup"`
+	VmTpBtfKfreeSkb           *ebpf.Program `ebpf:"vm_tp_btf_kfree_skb"`
+	VmTpBtfNetDevQueue        *ebpf.Program `ebpf:"vm_tp_btf_net_dev_queue"`
+	VmTpBtfNetifReceiveSkb    *ebpf.Program `ebpf:"vm_tp_btf_netif_receive_skb"`
 	VmTpSysEnterSendmsg       *ebpf.Program `ebpf:"vm_tp_sys_enter_sendmsg"`
 	VmTpSysEnterSendto        *ebpf.Program `ebpf:"vm_tp_sys_enter_sendto"`
 }
@@ -299,6 +314,11 @@ func (p *vmPrograms) Close() error {
 		p.VmRawTpKfreeSkb,
 		p.VmRawTpNetDevQueue,
 		p.VmRawTpNetifReceiveSkb,
+		p.VmTpBtfConsumeSkb,
+		p.VmTpBtfFibTableLookup,
+		p.VmTpBtfKfreeSkb,
+		p.VmTpBtfNetDevQueue,
+		p.VmTpBtfNetifReceiveSkb,
 		p.VmTpSysEnterSendmsg,
 		p.VmTpSysEnterSendto,
 	)
