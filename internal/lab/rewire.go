@@ -104,3 +104,18 @@ func withImpairment(argv []string, im wire.Impairment) ([]string, error) {
 	}
 	return out, nil
 }
+
+// WirePorts returns a KVM host's ports in the wire namespace (WireNetns), in
+// the order of its data NICs: eth0's, then eth1's with --bond. Taking one
+// down is the wire's side of pulling that NIC's cable: the relay's port
+// channel then sends only on the other member.
+func (l *Lab) WirePorts(host string) ([]string, error) {
+	n, err := l.Node(host)
+	if err != nil {
+		return nil, err
+	}
+	if l.KVM == nil || n.IsVM() {
+		return nil, fmt.Errorf("lab %s: %s is not a KVM host: %w", l.Name, host, ErrOptions)
+	}
+	return l.wirePorts(*n), nil
+}

@@ -79,3 +79,35 @@ func TestSetWireNeedsRelay(t *testing.T) {
 		t.Errorf("SetWire on a %s wire: %v, want lab.ErrOptions", l.Wire, err)
 	}
 }
+
+// TestWirePorts: a KVM host's ports in the wire namespace, one per data
+// NIC in the NICs' order; a VM or a namespace lab has none.
+func TestWirePorts(t *testing.T) {
+	nodes := []lab.Node{
+		{Name: lab.SenderVM, Role: "vm", Side: "sender"}, {Name: lab.SenderHost, Role: "host", Side: "sender"},
+		{Name: lab.ReceiverHost, Role: "host", Side: "receiver"}, {Name: lab.ReceiverVM, Role: "vm", Side: "receiver"},
+	}
+	for _, c := range []struct {
+		kvm  *lab.KVMState
+		node string
+		want string // ports joined by commas; "" for an error
+	}{
+		{&lab.KVMState{Bond: true}, lab.SenderHost, "to-sender,to-sender1"},
+		{&lab.KVMState{Bond: true}, lab.ReceiverHost, "to-receiver,to-receiver1"},
+		{&lab.KVMState{}, lab.ReceiverHost, "to-receiver"},
+		{&lab.KVMState{Bond: true}, lab.SenderVM, ""},
+		{nil, lab.SenderHost, ""},
+	} {
+		l := &lab.Lab{Name: "t", Nodes: nodes, KVM: c.kvm}
+		got, err := l.WirePorts(c.node)
+		if c.want == "" {
+			if !errors.Is(err, lab.ErrOptions) {
+				t.Errorf("%s (kvm %v): %v, %v; want lab.ErrOptions", c.node, c.kvm, got, err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, ",") != c.want {
+			t.Errorf("%s (kvm %+v): %v, %v; want %s", c.node, c.kvm, got, err, c.want)
+		}
+	}
+}

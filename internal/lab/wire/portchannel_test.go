@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -78,6 +79,34 @@ func TestPortChannel(t *testing.T) {
 	}
 	if got := recvTest(sb1, 200*time.Millisecond) + recvTest(sb2, 200*time.Millisecond); got != 0 {
 		t.Errorf("%d frames went from one member to the other", got)
+	}
+
+	// The second member's port goes down (a pulled cable, the switch's
+	// side): every frame towards the port channel leaves on the first.
+	if err := relayNS.Do(func() error { return exec.Command("ip", "link", "set", rb2.Name, "down").Run() }); err != nil {
+		t.Fatalf("taking %s down: %v", rb2.Name, err)
+	}
+	for i := range n {
+		sendTest(t, sa, byte(i))
+	}
+	if got1, got2 := countTest(sb1, n), recvTest(sb2, 200*time.Millisecond); got1 != n || got2 != 0 {
+		t.Errorf("with the second member down: %d of %d frames on the first member, %d on the second", got1, n, got2)
+	}
+	// Back up, it carries frames both ways again.
+	if err := relayNS.Do(func() error { return exec.Command("ip", "link", "set", rb2.Name, "up").Run() }); err != nil {
+		t.Fatalf("taking %s up: %v", rb2.Name, err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for recvTest(sb2, 50*time.Millisecond) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second member carried no frame after it came back up")
+		}
+		sendTest(t, sa, 0)
+	}
+	drain(sb1, sb2, sa)
+	sendTest(t, sb2, 0)
+	if got := countTest(sa, 1); got != 1 {
+		t.Errorf("from the second member after it came back up: %d of 1 frame arrived", got)
 	}
 }
 

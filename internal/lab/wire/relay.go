@@ -41,7 +41,10 @@ const (
 // Frames received on any member go the same way, and the frames towards a
 // port channel leave on its members in turn (round robin, frame by frame),
 // so a host's bond sees its replies arrive on either member whichever
-// member it sent on; a frame is never sent back out of its own end.
+// member it sent on; a frame is never sent back out of its own end. A
+// member whose interface is down is skipped (a switch port whose link was
+// lost), so taking a member's port down in the wire namespace is the
+// switch's side of pulling that cable.
 type Relay struct {
 	A, B       string
 	Impairment Impairment
@@ -59,6 +62,9 @@ type Stats struct {
 	Lost       atomic.Uint64 // dropped by the loss impairment
 	Overflow   atomic.Uint64 // dropped because the queue was full
 	SendErrors atomic.Uint64
+	// Rerouted counts the frames towards a port channel that left on
+	// another member than their turn's, because that member was down.
+	Rerouted atomic.Uint64
 	// Lateness of delayed frames: how long after its release time each was
 	// handed to the kernel.
 	LateCount atomic.Uint64
@@ -71,8 +77,8 @@ func (s *Stats) String() string {
 	if n := s.LateCount.Load(); n > 0 {
 		mean = time.Duration(s.LateSumNs.Load() / int64(n))
 	}
-	return fmt.Sprintf("received=%d sent=%d lost=%d overflow=%d send_errors=%d delayed=%d late_mean=%s late_max=%s",
-		s.Received.Load(), s.Sent.Load(), s.Lost.Load(), s.Overflow.Load(), s.SendErrors.Load(),
+	return fmt.Sprintf("received=%d sent=%d lost=%d overflow=%d send_errors=%d rerouted=%d delayed=%d late_mean=%s late_max=%s",
+		s.Received.Load(), s.Sent.Load(), s.Lost.Load(), s.Overflow.Load(), s.SendErrors.Load(), s.Rerouted.Load(),
 		s.LateCount.Load(), mean, time.Duration(s.LateMaxNs.Load()))
 }
 
@@ -238,7 +244,10 @@ func (d *direction) receive(ctx context.Context, in int) error {
 	oob := make([]byte, 128)
 	for ctx.Err() == nil {
 		n, oobn, flags, from, err := unix.Recvmsg(in, buf, oob, 0)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		// ENETDOWN is reported once when the interface goes down (a port
+		// channel's member taken down); the socket receives again once it
+		// is up.
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENETDOWN) {
 			continue
 		}
 		if err != nil {
@@ -380,20 +389,37 @@ func waitUntil(t int64) int64 {
 }
 
 func (d *direction) write(b []byte) {
-	out := d.out[0]
-	if len(d.out) > 1 {
-		out = d.out[int(d.next.Add(1)-1)%len(d.out)]
+	n := len(d.out)
+	first := 0
+	if n > 1 {
+		first = int(d.next.Add(1)-1) % n
 	}
-	for {
-		_, err := unix.Write(out, b)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			d.stats.SendErrors.Add(1)
+	for i := range n {
+		err := writeFrame(d.out[(first+i)%n], b)
+		if err == nil {
+			d.stats.Sent.Add(1)
+			if i > 0 {
+				d.stats.Rerouted.Add(1)
+			}
 			return
 		}
-		d.stats.Sent.Add(1)
-		return
+		// A port channel's member that is down (ENETDOWN: its port is
+		// administratively down, as a switch port whose link was lost) is
+		// skipped, as a switch's LAG sends only on the members that are
+		// up; any other error, or every member down, loses the frame.
+		if !errors.Is(err, unix.ENETDOWN) {
+			break
+		}
+	}
+	d.stats.SendErrors.Add(1)
+}
+
+// writeFrame sends one frame on a packet socket, retrying an interrupted write.
+func writeFrame(fd int, b []byte) error {
+	for {
+		_, err := unix.Write(fd, b)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
 	}
 }
