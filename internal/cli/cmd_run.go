@@ -23,7 +23,7 @@ import (
 func newRunCommand() *cobra.Command {
 	var (
 		config, out        string
-		count              int
+		count, size        int
 		interval, readyMax time.Duration
 		noAnalyze          bool
 		tracers            []string
@@ -58,7 +58,7 @@ is kept and analysed); 130 interrupted
 			if out == "" {
 				return &ExitError{Code: ExitUsage, Err: errors.New("-o DIR is required")}
 			}
-			if err := checkRunFlags(cmd, env, count, interval, readyMax, tracers); err != nil {
+			if err := checkRunFlags(cmd, env, count, size, interval, readyMax, tracers); err != nil {
 				return err
 			}
 			if maxCPU < 0 || maxCPU != maxCPU {
@@ -75,7 +75,7 @@ is kept and analysed); 130 interrupted
 					Env: env, ConfigFile: config, Dial: orchestrate.SSHDialer(sshremote.Options{}),
 					SudoPassword: pw, Progress: progress, Binary: bin, OtherBinaries: pushBinaries, Tracers: tracers,
 				},
-				OutDir: out, Count: count, Interval: interval, ReadyTimeout: readyMax, MaxCPU: maxCPU,
+				OutDir: out, Count: count, Interval: interval, Size: size, ReadyTimeout: readyMax, MaxCPU: maxCPU,
 			}
 			if !cmd.Flags().Changed("tracers") {
 				opts.Tracers = builtTracers(cmd)
@@ -132,6 +132,7 @@ is kept and analysed); 130 interrupted
 	f.StringVarP(&out, "output", "o", "", "run directory to create (must not exist or be empty)")
 	f.IntVar(&count, "count", 0, "pings to send (default: measurement.ping_count)")
 	f.DurationVar(&interval, "interval", 0, "ping interval (default: measurement.interval)")
+	f.IntVar(&size, "size", 0, "ping's payload in bytes (ping -s; default ping's 56): large pings find an MTU too small on the path, e.g. for an overlay's encapsulation")
 	f.DurationVar(&readyMax, "ready-timeout", 0, "how long each tracer may take to print its ready line (default 30s, 90s with origin tools)")
 	f.BoolVar(&noAnalyze, "no-analyze", false, "only collect; analyse later with pingpath analyze DIR")
 	f.Float64Var(&maxCPU, "max-cpu", 0, "every tracer's --max-cpu: it detaches itself (and the run ends partial) when tracing costs its machine more than this percentage of one CPU (default: the tracers' 5)")
@@ -144,7 +145,7 @@ is kept and analysed); 130 interrupted
 // checkRunFlags checks run's numbers against the bounds the environment
 // file's own values were checked against (a flag left out takes the file's
 // value), and the tracer names against this build's tracers.
-func checkRunFlags(cmd *cobra.Command, env *envfile.Environment, count int, interval, readyMax time.Duration, tracers []string) error {
+func checkRunFlags(cmd *cobra.Command, env *envfile.Environment, count, size int, interval, readyMax time.Duration, tracers []string) error {
 	f := cmd.Flags()
 	bad := func(flag string, err error) error {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--%s: %w", flag, err)}
@@ -169,6 +170,9 @@ func checkRunFlags(cmd *cobra.Command, env *envfile.Environment, count int, inte
 			flag = "count"
 		}
 		return bad(flag, err)
+	}
+	if f.Changed("size") && (size < 1 || size > orchestrate.MaxPingSize) {
+		return bad("size", fmt.Errorf("%d is out of range 1..%d", size, orchestrate.MaxPingSize))
 	}
 	if f.Changed("ready-timeout") {
 		if err := envfile.CheckReadyTimeout(readyMax); err != nil {

@@ -19,11 +19,21 @@ import (
 const PingFile = "ping.log"
 
 // pingArgs is the measured ping: -D timestamps every line, -O reports
-// missing replies as they happen, -W 1 bounds the wait for the last one.
-func pingArgs(dst string, count int, interval time.Duration) []string {
-	return []string{"ping", "-D", "-n", "-O", "-c", strconv.Itoa(count),
-		"-i", strconv.FormatFloat(interval.Seconds(), 'f', -1, 64), "-W", "1", dst}
+// missing replies as they happen, -W 1 bounds the wait for the last one;
+// -s sets the payload when size is not 0 (ping's default is 56 bytes, an
+// 84-byte IPv4 packet).
+func pingArgs(dst string, count int, interval time.Duration, size int) []string {
+	args := []string{"ping", "-D", "-n", "-O", "-c", strconv.Itoa(count),
+		"-i", strconv.FormatFloat(interval.Seconds(), 'f', -1, 64), "-W", "1"}
+	if size != 0 {
+		args = append(args, "-s", strconv.Itoa(size))
+	}
+	return append(args, dst)
 }
+
+// MaxPingSize is the largest ICMP payload of an IPv4 echo request (65535
+// minus the IP and ICMP headers).
+const MaxPingSize = 65507
 
 // pingTracker turns ping's lines into PingStats.
 type pingTracker struct {
@@ -81,10 +91,10 @@ type pingRun struct {
 
 // openPing opens ping's session on the sender VM now (the SSH and login
 // shell cost is paid while the tracers start); ping itself runs on wait.
-func openPing(ctx context.Context, out *output, n *node, dst string, count int, interval, slack time.Duration, prog Progress) (*pingRun, error) {
+func openPing(ctx context.Context, out *output, n *node, dst string, count, size int, interval, slack time.Duration, prog Progress) (*pingRun, error) {
 	p := &pingRun{count: count, interval: interval, slack: slack, tracker: pingTracker{stats: PingStats{Count: count}}}
 	spec := &tracerSpec{
-		node: n, tool: "ping", args: pingArgs(dst, count, interval), file: PingFile, origin: true,
+		node: n, tool: "ping", args: pingArgs(dst, count, interval, size), file: PingFile, origin: true,
 		ready: func(string) bool { return true },
 		onLine: func(l string) {
 			p.mu.Lock()

@@ -3,6 +3,7 @@ package orchestrate
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +83,36 @@ func TestPingICMPID(t *testing.T) {
 	lost := []string{"[1764200001.300100] no answer yet for icmp_seq=3", "3 packets transmitted, 0 received, 100% packet loss"}
 	if id := feed(lost).icmpID(stream); id != 4242 {
 		t.Errorf("id with every ping lost: %d, want 4242", id)
+	}
+}
+
+// TestPingSize: --size reaches ping as -s before the destination, and a
+// large ping's output (ICMP errors from the path, payload in the reply
+// lines) is tracked as for the default size: an error line is no answer.
+func TestPingSize(t *testing.T) {
+	if got := strings.Join(pingArgs("198.18.2.1", 5, 400*time.Millisecond, 0), " "); strings.Contains(got, "-s") {
+		t.Errorf("size 0: %s, want ping's default size", got)
+	}
+	got := pingArgs("198.18.2.1", 5, 400*time.Millisecond, 1472)
+	if n := len(got); n < 3 || got[n-3] != "-s" || got[n-2] != "1472" || got[n-1] != "198.18.2.1" {
+		t.Errorf("size 1472: %v", got)
+	}
+	// A KVM lab run with a Geneve overlay and -s 1472 (the tunnel's answer
+	// to the first, then nothing: the replies did not fit either).
+	var tr pingTracker
+	for _, l := range []string{
+		"PING 198.18.2.1 (198.18.2.1) 1472(1500) bytes of data.",
+		"[1796554169.508559] From 198.18.2.1 icmp_seq=1 Frag needed and DF set (mtu = 1450)",
+		"[1796554169.685504] no answer yet for icmp_seq=1",
+		"[1796554170.108341] no answer yet for icmp_seq=2",
+		"[1796554170.500000] 1480 bytes from 198.18.2.1: icmp_seq=3 ttl=64 time=12.5 ms",
+		"",
+		"--- 198.18.2.1 ping statistics ---",
+		"3 packets transmitted, 1 received, +1 errors, 66.6667% packet loss, time 1881ms",
+	} {
+		tr.line(l)
+	}
+	if s := tr.stats; s.Sent != 3 || s.Answered != 1 || len(tr.replied) != 1 || !tr.replied[3] || s.Last != 12500*time.Microsecond {
+		t.Errorf("stats %+v replied %v", s, tr.replied)
 	}
 }

@@ -37,6 +37,10 @@ type RunOptions struct {
 	OutDir   string
 	Count    int           // 0: measurement.ping_count
 	Interval time.Duration // 0: measurement.interval
+	// Size is ping's payload in bytes (ping -s; 0: ping's 56). Large pings
+	// find an MTU too small on the path, e.g. for an overlay's
+	// encapsulation, which ping's 84-byte packets never meet.
+	Size int
 	// ReadyTimeout bounds the wait for each tracer's ready line (30s; 90s
 	// when origin BCC tools run, which compile at start; ten times that on
 	// emulated machines, see emulationSlowdown).
@@ -193,7 +197,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	go func() {
 		defer close(pingOpened)
 		sv := r.byRole[manifest.RoleSenderVM]
-		pinger, pingOpenErr = openPing(ctx, r.out, sv, o.Env.Receiver.VM.IP, o.Count, o.Interval, o.slowed(15*time.Second), o.progress())
+		pinger, pingOpenErr = openPing(ctx, r.out, sv, o.Env.Receiver.VM.IP, o.Count, o.Size, o.Interval, o.slowed(15*time.Second), o.progress())
 	}()
 	err = r.prepare(ctx, start, phases)
 	<-opened
@@ -326,7 +330,7 @@ func (r *run) prepare(ctx context.Context, start time.Time, phases [][]*tracerSp
 func (r *run) ping(ctx context.Context, p *pingRun, openErr error) error {
 	o := r.o
 	sv := r.byRole[manifest.RoleSenderVM]
-	r.m.Ping = manifest.Ping{Command: sv.recordedArgv(pingArgs(o.Env.Receiver.VM.IP, o.Count, o.Interval), nil),
+	r.m.Ping = manifest.Ping{Command: sv.recordedArgv(pingArgs(o.Env.Receiver.VM.IP, o.Count, o.Interval, o.Size), nil),
 		File: PingFile, Count: o.Count, Interval: o.Interval.String()}
 	if ctx.Err() != nil {
 		p.cancel()
