@@ -48,7 +48,7 @@ func run() int {
 	flag.StringVar(&o.run, "run", `^(TestTraceRealPackets|TestGuest.*)$`, "tests to run (go test -run)")
 	flag.StringVar(&o.doc, "doc", "docs/kernel-matrix.md", "Markdown file to write the matrix to (empty: none)")
 	flag.StringVar(&o.work, "work", ".cache/kernel-matrix", "directory for the test binaries")
-	flag.DurationVar(&o.testTimeout, "test-timeout", 4*time.Minute, "go test -timeout inside each VM")
+	flag.DurationVar(&o.testTimeout, "test-timeout", 4*time.Minute, "go test -timeout inside each VM (twice that for a kernel of another architecture than this machine's: arm64 under TCG is slower)")
 	flag.IntVar(&o.jobs, "j", 2, "VMs run at the same time (tests mostly wait on packets and timers, so 2 VMs on 2 cores finish the matrix about a third sooner than 1)")
 	flag.IntVar(&o.cpus, "cpus", 2, "vCPUs per VM")
 	flag.BoolVar(&o.verbose, "v", false, "print every test's output")
