@@ -56,9 +56,14 @@ else
 	pmu="no hardware counters (/sys/bus/event_source/devices/cpu missing): bpftool prog profile cannot run here"
 fi
 
-# metric FILE UNIT: the value before UNIT on the benchmark's result line.
+# metric FILE UNIT[|UNIT...] [name]: the value before the first UNIT found on the
+# benchmark's result line (a hook's program name depends on the rung the
+# kernel allowed: host_ingress_btf where tp_btf attaches, host_ingress_tp
+# where only the raw tracepoint does); with "name", that UNIT instead.
 metric() {
-	awk -v unit="$2" '/^Benchmark/ { for (i = 3; i < NF; i++) if ($(i+1) == unit) v = $i } END { if (v == "") v = "nan"; print v }' "$out/$1.txt"
+	awk -v units="$2" 'BEGIN { n = split(units, u, "|") }
+		/^Benchmark/ { for (i = 3; i < NF; i++) for (j = 1; j <= n; j++) if ($(i+1) == u[j]) v[j] = $i }
+		END { for (j = 1; j <= n; j++) if (v[j] != "") { print (name ? u[j] : v[j]); exit } print "nan" }' name="${3:-}" "$out/$1.txt"
 }
 
 # The unrelated frame, summed over one host's tracers, from the per-run
@@ -66,17 +71,18 @@ metric() {
 # hook on the vnet, vhost-rx's transmit hook on the phy and the free after
 # transmission (hot caches), and from the lab flood (every run the frame
 # causes, the other nodes' devices taken out).
-micro=$(awk -v a="$(metric host ns/run-unrelated-host_ingress_tp)" -v b="$(metric host ns/run-unrelated-host_egress_tp)" \
-	-v c="$(metric vhost ns/run-udp-netif_tp)" -v d="$(metric vhost ns/run-udp-s1_tp)" \
+micro=$(awk -v a="$(metric host "ns/run-unrelated-host_ingress_btf|ns/run-unrelated-host_ingress_tp")" -v b="$(metric host "ns/run-unrelated-host_egress_btf|ns/run-unrelated-host_egress_tp")" \
+	-v c="$(metric vhost "ns/run-udp-netif_btf|ns/run-udp-netif_tp")" -v d="$(metric vhost "ns/run-udp-s1_btf|ns/run-udp-s1_tp")" \
 	-v e="$(metric vhost ns/run-udp-skb_consumed)" 'BEGIN { printf "%.0f", a + b + c + d + e }')
 labhost=$(metric flood bpf-ns/pkt-host)
 
 # Matched hook runs: the highest of the per-hook figures.
-matched=$(for m in "host ns/matched-run-host_ingress_tp" "host ns/matched-run-host_egress_tp" \
-	"vm ns/matched-run-vm_raw_tp_net_dev_queue" "vm ns/matched-run-vm_raw_tp_netif_receive_skb" \
-	"vhost ns/run-ping-s1_tp" "vhost ns/run-ping-netif_tp"; do
+matched=$(for m in "host ns/matched-run-host_ingress_btf|ns/matched-run-host_ingress_tp" "host ns/matched-run-host_egress_btf|ns/matched-run-host_egress_tp" \
+	"vm ns/matched-run-vm_tp_btf_net_dev_queue|ns/matched-run-vm_raw_tp_net_dev_queue" "vm ns/matched-run-vm_tp_btf_netif_receive_skb|ns/matched-run-vm_raw_tp_netif_receive_skb" \
+	"vhost ns/run-ping-s1_btf|ns/run-ping-s1_tp" "vhost ns/run-ping-netif_btf|ns/run-ping-netif_tp"; do
 	set -- $m
-	echo "$(metric "$1" "$2") $1:${2#ns/}"
+	found=$(metric "$1" "$2" name)
+	echo "$(metric "$1" "$2") $1:${found#ns/}"
 done | sort -g | tail -1)
 
 # costliest PREFIX: the highest per-node metric PREFIXNODE and its node.

@@ -90,7 +90,8 @@ func BenchmarkBPFRunTime(b *testing.B) {
 	matched, _ := s3.Sub(s2)
 	matched.Report(b, "matched")
 	b.Logf("matched phase: %d pings, %d replies", res.Sent, len(res.Replies))
-	for _, prog := range []string{"vm_raw_tp_net_dev_queue", "vm_raw_tp_netif_receive_skb"} {
+	// Whichever rung is attached: typed (tp_btf) where the kernel allows.
+	for _, prog := range []string{"vm_tp_btf_net_dev_queue", "vm_tp_btf_netif_receive_skb", "vm_raw_tp_net_dev_queue", "vm_raw_tp_netif_receive_skb"} {
 		m, own := matched[prog], uint64(2*len(res.Replies))
 		if m.Runs <= own {
 			continue
