@@ -116,6 +116,21 @@ func (o *Options) slowed(d time.Duration) time.Duration {
 	return d
 }
 
+// emulatedHostTimeout is the host tracer's --timeout on emulated machines
+// (its default is 1 s: a ping idle that long without completing is a
+// drop). Under TCG at a load of 30 a round trip took up to 1.2 s on the
+// KVM lab's OVS data path, and the sender host wrote 2 of 10 answered
+// pings as drops between its request out and reply in.
+const emulatedHostTimeout = time.Second * emulationSlowdown
+
+// hostTimeout is the host tracer's --timeout (0: its default).
+func (o *Options) hostTimeout() time.Duration {
+	if o.emulated() {
+		return emulatedHostTimeout
+	}
+	return 0
+}
+
 // tracerMaxCPU is the --max-cpu the tracers get (0: their default). On
 // emulated machines the default is emulatedMaxCPU: emulation makes the
 // same BPF runs and tracer work 5-50 times dearer in the machine's own CPU

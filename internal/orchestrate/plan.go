@@ -39,6 +39,8 @@ type planInput struct {
 	nodes       map[string]*node // by role
 	maxDuration time.Duration
 	maxCPU      float64 // --max-cpu of our tracers (0: their default)
+	// hostTimeout is our host tracer's --timeout (0: its default).
+	hostTimeout time.Duration
 	// killAfter is how long an origin tool has after its SIGINT before
 	// timeout(1) kills it (at least originKillAfter).
 	killAfter time.Duration
@@ -121,7 +123,11 @@ func plan(in planInput) [][]*tracerSpec {
 			out = append(out, origin(n, tools.ICMPDropDetector, prefix+"-host-icmp.log", "Hit Ctrl-C to end",
 				"--src-ip", s, "--dst-ip", r, "--rx-iface", rx, "--tx-iface", tx, "--verbose"))
 		} else {
-			out = append(out, ours(n, "host", "--src-ip", s, "--dst-ip", r, "--vm-interface", vnet, "--phy-interface", phy))
+			f := []string{"--src-ip", s, "--dst-ip", r, "--vm-interface", vnet, "--phy-interface", phy}
+			if in.hostTimeout > 0 {
+				f = append(f, "--timeout", in.hostTimeout.String())
+			}
+			out = append(out, ours(n, "host", f...))
 		}
 		// Packets going into this host's VM: the request on the receiver
 		// host (E), the reply on the sender host (L).

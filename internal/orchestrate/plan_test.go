@@ -83,3 +83,51 @@ func TestPlanOriginBackstop(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanHostTimeout: on emulated machines (env.yaml emulation:) the host
+// tracers get a --timeout ten times their default, since a round trip
+// there can outlast it; elsewhere they keep their own default.
+func TestPlanHostTimeout(t *testing.T) {
+	env := &envfile.Environment{
+		Sender: envfile.Side{VM: envfile.VM{SSH: "sv", IP: "198.18.1.1"},
+			Host: envfile.Host{SSH: "sh", VnetInterface: "vnet0", PhyInterface: "eth0"}},
+		Receiver: envfile.Side{VM: envfile.VM{SSH: "rv", IP: "198.18.2.1"},
+			Host: envfile.Host{SSH: "rh", VnetInterface: "vnet1", PhyInterface: "eth1"}},
+	}
+	nodes := map[string]*node{}
+	for _, n := range env.Nodes() {
+		nodes[n.Role] = &node{spec: n, bin: &remote.Local{SHA256: strings.Repeat("ab", 32)}}
+	}
+	for _, emulation := range []string{"", "emulated: QEMU TCG"} {
+		env.Emulation = emulation
+		o := &Options{Env: env}
+		want := ""
+		if emulation != "" {
+			want = "10s"
+		}
+		hosts := 0
+		for _, ph := range plan(planInput{env: env, nodes: nodes, maxDuration: time.Minute, hostTimeout: o.hostTimeout()}) {
+			for _, tr := range ph {
+				got := ""
+				if i := slices.Index(tr.args, "--timeout"); i >= 0 {
+					got = tr.args[i+1]
+				}
+				if tr.tool == "host" {
+					hosts++
+				} else {
+					want := ""
+					if got != want {
+						t.Errorf("emulation %q: %s %s got --timeout %s", emulation, tr.node.role(), tr.tool, got)
+					}
+					continue
+				}
+				if got != want {
+					t.Errorf("emulation %q: %s host --timeout %q, want %q", emulation, tr.node.role(), got, want)
+				}
+			}
+		}
+		if hosts != 2 {
+			t.Errorf("emulation %q: %d host tracers planned, want 2", emulation, hosts)
+		}
+	}
+}

@@ -214,6 +214,15 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	r.readyTracers(ctx, started)
 	r.m.Timings.StartMS = ms(time.Since(t0))
 	pingErr := r.ping(ctx, pinger, pingOpenErr)
+	if d := o.hostTimeout(); d > 0 && pingErr == nil && pingOpenErr == nil {
+		// The host tracers decide a ping lost at the end of the series
+		// once it is idle for their --timeout; stopped earlier they could
+		// only write it as incomplete.
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
 	t0 = time.Now()
 	r.stopAll(ctx)
 	r.m.Timings.StopMS = ms(time.Since(t0))
@@ -296,7 +305,7 @@ func (r *run) connect(ctx context.Context) ([][]*tracerSpec, error) {
 		n.bin = bins.forMachine(n.facts["arch"])
 	}
 	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, maxDuration: o.maxDuration(), maxCPU: o.tracerMaxCPU(o.MaxCPU),
-		killAfter: o.StopGrace + o.StopTerm})), nil
+		hostTimeout: o.hostTimeout(), killAfter: o.StopGrace + o.StopTerm})), nil
 }
 
 // prepare reads every node's facts (as root, which checks sudo; unless
