@@ -5,7 +5,6 @@
 package kernel
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,8 +12,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/pingpath/pingpath/internal/kernel/kallsyms"
 )
 
 // TracefsPath is where tracers mount tracefs when nothing else did.
@@ -103,32 +100,6 @@ func HasTracepointAnyGroup(name string) bool {
 	}
 	m, _ := filepath.Glob(fmt.Sprintf("%s/events/*/%s", tracefsRoot(), name))
 	return len(m) > 0
-}
-
-// TraceableFunctions returns which of names can carry a kprobe: listed in
-// tracefs available_filter_functions when it is readable, otherwise text
-// symbols of /proc/kallsyms. The second result names the source used.
-func TraceableFunctions(names []string) (map[string]bool, string, error) {
-	have := map[string]bool{}
-	if len(names) == 0 {
-		return have, "", nil
-	}
-	_ = EnsureTracefs()
-	if b, err := os.ReadFile(tracefsRoot() + "/available_filter_functions"); err == nil {
-		for _, n := range names {
-			have[n] = bytes.HasPrefix(b, []byte(n+"\n")) || bytes.Contains(b, []byte("\n"+n+"\n")) ||
-				bytes.Contains(b, []byte("\n"+n+" "))
-		}
-		return have, "available_filter_functions", nil
-	}
-	syms, err := kallsyms.Lookup(names)
-	if err != nil {
-		return nil, "", err
-	}
-	for _, n := range names {
-		_, have[n] = syms[n]
-	}
-	return have, "kallsyms", nil
 }
 
 // FtracePatched reports which of fns ftrace currently patches (tracefs

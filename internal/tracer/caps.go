@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -19,36 +20,51 @@ func ProbeCapabilities(stages []Stage, btfFile string) Capabilities {
 
 // kernelChecks are the real kernel's load-and-attach checks.
 func kernelChecks() kernelSupport {
-	return kernelSupport{fentry: kernel.FentrySupport, tpBTF: kernel.TpBTFSupport}
+	return kernelSupport{fentry: kernel.FentrySupport, tpBTF: kernel.TpBTFSupport, functions: kernel.ScanFunctions}
 }
 
 // kernelSupport holds the checks that need the kernel to load a program
-// (kernel.FentrySupport, kernel.TpBTFSupport); tests fabricate them.
+// (kernel.FentrySupport, kernel.TpBTFSupport) and the function list
+// (kernel.ScanFunctions); tests fabricate them.
 type kernelSupport struct {
-	fentry func(fn string) error
-	tpBTF  func(tp string) error
+	fentry    func(fn string) error
+	tpBTF     func(tp string) error
+	functions func(names []string) (kernel.Functions, error)
 }
 
 // probeCapabilities probes with b (nil and btfErr when there is no kernel
 // BTF). Functions and raw tracepoints missing from vmlinux BTF are looked up
 // in module BTF first, so that fentry reaches module functions (tun,
-// vhost_net, kvm) and module tracepoints are found.
+// vhost_net, kvm) and module tracepoints are found. A function whose fentry
+// program may never run (kernel.Functions.FentryUnsafe) is no fentry
+// target; its next rung serves.
 func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error, support kernelSupport) Capabilities {
 	targets := Targets(stages)
 	if btfErr == nil {
 		tps := append(append([]string(nil), targets[RawTracepoint]...), targets[TpBTF]...)
 		_ = b.FindInModules(targets[Fentry], tps) // on error: vmlinux only
 	}
-	caps := Capabilities{Methods: map[Method]string{}, Targets: map[Method]map[string]bool{}}
+	caps := Capabilities{Methods: map[Method]string{}, Targets: map[Method]map[string]bool{}, Unusable: map[Method]map[string]string{}}
 	reason := func(err error) string {
 		if err == nil {
 			return ""
 		}
 		return err.Error()
 	}
+	kprobeWhy := ""
+	if len(targets[Kprobe]) > 0 {
+		kprobeWhy = reason(kernel.KprobeSupport())
+	}
+	// The function list (available_filter_functions: seconds to generate
+	// on an emulated machine) is read once for both methods.
+	var fns kernel.Functions
+	fnsErr := errors.New("not read")
+	if kprobeWhy == "" && len(targets[Kprobe]) > 0 || btfErr == nil && len(targets[Fentry]) > 0 {
+		fns, fnsErr = support.functions(append(append([]string(nil), targets[Fentry]...), targets[Kprobe]...))
+	}
 	// fentry and tp_btf attach through the kernel's own BTF: a function or
 	// a tracepoint's btf_trace_ typedef in vmlinux or module BTF.
-	btfMethod := func(m Method, names []string, has func(string) bool, works func(string) error) {
+	btfMethod := func(m Method, names []string, has func(string) bool, works func(string) error, unsafe map[string]string) {
 		if len(names) == 0 {
 			return
 		}
@@ -61,6 +77,13 @@ func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error, support kern
 		default:
 			var probeOn string
 			for _, n := range names {
+				if why := unsafe[n]; why != "" && has(n) {
+					if caps.Unusable[m] == nil {
+						caps.Unusable[m] = map[string]string{}
+					}
+					caps.Unusable[m][n] = why
+					continue
+				}
 				if has(n) {
 					caps.Targets[m][n] = true
 					if probeOn == "" {
@@ -68,23 +91,23 @@ func probeCapabilities(stages []Stage, b *kernel.BTF, btfErr error, support kern
 					}
 				}
 			}
-			if probeOn == "" {
+			switch {
+			case probeOn == "" && len(caps.Unusable[m]) > 0:
+				caps.Methods[m] = "no usable target: " + caps.Unusable[m][names[0]]
+			case probeOn == "":
 				caps.Methods[m] = "none of " + strings.Join(names, ", ") + " in kernel BTF"
-			} else {
+			default:
 				caps.Methods[m] = reason(works(probeOn))
 			}
 		}
 	}
 	// (Method values of a nil *kernel.BTF are only called when btfErr is nil.)
-	btfMethod(Fentry, targets[Fentry], b.HasFunc, support.fentry)
-	btfMethod(TpBTF, targets[TpBTF], b.HasRawTracepoint, support.tpBTF)
-	if fns := targets[Kprobe]; len(fns) > 0 {
-		caps.Methods[Kprobe] = reason(kernel.KprobeSupport())
-		// Symbol lists cost tens of ms to read: only when kprobes work.
-		if caps.Methods[Kprobe] == "" {
-			if have, _, err := kernel.TraceableFunctions(fns); err == nil {
-				caps.Targets[Kprobe] = have
-			}
+	btfMethod(Fentry, targets[Fentry], b.HasFunc, support.fentry, fns.FentryUnsafe)
+	btfMethod(TpBTF, targets[TpBTF], b.HasRawTracepoint, support.tpBTF, nil)
+	if len(targets[Kprobe]) > 0 {
+		caps.Methods[Kprobe] = kprobeWhy
+		if kprobeWhy == "" && fnsErr == nil {
+			caps.Targets[Kprobe] = fns.Traceable
 		}
 	}
 	if tps := targets[Tracepoint]; len(tps) > 0 {

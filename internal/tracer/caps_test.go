@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
@@ -25,7 +26,7 @@ func TestModuleFunctionsGetFentry(t *testing.T) {
 	}
 	stages := []Stage{stage("xmit", "tun_net_xmit"), stage("recv", "__netif_receive_skb"), stage("nobtf", "handle_tx_kick")}
 	var probedOn string
-	caps := probeCapabilities(stages, kb, nil, kernelSupport{fentry: func(fn string) error { probedOn = fn; return nil }})
+	caps := probeCapabilities(stages, kb, nil, kernelSupport{fentry: func(fn string) error { probedOn = fn; return nil }, functions: noFunctionList})
 	if probedOn == "" || caps.Methods[Fentry] != "" {
 		t.Fatalf("fentry not probed (%q): %q", probedOn, caps.Methods[Fentry])
 	}
@@ -64,7 +65,7 @@ func TestTypedTracepointsPreferred(t *testing.T) {
 	}
 	stages := []Stage{stage("netif_receive_skb"), stage("kvm_msi_set_irq"), stage("no_btf_tp")}
 	var probedOn string
-	caps := probeCapabilities(stages, kb, nil, kernelSupport{tpBTF: func(tp string) error { probedOn = tp; return nil }})
+	caps := probeCapabilities(stages, kb, nil, kernelSupport{tpBTF: func(tp string) error { probedOn = tp; return nil }, functions: noFunctionList})
 	if probedOn == "" || caps.Methods[TpBTF] != "" {
 		t.Fatalf("tp_btf not probed (%q): %q", probedOn, caps.Methods[TpBTF])
 	}
@@ -90,11 +91,63 @@ func TestTypedTracepointsPreferred(t *testing.T) {
 	}
 
 	// No kernel BTF: tp_btf is unusable with the reason, never probed.
-	caps = probeCapabilities(stages, nil, errors.New("no /sys/kernel/btf/vmlinux"), kernelSupport{tpBTF: func(string) error {
+	caps = probeCapabilities(stages, nil, errors.New("no /sys/kernel/btf/vmlinux"), kernelSupport{functions: noFunctionList, tpBTF: func(string) error {
 		t.Error("tp_btf probed without kernel BTF")
 		return nil
 	}})
 	if caps.Methods[TpBTF] == "" {
 		t.Error("tp_btf usable without kernel BTF")
+	}
+}
+
+// noFunctionList stands for a kernel whose function list says nothing.
+func noFunctionList([]string) (kernel.Functions, error) { return kernel.Functions{}, nil }
+
+// A function whose fentry program would never run (its symbol spans dead
+// ftrace sites: kvm's irqfd_wakeup on Debian 6.12) is no fentry target: auto
+// takes its kprobe rung and says why, and a forced --probe fentry refuses
+// rather than attach a program that never fires.
+func TestFentryUnsafeTargetUsesKprobe(t *testing.T) {
+	kb := kernel.NewBTF(btftest.Spec(t, []string{"irqfd_wakeup", "irqfd_inject"}, nil), nil)
+	stage := func(fn string) Stage {
+		return Stage{Name: fn, Rungs: []Rung{
+			{Method: Fentry, Hooks: []Hook{{Target: fn, Program: "f_" + fn}}},
+			{Method: Kprobe, Hooks: []Hook{{Target: fn, Program: "k_" + fn}}},
+		}}
+	}
+	stages := []Stage{stage("irqfd_wakeup"), stage("irqfd_inject")}
+	const why = "fentry on irqfd_wakeup may never run"
+	var probedOn string
+	caps := probeCapabilities(stages, kb, nil, kernelSupport{
+		fentry: func(fn string) error { probedOn = fn; return nil },
+		functions: func(names []string) (kernel.Functions, error) {
+			fs := kernel.Functions{Traceable: map[string]bool{}, FentryUnsafe: map[string]string{"irqfd_wakeup": why}}
+			for _, n := range names {
+				fs.Traceable[n] = true
+			}
+			return fs, nil
+		},
+	})
+	if probedOn != "irqfd_inject" {
+		t.Errorf("trampoline support probed on %q, want irqfd_inject (a target that can work)", probedOn)
+	}
+	if caps.Targets[Fentry]["irqfd_wakeup"] || !caps.Targets[Fentry]["irqfd_inject"] {
+		t.Errorf("fentry targets %v: want irqfd_inject only", caps.Targets[Fentry])
+	}
+	// This machine may lack kprobes: fabricate them.
+	caps.Methods[Kprobe] = ""
+	caps.Targets[Kprobe] = map[string]bool{"irqfd_wakeup": true, "irqfd_inject": true}
+	choices, err := Select(stages, caps, ProbeAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := choices[0]; c.Rung.Method != Kprobe || !strings.Contains(c.Reason, why) {
+		t.Errorf("irqfd_wakeup: %s (%q), want kprobe with the reason fentry was skipped", c.Rung.Method, c.Reason)
+	}
+	if c := choices[1]; c.Rung.Method != Fentry {
+		t.Errorf("irqfd_inject: %s, want fentry", c.Rung.Method)
+	}
+	if _, err := Select(stages, caps, ProbeFentry); err == nil || !strings.Contains(err.Error(), why) {
+		t.Errorf("forced fentry: %v, want an error naming why", err)
 	}
 }

@@ -99,6 +99,10 @@ type Capabilities struct {
 	// Targets maps method → target → present on this kernel (function in BTF
 	// for fentry, traceable symbol for kprobe, tracepoint for the others).
 	Targets map[Method]map[string]bool
+	// Unusable maps method → target → why a target this kernel has cannot
+	// be used with that method (e.g. an fentry program on it would never
+	// run); such targets are absent from Targets.
+	Unusable map[Method]map[string]string
 }
 
 func (c Capabilities) methodReason(m Method) string {
@@ -141,16 +145,23 @@ func (c Capabilities) present(r Rung) (Rung, string) {
 		return Rung{}, fmt.Sprintf("%s: %s", r.Method, why)
 	}
 	out := Rung{Method: r.Method, Note: r.Note}
-	var missing []string
+	var missing, unusable []string
 	for _, h := range r.Hooks {
-		if c.has(r.Method, h.Target) {
+		switch {
+		case c.has(r.Method, h.Target):
 			out.Hooks = append(out.Hooks, h)
-		} else {
+		case c.Unusable[r.Method][h.Target] != "":
+			unusable = append(unusable, c.Unusable[r.Method][h.Target])
+		default:
 			missing = append(missing, h.Target)
 		}
 	}
 	if len(out.Hooks) == 0 {
-		return Rung{}, fmt.Sprintf("%s: %s not found", r.Method, strings.Join(missing, ", "))
+		var why []string
+		if len(missing) > 0 {
+			why = append(why, strings.Join(missing, ", ")+" not found")
+		}
+		return Rung{}, fmt.Sprintf("%s: %s", r.Method, strings.Join(append(why, unusable...), "; "))
 	}
 	return out, ""
 }

@@ -148,13 +148,16 @@ func LoadAndAttach(spec *ebpf.CollectionSpec, choices []Choice, kbtf *kernel.BTF
 
 // UnpatchedFentryError: fentry links on these module functions were created
 // but the kernel never patched the functions, so the programs would never
-// run. The kernel calls a BPF trampoline through ftrace's direct calls when
-// ftrace manages the function, and otherwise pokes the call into the text
-// itself — which x86 does not do in module text: it returns success without
-// patching ("BPF poking in modules is not supported"). Seen on Debian's
-// 6.12 for kvm's irqfd_wakeup (in available_filter_functions, yet the
-// trampoline did not go through ftrace; kprobes work); 6.1 patches it. The
-// runner then takes these stages' next rung.
+// run. The known cause is predicted before attaching (probeCapabilities,
+// kernel.Functions.FentryUnsafe): the trampoline's ftrace direct call is
+// registered at ftrace_location(function address), which for an IBT
+// function (endbr64 first, the ftrace site at +4) picks any ftrace site
+// inside the symbol's kallsyms extent — on Debian 6.12's kvm.ko,
+// irqfd_wakeup's extent also holds the disabled sites of two overridden
+// __weak stubs, one of them was picked, and ftrace never patched it (6.1's
+// layout happens to give the right one). This check stays as the safety net
+// for whatever else leaves a link unpatched: the runner then takes these
+// stages' next rung.
 type UnpatchedFentryError struct{ Targets []string }
 
 func (e *UnpatchedFentryError) Error() string {

@@ -66,6 +66,11 @@ type Tool struct {
 	// forced --probe kprobe does not fail on a host without KVM or vhost:
 	// those stages become unavailable instead.
 	present map[string]bool
+	// fentryUnsafe: functions whose fentry program may never run here
+	// (kernel.Functions.FentryUnsafe, e.g. kvm's irqfd_wakeup on Debian
+	// 6.12), with the reason. They get their kprobe rung only, so that a
+	// forced --probe fentry falls back for that stage instead of failing.
+	fentryUnsafe map[string]string
 	// kbtf is the kernel's BTF (vmlinux and the modules defining our
 	// targets), nil when unknown. fentry rungs and raw tracepoint rungs are
 	// offered only for what it describes, as the tracer core looks targets
@@ -119,8 +124,9 @@ func New(cfg Config) (*Tool, error) {
 	if err == nil {
 		t.useBTF(kb)
 	}
-	if present, _, err := kernel.TraceableFunctions(all[tracer.Kprobe]); err == nil {
-		t.present = present
+	if fns, err := kernel.ScanFunctions(all[tracer.Kprobe]); err == nil {
+		t.present = fns.Traceable
+		t.fentryUnsafe = fns.FentryUnsafe
 	}
 	return t, nil
 }
@@ -147,10 +153,16 @@ func rung(m tracer.Method, target, prog, note string) tracer.Rung {
 }
 
 // fnRungs is the fentry → kprobe pair for a kernel function, none when the
-// function is not in this kernel.
+// function is not in this kernel, the kprobe alone when fentry cannot serve.
 func (t *Tool) fnRungs(target, fentryProg, kprobeProg, note string) []tracer.Rung {
 	if t.present != nil && !t.present[target] {
 		return nil
+	}
+	if why := t.fentryUnsafe[target]; why != "" {
+		if note != "" {
+			why = note + "; " + why
+		}
+		return []tracer.Rung{rung(tracer.Kprobe, target, kprobeProg, why)}
 	}
 	kp := rung(tracer.Kprobe, target, kprobeProg, note)
 	if t.kbtf != nil && !t.kbtf.HasFunc(target) {

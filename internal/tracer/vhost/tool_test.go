@@ -183,6 +183,38 @@ func TestAbsentFunctionsLeaveNoRung(t *testing.T) {
 	}
 }
 
+// TestFentryUnsafeFallsBackToKprobe: where fentry on irqfd_wakeup would
+// never run (Debian 6.12's kvm.ko, kernel.Functions.FentryUnsafe), s4 gets
+// its kprobe rung only, with the reason; a forced --probe fentry takes
+// fentry elsewhere and the kprobe for s4 instead of failing or attaching a
+// program that never fires.
+func TestFentryUnsafeFallsBackToKprobe(t *testing.T) {
+	tl := testTool(t, record.ToolVhostRX, "vhost", "kvm")
+	tl.kbtf = nil // every fentry rung offered, as with BTF for everything
+	const why = "fentry on irqfd_wakeup may never run: (test)"
+	tl.fentryUnsafe = map[string]string{"irqfd_wakeup": why}
+	all := tracer.Targets(tl.Stages())
+	fns := set(all[tracer.Kprobe]...)
+	c := tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Fentry: "", tracer.Kprobe: "", tracer.RawTracepoint: ""},
+		Targets: map[tracer.Method]map[string]bool{tracer.Fentry: set(all[tracer.Fentry]...), tracer.Kprobe: fns,
+			tracer.RawTracepoint: set(all[tracer.RawTracepoint]...)}}
+	for _, probe := range []string{tracer.ProbeAuto, tracer.ProbeFentry} {
+		choices, err := tracer.Select(tl.Stages(), c, probe)
+		if err != nil {
+			t.Fatalf("--probe %s: %v", probe, err)
+		}
+		got := chosen(t, choices)
+		if got[record.StageIrqfd] != "kprobe:irqfd_wakeup" || got[record.StageVhostSignal] != "fentry:vhost_add_used_and_signal_n" {
+			t.Errorf("--probe %s: %v", probe, got)
+		}
+		for _, ch := range choices {
+			if ch.Stage == record.StageIrqfd && !strings.Contains(ch.Reason, why) {
+				t.Errorf("--probe %s: s4 reason %q does not say why fentry is not used", probe, ch.Reason)
+			}
+		}
+	}
+}
+
 func TestDescribeReasons(t *testing.T) {
 	tl := testTool(t, record.ToolVhostRX, "kvm")
 	h := &record.Header{Probes: []record.Probe{
