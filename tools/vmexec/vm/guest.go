@@ -121,11 +121,25 @@ func linkUp(name string) error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
+// openDevice opens a device node, waiting for it to appear: a virtio
+// console's port (hvc0) is added after the driver loads, when QEMU's
+// control message arrives.
+func openDevice(name string) (*os.File, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		f, err := os.OpenFile(name, os.O_RDWR|unix.O_NOCTTY, 0)
+		if err == nil || !errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
+			return f, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // openProgramOutput opens the program's terminal (ttyS1 on x86, hvc0 on
 // arm64: machine.outputDev) with output processing off, so the host sees
 // exactly the bytes the program wrote (no "\n" → "\r\n").
 func openProgramOutput() (*os.File, error) {
-	f, err := os.OpenFile(outputDevice(runtime.GOARCH), os.O_RDWR|unix.O_NOCTTY, 0)
+	f, err := openDevice(outputDevice(runtime.GOARCH))
 	if err != nil {
 		return nil, err
 	}

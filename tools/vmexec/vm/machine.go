@@ -21,9 +21,9 @@ type machine struct {
 	console string
 	// outputDev is the guest device the program's output goes to.
 	outputDev string
-	// modules are loaded in every guest besides Config.Modules: KVM's
-	// (x86: kvm_amd for the emulated SVM; kvm and irqbypass come as its
-	// dependencies).
+	// modules are loaded in every guest besides Config.Modules: on x86
+	// KVM's (kvm_amd for the emulated SVM; kvm and irqbypass come as its
+	// dependencies), on arm64 the virtio console's.
 	modules []string
 	// board is QEMU's arguments for the board and its devices. The kernel
 	// console must go to fd 3 of QEMU, the program's output to QEMU's stdout.
@@ -72,6 +72,8 @@ var machines = map[string]machine{
 	"arm64": {
 		qemu: QEMUBinaryARM64, cpu: "cortex-a57", elf: elf.EM_AARCH64,
 		console: "ttyAMA0", outputDev: "/dev/hvc0",
+		// Built in on 6.12, modules on 6.1 (ModuleOrder skips built-ins).
+		modules: []string{"virtio_pci", "virtio_console"},
 		board: []string{
 			"-M", "virt",
 			"-semihosting-config", "enable=on,target=native,userspace=on",
