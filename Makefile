@@ -16,7 +16,7 @@ export BPF2GO_CC := $(CURDIR)/bpf/cc.sh
 export PINGPATH_BPF_CLANG := $(CLANG)
 export BPF2GO_STRIP := $(STRIP)
 
-.PHONY: all build deps generate generate-check lint test test-quick test-kvm-e2e test-kernels test-kernels-arm64 freshroot demo demo-kvm bench fuzz clean
+.PHONY: all build deps generate generate-check lint test test-quick test-kvm-e2e test-kvm-bcc test-kernels test-kernels-arm64 freshroot demo demo-kvm bench fuzz clean
 
 all: build
 
@@ -59,6 +59,14 @@ test: deps generate-check lint build freshroot
 # 2-CPU machine, so not part of `make test`.
 test-kvm-e2e: build
 	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 90m -run '^(TestKVMWholePath|TestKVMDatapathOVSGeneveBond)$$' -v ./test/e2e/
+
+# The origin tools' path on the KVM lab (test/e2e TestKVMOriginBCC): a lab with
+# --with-bcc, BCC programs driven through the env file's tools:, then
+# pingpath's own tracers for the cost comparison. BCC compiles under TCG at
+# each start: 45-60 minutes on a 2-CPU machine, so not part of `make test` nor
+# of test-kvm-e2e. PINGPATH_KVM_BCC_LAB=DIR runs it on a lab already up.
+test-kvm-bcc: build
+	PINGPATH_KVM_BCC_E2E=1 $(GO) test -count=1 -timeout 150m -run '^TestKVMOriginBCC$$' -v ./test/e2e/
 
 # The kernel matrix: every package's guest tests (TestTraceRealPackets,
 # TestGuest*) in QEMU/TCG guests booting Debian's 6.1 and 6.12 cloud kernels,

@@ -68,7 +68,7 @@ func TestRunFlagBounds(t *testing.T) {
 		{[]string{"--count", "1000000", "--interval", "1s"}, "--count: 1000000 pings every 1s take 277h46m40s, more than 24h0m0s"},
 		{[]string{"--size", "0"}, "--size: 0 is out of range 1..65507"},
 		{[]string{"--size", "65508"}, "--size: 65508 is out of range 1..65507"},
-		{[]string{"--ready-timeout", "-1s"}, "--ready-timeout: -1s is out of range 1s..10m0s"},
+		{[]string{"--ready-timeout", "-1s"}, "--ready-timeout: -1s is out of range 1s..1h0m0s"},
 		{[]string{"--ready-timeout", "1ms"}, "--ready-timeout: 1ms is out of range"},
 		{[]string{"--tracers", "bogus"}, `--tracers: unknown tracer "bogus" (this build has `},
 		{[]string{"--tracers", "vm,hots"}, `--tracers: unknown tracer "hots"`},

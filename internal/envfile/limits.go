@@ -13,7 +13,7 @@ const (
 	MinPingCount, MaxPingCount       = 1, 1_000_000
 	MinInterval, MaxInterval         = time.Millisecond, time.Minute
 	MinDuration, MaxDuration         = time.Second, 24 * time.Hour // measurement.duration
-	MinReadyTimeout, MaxReadyTimeout = time.Second, 10 * time.Minute
+	MinReadyTimeout, MaxReadyTimeout = time.Second, time.Hour      // BCC compiling under TCG took over 15 min
 	// MaxRunLength bounds ping count × interval.
 	MaxRunLength = 24 * time.Hour
 	// MaxFileSize bounds an environment file.
