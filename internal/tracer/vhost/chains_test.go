@@ -126,6 +126,31 @@ func TestReplayRXSuppressedAndLost(t *testing.T) {
 	}
 }
 
+// TestReplayRXSuppressedThenSignalled: a signal without an eventfd signal
+// (the guest was polling) ends its chain when the worker takes the next
+// packet, without s4/s5 and with extra.notify "suppressed"; the next
+// packet's irqfd wake-up and injection are its own, not the earlier
+// chain's (they were, before 2026-12-06: E of 300 ms on the KVM lab).
+func TestReplayRXSuppressedThenSignalled(t *testing.T) {
+	var got []*pingOrDrop
+	avail := allRX()
+	avail[HookEventfd] = true // as on a host: what tells a suppressed signal
+	replay(t, NewRXCorrelator(RXConfig{Available: avail, Device: "vnet0"}, collect(&got)), readCorpus(t, "rx-suppressed-then-signalled.jsonl"))
+	if len(got) != 2 || got[0].ping == nil || got[1].ping == nil {
+		t.Fatalf("records %+v, want two pings", got)
+	}
+	p10, p11 := got[0].ping, got[1].ping
+	if p10.Seq != 10 || len(p10.Stages) != 3 || p10.Extra["missing"] != "s4_irqfd,s5_kvm_irq" || p10.Extra["notify"] != "suppressed" {
+		t.Errorf("seq %d: stages %v extra %v, want s1..s3, missing s4/s5, notify suppressed", p10.Seq, p10.Stages, p10.Extra)
+	}
+	if _, ok := p10.Durations["total"]; ok {
+		t.Errorf("seq 10 has a total without its own injection: %v", p10.Durations)
+	}
+	if p11.Seq != 11 || len(p11.Stages) != 5 || p11.Durations["total"] != 310460000-310000000 || p11.Extra["notify"] != "" {
+		t.Errorf("seq %d: stages %v durations %v extra %v, want all five, total = s5 − s1", p11.Seq, p11.Stages, p11.Durations, p11.Extra)
+	}
+}
+
 // TestReplayRXOnlyLiveStages is the tap-link situation of the lab: only S1
 // and S2 exist; a chain is complete at S2 and nothing else is claimed.
 func TestReplayRXOnlyLiveStages(t *testing.T) {

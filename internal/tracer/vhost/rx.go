@@ -135,6 +135,7 @@ func (m *rxMachine) onTaken(ev Event, isStage bool) {
 		return
 	}
 	delete(m.bySkb, ev.Key)
+	m.signalPassed(ev.TID)
 	if isStage {
 		ch.see(record.StageVhostRecv, ev)
 	}
@@ -168,6 +169,7 @@ func (m *rxMachine) onDropped(ev Event) {
 }
 
 func (m *rxMachine) onSignal(ev Event) {
+	m.signalPassed(ev.TID)
 	chs := m.taken.take(ev.TID)
 	if !m.cfg.Available[record.StageVhostRecv] {
 		// No S2: every chain transmitted shortly before this signal goes
@@ -198,6 +200,37 @@ func (m *rxMachine) onSignal(ev Event) {
 			continue
 		}
 		m.signalled.push(ev.TID, ch)
+	}
+}
+
+// signalPassed finishes the chains task tid signalled whose wake-up can no
+// longer come: vhost_signal signals the call eventfd inside the very call S3
+// observes, and eventfd_signal runs irqfd_wakeup synchronously, so once the
+// worker takes or signals the next packet, a chain still waiting got no
+// irqfd wake-up — and, without an eventfd event, no signal at all: the guest
+// asked for no interrupt (it was polling the ring; event index or
+// VRING_AVAIL_F_NO_INTERRUPT), which extra.notify "suppressed" says. Left
+// waiting, such chains took the next packet's wake-up and injection (seen on
+// the KVM lab: E of 300 ms, longer than the receiver host's whole turn).
+// Needs the irqfd stage or the eventfd hook to tell.
+func (m *rxMachine) signalPassed(tid uint32) {
+	irqfd, efd := m.cfg.Available[record.StageIrqfd], m.cfg.Available[HookEventfd]
+	if !irqfd && !efd {
+		return
+	}
+	var keep []*chain
+	for _, ch := range m.signalled.take(tid) {
+		if ch.eventfd != 0 && !irqfd {
+			keep = append(keep, ch)
+			continue
+		}
+		if ch.eventfd == 0 && efd {
+			ch.extra["notify"] = "suppressed"
+		}
+		m.finish(ch)
+	}
+	for _, ch := range keep {
+		m.signalled.push(tid, ch)
 	}
 }
 
