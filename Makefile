@@ -69,15 +69,15 @@ test-kvm-bcc: build
 	PINGPATH_KVM_BCC_E2E=1 $(GO) test -count=1 -timeout 150m -run '^TestKVMOriginBCC$$' -v ./test/e2e/
 
 # The kernel matrix: every package's guest tests (TestTraceRealPackets,
-# TestGuest*) in QEMU/TCG guests booting Debian's 6.1 and 6.12 cloud kernels,
+# TestGuest*) in QEMU/TCG guests booting Debian's 5.10, 6.1 and 6.12 cloud kernels,
 # per probe rung (auto, fentry, kprobe, tracepoint, and perf: the perf event
 # array forced), and Debian's arm64 6.12 under qemu-system-aarch64 with the
 # auto rung (arm64 TCG is 2-4 times slower: test-kernels-arm64 runs every
 # rung). Fetches and caches the kernels in .cache/kernels, rewrites
 # docs/kernel-matrix.md from the run.
 test-kernels:
-	./scripts/kernels.sh 6.1 6.12 6.12-arm64
-	$(GO) run ./tools/kernelmatrix -kernels 6.1,6.12,6.12-arm64 -kernel-rungs 6.12-arm64=auto
+	./scripts/kernels.sh 5.10 6.1 6.12 6.12-arm64
+	$(GO) run ./tools/kernelmatrix -kernels 5.10,6.1,6.12,6.12-arm64 -kernel-rungs 6.12-arm64=auto
 
 # Every rung on the arm64 kernels (6.1 and 6.12), into
 # docs/kernel-matrix-arm64.md: about 20-40 minutes on 2 CPUs, so not part of

@@ -27,7 +27,7 @@
 #   $CACHE/<series>/headers/root/lib/modules/<release>/{build,source} (links)
 #   $CACHE/<series>/headers/version           the packages' Debian version
 #
-# Usage: scripts/kernels.sh [--refresh] [--headers] [SERIES...]   (default: 6.1 6.12 6.12-arm64)
+# Usage: scripts/kernels.sh [--refresh] [--headers] [SERIES...]   (default: 5.10 6.1 6.12 6.12-arm64)
 # Prints one line per series: "<series> <release> <root dir>", and with
 # --headers a second one: "<series> headers <headers root dir>".
 set -euo pipefail
@@ -45,7 +45,7 @@ for a in "$@"; do
     *) series+=("$a") ;;
   esac
 done
-((${#series[@]})) || series=(6.1 6.12 6.12-arm64)
+((${#series[@]})) || series=(5.10 6.1 6.12 6.12-arm64)
 
 for tool in apt-get apt-cache dpkg-deb busybox; do
   command -v "$tool" >/dev/null || { echo "kernels.sh: $tool not found (run scripts/install-deps.sh)" >&2; exit 1; }

@@ -514,6 +514,11 @@ func (m *Matrix) Markdown(full bool) string {
 		}
 		fmt.Fprintf(&b, "Each cell is one top-level test in one QEMU/TCG guest (%s; Go /init from tools/vmexec/vm).\n",
 			strings.Join(machines, "; "))
+		b.WriteString("The guests load kvm and kvm_amd on QEMU's emulated AMD SVM (`+svm,+npt`), so tests create KVM VMs\n")
+		b.WriteString("(`internal/testkit/kvmirq` gives vhost-rx its irqfd and interrupt injection, stages s4/s5).\n")
+		b.WriteString("Where a forced rung cannot reach a stage on a kernel — 5.10 builds no module BTF, so no fentry on tun, vhost\n")
+		b.WriteString("or kvm functions; Debian's 6.12 never patches an fentry on kvm's `irqfd_wakeup` — the stage takes its next\n")
+		b.WriteString("rung, the header's reason (in the test's log) says why, and the cell passes on what that kernel can do.\n")
 		fmt.Fprintf(&b, "Rung-aware packages (tests that call `testenv.Probe()`) run once per rung with `PINGPATH_TEST_PROBE`\n")
 		fmt.Fprintf(&b, "(rung `%s`: auto probes with the perf event array forced, `PINGPATH_TEST_EVENT_BUFFER=perf`, the fallback for kernels without BPF ring buffers);\n", rungPerf)
 		fmt.Fprintf(&b, "the others once per kernel (rung `%s`). SKIP and FAIL carry the test's own message in the notes;\n", rungAny)
