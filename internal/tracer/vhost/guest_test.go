@@ -97,9 +97,10 @@ func checkModuleFentry(t *testing.T, probe string, h *record.Header, stage, modu
 		fentry = fentry || p.Method == "fentry"
 	}
 	p := probeOf(h, stage)
-	if fentry && p.Method != "fentry" && strings.Contains(p.Reason, "did not patch") {
-		// The runner's check found the fentry link dead (kvm's irqfd_wakeup
-		// on 6.12) and took the kprobe: that is the point of the check.
+	if fentry && p.Method != "fentry" && (strings.Contains(p.Reason, "may never run") || strings.Contains(p.Reason, "did not patch")) {
+		// fentry would never run on this function here (kvm's irqfd_wakeup
+		// on 6.12: its symbol spans dead ftrace sites), predicted from the
+		// function list or found after attaching; the kprobe serves.
 		t.Logf("%s (module %s with BTF): %s %s (%s)", stage, module, p.Method, p.Target, p.Reason)
 		return
 	}
