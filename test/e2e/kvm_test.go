@@ -358,7 +358,7 @@ func checkLayerIdentity(t *testing.T, s *series) {
 // exit at the kick, guest entry from the interrupt to netif_receive_skb) is
 // non-negative, and its size next to what the vhost tracers measured (E or
 // L plus B_1 or I_1) is logged. It is not asserted small: on this lab it is
-// of the same order (per-ping ratio p50 1.2-1.7 on 2026-12-06), since the
+// of the same order (per-ping ratio p50 0.7-1.7 on 2026-12-06), since the
 // nested vCPU's wake-up and emulated VMRUN after the injection, and the
 // guest's exit at the kick, cost milliseconds under TCG.
 func checkResiduals(t *testing.T, s *series) {
