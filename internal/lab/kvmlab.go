@@ -317,7 +317,7 @@ func (l *Lab) buildKVM(ctx context.Context, o *Options, m *kvmMachines) error {
 		g, gctx := errgroup.WithContext(ctx)
 		for _, h := range []*Node{&l.Nodes[1], &l.Nodes[2]} {
 			g.Go(func() error {
-				boots, err := l.bootHost(gctx, o, m, h, fw[h.Name])
+				boots, err := l.bootHost(gctx, o, m, h, fw[h.Name], 1)
 				mu.Lock()
 				l.KVM.HostBoots[h.Name] = boots
 				mu.Unlock()
@@ -330,31 +330,55 @@ func (l *Lab) buildKVM(ctx context.Context, o *Options, m *kvmMachines) error {
 	if err != nil {
 		return err
 	}
-	if l.Wire == WireRelay {
-		if err := step("wire relay", func() error { return l.startWire(o) }); err != nil {
-			return err
-		}
-	}
+	// The VMs boot before the relay starts: a host whose kernel dies while
+	// its VM boots is booted again with fresh taps, which a running relay
+	// would not know (it holds the old ones).
 	vmTimeout := time.Duration(o.KVM.BootAttempts)*o.KVM.VMBootTimeout + 30*time.Second
 	if err := step("vms booted (nested kvm)", func() error {
 		g, gctx := errgroup.WithContext(ctx)
 		for _, h := range []*Node{&l.Nodes[1], &l.Nodes[2]} {
 			g.Go(func() error {
-				err := l.waitConsole(gctx, h.Name, vmTimeout, func(c kvm.Console) (bool, error) {
-					if c.VMFailed {
-						return false, fmt.Errorf("its VM did not boot in %d attempts", o.KVM.BootAttempts)
+				for {
+					err := l.waitConsole(gctx, h.Name, vmTimeout, func(c kvm.Console) (bool, error) {
+						if c.VMFailed {
+							return false, fmt.Errorf("its VM did not boot in %d attempts", o.KVM.BootAttempts)
+						}
+						return c.VMReady, nil
+					})
+					if err == nil {
+						return nil
 					}
-					return c.VMReady, nil
-				})
-				if err != nil {
-					return fmt.Errorf("host %s: %w (console: %s)", h.Name, err, l.consoleLog(h.Name))
+					mu.Lock()
+					boots := l.KVM.HostBoots[h.Name]
+					mu.Unlock()
+					if !errors.Is(err, errHostDied) || boots >= o.KVM.BootAttempts || gctx.Err() != nil {
+						return fmt.Errorf("host %s: %w (console: %s)", h.Name, err, l.consoleLog(h.Name))
+					}
+					// The TCG text-patching race (see kvm.Host) can kill a host
+					// after its sshd came up too: boot it once more.
+					fmt.Fprintf(o.Log, "  host %s: died while its VM booted: %v\n", h.Name, err)
+					if err := l.stopHost(h); err != nil {
+						return err
+					}
+					_ = os.Rename(l.consoleLog(h.Name), l.LogFile(fmt.Sprintf("console-%s.%d", h.Name, boots)))
+					boots, err = l.bootHost(gctx, o, m, h, fw[h.Name], boots+1)
+					mu.Lock()
+					l.KVM.HostBoots[h.Name] = boots
+					mu.Unlock()
+					if err != nil {
+						return err
+					}
 				}
-				return nil
 			})
 		}
-		return g.Wait()
+		return errors.Join(g.Wait(), l.save())
 	}); err != nil {
 		return err
+	}
+	if l.Wire == WireRelay {
+		if err := step("wire relay", func() error { return l.startWire(o) }); err != nil {
+			return err
+		}
 	}
 	if err := step("sshd (four nodes)", func() error { return l.waitAllSSH(ctx, o.ReadyTimeout) }); err != nil {
 		return err
@@ -434,10 +458,11 @@ func (l *Lab) createKVMWire() error {
 }
 
 // bootHost boots a host until its sshd runs, retrying a failed boot with
-// fresh taps. It returns the number of boots tried.
-func (l *Lab) bootHost(ctx context.Context, o *Options, m *kvmMachines, h *Node, fw map[string]string) (int, error) {
+// fresh taps; first is the number of this boot (boots before it count
+// against o.KVM.BootAttempts). It returns the number of boots tried.
+func (l *Lab) bootHost(ctx context.Context, o *Options, m *kvmMachines, h *Node, fw map[string]string, first int) (int, error) {
 	var errs []error
-	for attempt := 1; ; attempt++ {
+	for attempt := first; ; attempt++ {
 		t := time.Now()
 		err := l.startHost(o, m, h, fw)
 		if err == nil {
@@ -547,7 +572,9 @@ func (l *Lab) stopHost(h *Node) error {
 			return fmt.Errorf("stopping host %s: %w", h.Name, err)
 		}
 	}
-	deadline := time.Now().Add(3 * time.Second)
+	// The kernel unregisters a closed tap in deferred work: seconds on a
+	// loaded machine (3 s was too short once at load 20).
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		_, err1 := netlink.LinkByName(h.MgmtRootLink)
 		left := 0
@@ -569,8 +596,12 @@ func (l *Lab) stopHost(h *Node) error {
 	}
 }
 
+// errHostDied marks a host whose kernel died (its console shows a panic or
+// an Oops).
+var errHostDied = errors.New("the host's kernel died")
+
 // waitConsole polls a host's console until done reports true, the console
-// shows a failure, its QEMU exits, or timeout passes.
+// shows a failure (errHostDied), its QEMU exits, or timeout passes.
 func (l *Lab) waitConsole(ctx context.Context, host string, timeout time.Duration, done func(kvm.Console) (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	path := l.consoleLog(host)
@@ -582,7 +613,7 @@ func (l *Lab) waitConsole(ctx context.Context, host string, timeout time.Duratio
 			return err
 		}
 		if c.Failed != "" {
-			return fmt.Errorf("console: %s", c.Failed)
+			return fmt.Errorf("console: %s: %w", c.Failed, errHostDied)
 		}
 		if ok, err := done(c); ok || err != nil {
 			return err
