@@ -91,7 +91,10 @@ func (f *fakeEnv) runOptions(t *testing.T) RunOptions {
 		Options: Options{Env: f.env, ConfigFile: f.cfgFile, Dial: SSHDialer(sshremote.Options{KeepAlive: 500 * time.Millisecond}),
 			Binary: bin},
 		OutDir:       filepath.Join(t.TempDir(), "run"),
-		ReadyTimeout: 5 * time.Second,
+		// Healthy fake tracers are ready in milliseconds; the margin is for
+		// a loaded machine (5 s was missed once at load 30). Tests of a
+		// tracer that never gets ready set their own.
+		ReadyTimeout: 20 * time.Second,
 		StopGrace:    2 * time.Second,
 		StopTerm:     time.Second,
 	}
