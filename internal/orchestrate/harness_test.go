@@ -90,7 +90,7 @@ func (f *fakeEnv) runOptions(t *testing.T) RunOptions {
 	return RunOptions{
 		Options: Options{Env: f.env, ConfigFile: f.cfgFile, Dial: SSHDialer(sshremote.Options{KeepAlive: 500 * time.Millisecond}),
 			Binary: bin},
-		OutDir:       filepath.Join(t.TempDir(), "run"),
+		OutDir: filepath.Join(t.TempDir(), "run"),
 		// Healthy fake tracers are ready in milliseconds; the margin is for
 		// a loaded machine (5 s was missed once at load 30). Tests of a
 		// tracer that never gets ready set their own.
