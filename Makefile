@@ -71,13 +71,13 @@ test-kvm-bcc: build
 # The kernel matrix: every package's guest tests (TestTraceRealPackets,
 # TestGuest*) in QEMU/TCG guests booting Debian's 5.10, 6.1 and 6.12 cloud kernels,
 # per probe rung (auto, fentry, kprobe, tracepoint, and perf: the perf event
-# array forced), and Debian's arm64 6.12 under qemu-system-aarch64 with the
-# auto rung (arm64 TCG is 2-4 times slower: test-kernels-arm64 runs every
-# rung). Fetches and caches the kernels in .cache/kernels, rewrites
-# docs/kernel-matrix.md from the run.
+# array forced). Fetches and caches the kernels in .cache/kernels, rewrites
+# docs/kernel-matrix.md from the run. arm64 is in test-kernels-arm64: with
+# 6.12-arm64's auto cells here the matrix took 22 min on a quiet 2-CPU
+# machine (2026-12-06: 110 passed, 0 failed) and make test about 31.
 test-kernels:
-	./scripts/kernels.sh 5.10 6.1 6.12 6.12-arm64
-	$(GO) run ./tools/kernelmatrix -kernels 5.10,6.1,6.12,6.12-arm64 -kernel-rungs 6.12-arm64=auto
+	./scripts/kernels.sh 5.10 6.1 6.12
+	$(GO) run ./tools/kernelmatrix -kernels 5.10,6.1,6.12
 
 # Every rung on the arm64 kernels (6.1 and 6.12), into
 # docs/kernel-matrix-arm64.md: about 20-40 minutes on 2 CPUs, so not part of
