@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -176,18 +177,11 @@ func (t *Tool) fnRungs(target, fentryProg, kprobeProg, note string) []tracer.Run
 // reads like fentry and costs far less than a kprobe where fentry cannot
 // attach (no trampolines: arm64 before 6.0, some distribution kernels).
 func typedBeforeKprobe(fn []tracer.Rung, typed tracer.Rung) []tracer.Rung {
-	out := make([]tracer.Rung, 0, len(fn)+1)
-	for _, r := range fn {
-		if r.Method == tracer.Kprobe {
-			out = append(out, typed)
-			typed.Method = "" // placed
-		}
-		out = append(out, r)
+	i := slices.IndexFunc(fn, func(r tracer.Rung) bool { return r.Method == tracer.Kprobe })
+	if i < 0 {
+		i = len(fn)
 	}
-	if typed.Method != "" {
-		out = append(out, typed)
-	}
-	return out
+	return slices.Insert(slices.Clone(fn), i, typed)
 }
 
 // tpRungs keeps the raw tracepoint rungs whose tracepoint exists: the
