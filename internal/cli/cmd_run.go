@@ -18,6 +18,7 @@ import (
 	"github.com/pingpath/pingpath/internal/orchestrate"
 	"github.com/pingpath/pingpath/internal/remote/sshremote"
 	"github.com/pingpath/pingpath/internal/report"
+	"github.com/pingpath/pingpath/internal/role"
 )
 
 func newRunCommand() *cobra.Command {
@@ -27,6 +28,7 @@ func newRunCommand() *cobra.Command {
 		interval, readyMax time.Duration
 		noAnalyze          bool
 		tracers            []string
+		tracedNodes        []string
 		maxCPU             float64
 		pushBinaries       []string
 	)
@@ -48,6 +50,7 @@ is kept and analysed); 130 interrupted
 		Example: `  pingpath run -c env.yaml -o runs/today
   pingpath run -c env.yaml -o runs/slow --count 500 --interval 20ms
   pingpath run -c env.yaml -o runs/vm-only --tracers vm,host --no-analyze
+  pingpath run -c env.yaml -o runs/untraced --traced-nodes none --no-analyze
   pingpath run -c env.yaml -o runs/mixed --push-binary ./pingpath-arm64`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -60,6 +63,12 @@ is kept and analysed); 130 interrupted
 			}
 			if err := checkRunFlags(cmd, env, count, size, interval, readyMax, tracers); err != nil {
 				return err
+			}
+			var nodes []string // nil: all four
+			if cmd.Flags().Changed("traced-nodes") {
+				if nodes, err = checkTracedNodes(tracedNodes); err != nil {
+					return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--traced-nodes: %w", err)}
+				}
 			}
 			if maxCPU < 0 || maxCPU != maxCPU {
 				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--max-cpu %g: must be a positive percentage of one CPU", maxCPU)}
@@ -74,6 +83,7 @@ is kept and analysed); 130 interrupted
 				Options: orchestrate.Options{
 					Env: env, ConfigFile: config, Dial: orchestrate.SSHDialer(sshremote.Options{}),
 					SudoPassword: pw, Progress: progress, Binary: bin, OtherBinaries: pushBinaries, Tracers: tracers,
+					TracedNodes: nodes,
 				},
 				OutDir: out, Count: count, Interval: interval, Size: size, ReadyTimeout: readyMax, MaxCPU: maxCPU,
 			}
@@ -137,6 +147,7 @@ is kept and analysed); 130 interrupted
 	f.BoolVar(&noAnalyze, "no-analyze", false, "only collect; analyse later with pingpath analyze DIR")
 	f.Float64Var(&maxCPU, "max-cpu", 0, "every tracer's --max-cpu: it detaches itself (and the run ends partial) when tracing costs its machine more than this percentage of one CPU (default: the tracers' 5)")
 	f.StringSliceVar(&tracers, "tracers", nil, "pingpath tracers to run (default: all of vm,host,vhost-rx,vhost-tx this build has)")
+	f.StringSliceVar(&tracedNodes, "traced-nodes", nil, "the nodes whose tracers run ("+strings.Join(role.All, ",")+"; default all four); the others only ping or answer; none: no tracer at all, ping alone (the untraced baseline of an observer-effect measurement)")
 	f.StringArrayVar(&pushBinaries, "push-binary", nil, "a pingpath built for another architecture (GOARCH=arm64 CGO_ENABLED=0 go build -o pingpath-arm64 ./cmd/pingpath), pushed instead of this one to the nodes whose uname -m is its architecture; repeat for more (a mixed fleet)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
@@ -185,6 +196,23 @@ func checkRunFlags(cmd *cobra.Command, env *envfile.Environment, count, size int
 		}
 	}
 	return nil
+}
+
+// checkTracedNodes checks --traced-nodes: role names, or "none" alone
+// (no tracer: an empty, non-nil list).
+func checkTracedNodes(nodes []string) ([]string, error) {
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("no node named (want some of %s, or none)", strings.Join(role.All, ", "))
+	}
+	if slices.Equal(nodes, []string{"none"}) {
+		return []string{}, nil
+	}
+	for _, n := range nodes {
+		if !slices.Contains(role.All, n) {
+			return nil, fmt.Errorf("unknown node %q (want some of %s, or none)", n, strings.Join(role.All, ", "))
+		}
+	}
+	return nodes, nil
 }
 
 // pushedBinary is this pingpath binary, which run and watch push to the

@@ -73,6 +73,9 @@ func TestRunFlagBounds(t *testing.T) {
 		{[]string{"--tracers", "bogus"}, `--tracers: unknown tracer "bogus" (this build has `},
 		{[]string{"--tracers", "vm,hots"}, `--tracers: unknown tracer "hots"`},
 		{[]string{"--tracers", ""}, "--tracers: no tracer named"},
+		{[]string{"--traced-nodes", "sender-host,recever-vm"}, `--traced-nodes: unknown node "recever-vm" (want some of sender-vm, sender-host, receiver-host, receiver-vm, or none)`},
+		{[]string{"--traced-nodes", "none,sender-vm"}, `--traced-nodes: unknown node "none"`},
+		{[]string{"--traced-nodes", ""}, "--traced-nodes: no node named"},
 	} {
 		out := filepath.Join(dir, "out")
 		var stdout, stderr bytes.Buffer

@@ -279,7 +279,7 @@ func (c *checker) tracers(ctx context.Context, p *tracerProbe, n *node) {
 	var specs []*tracerSpec
 	for _, ph := range p.phases {
 		for _, t := range ph {
-			if t.node == n && !t.origin && (p.o.Tracers == nil || slices.Contains(p.o.Tracers, t.tool)) {
+			if t.node == n && !t.origin && p.o.traced(n.role()) && (p.o.Tracers == nil || slices.Contains(p.o.Tracers, t.tool)) {
 				specs = append(specs, t)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -84,6 +85,17 @@ type Options struct {
 	// choice). The others are recorded as not started. Origin tools named
 	// in tools: always run.
 	Tracers []string
+	// TracedNodes, if non-nil, limits every tracer (origin tools too) to
+	// the nodes of these roles; the other nodes only ping or answer. Empty
+	// and non-nil: no tracer at all, the untraced baseline an observer
+	// effect is measured against (the ping, its sessions and the
+	// collection stay the same).
+	TracedNodes []string
+}
+
+// traced reports whether the tracers of the node of role r run.
+func (o *Options) traced(r string) bool {
+	return o.TracedNodes == nil || slices.Contains(o.TracedNodes, r)
 }
 
 // emulatedMaxCPU is the tracers' --max-cpu on emulated machines. Under

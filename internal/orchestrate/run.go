@@ -408,10 +408,10 @@ func (r *run) forEachNode(ctx context.Context, step string, fn func(context.Cont
 	return errors.Join(errs...)
 }
 
-// skipUnavailable removes the tracers not in o.Tracers and records them in
-// the manifest as not started.
+// skipUnavailable removes the tracers not in o.Tracers and those of nodes
+// not in o.TracedNodes, and records them in the manifest as not started.
 func (r *run) skipUnavailable(phases [][]*tracerSpec) [][]*tracerSpec {
-	if r.o.Tracers == nil {
+	if r.o.Tracers == nil && r.o.TracedNodes == nil {
 		return phases
 	}
 	idx := map[string]int{}
@@ -421,13 +421,18 @@ func (r *run) skipUnavailable(phases [][]*tracerSpec) [][]*tracerSpec {
 	out := make([][]*tracerSpec, len(phases))
 	for i, ph := range phases {
 		for _, t := range ph {
-			if t.origin || slices.Contains(r.o.Tracers, t.tool) {
+			why := ""
+			switch {
+			case !r.o.traced(t.node.role()):
+				why = "node not traced (--traced-nodes)"
+			case !t.origin && r.o.Tracers != nil && !slices.Contains(r.o.Tracers, t.tool):
+				why = "not selected, or not in this pingpath build"
+			default:
 				out[i] = append(out[i], t)
 				continue
 			}
 			n := &r.m.Nodes[idx[t.node.role()]]
-			n.Tracers = append(n.Tracers, manifest.Tracer{Tool: t.tool, Command: []string{}, State: "not-started",
-				Error: "not selected, or not in this pingpath build"})
+			n.Tracers = append(n.Tracers, manifest.Tracer{Tool: t.tool, Command: []string{}, State: "not-started", Error: why})
 		}
 	}
 	return out

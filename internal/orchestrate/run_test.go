@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -342,6 +343,49 @@ func TestMaxCPUEmulated(t *testing.T) {
 		o := &Options{Env: &envfile.Environment{Emulation: c.emulation}}
 		if got := o.tracerMaxCPU(c.set); got != c.want {
 			t.Errorf("emulation %q, --max-cpu %g: tracers get %g, want %g", c.emulation, c.set, got, c.want)
+		}
+	}
+}
+
+// TracedNodes limits the tracers to the named nodes (the others recorded as
+// not started, the run still complete), and empty runs none: ping alone,
+// the untraced baseline of an observer-effect measurement.
+func TestRunTracedNodes(t *testing.T) {
+	testenv.RequireProgram(t, "ping")
+	for _, c := range []struct {
+		nodes []string
+		want  map[string]int // tracers started per tool
+	}{
+		{[]string{manifest.RoleSenderHost}, map[string]int{"host": 1, "vhost-rx": 1, "vhost-tx": 1}},
+		{[]string{manifest.RoleReceiverVM}, map[string]int{"host": 0, "vhost-rx": 0, "vhost-tx": 0, "vm": 1}},
+		{[]string{}, map[string]int{"host": 0, "vhost-rx": 0, "vhost-tx": 0, "vm": 0}},
+	} {
+		f := newFakeEnv(t, nil, "")
+		o := f.runOptions(t)
+		o.TracedNodes = c.nodes
+		res, err := Run(context.Background(), o)
+		if err != nil || res.Manifest.Status != StatusComplete {
+			t.Fatalf("traced nodes %v: %v %+v", c.nodes, err, res.Manifest.Failures)
+		}
+		if p := res.Manifest.Ping; p.Sent != 3 || p.Received != 3 {
+			t.Errorf("traced nodes %v: ping %+v", c.nodes, p)
+		}
+		args := f.tracerArgs(t)
+		for tool, n := range c.want {
+			if len(args[tool]) != n {
+				t.Errorf("traced nodes %v: %d %s tracers started, want %d: %v", c.nodes, len(args[tool]), tool, n, args[tool])
+			}
+		}
+		for _, n := range res.Manifest.Nodes {
+			for _, tr := range n.Tracers {
+				traced := slices.Contains(c.nodes, n.Role)
+				if got := tr.State == "ok"; got != traced {
+					t.Errorf("traced nodes %v: %s %s state %s (%s)", c.nodes, n.Role, tr.Tool, tr.State, tr.Error)
+				}
+				if !traced && !strings.Contains(tr.Error, "--traced-nodes") {
+					t.Errorf("traced nodes %v: %s %s not started without saying why: %q", c.nodes, n.Role, tr.Tool, tr.Error)
+				}
+			}
 		}
 	}
 }
