@@ -3,6 +3,9 @@ package host
 import (
 	"context"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,8 +18,11 @@ import (
 // TestTraceRealPackets runs the host tracer on both hosts of a namespace
 // topology while the sender VM pings the receiver VM among unrelated
 // traffic, over a plain bridge, with 802.1Q-tagged VM traffic, and with the
-// hosts joined by VXLAN. It uses netlink, netns and internal/nettest only,
-// and honours PINGPATH_TEST_PROBE, so the kernel matrix runs it per rung.
+// hosts joined by VXLAN, also over a wire whose MTU is below the VXLAN
+// packets' size, so that each host fragments the outer packets and
+// reassembles them before decapsulation. It uses netlink, netns and
+// internal/nettest only, and honours PINGPATH_TEST_PROBE, so the kernel
+// matrix runs it per rung.
 func TestTraceRealPackets(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, tc := range []struct {
@@ -27,6 +33,11 @@ func TestTraceRealPackets(t *testing.T) {
 		{"bridge", topoOptions{}, ""},
 		{"vlan", topoOptions{vlan: 100}, "vlan"},
 		{"vxlan", topoOptions{encap: "vxlan"}, "vxlan"},
+		// 84-byte pings in VXLAN are 134-byte outer packets: two
+		// fragments each, the first (96 bytes of IP payload) carrying the
+		// outer UDP, the VXLAN header and the inner Ethernet, IPv4 and
+		// ICMP headers. The hosts' stages are the first fragment's.
+		{"vxlan-fragmented", topoOptions{encap: "vxlan", wireMTU: 120}, "vxlan"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.opts.vlan != 0 {
@@ -36,6 +47,7 @@ func TestTraceRealPackets(t *testing.T) {
 			tp := newTopo(t, tc.opts)
 			// Warm up ARP/FDB so the first traced ping is not special.
 			pingAll(t, tp.vmA, tp.dst, 1, 1)
+			fragsBefore := [2]map[string]uint64{ipStats(t, tp.hostA.ns), ipStats(t, tp.hostB.ns)}
 			trA := startTracer(t, tp.hostA, Config{SrcIP: tp.src, DstIP: tp.dst})
 			trB := startTracer(t, tp.hostB, Config{SrcIP: tp.src, DstIP: tp.dst})
 
@@ -69,6 +81,19 @@ func TestTraceRealPackets(t *testing.T) {
 			trB.WaitRecords(t, tracertest.HasSeqs(777, seqRange(n)...))
 			sA, sB := trA.Stop(t), trB.Stop(t)
 			t.Logf("background UDP datagrams: %d", flood)
+			if tc.opts.wireMTU != 0 {
+				// Both directions were really fragmented and reassembled.
+				for i, ns := range []*nettest.Netns{tp.hostA.ns, tp.hostB.ns} {
+					after := ipStats(t, ns)
+					created := after["FragCreates"] - fragsBefore[i]["FragCreates"]
+					reasm := after["ReasmOKs"] - fragsBefore[i]["ReasmOKs"]
+					t.Logf("%s: %d fragments created, %d packets reassembled", ns.Name, created, reasm)
+					if created < 2*n || reasm < n {
+						t.Errorf("%s: %d fragments created and %d packets reassembled during %d pings: the tunnel was not fragmented",
+							ns.Name, created, reasm, n)
+					}
+				}
+			}
 
 			pA := checkHost(t, "hostA", sA, record.RoleSender, 777, n, tp.hostA.vnet, tp.hostA.phy, tc.encap)
 			pB := checkHost(t, "hostB", sB, record.RoleReceiver, 777, n, tp.hostB.vnet, tp.hostB.phy, tc.encap)
@@ -86,6 +111,42 @@ func TestTraceRealPackets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ipStats reads the IPv4 counters (the Ip: lines of /proc/net/snmp) of
+// ns: /proc/thread-self, since /proc/self/net is the namespace of the
+// process's main thread, not of the thread ns.Do locked into ns.
+func ipStats(t testing.TB, ns *nettest.Netns) map[string]uint64 {
+	t.Helper()
+	var b []byte
+	err := ns.Do(func() (err error) {
+		b, err = os.ReadFile("/proc/thread-self/net/snmp")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("reading the IP counters of %s: %v", ns.Name, err)
+	}
+	var names []string
+	out := map[string]uint64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Ip:" {
+			continue
+		}
+		if names == nil {
+			names = f[1:]
+			continue
+		}
+		for i, v := range f[1:] {
+			if i < len(names) {
+				out[names[i]], _ = strconv.ParseUint(v, 10, 64)
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no Ip: counters in /proc/net/snmp", ns.Name)
+	}
+	return out
 }
 
 // checkHost checks one host's stream: a header naming the role-free

@@ -37,6 +37,10 @@ var (
 type topoOptions struct {
 	encap string // "" or "vxlan"
 	vlan  int
+	// wireMTU, when set, is the MTU of the wire veth's ends: below the
+	// VXLAN packets' size the hosts fragment them (the VXLAN device stays
+	// at 1450 and sets no DF on the outer header).
+	wireMTU int
 }
 
 type testHost struct {
@@ -75,8 +79,12 @@ func newTopo(t testing.TB, o topoOptions) *topo {
 	}
 	wA, wB := nettest.Veth(t, tp.hostA.ns, ulA, tp.hostB.ns, ulB)
 	tp.hostA.phy, tp.hostB.phy = wA.Name, wB.Name
-	bridge(t, tp.hostA.ns, vnetA, wA, o.encap, ulA, ulB)
-	bridge(t, tp.hostB.ns, vnetB, wB, o.encap, ulB, ulA)
+	if o.wireMTU != 0 {
+		setMTU(t, wA, o.wireMTU)
+		setMTU(t, wB, o.wireMTU)
+	}
+	bridge(t, tp.hostA.ns, vnetA, wA, o, ulA, ulB)
+	bridge(t, tp.hostB.ns, vnetB, wB, o, ulB, ulA)
 	return tp
 }
 
@@ -104,7 +112,7 @@ func addVLAN(t testing.TB, l *nettest.Link, addr netip.Prefix, vid int) {
 
 // bridge joins vnet and the physical side in ns: the wire itself, or a VXLAN
 // device over it.
-func bridge(t testing.TB, ns *nettest.Netns, vnet, wire *nettest.Link, encap string, local, remote netip.Prefix) {
+func bridge(t testing.TB, ns *nettest.Netns, vnet, wire *nettest.Link, o topoOptions, local, remote netip.Prefix) {
 	t.Helper()
 	err := ns.Do(func() error {
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
@@ -119,7 +127,7 @@ func bridge(t testing.TB, ns *nettest.Netns, vnet, wire *nettest.Link, encap str
 			}
 			members = append(members, l)
 		}
-		switch encap {
+		switch o.encap {
 		case "":
 			l, err := netlink.LinkByName(wire.Name)
 			if err != nil {
@@ -130,6 +138,13 @@ func bridge(t testing.TB, ns *nettest.Netns, vnet, wire *nettest.Link, encap str
 			vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vx0", MTU: 1450}, VxlanId: 42,
 				VtepDevIndex: wire.Index, SrcAddr: net.IP(local.Addr().AsSlice()),
 				Group: net.IP(remote.Addr().AsSlice()), Port: VXLANPort, Learning: true}
+			if o.wireMTU != 0 {
+				// Bound to its underlay device, the VXLAN device's MTU
+				// is capped at the underlay's minus the overhead: it
+				// would refuse the inner packets instead of the
+				// kernel fragmenting the outer ones.
+				vx.VtepDevIndex = 0
+			}
 			if err := netlink.LinkAdd(vx); err != nil {
 				return fmt.Errorf("creating vxlan: %w", err)
 			}
@@ -147,6 +162,21 @@ func bridge(t testing.TB, ns *nettest.Netns, vnet, wire *nettest.Link, encap str
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// setMTU sets the MTU of l.
+func setMTU(t testing.TB, l *nettest.Link, mtu int) {
+	t.Helper()
+	err := l.NS.Do(func() error {
+		link, err := netlink.LinkByName(l.Name)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetMTU(link, mtu)
+	})
+	if err != nil {
+		t.Fatalf("setting the MTU of %s: %v", l.Name, err)
 	}
 }
 
