@@ -16,7 +16,7 @@ export BPF2GO_CC := $(CURDIR)/bpf/cc.sh
 export PINGPATH_BPF_CLANG := $(CLANG)
 export BPF2GO_STRIP := $(STRIP)
 
-.PHONY: all build deps generate generate-check lint test test-quick test-kvm-e2e test-kvm-bcc test-kernels test-kernels-arm64 freshroot demo demo-kvm bench fuzz clean
+.PHONY: all build deps generate generate-check lint test test-quick test-kvm-e2e test-kvm-bcc bench-kvm-observer test-kernels test-kernels-arm64 freshroot demo demo-kvm bench fuzz clean
 
 all: build
 
@@ -59,6 +59,14 @@ test: deps generate-check lint build freshroot
 # 2-CPU machine, so not part of `make test`.
 test-kvm-e2e: build
 	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 90m -run '^(TestKVMWholePath|TestKVMDatapathOVSGeneveBond)$$' -v ./test/e2e/
+
+# The observer effect on the KVM lab (test/e2e BenchmarkKVMObserverEffect):
+# traced vs untraced RTT with each node's tracers alone, then all four, each
+# traced run between two untraced ones; 30-60 minutes on a 2-CPU machine.
+# PINGPATH_KVM_LAB=DIR (a lab up with --hypervisor kvm --wire relay) reuses a
+# lab, for this and test-kvm-e2e's TestKVMWholePath.
+bench-kvm-observer: build
+	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 150m -run '^$$' -bench '^BenchmarkKVMObserverEffect$$' -benchtime 1x -v ./test/e2e/
 
 # The origin tools' path on the KVM lab (test/e2e TestKVMOriginBCC): a lab with
 # --with-bcc, BCC programs driven through the env file's tools:, then

@@ -177,6 +177,12 @@ func pingSeries(ctx context.Context, l *lab.Lab, count int) ([]float64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, out)
 	}
+	return pingRTTs(out, count)
+}
+
+// pingRTTs returns the RTTs (µs) of ping's replies in its output, failing
+// when fewer than nine in ten of count came back.
+func pingRTTs(out []byte, count int) ([]float64, error) {
 	var rtts []float64
 	for _, m := range pingTime.FindAllSubmatch(out, -1) {
 		ms, err := strconv.ParseFloat(string(m[1]), 64)
