@@ -48,8 +48,12 @@ func TestTraceRealPackets(t *testing.T) {
 			// Warm up ARP/FDB so the first traced ping is not special.
 			pingAll(t, tp.vmA, tp.dst, 1, 1)
 			fragsBefore := [2]map[string]uint64{ipStats(t, tp.hostA.ns), ipStats(t, tp.hostB.ns)}
-			trA := startTracer(t, tp.hostA, Config{SrcIP: tp.src, DstIP: tp.dst})
-			trB := startTracer(t, tp.hostB, Config{SrcIP: tp.src, DstIP: tp.dst})
+			// No ping here is lost: a long timeout keeps a slow reply from
+			// being decided a drop (a 5.10 TCG guest at load 33 took over
+			// the default test 500 ms for the first reply across the vlan).
+			cfg := Config{SrcIP: tp.src, DstIP: tp.dst, Timeout: 10 * time.Second}
+			trA := startTracer(t, tp.hostA, cfg)
+			trB := startTracer(t, tp.hostB, cfg)
 
 			// Background: UDP across both bridges, and pings the other way
 			// (requests vmB→vmA are neither our requests nor our replies).
