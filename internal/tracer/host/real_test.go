@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
@@ -52,38 +53,32 @@ func TestTraceRealPackets(t *testing.T) {
 			// being decided a drop (a 5.10 TCG guest at load 33 took over
 			// the default test 500 ms for the first reply across the vlan).
 			cfg := Config{SrcIP: tp.src, DstIP: tp.dst, Timeout: 10 * time.Second}
-			trA := startTracer(t, tp.hostA, cfg)
-			trB := startTracer(t, tp.hostB, cfg)
-
-			// Background: UDP across both bridges, and pings the other way
-			// (requests vmB→vmA are neither our requests nor our replies).
-			ctx, cancel := context.WithCancel(context.Background())
-			floodDone := make(chan int, 1)
-			go func() {
-				// Steady background load, not a stress test: a flood at full
-				// speed fills the receive backlog on this 2-core machine
-				// and the kernel then drops pings too (CPU_BACKLOG).
-				total := 0
-				for ctx.Err() == nil {
-					n, _ := tp.vmA.UDPFlood(ctx, netip.AddrPortFrom(tp.dst, 9), 100)
-					total += n
-					time.Sleep(2 * time.Millisecond)
+			const n, tries = 20, 3
+			var sA, sB *record.Stream
+			var flood int
+			for try := 1; sA == nil; try++ {
+				trA := startTracer(t, tp.hostA, cfg)
+				trB := startTracer(t, tp.hostB, cfg)
+				lost, err := pingAmongTraffic(tp, n, &flood)
+				if err != nil {
+					t.Fatal(err)
 				}
-				floodDone <- total
-			}()
-			revDone := make(chan struct{})
-			go func() {
-				defer close(revDone)
-				_, _ = tp.vmB.Ping(ctx, nettestPing(tp.src, 4242, 20))
-			}()
-			const n = 20
-			pingAll(t, tp.vmA, tp.dst, 777, n)
-			cancel()
-			<-revDone
-			flood := <-floodDone
-			trA.WaitRecords(t, tracertest.HasSeqs(777, seqRange(n)...))
-			trB.WaitRecords(t, tracertest.HasSeqs(777, seqRange(n)...))
-			sA, sB := trA.Stop(t), trB.Stop(t)
+				if len(lost) > 0 {
+					// The kernel itself dropped them: a series is judged
+					// only when every ping came back (a 5.10 TCG guest at
+					// load 33 lost 4 of 20 with the perf buffer forced).
+					trA.Stop(t)
+					trB.Stop(t)
+					if try == tries {
+						t.Fatalf("ping lost %v in series %d of %d (background UDP datagrams: %d)", lost, try, tries, flood)
+					}
+					t.Logf("series %d: ping lost %v among %d background UDP datagrams: another series", try, lost, flood)
+					continue
+				}
+				trA.WaitRecords(t, tracertest.HasSeqs(777, seqRange(n)...))
+				trB.WaitRecords(t, tracertest.HasSeqs(777, seqRange(n)...))
+				sA, sB = trA.Stop(t), trB.Stop(t)
+			}
 			t.Logf("background UDP datagrams: %d", flood)
 			if tc.opts.wireMTU != 0 {
 				// Both directions were really fragmented and reassembled.
@@ -115,6 +110,43 @@ func TestTraceRealPackets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pingAmongTraffic sends n pings (id 777) from the sender VM to the
+// receiver VM among unrelated traffic: UDP across both bridges, and pings
+// the other way (requests vmB→vmA are neither our requests nor our
+// replies). It returns the sequence numbers that got no reply and adds the
+// background datagrams sent to *flood.
+func pingAmongTraffic(tp *topo, n int, flood *int) ([]uint16, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	floodDone := make(chan int, 1)
+	go func() {
+		// Steady background load, not a stress test: a flood at full
+		// speed fills the receive backlog on this 2-core machine and the
+		// kernel then drops pings too (CPU_BACKLOG).
+		total := 0
+		for ctx.Err() == nil {
+			n, _ := tp.vmA.UDPFlood(ctx, netip.AddrPortFrom(tp.dst, 9), 100)
+			total += n
+			time.Sleep(2 * time.Millisecond)
+		}
+		floodDone <- total
+	}()
+	revDone := make(chan struct{})
+	go func() {
+		defer close(revDone)
+		_, _ = tp.vmB.Ping(ctx, nettestPing(tp.src, 4242, 20))
+	}()
+	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer pcancel()
+	res, err := tp.vmA.Ping(pctx, nettest.PingOptions{Dst: tp.dst, ID: 777, FirstSeq: 1, Count: n, Interval: 20 * time.Millisecond, Wait: time.Second})
+	cancel()
+	<-revDone
+	*flood += <-floodDone
+	if err != nil {
+		return nil, fmt.Errorf("pinging %s: %w", tp.dst, err)
+	}
+	return res.Lost, nil
 }
 
 // ipStats reads the IPv4 counters (the Ip: lines of /proc/net/snmp) of
