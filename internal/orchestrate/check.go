@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/kernel"
 	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/remote"
 )
@@ -230,11 +231,11 @@ func (c *checker) btf(ctx context.Context, n *node) {
 		c.add(role, "btf", CheckOK, "/sys/kernel/btf/vmlinux", "")
 		return
 	}
-	c.add(role, "btf", CheckFail, "no /sys/kernel/btf/vmlinux: kernel "+f["kernel"]+" was built without CONFIG_DEBUG_INFO_BTF",
+	c.add(role, "btf", CheckFail, kernel.NoBTF(f["kernel"]),
 		"give the tracers this kernel's BTF as a file: on a machine with the kernel's debuginfo, "+
-			"pahole --btf_encode_detached=vmlinux.btf /usr/lib/debug/lib/modules/"+f["kernel"]+"/vmlinux "+
+			kernel.BTFFileCommand(f["kernel"])+" "+
 			"(or the kernel's file from a BTFHub-style archive), copy it to the node and set "+n.spec.Field+".btf: /path/vmlinux.btf"+
-			untracedHint(n)+"; last resort: the origin BCC scripts (tools:, docs/run.md)")
+			untracedHint(n)+"; "+kernel.BTFLastResort)
 }
 
 // tracerProbe is what check needs to try the tracers: the plan, the

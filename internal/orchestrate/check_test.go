@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/kernel"
 	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
 )
@@ -98,6 +100,40 @@ func TestCheckUntraced(t *testing.T) {
 	} {
 		if status[key] != want {
 			t.Errorf("%s: %q, want %q", key, status[key], want)
+		}
+	}
+}
+
+// TestCheckNoBTF: a node whose kernel has no /sys/kernel/btf/vmlinux and no
+// btf: file fails its btf row with what the tracers themselves say when
+// started there without --btf (tracer.noKernelBTF, proven in the kernel
+// matrix's btf-file rung): the pahole command for that kernel, the btf:
+// field to set and the origin scripts as last resort; a VM is also offered
+// the untraced mode.
+func TestCheckNoBTF(t *testing.T) {
+	const release = "4.19.90-2112.8.0.0131.oe1.x86_64"
+	for _, spec := range []envfile.Node{
+		{Role: manifest.RoleReceiverHost, Field: "receiver.host"},
+		{Role: manifest.RoleReceiverVM, Field: "receiver.vm"},
+	} {
+		var c checker
+		c.btf(context.Background(), &node{spec: spec, facts: map[string]string{"btf": "no", "kernel": release}})
+		if len(c.rows) != 1 || c.rows[0].Status != CheckFail || c.rows[0].Check != "btf" {
+			t.Fatalf("%s: rows %+v, want one failed btf row", spec.Field, c.rows)
+		}
+		r := c.rows[0]
+		for _, want := range []string{kernel.NoBTF(release)} {
+			if !strings.Contains(r.Detail, want) {
+				t.Errorf("%s: detail %q lacks %q", spec.Field, r.Detail, want)
+			}
+		}
+		for _, want := range []string{kernel.BTFFileCommand(release), spec.Field + ".btf: ", kernel.BTFLastResort} {
+			if !strings.Contains(r.Hint, want) {
+				t.Errorf("%s: hint %q lacks %q", spec.Field, r.Hint, want)
+			}
+		}
+		if untraced := strings.Contains(r.Hint, spec.Field+".untraced: true"); untraced != spec.IsVM() {
+			t.Errorf("%s: hint %q: untraced mode offered %v", spec.Field, r.Hint, untraced)
 		}
 	}
 }

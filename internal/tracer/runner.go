@@ -105,7 +105,13 @@ type Options struct {
 	EventBuffer string
 	// BTF is a file with the running kernel's BTF, for kernels without
 	// /sys/kernel/btf/vmlinux (--btf); "" uses the kernel's own.
-	BTF  string
+	BTF string
+	// ProbeReadCompat makes the programs call bpf_probe_read(_str) where
+	// they call the _kernel/_user variants, as on kernels before 5.5
+	// (UseOldProbeRead; --probe-read-compat, hidden: for proving that
+	// fallback on newer kernels).
+	ProbeReadCompat bool
+
 	Args map[string]string // flags as given, copied to the header
 
 	Stdin          io.Reader
@@ -175,8 +181,16 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	}
 	stages := tool.Stages()
 	kbtf, btfErr := kernel.LoadBTF(o.BTF)
-	if btfErr != nil && o.BTF != "" {
+	switch {
+	case btfErr != nil && o.BTF != "":
 		return &UsageError{fmt.Errorf("--btf: %w", btfErr)}
+	case errors.Is(btfErr, ebpf.ErrNotSupported):
+		return noKernelBTF(btfErr)
+	case btfErr != nil:
+		return btfErr
+	}
+	if u, ok := tool.(KernelBTFUser); ok {
+		u.UseKernelBTF(kbtf)
 	}
 	caps := probeCapabilities(stages, kbtf, btfErr, kernelChecks())
 	buffer, bufferWhy, err := ChooseEventBuffer(o.EventBuffer, RingBufferSupport)
@@ -280,6 +294,23 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	return w.trailer(loaded, reason, tool.Finish(), nil)
 }
 
+// KernelBTFUser is a tool that reads kernel types itself (a struct layout,
+// enum names): the runner gives it the kernel BTF it loaded, from --btf or
+// /sys/kernel/btf/vmlinux, before asking for its BPF object.
+type KernelBTFUser interface {
+	UseKernelBTF(*kernel.BTF)
+}
+
+// noKernelBTF is the error of a tracer started on a kernel without BTF and
+// without --btf: every tracer's programs read kernel structures through
+// CO-RE, which needs the kernel's types, so nothing could load. It says
+// what check says of such a node.
+func noKernelBTF(err error) error {
+	release, _ := kernel.Release()
+	return fmt.Errorf("%s (%w); the tracers' BPF programs need its types (CO-RE): give them this kernel's BTF as a file with --btf FILE (env file: btf:), made on a machine with the kernel's debuginfo by %s (or the kernel's file from a BTFHub-style archive); %s",
+		kernel.NoBTF(release), err, kernel.BTFFileCommand(release), kernel.BTFLastResort)
+}
+
 // load chooses the rungs, prepares the BPF object and attaches it.
 func load(tool Tool, stages []Stage, caps Capabilities, kbtf *kernel.BTF, buffer string, o Options) ([]Choice, *Loaded, error) {
 	choices, err := Select(stages, caps, o.Probe)
@@ -298,6 +329,10 @@ func load(tool Tool, stages []Stage, caps Capabilities, kbtf *kernel.BTF, buffer
 	}
 	if err := ConfigureEventBuffer(spec, buffer, o.RingBytes); err != nil {
 		return nil, nil, err
+	}
+	if o.ProbeReadCompat {
+		n := UseOldProbeRead(spec)
+		fmt.Fprintf(o.Stderr, "probe-read-compat: %d calls of bpf_probe_read_kernel/_user(_str) made bpf_probe_read(_str), as on kernels before 5.5\n", n)
 	}
 	loaded, err := LoadAndAttach(spec, choices, kbtf)
 	return choices, loaded, err

@@ -5,7 +5,9 @@
 // Test packages are found by name: a package takes part when its tests
 // include TestTraceRealPackets or TestGuest*. A package whose tests call
 // testenv.Probe() is run once per rung (PINGPATH_TEST_PROBE=auto, fentry,
-// kprobe, tracepoint; and perf: auto with PINGPATH_TEST_EVENT_BUFFER=perf);
+// kprobe, tracepoint; perf: auto with PINGPATH_TEST_EVENT_BUFFER=perf;
+// btf-file, on the kernels -kernel-rungs names: auto with /sys/kernel/btf
+// hidden in the guest and the kernel's BTF given as a file, PINGPATH_TEST_BTF);
 // the others once per kernel. Each test binary is
 // built once (go test -c) and booted under QEMU/TCG by tools/vmexec/vm,
 // one VM per (package, kernel, rung).
@@ -43,12 +45,12 @@ func main() {
 func run() int {
 	var o options
 	flag.StringVar(&o.kernels, "kernels", "5.10,6.1,6.12", "kernel series (cached by scripts/kernels.sh), comma separated")
-	flag.StringVar(&o.rungs, "rungs", "auto,fentry,kprobe,tracepoint,perf", "probe rungs for rung-aware packages (perf: auto probes, perf event array forced)")
-	flag.StringVar(&o.kernelRungs, "kernel-rungs", "", "rungs of single kernels instead of -rungs: SERIES=RUNG[+RUNG...], comma separated (e.g. 6.12-arm64=auto: arm64 under TCG is slow)")
+	flag.StringVar(&o.rungs, "rungs", "auto,fentry,kprobe,tracepoint,perf", "probe rungs for rung-aware packages (perf: auto probes, perf event array forced; btf-file: auto probes, /sys/kernel/btf hidden, the kernel's BTF given as --btf)")
+	flag.StringVar(&o.kernelRungs, "kernel-rungs", "", "rungs of single kernels instead of -rungs: SERIES=RUNG[+RUNG...], comma separated (e.g. 6.12-arm64=auto: arm64 under TCG is slow; 5.10=auto+fentry+kprobe+tracepoint+perf+btf-file: one more rung on one kernel)")
 	flag.StringVar(&o.run, "run", `^(TestTraceRealPackets|TestGuest.*)$`, "tests to run (go test -run)")
 	flag.StringVar(&o.doc, "doc", "docs/kernel-matrix.md", "Markdown file to write the matrix to (empty: none)")
 	flag.StringVar(&o.work, "work", ".cache/kernel-matrix", "directory for the test binaries")
-	flag.DurationVar(&o.testTimeout, "test-timeout", 12*time.Minute, "go test -timeout inside each VM (the vhost package alone ran 4-6 min in x86 guests booted at load 30, and over 6 on 5.10 with kprobes forced at load 33: kprobes are registered one by one under TCG; twice that for a kernel of another architecture than this machine's: arm64 under TCG is slower)")
+	flag.DurationVar(&o.testTimeout, "test-timeout", 12*time.Minute, "go test -timeout inside each VM (the vhost package alone ran 4-6 min in x86 guests booted at load 30, and over 6 on 5.10 with kprobes forced at load 33: kprobes are registered one by one under TCG; three times that for a kernel of another architecture than this machine's, whose tracer start waits also scale: arm64 under TCG is slower)")
 	flag.IntVar(&o.jobs, "j", 2, "VMs run at the same time (tests mostly wait on packets and timers, so 2 VMs on 2 cores finish the matrix about a third sooner than 1)")
 	flag.IntVar(&o.cpus, "cpus", 2, "vCPUs per VM")
 	flag.BoolVar(&o.verbose, "v", false, "print every test's output")

@@ -26,6 +26,10 @@ const (
 	statusSkip = "SKIP"
 )
 
+// foreignSlowdown scales the timeouts of guests of another architecture
+// than this machine's (testenv.Slowdown).
+const foreignSlowdown = 3
+
 // rungAny labels the runs of packages that do not look at the rung.
 const rungAny = "any"
 
@@ -33,15 +37,31 @@ const rungAny = "any"
 // kernels without BPF ring buffers) with the probes chosen as auto.
 const rungPerf = "perf"
 
+// rungBTFFile is the rung of a kernel without BTF given a BTF file: the
+// guest hides /sys/kernel/btf (vm.Config.HideKernelBTF) after saving the
+// kernel's vmlinux BTF, the tracers get that copy as --btf
+// (PINGPATH_TEST_BTF) and choose their probes as auto. Kernels without
+// BTF are mostly older than bpf_probe_read_kernel/_user (5.5) too, so the
+// rung also forces bpf_probe_read (--probe-read-compat), as cilium/ebpf
+// rewrites the calls there.
+const rungBTFFile = "btf-file"
+
+// knownRungs are the rungs -rungs and -kernel-rungs may name, in the
+// matrix's row order.
+var knownRungs = []string{"auto", "fentry", "kprobe", "tracepoint", rungPerf, rungBTFFile}
+
 // rungEnv is the environment of a rung's tests: a probe rung forces that
 // attach method (PINGPATH_TEST_PROBE); the perf rung forces the perf event
-// array (PINGPATH_TEST_EVENT_BUFFER) on the auto probes.
+// array (PINGPATH_TEST_EVENT_BUFFER) on the auto probes; the btf-file rung
+// gives the tracers the kernel's BTF saved before the guest hid it.
 func rungEnv(rung string) []string {
 	switch rung {
 	case rungAny:
 		return nil
 	case rungPerf:
 		return []string{"PINGPATH_TEST_PROBE=auto", "PINGPATH_TEST_EVENT_BUFFER=perf"}
+	case rungBTFFile:
+		return []string{"PINGPATH_TEST_PROBE=auto", vm.TestBTFEnv, "PINGPATH_TEST_PROBE_READ_COMPAT=1"}
 	}
 	return []string{"PINGPATH_TEST_PROBE=" + rung}
 }
@@ -96,8 +116,13 @@ type Matrix struct {
 
 func runMatrix(ctx context.Context, o options) (*Matrix, error) {
 	m := &Matrix{started: time.Now(), rungs: splitList(o.rungs), cpus: o.cpus, jobs: o.jobs}
+	for _, r := range m.rungs {
+		if !slices.Contains(knownRungs, r) {
+			return nil, fmt.Errorf("-rungs: unknown rung %q (known: %s)", r, strings.Join(knownRungs, ","))
+		}
+	}
 	var err error
-	if m.kernelRungs, err = parseKernelRungs(o.kernelRungs, m.rungs); err != nil {
+	if m.kernelRungs, err = parseKernelRungs(o.kernelRungs); err != nil {
 		return nil, err
 	}
 	cache, err := vm.CacheDir()
@@ -182,8 +207,8 @@ func runMatrix(ctx context.Context, o options) (*Matrix, error) {
 }
 
 // parseKernelRungs reads -kernel-rungs ("6.12-arm64=auto+kprobe,..."): each
-// kernel's rungs, which must be among all.
-func parseKernelRungs(s string, all []string) (map[string][]string, error) {
+// kernel's rungs, instead of -rungs (fewer, or more: 5.10 adds btf-file).
+func parseKernelRungs(s string) (map[string][]string, error) {
 	out := map[string][]string{}
 	for _, f := range splitList(s) {
 		series, list, ok := strings.Cut(f, "=")
@@ -192,8 +217,8 @@ func parseKernelRungs(s string, all []string) (map[string][]string, error) {
 			return nil, fmt.Errorf("-kernel-rungs %q: want SERIES=RUNG[+RUNG...]", f)
 		}
 		for _, r := range rungs {
-			if !slices.Contains(all, r) {
-				return nil, fmt.Errorf("-kernel-rungs %q: rung %q is not in -rungs (%s)", f, r, strings.Join(all, ","))
+			if !slices.Contains(knownRungs, r) {
+				return nil, fmt.Errorf("-kernel-rungs %q: unknown rung %q (known: %s)", f, r, strings.Join(knownRungs, ","))
 			}
 		}
 		out[series] = rungs
@@ -230,12 +255,16 @@ func bootJob(ctx context.Context, j job, o options, init string) jobResult {
 	// the vm package's real-packet test took 94 s there at load 15 and ran
 	// past 3 minutes at load 30, where x86 guests take 20-40 s.
 	testTimeout := o.testTimeout
-	if j.kernel.Arch != runtime.GOARCH {
-		testTimeout *= 2
-	}
-	var out bytes.Buffer
 	env := vm.PassEnv(os.Environ())
 	env = append(env, rungEnv(j.rung)...)
+	if j.kernel.Arch != runtime.GOARCH {
+		// At load 30 the tracers in arm64 guests took over the 2 minutes
+		// tracertest allows to start (host package, 6.1 arm64, 3 rungs of
+		// 4): their waits and the package's timeout scale by 3.
+		testTimeout *= foreignSlowdown
+		env = append(env, fmt.Sprintf("PINGPATH_TEST_SLOWDOWN=%d", foreignSlowdown))
+	}
+	var out bytes.Buffer
 	res, err := vm.Run(ctx, vm.Config{
 		Kernel:     j.kernel,
 		Init:       init,
@@ -248,6 +277,8 @@ func bootJob(ctx context.Context, j job, o options, init string) jobResult {
 		CPUs:       o.cpus,
 		Stdout:     &out,
 		KernelArgs: o.kernelArgs,
+		// The btf-file rung: a kernel whose BTF the tracers only get as a file.
+		HideKernelBTF: j.rung == rungBTFFile,
 	})
 	r := jobResult{job: j, boot: res.Boot, total: res.Total, exitCode: res.ExitCode, err: err, crash: crashSummary(res.Console)}
 	r.outcomes = parseTestOutput(out.String(), j.pkg.Tests)
@@ -521,10 +552,15 @@ func (m *Matrix) Markdown(full bool) string {
 		b.WriteString("rung, the header's reason (in the test's log) says why, and the cell passes on what that kernel can do.\n")
 		fmt.Fprintf(&b, "Rung-aware packages (tests that call `testenv.Probe()`) run once per rung with `PINGPATH_TEST_PROBE`\n")
 		fmt.Fprintf(&b, "(rung `%s`: auto probes with the perf event array forced, `PINGPATH_TEST_EVENT_BUFFER=perf`, the fallback for kernels without BPF ring buffers);\n", rungPerf)
+		fmt.Fprintf(&b, "rung `%s`: the guest's /init saves the kernel's vmlinux BTF to a file and hides /sys/kernel/btf under an empty tmpfs, as a kernel\n", rungBTFFile)
+		b.WriteString("built without CONFIG_DEBUG_INFO_BTF shows, and the tracers get the file as `--btf` with auto probes: CO-RE relocates against the\n")
+		b.WriteString("file, fentry and tp_btf are off (they attach through the kernel's own BTF), so every stage takes its kprobe or tracepoint\n")
+		b.WriteString("rung, and each tracer started without `--btf` must refuse with check's explanation (subtest \"without --btf\"); the rung also\n")
+		b.WriteString("forces `bpf_probe_read` where the programs call `bpf_probe_read_kernel/_user` (`--probe-read-compat`, what cilium/ebpf does before 5.5);\n")
 		fmt.Fprintf(&b, "the others once per kernel (rung `%s`). SKIP and FAIL carry the test's own message in the notes;\n", rungAny)
 		for _, k := range m.kernels {
 			if r, ok := m.kernelRungs[k.Series]; ok {
-				fmt.Fprintf(&b, "kernel %s runs only the rungs %s here (\"–\": not run);\n", k.Series, strings.Join(r, ", "))
+				fmt.Fprintf(&b, "kernel %s runs the rungs %s here (\"–\": not run);\n", k.Series, strings.Join(r, ", "))
 			}
 		}
 		b.WriteString("a VM whose kernel crashed is booted once more and its cells say \"retried\", with the crash in the notes.\n\n")
@@ -556,7 +592,7 @@ func (m *Matrix) Markdown(full bool) string {
 		}
 	}
 	rungOrder := map[string]int{rungAny: -1}
-	for i, r := range m.rungs {
+	for i, r := range knownRungs {
 		rungOrder[r] = i
 	}
 	sort.SliceStable(rows, func(i, j int) bool {

@@ -74,7 +74,7 @@ func TestCrashSummary(t *testing.T) {
 
 func TestKernelRungs(t *testing.T) {
 	all := []string{"auto", "fentry", "kprobe", "tracepoint", "perf"}
-	got, err := parseKernelRungs("6.12-arm64=auto+perf, 6.1-arm64=kprobe", all)
+	got, err := parseKernelRungs("6.12-arm64=auto+perf, 6.1-arm64=kprobe, 5.10=auto+btf-file")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,11 +85,14 @@ func TestKernelRungs(t *testing.T) {
 	if r := strings.Join(m.rungsOf("6.1-arm64"), ","); r != "kprobe" {
 		t.Errorf("6.1-arm64: %s", r)
 	}
+	if r := strings.Join(m.rungsOf("5.10"), ","); r != "auto,btf-file" {
+		t.Errorf("5.10 (a rung -rungs lacks): %s", r)
+	}
 	if r := strings.Join(m.rungsOf("6.12"), ","); r != strings.Join(all, ",") {
 		t.Errorf("6.12 (not named): %s", r)
 	}
 	for _, bad := range []string{"6.12-arm64", "6.12-arm64=", "=auto", "6.12-arm64=nosuch"} {
-		if _, err := parseKernelRungs(bad, all); err == nil {
+		if _, err := parseKernelRungs(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

@@ -16,6 +16,11 @@
 //	PINGPATH_VM_CONSOLE  1: copy the kernel console to stderr as it is printed
 //	PINGPATH_VM_INIT     the guest's /init for a kernel of another architecture
 //	                     than vmexec's (default: vmexec-<arch> beside vmexec)
+//	PINGPATH_VM_HIDE_BTF 1: the guest hides /sys/kernel/btf (a kernel without
+//	                     CONFIG_DEBUG_INFO_BTF) after saving vmlinux's BTF as
+//	                     /run/vmlinux.btf, and the tests get PINGPATH_TEST_BTF
+//	                     naming it (the tracers' --btf; the kernel matrix's
+//	                     btf-file rung)
 //
 // A kernel of another architecture (PINGPATH_VM_KERNEL=6.12-arm64) runs test
 // binaries built for it, and its /init is vmexec built for it:
@@ -109,6 +114,10 @@ func run(args []string) int {
 	}
 	if os.Getenv("PINGPATH_VM_CONSOLE") == "1" {
 		cfg.Console = os.Stderr
+	}
+	if os.Getenv("PINGPATH_VM_HIDE_BTF") == "1" {
+		cfg.HideKernelBTF = true
+		cfg.Env = append(cfg.Env, vm.TestBTFEnv)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

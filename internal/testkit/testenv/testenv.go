@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"strconv"
 	"testing"
 )
 
@@ -65,4 +66,16 @@ func Probe() string {
 		return p
 	}
 	return "auto"
+}
+
+// Slowdown is how many times slower than a native guest the tests run
+// (PINGPATH_TEST_SLOWDOWN, at least 1): the kernel matrix sets it for
+// guests of another architecture than the machine's (arm64 under TCG on
+// x86), whose tracers took over 2 minutes to start at load 30. Waits for
+// things that only take long (a tracer's start) scale by it.
+func Slowdown() int {
+	if n, err := strconv.Atoi(os.Getenv("PINGPATH_TEST_SLOWDOWN")); err == nil && n > 1 {
+		return n
+	}
+	return 1
 }

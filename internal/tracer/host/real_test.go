@@ -13,6 +13,7 @@ import (
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/testkit/nettest"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
+	"github.com/pingpath/pingpath/internal/tracer"
 	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
@@ -46,6 +47,11 @@ func TestTraceRealPackets(t *testing.T) {
 				nettest.RequireVLAN(t)
 			}
 			tp := newTopo(t, tc.opts)
+			if tc.name == "bridge" {
+				tracertest.WithoutBTF(t, tp.hostA.ns.Do, func() (tracer.Tool, error) {
+					return New(Config{SrcIP: tp.src, DstIP: tp.dst, VMInterfaces: []string{tp.hostA.vnet}, PhyInterfaces: []string{tp.hostA.phy}, Timeout: time.Second})
+				})
+			}
 			// Warm up ARP/FDB so the first traced ping is not special.
 			pingAll(t, tp.vmA, tp.dst, 1, 1)
 			fragsBefore := [2]map[string]uint64{ipStats(t, tp.hostA.ns), ipStats(t, tp.hostB.ns)}

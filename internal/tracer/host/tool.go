@@ -53,6 +53,10 @@ type Tool struct {
 	nameOf    map[uint32]string
 	corr      *Correlator
 	text      textStats
+	// kspec is the kernel BTF the runner loaded (--btf or the kernel's
+	// own): the kfree_skb tracepoint's arguments and the drop reason
+	// names are read from it.
+	kspec *btf.Spec
 }
 
 var _ tracer.Tool = (*Tool)(nil)
@@ -160,9 +164,9 @@ func (t *Tool) Spec([]tracer.Choice) (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	kspec, err := btf.LoadKernelSpec()
+	kspec, err := t.kernelSpec()
 	if err != nil {
-		return nil, fmt.Errorf("loading kernel btf: %w", err)
+		return nil, err
 	}
 	layout, err := readLayout(kspec)
 	if err != nil {
@@ -172,6 +176,22 @@ func (t *Tool) Spec([]tracer.Choice) (*ebpf.CollectionSpec, error) {
 		return nil, err
 	}
 	return spec, nil
+}
+
+// UseKernelBTF implements tracer.KernelBTFUser.
+func (t *Tool) UseKernelBTF(kb *kernel.BTF) { t.kspec = kb.Spec() }
+
+// kernelSpec is the kernel BTF the runner gave (UseKernelBTF), else the
+// running kernel's.
+func (t *Tool) kernelSpec() (*btf.Spec, error) {
+	if t.kspec != nil {
+		return t.kspec, nil
+	}
+	kspec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("loading kernel btf: %w", err)
+	}
+	return kspec, nil
 }
 
 // Describe implements tracer.Tool. The runner lists one probe per BPF hook;
@@ -208,7 +228,7 @@ func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 	cfg := CorrelatorConfig{Timeout: uint64(t.cfg.Timeout), Window: uint64(ReorderWindow), Role: t.cfg.Role}
 	for _, c := range choices {
 		if c.Stage == hookDrop && c.Available {
-			cfg.ReasonName, cfg.Symbol = dropNaming()
+			cfg.ReasonName, cfg.Symbol = dropNaming(t.kspec)
 		}
 	}
 	t.corr = NewCorrelator(cfg, out)
@@ -216,14 +236,16 @@ func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 }
 
 // dropNaming returns the functions naming drop reasons and locations. The
-// reason names (kernel BTF) are loaded at the first drop, neither before
-// the ready line (they would delay it) nor in the background after it:
-// parsing the BTF costs 15-20 ms of CPU, which a tracer's own cost would
-// count (trailer cost.user_ns) for a run that may see no drop at all, and
-// which the report divides by the pings (976 µs "per ping" for 60 pings in
-// CI). Locations are resolved per distinct address (kallsyms.Resolver).
-func dropNaming() (reason func(uint32) string, symbol func(uint64) string) {
-	names := sync.OnceValues(func() (*dropreason.Names, error) { return dropreason.Load(nil) })
+// reason names are read from kspec, the kernel BTF the runner gave (nil:
+// the kernel's own, parsed then), at the first drop, neither before the
+// ready line (they would delay it) nor in the background after it:
+// parsing the kernel's BTF costs 15-20 ms of CPU, which a tracer's own
+// cost would count (trailer cost.user_ns) for a run that may see no drop
+// at all, and which the report divides by the pings (976 µs "per ping"
+// for 60 pings in CI). Locations are resolved per distinct address
+// (kallsyms.Resolver).
+func dropNaming(kspec *btf.Spec) (reason func(uint32) string, symbol func(uint64) string) {
+	names := sync.OnceValues(func() (*dropreason.Names, error) { return dropreason.Load(kspec) })
 	reason = func(code uint32) string {
 		n, err := names()
 		if err != nil {

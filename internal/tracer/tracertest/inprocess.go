@@ -41,6 +41,10 @@ const (
 	GoneTimeout  = 10 * time.Second
 )
 
+// startTimeout is StartTimeout scaled by the guest's slowdown
+// (testenv.Slowdown: arm64 guests under TCG).
+func startTimeout() time.Duration { return StartTimeout * time.Duration(testenv.Slowdown()) }
+
 // Tracer is a tracer running in-process (tracer.Run on its own goroutine).
 type Tracer struct {
 	out, errOut syncBuffer
@@ -81,7 +85,9 @@ func (s *syncBuffer) Bytes() []byte {
 // thread inside the tracer's network namespace, e.g. nettest.Netns.Do; nil
 // runs it here) with opts, and waits for the ready line. where names the
 // place in failure messages. Stdout, Stderr, Stdin and OnReady of opts are
-// set by Start; Format defaults to json and MaxDuration to 2 minutes. The
+// set by Start; Format defaults to json and MaxDuration to 2 minutes;
+// EventBuffer, BTF and ProbeReadCompat to what the kernel matrix's rung
+// forces (testenv). The
 // tracer's cost counts its BPF programs only (ProcessCPU is zero): the test
 // process's other work is not the tracer's. The tracer is cancelled at the
 // end of the test.
@@ -93,6 +99,10 @@ func Start(t testing.TB, where string, do func(func() error) error, newTool func
 	if opts.EventBuffer == "" {
 		opts.EventBuffer = testenv.EventBuffer()
 	}
+	if opts.BTF == "" {
+		opts.BTF = testenv.BTF()
+	}
+	opts.ProbeReadCompat = opts.ProbeReadCompat || testenv.ProbeReadCompat()
 	ctx, cancel := context.WithCancel(context.Background())
 	rt := &Tracer{cancel: cancel, exited: make(chan struct{}), where: where}
 	ready := make(chan struct{})
@@ -131,13 +141,14 @@ func Start(t testing.TB, where string, do func(func() error) error, newTool func
 	case <-rt.exited:
 		cancel()
 		t.Fatalf("tracer in %s exited before ready: %v (stderr: %s)", where, rt.err, rt.errOut.String())
-	case <-time.After(StartTimeout):
+	case <-time.After(startTimeout()):
 		cancel()
-		t.Fatalf("tracer in %s not ready after %v (stderr: %s)", where, StartTimeout, rt.errOut.String())
+		t.Fatalf("tracer in %s not ready after %v (stderr: %s)", where, startTimeout(), rt.errOut.String())
 	}
 	if len(rt.ProgramIDs()) == 0 {
 		t.Fatalf("tracer in %s reported no program IDs", where)
 	}
+	checkProbeReadCompat(t, where, rt.errOut.String())
 	return rt
 }
 
@@ -200,6 +211,7 @@ func ReadStream(t testing.TB, b []byte) *record.Stream {
 		t.Fatalf("tracer output has no trailer:\n%s", b)
 	}
 	CheckEventBuffer(t, s.Header)
+	CheckBTFFile(t, s.Header)
 	return s
 }
 

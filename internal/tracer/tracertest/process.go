@@ -45,13 +45,24 @@ type Starter func(*exec.Cmd) error
 
 // StartProcess runs exe with args plus "--output FILE" and env added to the
 // environment, through start, without waiting for readiness. The process is
-// killed at the end of the test if still running.
+// killed at the end of the test if still running. A tracer (args "trace
+// ...") also gets what the kernel matrix's rung forces (--btf: testenv.BTF,
+// --probe-read-compat) and, in its guests, --max-cpu GuestMaxCPU, unless
+// args name them.
 func StartProcess(t testing.TB, start Starter, exe string, env []string, args ...string) *Process {
 	t.Helper()
 	var err error
 	p := &Process{t: t, out: filepath.Join(t.TempDir(), "trace.out"), done: make(chan error, 1), ready: make(chan string, 1)}
 	if testenv.InGuest() && !slices.Contains(args, "--max-cpu") {
 		args = append(args, "--max-cpu", strconv.FormatFloat(GuestMaxCPU, 'g', -1, 64))
+	}
+	if tracer := len(args) > 0 && args[0] == "trace"; tracer {
+		if f := testenv.BTF(); f != "" && !slices.Contains(args, "--btf") {
+			args = append(args, "--btf", f)
+		}
+		if testenv.ProbeReadCompat() && !slices.Contains(args, "--probe-read-compat") {
+			args = append(args, "--probe-read-compat")
+		}
 	}
 	p.Cmd = exec.Command(exe, append(args, "--output", p.out)...)
 	p.Cmd.Env = append(os.Environ(), env...)
@@ -104,12 +115,15 @@ func (p *Process) WaitReady() {
 	case err := <-p.done:
 		p.done <- err
 		p.t.Fatalf("tracer exited before ready (%v): %s", err, p.Stderr())
-	case <-time.After(StartTimeout):
-		p.t.Fatalf("tracer not ready after %v: %s", StartTimeout, p.Stderr())
+	case <-time.After(startTimeout()):
+		p.t.Fatalf("tracer not ready after %v: %s", startTimeout(), p.Stderr())
 	}
 	p.ProgIDs, p.LinkIDs = BPFObjectsOf(p.t, p.Cmd.Process.Pid)
 	if len(p.ProgIDs) == 0 {
 		p.t.Fatalf("ready tracer holds no BPF programs")
+	}
+	if slices.Contains(p.Cmd.Args, "--probe-read-compat") {
+		checkProbeReadCompat(p.t, p.Cmd.Path, p.Stderr())
 	}
 }
 

@@ -27,6 +27,9 @@ import (
 func TestTraceRealPackets(t *testing.T) {
 	probe := testenv.Probe()
 	l := newTapLink(t)
+	tracertest.WithoutBTF(t, l.host.Do, func() (tracer.Tool, error) {
+		return New(Config{Tool: record.ToolVhostRX, Interface: l.vnet, SrcIP: l.hostIP, DstIP: l.vmIP})
+	})
 	// One pair of tracers per ping direction, as on the two hosts of a run
 	// (--src-ip is the pinging VM): each must see only its own pings.
 	rx := startTracer(t, l.host, l.vnet, record.ToolVhostRX, probe, l.hostIP, l.vmIP)

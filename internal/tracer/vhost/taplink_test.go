@@ -104,7 +104,7 @@ func (l *tapLink) makeTap(t testing.TB, ns *nettest.Netns, name string, ip netip
 func startTracer(t testing.TB, ns *nettest.Netns, iface, tool, probe string, src, dst netip.Addr) *tracertest.Tracer {
 	t.Helper()
 	return tracertest.Start(t, ns.Name+" "+tool, ns.Do, func() (tracer.Tool, error) {
-		return New(Config{Tool: tool, Interface: iface, SrcIP: src, DstIP: dst})
+		return New(Config{Tool: tool, Interface: iface, SrcIP: src, DstIP: dst, BTF: testenv.BTF()})
 	}, tracer.Options{Probe: probe})
 }
 

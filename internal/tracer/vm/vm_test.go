@@ -170,6 +170,9 @@ func TestTraceRealPackets(t *testing.T) {
 		}
 	}
 
+	tracertest.WithoutBTF(t, mine.A.Do, func() (tracer.Tool, error) {
+		return vm.New(vm.Config{SrcIP: netip.MustParseAddr(srcIP), DstIP: netip.MustParseAddr(dstIP), Direction: "auto"})
+	})
 	tx := startTracer(t, mine.A, vmArgs()...)
 	rx := startTracer(t, mine.B, vmArgs("--interface", mine.LinkB.Name)...)
 	otx := startTracer(t, other.A, vmArgs()...)

@@ -89,7 +89,34 @@ func guestSetup() (guestSpec, error) {
 	if err := linkUp("lo"); err != nil {
 		return spec, fmt.Errorf("bringing up lo: %w", err)
 	}
+	if spec.HideKernelBTF {
+		if err := hideKernelBTF(); err != nil {
+			return spec, err
+		}
+	}
 	return spec, nil
+}
+
+// hideKernelBTF saves the kernel's vmlinux BTF as KernelBTFCopy, then
+// covers /sys/kernel/btf with an empty read-only tmpfs: the programs see
+// what a kernel without CONFIG_DEBUG_INFO_BTF shows (no vmlinux, no module
+// BTF), and have the kernel's BTF only as a file.
+func hideKernelBTF() error {
+	const dir = "/sys/kernel/btf"
+	b, err := os.ReadFile(dir + "/vmlinux")
+	if err != nil {
+		return fmt.Errorf("saving the kernel's BTF before hiding it: %w", err)
+	}
+	if err := os.WriteFile(KernelBTFCopy, b, 0o444); err != nil {
+		return fmt.Errorf("saving the kernel's BTF before hiding it: %w", err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=0555"); err != nil {
+		return fmt.Errorf("hiding %s: %w", dir, err)
+	}
+	if _, err := os.Stat(dir + "/vmlinux"); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("hiding %s: vmlinux still there (%v)", dir, err)
+	}
+	return nil
 }
 
 func loadModule(file string) error {
@@ -123,12 +150,15 @@ func linkUp(name string) error {
 
 // openDevice opens a device node, waiting for it to appear: a virtio
 // console's port (hvc0) is added after the driver loads, when QEMU's
-// control message arrives.
+// control message arrives. Its node may exist before the port is ready:
+// the open then fails with ENODEV (seen on arm64 6.1 at load 20, two VMs
+// of five), which is waited out too.
 func openDevice(name string) (*os.File, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		f, err := os.OpenFile(name, os.O_RDWR|unix.O_NOCTTY, 0)
-		if err == nil || !errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
+		notYet := errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO)
+		if err == nil || !notYet || time.Now().After(deadline) {
 			return f, err
 		}
 		time.Sleep(20 * time.Millisecond)

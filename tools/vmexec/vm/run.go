@@ -52,7 +52,23 @@ type Config struct {
 	Stdout io.Writer
 	// Console, when set, receives the kernel console as it is printed.
 	Console io.Writer
+	// HideKernelBTF makes the guest look like a kernel built without
+	// CONFIG_DEBUG_INFO_BTF: before the program starts, /init copies
+	// /sys/kernel/btf/vmlinux to KernelBTFCopy (what pahole
+	// --btf_encode_detached would give for this kernel) and mounts an
+	// empty, read-only tmpfs over /sys/kernel/btf, so neither vmlinux nor
+	// module BTF can be read there. The kernel keeps its BTF inside (the
+	// verifier's, fentry's): only what a tracer can read is gone.
+	HideKernelBTF bool
 }
+
+// KernelBTFCopy is the guest path of the kernel's vmlinux BTF saved by
+// Config.HideKernelBTF (give it to the tracers as --btf).
+const KernelBTFCopy = "/run/vmlinux.btf"
+
+// TestBTFEnv tells the guest's tests to give their tracers KernelBTFCopy
+// as --btf (testenv.BTF).
+const TestBTFEnv = "PINGPATH_TEST_BTF=" + KernelBTFCopy
 
 // Result is what a guest run produced.
 type Result struct {
@@ -72,6 +88,8 @@ type guestSpec struct {
 	Args    []string `json:"args"`
 	Env     []string `json:"env"`
 	Modules []string `json:"modules"` // guest paths, load order
+	// HideKernelBTF: Config.HideKernelBTF.
+	HideKernelBTF bool `json:"hide_kernel_btf,omitempty"`
 }
 
 // Guest paths.
@@ -163,7 +181,7 @@ func writeInitramfs(file string, cfg Config) error {
 		c.File("/bin/busybox", 0o755, bb)
 		c.Symlink("/bin/sh", "busybox")
 	}
-	spec := guestSpec{Program: guestProgram, Args: cfg.Args, Env: guestEnv(cfg.Env)}
+	spec := guestSpec{Program: guestProgram, Args: cfg.Args, Env: guestEnv(cfg.Env), HideKernelBTF: cfg.HideKernelBTF}
 	modDir := path.Join("/lib/modules", cfg.Kernel.Release)
 	for _, m := range mods {
 		g := path.Join(modDir, m)
