@@ -85,7 +85,8 @@ func (s *syncBuffer) Bytes() []byte {
 // thread inside the tracer's network namespace, e.g. nettest.Netns.Do; nil
 // runs it here) with opts, and waits for the ready line. where names the
 // place in failure messages. Stdout, Stderr, Stdin and OnReady of opts are
-// set by Start; Format defaults to json and MaxDuration to 2 minutes;
+// set by Start; Format defaults to json and MaxDuration to 2 minutes
+// (times testenv.Slowdown);
 // EventBuffer, BTF and ProbeReadCompat to what the kernel matrix's rung
 // forces (testenv). The
 // tracer's cost counts its BPF programs only (ProcessCPU is zero): the test
@@ -110,7 +111,9 @@ func Start(t testing.TB, where string, do func(func() error) error, newTool func
 		opts.Format = "json"
 	}
 	if opts.MaxDuration == 0 {
-		opts.MaxDuration = 2 * time.Minute
+		// Scaled like the start: in an arm64 guest at load 39 a host
+		// tracer reached 2 minutes before the test's pings were done.
+		opts.MaxDuration = 2 * time.Minute * time.Duration(testenv.Slowdown())
 	}
 	if opts.MaxCPU == 0 && testenv.InGuest() {
 		opts.MaxCPU = GuestMaxCPU
