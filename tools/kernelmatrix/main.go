@@ -16,8 +16,9 @@
 // reason, FAIL with the first lines of its output. A package whose binary
 // failed without a failing test (panic, VM crash, timeout) is a FAIL of the
 // whole package. A guest kernel that dies without reporting a status is
-// booted once more, and the cells of that job say "retried" with the crash
-// in the notes. The exit status is 1 when anything failed.
+// booted once more, a failed test gets one more boot of its own, and such
+// cells say "retried" with the first failure in the notes. The exit status
+// is 1 when anything failed.
 package main
 
 import (

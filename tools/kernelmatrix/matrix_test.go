@@ -1,8 +1,10 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 const sampleOutput = `=== RUN   TestGuestA
@@ -95,5 +97,35 @@ func TestKernelRungs(t *testing.T) {
 		if _, err := parseKernelRungs(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestWithRetry: a failed test's retry replaces it and keeps the first
+// failure as a note; passing tests stay as they were.
+func TestWithRetry(t *testing.T) {
+	first := jobResult{log: "logs/x.log", total: time.Minute, outcomes: []outcome{
+		{Test: "TestA", Status: statusPass},
+		{Test: "TestB", Status: statusFail, Reason: "ping lost [5]"},
+		{Test: "TestC", Status: statusFail, Reason: "no result"},
+	}}
+	if got := failedTests(first); !slices.Equal(got, []string{"TestB", "TestC"}) {
+		t.Fatalf("failedTests = %q", got)
+	}
+	second := jobResult{log: "logs/x-retry.log", total: time.Minute, outcomes: []outcome{
+		{Test: "TestA", Status: statusFail, Reason: "no result"}, // not run the second time
+		{Test: "TestB", Status: statusPass},
+		{Test: "TestC", Status: statusFail, Reason: "timeout"},
+	}}
+	r := withRetry(first, second)
+	want := []outcome{
+		{Test: "TestA", Status: statusPass},
+		{Test: "TestB", Status: statusPass, Retry: "first try FAIL: ping lost [5] (log logs/x.log)"},
+		{Test: "TestC", Status: statusFail, Reason: "timeout", Retry: "first try FAIL: no result (log logs/x.log)"},
+	}
+	if !slices.Equal(r.outcomes, want) {
+		t.Errorf("outcomes:\n got %+v\nwant %+v", r.outcomes, want)
+	}
+	if r.total != 2*time.Minute || first.outcomes[1].Status != statusFail {
+		t.Errorf("total %v, first changed: %+v", r.total, first.outcomes)
 	}
 }
