@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,7 +37,7 @@ host, I_1 on the receiver host). Each record carries the packet's ICMP id/seq.`)
 
 func newTraceVhostCommand(tool, short, long string) *cobra.Command {
 	var iface, procRoot string
-	var timeout time.Duration
+	var timeout, armWindow time.Duration
 	cmd := &cobra.Command{
 		Use:   tool + " --vm-interface vnetN [--src-ip S --dst-ip D]",
 		Short: short,
@@ -51,12 +52,16 @@ func newTraceVhostCommand(tool, short, long string) *cobra.Command {
 	f.StringVar(&iface, "vm-interface", "", "the VM's vnet (tap) interface on this host (required)")
 	f.StringVar(&procRoot, "proc", "/proc", "procfs root used to discover the VM's process and vhost threads")
 	f.DurationVar(&timeout, "chain-timeout", 2*time.Second, "finish a packet (and write what was seen of it) this long after its last stage")
+	f.DurationVar(&armWindow, "arm-window", vhost.DefaultArmWindow, "how long a vhost worker that took a traced packet stays armed: its signal, eventfd, irqfd and injection are seen only within this of the take (raise it on hosts whose CPUs stall for longer, e.g. emulated ones)")
 	_ = cmd.MarkFlagRequired("vm-interface")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := tf.validate(); err != nil {
 			return err
 		}
-		cfg := vhost.Config{Tool: tool, Interface: iface, ProcRoot: procRoot, Timeout: timeout, BTF: tf.opts.BTF}
+		if armWindow < time.Millisecond || armWindow > 10*time.Second {
+			return &ExitError{Code: ExitUsage, Err: fmt.Errorf("--arm-window %s: out of range 1ms..10s", armWindow)}
+		}
+		cfg := vhost.Config{Tool: tool, Interface: iface, ProcRoot: procRoot, Timeout: timeout, BTF: tf.opts.BTF, ArmWindow: armWindow}
 		if err := ep.parse(&cfg.SrcIP, &cfg.DstIP); err != nil {
 			return err
 		}

@@ -25,6 +25,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{[]string{"version", "extra"}, ExitUsage},
 		{[]string{"trace", "vm"}, ExitUsage},
 		{[]string{"trace", "vm", "--src-ip", "198.18.0.1", "--dst-ip", "198.18.0.2", "--max-duration", "0"}, ExitUsage},
+		{[]string{"trace", "vhost-rx", "--vm-interface", "vnet0", "--arm-window", "0s"}, ExitUsage},
+		{[]string{"trace", "vhost-tx", "--vm-interface", "vnet0", "--arm-window", "1h"}, ExitUsage},
 		{[]string{"watch"}, ExitUsage},
 		{[]string{"watch", "-c", "../envfile/testdata/good.yaml", "--interval", "0s"}, ExitUsage},
 		{[]string{"watch", "-c", "../envfile/testdata/good.yaml", "--settle", "10ms"}, ExitUsage},

@@ -135,6 +135,22 @@ func (o *Options) slowed(d time.Duration) time.Duration {
 // pings as drops between its request out and reply in.
 const emulatedHostTimeout = time.Second * emulationSlowdown
 
+// emulatedArmWindow is the vhost tracers' --arm-window on emulated
+// machines (their default is 50 ms: a worker's signal is seen only that
+// long after it took the packet). On the KVM lab at a load of 30 a host's
+// vhost worker paused 60-230 ms between taking a request (tun_recvmsg) and
+// signalling it (vhost_add_used_and_signal_n): the signal went unseen and
+// the request's chain took the next request's, an E of 235 ms.
+const emulatedArmWindow = 50 * time.Millisecond * emulationSlowdown
+
+// armWindow is the vhost tracers' --arm-window (0: their default).
+func (o *Options) armWindow() time.Duration {
+	if o.emulated() {
+		return emulatedArmWindow
+	}
+	return 0
+}
+
 // hostTimeout is the host tracer's --timeout (0: its default).
 func (o *Options) hostTimeout() time.Duration {
 	if o.emulated() {

@@ -41,6 +41,8 @@ type planInput struct {
 	maxCPU      float64 // --max-cpu of our tracers (0: their default)
 	// hostTimeout is our host tracer's --timeout (0: its default).
 	hostTimeout time.Duration
+	// armWindow is our vhost tracers' --arm-window (0: their default).
+	armWindow time.Duration
 	// killAfter is how long an origin tool has after its SIGINT before
 	// timeout(1) kills it (at least originKillAfter).
 	killAfter time.Duration
@@ -112,6 +114,10 @@ func plan(in planInput) [][]*tracerSpec {
 		}
 		return ours(n, "vm", f...)
 	}
+	var arm []string
+	if in.armWindow > 0 {
+		arm = []string{"--arm-window", in.armWindow.String()}
+	}
 	host := func(n *node, sender bool, prefix string) []*tracerSpec {
 		vnet, phy := n.spec.VnetInterface, strings.Join(n.spec.PhyInterfaces, ",")
 		var out []*tracerSpec
@@ -139,13 +145,13 @@ func plan(in planInput) [][]*tracerSpec {
 			out = append(out, origin(n, tools.TunTxToKVMIRQ, prefix+"-host-vhost-rx.log", "Ready for tracing",
 				"--device", vnet, "--src-ip", toVM[0], "--dst-ip", toVM[1], "--protocol", "icmp"))
 		} else {
-			out = append(out, ours(n, "vhost-rx", "--vm-interface", vnet, "--src-ip", s, "--dst-ip", r))
+			out = append(out, ours(n, "vhost-rx", append([]string{"--vm-interface", vnet, "--src-ip", s, "--dst-ip", r}, arm...)...))
 		}
 		if tools.KVMVhostTunLatency != "" {
 			out = append(out, origin(n, tools.KVMVhostTunLatency, prefix+"-host-kvm-tun.log", "Hit Ctrl+C to end",
 				"--device", vnet, "--flow", "proto=icmp,src="+fromVM[0]+",dst="+fromVM[1]))
 		} else {
-			out = append(out, ours(n, "vhost-tx", "--vm-interface", vnet, "--src-ip", s, "--dst-ip", r))
+			out = append(out, ours(n, "vhost-tx", append([]string{"--vm-interface", vnet, "--src-ip", s, "--dst-ip", r}, arm...)...))
 		}
 		return out
 	}

@@ -86,7 +86,9 @@ func TestPlanOriginBackstop(t *testing.T) {
 
 // TestPlanHostTimeout: on emulated machines (env.yaml emulation:) the host
 // tracers get a --timeout ten times their default, since a round trip
-// there can outlast it; elsewhere they keep their own default.
+// there can outlast it, and the vhost tracers an --arm-window ten times
+// theirs, since a worker can stall that long; elsewhere they keep their
+// own defaults.
 func TestPlanHostTimeout(t *testing.T) {
 	env := &envfile.Environment{
 		Sender: envfile.Side{VM: envfile.VM{SSH: "sv", IP: "198.18.1.1"},
@@ -101,16 +103,22 @@ func TestPlanHostTimeout(t *testing.T) {
 	for _, emulation := range []string{"", "emulated: QEMU TCG"} {
 		env.Emulation = emulation
 		o := &Options{Env: env}
-		want := ""
+		want, wantArm := "", ""
 		if emulation != "" {
-			want = "10s"
+			want, wantArm = "10s", "500ms"
 		}
 		hosts := 0
-		for _, ph := range plan(planInput{env: env, nodes: nodes, maxDuration: time.Minute, hostTimeout: o.hostTimeout()}) {
+		for _, ph := range plan(planInput{env: env, nodes: nodes, maxDuration: time.Minute, hostTimeout: o.hostTimeout(), armWindow: o.armWindow()}) {
 			for _, tr := range ph {
-				got := ""
+				got, arm := "", ""
 				if i := slices.Index(tr.args, "--timeout"); i >= 0 {
 					got = tr.args[i+1]
+				}
+				if i := slices.Index(tr.args, "--arm-window"); i >= 0 {
+					arm = tr.args[i+1]
+				}
+				if w := map[bool]string{true: wantArm}[strings.HasPrefix(tr.tool, "vhost-")]; arm != w {
+					t.Errorf("emulation %q: %s %s --arm-window %q, want %q", emulation, tr.node.role(), tr.tool, arm, w)
 				}
 				if tr.tool == "host" {
 					hosts++

@@ -44,7 +44,19 @@ type Config struct {
 	Timeout time.Duration
 	// BTF is the kernel BTF file (tracer.Options.BTF), "" for the kernel's.
 	BTF string
+	// ArmWindow is how long a task that took a traced packet stays armed
+	// (0: DefaultArmWindow): the kernel reports its vhost signal, eventfd,
+	// irqfd and injection only within this of its last take. A worker
+	// paused longer between taking a packet and signalling it (a
+	// preempted host vCPU) has that signal go unseen, and the chain takes
+	// the worker's next one.
+	ArmWindow time.Duration
 }
+
+// DefaultArmWindow is the BPF object's vh_arm_ns: long next to a vhost
+// worker's recvmsg → add_used on real hosts (microseconds), short enough
+// that a worker's unrelated signals are not reported for long.
+const DefaultArmWindow = 50 * time.Millisecond
 
 // Tool is the vhost-rx or vhost-tx tracer for the tracer core (tracer.Run).
 type Tool struct {
@@ -303,6 +315,12 @@ func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
 		v   *ebpf.VariableSpec
 		val any
 	}{{obj.VhSysWrite, uint32(unix.SYS_WRITE)}, {obj.VhSysWritev, uint32(unix.SYS_WRITEV)}}
+	if w := t.cfg.ArmWindow; w > 0 {
+		vars = append(vars, struct {
+			v   *ebpf.VariableSpec
+			val any
+		}{obj.VhArmNs, uint64(w.Nanoseconds())})
+	}
 	if !t.vhostUsed {
 		// No vhost worker will signal: skip arming the reader's task (an
 		// LRU map update per packet).

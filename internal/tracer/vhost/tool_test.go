@@ -3,10 +3,12 @@ package vhost
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf/btf"
 	"github.com/pingpath/pingpath/internal/kernel"
@@ -364,6 +366,28 @@ func TestKVMTracepointsWithoutModuleBTF(t *testing.T) {
 		}
 		if got := chosen(t, choices)[record.StageKVMIRQ]; got != "raw_tracepoint:kvm_apic_accept_irq" {
 			t.Errorf("--probe tracepoint: s5 %s, want raw_tracepoint:kvm_apic_accept_irq", got)
+		}
+	}
+}
+
+// TestArmWindow: DefaultArmWindow is the BPF object's own vh_arm_ns, and a
+// Config.ArmWindow replaces it in the spec the tracer loads.
+func TestArmWindow(t *testing.T) {
+	for _, c := range []struct {
+		set  time.Duration
+		want uint64
+	}{{0, uint64(DefaultArmWindow.Nanoseconds())}, {500 * time.Millisecond, 500_000_000}} {
+		tl := &Tool{cfg: Config{ArmWindow: c.set}, discErr: errors.New("no discovery in this test")}
+		spec, err := tl.Spec(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got uint64
+		if err := spec.Variables["vh_arm_ns"].Get(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("ArmWindow %s: vh_arm_ns %d, want %d", c.set, got, c.want)
 		}
 	}
 }
