@@ -69,10 +69,12 @@ bench-kvm-observer: build
 	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 150m -run '^$$' -bench '^BenchmarkKVMObserverEffect$$' -benchtime 1x -v ./test/e2e/
 
 # The origin tools' path on the KVM lab (test/e2e TestKVMOriginBCC): a lab with
-# --with-bcc, BCC programs driven through the env file's tools:, then
-# pingpath's own tracers for the cost comparison. BCC compiles under TCG at
-# each start: 45-60 minutes on a 2-CPU machine, so not part of `make test` nor
-# of test-kvm-e2e. PINGPATH_KVM_BCC_LAB=DIR runs it on a lab already up.
+# --with-bcc, BCC programs driven through the env file's tools: on the hosts
+# (pingpath's vm tracer in the VMs), then pingpath's own tracers for the cost
+# comparison. BCC compiles under TCG at each start: about 65 minutes on a
+# loaded 2-CPU machine, so not part of `make test` nor of test-kvm-e2e.
+# PINGPATH_KVM_BCC_LAB=DIR runs it on a lab already up; PINGPATH_KVM_BCC_VMS=1
+# runs the origin tool in the VMs too (45+ min more per VM compile).
 test-kvm-bcc: build
 	PINGPATH_KVM_BCC_E2E=1 $(GO) test -count=1 -timeout 150m -run '^TestKVMOriginBCC$$' -v ./test/e2e/
 

@@ -6,13 +6,21 @@ package e2e
 // (`lab up --with-bcc`). The programs are pingpath's own small BCC scripts
 // (testdata/bcc) with the origin tools' command lines and output: kprobes
 // and tracepoints compiled by BCC on each node at start, one block or line
-// per ping. One lab serves both runs: the origin tools (with pingpath's
-// vhost-tx beside them, a "mixed" run), then pingpath's own vm and host
+// per ping. One lab serves both runs: the origin tools with pingpath's own
+// tracers beside them (a "mixed" run), then pingpath's own vm and host
 // tracers on the same machines, for the cost comparison the test logs.
+//
+// By default the origin tool runs on the two hosts only and the VMs run
+// pingpath's vm tracer: `tools:` is for hypervisor hosts on kernels
+// pingpath cannot trace (RHEL 8 class), whose guests usually can be, and
+// BCC's compile in a VM nested in a TCG guest takes 45+ minutes on a
+// loaded 2-CPU machine. PINGPATH_KVM_BCC_VMS=1 runs kernel_icmp_rtt.py in
+// the VMs as well (the origin tools everywhere).
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,7 +50,8 @@ const (
 	// program at start (about 3 s of CPU natively, for any program: clang
 	// and BCC's own headers); in the emulated machines of a 2-CPU machine
 	// at load 20-30 that took 10 minutes alone and over 15 (the default
-	// 90 s × 10 for emulated machines) with a host's VM compiling too.
+	// 90 s × 10 for emulated machines) with a host's VM compiling too; at
+	// load 30-40, 23-26 min on a host, and over 45 min in a nested VM.
 	bccReadyTimeout = 45 * time.Minute
 	// bccRunTimeout bounds one run: the push, two start phases of BCC
 	// compiling, the pings, the stop.
@@ -50,36 +59,51 @@ const (
 	// bccSampleEvery is how often the test reads the tracers' CPU and
 	// memory on the nodes.
 	bccSampleEvery = 10 * time.Second
+	// bccMaxCPU is the runs' --max-cpu. A VM's tracer waits as long as
+	// its host's BCC compile (20-25 min at load 30-40), and a nested
+	// VM's clock stalls while its host's vCPU is busy: the first pass had
+	// the sender VM's vm tracer detach itself at "165.7 % of one CPU over
+	// the last 2.3s", idle, against the emulated default of 150 %. The
+	// cost gate is not what this test checks (test/e2e datapath: 200).
+	bccMaxCPU = "1000"
 )
 
 // bccTools are the origin tools the test runs: the script, the node it runs
 // on, the log the run must write for it, the line that says it is ready,
 // and the line its SIGINT handler prints last.
-var bccTools = []struct {
+type bccTool struct {
 	script, node, log, ready, summary string
-}{
-	{"kernel_icmp_rtt.py", lab.SenderVM, "send-vm-icmp.log", "Hit Ctrl-C to end", "Exiting."},
-	{"kernel_icmp_rtt.py", lab.ReceiverVM, "recv-vm-icmp.log", "Hit Ctrl-C to end", "Exiting."},
-	{"icmp_drop_detector.py", lab.SenderHost, "send-host-icmp.log", "Hit Ctrl-C to end", "Reply internal drops: "},
-	{"icmp_drop_detector.py", lab.ReceiverHost, "recv-host-icmp.log", "Hit Ctrl-C to end", "Reply internal drops: "},
 }
+
+var (
+	bccHostTools = []bccTool{
+		{"icmp_drop_detector.py", lab.SenderHost, "send-host-icmp.log", "Hit Ctrl-C to end", "Reply internal drops: "},
+		{"icmp_drop_detector.py", lab.ReceiverHost, "recv-host-icmp.log", "Hit Ctrl-C to end", "Reply internal drops: "},
+	}
+	bccVMTools = []bccTool{
+		{"kernel_icmp_rtt.py", lab.SenderVM, "send-vm-icmp.log", "Hit Ctrl-C to end", "Exiting."},
+		{"kernel_icmp_rtt.py", lab.ReceiverVM, "recv-vm-icmp.log", "Hit Ctrl-C to end", "Exiting."},
+	}
+)
 
 // bccE2EVar, set to anything, runs TestKVMOriginBCC; bccLabVar, set to the
 // directory of a KVM lab brought up with --with-bcc, runs it on that lab
-// (left up) instead of a new one.
+// (left up) instead of a new one; bccVMsVar, set to anything, runs the
+// origin tool in the VMs too, not pingpath's vm tracer.
 const (
 	bccE2EVar = "PINGPATH_KVM_BCC_E2E"
 	bccLabVar = "PINGPATH_KVM_BCC_LAB"
+	bccVMsVar = "PINGPATH_KVM_BCC_VMS"
 )
 
 // TestKVMOriginBCC runs BCC programs through `tools:` on the KVM lab. BCC's
-// compile under TCG makes it long: 45-60 minutes on a 2-CPU machine at load
-// 20-30 (lab up 3-11 min, the BCC run 30-40 min: two start phases of 10-20
-// min each, the run of pingpath's tracers 6-10 min), so it runs only when
+// compile under TCG makes it long: about 65 minutes on a 2-CPU machine at
+// load 30-40 (lab up 3-11 min, the BCC run 54 min: two start phases of
+// 23-26 min, the run of pingpath's tracers 7-10 min), so it runs only when
 // asked, with its own variable: PINGPATH_KVM_BCC_E2E=1 (make test-kvm-bcc).
 func TestKVMOriginBCC(t *testing.T) {
 	if os.Getenv(bccE2EVar) == "" {
-		t.Skipf("BCC through tools: on the KVM lab takes 45-60 minutes: set %s=1 (make test-kvm-bcc) to run it", bccE2EVar)
+		t.Skipf("BCC through tools: on the KVM lab takes about 65 minutes: set %s=1 (make test-kvm-bcc) to run it", bccE2EVar)
 	}
 	requireLab(t)
 	start := time.Now()
@@ -98,17 +122,22 @@ func TestKVMOriginBCC(t *testing.T) {
 		t.Logf("kvm lab %s with BCC up in %s (host boots %v)", l.Name, time.Since(start).Round(time.Second), l.KVM.HostBoots)
 	}
 
-	for _, n := range lab.NodeNames() {
+	// The hosts run the origin tool and pingpath's vhost-tx (B_1, I_1);
+	// the VMs pingpath's vm tracer, or with bccVMsVar the origin tool.
+	env := l.Environment()
+	env.Tools = envfile.Tools{ICMPDropDetector: bccDir + "/icmp_drop_detector.py"}
+	tools, beside := bccHostTools, "vm,vhost-tx"
+	if os.Getenv(bccVMsVar) != "" {
+		env.Tools.KernelICMPRTT = bccDir + "/kernel_icmp_rtt.py"
+		tools, beside = append(bccVMTools, bccHostTools...), "vhost-tx"
+	}
+	for _, tool := range tools {
 		// BCC finds the headers of the running kernel where it looks.
+		// (Importing bcc alone takes minutes in a loaded lab's VM.)
+		n := tool.node
 		out := sshNode(t, l, n, `python3 -c 'import bcc; print(bcc.__version__)' && ls -d /lib/modules/$(uname -r)/build/include/generated /lib/modules/$(uname -r)/source/include/linux`)
 		t.Logf("%s: bcc %s", n, strings.Fields(out)[0])
 		installBCCScripts(t, l, n)
-	}
-
-	env := l.Environment()
-	env.Tools = envfile.Tools{
-		KernelICMPRTT:    bccDir + "/kernel_icmp_rtt.py",
-		ICMPDropDetector: bccDir + "/icmp_drop_detector.py",
 	}
 	b, err := yaml.Marshal(env)
 	if err != nil {
@@ -119,9 +148,9 @@ func TestKVMOriginBCC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	origin, originCost := bccRun(t, l, "origin", toolsEnv, "vhost-tx")
-	t.Run("ToolsRanWithTheirFlags", func(t *testing.T) { checkOriginTracers(t, l, origin) })
-	t.Run("LogsUnderOriginNamesWithSummary", func(t *testing.T) { checkOriginLogs(t, origin) })
+	origin, originCost := bccRun(t, l, "origin", toolsEnv, beside)
+	t.Run("ToolsRanWithTheirFlags", func(t *testing.T) { checkOriginTracers(t, l, origin, tools) })
+	t.Run("LogsUnderOriginNamesWithSummary", func(t *testing.T) { checkOriginLogs(t, origin, tools) })
 	t.Run("AnalyzeGivesSegments", func(t *testing.T) { checkOriginAnalysis(t, origin) })
 	t.Run("NothingLeftRunning", func(t *testing.T) {
 		for _, n := range lab.NodeNames() {
@@ -173,9 +202,15 @@ func bccRun(t *testing.T, l *lab.Lab, name, env, tracers string) (*series, map[s
 	began := time.Now()
 	out, err := runPingpath(ctx, labtest.Binary(t), "run", "-c", env, "-o", s.Dir,
 		"--count", fmt.Sprint(bccPings), "--interval", bccInterval.String(), "--tracers", tracers,
-		"--ready-timeout", bccReadyTimeout.String())
+		"--ready-timeout", bccReadyTimeout.String(), "--max-cpu", bccMaxCPU)
 	cost := sampler.stop()
-	if err != nil {
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit) && exit.ExitCode() == 3:
+		// Partial (a tracer lost or detached): what was collected is
+		// kept and analysed; the checks say what is missing.
+		t.Errorf("%s run: %v", name, err)
+	case err != nil:
 		t.Fatalf("%s run: %v", name, err)
 	}
 	t.Logf("%s run took %s:\n%s", name, time.Since(began).Round(time.Second), summaryOf(out))
@@ -185,7 +220,7 @@ func bccRun(t *testing.T, l *lab.Lab, name, env, tracers string) (*series, map[s
 
 // checkOriginTracers: the manifest lists each origin tool on its node, run
 // with the origin's flags, ready after BCC's compile, stopped cleanly.
-func checkOriginTracers(t *testing.T, l *lab.Lab, s *series) {
+func checkOriginTracers(t *testing.T, l *lab.Lab, s *series, tools []bccTool) {
 	m := readJSON[manifest.Manifest](t, filepath.Join(s.Dir, "manifest.json"))
 	if m.Status != "complete" {
 		t.Errorf("status %s: %+v", m.Status, m.Failures)
@@ -198,7 +233,7 @@ func checkOriginTracers(t *testing.T, l *lab.Lab, s *series) {
 		lab.SenderHost:   "--src-ip " + sIP + " --dst-ip " + rIP + " --rx-iface vnet0 --tx-iface eth0 --verbose",
 		lab.ReceiverHost: "--src-ip " + sIP + " --dst-ip " + rIP + " --rx-iface eth0 --tx-iface vnet0 --verbose",
 	}
-	for _, tool := range bccTools {
+	for _, tool := range tools {
 		var found *manifest.Tracer
 		for _, n := range m.Nodes {
 			if n.SSH != tool.node {
@@ -229,8 +264,8 @@ func checkOriginTracers(t *testing.T, l *lab.Lab, s *series) {
 // checkOriginLogs: each log under its origin name holds the tool's banner,
 // its ready line, one block or line per ping, and the summary its SIGINT
 // handler prints: one SIGINT stopped it and kept its output.
-func checkOriginLogs(t *testing.T, s *series) {
-	for _, tool := range bccTools {
+func checkOriginLogs(t *testing.T, s *series, tools []bccTool) {
+	for _, tool := range tools {
 		b, err := os.ReadFile(filepath.Join(s.Dir, tool.log))
 		if err != nil {
 			t.Error(err)
@@ -273,17 +308,22 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// originSegments are what the two origin tools give (docs/analysis.md):
-// the VMs' A, M, F, G, H and the hosts' B, K, D, I and CJ; vhost-tx,
-// pingpath's own beside them, gives B_1 and I_1.
+// originSegments are what the run gives (docs/analysis.md): the VMs' A, M,
+// F, G, H (kernel_icmp_rtt.py or pingpath's vm tracer), the hosts' B, K,
+// D, I and CJ (icmp_drop_detector.py); vhost-tx, pingpath's own beside
+// them, gives B_1 and I_1.
 var originSegments = []string{"A", "M", "F", "G", "H", "B", "K", "D", "I", "CJ", "B_1", "I_1"}
 
 // checkOriginAnalysis: `pingpath analyze` reads the origin logs with
-// pingpath's own stream beside them and gives every segment of every ping.
+// pingpath's own streams beside them (a mixed-source run) and gives every
+// segment of every ping.
 func checkOriginAnalysis(t *testing.T, s *series) {
 	out := filepath.Join(t.TempDir(), "analysis")
 	summary := pingpath(t, context.Background(), "analyze", s.Dir, "-o", out)
 	r := readJSON[report](t, filepath.Join(out, "report.json"))
+	if r.Source != "mixed" {
+		t.Errorf("source %q, want mixed (origin logs and pingpath streams read together)", r.Source)
+	}
 	if p := r.Pings; p.Sent != bccPings || p.Lost != 0 || p.Complete < bccPings*9/10 {
 		t.Errorf("pings %+v, want %d sent, none lost, 90 %% complete\n%s", p, bccPings, summary)
 	}

@@ -69,6 +69,7 @@ type perPing struct {
 // report is the part of report.json the tests read.
 type report struct {
 	Schema string `json:"schema"`
+	Source string `json:"source"` // pingpath, origin or mixed
 	Pings  struct {
 		Sent     int `json:"sent"`
 		Matched  int `json:"matched"`
