@@ -148,7 +148,7 @@ func TestKVMOriginBCC(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	origin, originCost := bccRun(t, l, "origin", toolsEnv, beside)
+	origin := bccRun(t, l, "origin", toolsEnv, beside)
 	t.Run("ToolsRanWithTheirFlags", func(t *testing.T) { checkOriginTracers(t, l, origin, tools) })
 	t.Run("LogsUnderOriginNamesWithSummary", func(t *testing.T) { checkOriginLogs(t, origin, tools) })
 	t.Run("AnalyzeGivesSegments", func(t *testing.T) { checkOriginAnalysis(t, origin) })
@@ -160,11 +160,10 @@ func TestKVMOriginBCC(t *testing.T) {
 		}
 	})
 
-	ours, oursCost := bccRun(t, l, "pingpath", l.EnvFile, "vm,host")
+	ours := bccRun(t, l, "pingpath", l.EnvFile, "vm,host")
 	if p := ours.Report.Pings; p.Complete < bccPings*9/10 {
 		t.Errorf("pingpath's tracers: %d of %d pings complete", p.Complete, bccPings)
 	}
-	logCostComparison(t, origin, originCost, ours, oursCost)
 	t.Logf("the whole test took %s", time.Since(start).Round(time.Second))
 }
 
@@ -192,8 +191,9 @@ func installBCCScripts(t *testing.T, l *lab.Lab, node string) {
 }
 
 // bccRun runs `pingpath run` with the env file and pingpath tracers given,
-// sampling the tracers' processes on every node meanwhile.
-func bccRun(t *testing.T, l *lab.Lab, name, env, tracers string) (*series, map[string]procCost) {
+// sampling the tracers' processes on every node meanwhile, and logs their
+// cost.
+func bccRun(t *testing.T, l *lab.Lab, name, env, tracers string) *series {
 	t.Helper()
 	s := &series{Name: name, Lab: l, Dir: filepath.Join(t.TempDir(), name)}
 	ctx, cancel := context.WithTimeout(context.Background(), bccRunTimeout)
@@ -203,7 +203,7 @@ func bccRun(t *testing.T, l *lab.Lab, name, env, tracers string) (*series, map[s
 	out, err := runPingpath(ctx, labtest.Binary(t), "run", "-c", env, "-o", s.Dir,
 		"--count", fmt.Sprint(bccPings), "--interval", bccInterval.String(), "--tracers", tracers,
 		"--ready-timeout", bccReadyTimeout.String(), "--max-cpu", bccMaxCPU)
-	cost := sampler.stop()
+	logCost(t, s, sampler.stop())
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit) && exit.ExitCode() == 3:
@@ -215,7 +215,7 @@ func bccRun(t *testing.T, l *lab.Lab, name, env, tracers string) (*series, map[s
 	}
 	t.Logf("%s run took %s:\n%s", name, time.Since(began).Round(time.Second), summaryOf(out))
 	s.Report = readJSON[report](t, filepath.Join(s.Dir, "report.json"))
-	return s, cost
+	return s
 }
 
 // checkOriginTracers: the manifest lists each origin tool on its node, run
@@ -429,35 +429,36 @@ func (s *sampler) stop() map[string]procCost {
 	return s.last
 }
 
-// logCostComparison logs, per node, each tool's start-up time (the
-// manifest's ready_ms), its CPU time and peak RSS as sampled, and for
-// pingpath's tracers their own cost figure. Emulated: ratios, not values,
-// are what carry over (docs/run.md).
-func logCostComparison(t *testing.T, origin *series, originCost map[string]procCost, ours *series, oursCost map[string]procCost) {
+// logCost logs, per node, each tool's start-up time (the manifest's
+// ready_ms), its CPU time and peak RSS as sampled, and for pingpath's
+// tracers their own cost figure: the two runs' tables side by side are the
+// cost comparison. Each run logs its own as soon as it ended, so a later
+// failure does not lose it. Emulated: ratios, not values, are what carry
+// over (docs/run.md).
+func logCost(t *testing.T, s *series, cost map[string]procCost) {
+	m, err := manifest.Read(s.Dir)
+	if err != nil {
+		t.Logf("%s run: no cost table: %v", s.Name, err)
+		return
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-14s %-24s %8s %8s %8s %9s %s\n", "node", "tool", "ready s", "cpu s", "age s", "peak MiB", "own cost")
-	for _, run := range []struct {
-		s    *series
-		cost map[string]procCost
-	}{{origin, originCost}, {ours, oursCost}} {
-		m := readJSON[manifest.Manifest](t, filepath.Join(run.s.Dir, "manifest.json"))
-		for _, n := range m.Nodes {
-			for _, tr := range n.Tracers {
-				var pc procCost
-				for _, c := range run.cost {
-					if c.Node == n.SSH && tracerProcess(c.Args, tr) {
-						pc = c
-					}
+	for _, n := range m.Nodes {
+		for _, tr := range n.Tracers {
+			var pc procCost
+			for _, c := range cost {
+				if c.Node == n.SSH && tracerProcess(c.Args, tr) {
+					pc = c
 				}
-				own := ""
-				if tr.Cost != nil {
-					own = fmt.Sprintf("%+v", *tr.Cost)
-				}
-				fmt.Fprintf(&b, "%-14s %-24s %8.1f %8.1f %8.0f %9.1f %s\n", n.SSH, tr.Tool, float64(tr.ReadyMS)/1e3, pc.CPU, pc.Age, float64(pc.PeakRSS)/1024, own)
 			}
+			own := ""
+			if tr.Cost != nil {
+				own = fmt.Sprintf("%+v", *tr.Cost)
+			}
+			fmt.Fprintf(&b, "%-14s %-24s %8.1f %8.1f %8.0f %9.1f %s\n", n.SSH, tr.Tool, float64(tr.ReadyMS)/1e3, pc.CPU, pc.Age, float64(pc.PeakRSS)/1024, own)
 		}
 	}
-	t.Logf("start-up, CPU and memory of the tracers (emulated machines; sampled every %s):\n%s", bccSampleEvery, b.String())
+	t.Logf("%s run: start-up, CPU and memory of the tracers (emulated machines; sampled every %s):\n%s", s.Name, bccSampleEvery, b.String())
 }
 
 // tracerProcess reports whether a sampled command line is the tracer tr.
