@@ -605,19 +605,22 @@ static __always_inline int pp_skb_ether(struct sk_buff *skb, int typed)
 struct pp_skb_hdrs {
 	unsigned char *head;
 	unsigned char *data;
-	__u16 nh; /* network_header */
-	__u16 mh; /* mac_header */
+	__u32 tail; /* end of the linear data, from head (64-bit kernels) */
+	__u32 end;  /* skb_shared_info, from head */
+	__u16 nh;   /* network_header */
+	__u16 mh;   /* mac_header */
 	__be16 proto;
 };
 
 /*
- * pp_skb_hdrs reads protocol, network_header, mac_header, head and data:
- * typed, with five plain loads. Otherwise, since they lie within a few
+ * pp_skb_hdrs reads protocol, network_header, mac_header, tail, end, head
+ * and data: typed, with plain loads. Otherwise, since they lie within a few
  * dozen bytes of each other (protocol .. data: 32 bytes on 5.x/6.x), they
  * are fetched with one probe read; the CO-RE offsets below are load-time
  * constants, and kernels where the window does not fit take the
- * field-by-field path instead (the verifier drops the other one). Returns 0
- * when the skb cannot be read.
+ * field-by-field path instead (the verifier drops the other one). A tracer
+ * that does not use tail and end pays nothing for them (dead stores).
+ * Returns 0 when the skb cannot be read.
  */
 static __always_inline int pp_skb_hdrs(struct sk_buff *skb, struct pp_skb_hdrs *h, int typed)
 {
@@ -627,6 +630,8 @@ static __always_inline int pp_skb_hdrs(struct sk_buff *skb, struct pp_skb_hdrs *
 		h->mh = skb->mac_header;
 		h->head = skb->head;
 		h->data = skb->data;
+		h->tail = skb->tail;
+		h->end = skb->end;
 		return 1;
 	}
 	__u32 base = bpf_core_field_offset(struct sk_buff, protocol);
@@ -634,9 +639,11 @@ static __always_inline int pp_skb_hdrs(struct sk_buff *skb, struct pp_skb_hdrs *
 	__u32 o_mh = bpf_core_field_offset(struct sk_buff, mac_header) - base;
 	__u32 o_head = bpf_core_field_offset(struct sk_buff, head) - base;
 	__u32 o_data = bpf_core_field_offset(struct sk_buff, data) - base;
-	if (o_nh + 2 <= 48 && o_mh + 2 <= 48 && o_head + 8 <= 48 && o_data + 8 <= 48 &&
-	    bpf_core_field_size(struct sk_buff, network_header) == 2 &&
-	    bpf_core_field_size(struct sk_buff, mac_header) == 2) {
+	__u32 o_tail = bpf_core_field_offset(struct sk_buff, tail) - base;
+	__u32 o_end = bpf_core_field_offset(struct sk_buff, end) - base;
+	if (o_nh + 2 <= 48 && o_mh + 2 <= 48 && o_head + 8 <= 48 && o_data + 8 <= 48 && o_tail + 4 <= 48 &&
+	    o_end + 4 <= 48 && bpf_core_field_size(struct sk_buff, network_header) == 2 &&
+	    bpf_core_field_size(struct sk_buff, mac_header) == 2 && bpf_core_field_size(struct sk_buff, tail) == 4) {
 		__u8 win[48];
 		if (bpf_probe_read_kernel(win, sizeof(win), (void *)skb + base))
 			return 0;
@@ -647,12 +654,16 @@ static __always_inline int pp_skb_hdrs(struct sk_buff *skb, struct pp_skb_hdrs *
 		__builtin_memcpy(&h->mh, win + o_mh, sizeof(h->mh));
 		__builtin_memcpy(&h->head, win + o_head, sizeof(h->head));
 		__builtin_memcpy(&h->data, win + o_data, sizeof(h->data));
+		__builtin_memcpy(&h->tail, win + o_tail, sizeof(h->tail));
+		__builtin_memcpy(&h->end, win + o_end, sizeof(h->end));
 	} else {
 		h->proto = BPF_CORE_READ(skb, protocol);
 		h->nh = BPF_CORE_READ(skb, network_header);
 		h->mh = BPF_CORE_READ(skb, mac_header);
 		h->head = BPF_CORE_READ(skb, head);
 		h->data = BPF_CORE_READ(skb, data);
+		h->tail = BPF_CORE_READ(skb, tail);
+		h->end = BPF_CORE_READ(skb, end);
 	}
 	return 1;
 }

@@ -64,6 +64,14 @@ type Tool interface {
 	Finish() map[string]uint64
 }
 
+// CollectionUser is a Tool that talks to its loaded programs while they
+// run (the runner hands it the collection before Start): the host tracer
+// writes global variables its programs read once it has looked something
+// up that it should not look up before the ready line.
+type CollectionUser interface {
+	UseCollection(coll *ebpf.Collection) error
+}
+
 // TextView is implemented by tools with their own text rendering (the
 // origin's blocks). Tools without one get a generic view.
 type TextView interface {
@@ -234,6 +242,11 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	}
 	if u, ok := tool.(EventBufferUser); ok {
 		u.UseEventBuffer(buffer)
+	}
+	if u, ok := tool.(CollectionUser); ok {
+		if err := u.UseCollection(loaded.Coll); err != nil {
+			return w.fail(loaded, err)
+		}
 	}
 	if err := tool.Start(choices, w); err != nil {
 		return w.fail(loaded, err)

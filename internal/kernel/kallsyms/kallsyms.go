@@ -143,6 +143,42 @@ func lookup(r io.ReadSeeker, names []string) (map[string]Symbol, error) {
 	return out, err
 }
 
+// Data finds the core kernel's data symbols names (variables, any type but
+// text) in /proc/kallsyms and returns their addresses; missing names are
+// absent, and addresses read 0 when hidden. It stops reading once all are
+// found.
+func Data(names []string) (map[string]uint64, error) {
+	f, err := os.Open(Path)
+	if err != nil {
+		return nil, fmt.Errorf("reading kallsyms: %w", err)
+	}
+	defer f.Close()
+	return data(f, names)
+}
+
+func data(r io.Reader, names []string) (map[string]uint64, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for len(out) < len(want) && sc.Scan() {
+		e, ok := parse(sc.Bytes())
+		if !ok || e.text || e.module != nil || !want[string(e.name)] {
+			continue
+		}
+		if _, dup := out[string(e.name)]; !dup {
+			out[string(e.name)] = e.addr
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading kallsyms: %w", err)
+	}
+	return out, nil
+}
+
 // Resolver resolves kernel text addresses, caching each answer. Each new
 // address costs one scan of /proc/kallsyms (~0.25 s); a run sees a handful
 // of distinct drop locations.

@@ -118,3 +118,14 @@ func TestLookupRunningKernel(t *testing.T) {
 		t.Errorf("icmp_rcv range %x-%x", s.Start, s.End)
 	}
 }
+
+func TestData(t *testing.T) {
+	got, err := data(strings.NewReader(sample+"ffffffffc0001000 d mod_data\t[vxlan]\n"), []string{"some_data", "dev_hard_start_xmit", "mod_data", "absent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Text symbols and module symbols are not the core kernel's data.
+	if len(got) != 1 || got["some_data"] != 0xffffffff81e66000 {
+		t.Errorf("data = %#v, want only some_data at 0xffffffff81e66000", got)
+	}
+}

@@ -118,12 +118,29 @@ func ifindex(t *testing.T, ns *nettest.Netns, name string) int {
 // inject sends one raw frame out of ifindex in ns.
 func inject(t *testing.T, ns *nettest.Netns, ifindex int, frame []byte) {
 	t.Helper()
+	injectFrame(t, ns, ifindex, frame, false)
+}
+
+// injectFrame sends one raw frame out of ifindex in ns; with ethOnly, only
+// its Ethernet header goes into the skb's linear part (PACKET_VNET_HDR with
+// hdr_len 14: packet_snd puts the rest of a frame larger than a page in
+// page fragments).
+func injectFrame(t *testing.T, ns *nettest.Netns, ifindex int, frame []byte, ethOnly bool) {
+	t.Helper()
 	err := ns.Do(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
 		if err != nil {
 			return fmt.Errorf("opening packet socket: %w", err)
 		}
 		defer unix.Close(fd)
+		if ethOnly {
+			if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+				return fmt.Errorf("setting PACKET_VNET_HDR: %w", err)
+			}
+			// struct virtio_net_hdr: flags, gso_type, hdr_len (little
+			// endian), gso_size, csum_start, csum_offset.
+			frame = append([]byte{0, 0, 14, 0, 0, 0, 0, 0, 0, 0}, frame...)
+		}
 		return unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: ifindex, Halen: 6})
 	})
 	if err != nil {

@@ -58,8 +58,112 @@ const struct host_event *host_unused_event __attribute__((unused));
  * IPv4 without options (20) + ICMP echo header (8) or UDP (8) + the first
  * Geneve word (4) all fit. Reading past a short frame's end stays inside
  * the skb's head buffer (tailroom, skb_shared_info), so it does not fail.
+ * FRAME_NEED and IP_NEED are how many of those bytes a parse from the
+ * Ethernet or the IPv4 header looks at.
  */
 #define HDR_BUF 64
+#define FRAME_NEED 54
+#define IP_NEED 32
+
+/*
+ * Headers in page fragments. A large frame's headers need not be in the
+ * skb's linear part: virtio-net copies only the Ethernet header of a frame
+ * that does not fit a small buffer (GRO then pulls the headers it parsed,
+ * for a tunnel packet up to the inner IPv4 header, not the ICMP one), and
+ * drivers that pull eth_get_headlen() bytes stop at a tunnel's UDP header.
+ * The rest of the frame is in the first page fragment, whose struct page
+ * becomes an address through the direct map: PAGE_OFFSET + (page −
+ * vmemmap) / sizeof(struct page) × 4096 (x86-64). User space (tool.go)
+ * writes host_page_offset and host_vmemmap once host_paged_unread shows
+ * that this host has such frames: the constants, or with
+ * host_layout_vars the addresses of the kernel's page_offset_base and
+ * vmemmap_base (randomized layout), read at each use. Until then (and on
+ * other architectures) such a packet is not matched, and counted.
+ */
+volatile __u64 host_page_offset = 0;
+volatile __u64 host_vmemmap = 0;
+volatile __u8 host_layout_vars = 0;
+__u64 host_paged_unread = 0;
+
+/* Where the linear bytes and the fragment's are joined: a map value takes
+ * a variable offset on every kernel (a stack buffer does not on 5.10). */
+struct hdr_scratch {
+	__u8 b[2 * HDR_BUF];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hdr_scratch);
+} host_scratch SEC(".maps");
+
+/* The first entry of skb_shared_info.frags: struct bio_vec before 6.7,
+ * struct skb_frag (netmem) since; the same layout. */
+struct frag0 {
+	__u64 page; /* struct page *, or a netmem_ref (bit 0: not a page) */
+	__u32 len;
+	__u32 off;
+};
+
+/*
+ * frag_hdrs completes b, read at head+off, when fewer than the bytes a
+ * parse needs are in the skb's linear part: from the first page fragment,
+ * which continues the linear data. Returns 1 when b holds the packet's
+ * bytes (also for a short linear packet: no fragment), 0 when they cannot
+ * be read.
+ */
+static __always_inline int frag_hdrs(__u8 *b, struct pp_skb_hdrs *h, __u32 off)
+{
+	void *sh = h->head + h->end;
+	__u8 nr = 0;
+	if (bpf_probe_read_kernel(&nr, 1, sh + bpf_core_field_offset(struct skb_shared_info, nr_frags)) || !nr)
+		return 1;
+	__u64 po = host_page_offset, vm = host_vmemmap;
+	if (!po) {
+		__sync_fetch_and_add(&host_paged_unread, 1);
+		return 0;
+	}
+	struct frag0 f;
+	if (bpf_probe_read_kernel(&f, sizeof(f), sh + bpf_core_field_offset(struct skb_shared_info, frags)) ||
+	    (f.page & 1))
+		return 0;
+	if (host_layout_vars &&
+	    (bpf_probe_read_kernel(&po, sizeof(po), (void *)po) || bpf_probe_read_kernel(&vm, sizeof(vm), (void *)vm)))
+		return 0;
+	__u64 va = po + (f.page - vm) / bpf_core_type_size(struct page) * 4096 + f.off;
+	if (h->tail <= off) {
+		/* Nothing of it linear: all in the fragment. */
+		__u32 skip = off - h->tail;
+		if (skip >= f.len)
+			return 0;
+		return !bpf_probe_read_kernel(b, HDR_BUF, (void *)(va + skip));
+	}
+	__u32 zero = 0;
+	struct hdr_scratch *s = bpf_map_lookup_elem(&host_scratch, &zero);
+	if (!s)
+		return 0;
+	__builtin_memcpy(s->b, b, HDR_BUF);
+	__u32 lin = (h->tail - off) & (HDR_BUF - 1); /* < FRAME_NEED here */
+	if (bpf_probe_read_kernel(s->b + lin, HDR_BUF, (void *)va))
+		return 0;
+	__builtin_memcpy(b, s->b, HDR_BUF);
+	return 1;
+}
+
+/*
+ * read_hdrs reads HDR_BUF bytes of the packet at head+off into b, of which
+ * a parse looks at need. Returns 0 when they cannot be read.
+ */
+static __always_inline int read_hdrs(__u8 *b, struct pp_skb_hdrs *h, __u32 off, __u32 need)
+{
+	if (bpf_probe_read_kernel(b, HDR_BUF, h->head + off))
+		return 0;
+	/* The common case: what the parse looks at is linear. */
+	if (off + need <= h->tail)
+		return 1;
+	return frag_hdrs(b, h, off);
+}
 
 /* What a header parse found. */
 #define HDR_NONE 0  /* not interesting */
@@ -137,7 +241,7 @@ static __always_inline int eth_in_buf(const __u8 *b, struct pp_pkt *pkt, __u8 *e
  * overlay matches the ICMP echo inside VXLAN or Geneve (Ethernet payload)
  * whose UDP header is at head+udp_off.
  */
-static __always_inline int overlay(unsigned char *head, __u32 udp_off, struct udp_info *udp, __u8 *b,
+static __always_inline int overlay(struct pp_skb_hdrs *h, __u32 udp_off, struct udp_info *udp, __u8 *b,
 				   struct pp_pkt *pkt, __u8 *encap)
 {
 	__u32 inner;
@@ -151,13 +255,13 @@ static __always_inline int overlay(unsigned char *head, __u32 udp_off, struct ud
 	} else {
 		return 0;
 	}
-	if (bpf_probe_read_kernel(b, HDR_BUF, head + inner))
+	if (!read_hdrs(b, h, inner, FRAME_NEED))
 		return 0;
 	__u32 l3 = 0;
 	struct udp_info inner_udp = {};
 	int r = eth_in_buf(b, pkt, &flag, &l3, &inner_udp);
 	if (r == HDR_SLOW)
-		r = pp_parse_ip(head, inner + l3, pkt) ? HDR_ECHO : HDR_NONE;
+		r = pp_parse_ip(h->head, inner + l3, pkt) ? HDR_ECHO : HDR_NONE;
 	if (r != HDR_ECHO)
 		return 0;
 	*encap |= flag;
@@ -165,10 +269,10 @@ static __always_inline int overlay(unsigned char *head, __u32 udp_off, struct ud
 }
 
 /* match_frame matches a frame whose Ethernet header is at head+off. */
-static __always_inline int match_frame(unsigned char *head, __u32 off, struct pp_pkt *pkt, __u8 *encap)
+static __always_inline int match_frame(struct pp_skb_hdrs *h, __u32 off, struct pp_pkt *pkt, __u8 *encap)
 {
 	__u8 b[HDR_BUF];
-	if (bpf_probe_read_kernel(b, sizeof(b), head + off))
+	if (!read_hdrs(b, h, off, FRAME_NEED))
 		return 0;
 	__u32 l3 = 0;
 	struct udp_info udp = {};
@@ -176,27 +280,27 @@ static __always_inline int match_frame(unsigned char *head, __u32 off, struct pp
 	case HDR_ECHO:
 		return 1;
 	case HDR_SLOW:
-		return pp_parse_ip(head, off + l3, pkt);
+		return pp_parse_ip(h->head, off + l3, pkt);
 	case HDR_UDP:
-		return overlay(head, off + udp.off, &udp, b, pkt, encap);
+		return overlay(h, off + udp.off, &udp, b, pkt, encap);
 	}
 	return 0;
 }
 
 /* match_ip matches a packet whose IPv4 header is at head+off. */
-static __always_inline int match_ip(unsigned char *head, __u32 off, struct pp_pkt *pkt, __u8 *encap)
+static __always_inline int match_ip(struct pp_skb_hdrs *h, __u32 off, struct pp_pkt *pkt, __u8 *encap)
 {
 	__u8 b[HDR_BUF];
-	if (bpf_probe_read_kernel(b, sizeof(b), head + off))
+	if (!read_hdrs(b, h, off, IP_NEED))
 		return 0;
 	struct udp_info udp = {};
 	switch (ip_in_buf(b, 0, pkt, &udp)) {
 	case HDR_ECHO:
 		return 1;
 	case HDR_SLOW:
-		return pp_parse_ip(head, off, pkt);
+		return pp_parse_ip(h->head, off, pkt);
 	case HDR_UDP:
-		return overlay(head, off + udp.off, &udp, b, pkt, encap);
+		return overlay(h, off + udp.off, &udp, b, pkt, encap);
 	}
 	return 0;
 }
@@ -329,7 +433,7 @@ static __always_inline int on_ingress(void *ctx, struct sk_buff *skb, int typed)
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
 	__u32 ifindex;
-	if (!match_frame(h.head, h.mh, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex, typed))
+	if (!match_frame(&h, h.mh, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex, typed))
 		return 0;
 	inflight_add(&pkt);
 	emit(ctx, &pkt, HOOK_INGRESS, dev, ifindex, encap | skb_vlan_flag(skb, typed), 0, 0);
@@ -361,7 +465,7 @@ static __always_inline int on_egress(void *ctx, struct sk_buff *skb, struct net_
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
 	__u32 ifindex;
-	if (!match_frame(h.head, h.data - h.head, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex, typed))
+	if (!match_frame(&h, h.data - h.head, &pkt, &encap) || !recheck_ifindex(dev, how, &ifindex, typed))
 		return 0;
 	inflight_done(&pkt);
 	emit(ctx, &pkt, HOOK_EGRESS, dev, ifindex, encap | skb_vlan_flag(skb, typed), 0, 0);
@@ -410,12 +514,12 @@ static __always_inline int on_drop(void *ctx, __u64 *args, int typed)
 	int how = dev ? pp_netns_ok(skb, dev, typed) : PP_DEV_NO;
 	if (!how)
 		return 0;
-	__u16 nh = PP_RD(typed, skb, network_header);
-	if (nh == PP_HDR_UNSET || nh == 0)
+	struct pp_skb_hdrs h;
+	if (!pp_skb_hdrs(skb, &h, typed) || h.nh == PP_HDR_UNSET || h.nh == 0)
 		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_ip(PP_RD(typed, skb, head), nh, &pkt, &encap) || !pp_dev_recheck(dev, how, typed))
+	if (!match_ip(&h, h.nh, &pkt, &encap) || !pp_dev_recheck(dev, how, typed))
 		return 0;
 	inflight_done(&pkt);
 	emit(ctx, &pkt, HOOK_DROP, dev, PP_RD(typed, dev, ifindex), encap, args[1], reason);

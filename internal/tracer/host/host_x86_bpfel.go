@@ -13,6 +13,11 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type hostHdrScratch struct {
+	_ structs.HostLayout
+	B [128]uint8
+}
+
 type hostHostEvent struct {
 	_  structs.HostLayout
 	Pp struct {
@@ -57,6 +62,7 @@ type hostPpSubmitted struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	hostMapHostScratch       = "host_scratch"
 	hostMapPpCost            = "pp_cost"
 	hostMapPpEvents          = "pp_events"
 	hostMapPpLost            = "pp_lost"
@@ -72,8 +78,12 @@ const (
 	hostProgHostIngressTp    = "host_ingress_tp"
 	hostVarHostInflight      = "host_inflight"
 	hostVarHostKfreeReason   = "host_kfree_reason"
+	hostVarHostLayoutVars    = "host_layout_vars"
 	hostVarHostN_inflight    = "host_n_inflight"
+	hostVarHostPageOffset    = "host_page_offset"
+	hostVarHostPagedUnread   = "host_paged_unread"
 	hostVarHostUnusedEvent   = "host_unused_event"
+	hostVarHostVmemmap       = "host_vmemmap"
 	hostVarPpCostMask        = "pp_cost_mask"
 	hostVarPpDevSeen         = "pp_dev_seen"
 	hostVarPpDstIp           = "pp_dst_ip"
@@ -149,6 +159,7 @@ type hostProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hostMapSpecs struct {
+	HostScratch *ebpf.MapSpec `ebpf:"host_scratch"`
 	PpCost      *ebpf.MapSpec `ebpf:"pp_cost"`
 	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
@@ -162,8 +173,12 @@ type hostMapSpecs struct {
 type hostVariableSpecs struct {
 	HostInflight    *ebpf.VariableSpec `ebpf:"host_inflight"`
 	HostKfreeReason *ebpf.VariableSpec `ebpf:"host_kfree_reason"`
+	HostLayoutVars  *ebpf.VariableSpec `ebpf:"host_layout_vars"`
 	HostN_inflight  *ebpf.VariableSpec `ebpf:"host_n_inflight"`
+	HostPageOffset  *ebpf.VariableSpec `ebpf:"host_page_offset"`
+	HostPagedUnread *ebpf.VariableSpec `ebpf:"host_paged_unread"`
 	HostUnusedEvent *ebpf.VariableSpec `ebpf:"host_unused_event"`
+	HostVmemmap     *ebpf.VariableSpec `ebpf:"host_vmemmap"`
 	PpCostMask      *ebpf.VariableSpec `ebpf:"pp_cost_mask"`
 	PpDevSeen       *ebpf.VariableSpec `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.VariableSpec `ebpf:"pp_dst_ip"`
@@ -203,6 +218,7 @@ func (o *hostObjects) Close() error {
 //
 // It can be passed to loadHostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hostMaps struct {
+	HostScratch *ebpf.Map `ebpf:"host_scratch"`
 	PpCost      *ebpf.Map `ebpf:"pp_cost"`
 	PpEvents    *ebpf.Map `ebpf:"pp_events"`
 	PpLost      *ebpf.Map `ebpf:"pp_lost"`
@@ -212,6 +228,7 @@ type hostMaps struct {
 
 func (m *hostMaps) Close() error {
 	return _HostClose(
+		m.HostScratch,
 		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
@@ -226,8 +243,12 @@ func (m *hostMaps) Close() error {
 type hostVariables struct {
 	HostInflight    *ebpf.Variable `ebpf:"host_inflight"`
 	HostKfreeReason *ebpf.Variable `ebpf:"host_kfree_reason"`
+	HostLayoutVars  *ebpf.Variable `ebpf:"host_layout_vars"`
 	HostN_inflight  *ebpf.Variable `ebpf:"host_n_inflight"`
+	HostPageOffset  *ebpf.Variable `ebpf:"host_page_offset"`
+	HostPagedUnread *ebpf.Variable `ebpf:"host_paged_unread"`
 	HostUnusedEvent *ebpf.Variable `ebpf:"host_unused_event"`
+	HostVmemmap     *ebpf.Variable `ebpf:"host_vmemmap"`
 	PpCostMask      *ebpf.Variable `ebpf:"pp_cost_mask"`
 	PpDevSeen       *ebpf.Variable `ebpf:"pp_dev_seen"`
 	PpDstIp         *ebpf.Variable `ebpf:"pp_dst_ip"`

@@ -116,6 +116,7 @@ func TestTraceRealPackets(t *testing.T) {
 			}
 		})
 	}
+	t.Run("paged-headers", testPagedHeaders)
 }
 
 // pingAmongTraffic sends n pings (id 777) from the sender VM to the

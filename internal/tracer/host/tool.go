@@ -57,10 +57,12 @@ type Tool struct {
 	// own): the kfree_skb tracepoint's arguments and the drop reason
 	// names are read from it.
 	kspec *btf.Spec
+	dm    *directMap // nil until UseCollection
 }
 
 var _ tracer.Tool = (*Tool)(nil)
 var _ tracer.TextView = (*Tool)(nil)
+var _ tracer.CollectionUser = (*Tool)(nil)
 
 // New validates cfg and resolves the interfaces in the calling thread's
 // network namespace, which is the one traced.
@@ -266,14 +268,35 @@ func (t *Tool) Event(raw []byte) error {
 	return t.corr.Err()
 }
 
+// UseCollection implements tracer.CollectionUser: the programs' direct-map
+// variables, written once a packet needs them (directMap).
+func (t *Tool) UseCollection(coll *ebpf.Collection) error {
+	dm, err := newDirectMap(coll)
+	if err != nil {
+		return err
+	}
+	t.dm = dm
+	return nil
+}
+
 // Tick implements tracer.Tool.
-func (t *Tool) Tick(now uint64) { t.corr.Tick(now) }
+func (t *Tool) Tick(now uint64) {
+	t.corr.Tick(now)
+	if t.dm != nil {
+		t.dm.tick()
+	}
+}
 
 // Finish implements tracer.Tool.
 func (t *Tool) Finish() map[string]uint64 {
 	t.corr.Flush(kernel.MonotonicNS())
 	c := t.corr
+	var unread uint64
+	if t.dm != nil {
+		unread = t.dm.unreadCount()
+	}
 	return map[string]uint64{
+		"paged_headers_unread":   unread,
 		"pings":                  c.Pings,
 		"drops":                  c.Drops,
 		"incomplete":             c.Incomplete,
