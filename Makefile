@@ -56,9 +56,11 @@ test: deps generate-check lint build freshroot
 
 # The whole path on the KVM lab (test/e2e TestKVMWholePath): one KVM lab, two
 # `pingpath run`s with every tracer, delay/loss/drop placed. 15-25 minutes on a
-# 2-CPU machine, so not part of `make test`.
+# 2-CPU machine, so not part of `make test`. Then the data paths, one lab each:
+# OVS + Geneve + bond (20-38 min) and Linux bridge + VXLAN (30-35 min at load
+# 25-39), so 65-100 minutes in all at that load.
 test-kvm-e2e: build
-	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 90m -run '^(TestKVMWholePath|TestKVMDatapathOVSGeneveBond)$$' -v ./test/e2e/
+	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 150m -run '^(TestKVMWholePath|TestKVMDatapathOVSGeneveBond|TestKVMDatapathBridgeVXLAN)$$' -v ./test/e2e/
 
 # The observer effect on the KVM lab (test/e2e BenchmarkKVMObserverEffect):
 # traced vs untraced RTT with each node's tracers alone, then all four, each

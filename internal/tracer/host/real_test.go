@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -169,23 +167,7 @@ func ipStats(t testing.TB, ns *nettest.Netns) map[string]uint64 {
 	if err != nil {
 		t.Fatalf("reading the IP counters of %s: %v", ns.Name, err)
 	}
-	var names []string
-	out := map[string]uint64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Ip:" {
-			continue
-		}
-		if names == nil {
-			names = f[1:]
-			continue
-		}
-		for i, v := range f[1:] {
-			if i < len(names) {
-				out[names[i]], _ = strconv.ParseUint(v, 10, 64)
-			}
-		}
-	}
+	out := nettest.IPCounters(string(b))
 	if len(out) == 0 {
 		t.Fatalf("%s: no Ip: counters in /proc/net/snmp", ns.Name)
 	}
