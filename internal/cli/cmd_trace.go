@@ -63,7 +63,8 @@ func addTracerFlags(cmd *cobra.Command) *tracerFlags {
 	f.StringVar(&tf.opts.BTF, "btf", "", "file with this kernel's BTF, for kernels without /sys/kernel/btf/vmlinux (pahole --btf_encode_detached, or a BTFHub-style archive's file); fentry then stays off")
 	f.BoolVar(&tf.opts.ProbeReadCompat, "probe-read-compat", false, "call bpf_probe_read where the programs call bpf_probe_read_kernel/_user, as on kernels before 5.5 (which get it anyway): for proving that fallback on newer kernels")
 	_ = f.MarkHidden("probe-read-compat")
-	f.Float64Var(&tf.opts.MaxCPU, "max-cpu", tracer.DefaultMaxCPU, "detach and stop when tracing costs more than this percentage of one CPU (BPF programs on all CPUs plus this process, over 2 s); cannot be disabled")
+	f.Float64Var(&tf.opts.MaxCPU, "max-cpu", tracer.DefaultMaxCPU, "detach and stop when tracing costs more than this percentage of one CPU (BPF programs on all CPUs plus this process, over --max-cpu-window); cannot be disabled")
+	f.DurationVar(&tf.opts.MaxCPUWindow, "max-cpu-window", tracer.CostWindow, "the span --max-cpu is held over: shorter bursts do not stop the tracer")
 	return tf
 }
 

@@ -159,6 +159,22 @@ func (o *Options) hostTimeout() time.Duration {
 	return 0
 }
 
+// emulatedMaxCPUWindow is the tracers' --max-cpu-window on emulated
+// machines (their default is 2 s). In a nested VM whose host was busy
+// compiling BCC programs, an idle vm tracer measured 165.7 % of one CPU
+// over 2.3 s and stopped itself before the first ping: under emulation the
+// guest's CPU time comes in jumps. Over 20 s such a jump averages out; a
+// tracer that keeps costing more still stops.
+const emulatedMaxCPUWindow = 2 * time.Second * emulationSlowdown
+
+// maxCPUWindow is the tracers' --max-cpu-window (0: their default).
+func (o *Options) maxCPUWindow() time.Duration {
+	if o.emulated() {
+		return emulatedMaxCPUWindow
+	}
+	return 0
+}
+
 // tracerMaxCPU is the --max-cpu the tracers get (0: their default). On
 // emulated machines the default is emulatedMaxCPU: emulation makes the
 // same BPF runs and tracer work 5-50 times dearer in the machine's own CPU

@@ -39,6 +39,8 @@ type planInput struct {
 	nodes       map[string]*node // by role
 	maxDuration time.Duration
 	maxCPU      float64 // --max-cpu of our tracers (0: their default)
+	// maxCPUWindow is our tracers' --max-cpu-window (0: their default).
+	maxCPUWindow time.Duration
 	// hostTimeout is our host tracer's --timeout (0: its default).
 	hostTimeout time.Duration
 	// armWindow is our vhost tracers' --arm-window (0: their default).
@@ -69,6 +71,9 @@ func plan(in planInput) [][]*tracerSpec {
 		}
 		if in.maxCPU > 0 {
 			args = append(args, "--max-cpu", strconv.FormatFloat(in.maxCPU, 'g', -1, 64))
+		}
+		if in.maxCPUWindow > 0 {
+			args = append(args, "--max-cpu-window", in.maxCPUWindow.String())
 		}
 		return &tracerSpec{
 			node: n, tool: tool, args: args, sum: sum,

@@ -84,12 +84,13 @@ func TestPlanOriginBackstop(t *testing.T) {
 	}
 }
 
-// TestPlanHostTimeout: on emulated machines (env.yaml emulation:) the host
+// TestPlanEmulatedFlags: on emulated machines (env.yaml emulation:) the host
 // tracers get a --timeout ten times their default, since a round trip
 // there can outlast it, and the vhost tracers an --arm-window ten times
-// theirs, since a worker can stall that long; elsewhere they keep their
-// own defaults.
-func TestPlanHostTimeout(t *testing.T) {
+// theirs, since a worker can stall that long, and every tracer a
+// --max-cpu-window ten times its default, since an emulated machine's CPU
+// time comes in jumps; elsewhere they keep their own defaults.
+func TestPlanEmulatedFlags(t *testing.T) {
 	env := &envfile.Environment{
 		Sender: envfile.Side{VM: envfile.VM{SSH: "sv", IP: "198.18.1.1"},
 			Host: envfile.Host{SSH: "sh", VnetInterface: "vnet0", PhyInterface: "eth0"}},
@@ -103,13 +104,20 @@ func TestPlanHostTimeout(t *testing.T) {
 	for _, emulation := range []string{"", "emulated: QEMU TCG"} {
 		env.Emulation = emulation
 		o := &Options{Env: env}
-		want, wantArm := "", ""
+		want, wantArm, wantWindow := "", "", ""
 		if emulation != "" {
-			want, wantArm = "10s", "500ms"
+			want, wantArm, wantWindow = "10s", "500ms", "20s"
 		}
 		hosts := 0
-		for _, ph := range plan(planInput{env: env, nodes: nodes, maxDuration: time.Minute, hostTimeout: o.hostTimeout(), armWindow: o.armWindow()}) {
+		for _, ph := range plan(planInput{env: env, nodes: nodes, maxDuration: time.Minute, maxCPUWindow: o.maxCPUWindow(), hostTimeout: o.hostTimeout(), armWindow: o.armWindow()}) {
 			for _, tr := range ph {
+				window := ""
+				if i := slices.Index(tr.args, "--max-cpu-window"); i >= 0 {
+					window = tr.args[i+1]
+				}
+				if window != wantWindow {
+					t.Errorf("emulation %q: %s %s --max-cpu-window %q, want %q", emulation, tr.node.role(), tr.tool, window, wantWindow)
+				}
 				got, arm := "", ""
 				if i := slices.Index(tr.args, "--timeout"); i >= 0 {
 					got = tr.args[i+1]

@@ -37,8 +37,8 @@ const (
 	// DefaultMaxCPU is --max-cpu's default, in percent of one CPU: BPF
 	// run time on all CPUs plus the tracer process's CPU time.
 	DefaultMaxCPU = 5.0
-	// CostWindow is the span the --max-cpu limit is held over: shorter
-	// bursts do not stop a tracer.
+	// CostWindow is the default span the --max-cpu limit is held over
+	// (--max-cpu-window): shorter bursts do not stop a tracer.
 	CostWindow = 2 * time.Second
 	// costEvery is how often the meter reads the counters.
 	costEvery = 500 * time.Millisecond
@@ -102,6 +102,7 @@ type costMeter struct {
 	mask     *ebpf.Variable
 	slots    map[uint32]string
 	maxPct   float64
+	window   time.Duration // the span maxPct is held over
 	procCPU  func() time.Duration
 	ready    time.Time
 	startCPU time.Duration // process CPU at ready
@@ -115,7 +116,7 @@ type costMeter struct {
 
 // newCostMeter starts measuring a tracer that is ready now. procCPU is the
 // process CPU time (nil: processCPU).
-func newCostMeter(l *Loaded, tool Tool, maxPct float64, procCPU func() time.Duration) (*costMeter, error) {
+func newCostMeter(l *Loaded, tool Tool, maxPct float64, window time.Duration, procCPU func() time.Duration) (*costMeter, error) {
 	m := l.Coll.Maps[CostMap]
 	if m == nil {
 		return nil, fmt.Errorf("measuring the tracer's cost: no %s map in the BPF object", CostMap)
@@ -123,7 +124,7 @@ func newCostMeter(l *Loaded, tool Tool, maxPct float64, procCPU func() time.Dura
 	if procCPU == nil {
 		procCPU = processCPU
 	}
-	c := &costMeter{m: m, mask: l.Coll.Variables[costMaskVar], maxPct: maxPct, procCPU: procCPU, ready: time.Now(),
+	c := &costMeter{m: m, mask: l.Coll.Variables[costMaskVar], maxPct: maxPct, window: window, procCPU: procCPU, ready: time.Now(),
 		startCPU: procCPU(), prev: map[uint32]costSlot{}, hooks: map[uint32]*hookTotal{}, curMask: costInitialMask}
 	if n, ok := tool.(CostHooks); ok {
 		c.slots = n.CostHooks()
@@ -189,7 +190,7 @@ func (c *costMeter) read(now time.Time) error {
 	c.last = pt
 	c.history = append(c.history, pt)
 	// Keep the newest point at least a window old as the base.
-	for len(c.history) > 2 && now.Sub(c.history[1].at) >= CostWindow {
+	for len(c.history) > 2 && now.Sub(c.history[1].at) >= c.window {
 		c.history = c.history[1:]
 	}
 	if p, ok := c.windowPercent(); ok {
@@ -222,12 +223,12 @@ func costMask(runs uint64, d time.Duration) uint32 {
 	return uint32(1)<<bits.Len32(uint32(math.Ceil(2*interval-2))) - 1
 }
 
-// windowPercent is the cost over the last CostWindow (at least half of it
+// windowPercent is the cost over the last window (at least half of it
 // must have passed since ready) in percent of one CPU.
 func (c *costMeter) windowPercent() (float64, bool) {
 	base, last := c.history[0], c.last
 	d := last.at.Sub(base.at)
-	if d < CostWindow/2 {
+	if d < c.window/2 {
 		return 0, false
 	}
 	return (last.ns - base.ns) / float64(d.Nanoseconds()) * 100, true

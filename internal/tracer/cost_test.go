@@ -65,7 +65,7 @@ func newTestMeter(t *testing.T) testMeter {
 	}
 	proc := new(time.Duration)
 	start := time.Unix(1000, 0)
-	c := &costMeter{m: m, maxPct: 5, procCPU: func() time.Duration { return *proc }, ready: start,
+	c := &costMeter{m: m, maxPct: 5, window: CostWindow, procCPU: func() time.Duration { return *proc }, ready: start,
 		slots: map[uint32]string{1: "ingress", 2: "egress"}, prev: map[uint32]costSlot{},
 		hooks: map[uint32]*hookTotal{1: {}, 2: {}}}
 	c.last = costPoint{at: start}
@@ -167,5 +167,44 @@ func TestCostMeterInterruptedSample(t *testing.T) {
 	}
 	if _, over := tm.over(); !over {
 		t.Errorf("a hook at %d ns a run, 20 000 runs a second, is not over --max-cpu 5 %%", maxRunNS)
+	}
+}
+
+// A longer --max-cpu-window lets a jump of CPU time pass that a 2 s window
+// stops on (an idle tracer in a nested VM measured 165.7 % of one CPU over
+// 2.3 s while its host was busy), and still stops a tracer whose cost
+// stays high over the whole window.
+func TestCostMeterWindow(t *testing.T) {
+	tm := newTestMeter(t)
+	c, start := tm.costMeter, tm.start
+	c.window = 20 * time.Second
+	var proc time.Duration
+	tm.procCPU = func() time.Duration { return proc }
+	at := func(d time.Duration) {
+		t.Helper()
+		if err := c.read(start.Add(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 3.8 s of CPU within the first 2.5 s, then nothing.
+	for d := 500 * time.Millisecond; d <= 20*time.Second; d += 500 * time.Millisecond {
+		if d <= 2500*time.Millisecond {
+			proc = time.Duration(float64(3800*time.Millisecond) * d.Seconds() / 2.5)
+		}
+		at(d)
+		if d < 10*time.Second {
+			if _, over := c.over(); over {
+				t.Fatalf("over at %s: before half the 20 s window", d)
+			}
+		}
+	}
+	// 3.8 s over 20 s is 19 % of one CPU: under --max-cpu 25, over 5.
+	c.maxPct = 25
+	if msg, over := c.over(); over {
+		t.Errorf("a 3.8 s jump over a 20 s window stopped the tracer at --max-cpu 25: %s", msg)
+	}
+	c.maxPct = 5
+	if msg, over := c.over(); !over || !strings.Contains(msg, "over the last 20s") {
+		t.Errorf("over = %v %q, want over --max-cpu 5 over the last 20s", over, msg)
 	}
 }

@@ -99,8 +99,12 @@ type Options struct {
 	StatsInterval time.Duration
 	// MaxCPU (percent of one CPU, > 0; 0 = DefaultMaxCPU) bounds what the
 	// tracer may cost: its BPF programs on all CPUs plus its own process,
-	// over CostWindow. Above it the tracer detaches and stops (ExitMaxCPU).
+	// over MaxCPUWindow. Above it the tracer detaches and stops (ExitMaxCPU).
 	MaxCPU float64
+	// MaxCPUWindow is the span MaxCPU is held over (0 = CostWindow). A
+	// longer one lets start-up work and bursts pass: on emulated machines
+	// the tracer's own CPU time comes in jumps.
+	MaxCPUWindow time.Duration
 	// ProcessCPU returns the CPU time of the tracer's process so far (nil:
 	// getrusage of this process). A tracer run in-process by a test shares
 	// the process with other work and passes its own.
@@ -157,6 +161,12 @@ func (o *Options) Validate() error {
 		o.MaxCPU = DefaultMaxCPU
 	case o.MaxCPU < 0 || o.MaxCPU != o.MaxCPU:
 		return fmt.Errorf("--max-cpu %g: must be a positive percentage of one CPU (it cannot be disabled)", o.MaxCPU)
+	}
+	switch {
+	case o.MaxCPUWindow == 0:
+		o.MaxCPUWindow = CostWindow
+	case o.MaxCPUWindow < costEvery || o.MaxCPUWindow > time.Hour:
+		return fmt.Errorf("--max-cpu-window %s: must be between %s and 1h", o.MaxCPUWindow, costEvery)
 	}
 	if o.StatsInterval < 0 || o.StatsInterval > 0 && o.StatsInterval < 100*time.Millisecond {
 		return fmt.Errorf("--stats-interval %s: must be 0 (off) or at least 100ms", o.StatsInterval)
@@ -264,7 +274,7 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 		o.OnReady(loaded)
 	}
 
-	meter, err := newCostMeter(loaded, tool, o.MaxCPU, o.ProcessCPU)
+	meter, err := newCostMeter(loaded, tool, o.MaxCPU, o.MaxCPUWindow, o.ProcessCPU)
 	if err != nil {
 		return w.fail(loaded, err)
 	}
