@@ -138,9 +138,16 @@ func planWatch(o *WatchOptions) ([]*machine, error) {
 	pairs := o.Env.SplitPairs()
 	single := len(o.Env.Pairs) == 0
 	ours := func(tool string) bool { return o.Tracers == nil || slices.Contains(o.Tracers, tool) }
+	// On emulated machines the tracers get what `run` gives them there
+	// (node.go: emulatedMaxCPU and the rest).
+	emulated := o.Env.Emulation != ""
 	common := func(flags ...string) []string {
-		return append(flags, "--format", "json", "--stop-on-stdin-eof", "--renew-on-stdin",
+		flags = append(flags, "--format", "json", "--stop-on-stdin-eof", "--renew-on-stdin",
 			"--max-duration", o.MaxDuration.String(), "--stats-interval", o.StatsInterval.String())
+		if emulated {
+			flags = append(flags, "--max-cpu", strconv.Itoa(emulatedMaxCPU), "--max-cpu-window", emulatedMaxCPUWindow.String())
+		}
+		return flags
 	}
 	hostJobs := map[*machine]*watchJob{}
 	for _, p := range pairs {
@@ -216,7 +223,11 @@ func planWatch(o *WatchOptions) ([]*machine, error) {
 				}
 				for _, tool := range []string{"vhost-rx", "vhost-tx"} {
 					if ours(tool) {
-						job(tool, "--vm-interface", n.VnetInterface, "--src-ip", s, "--dst-ip", r)
+						f := []string{"--vm-interface", n.VnetInterface, "--src-ip", s, "--dst-ip", r}
+						if emulated {
+							f = append(f, "--arm-window", emulatedArmWindow.String())
+						}
+						job(tool, f...)
 					}
 				}
 			}
@@ -230,6 +241,9 @@ func planWatch(o *WatchOptions) ([]*machine, error) {
 		flags = append(flags, "--vm-interface", strings.Join(h.vnets, ","), "--phy-interface", strings.Join(h.phys, ","))
 		if h.btf != "" {
 			flags = append(flags, "--btf", h.btf)
+		}
+		if emulated {
+			flags = append(flags, "--timeout", emulatedHostTimeout.String())
 		}
 		args := common(flags...)
 		h.args = func(bin string) []string { return append([]string{bin, "trace", "host"}, args...) }

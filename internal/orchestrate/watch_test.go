@@ -59,3 +59,54 @@ func TestPlanWatchSharesHostTracers(t *testing.T) {
 		t.Errorf("vm3 %q, vm4 %q", jobs["vm3"], jobs["vm4"])
 	}
 }
+
+// On emulated machines watch gives its tracers what run gives them there
+// (TestPlanEmulatedFlags): --max-cpu and its window for every tracer, the
+// host tracer's longer --timeout, the vhost tracers' --arm-window; and none
+// of them elsewhere.
+func TestPlanWatchEmulated(t *testing.T) {
+	for _, emulation := range []string{"", "emulated: QEMU TCG"} {
+		env := &envfile.Environment{Environment: "t", Emulation: emulation,
+			Sender:   envfile.Side{VM: envfile.VM{SSH: "sv", IP: "198.18.1.1"}, Host: envfile.Host{SSH: "sh", VnetInterface: "vnet0", PhyInterface: "eth0"}},
+			Receiver: envfile.Side{VM: envfile.VM{SSH: "rv", IP: "198.18.2.1"}, Host: envfile.Host{SSH: "rh", VnetInterface: "vnet1", PhyInterface: "eth1"}}}
+		machines, err := planWatch(&WatchOptions{Options: Options{Env: env}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tracers := 0
+		for _, m := range machines {
+			for _, j := range m.jobs {
+				if j.ping {
+					continue
+				}
+				tracers++
+				args := j.args("BIN")
+				want := map[string]string{"--max-cpu": "", "--max-cpu-window": "", "--timeout": "", "--arm-window": ""}
+				if j.stream.Tool == "vm" {
+					want["--timeout"] = "2s" // the vm tracer's own, always
+				}
+				if emulation != "" {
+					want["--max-cpu"], want["--max-cpu-window"] = "150", "20s"
+					switch j.stream.Tool {
+					case "host":
+						want["--timeout"] = "10s"
+					case "vhost-rx", "vhost-tx":
+						want["--arm-window"] = "500ms"
+					}
+				}
+				for flag, w := range want {
+					got := ""
+					if i := slices.Index(args, flag); i >= 0 {
+						got = args[i+1]
+					}
+					if got != w {
+						t.Errorf("emulation %q: %s %s %s %q, want %q", emulation, m.name, j.stream.Tool, flag, got, w)
+					}
+				}
+			}
+		}
+		if tracers != 8 {
+			t.Errorf("emulation %q: %d tracers, want 8 (vm, host, vhost-rx, vhost-tx on each side)", emulation, tracers)
+		}
+	}
+}
