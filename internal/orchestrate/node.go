@@ -143,14 +143,6 @@ const emulatedHostTimeout = time.Second * emulationSlowdown
 // the request's chain took the next request's, an E of 235 ms.
 const emulatedArmWindow = 50 * time.Millisecond * emulationSlowdown
 
-// armWindow is the vhost tracers' --arm-window (0: their default).
-func (o *Options) armWindow() time.Duration {
-	if o.emulated() {
-		return emulatedArmWindow
-	}
-	return 0
-}
-
 // hostTimeout is the host tracer's --timeout (0: its default).
 func (o *Options) hostTimeout() time.Duration {
 	if o.emulated() {
@@ -167,12 +159,18 @@ func (o *Options) hostTimeout() time.Duration {
 // tracer that keeps costing more still stops.
 const emulatedMaxCPUWindow = 2 * time.Second * emulationSlowdown
 
-// maxCPUWindow is the tracers' --max-cpu-window (0: their default).
-func (o *Options) maxCPUWindow() time.Duration {
-	if o.emulated() {
-		return emulatedMaxCPUWindow
+// emulatedFlags are the flags a pingpath tracer of tool gets on emulated
+// machines besides --max-cpu (tracerMaxCPU, which a user's --max-cpu
+// overrides): `run` and `watch` both add them.
+func emulatedFlags(tool string) []string {
+	f := []string{"--max-cpu-window", emulatedMaxCPUWindow.String()}
+	switch tool {
+	case "host":
+		f = append(f, "--timeout", emulatedHostTimeout.String())
+	case "vhost-rx", "vhost-tx":
+		f = append(f, "--arm-window", emulatedArmWindow.String())
 	}
-	return 0
+	return f
 }
 
 // tracerMaxCPU is the --max-cpu the tracers get (0: their default). On

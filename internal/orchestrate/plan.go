@@ -39,12 +39,9 @@ type planInput struct {
 	nodes       map[string]*node // by role
 	maxDuration time.Duration
 	maxCPU      float64 // --max-cpu of our tracers (0: their default)
-	// maxCPUWindow is our tracers' --max-cpu-window (0: their default).
-	maxCPUWindow time.Duration
-	// hostTimeout is our host tracer's --timeout (0: its default).
-	hostTimeout time.Duration
-	// armWindow is our vhost tracers' --arm-window (0: their default).
-	armWindow time.Duration
+	// emulated adds emulatedFlags to our tracers (the machines are
+	// emulated: env.yaml emulation:).
+	emulated bool
 	// killAfter is how long an origin tool has after its SIGINT before
 	// timeout(1) kills it (at least originKillAfter).
 	killAfter time.Duration
@@ -72,8 +69,8 @@ func plan(in planInput) [][]*tracerSpec {
 		if in.maxCPU > 0 {
 			args = append(args, "--max-cpu", strconv.FormatFloat(in.maxCPU, 'g', -1, 64))
 		}
-		if in.maxCPUWindow > 0 {
-			args = append(args, "--max-cpu-window", in.maxCPUWindow.String())
+		if in.emulated {
+			args = append(args, emulatedFlags(tool)...)
 		}
 		return &tracerSpec{
 			node: n, tool: tool, args: args, sum: sum,
@@ -119,10 +116,6 @@ func plan(in planInput) [][]*tracerSpec {
 		}
 		return ours(n, "vm", f...)
 	}
-	var arm []string
-	if in.armWindow > 0 {
-		arm = []string{"--arm-window", in.armWindow.String()}
-	}
 	host := func(n *node, sender bool, prefix string) []*tracerSpec {
 		vnet, phy := n.spec.VnetInterface, strings.Join(n.spec.PhyInterfaces, ",")
 		var out []*tracerSpec
@@ -134,11 +127,7 @@ func plan(in planInput) [][]*tracerSpec {
 			out = append(out, origin(n, tools.ICMPDropDetector, prefix+"-host-icmp.log", "Hit Ctrl-C to end",
 				"--src-ip", s, "--dst-ip", r, "--rx-iface", rx, "--tx-iface", tx, "--verbose"))
 		} else {
-			f := []string{"--src-ip", s, "--dst-ip", r, "--vm-interface", vnet, "--phy-interface", phy}
-			if in.hostTimeout > 0 {
-				f = append(f, "--timeout", in.hostTimeout.String())
-			}
-			out = append(out, ours(n, "host", f...))
+			out = append(out, ours(n, "host", "--src-ip", s, "--dst-ip", r, "--vm-interface", vnet, "--phy-interface", phy))
 		}
 		// Packets going into this host's VM: the request on the receiver
 		// host (E), the reply on the sender host (L).
@@ -150,13 +139,13 @@ func plan(in planInput) [][]*tracerSpec {
 			out = append(out, origin(n, tools.TunTxToKVMIRQ, prefix+"-host-vhost-rx.log", "Ready for tracing",
 				"--device", vnet, "--src-ip", toVM[0], "--dst-ip", toVM[1], "--protocol", "icmp"))
 		} else {
-			out = append(out, ours(n, "vhost-rx", append([]string{"--vm-interface", vnet, "--src-ip", s, "--dst-ip", r}, arm...)...))
+			out = append(out, ours(n, "vhost-rx", "--vm-interface", vnet, "--src-ip", s, "--dst-ip", r))
 		}
 		if tools.KVMVhostTunLatency != "" {
 			out = append(out, origin(n, tools.KVMVhostTunLatency, prefix+"-host-kvm-tun.log", "Hit Ctrl+C to end",
 				"--device", vnet, "--flow", "proto=icmp,src="+fromVM[0]+",dst="+fromVM[1]))
 		} else {
-			out = append(out, ours(n, "vhost-tx", append([]string{"--vm-interface", vnet, "--src-ip", s, "--dst-ip", r}, arm...)...))
+			out = append(out, ours(n, "vhost-tx", "--vm-interface", vnet, "--src-ip", s, "--dst-ip", r))
 		}
 		return out
 	}

@@ -109,7 +109,7 @@ func TestPlanEmulatedFlags(t *testing.T) {
 			want, wantArm, wantWindow = "10s", "500ms", "20s"
 		}
 		hosts := 0
-		for _, ph := range plan(planInput{env: env, nodes: nodes, maxDuration: time.Minute, maxCPUWindow: o.maxCPUWindow(), hostTimeout: o.hostTimeout(), armWindow: o.armWindow()}) {
+		for _, ph := range plan(planInput{env: env, nodes: nodes, maxDuration: time.Minute, emulated: o.emulated()}) {
 			for _, tr := range ph {
 				window := ""
 				if i := slices.Index(tr.args, "--max-cpu-window"); i >= 0 {

@@ -305,7 +305,7 @@ func (r *run) connect(ctx context.Context) ([][]*tracerSpec, error) {
 		n.bin = bins.forMachine(n.facts["arch"])
 	}
 	return r.skipUnavailable(plan(planInput{env: o.Env, nodes: r.byRole, maxDuration: o.maxDuration(), maxCPU: o.tracerMaxCPU(o.MaxCPU),
-		maxCPUWindow: o.maxCPUWindow(), hostTimeout: o.hostTimeout(), armWindow: o.armWindow(), killAfter: o.StopGrace + o.StopTerm})), nil
+		emulated: o.emulated(), killAfter: o.StopGrace + o.StopTerm})), nil
 }
 
 // prepare reads every node's facts (as root, which checks sudo; unless

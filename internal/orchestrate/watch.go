@@ -138,14 +138,13 @@ func planWatch(o *WatchOptions) ([]*machine, error) {
 	pairs := o.Env.SplitPairs()
 	single := len(o.Env.Pairs) == 0
 	ours := func(tool string) bool { return o.Tracers == nil || slices.Contains(o.Tracers, tool) }
-	// On emulated machines the tracers get what `run` gives them there
-	// (node.go: emulatedMaxCPU and the rest).
-	emulated := o.Env.Emulation != ""
-	common := func(flags ...string) []string {
+	// On emulated machines the tracers get what `run` gives them there.
+	common := func(tool string, flags ...string) []string {
 		flags = append(flags, "--format", "json", "--stop-on-stdin-eof", "--renew-on-stdin",
 			"--max-duration", o.MaxDuration.String(), "--stats-interval", o.StatsInterval.String())
-		if emulated {
-			flags = append(flags, "--max-cpu", strconv.Itoa(emulatedMaxCPU), "--max-cpu-window", emulatedMaxCPUWindow.String())
+		if o.emulated() {
+			flags = append(flags, "--max-cpu", strconv.Itoa(emulatedMaxCPU))
+			flags = append(flags, emulatedFlags(tool)...)
 		}
 		return flags
 	}
@@ -178,7 +177,7 @@ func planWatch(o *WatchOptions) ([]*machine, error) {
 				return flags
 			}
 			job := func(tool string, flags ...string) {
-				args := common(btf(flags)...)
+				args := common(tool, btf(flags)...)
 				m.jobs = append(m.jobs, &watchJob{ours: true,
 					stream: WatchStream{Node: m.name, Tool: tool, Pairs: []string{p.Name}},
 					args: func(bin string) []string {
@@ -223,11 +222,7 @@ func planWatch(o *WatchOptions) ([]*machine, error) {
 				}
 				for _, tool := range []string{"vhost-rx", "vhost-tx"} {
 					if ours(tool) {
-						f := []string{"--vm-interface", n.VnetInterface, "--src-ip", s, "--dst-ip", r}
-						if emulated {
-							f = append(f, "--arm-window", emulatedArmWindow.String())
-						}
-						job(tool, f...)
+						job(tool, "--vm-interface", n.VnetInterface, "--src-ip", s, "--dst-ip", r)
 					}
 				}
 			}
@@ -242,10 +237,7 @@ func planWatch(o *WatchOptions) ([]*machine, error) {
 		if h.btf != "" {
 			flags = append(flags, "--btf", h.btf)
 		}
-		if emulated {
-			flags = append(flags, "--timeout", emulatedHostTimeout.String())
-		}
-		args := common(flags...)
+		args := common("host", flags...)
 		h.args = func(bin string) []string { return append([]string{bin, "trace", "host"}, args...) }
 	}
 	return machines, nil
