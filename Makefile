@@ -73,8 +73,9 @@ bench-kvm-observer: build
 # The origin tools' path on the KVM lab (test/e2e TestKVMOriginBCC): a lab with
 # --with-bcc, BCC programs driven through the env file's tools: on the hosts
 # (pingpath's vm tracer in the VMs), then pingpath's own tracers for the cost
-# comparison. BCC compiles under TCG at each start: about 65 minutes on a
-# loaded 2-CPU machine, so not part of `make test` nor of test-kvm-e2e.
+# comparison. BCC compiles under TCG at each start: 13 minutes on a 2-CPU
+# machine at load 4-17, about 65 at load 30-40, so not part of `make test`
+# nor of test-kvm-e2e.
 # PINGPATH_KVM_BCC_LAB=DIR runs it on a lab already up; PINGPATH_KVM_BCC_VMS=1
 # runs the origin tool in the VMs too (45+ min more per VM compile).
 test-kvm-bcc: build

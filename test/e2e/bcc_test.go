@@ -97,13 +97,14 @@ const (
 )
 
 // TestKVMOriginBCC runs BCC programs through `tools:` on the KVM lab. BCC's
-// compile under TCG makes it long: about 65 minutes on a 2-CPU machine at
+// compile under TCG makes it long: 13 minutes on a 2-CPU machine at load
+// 4-17 (the BCC run 9 min: two start phases of 3 and 5 min) and about 65 at
 // load 30-40 (lab up 3-11 min, the BCC run 54 min: two start phases of
 // 23-26 min, the run of pingpath's tracers 7-10 min), so it runs only when
 // asked, with its own variable: PINGPATH_KVM_BCC_E2E=1 (make test-kvm-bcc).
 func TestKVMOriginBCC(t *testing.T) {
 	if os.Getenv(bccE2EVar) == "" {
-		t.Skipf("BCC through tools: on the KVM lab takes about 65 minutes: set %s=1 (make test-kvm-bcc) to run it", bccE2EVar)
+		t.Skipf("BCC through tools: on the KVM lab takes 13-65 minutes (with the load): set %s=1 (make test-kvm-bcc) to run it", bccE2EVar)
 	}
 	requireLab(t)
 	start := time.Now()
