@@ -46,6 +46,11 @@ const (
 	// WarnMaxCPU: the tracer's own cost exceeded --max-cpu; it detached
 	// its probes and stopped tracing.
 	WarnMaxCPU = "max-cpu"
+	// WarnPagedHeaders: the host tracer cannot read the headers of packets
+	// that lie in page fragments (it did not find the kernel's direct map,
+	// or not in time): those packets are not matched, and counted in the
+	// trailer's paged_headers_unread.
+	WarnPagedHeaders = "paged-headers"
 )
 
 // Tool names (the "tool" field of the header).
@@ -151,7 +156,7 @@ type Drop struct {
 type Warning struct {
 	Type    string `json:"type"`  // always "warning"
 	AtNS    uint64 `json:"at_ns"` // CLOCK_MONOTONIC ns
-	Code    string `json:"code"`  // WarnMaxCPU
+	Code    string `json:"code"`  // WarnMaxCPU, WarnPagedHeaders
 	Message string `json:"message"`
 }
 

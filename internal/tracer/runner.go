@@ -72,6 +72,18 @@ type CollectionUser interface {
 	UseCollection(coll *ebpf.Collection) error
 }
 
+// WarningSource is a Tool that can run into something while it traces
+// that a reader of its stream must know, such as a capability it could not
+// get (the host tracer: headers in page fragments that stay unread because
+// the kernel's direct map was not found). The runner writes each warning as
+// a warning record and a stderr line, as it does its own (WarnMaxCPU).
+type WarningSource interface {
+	// Warnings returns the warnings not returned before. The runner calls
+	// it from the event goroutine after every Tick and once after Finish,
+	// before the trailer.
+	Warnings() []record.Warning
+}
+
 // TextView is implemented by tools with their own text rendering (the
 // origin's blocks). Tools without one get a generic view.
 type TextView interface {
@@ -281,6 +293,9 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	w.meter = meter
 	nextStats, lastCost := time.Now().Add(o.StatsInterval), time.Now()
 	onTick := func(now time.Time) (string, error) {
+		if err := toolWarnings(tool, w, o.Stderr); err != nil {
+			return "", err
+		}
 		if now.Sub(lastCost) >= costEvery {
 			lastCost = now
 			if err := meter.read(now); err != nil {
@@ -314,7 +329,29 @@ func Run(ctx context.Context, tool Tool, o Options) error {
 	if err := drain(rd, tool, &w.events); err != nil {
 		return w.fail(loaded, err)
 	}
-	return w.trailer(loaded, reason, tool.Finish(), nil)
+	counters := tool.Finish()
+	if err := toolWarnings(tool, w, o.Stderr); err != nil {
+		return w.fail(loaded, err)
+	}
+	return w.trailer(loaded, reason, counters, nil)
+}
+
+// toolWarnings writes what a WarningSource tool ran into since the last
+// call: a stderr line (what a user watching the tracer sees; `pingpath
+// run` keeps it in the run's stderr log) and a warning record (what the
+// analysis reads and the report lists).
+func toolWarnings(tool Tool, w *recordWriter, stderr io.Writer) error {
+	src, ok := tool.(WarningSource)
+	if !ok {
+		return nil
+	}
+	for _, wr := range src.Warnings() {
+		fmt.Fprintf(stderr, "warning tool=%s code=%s: %s\n", tool.Name(), wr.Code, wr.Message)
+		if err := w.warning(&wr); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // KernelBTFUser is a tool that reads kernel types itself (a struct layout,

@@ -48,17 +48,30 @@ func parse(line []byte) (e entry, ok bool) {
 	if err != nil {
 		return e, false
 	}
-	name := line[sp+3:]
+	name := nameOf(line)
 	var module []byte
-	if i := bytes.IndexAny(name, " \t"); i >= 0 {
-		module = bytes.TrimSpace(name[i:])
-		name = name[:i]
+	if rest := line[sp+3+len(name):]; len(rest) > 0 {
+		module = bytes.TrimSpace(rest)
 		if len(module) > 1 && module[0] == '[' && module[len(module)-1] == ']' {
 			module = module[1 : len(module)-1]
 		}
 	}
 	typ := line[sp+1]
 	return entry{addr: a, text: typ == 't' || typ == 'T', name: name, module: module}, true
+}
+
+// nameOf returns the name field of a kallsyms line ("addr type name…"),
+// nil when the line has none.
+func nameOf(line []byte) []byte {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 || len(line) < sp+4 {
+		return nil
+	}
+	name := line[sp+3:]
+	if i := bytes.IndexAny(name, " \t"); i >= 0 {
+		name = name[:i]
+	}
+	return name
 }
 
 // each calls fn for every well-formed line of r.
@@ -165,8 +178,14 @@ func data(r io.Reader, names []string) (map[string]uint64, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for len(out) < len(want) && sc.Scan() {
-		e, ok := parse(sc.Bytes())
-		if !ok || e.text || e.module != nil || !want[string(e.name)] {
+		// The name is compared before the line is parsed: of 100k+
+		// lines, two are wanted (the address would be converted for each).
+		line := sc.Bytes()
+		if !want[string(nameOf(line))] {
+			continue
+		}
+		e, ok := parse(line)
+		if !ok || e.text || e.module != nil {
 			continue
 		}
 		if _, dup := out[string(e.name)]; !dup {

@@ -115,6 +115,7 @@ func TestTraceRealPackets(t *testing.T) {
 		})
 	}
 	t.Run("paged-headers", testPagedHeaders)
+	t.Run("paged-headers-unreadable", testPagedHeadersUnreadable)
 }
 
 // pingAmongTraffic sends n pings (id 777) from the sender VM to the

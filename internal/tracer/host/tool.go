@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
@@ -58,11 +59,20 @@ type Tool struct {
 	// names are read from it.
 	kspec *btf.Spec
 	dm    *directMap // nil until UseCollection
+	// dmFound is the direct-map lookup, started with the first Spec;
+	// dmLookup the lookup itself (x86DirectMap of this machine; a test
+	// makes it fail).
+	dmFound   <-chan dmResult
+	dmStarted time.Time
+	dmLookup  func() (pageOffset, vmemmap uint64, vars bool, err error)
+	// finished: Finish was called (the last Warnings call follows).
+	finished bool
 }
 
 var _ tracer.Tool = (*Tool)(nil)
 var _ tracer.TextView = (*Tool)(nil)
 var _ tracer.CollectionUser = (*Tool)(nil)
+var _ tracer.WarningSource = (*Tool)(nil)
 
 // New validates cfg and resolves the interfaces in the calling thread's
 // network namespace, which is the one traced.
@@ -89,7 +99,8 @@ func New(cfg Config) (*Tool, error) {
 	if len(cfg.VMInterfaces) == 0 || len(cfg.PhyInterfaces) == 0 {
 		return nil, tracer.Usage("both --vm-interface and --phy-interface are required")
 	}
-	t := &Tool{cfg: cfg, sides: map[uint32]Side{}, ifindexOf: map[string]uint32{}, nameOf: map[uint32]string{}}
+	t := &Tool{cfg: cfg, sides: map[uint32]Side{}, ifindexOf: map[string]uint32{}, nameOf: map[uint32]string{},
+		dmLookup: func() (uint64, uint64, bool, error) { return x86DirectMap(runtime.GOARCH, kallsyms.Data) }}
 	for _, l := range []struct {
 		flag  string
 		names []string
@@ -160,8 +171,12 @@ func (t *Tool) Filter() tracer.Filter {
 	return tracer.Filter{SrcIP: t.cfg.SrcIP, DstIP: t.cfg.DstIP, Netns: t.netns, Ifindexes: t.ifidx, MorePairs: t.cfg.MorePairs}
 }
 
-// Spec implements tracer.Tool.
+// Spec implements tracer.Tool. It also starts the direct-map lookup, which
+// then runs while the runner loads the object (directMap).
 func (t *Tool) Spec([]tracer.Choice) (*ebpf.CollectionSpec, error) {
+	if t.dmFound == nil {
+		t.dmFound, t.dmStarted = lookupDirectMap(t.dmLookup)
+	}
 	spec, err := loadHost()
 	if err != nil {
 		return nil, err
@@ -234,6 +249,9 @@ func (t *Tool) Start(choices []tracer.Choice, out tracer.Sink) error {
 		}
 	}
 	t.corr = NewCorrelator(cfg, out)
+	if t.dm != nil {
+		t.dm.await(dmReadyWait)
+	}
 	return nil
 }
 
@@ -269,9 +287,9 @@ func (t *Tool) Event(raw []byte) error {
 }
 
 // UseCollection implements tracer.CollectionUser: the programs' direct-map
-// variables, written once a packet needs them (directMap).
+// variables, written once the lookup Spec started is done (directMap).
 func (t *Tool) UseCollection(coll *ebpf.Collection) error {
-	dm, err := newDirectMap(coll)
+	dm, err := newDirectMap(coll, t.dmFound, t.dmStarted)
 	if err != nil {
 		return err
 	}
@@ -291,6 +309,7 @@ func (t *Tool) Tick(now uint64) {
 func (t *Tool) Finish() map[string]uint64 {
 	t.corr.Flush(kernel.MonotonicNS())
 	c := t.corr
+	t.finished = true
 	var unread uint64
 	if t.dm != nil {
 		unread = t.dm.unreadCount()
@@ -306,6 +325,16 @@ func (t *Tool) Finish() map[string]uint64 {
 		"other_role":             c.OtherRole,
 		"unmatched_kernel_drops": c.Unmatched,
 	}
+}
+
+// Warnings implements tracer.WarningSource: headers in page fragments left
+// unread by a direct-map lookup that failed, or that had not completed when
+// the tracer stopped.
+func (t *Tool) Warnings() []record.Warning {
+	if t.dm == nil {
+		return nil
+	}
+	return t.dm.warnings(t.finished)
 }
 
 // CostHooks implements tracer.CostHooks: the BPF programs account their runs
