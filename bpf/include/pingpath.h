@@ -215,9 +215,16 @@ static __always_inline void pp_count_lost(void)
  * is sampled on its own: a hook that always fires right after another one
  * cannot alias with a fixed sampling period.
  *
- * A timed run that submitted an event (pp_submitted.events moved) is also
- * counted in timed_matched: user space splits the run time into what the
- * traced pings' packets cost and what every other packet costs.
+ * The pings' own runs are accounted exactly, not sampled: a run that
+ * reserves an event (PP_RESERVE: a packet of the traced pings) notes the
+ * time of its first reservation in its CPU's pp_cpu.match_ts, and its end
+ * counts it in matched/matched_ns with the time from there. A sample would
+ * see the few hundred runs of a ping series among a busy host's millions
+ * only by luck (one run in 75 timed under a flood: no timed ping run at all
+ * one time in fifteen). The part of a matched run before its reservation
+ * (telling the packet is ours) is what every run pays; user space prices
+ * it at the unrelated runs' sampled mean. A timed run that matched is also
+ * counted in timed_matched, so that mean is of unrelated runs only.
  *
  * pp_cost_mask sets the sample rate: after each timed run the slot skips a
  * random number of runs in [0, mask], so about one run in mask/2 + 1 is
@@ -225,6 +232,10 @@ static __always_inline void pp_count_lost(void)
  * timed on a quiet host, a few thousand runs a second on a busy one); until
  * its first look one run in 32 is, so that a tracer started into a flood
  * does not time a million runs a second meanwhile.
+ *
+ * One per-CPU entry holds every slot and the CPU's event counters, so a
+ * run looks up one map value for all of it: the end of an unrelated run
+ * pays a load and a branch for the match check, no second lookup.
  */
 #define PP_COST_SLOTS 32
 
@@ -233,45 +244,42 @@ struct pp_cost {
 	__u64 timed;    /* runs that were timed */
 	__u64 timed_ns; /* their run time (bpf_ktime_get_ns, body only) */
 	__u64 skip;     /* runs left before the next timed one */
-	/* Timed runs that emitted an event (a packet of the traced pings) and
-	 * their run time: what the pings themselves cost, apart from the runs
-	 * for every other packet of the host. */
+	/* Timed runs that reserved an event, and their run time. */
 	__u64 timed_matched;
 	__u64 timed_matched_ns;
+	/* Every run that reserved an event, and its time from the first
+	 * reservation to its end (runs interrupted for longer than
+	 * PP_COST_MAX_RUN_NS are counted without their time). */
+	__u64 matched;
+	__u64 matched_ns;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PP_COST_SLOTS);
-	__type(key, __u32);
-	__type(value, struct pp_cost);
-} pp_cost SEC(".maps");
-
-/* Written by user space while the programs run (not const). */
-volatile __u32 pp_cost_mask = 63;
-
-/*
- * Events this CPU submitted: all of them (a timed run that submitted one
- * saw a packet of the pings), and since it last woke the reader
- * (pp_submit_flags).
- */
-struct pp_submitted {
-	__u64 events;
-	__u64 unwoken;
+struct pp_cpu {
+	struct pp_cost slot[PP_COST_SLOTS];
+	__u64 unwoken;  /* events since the CPU last woke the reader (pp_submit_flags) */
+	__u64 match_ts; /* first reservation of the running program; 0: none */
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct pp_submitted);
-} pp_submitted SEC(".maps");
+	__type(value, struct pp_cpu);
+} pp_cost SEC(".maps");
+
+/* Written by user space while the programs run (not const). */
+volatile __u32 pp_cost_mask = 63;
+
+static __always_inline struct pp_cpu *pp_this_cpu(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&pp_cost, &zero);
+}
 
 struct pp_cost_timer {
-	struct pp_cost *c;
-	struct pp_submitted *sub; /* timed runs only */
-	__u64 t0;                 /* 0: this run is not timed */
-	__u64 events;             /* sub->events when the timed run began */
+	struct pp_cpu *cpu;
+	struct pp_cost *c; /* NULL: not accounted */
+	__u64 t0;          /* 0: this run is not timed */
 };
 
 static __always_inline void pp_cost_begin(struct pp_cost_timer *t, __u32 slot)
@@ -279,23 +287,19 @@ static __always_inline void pp_cost_begin(struct pp_cost_timer *t, __u32 slot)
 	/* Every field set on every path: clang may spill the whole timer, and
 	 * the verifier refuses to copy a register never written. */
 	t->t0 = 0;
-	t->sub = NULL;
-	t->events = 0;
-	t->c = bpf_map_lookup_elem(&pp_cost, &slot);
-	if (!t->c)
+	t->c = NULL;
+	t->cpu = pp_this_cpu();
+	if (!t->cpu || slot >= PP_COST_SLOTS)
 		return;
-	t->c->runs++; /* per-CPU slot: no atomics needed */
-	if (t->c->skip) {
-		t->c->skip--;
+	struct pp_cost *c = &t->cpu->slot[slot];
+	t->c = c;
+	c->runs++; /* per-CPU: no atomics needed */
+	if (c->skip) {
+		c->skip--;
 		return;
 	}
 	__u32 mask = pp_cost_mask;
-	t->c->skip = mask ? bpf_get_prandom_u32() & mask : 0;
-	/* Only a timed run looks at the event count: the others pay nothing
-	 * for telling the pings' runs from the rest. */
-	__u32 zero = 0;
-	t->sub = bpf_map_lookup_elem(&pp_submitted, &zero);
-	t->events = t->sub ? t->sub->events : 0;
+	c->skip = mask ? bpf_get_prandom_u32() & mask : 0;
 	t->t0 = bpf_ktime_get_ns();
 }
 
@@ -312,16 +316,29 @@ static __always_inline void pp_cost_begin(struct pp_cost_timer *t, __u32 slot)
 
 static __always_inline void pp_cost_end(struct pp_cost_timer *t)
 {
-	if (t->t0 && t->c) {
-		__u64 ns = bpf_ktime_get_ns() - t->t0;
-		if (ns > PP_COST_MAX_RUN_NS)
-			return;
-		t->c->timed++;
-		t->c->timed_ns += ns;
-		if (t->sub && t->sub->events != t->events) {
-			t->c->timed_matched++;
-			t->c->timed_matched_ns += ns;
-		}
+	struct pp_cost *c = t->c;
+	if (!c || !t->cpu)
+		return;
+	__u64 match = t->cpu->match_ts;
+	if (!match && !t->t0)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	if (match) {
+		t->cpu->match_ts = 0;
+		c->matched++;
+		if (now - match <= PP_COST_MAX_RUN_NS)
+			c->matched_ns += now - match;
+	}
+	if (!t->t0)
+		return;
+	__u64 ns = now - t->t0;
+	if (ns > PP_COST_MAX_RUN_NS)
+		return;
+	c->timed++;
+	c->timed_ns += ns;
+	if (match) {
+		c->timed_matched++;
+		c->timed_matched_ns += ns;
 	}
 }
 
@@ -778,7 +795,7 @@ static __always_inline int pp_filter_skb(struct sk_buff *skb, struct pp_pkt *pkt
  */
 #define PP_WAKE_EVERY 512
 
-static __always_inline __u64 pp_submit_flags(struct pp_submitted *n)
+static __always_inline __u64 pp_submit_flags(struct pp_cpu *n)
 {
 	if (!n || ++n->unwoken < PP_WAKE_EVERY)
 		return BPF_RB_NO_WAKEUP;
@@ -800,8 +817,18 @@ static __always_inline __u64 pp_submit_flags(struct pp_submitted *n)
 	type __pp_stack_##e;                                                                     \
 	type *e = pp_perf_events ? pp_stack_event(&__pp_stack_##e, sizeof(type)) : pp_ring_reserve(sizeof(type))
 
+/* pp_match_begins notes that the running program began an event: its run
+ * is one of the pings' (pp_cost_end accounts it from now). */
+static __always_inline void pp_match_begins(void)
+{
+	struct pp_cpu *cpu = pp_this_cpu();
+	if (cpu && !cpu->match_ts)
+		cpu->match_ts = bpf_ktime_get_ns();
+}
+
 static __always_inline void *pp_ring_reserve(__u32 size)
 {
+	pp_match_begins();
 	void *e = bpf_ringbuf_reserve(&pp_events, size, 0);
 	if (!e)
 		pp_count_lost();
@@ -810,6 +837,7 @@ static __always_inline void *pp_ring_reserve(__u32 size)
 
 static __always_inline void *pp_stack_event(void *buf, __u32 size)
 {
+	pp_match_begins();
 	__builtin_memset(buf, 0, size); /* the helper may read only written stack */
 	return buf;
 }
@@ -825,10 +853,6 @@ static __always_inline void *pp_stack_event(void *buf, __u32 size)
 
 static __always_inline void pp_submit_size(void *ctx, void *e, __u64 size)
 {
-	__u32 zero = 0;
-	struct pp_submitted *n = bpf_map_lookup_elem(&pp_submitted, &zero);
-	if (n)
-		n->events++; /* the cost sample tells the pings' runs by it */
 	if (pp_perf_events) {
 		long err = bpf_perf_event_output(ctx, &pp_perf, BPF_F_CURRENT_CPU, e, size);
 		if (err) {
@@ -838,7 +862,7 @@ static __always_inline void pp_submit_size(void *ctx, void *e, __u64 size)
 		}
 		return;
 	}
-	bpf_ringbuf_submit(e, pp_submit_flags(n));
+	bpf_ringbuf_submit(e, pp_submit_flags(pp_this_cpu()));
 }
 
 /*

@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/bits"
@@ -15,7 +16,8 @@ import (
 
 // What a tracer costs the host, measured by itself (pingpath.h: pp_cost,
 // PP_COSTED). Every BPF program counts its runs in a per-CPU slot (its hook
-// number) and times a random sample of them; the meter turns that into an
+// number) and times a random sample of them, and the runs of the pings'
+// own packets are counted and timed exactly; the meter turns that into an
 // estimate of the programs' run time, adds the CPU time of the tracer
 // process, and holds the sum to --max-cpu.
 //
@@ -67,28 +69,92 @@ type CostHooks interface {
 	CostHooks() map[uint32]string
 }
 
+// costSlots is PP_COST_SLOTS: the slots of struct pp_cpu.
+const costSlots = 32
+
+// costCPU mirrors struct pp_cpu, one CPU's value of the pp_cost map.
+type costCPU struct {
+	Slots   [costSlots]costSlot
+	Unwoken uint64
+	MatchTS uint64
+}
+
 // costSlot mirrors struct pp_cost.
 type costSlot struct {
 	Runs, Timed, TimedNS, Skip   uint64
-	TimedMatched, TimedMatchedNS uint64 // timed runs that emitted an event
+	TimedMatched, TimedMatchedNS uint64 // timed runs that reserved an event
+	Matched, MatchedNS           uint64 // every such run, timed from its first event on
+}
+
+func (s *costSlot) add(o costSlot) {
+	s.Runs += o.Runs
+	s.Timed += o.Timed
+	s.TimedNS += o.TimedNS
+	s.TimedMatched += o.TimedMatched
+	s.TimedMatchedNS += o.TimedMatchedNS
+	s.Matched += o.Matched
+	s.MatchedNS += o.MatchedNS
+}
+
+func (s costSlot) sub(o costSlot) costSlot {
+	return costSlot{Runs: s.Runs - o.Runs, Timed: s.Timed - o.Timed, TimedNS: s.TimedNS - o.TimedNS,
+		TimedMatched: s.TimedMatched - o.TimedMatched, TimedMatchedNS: s.TimedMatchedNS - o.TimedMatchedNS,
+		Matched: s.Matched - o.Matched, MatchedNS: s.MatchedNS - o.MatchedNS}
 }
 
 // hookTotal is one slot's cumulative figures.
+//
+// Every run pays for telling whether its packet is one of the pings'; that
+// part is priced at the mean of the sampled runs that were not (mean). The
+// pings' runs (matched: they reserved an event) are counted exactly and
+// also pay their measured time from their first event on (pingpath.h,
+// pp_cost_end), so their share does not depend on the sample catching a
+// few hundred runs among a busy host's millions.
 type hookTotal struct {
 	runs, timed uint64
-	ns          float64 // estimated run time
-	mean        float64 // ns per run of the latest interval with a timed run
-	// The runs that emitted an event (the traced pings' packets), estimated
-	// from the sample as ns and runs are: matchedNS is the part of ns
-	// they took.
-	matchedRuns, matchedNS float64
-	// matchedShare and matchedMean are the latest sample's fraction of
-	// runs that matched and their run time per run of the hook (so that
-	// priced runs × matchedMean is their share of the time).
-	matchedShare, matchedMean float64
-	// unpriced counts runs before the slot's first timed run: they get
-	// the first mean known.
-	unpriced uint64
+	ns          float64 // estimated run time of all runs
+	mean        float64 // ns per unrelated run, latest interval that had a timed one
+	priced      bool    // mean is known
+	matchedRuns uint64
+	matchedNS   float64 // the matched runs' part of ns
+	// unpriced and unpricedMatched count runs before the first mean:
+	// they get the first mean known.
+	unpriced, unpricedMatched uint64
+}
+
+// add accounts one interval's counters d.
+func (h *hookTotal) add(d costSlot) {
+	h.runs += d.Runs
+	h.timed += d.Timed
+	h.matchedRuns += d.Matched
+	priced, pricedMatched := d.Runs, d.Matched
+	if mean, ok := unrelatedMean(d); ok {
+		h.mean, h.priced = min(mean, maxRunNS), true
+		priced += h.unpriced
+		pricedMatched += h.unpricedMatched
+		h.unpriced, h.unpricedMatched = 0, 0
+	}
+	if !h.priced {
+		h.unpriced += d.Runs
+		h.unpricedMatched += d.Matched
+	}
+	h.ns += float64(priced)*h.mean + float64(d.MatchedNS)
+	h.matchedNS += float64(pricedMatched)*h.mean + float64(d.MatchedNS)
+}
+
+// unrelatedMean is the run time of a run up to telling its packet is not
+// the pings': the mean of the interval's timed runs that did not match,
+// or, where every timed run matched (a hook only the pings reach), what
+// their full runs took beyond the measured part from their first event on.
+func unrelatedMean(d costSlot) (float64, bool) {
+	if other := d.Timed - d.TimedMatched; other > 0 {
+		return float64(d.TimedNS-d.TimedMatchedNS) / float64(other), true
+	}
+	if d.TimedMatched == 0 || d.Matched == 0 {
+		return 0, false
+	}
+	pre := float64(d.TimedMatchedNS)/float64(d.TimedMatched) - float64(d.MatchedNS)/float64(d.Matched)
+	return max(pre, 0), true
 }
 
 type costPoint struct {
@@ -121,6 +187,9 @@ func newCostMeter(l *Loaded, tool Tool, maxPct float64, window time.Duration, pr
 	if m == nil {
 		return nil, fmt.Errorf("measuring the tracer's cost: no %s map in the BPF object", CostMap)
 	}
+	if want := uint32(binary.Size(costCPU{})); m.ValueSize() != want {
+		return nil, fmt.Errorf("measuring the tracer's cost: %s values are %d bytes, this build reads %d (object and binary from different builds?)", CostMap, m.ValueSize(), want)
+	}
 	if procCPU == nil {
 		procCPU = processCPU
 	}
@@ -130,11 +199,14 @@ func newCostMeter(l *Loaded, tool Tool, maxPct float64, window time.Duration, pr
 		c.slots = n.CostHooks()
 	} else {
 		c.slots = map[uint32]string{}
-		for i := uint32(0); i < m.MaxEntries(); i++ {
+		for i := uint32(0); i < costSlots; i++ {
 			c.slots[i] = fmt.Sprintf("hook%d", i)
 		}
 	}
 	for s := range c.slots {
+		if s >= costSlots {
+			return nil, fmt.Errorf("measuring the tracer's cost: hook %q has slot %d, past the %d slots", c.slots[s], s, costSlots)
+		}
 		c.hooks[s] = &hookTotal{}
 	}
 	c.last = costPoint{at: c.ready}
@@ -145,44 +217,21 @@ func newCostMeter(l *Loaded, tool Tool, maxPct float64, window time.Duration, pr
 // read takes the counters at now, adds the interval since the last read to
 // the totals, and adapts the sample rate to the run rate.
 func (c *costMeter) read(now time.Time) error {
+	vals := make([]costCPU, 0, 64)
+	if err := c.m.Lookup(uint32(0), &vals); err != nil {
+		return fmt.Errorf("reading the cost counters: %w", err)
+	}
 	var runs uint64
 	var bpf float64
-	vals := make([]costSlot, 0, 64)
 	for slot, h := range c.hooks {
-		if err := c.m.Lookup(slot, &vals); err != nil {
-			return fmt.Errorf("reading the cost counters (slot %d): %w", slot, err)
-		}
 		var cur costSlot
-		for _, v := range vals {
-			cur.Runs += v.Runs
-			cur.Timed += v.Timed
-			cur.TimedNS += v.TimedNS
-			cur.TimedMatched += v.TimedMatched
-			cur.TimedMatchedNS += v.TimedMatchedNS
+		for i := range vals {
+			cur.add(vals[i].Slots[slot])
 		}
-		p := c.prev[slot]
+		d := cur.sub(c.prev[slot])
 		c.prev[slot] = cur
-		dRuns, dTimed := cur.Runs-p.Runs, cur.Timed-p.Timed
-		// The mean of this interval's sample, or of the latest one that
-		// had a timed run (a slow hook may go a while without one).
-		h.runs += dRuns
-		h.timed += dTimed
-		priced := dRuns
-		if dTimed > 0 {
-			h.mean = min(float64(cur.TimedNS-p.TimedNS)/float64(dTimed), maxRunNS)
-			h.matchedShare = float64(cur.TimedMatched-p.TimedMatched) / float64(dTimed)
-			// The pings' share of the (capped) mean, never above it.
-			h.matchedMean = min(float64(cur.TimedMatchedNS-p.TimedMatchedNS)/float64(dTimed), h.mean)
-			priced += h.unpriced
-			h.unpriced = 0
-		}
-		if h.timed == 0 {
-			h.unpriced += dRuns
-		}
-		h.ns += float64(priced) * h.mean
-		h.matchedRuns += float64(priced) * h.matchedShare
-		h.matchedNS += float64(priced) * h.matchedMean
-		runs += dRuns
+		h.add(d)
+		runs += d.Runs
 		bpf += h.ns
 	}
 	pt := costPoint{at: now, ns: bpf + float64(c.procCPU()-c.startCPU)}
@@ -260,7 +309,8 @@ func (c *costMeter) bpfTotals() (ns, runs uint64) {
 func (c *costMeter) cost() *record.Cost {
 	out := &record.Cost{WallNS: uint64(c.last.at.Sub(c.ready)), StartNS: uint64(c.startCPU),
 		PeakCPUPercent: round2(c.peak), MaxCPUPercent: c.maxPct, Hooks: map[string]record.HookCost{}}
-	var bpf, matched, matchedRuns float64
+	var bpf, matched float64
+	var matchedRuns uint64
 	slots := make([]uint32, 0, len(c.hooks))
 	for s := range c.hooks {
 		slots = append(slots, s)
@@ -275,12 +325,12 @@ func (c *costMeter) cost() *record.Cost {
 		out.BPFTimedRuns += h.timed
 		if h.runs > 0 {
 			out.Hooks[c.slots[s]] = record.HookCost{Runs: h.runs, NS: uint64(h.ns),
-				MatchedRuns: uint64(h.matchedRuns + 0.5), MatchedNS: uint64(h.matchedNS)}
+				MatchedRuns: h.matchedRuns, MatchedNS: uint64(h.matchedNS)}
 		}
 	}
 	out.BPFNS = uint64(bpf)
 	out.MatchedBPFNS = uint64(matched)
-	out.MatchedBPFRuns = uint64(matchedRuns + 0.5)
+	out.MatchedBPFRuns = matchedRuns
 	if user := c.last.ns - bpf; user > 0 {
 		out.UserNS = uint64(user)
 	}

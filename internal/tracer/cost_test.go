@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ type testMeter struct {
 func newTestMeter(t *testing.T) testMeter {
 	t.Helper()
 	testenv.RequireRoot(t)
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 48, MaxEntries: 4})
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: uint32(binary.Size(costCPU{})), MaxEntries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +56,16 @@ func newTestMeter(t *testing.T) testMeter {
 	if err != nil {
 		t.Fatal(err)
 	}
+	vals := make([]costCPU, ncpu)
 	set := func(slot uint32, perCPU ...costSlot) {
 		t.Helper()
-		vals := make([]costSlot, ncpu)
-		copy(vals, perCPU)
-		if err := m.Put(slot, vals); err != nil {
+		for i := range vals {
+			vals[i].Slots[slot] = costSlot{}
+			if i < len(perCPU) {
+				vals[i].Slots[slot] = perCPU[i]
+			}
+		}
+		if err := m.Put(uint32(0), vals); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,10 +85,11 @@ func TestCostMeter(t *testing.T) {
 	var proc time.Duration
 	tm.procCPU = func() time.Duration { return proc }
 
-	// 0.5 s: ingress 1000 runs (two CPUs), 10 timed at 100 ns, one of
-	// which (350 ns) emitted an event; egress 40 runs, none timed yet.
-	set(1, costSlot{Runs: 600, Timed: 6, TimedNS: 600, TimedMatched: 1, TimedMatchedNS: 350},
-		costSlot{Runs: 400, Timed: 4, TimedNS: 400})
+	// 0.5 s: ingress 1000 runs (two CPUs), 10 timed: 9 unrelated at
+	// 100 ns, and one of the 3 runs that reserved an event (the pings':
+	// 250 ns each from their event on); egress 40 runs, none timed yet.
+	set(1, costSlot{Runs: 600, Timed: 6, TimedNS: 500 + 350, TimedMatched: 1, TimedMatchedNS: 350, Matched: 2, MatchedNS: 500},
+		costSlot{Runs: 400, Timed: 4, TimedNS: 400, Matched: 1, MatchedNS: 250})
 	set(2, costSlot{Runs: 40})
 	proc = 2 * time.Millisecond
 	if err := c.read(start.Add(500 * time.Millisecond)); err != nil {
@@ -91,34 +98,35 @@ func TestCostMeter(t *testing.T) {
 	if _, over := c.over(); over {
 		t.Error("over --max-cpu before half a window passed")
 	}
-	// 1.5 s: egress gets its first timed runs (200 ns): its first 40 runs
-	// are priced at that too.
-	set(1, costSlot{Runs: 1600, Timed: 16, TimedNS: 1600 + 6*300, TimedMatched: 1, TimedMatchedNS: 350},
-		costSlot{Runs: 400, Timed: 4, TimedNS: 400})
+	// 1.5 s: ingress 1000 more runs, 10 more timed (2800 ns, none
+	// matched); egress gets its first timed runs (200 ns): its first 40
+	// runs are priced at that too.
+	set(1, costSlot{Runs: 1600, Timed: 16, TimedNS: 850 + 2800, TimedMatched: 1, TimedMatchedNS: 350, Matched: 2, MatchedNS: 500},
+		costSlot{Runs: 400, Timed: 4, TimedNS: 400, Matched: 1, MatchedNS: 250})
 	set(2, costSlot{Runs: 140, Timed: 2, TimedNS: 400})
 	proc = 4 * time.Millisecond
 	if err := c.read(start.Add(1500 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	got := c.cost()
-	// ingress: 1000 × 100 + 1000 × 280 (the second interval's sample:
-	// 10 runs, 2800 ns); egress: 140 × 200.
-	if want := uint64(1000*100 + 1000*280); got.Hooks["ingress"].NS != want || got.Hooks["ingress"].Runs != 2000 {
+	// ingress: every run at its interval's unrelated mean (1000 × 100,
+	// 1000 × 280) plus the matched runs' 750 ns from their events on.
+	if want := uint64(1000*100 + 1000*280 + 750); got.Hooks["ingress"].NS != want || got.Hooks["ingress"].Runs != 2000 {
 		t.Errorf("ingress %+v, want %d ns over 2000 runs", got.Hooks["ingress"], want)
 	}
-	// The pings' share: one run in ten of the first interval's sample, at
-	// 350 ns: 100 of its 1000 runs, 35 µs; none in the second.
-	if h := got.Hooks["ingress"]; h.MatchedRuns != 100 || h.MatchedNS != 35_000 {
-		t.Errorf("ingress matched %d runs %d ns, want 100 runs 35000 ns", h.MatchedRuns, h.MatchedNS)
+	// The pings' share: exactly the 3 runs that reserved an event, each
+	// priced at the unrelated mean (100 ns) plus its 250 ns.
+	if h := got.Hooks["ingress"]; h.MatchedRuns != 3 || h.MatchedNS != 1050 {
+		t.Errorf("ingress matched %d runs %d ns, want 3 runs 1050 ns", h.MatchedRuns, h.MatchedNS)
 	}
-	if got.MatchedBPFNS != 35_000 || got.MatchedBPFRuns != 100 || got.Hooks["egress"].MatchedRuns != 0 {
-		t.Errorf("matched totals %d ns %d runs (egress %d runs), want 35000 ns 100 runs (egress 0)",
+	if got.MatchedBPFNS != 1050 || got.MatchedBPFRuns != 3 || got.Hooks["egress"].MatchedRuns != 0 {
+		t.Errorf("matched totals %d ns %d runs (egress %d runs), want 1050 ns 3 runs (egress 0)",
 			got.MatchedBPFNS, got.MatchedBPFRuns, got.Hooks["egress"].MatchedRuns)
 	}
 	if got.Hooks["egress"].NS != 140*200 || got.Hooks["egress"].Runs != 140 {
 		t.Errorf("egress %+v, want 28000 ns over 140 runs", got.Hooks["egress"])
 	}
-	if got.BPFNS != 408_000 || got.BPFRuns != 2140 || got.BPFTimedRuns != 22 || got.UserNS != 4_000_000 {
+	if got.BPFNS != 408_750 || got.BPFRuns != 2140 || got.BPFTimedRuns != 22 || got.UserNS != 4_000_000 {
 		t.Errorf("totals %+v", *got)
 	}
 	if got.WallNS != uint64(1500*time.Millisecond) || got.CPUPercent != 0.29 {
@@ -206,5 +214,27 @@ func TestCostMeterWindow(t *testing.T) {
 	c.maxPct = 5
 	if msg, over := c.over(); !over || !strings.Contains(msg, "over the last 20s") {
 		t.Errorf("over = %v %q, want over --max-cpu 5 over the last 20s", over, msg)
+	}
+}
+
+// A hook only the pings reach has no unrelated timed run: the part of its
+// runs before their first event is what the timed runs took beyond the
+// measured part from there on.
+func TestUnrelatedMean(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		d    costSlot
+		want float64
+		ok   bool
+	}{
+		{"unrelated timed runs", costSlot{Timed: 5, TimedNS: 1000 + 600, TimedMatched: 1, TimedMatchedNS: 600}, 250, true},
+		{"every timed run matched", costSlot{Timed: 2, TimedNS: 1000, TimedMatched: 2, TimedMatchedNS: 1000, Matched: 4, MatchedNS: 1600}, 100, true},
+		{"measured part longer than the timed runs", costSlot{Timed: 1, TimedNS: 300, TimedMatched: 1, TimedMatchedNS: 300, Matched: 1, MatchedNS: 400}, 0, true},
+		{"nothing timed", costSlot{Runs: 10, Matched: 2, MatchedNS: 800}, 0, false},
+	} {
+		got, ok := unrelatedMean(c.d)
+		if got != c.want || ok != c.ok {
+			t.Errorf("%s: unrelatedMean = %v, %v; want %v, %v", c.name, got, ok, c.want, c.ok)
+		}
 	}
 }

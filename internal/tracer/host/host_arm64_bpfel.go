@@ -42,20 +42,21 @@ type hostHostEvent struct {
 	Pad      [3]uint8
 }
 
-type hostPpCost struct {
-	_              structs.HostLayout
-	Runs           uint64
-	Timed          uint64
-	TimedNs        uint64
-	Skip           uint64
-	TimedMatched   uint64
-	TimedMatchedNs uint64
-}
-
-type hostPpSubmitted struct {
-	_       structs.HostLayout
-	Events  uint64
+type hostPpCpu struct {
+	_    structs.HostLayout
+	Slot [32]struct {
+		_              structs.HostLayout
+		Runs           uint64
+		Timed          uint64
+		TimedNs        uint64
+		Skip           uint64
+		TimedMatched   uint64
+		TimedMatchedNs uint64
+		Matched        uint64
+		MatchedNs      uint64
+	}
 	Unwoken uint64
+	MatchTs uint64
 }
 
 // Names of all BPF objects in the ELF.
@@ -67,7 +68,6 @@ const (
 	hostMapPpEvents          = "pp_events"
 	hostMapPpLost            = "pp_lost"
 	hostMapPpPerf            = "pp_perf"
-	hostMapPpSubmitted       = "pp_submitted"
 	hostProgHostDrop         = "host_drop"
 	hostProgHostDropBtf      = "host_drop_btf"
 	hostProgHostEgressBtf    = "host_egress_btf"
@@ -164,7 +164,6 @@ type hostMapSpecs struct {
 	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
 	PpPerf      *ebpf.MapSpec `ebpf:"pp_perf"`
-	PpSubmitted *ebpf.MapSpec `ebpf:"pp_submitted"`
 }
 
 // hostVariableSpecs contains global variables before they are loaded into the kernel.
@@ -223,7 +222,6 @@ type hostMaps struct {
 	PpEvents    *ebpf.Map `ebpf:"pp_events"`
 	PpLost      *ebpf.Map `ebpf:"pp_lost"`
 	PpPerf      *ebpf.Map `ebpf:"pp_perf"`
-	PpSubmitted *ebpf.Map `ebpf:"pp_submitted"`
 }
 
 func (m *hostMaps) Close() error {
@@ -233,7 +231,6 @@ func (m *hostMaps) Close() error {
 		m.PpEvents,
 		m.PpLost,
 		m.PpPerf,
-		m.PpSubmitted,
 	)
 }
 

@@ -13,14 +13,21 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type vhostPpCost struct {
-	_              structs.HostLayout
-	Runs           uint64
-	Timed          uint64
-	TimedNs        uint64
-	Skip           uint64
-	TimedMatched   uint64
-	TimedMatchedNs uint64
+type vhostPpCpu struct {
+	_    structs.HostLayout
+	Slot [32]struct {
+		_              structs.HostLayout
+		Runs           uint64
+		Timed          uint64
+		TimedNs        uint64
+		Skip           uint64
+		TimedMatched   uint64
+		TimedMatchedNs uint64
+		Matched        uint64
+		MatchedNs      uint64
+	}
+	Unwoken uint64
+	MatchTs uint64
 }
 
 type vhostPpEvent struct {
@@ -38,12 +45,6 @@ type vhostPpEvent struct {
 	Netns    uint32
 	Comm     [16]int8
 	Ifname   [16]int8
-}
-
-type vhostPpSubmitted struct {
-	_       structs.HostLayout
-	Events  uint64
-	Unwoken uint64
 }
 
 type vhostTxQueued struct {
@@ -84,7 +85,6 @@ const (
 	vhostMapPpEvents            = "pp_events"
 	vhostMapPpLost              = "pp_lost"
 	vhostMapPpPerf              = "pp_perf"
-	vhostMapPpSubmitted         = "pp_submitted"
 	vhostMapTrackedSkbs         = "tracked_skbs"
 	vhostMapTunFds              = "tun_fds"
 	vhostMapTxKicks             = "tx_kicks"
@@ -250,7 +250,6 @@ type vhostMapSpecs struct {
 	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
 	PpPerf      *ebpf.MapSpec `ebpf:"pp_perf"`
-	PpSubmitted *ebpf.MapSpec `ebpf:"pp_submitted"`
 	TrackedSkbs *ebpf.MapSpec `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.MapSpec `ebpf:"tun_fds"`
 	TxKicks     *ebpf.MapSpec `ebpf:"tx_kicks"`
@@ -316,7 +315,6 @@ type vhostMaps struct {
 	PpEvents    *ebpf.Map `ebpf:"pp_events"`
 	PpLost      *ebpf.Map `ebpf:"pp_lost"`
 	PpPerf      *ebpf.Map `ebpf:"pp_perf"`
-	PpSubmitted *ebpf.Map `ebpf:"pp_submitted"`
 	TrackedSkbs *ebpf.Map `ebpf:"tracked_skbs"`
 	TunFds      *ebpf.Map `ebpf:"tun_fds"`
 	TxKicks     *ebpf.Map `ebpf:"tx_kicks"`
@@ -334,7 +332,6 @@ func (m *vhostMaps) Close() error {
 		m.PpEvents,
 		m.PpLost,
 		m.PpPerf,
-		m.PpSubmitted,
 		m.TrackedSkbs,
 		m.TunFds,
 		m.TxKicks,

@@ -13,14 +13,21 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type vmPpCost struct {
-	_              structs.HostLayout
-	Runs           uint64
-	Timed          uint64
-	TimedNs        uint64
-	Skip           uint64
-	TimedMatched   uint64
-	TimedMatchedNs uint64
+type vmPpCpu struct {
+	_    structs.HostLayout
+	Slot [32]struct {
+		_              structs.HostLayout
+		Runs           uint64
+		Timed          uint64
+		TimedNs        uint64
+		Skip           uint64
+		TimedMatched   uint64
+		TimedMatchedNs uint64
+		Matched        uint64
+		MatchedNs      uint64
+	}
+	Unwoken uint64
+	MatchTs uint64
 }
 
 type vmPpEvent struct {
@@ -40,12 +47,6 @@ type vmPpEvent struct {
 	Ifname   [16]int8
 }
 
-type vmPpSubmitted struct {
-	_       structs.HostLayout
-	Events  uint64
-	Unwoken uint64
-}
-
 type vmVmCur struct {
 	_   structs.HostLayout
 	Ts  uint64
@@ -62,7 +63,6 @@ const (
 	vmMapPpEvents                   = "pp_events"
 	vmMapPpLost                     = "pp_lost"
 	vmMapPpPerf                     = "pp_perf"
-	vmMapPpSubmitted                = "pp_submitted"
 	vmMapVmCurReq                   = "vm_cur_req"
 	vmProgVmFentryDevQueueXmit      = "vm_fentry_dev_queue_xmit"
 	vmProgVmFentryDevQueueXmitInner = "vm_fentry_dev_queue_xmit_inner"
@@ -174,12 +174,11 @@ type vmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vmMapSpecs struct {
-	PpCost      *ebpf.MapSpec `ebpf:"pp_cost"`
-	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
-	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
-	PpPerf      *ebpf.MapSpec `ebpf:"pp_perf"`
-	PpSubmitted *ebpf.MapSpec `ebpf:"pp_submitted"`
-	VmCurReq    *ebpf.MapSpec `ebpf:"vm_cur_req"`
+	PpCost   *ebpf.MapSpec `ebpf:"pp_cost"`
+	PpEvents *ebpf.MapSpec `ebpf:"pp_events"`
+	PpLost   *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpPerf   *ebpf.MapSpec `ebpf:"pp_perf"`
+	VmCurReq *ebpf.MapSpec `ebpf:"vm_cur_req"`
 }
 
 // vmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -228,12 +227,11 @@ func (o *vmObjects) Close() error {
 //
 // It can be passed to loadVmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vmMaps struct {
-	PpCost      *ebpf.Map `ebpf:"pp_cost"`
-	PpEvents    *ebpf.Map `ebpf:"pp_events"`
-	PpLost      *ebpf.Map `ebpf:"pp_lost"`
-	PpPerf      *ebpf.Map `ebpf:"pp_perf"`
-	PpSubmitted *ebpf.Map `ebpf:"pp_submitted"`
-	VmCurReq    *ebpf.Map `ebpf:"vm_cur_req"`
+	PpCost   *ebpf.Map `ebpf:"pp_cost"`
+	PpEvents *ebpf.Map `ebpf:"pp_events"`
+	PpLost   *ebpf.Map `ebpf:"pp_lost"`
+	PpPerf   *ebpf.Map `ebpf:"pp_perf"`
+	VmCurReq *ebpf.Map `ebpf:"vm_cur_req"`
 }
 
 func (m *vmMaps) Close() error {
@@ -242,7 +240,6 @@ func (m *vmMaps) Close() error {
 		m.PpEvents,
 		m.PpLost,
 		m.PpPerf,
-		m.PpSubmitted,
 		m.VmCurReq,
 	)
 }
