@@ -16,7 +16,16 @@ const (
 	KindIngress Kind = 1 // a traced device received the packet
 	KindEgress  Kind = 2 // the packet was handed to a traced device's driver
 	KindDrop    Kind = 3 // this host's kernel freed the packet with a drop reason
+	// KindUpcall: the packet missed the OVS datapath's flows and went up
+	// to ovs-vswitchd (openvswitch:ovs_dp_upcall), which may never send it
+	// back (its flow drops it).
+	KindUpcall Kind = 4
 )
+
+// UpcallLocation is a drop record's location when a ping's packet went up
+// to ovs-vswitchd and was never seen again, with no kernel drop: the
+// kernel consumed it after the upcall, so it has no drop reason.
+const UpcallLocation = "ovs_dp_upcall (sent up to ovs-vswitchd, not sent back)"
 
 // Dir is the ICMP direction of an event's packet.
 type Dir uint8
@@ -48,13 +57,13 @@ type Event struct {
 	TS       uint64 // CLOCK_MONOTONIC ns
 	Kind     Kind
 	Dir      Dir
-	Side     Side // 0 for drops
+	Side     Side // 0 for drops and upcalls
 	ID, Seq  uint16
 	Pair     uint8 // address pair index (Config.MorePairs)
 	Dev      string
 	CPU      uint32
 	Encap    uint8
-	Reason   uint32 // drops: enum skb_drop_reason code
+	Reason   uint32 // drops: enum skb_drop_reason code (0 for upcalls)
 	Location uint64 // drops: kernel text address that freed the skb
 }
 
@@ -162,13 +171,13 @@ type flow struct {
 	ts    [4]uint64 // 0 = not seen
 	ev    [4]Event
 	last  uint64
-	frees []Event // kernel drops of this ping's packets, in time order
+	frees []Event // kernel drops and upcalls of this ping's packets, in time order
 	encap uint8
 }
 
 // Handle implements tracer.Machine.
 func (m *machine) Handle(e Event) {
-	if e.Kind == KindDrop {
+	if e.Kind == KindDrop || e.Kind == KindUpcall {
 		m.applyFree(&e)
 		return
 	}
@@ -210,7 +219,8 @@ func (m *machine) Handle(e Event) {
 	}
 }
 
-// applyFree attaches a kernel drop to the open pings it belongs to.
+// applyFree attaches a kernel drop or an upcall to the open pings it
+// belongs to.
 func (m *machine) applyFree(e *Event) {
 	found := false
 	for _, role := range [2]string{record.RoleSender, record.RoleReceiver} {
@@ -219,7 +229,7 @@ func (m *machine) applyFree(e *Event) {
 			found = true
 		}
 	}
-	if !found {
+	if !found && e.Kind == KindDrop {
 		m.Unmatched++
 	}
 }
@@ -331,8 +341,17 @@ func (m *machine) drop(f *flow, last, missed int) *record.Drop {
 	// ping's packets at or after the last stage seen. That is the missing
 	// stage's packet dying on its way here, or the last seen packet dying
 	// after it was seen (a driver dropping a request it was handed).
-	for _, fr := range f.frees {
+	// Without one, an upcall to ovs-vswitchd after the last stage places
+	// the loss there (vswitchd never sent the packet back).
+	var upcall *Event
+	for i, fr := range f.frees {
 		if fr.TS < f.ts[last] {
+			continue
+		}
+		if fr.Kind == KindUpcall {
+			if upcall == nil {
+				upcall = &f.frees[i]
+			}
 			continue
 		}
 		d.ReasonCode, d.Device, d.AtNS = fr.Reason, fr.Dev, fr.TS
@@ -342,7 +361,10 @@ func (m *machine) drop(f *flow, last, missed int) *record.Drop {
 		if m.cfg.Symbol != nil {
 			d.Location = m.cfg.Symbol(fr.Location)
 		}
-		break
+		return d
+	}
+	if upcall != nil {
+		d.Location, d.Device, d.AtNS = UpcallLocation, upcall.Dev, upcall.TS
 	}
 	return d
 }

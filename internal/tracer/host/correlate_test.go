@@ -229,6 +229,43 @@ func TestInternalDropWithKernelReason(t *testing.T) {
 	}
 }
 
+// A request sent up to ovs-vswitchd (openvswitch:ovs_dp_upcall) and never
+// sent back is a drop placed at the upcall, without a reason (the kernel
+// consumed it); a kernel drop of the ping's packet after the upcall (the
+// packet sent back and dropped by the datapath) names the loss instead,
+// and an upcalled packet that goes on is no drop at all.
+func TestUpcallPlacesDrop(t *testing.T) {
+	c, out := newTestCorrelator("auto")
+	lost := receiverPing(5, 1, 2000*ms)
+	c.Add(lost[0])
+	c.Add(Event{TS: lost[0].TS + 20_000, Kind: KindUpcall, Dir: DirRequest, ID: 5, Seq: 1, Dev: "genev_sys_6081"})
+	reasoned := receiverPing(5, 2, 3000*ms)
+	c.Add(reasoned[0])
+	c.Add(Event{TS: reasoned[0].TS + 20_000, Kind: KindUpcall, Dir: DirRequest, ID: 5, Seq: 2, Dev: "eth0"})
+	c.Add(Event{TS: reasoned[0].TS + 900_000, Kind: KindDrop, Dir: DirRequest, ID: 5, Seq: 2, Reason: 196609, Location: 0x40, Dev: "eth0"})
+	whole := receiverPing(5, 3, 4000*ms)
+	c.Add(whole[0])
+	c.Add(Event{TS: whole[0].TS + 10_000, Kind: KindUpcall, Dir: DirRequest, ID: 5, Seq: 3, Dev: "eth0"})
+	for _, e := range whole[1:] {
+		c.Add(e)
+	}
+	// An upcall of a packet of no open ping is not a kernel drop.
+	c.Add(Event{TS: whole[0].TS + 20_000, Kind: KindUpcall, Dir: DirRequest, ID: 9, Seq: 9, Dev: "eth0"})
+	c.Advance(whole[0].TS + 3000*ms)
+	if len(out.drops) != 2 || len(out.pings) != 1 || out.pings[0].Seq != 3 || c.Unmatched != 0 {
+		t.Fatalf("drops %+v, pings %+v, unmatched %d; want seqs 1 and 2 dropped, 3 whole, none unmatched", out.drops, out.pings, c.Unmatched)
+	}
+	d := out.drops[0]
+	if d.Seq != 1 || d.LastSeen != "req_in" || d.FirstMissed != "req_out" || d.Reason != "" || d.ReasonCode != 0 ||
+		d.Location != UpcallLocation || d.Device != "genev_sys_6081" || d.AtNS != lost[0].TS+20_000 {
+		t.Errorf("upcalled and not sent back: %+v", d)
+	}
+	d = out.drops[1]
+	if d.Seq != 2 || d.Reason != "R196609" || d.Location != "fn+0x40" || d.Device != "eth0" || d.AtNS != reasoned[0].TS+900_000 {
+		t.Errorf("upcalled, then dropped by the kernel: %+v", d)
+	}
+}
+
 // A stage missing in the middle (a reply coming back on an interface that
 // is not traced, a probe that missed) is an observation gap, not a drop.
 func TestGapIsIncompleteNotDrop(t *testing.T) {

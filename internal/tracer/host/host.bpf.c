@@ -33,6 +33,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define HOOK_INGRESS 1
 #define HOOK_EGRESS 2
 #define HOOK_DROP 3
+#define HOOK_UPCALL 4
 
 /* Encapsulation flags (host_event.encap). */
 #define ENCAP_VLAN 1
@@ -395,7 +396,7 @@ static __always_inline void emit(void *ctx, struct pp_pkt *pkt, __u8 hook, struc
 	e->pp.icmp_type = pkt->icmp_type;
 	e->pp.pair = pkt->pair;
 	e->pp.netns = pp_netns;
-	if (hook == HOOK_DROP)
+	if (hook == HOOK_DROP || hook == HOOK_UPCALL)
 		BPF_CORE_READ_STR_INTO(&e->pp.ifname, dev, name);
 	e->location = location;
 	e->reason = reason;
@@ -497,6 +498,28 @@ int BPF_PROG(host_egress_fentry, struct sk_buff *first, struct net_device *dev)
 	return PP_COSTED(HOOK_EGRESS, on_egress(ctx, first, dev, 1));
 }
 
+/*
+ * match_in_netns matches a packet in flight on any device of our namespace,
+ * from its network header: the packet may die, or leave for ovs-vswitchd,
+ * on its way between the traced devices (pp_netns_ok: a pointer compare for
+ * devices seen before). Only while a ping's packet is in flight.
+ */
+static __always_inline int match_in_netns(struct sk_buff *skb, int typed, struct pp_pkt *pkt, __u8 *encap,
+					  struct net_device **devp)
+{
+	if (!skb || !host_n_inflight)
+		return 0;
+	struct net_device *dev = PP_RD(typed, skb, dev);
+	int how = dev ? pp_netns_ok(skb, dev, typed) : PP_DEV_NO;
+	if (!how)
+		return 0;
+	struct pp_skb_hdrs h;
+	if (!pp_skb_hdrs(skb, &h, typed) || h.nh == PP_HDR_UNSET || h.nh == 0)
+		return 0;
+	*devp = dev;
+	return match_ip(&h, h.nh, pkt, encap) && pp_dev_recheck(dev, how, typed);
+}
+
 /* on_drop: kfree_skb(skb, location[, reason]); args are the tracepoint's. */
 static __always_inline int on_drop(void *ctx, __u64 *args, int typed)
 {
@@ -505,21 +528,10 @@ static __always_inline int on_drop(void *ctx, __u64 *args, int typed)
 	/* SKB_NOT_DROPPED_YET and SKB_CONSUMED are not drops. */
 	if (host_kfree_reason && reason <= 1)
 		return 0;
-	if (!skb || !host_n_inflight)
-		return 0;
-	/* Any device of our namespace: the packet may die on its way between
-	 * the traced ones (pp_netns_ok: a pointer compare for devices seen
-	 * before). */
-	struct net_device *dev = PP_RD(typed, skb, dev);
-	int how = dev ? pp_netns_ok(skb, dev, typed) : PP_DEV_NO;
-	if (!how)
-		return 0;
-	struct pp_skb_hdrs h;
-	if (!pp_skb_hdrs(skb, &h, typed) || h.nh == PP_HDR_UNSET || h.nh == 0)
-		return 0;
 	struct pp_pkt pkt = {};
 	__u8 encap = 0;
-	if (!match_ip(&h, h.nh, &pkt, &encap) || !pp_dev_recheck(dev, how, typed))
+	struct net_device *dev;
+	if (!match_in_netns(skb, typed, &pkt, &encap, &dev))
 		return 0;
 	inflight_done(&pkt);
 	emit(ctx, &pkt, HOOK_DROP, dev, PP_RD(typed, dev, ifindex), encap, args[1], reason);
@@ -538,4 +550,36 @@ SEC("tp_btf")
 int BPF_PROG(host_drop_btf, struct sk_buff *skb)
 {
 	return PP_COSTED(HOOK_DROP, on_drop(ctx, ctx, 1));
+}
+
+/*
+ * on_upcall: openvswitch:ovs_dp_upcall(dp, skb, key, upcall_info), a packet
+ * that missed the OVS datapath's flow table going up to ovs-vswitchd.
+ * vswitchd sends it back to be executed, or, when its flow drops it, never:
+ * the kernel then consumes it (consume_skb, no drop reason), so this is
+ * where such a loss is placed. Any device of our namespace (after a tunnel
+ * port decapsulated it, genev_sys_6081 or vxlan_sys_4789). The tracepoint
+ * fires only on upcalls (6.1+; 5.10's module has none).
+ */
+static __always_inline int on_upcall(void *ctx, struct sk_buff *skb, int typed)
+{
+	struct pp_pkt pkt = {};
+	__u8 encap = 0;
+	struct net_device *dev;
+	if (!match_in_netns(skb, typed, &pkt, &encap, &dev))
+		return 0;
+	emit(ctx, &pkt, HOOK_UPCALL, dev, PP_RD(typed, dev, ifindex), encap, 0, 0);
+	return 0;
+}
+
+SEC("raw_tracepoint")
+int host_upcall_tp(struct bpf_raw_tracepoint_args *ctx)
+{
+	return PP_COSTED(HOOK_UPCALL, on_upcall(ctx, (struct sk_buff *)ctx->args[1], 0));
+}
+
+SEC("tp_btf")
+int BPF_PROG(host_upcall_btf, void *dp, struct sk_buff *skb)
+{
+	return PP_COSTED(HOOK_UPCALL, on_upcall(ctx, skb, 1));
 }

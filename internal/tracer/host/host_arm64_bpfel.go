@@ -76,6 +76,8 @@ const (
 	hostProgHostEgressTp     = "host_egress_tp"
 	hostProgHostIngressBtf   = "host_ingress_btf"
 	hostProgHostIngressTp    = "host_ingress_tp"
+	hostProgHostUpcallBtf    = "host_upcall_btf"
+	hostProgHostUpcallTp     = "host_upcall_tp"
 	hostVarHostInflight      = "host_inflight"
 	hostVarHostKfreeReason   = "host_kfree_reason"
 	hostVarHostLayoutVars    = "host_layout_vars"
@@ -153,6 +155,8 @@ type hostProgramSpecs struct {
 	HostEgressTp     *ebpf.ProgramSpec `ebpf:"host_egress_tp"`
 	HostIngressBtf   *ebpf.ProgramSpec `ebpf:"host_ingress_btf"`
 	HostIngressTp    *ebpf.ProgramSpec `ebpf:"host_ingress_tp"`
+	HostUpcallBtf    *ebpf.ProgramSpec `ebpf:"host_upcall_btf"`
+	HostUpcallTp     *ebpf.ProgramSpec `ebpf:"host_upcall_tp"`
 }
 
 // hostMapSpecs contains maps before they are loaded into the kernel.
@@ -277,6 +281,8 @@ type hostPrograms struct {
 	HostEgressTp     *ebpf.Program `ebpf:"host_egress_tp"`
 	HostIngressBtf   *ebpf.Program `ebpf:"host_ingress_btf"`
 	HostIngressTp    *ebpf.Program `ebpf:"host_ingress_tp"`
+	HostUpcallBtf    *ebpf.Program `ebpf:"host_upcall_btf"`
+	HostUpcallTp     *ebpf.Program `ebpf:"host_upcall_tp"`
 }
 
 func (p *hostPrograms) Close() error {
@@ -289,6 +295,8 @@ func (p *hostPrograms) Close() error {
 		p.HostEgressTp,
 		p.HostIngressBtf,
 		p.HostIngressTp,
+		p.HostUpcallBtf,
+		p.HostUpcallTp,
 	)
 }
 

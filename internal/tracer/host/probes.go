@@ -19,6 +19,7 @@ const (
 	hookIngress = "ingress"
 	hookEgress  = "egress"
 	hookDrop    = "drop"
+	hookUpcall  = "upcall"
 )
 
 // Overlay UDP ports the BPF program looks inside (HOST_VXLAN_PORT,
@@ -28,7 +29,7 @@ const (
 	GenevePort = 6081
 )
 
-// hookStages returns the attach ladders of the three hooks.
+// hookStages returns the attach ladders of the four hooks.
 //
 // Ingress has only the netif_receive_skb tracepoint, on purpose. The
 // function it sits in, __netif_receive_skb_core, is static and often a
@@ -46,6 +47,7 @@ func hookStages() []tracer.Stage {
 	ingressNote := "after driver, GRO and XDP, before taps, the bridge/OVS rx handler and IP; no fentry/kprobe rung (see docs/tracer-host.md)"
 	egressNote := "packet handed to the driver, after the qdisc"
 	dropNote := "skb:kfree_skb with the kernel's drop reason"
+	upcallNote := "openvswitch:ovs_dp_upcall: a packet sent up to ovs-vswitchd, which may drop it without a kernel drop"
 	return []tracer.Stage{
 		{Name: hookIngress, Required: true, Rungs: []tracer.Rung{
 			{Method: tracer.TpBTF, Hooks: []tracer.Hook{{Target: "netif_receive_skb", Program: hostProgHostIngressBtf}}, Note: ingressNote},
@@ -62,6 +64,13 @@ func hookStages() []tracer.Stage {
 		{Name: hookDrop, Rungs: []tracer.Rung{
 			{Method: tracer.TpBTF, Hooks: []tracer.Hook{{Target: "kfree_skb", Program: hostProgHostDropBtf}}, Note: dropNote},
 			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "kfree_skb", Program: hostProgHostDrop}}, Note: dropNote},
+		}},
+		// The upcall hook exists where the openvswitch module is loaded
+		// (6.1+: 5.10's has no tracepoint); elsewhere no packet can be
+		// lost to ovs-vswitchd.
+		{Name: hookUpcall, Rungs: []tracer.Rung{
+			{Method: tracer.TpBTF, Hooks: []tracer.Hook{{Target: "ovs_dp_upcall", Program: hostProgHostUpcallBtf}}, Note: upcallNote},
+			{Method: tracer.RawTracepoint, Hooks: []tracer.Hook{{Target: "ovs_dp_upcall", Program: hostProgHostUpcallTp}}, Note: upcallNote},
 		}},
 	}
 }
@@ -121,7 +130,7 @@ const (
 
 // decode turns a ring buffer record into an Event. sides maps a traced
 // ifindex to its class, names to its name (the BPF side names only the
-// devices of drops, which can be any).
+// devices of drops and upcalls, which can be any).
 func decode(raw []byte, sides map[uint32]Side, names map[uint32]string) (Event, error) {
 	pe, err := tracer.DecodeEvent(raw)
 	if err != nil {
@@ -135,7 +144,7 @@ func decode(raw []byte, sides map[uint32]Side, names map[uint32]string) (Event, 
 		TS: pe.TS, Kind: Kind(pe.Hook), Dir: Dir(pe.Kind), ID: pe.ID, Seq: pe.Seq, Pair: pe.Pair, CPU: pe.CPU, Dev: pe.Ifname,
 		Location: ne.Uint64(raw[offLocation:]), Reason: ne.Uint32(raw[offReason:]), Encap: raw[offEncap],
 	}
-	if e.Kind != KindDrop {
+	if e.Kind != KindDrop && e.Kind != KindUpcall {
 		e.Side = sides[pe.Ifindex]
 	}
 	if e.Dev == "" {

@@ -111,9 +111,20 @@ func TestHookStages(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range ch {
+		// No openvswitch module loaded: no upcall hook, and no error.
+		if c.Stage == hookUpcall {
+			if c.Available || !strings.Contains(c.Reason, "ovs_dp_upcall not found") {
+				t.Errorf("%s without the openvswitch module: %+v", c.Stage, c)
+			}
+			continue
+		}
 		if !c.Available || c.Rung.Method != tracer.RawTracepoint {
 			t.Errorf("%s: %+v", c.Stage, c)
 		}
+	}
+	caps.Targets[tracer.RawTracepoint]["ovs_dp_upcall"] = true
+	if ch, err = tracer.Select(hookStages(), caps, "auto"); err != nil || !ch[3].Available || ch[3].Rung.Method != tracer.RawTracepoint {
+		t.Errorf("with the openvswitch module: %+v %v", ch, err)
 	}
 	caps.Methods[tracer.Kprobe] = ""
 	caps.Targets[tracer.Kprobe] = map[string]bool{"dev_hard_start_xmit": true}
@@ -134,13 +145,14 @@ func TestDescribeListsRecordStages(t *testing.T) {
 		{Stage: hookIngress, Method: "raw_tracepoint", Target: "netif_receive_skb", Available: true},
 		{Stage: hookEgress, Method: "kprobe", Target: "dev_hard_start_xmit", Available: true},
 		{Stage: hookDrop, Available: false, Reason: "no kfree_skb"},
+		{Stage: hookUpcall, Method: "tp_btf", Target: "ovs_dp_upcall", Available: true},
 	}}
 	tool.Describe(h)
 	var got []string
 	for _, p := range h.Probes {
 		got = append(got, p.Stage+"="+p.Method)
 	}
-	want := "req_in=raw_tracepoint req_out=kprobe rep_in=raw_tracepoint rep_out=kprobe drop="
+	want := "req_in=raw_tracepoint req_out=kprobe rep_in=raw_tracepoint rep_out=kprobe drop= upcall=tp_btf"
 	if strings.Join(got, " ") != want {
 		t.Errorf("probes %v, want %s", got, want)
 	}

@@ -233,7 +233,7 @@ func (t *Tool) Describe(h *record.Header) {
 		p.Stage = st
 		probes = append(probes, p)
 	}
-	h.Probes = append(probes, byHook[hookDrop])
+	h.Probes = append(probes, byHook[hookDrop], byHook[hookUpcall])
 	if h.Args == nil {
 		h.Args = map[string]string{}
 	}
@@ -338,7 +338,7 @@ func (t *Tool) Warnings() []record.Warning {
 }
 
 // CostHooks implements tracer.CostHooks: the BPF programs account their runs
-// under their hook (KindIngress, KindEgress, KindDrop).
+// under their hook (KindIngress, KindEgress, KindDrop, KindUpcall).
 func (t *Tool) CostHooks() map[uint32]string {
-	return map[uint32]string{uint32(KindIngress): hookIngress, uint32(KindEgress): hookEgress, uint32(KindDrop): hookDrop}
+	return map[uint32]string{uint32(KindIngress): hookIngress, uint32(KindEgress): hookEgress, uint32(KindDrop): hookDrop, uint32(KindUpcall): hookUpcall}
 }
