@@ -592,3 +592,41 @@ func TestManifestICMPID(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryPingLostHostsOnly: a run with the host tracers alone (the VMs
+// untraced) whose every ping was dropped in the receiver host has no
+// observation with an ICMP id, only the hosts' drop records: the run's id
+// comes from them, and every ping is placed where the receiver host's
+// tracer saw it freed, with the kernel's reason (on the KVM lab's OVS drop
+// flow the report said "ICMP ids: [0]" and put all 8 on the sender VM).
+func TestEveryPingLostHostsOnly(t *testing.T) {
+	lost := map[int]bool{}
+	for k := 0; k < 8; k++ {
+		lost[k] = true
+	}
+	dir := t.TempDir()
+	synthRun{pings: 8, firstSeq: 1, id: 77, lost: lost}.write(t, dir)
+	for _, f := range []string{"a.jsonl", "b.jsonl", "e.jsonl", "f.jsonl", "g.jsonl", "h.jsonl"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := Run(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.IDs) != 1 || r.IDs[0] != 77 {
+		t.Fatalf("ICMP ids %v, want [77]", r.IDs)
+	}
+	if r.Counts.Sent != 8 || r.Counts.Lost != 8 {
+		t.Errorf("counts %+v, want 8 sent, 8 lost", r.Counts)
+	}
+	if len(r.Drops) != 8 {
+		t.Fatalf("drops %+v, want 8", r.Drops)
+	}
+	for _, d := range r.Drops {
+		if d.Status != "lost" || d.Reason != "NETFILTER_DROP" || !strings.HasPrefix(d.Segment, "D ") {
+			t.Errorf("seq %d: %+v, want lost in D with NETFILTER_DROP", d.Seq, d)
+		}
+	}
+}

@@ -108,7 +108,8 @@ func (j *joiner) run() {
 }
 
 // chooseIDs picks the ICMP ids of the run: the manifest's when known,
-// else every id the sender VM saw, else every id the sender host saw.
+// else every id the sender VM saw, else every id the sender host saw (and
+// so on), else every id the drop records name.
 func (j *joiner) chooseIDs() {
 	ids := map[uint16]bool{}
 	if m := j.res.Manifest; m != nil && m.Ping.ICMPID > 0 {
@@ -130,6 +131,15 @@ func (j *joiner) chooseIDs() {
 					if r.o.HasID {
 						ids[r.o.ID] = true
 					}
+				}
+			}
+		}
+		if len(ids) == 0 {
+			// Every ping was lost where no tracer saw it whole: only the
+			// drop records name the id (origin logs' have none: 0).
+			for _, d := range j.res.dropObs {
+				if d.ID != 0 {
+					ids[d.ID] = true
 				}
 			}
 		}

@@ -163,20 +163,20 @@ func (p *pingRun) cancel() {
 }
 
 // icmpID is ping's ICMP id: the one ping printed, else the id of the
-// sender VM tracer's records (stream file vmStream, "" when none) that
-// carry the most of ping's sequence numbers. 0 when neither tells: a tie,
-// or no records.
-func (p *pingRun) icmpID(vmStream string) int {
+// records of the sender's tracer (stream file, "" when none: the sender
+// VM's, or the sender host's when the VM is untraced) that carry the most
+// of ping's sequence numbers. 0 when neither tells: a tie, or no records.
+func (p *pingRun) icmpID(stream string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t := &p.tracker
 	if t.ident > 0 {
 		return t.ident
 	}
-	if vmStream == "" {
+	if stream == "" {
 		return 0
 	}
-	f, err := os.Open(vmStream)
+	f, err := os.Open(stream)
 	if err != nil {
 		return 0
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingpath/pingpath/internal/envfile"
+	"github.com/pingpath/pingpath/internal/manifest"
 	"github.com/pingpath/pingpath/internal/record"
 )
 
@@ -114,5 +116,32 @@ func TestPingSize(t *testing.T) {
 	}
 	if s := tr.stats; s.Sent != 3 || s.Answered != 1 || len(tr.replied) != 1 || !tr.replied[3] || s.Last != 12500*time.Microsecond {
 		t.Errorf("stats %+v replied %v", s, tr.replied)
+	}
+}
+
+// TestICMPIDStream: ping's id is read from the sender VM tracer's stream,
+// and from the sender host tracer's when the VM is untraced (a run with
+// the host tracers alone whose every ping was lost said "ICMP ids: [0]").
+func TestICMPIDStream(t *testing.T) {
+	nodeOf := func(role string) *node { return &node{spec: envfile.Node{Role: role}} }
+	tracer := func(role, tool, file string, origin bool) *running {
+		return &running{spec: &tracerSpec{node: nodeOf(role), tool: tool, file: file, origin: origin}}
+	}
+	r := &run{o: &RunOptions{OutDir: "/out"}}
+	r.tracers = []*running{
+		tracer(manifest.RoleReceiverHost, "host", "receiver-host.host.jsonl", false),
+		tracer(manifest.RoleSenderHost, "icmp_drop_detector.py", "sender-host.origin.log", true),
+		tracer(manifest.RoleSenderHost, "host", "sender-host.host.jsonl", false),
+	}
+	if got := r.icmpIDStream(); got != "/out/sender-host.host.jsonl" {
+		t.Errorf("VM untraced: %q, want the sender host's stream", got)
+	}
+	r.tracers = append(r.tracers, tracer(manifest.RoleSenderVM, "vm", "sender-vm.vm.jsonl", false))
+	if got := r.icmpIDStream(); got != "/out/sender-vm.vm.jsonl" {
+		t.Errorf("VM traced: %q, want the sender VM's stream", got)
+	}
+	r.tracers = r.tracers[:2]
+	if got := r.icmpIDStream(); got != "" {
+		t.Errorf("no sender tracer of ours: %q, want none", got)
 	}
 }

@@ -228,7 +228,7 @@ func Run(ctx context.Context, o RunOptions) (*RunResult, error) {
 	r.m.Timings.StopMS = ms(time.Since(t0))
 	r.collect()
 	if pingErr == nil && pingOpenErr == nil {
-		r.m.Ping.ICMPID = pinger.icmpID(r.senderVMStream())
+		r.m.Ping.ICMPID = pinger.icmpID(r.icmpIDStream())
 	}
 	writeErr := r.writeErrors(pinger)
 
@@ -670,15 +670,24 @@ func (r *run) writeManifest(res *RunResult) bool {
 	return false
 }
 
-// senderVMStream is the sender VM tracer's output file ("" when it did not
-// run).
-func (r *run) senderVMStream() string {
+// icmpIDStream is the output file whose records tell ping's ICMP id: the
+// sender VM tracer's, else the sender host tracer's ("" when neither ran).
+func (r *run) icmpIDStream() string {
+	// The sender VM's tracer sees every request ping sends; without it
+	// (an untraced VM) the sender host's sees them too, and its drop
+	// records still name the id when every ping was lost.
+	var host string
 	for _, rt := range r.tracers {
-		if s := rt.spec; !s.origin && s.tool == "vm" && s.node.role() == manifest.RoleSenderVM {
+		s := rt.spec
+		switch {
+		case s.origin:
+		case s.tool == "vm" && s.node.role() == manifest.RoleSenderVM:
 			return filepath.Join(r.o.OutDir, s.file)
+		case s.tool == "host" && s.node.role() == manifest.RoleSenderHost && host == "":
+			host = filepath.Join(r.o.OutDir, s.file)
 		}
 	}
-	return ""
+	return host
 }
 
 // sortedTracers returns the started tracers in plan order.
