@@ -158,6 +158,8 @@ func (c *Collector) Line(s *orchestrate.WatchStream, line []byte) {
 		Pair       int               `json:"pair"`
 		Counters   map[string]uint64 `json:"counters"`
 		ExitReason string            `json:"exit_reason"`
+		Code       string            `json:"code"`    // warning
+		Message    string            `json:"message"` // warning
 	}
 	if json.Unmarshal(line, &probe) != nil {
 		return
@@ -169,6 +171,14 @@ func (c *Collector) Line(s *orchestrate.WatchStream, line []byte) {
 		}
 		st.add(probe.Pair, line)
 		c.keep(st, probe.Pair, line)
+	case record.TypeWarning:
+		// What the tracer says of itself while it runs (detached over
+		// --max-cpu, frames it could not read): the watcher's log says it
+		// at once, and every pair's kept stream keeps it, as run's files do.
+		c.o.Logf("%s: warning %s: %s", s, probe.Code, probe.Message)
+		for i := range st.files {
+			c.keep(st, i, line)
+		}
 	case record.TypeStats, record.TypeTrailer:
 		c.counters(st, probe.Counters)
 		if probe.Type == record.TypeTrailer {
