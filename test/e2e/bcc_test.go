@@ -446,6 +446,9 @@ func logCost(t *testing.T, s *series, cost map[string]procCost) {
 	fmt.Fprintf(&b, "%-14s %-24s %8s %8s %8s %9s %s\n", "node", "tool", "ready s", "cpu s", "age s", "peak MiB", "own cost")
 	for _, n := range m.Nodes {
 		for _, tr := range n.Tracers {
+			if tr.State == "not-started" {
+				continue // not selected (--tracers): no row of zeros
+			}
 			var pc procCost
 			for _, c := range cost {
 				if c.Node == n.SSH && tracerProcess(c.Args, tr) {
