@@ -55,7 +55,7 @@ test: deps generate-check lint build freshroot
 	$(MAKE) test-kernels
 
 # The whole path on the KVM lab (test/e2e TestKVMWholePath): one KVM lab, two
-# `pingpath run`s with every tracer, delay/loss/drop placed. 15-25 minutes on a
+# `pingpath run`s with every tracer, delay/loss/drop placed. 4 (quiet) to 25 minutes on a
 # 2-CPU machine, so not part of `make test`. Then the data paths, one lab each:
 # OVS + Geneve + bond (20-38 min) and Linux bridge + VXLAN (30-35 min at load
 # 25-39), so 65-100 minutes in all at that load.
