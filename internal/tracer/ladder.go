@@ -166,6 +166,20 @@ func (c Capabilities) present(r Rung) (Rung, string) {
 	return out, ""
 }
 
+// absent reports whether none of the stage's hook targets exists on this
+// kernel by any method: an optional stage of a module that is not loaded
+// (the host tracer's OVS upcall where openvswitch is not).
+func (c Capabilities) absent(st Stage) bool {
+	for _, r := range st.Rungs {
+		for _, h := range r.Hooks {
+			if c.has(r.Method, h.Target) || c.Unusable[r.Method][h.Target] != "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Select picks a rung for every stage.
 //
 // probe "auto" (or "") takes the first usable rung of each stage. A forced
@@ -173,7 +187,9 @@ func (c Capabilities) present(r Rung) (Rung, string) {
 // one, and fails when such a rung exists but cannot work here (a forced run
 // must never silently test something else). A stage without a rung of the
 // forced family falls back to its own best usable rung, and its reason says
-// so. A stage with no usable rung is unavailable, or an error when Required.
+// so. A stage with no usable rung is unavailable, or an error when Required;
+// an optional stage none of whose targets exists is unavailable under a
+// forced probe too.
 func Select(stages []Stage, caps Capabilities, probe string) ([]Choice, error) {
 	probe, err := ParseProbe(probe)
 	if err != nil {
@@ -205,6 +221,12 @@ func selectStage(st Stage, caps Capabilities, probe string) (Choice, error) {
 			failed = append(failed, why)
 		}
 		if len(failed) > 0 {
+			if !st.Required && caps.absent(st) {
+				// Nothing of the stage exists on this kernel (its module
+				// is not loaded): no rung could run, so forcing one cannot
+				// make it test something else.
+				return Choice{Stage: st.Name, Reason: fmt.Sprintf("--probe %s forced; nothing to attach to on this kernel: %s", probe, strings.Join(failed, "; "))}, nil
+			}
 			return Choice{}, fmt.Errorf("stage %s: --probe %s forced but %s", st.Name, probe, strings.Join(failed, "; "))
 		}
 		prefix = fmt.Sprintf("no %s rung for this stage", probe)

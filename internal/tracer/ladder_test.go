@@ -154,6 +154,29 @@ func TestSelectForced(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "stage out: --probe kprobe forced but kprobe: no CONFIG_KPROBES") {
 		t.Errorf("forced kprobe without kprobes: err = %v", err)
 	}
+	// An optional stage of a module that is not loaded (the host tracer's
+	// OVS upcall without openvswitch): nothing to attach to by any method,
+	// so a forced probe leaves it unavailable, saying so, instead of
+	// refusing the whole tracer (the 5.10 tracepoint cell of the matrix).
+	ovs := append(append([]Stage{}, testStages...), Stage{Name: "upcall", Rungs: []Rung{
+		{Method: TpBTF, Hooks: []Hook{{Target: "ovs_dp_upcall", Program: "b_up"}}},
+		{Method: RawTracepoint, Hooks: []Hook{{Target: "ovs_dp_upcall", Program: "r_up"}}},
+	}})
+	for _, probe := range []string{"tracepoint", "auto", "kprobe"} {
+		ch, err = Select(ovs, everything, probe)
+		if err != nil {
+			t.Fatalf("forced %s with an absent optional stage: %v", probe, err)
+		}
+		if up := ch[len(ch)-1]; up.Available || !strings.Contains(up.Reason, "ovs_dp_upcall not found") {
+			t.Errorf("forced %s: upcall %+v, want unavailable with the reason", probe, up)
+		}
+	}
+	// Present but unusable by the forced method: still an error.
+	caps := capsWith(map[Method]string{TpBTF: "", RawTracepoint: "", Fentry: "", Kprobe: "", Tracepoint: ""})
+	caps.Targets[TpBTF] = map[string]bool{"ovs_dp_upcall": true}
+	if _, err = Select(ovs, caps, "tracepoint"); err == nil || !strings.Contains(err.Error(), "stage upcall: --probe tracepoint forced but") {
+		t.Errorf("forced tracepoint, upcall only by tp_btf: err = %v", err)
+	}
 	_, err = Select(testStages, everything, "bogus")
 	if err == nil {
 		t.Error("bogus probe accepted")
