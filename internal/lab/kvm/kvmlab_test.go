@@ -94,9 +94,15 @@ func TestKVMLab(t *testing.T) {
 			}
 		}
 		t.Run("WireDelayShowsInRTT", func(t *testing.T) {
-			// Each ping crosses the wire twice.
-			if min := rtt[0]; min < 2*wireDelay {
-				t.Errorf("min RTT %s with a %s one-way wire delay, want at least %s", min, wireDelay, 2*wireDelay)
+			// Each ping crosses the wire twice. Judged on the mean: ping
+			// times its RTTs with the nested VM's kvm-clock, which can stand
+			// still for tens of ms while its TCG host is busy (stages
+			// stamped with one nanosecond in issue 21's runs), so one ping
+			// can read short — a quiet CI run saw min 49.8 ms, avg 99.3 ms
+			// for 80 ms of delay. A wire without the delay reads a few ms
+			// on a quiet machine (TestKVMWholePath: CJ minimum ~1 ms).
+			if avg := rtt[1]; avg < 2*wireDelay {
+				t.Errorf("mean RTT %s with a %s one-way wire delay, want at least %s", avg, wireDelay, 2*wireDelay)
 			}
 			t.Logf("RTT min/avg/max %s/%s/%s with %s each way (emulated machines)", rtt[0], rtt[1], rtt[2], wireDelay)
 		})
