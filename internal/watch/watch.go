@@ -176,19 +176,23 @@ func (c *Collector) Line(s *orchestrate.WatchStream, line []byte) {
 		// --max-cpu, frames it could not read): the watcher's log says it
 		// at once, and every pair's kept stream keeps it, as run's files do.
 		c.o.Logf("%s: warning %s: %s", s, probe.Code, probe.Message)
-		for i := range st.files {
-			c.keep(st, i, line)
-		}
+		c.keepEveryPair(st, line)
 	case record.TypeStats, record.TypeTrailer:
 		c.counters(st, probe.Counters)
 		if probe.Type == record.TypeTrailer {
 			if probe.ExitReason == record.ExitMaxCPU {
 				c.m.detached.WithLabelValues(s.Node, s.Tool).Inc()
 			}
-			for i := range st.files {
-				c.keep(st, i, line)
-			}
+			c.keepEveryPair(st, line)
 		}
+	}
+}
+
+// keepEveryPair appends a line of the whole stream (a warning, the
+// trailer) to every pair's kept file.
+func (c *Collector) keepEveryPair(st *stream, line []byte) {
+	for i := range st.files {
+		c.keep(st, i, line)
 	}
 }
 

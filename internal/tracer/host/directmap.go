@@ -139,7 +139,9 @@ func (d *directMap) apply(r dmResult) {
 // warnings returns, once the programs have left packets unread, the
 // warning saying why (pagedWarning), once.
 func (d *directMap) warnings(stopping bool) []record.Warning {
-	if d.warned {
+	// Called after every tick: the unread count (a read of the programs'
+	// variable) is only looked at when a warning can be due.
+	if d.warned || !stopping && (d.res == nil || d.res.err == nil) {
 		return nil
 	}
 	msg := pagedWarning(d.res, time.Since(d.started), d.unreadCount(), stopping)
