@@ -23,10 +23,9 @@ import (
 // Correlation-only hooks: attached like stages (they appear in the header's
 // probes) but they are not record stages.
 const (
-	HookSkbConsumed = "skb_consumed" // consume_skb of a tracked skb (cleanup; S2 of last resort)
-	HookSkbDropped  = "skb_dropped"  // kfree_skb of a tracked skb (drop records with a reason)
-	HookEventfd     = "eventfd"      // eventfd_signal(_mask): the eventfd ctx of a chain
-	HookPollWakeup  = "poll_wakeup"  // vhost_poll_wakeup: ties a kick to the vhost work it queues
+	HookSkbDropped = "skb_dropped" // kfree_skb of a tracked skb (drop records with a reason)
+	HookEventfd    = "eventfd"     // eventfd_signal(_mask): the eventfd ctx of a chain
+	HookPollWakeup = "poll_wakeup" // vhost_poll_wakeup: ties a kick to the vhost work it queues
 )
 
 // Config configures one vhost tracer.
@@ -240,13 +239,18 @@ func (t *Tool) Stages() []tracer.Stage {
 		if t.vhostUsed {
 			s2 = append(s2, t.fnRungs("tun_recvmsg", vhostProgS2Fentry, vhostProgS2Kprobe, "vhost-net handle_rx takes the skb from the tun ring"))
 		}
+		// consume_skb ends a traced skb's tracking where S2 does not: after
+		// a copy (skb_copy_datagram_iovec), or as S2 itself. It is part of
+		// those rungs rather than a hook of its own because it runs for
+		// every skb the host consumes: tun_recvmsg forgets the skb itself
+		// (and tun frees the skbs it never hands out with kfree_skb, which
+		// skb_dropped sees), so on the vhost-net rungs it is not attached.
 		s2 = append(s2, []tracer.Rung{
-			rung(R, "skb_copy_datagram_iovec", vhostProgS2Tp,
-				"skb:skb_copy_datagram_iovec in tun_put_user, in the task that reads the tun queue (vhost worker or user space backend)"),
+			{Method: R, Note: "skb:skb_copy_datagram_iovec in tun_put_user, in the task that reads the tun queue (vhost worker or user space backend); consume_skb ends the skb's tracking",
+				Hooks: []tracer.Hook{{Target: "skb_copy_datagram_iovec", Program: vhostProgS2Tp}, {Target: "consume_skb", Program: vhostProgSkbConsumed}}},
 			rung(R, "consume_skb", vhostProgSkbConsumed, "skb:consume_skb of the skb once the reader copied it"),
 		})
 		add(record.StageVhostRecv, false, s2...)
-		add(HookSkbConsumed, false, []tracer.Rung{rung(R, "consume_skb", vhostProgSkbConsumed, "end of a traced skb")})
 		dropProg, dropNote := vhostProgSkbDropped, "a traced skb dropped, with the kernel's reason"
 		if t.kfreeNoReason {
 			dropProg, dropNote = vhostProgSkbDroppedNoreason, "a traced skb dropped (this kernel's kfree_skb has no reason)"

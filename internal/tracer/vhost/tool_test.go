@@ -312,7 +312,7 @@ func TestModuleBTFLadder(t *testing.T) {
 // Each tool's ladders are its record table's stages in path order, plus the
 // correlation-only hooks, which are no record stage.
 func TestStagesMatchRecord(t *testing.T) {
-	hooks := []string{HookSkbConsumed, HookSkbDropped, HookEventfd, HookPollWakeup}
+	hooks := []string{HookSkbDropped, HookEventfd, HookPollWakeup}
 	for _, path := range []*record.Path{record.VhostRX, record.VhostTX} {
 		var stages []string
 		for _, s := range testTool(t, path.Tool).Stages() {
@@ -389,5 +389,55 @@ func TestArmWindow(t *testing.T) {
 		if got != c.want {
 			t.Errorf("ArmWindow %s: vh_arm_ns %d, want %d", c.set, got, c.want)
 		}
+	}
+}
+
+// TestConsumeOnlyWithCopyRungs: consume_skb runs for every skb the host
+// consumes, so it is attached only where S2 needs it — with the copy
+// tracepoint (it ends the skb's tracking) or as S2 itself — and not where
+// vhost-net's tun_recvmsg takes the skb, which forgets it itself.
+func TestConsumeOnlyWithCopyRungs(t *testing.T) {
+	allTP := set("net_dev_start_xmit", "skb_copy_datagram_iovec", "consume_skb", "kfree_skb")
+	for _, c := range []struct {
+		name    string
+		caps    tracer.Capabilities
+		s2      string
+		consume bool
+	}{{
+		name: "vhost-net, tun_recvmsg by kprobe",
+		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Kprobe: "", tracer.RawTracepoint: ""},
+			Targets: map[tracer.Method]map[string]bool{tracer.Kprobe: set("tun_net_xmit", "tun_recvmsg"), tracer.RawTracepoint: allTP}},
+		s2: "kprobe:tun_recvmsg",
+	}, {
+		name: "no kprobes: the copy tracepoint",
+		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Kprobe: "kprobes not supported", tracer.RawTracepoint: ""},
+			Targets: map[tracer.Method]map[string]bool{tracer.RawTracepoint: allTP}},
+		s2: "raw_tracepoint:skb_copy_datagram_iovec", consume: true,
+	}, {
+		name: "no copy tracepoint: consume_skb as S2",
+		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Kprobe: "kprobes not supported", tracer.RawTracepoint: ""},
+			Targets: map[tracer.Method]map[string]bool{tracer.RawTracepoint: set("net_dev_start_xmit", "consume_skb", "kfree_skb")}},
+		s2: "raw_tracepoint:consume_skb", consume: true,
+	}} {
+		t.Run(c.name, func(t *testing.T) {
+			choices, err := tracer.Select(testTool(t, record.ToolVhostRX, "vhost").Stages(), c.caps, tracer.ProbeAuto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := chosen(t, choices)[record.StageVhostRecv]; got != c.s2 {
+				t.Errorf("s2: %s, want %s", got, c.s2)
+			}
+			consume := false
+			for _, ch := range choices {
+				for _, h := range ch.Rung.Hooks {
+					if ch.Available && h.Target == "consume_skb" {
+						consume = true
+					}
+				}
+			}
+			if consume != c.consume {
+				t.Errorf("consume_skb attached: %v, want %v (choices %+v)", consume, c.consume, choices)
+			}
+		})
 	}
 }
