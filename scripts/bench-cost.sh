@@ -7,10 +7,13 @@
 # It runs, one after the other (never two at once: they would load each
 # other):
 #   - the per-program benchmarks (kernel bpf_stats, hot caches): host
-#     BenchmarkBPFCost, vm BenchmarkBPFRunTime, vhost BenchmarkTapLinkBPFCost;
+#     BenchmarkBPFCost, vm BenchmarkBPFRunTime, vhost BenchmarkTapLinkBPFCost,
+#     each with empty programs on the same hooks (the floor), and host
+#     BenchmarkHookFloor (the floor from flood rates, without bpf_stats);
 #   - the lab benchmarks: BenchmarkFlood/veth (one host's tracers under a
 #     UDP flood) and BenchmarkObserverEffect/veth/vm+host (pings with and
-#     without the origin workflow's four tracers);
+#     without the origin workflow's four tracers, and with empty programs on
+#     the tracers' hooks as the control);
 # and records the load average before and after each, since every figure
 # but the per-run ones moves with the machine's load. The raw output is
 # kept in OUTDIR (default: a new temporary directory).
@@ -45,6 +48,7 @@ bench() {
 }
 
 bench host 'BPFCost$' ./internal/tracer/host/
+bench floor 'HookFloor$' ./internal/tracer/host/
 bench vm 'BPFRunTime$' ./internal/tracer/vm/
 bench vhost 'TapLinkBPFCost$' ./internal/tracer/vhost/
 bench flood 'Flood/veth$' ./test/e2e/
@@ -75,6 +79,11 @@ micro=$(awk -v a="$(metric host "ns/run-unrelated-host_ingress_btf|ns/run-unrela
 	-v c="$(metric vhost "ns/run-udp-netif_btf|ns/run-udp-netif_tp")" -v d="$(metric vhost "ns/run-udp-s1_btf|ns/run-udp-s1_tp")" \
 	-v e="$(metric vhost ns/run-udp-skb_consumed)" 'BEGIN { printf "%.0f", a + b + c + d + e }')
 labhost=$(metric flood bpf-ns/pkt-host)
+# The floor: what an empty program on the same hooks costs per run in the
+# same floods (tracertest.AttachFloor), i.e. the tracepoint's dispatch as
+# bpf_stats sees it with its own clock reads. Five runs per frame pay it
+# whatever the programs do.
+floor=$(awk -v a="$(metric host ns/run-unrelated-pp_empty)" -v b="$(metric vhost ns/run-udp-pp_empty)" 'BEGIN { printf "%.1f", (a + b) / 2 }')
 
 # Matched hook runs: the highest of the per-hook figures.
 matched=$(for m in "host ns/matched-run-host_ingress_btf|ns/matched-run-host_ingress_tp" "host ns/matched-run-host_egress_btf|ns/matched-run-host_egress_tp" \
@@ -111,6 +120,13 @@ row() { # goal measured what
 	row 5 "${node%% *}" "BPF per ping of the costliest node, all runs (µs, ${node#* })"
 	row 5 "${pingsnode%% *}" "… of it on the pings' packets (µs, ${pingsnode#* })"
 	echo
+	echo "floor: an empty program on the same hooks costs $floor ns per run (host and vhost floods, bpf_stats);" \
+		"the unrelated frame's five runs: $(awk -v f="$floor" 'BEGIN { printf "%.0f", 5 * f }') ns of floor," \
+		"$(awk -v m="$micro" -v f="$floor" 'BEGIN { printf "%.0f", m - 5 * f }') ns of the programs' own work"
+	echo "floor without bpf_stats (BenchmarkHookFloor, from flood rates): an empty program adds $(metric floor ns/run-attached) ns per run" \
+		"to a packet; bpf_stats reports $(metric floor ns/run-bpf_stats) ns for it and adds $(metric floor ns/run-stats-overhead) ns per run"
+	echo "lab control: empty programs on the same hooks as the four tracers ($(metric observer bpf-runs/ping-empty) runs per ping):" \
+		"Δ RTT p50 $(metric observer rtt-p50-delta-µs-empty) µs, against $(metric observer rtt-p50-delta-µs) µs with the tracers"
 	echo "flood (veth lab, sender host's three tracers): forwarding ratio $(metric flood fwd-ratio)," \
 		"cost at 1 Mpps $(metric flood cpu%-at-1Mpps) % of one CPU, self-measured/kernel BPF $(metric flood self/kernel-bpf)"
 	echo "observer: untraced p50 $(metric observer off-p50-µs) µs, traced $(metric observer on-p50-µs) µs," \

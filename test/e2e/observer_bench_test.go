@@ -20,6 +20,7 @@ import (
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/labtest"
 	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 const (
@@ -38,7 +39,10 @@ const (
 //   - the BPF run time per probe invocation from the kernel's BPF
 //     statistics (BPF_ENABLE_STATS, the same switch as
 //     kernel.bpf_stats_enabled, held only while the benchmark runs), over
-//     the programs of our tracer processes only, and the BPF time per ping.
+//     the programs of our tracer processes only, and the BPF time per ping;
+//   - the control ("-empty"): the same RTT figures with empty programs on
+//     the hooks the tracers attach, as many per hook — the part of the
+//     inflation that any program on those hooks causes.
 //
 // Run: go test -run '^$' -bench ObserverEffect -benchtime 1x ./test/e2e
 // (one iteration is the whole experiment; -benchtime Nx repeats it).
@@ -91,27 +95,58 @@ func observe(b *testing.B, opts lab.Options, tools []string) {
 		progs[k] = map[ebpf.ProgramID]*progStat{}
 		pingsNS[k] = map[string]uint64{}
 	}
+	// The control: empty programs on every hook this build's tracers
+	// attach (learned from their headers in a start that is not
+	// measured), as many per hook as there are tracers on it. What they
+	// add to the RTT, no tracer on those hooks can avoid; the rest is the
+	// tracers' own work.
+	var emptyHooks []tracertest.Hook
+	for _, s := range startTracers(b, ctx, l, tools, nil, bins[0]).stop(b) {
+		emptyHooks = append(emptyHooks, tracertest.HooksOf(s.Header)...)
+	}
+	var empty []float64
+	var emptyStats tracertest.Stats
+	// One round pings once untraced (-1), once with each build's tracers
+	// (0…) and once with the empty programs (len(bins)), starting at
+	// another variant each round so that none always follows another.
+	variants := len(bins) + 2
 	tracedPings := 0
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for r := 0; r < observerRounds; r++ {
-			rtts, err := pingSeries(ctx, l, observerPings)
-			if err != nil {
-				b.Fatal(err)
-			}
-			off = append(off, rtts...)
-			for k, bin := range bins {
-				tr := startTracers(b, ctx, l, tools, nil, bin)
-				rtts, err = pingSeries(ctx, l, observerPings)
-				if err != nil {
-					b.Fatal(err)
-				}
-				on[k] = append(on[k], rtts...)
-				tr.collectStats(b, progs[k]) // before stopping: the programs go with their process
-				for i, s := range tr.stop(b) {
-					if c := s.Trailer.Cost; c != nil {
-						pingsNS[k][tr[i].node] += c.MatchedBPFNS
+			for v := 0; v < variants; v++ {
+				k := (v+r)%variants - 1
+				switch {
+				case k < 0:
+					rtts, err := pingSeries(ctx, l, observerPings)
+					if err != nil {
+						b.Fatal(err)
 					}
+					off = append(off, rtts...)
+				case k < len(bins):
+					tr := startTracers(b, ctx, l, tools, nil, bins[k])
+					rtts, err := pingSeries(ctx, l, observerPings)
+					if err != nil {
+						b.Fatal(err)
+					}
+					on[k] = append(on[k], rtts...)
+					tr.collectStats(b, progs[k]) // before stopping: the programs go with their process
+					for i, s := range tr.stop(b) {
+						if c := s.Trailer.Cost; c != nil {
+							pingsNS[k][tr[i].node] += c.MatchedBPFNS
+						}
+					}
+				default:
+					ids, detach := tracertest.AttachEmpty(b, emptyHooks)
+					s0 := tracertest.ReadStats(b, ids)
+					rtts, err := pingSeries(ctx, l, observerPings)
+					if err != nil {
+						b.Fatal(err)
+					}
+					empty = append(empty, rtts...)
+					d, _ := tracertest.ReadStats(b, ids).Sub(s0)
+					emptyStats = emptyStats.Add(d)
+					detach()
 				}
 			}
 			tracedPings += observerPings
@@ -123,6 +158,14 @@ func observe(b *testing.B, opts lab.Options, tools []string) {
 	offP50, offP99 := quantile(off, 0.5), quantile(off, 0.99)
 	b.ReportMetric(offP50, "off-p50-µs")
 	b.ReportMetric(offP99, "off-p99-µs")
+	slices.Sort(empty)
+	b.ReportMetric(quantile(empty, 0.5)-offP50, "rtt-p50-delta-µs-empty")
+	b.ReportMetric(quantile(empty, 0.99)-offP99, "rtt-p99-delta-µs-empty")
+	e := emptyStats[tracertest.EmptyProgram]
+	b.ReportMetric(float64(e.Time.Nanoseconds())/float64(tracedPings)/1e3, "bpf-µs/ping-empty")
+	b.ReportMetric(float64(e.Runs)/float64(tracedPings), "bpf-runs/ping-empty")
+	b.ReportMetric(e.PerRun(), "bpf-ns/run-empty")
+	b.Logf("empty programs on the same %d hooks: RTT p50 %.1f µs, %d runs at %.0f ns", len(emptyHooks), quantile(empty, 0.5), e.Runs, e.PerRun())
 	for k, bin := range bins {
 		sfx := ""
 		if bin.name != "new" {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,7 +103,8 @@ func BenchmarkBPFCost(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		base := floodFor(time.Second)
 		rt := startTracerOpts(b, tp.hostA, Config{SrcIP: tp.src, DstIP: tp.dst}, tracer.Options{MaxCPU: 10000})
-		ids := rt.ProgramIDs()
+		// The floor: empty programs on the tracer's two packet hooks.
+		ids := append(rt.ProgramIDs(), tracertest.AttachFloor(b, "netif_receive_skb", "net_dev_start_xmit")...)
 
 		s0 := tracertest.ReadStats(b, ids)
 		tracertest.FloodFor(b, other.A, other.LinkB.Addr.Addr(), time.Second)
@@ -151,4 +153,68 @@ func BenchmarkBPFCost(b *testing.B) {
 		b.ReportMetric(float64(st.Trailer.Counters["pings"]), "pings-traced")
 		b.ReportMetric(float64(st.Trailer.Counters["ringbuf_lost"]), "ringbuf-lost")
 	}
+}
+
+// BenchmarkHookFloor measures what a BPF program costs a packet by being
+// attached, whatever it does: UDP is flooded between two namespaces
+// (unix.Sendto in a loop, which also runs the receive softirq on its CPU)
+// with no program, then with hookFloorCopies empty programs (AttachEmpty)
+// on each of the two hooks a datagram crosses (net_dev_start_xmit on the
+// sender's veth, netif_receive_skb on the receiver's), rounds alternated.
+// From the rates, without bpf_stats (clock-free): "ns/run-attached", the
+// time one run adds to a packet; bpf_stats' own figure for the same runs
+// ("ns/run-bpf_stats") is the program's inside as the kernel times it,
+// plus its clock reads; "ns/run-stats-overhead" is what turning bpf_stats
+// on adds per run. The tracers' per-run figures (BenchmarkBPFCost) sit on
+// top of this floor; docs/observer-effect.md.
+func BenchmarkHookFloor(b *testing.B) {
+	const hookFloorCopies = 16
+	pair := nettest.NewPair(b, "10.93.0.1/24", "10.93.0.2/24")
+	dst := pair.LinkB.Addr.Addr()
+	flood := func() float64 {
+		t0 := time.Now()
+		n := tracertest.FloodFor(b, pair.A, dst, time.Second)
+		return float64(n) / time.Since(t0).Seconds()
+	}
+	var hooks []tracertest.Hook
+	for i := 0; i < hookFloorCopies; i++ {
+		hooks = append(hooks, tracertest.Hook{Method: "tp_btf", Target: "net_dev_start_xmit"}, tracertest.Hook{Method: "tp_btf", Target: "netif_receive_skb"})
+	}
+	flood() // warm-up: ARP, caches
+	for i := 0; i < b.N; i++ {
+		var bare, attached, withStats []float64
+		var runs, sent float64
+		var stat tracertest.Stats
+		for r := 0; r < 3; r++ {
+			bare = append(bare, flood())
+			ids, detach := tracertest.AttachEmpty(b, hooks)
+			attached = append(attached, flood())
+			stats := tracertest.EnableStats(b)
+			s0 := tracertest.ReadStats(b, ids)
+			t0 := time.Now()
+			n := tracertest.FloodFor(b, pair.A, dst, time.Second)
+			withStats = append(withStats, float64(n)/time.Since(t0).Seconds())
+			d, _ := tracertest.ReadStats(b, ids).Sub(s0)
+			stats.Close()
+			detach()
+			stat = stat.Add(d)
+			runs += float64(d[tracertest.EmptyProgram].Runs)
+			sent += float64(n)
+		}
+		perPkt := func(pps []float64) float64 { return 1e9 / median(pps) } // ns per datagram
+		runsPerPkt := runs / sent
+		b.ReportMetric(runsPerPkt, "runs/pkt")
+		b.ReportMetric(median(bare), "pps-bare")
+		b.ReportMetric(median(attached), "pps-attached")
+		b.ReportMetric(median(withStats), "pps-attached-stats")
+		b.ReportMetric((perPkt(attached)-perPkt(bare))/runsPerPkt, "ns/run-attached")
+		b.ReportMetric((perPkt(withStats)-perPkt(attached))/runsPerPkt, "ns/run-stats-overhead")
+		b.ReportMetric(stat[tracertest.EmptyProgram].PerRun(), "ns/run-bpf_stats")
+	}
+}
+
+// median is the middle of xs (sorted in place).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }

@@ -81,6 +81,17 @@ func (s Stats) Sub(before Stats) (Stats, time.Duration) {
 	return out, total
 }
 
+// Add returns the counters of s and o summed per program name.
+func (s Stats) Add(o Stats) Stats {
+	out := Stats{}
+	for _, m := range []Stats{s, o} {
+		for name, a := range m {
+			out[name] = Stat{out[name].Runs + a.Runs, out[name].Time + a.Time}
+		}
+	}
+	return out
+}
+
 // Report reports each program's mean run time as the metric
 // "ns/run-<phase>-<name>" and logs runs and mean per program, by name.
 func (s Stats) Report(b *testing.B, phase string) {
