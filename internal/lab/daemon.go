@@ -85,6 +85,27 @@ func (l *Lab) pids() (map[string]int, error) {
 	return out, nil
 }
 
+// daemonExited reports whether the daemon this lab started under name is
+// known to be gone: its pid file names a pid that no longer runs (or is a
+// zombie). Unlike pids it does not ask whether the pid's command line names
+// the lab: right after exec.Cmd.Start returns, the kernel may not have set
+// up the new program's arguments yet (Start returns when exec closes the
+// parent's close-on-exec pipe, early in loading the binary; /proc/PID/cmdline
+// reads empty until the loader has built the argument tables), so the first
+// look at a QEMU just started could find a live process "not ours" — a
+// host boot failed with "qemu exited" within its first second while its
+// QEMU ran on (its log ended with the SIGTERM of the failed boot's own
+// stopHost). A process this lab started cannot have had its pid reused
+// before it is reaped, which processAlive does.
+func (l *Lab) daemonExited(name string) bool {
+	b, err := os.ReadFile(l.pidFile(name))
+	if err != nil {
+		return false // not known: the pid file is written right after the start
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err == nil && pid > 1 && !processAlive(pid)
+}
+
 // ownsProcess reports whether pid's command line mentions the lab directory.
 // sshd rewrites its argv into one process title that still contains the
 // original arguments, hence the substring test.

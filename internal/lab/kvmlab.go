@@ -618,7 +618,7 @@ func (l *Lab) waitConsole(ctx context.Context, host string, timeout time.Duratio
 		if ok, err := done(c); ok || err != nil {
 			return err
 		}
-		if pids, _ := l.pids(); pids[qemuDaemon(host)] == 0 {
+		if l.daemonExited(qemuDaemon(host)) {
 			return fmt.Errorf("qemu exited (%s; %s)", lastProgress(c), l.LogFile(qemuDaemon(host)))
 		}
 		if time.Now().After(deadline) {

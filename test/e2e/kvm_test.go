@@ -165,6 +165,7 @@ func kvmRunOK(t *testing.T, l *lab.Lab, name string, count int) (*series, bool) 
 		"--count", fmt.Sprint(count), "--interval", kvmInterval.String(), "--ready-timeout", kvmReadyTimeout.String())
 	if err != nil {
 		t.Errorf("%s: %v", name, err)
+		labtest.LogTails(t, l.Dir) // a host that died shows it on its console
 		return nil, false
 	}
 	t.Logf("%s run (wire delay %s, loss %g%%) took %s:\n%s", name, l.WireDelay, l.WireLoss, time.Since(began).Round(time.Second), summaryOf(out))

@@ -66,10 +66,10 @@ func up(t testing.TB, opts lab.Options, timeout time.Duration) *lab.Lab {
 	l, err := lab.Up(ctx, opts)
 	if err != nil && opts.Hypervisor == lab.HypervisorKVM && ctx.Err() == nil {
 		// A KVM lab's emulated hosts fail to come up now and then in ways
-		// lab up does not retry itself (a host's QEMU gone within its first
-		// second, once with its taps still held: cause not found yet, see
-		// docs/lab.md). Keep what its logs say, then try one new lab.
-		logTails(t, filepath.Join(opts.Dir, "logs"))
+		// lab up does not retry itself (until 2026-12-06 also a false "qemu
+		// exited" within a host's first second, docs/lab.md "Boot
+		// failures"). Keep what its logs say, then try one new lab.
+		LogTails(t, opts.Dir)
 		t.Logf("lab up failed, trying once more with a new lab: %v", err)
 		opts.Dir, opts.Name = t.TempDir(), UniqueName()
 		l, err = lab.Up(ctx, opts)
@@ -312,10 +312,13 @@ func Processes(t testing.TB, netns string, match func(cmdline string) bool) []st
 	return out
 }
 
-// logTails logs the last lines of every log a failed lab up left in dir
-// (the test's temporary directory goes away with the test).
-func logTails(t testing.TB, dir string) {
+// LogTails logs the last lines of every log of the lab in dir (QEMU and
+// console logs of a KVM lab's hosts, daemons): what a failed lab up or run
+// leaves to explain it, kept in the test log because the test's temporary
+// directory goes away with the test.
+func LogTails(t testing.TB, labDir string) {
 	t.Helper()
+	dir := filepath.Join(labDir, "logs")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Logf("lab logs: %v", err)
