@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // daemon describes a background process of the lab.
@@ -111,6 +112,12 @@ func (l *Lab) daemonExited(name string) bool {
 // original arguments, hence the substring test.
 func (l *Lab) ownsProcess(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	// Empty right after its exec (daemonExited): give it a moment, so that
+	// Down right after a start still finds the process it started.
+	for i := 0; err == nil && len(b) == 0 && i < 20; i++ {
+		time.Sleep(5 * time.Millisecond)
+		b, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	}
 	if err != nil {
 		return false
 	}

@@ -12,7 +12,8 @@ import (
 // exec.Cmd.Start returns may not show its command line yet (the kernel
 // builds the argument tables after closing the parent's close-on-exec
 // pipe), which made a booting host's QEMU look gone; daemonExited says
-// "gone" only for a pid that no longer runs.
+// "gone" only for a pid that no longer runs, and pids (Down's list) waits
+// for the command line.
 func TestDaemonExitedRightAfterStart(t *testing.T) {
 	l := &Lab{Dir: t.TempDir()}
 	if err := os.MkdirAll(l.runDir(), 0o755); err != nil {
@@ -22,7 +23,8 @@ func TestDaemonExitedRightAfterStart(t *testing.T) {
 		t.Error("a daemon without a pid file reported gone")
 	}
 	for i := 0; i < 20; i++ {
-		cmd := exec.Command("/bin/sleep", "30")
+		// The lab directory in its argv, as every daemon has.
+		cmd := exec.Command("/bin/sh", "-c", "sleep 30; :", l.Dir+"/x")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -31,6 +33,9 @@ func TestDaemonExitedRightAfterStart(t *testing.T) {
 		}
 		if l.daemonExited("d") {
 			t.Errorf("start %d: a running process reported gone", i)
+		}
+		if pids, err := l.pids(); err != nil || pids["d"] != cmd.Process.Pid {
+			t.Errorf("start %d: pids right after the start: %v, %v", i, pids, err)
 		}
 		_ = cmd.Process.Kill()
 		// Not waited for: daemonExited sees the zombie and reaps it.
