@@ -58,9 +58,10 @@ test: deps generate-check lint build freshroot
 # `pingpath run`s with every tracer, delay/loss/drop placed. 4 (quiet) to 25 minutes on a
 # 2-CPU machine, so not part of `make test`. Then the data paths, one lab each:
 # OVS + Geneve + bond (20-38 min) and Linux bridge + VXLAN (30-35 min at load
-# 25-39), so 65-100 minutes in all at that load.
+# 25-39), so 65-100 minutes in all at that load. Last, the program runs one
+# host's tracers make per bridged frame (TestKVMRunsPerFrame, 3-4 minutes quiet).
 test-kvm-e2e: build
-	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 150m -run '^(TestKVMWholePath|TestKVMDatapathOVSGeneveBond|TestKVMDatapathBridgeVXLAN)$$' -v ./test/e2e/
+	PINGPATH_KVM_E2E=1 $(GO) test -count=1 -timeout 160m -run '^(TestKVMWholePath|TestKVMDatapathOVSGeneveBond|TestKVMDatapathBridgeVXLAN|TestKVMRunsPerFrame)$$' -v ./test/e2e/
 
 # The observer effect on the KVM lab (test/e2e BenchmarkKVMObserverEffect):
 # traced vs untraced RTT with each node's tracers alone, then all four, each
