@@ -73,12 +73,8 @@ func (l *Lab) pids() (map[string]int, error) {
 		if !ok {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(l.runDir(), e.Name()))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 1 || !processAlive(pid) || !l.ownsProcess(pid) {
+		pid, ok := l.pidOf(name)
+		if !ok || !processAlive(pid) || !l.ownsProcess(pid) {
 			continue
 		}
 		out[name] = pid
@@ -99,24 +95,34 @@ func (l *Lab) pids() (map[string]int, error) {
 // stopHost). A process this lab started cannot have had its pid reused
 // before it is reaped, which processAlive does.
 func (l *Lab) daemonExited(name string) bool {
+	// No pid file: not known (it is written right after the start).
+	pid, ok := l.pidOf(name)
+	return ok && !processAlive(pid)
+}
+
+// pidOf reads the pid in the daemon's pid file.
+func (l *Lab) pidOf(name string) (int, bool) {
 	b, err := os.ReadFile(l.pidFile(name))
 	if err != nil {
-		return false // not known: the pid file is written right after the start
+		return 0, false
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	return err == nil && pid > 1 && !processAlive(pid)
+	return pid, err == nil && pid > 1
 }
 
 // ownsProcess reports whether pid's command line mentions the lab directory.
 // sshd rewrites its argv into one process title that still contains the
 // original arguments, hence the substring test.
 func (l *Lab) ownsProcess(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	// Empty right after its exec (daemonExited): give it a moment, so that
 	// Down right after a start still finds the process it started.
-	for i := 0; err == nil && len(b) == 0 && i < 20; i++ {
+	var b []byte
+	var err error
+	for i := 0; i <= 20; i++ {
+		if b, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err != nil || len(b) > 0 {
+			break
+		}
 		time.Sleep(5 * time.Millisecond)
-		b, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	}
 	if err != nil {
 		return false

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pingpath/pingpath/internal/lab"
 	"github.com/pingpath/pingpath/internal/lab/wire"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 const (
@@ -310,7 +311,7 @@ func checkCJFromRecords(t *testing.T, s *series) (cMin, jMin float64) {
 		t.Fatalf("%s: only %d C and %d J values from the records", s.Dir, len(cs), len(js))
 	}
 	n := map[string]int{"C": len(cs), "J": len(js)}
-	for name, want := range map[string]float64{"C": median(cs), "J": median(js)} {
+	for name, want := range map[string]float64{"C": tracertest.Median(cs), "J": tracertest.Median(js)} {
 		if got := s.Report.Segments[name]; got.N != n[name] || math.Abs(got.P50-want) > 0.01 {
 			t.Errorf("%s: report's %s: n %d, median %.3f µs; raw timestamps: n %d, median %.3f µs", s.Dir, name, got.N, got.P50, n[name], want)
 		}

@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -260,19 +259,6 @@ func readStream(t testing.TB, path string) *record.Stream {
 		t.Errorf("%s: undecodable lines: %v", path, s.Problems)
 	}
 	return s
-}
-
-// median of xs (which it sorts); 0 for none.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	slices.Sort(xs)
-	n := len(xs)
-	if n%2 == 1 {
-		return xs[n/2]
-	}
-	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // quantile of sorted xs with linear interpolation between closest ranks

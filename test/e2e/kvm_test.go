@@ -27,6 +27,7 @@ import (
 	"github.com/pingpath/pingpath/internal/lab/labtest"
 	"github.com/pingpath/pingpath/internal/lab/wire"
 	"github.com/pingpath/pingpath/internal/record"
+	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
 
 // kvmE2EVar, set to anything, runs the KVM lab end-to-end tests
@@ -445,7 +446,7 @@ func checkResiduals(t *testing.T, s *series) {
 			t.Errorf("%s: no ping with the residual and both segments", side.name)
 			continue
 		}
-		rp50, mp50, qp50 := median(resid), median(measured), median(ratio)
+		rp50, mp50, qp50 := tracertest.Median(resid), tracertest.Median(measured), tracertest.Median(ratio)
 		t.Logf("%s: residual p50 %.0f µs, measured virtualization (%s + %s) p50 %.0f µs, per-ping ratio p50 %.2f (n %d)",
 			side.name, rp50, side.segs[0], side.segs[1], mp50, qp50, len(resid))
 		if rp50 < 0 {

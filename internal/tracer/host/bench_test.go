@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -171,29 +170,31 @@ func BenchmarkHookFloor(b *testing.B) {
 	const hookFloorCopies = 16
 	pair := nettest.NewPair(b, "10.93.0.1/24", "10.93.0.2/24")
 	dst := pair.LinkB.Addr.Addr()
-	flood := func() float64 {
+	// flood returns the datagrams sent per second, and how many.
+	flood := func() (float64, int) {
 		t0 := time.Now()
 		n := tracertest.FloodFor(b, pair.A, dst, time.Second)
-		return float64(n) / time.Since(t0).Seconds()
+		return float64(n) / time.Since(t0).Seconds(), n
 	}
 	var hooks []tracertest.Hook
 	for i := 0; i < hookFloorCopies; i++ {
 		hooks = append(hooks, tracertest.Hook{Method: "tp_btf", Target: "net_dev_start_xmit"}, tracertest.Hook{Method: "tp_btf", Target: "netif_receive_skb"})
 	}
-	flood() // warm-up: ARP, caches
+	_, _ = flood() // warm-up: ARP, caches
 	for i := 0; i < b.N; i++ {
 		var bare, attached, withStats []float64
 		var runs, sent float64
 		var stat tracertest.Stats
 		for r := 0; r < 3; r++ {
-			bare = append(bare, flood())
+			pps, _ := flood()
+			bare = append(bare, pps)
 			ids, detach := tracertest.AttachEmpty(b, hooks)
-			attached = append(attached, flood())
+			pps, _ = flood()
+			attached = append(attached, pps)
 			stats := tracertest.EnableStats(b)
 			s0 := tracertest.ReadStats(b, ids)
-			t0 := time.Now()
-			n := tracertest.FloodFor(b, pair.A, dst, time.Second)
-			withStats = append(withStats, float64(n)/time.Since(t0).Seconds())
+			pps, n := flood()
+			withStats = append(withStats, pps)
 			d, _ := tracertest.ReadStats(b, ids).Sub(s0)
 			stats.Close()
 			detach()
@@ -201,20 +202,14 @@ func BenchmarkHookFloor(b *testing.B) {
 			runs += float64(d[tracertest.EmptyProgram].Runs)
 			sent += float64(n)
 		}
-		perPkt := func(pps []float64) float64 { return 1e9 / median(pps) } // ns per datagram
+		perPkt := func(pps []float64) float64 { return 1e9 / tracertest.Median(pps) } // ns per datagram
 		runsPerPkt := runs / sent
 		b.ReportMetric(runsPerPkt, "runs/pkt")
-		b.ReportMetric(median(bare), "pps-bare")
-		b.ReportMetric(median(attached), "pps-attached")
-		b.ReportMetric(median(withStats), "pps-attached-stats")
+		b.ReportMetric(tracertest.Median(bare), "pps-bare")
+		b.ReportMetric(tracertest.Median(attached), "pps-attached")
+		b.ReportMetric(tracertest.Median(withStats), "pps-attached-stats")
 		b.ReportMetric((perPkt(attached)-perPkt(bare))/runsPerPkt, "ns/run-attached")
 		b.ReportMetric((perPkt(withStats)-perPkt(attached))/runsPerPkt, "ns/run-stats-overhead")
 		b.ReportMetric(stat[tracertest.EmptyProgram].PerRun(), "ns/run-bpf_stats")
 	}
-}
-
-// median is the middle of xs (sorted in place).
-func median(xs []float64) float64 {
-	slices.Sort(xs)
-	return xs[len(xs)/2]
 }

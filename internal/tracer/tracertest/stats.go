@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -79,6 +80,19 @@ func (s Stats) Sub(before Stats) (Stats, time.Duration) {
 		total += d.Time
 	}
 	return out, total
+}
+
+// Median of xs (which it sorts); 0 for none.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // Add returns the counters of s and o summed per program name.
