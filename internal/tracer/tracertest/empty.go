@@ -90,12 +90,26 @@ func AttachFloor(t testing.TB, tracepoints ...string) []ebpf.ProgramID {
 	return ids
 }
 
-func attachEmpty(h Hook) (*ebpf.Program, link.Link, error) {
-	spec := &ebpf.ProgramSpec{
+// emptySpec is a program that returns 0, of no type yet.
+func emptySpec() *ebpf.ProgramSpec {
+	return &ebpf.ProgramSpec{
 		Name:         EmptyProgram,
 		License:      "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
 	}
+}
+
+// LoadEmptyRawTracepoint loads an empty raw tracepoint program, not
+// attached: run with BPF_PROG_TEST_RUN next to a tracer's program, it is
+// the floor under that program's test runs.
+func LoadEmptyRawTracepoint() (*ebpf.Program, error) {
+	spec := emptySpec()
+	spec.Type = ebpf.RawTracepoint
+	return ebpf.NewProgram(spec)
+}
+
+func attachEmpty(h Hook) (*ebpf.Program, link.Link, error) {
+	spec := emptySpec()
 	switch h.Method {
 	case "tp_btf":
 		spec.Type, spec.AttachType, spec.AttachTo = ebpf.Tracing, ebpf.AttachTraceRawTp, h.Target

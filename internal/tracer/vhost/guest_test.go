@@ -35,6 +35,7 @@ func TestGuestVhostNetStages(t *testing.T) {
 	id, seqs := pingSeqs(t, p, n)
 	rx.WaitRecords(t, tracertest.HasSeqs(id, seqs...))
 	tx.WaitRecords(t, tracertest.HasSeqs(id, seqs...))
+	assertNoTrackedSkbs(t, rx)
 	rxs, txs := rx.Stop(t), tx.Stop(t)
 	t.Logf("vhost-rx probes %+v", rxs.Header.Probes)
 	t.Logf("vhost-tx probes %+v", txs.Header.Probes)

@@ -66,6 +66,8 @@ func TestTraceRealPackets(t *testing.T) {
 	}{{rx, idOut}, {tx, idOut}, {rxRev, idIn}, {txRev, idIn}} {
 		w.tr.WaitRecords(t, tracertest.HasSeqs(w.id, seqs...))
 	}
+	assertNoTrackedSkbs(t, rx)
+	assertNoTrackedSkbs(t, rxRev)
 	rxs, txs := rx.Stop(t), tx.Stop(t)
 	rxRevS, txRevS := rxRev.Stop(t), txRev.Stop(t)
 

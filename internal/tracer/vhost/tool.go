@@ -239,15 +239,13 @@ func (t *Tool) Stages() []tracer.Stage {
 		if t.vhostUsed {
 			s2 = append(s2, t.fnRungs("tun_recvmsg", vhostProgS2Fentry, vhostProgS2Kprobe, "vhost-net handle_rx takes the skb from the tun ring"))
 		}
-		// consume_skb ends a traced skb's tracking where S2 does not: after
-		// a copy (skb_copy_datagram_iovec), or as S2 itself. It is part of
-		// those rungs rather than a hook of its own because it runs for
-		// every skb the host consumes: tun_recvmsg forgets the skb itself
-		// (and tun frees the skbs it never hands out with kfree_skb, which
-		// skb_dropped sees), so on the vhost-net rungs it is not attached.
+		// S2 ends a traced skb's tracking on every rung (tun frees the skbs
+		// it never hands out with kfree_skb, which skb_dropped sees), so
+		// consume_skb, which runs for every skb the host consumes, is
+		// attached only as S2 of last resort, on kernels without the copy
+		// tracepoint.
 		s2 = append(s2, []tracer.Rung{
-			{Method: R, Note: "skb:skb_copy_datagram_iovec in tun_put_user, in the task that reads the tun queue (vhost worker or user space backend); consume_skb ends the skb's tracking",
-				Hooks: []tracer.Hook{{Target: "skb_copy_datagram_iovec", Program: vhostProgS2Tp}, {Target: "consume_skb", Program: vhostProgSkbConsumed}}},
+			rung(R, "skb_copy_datagram_iovec", vhostProgS2Tp, "skb:skb_copy_datagram_iovec in tun_put_user, in the task that reads the tun queue (vhost worker or user space backend)"),
 			rung(R, "consume_skb", vhostProgSkbConsumed, "skb:consume_skb of the skb once the reader copied it"),
 		})
 		add(record.StageVhostRecv, false, s2...)
@@ -355,6 +353,12 @@ func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
 				}
 			}
 			obj.WatchTasks.Contents = ws
+			if len(ws) > 0 {
+				vars = append(vars, struct {
+					v   *ebpf.VariableSpec
+					val any
+				}{obj.VhWatching, uint8(1)})
+			}
 		}
 	}
 	for _, x := range vars {

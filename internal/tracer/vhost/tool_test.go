@@ -392,11 +392,11 @@ func TestArmWindow(t *testing.T) {
 	}
 }
 
-// TestConsumeOnlyWithCopyRungs: consume_skb runs for every skb the host
-// consumes, so it is attached only where S2 needs it — with the copy
-// tracepoint (it ends the skb's tracking) or as S2 itself — and not where
-// vhost-net's tun_recvmsg takes the skb, which forgets it itself.
-func TestConsumeOnlyWithCopyRungs(t *testing.T) {
+// TestConsumeOnlyAsLastS2: consume_skb runs for every skb the host
+// consumes, so it is attached only as S2 itself, on a kernel without the
+// copy tracepoint; S2 forgets the skb on every rung (vhost-net's
+// tun_recvmsg, the copy in tun_put_user).
+func TestConsumeOnlyAsLastS2(t *testing.T) {
 	allTP := set("net_dev_start_xmit", "skb_copy_datagram_iovec", "consume_skb", "kfree_skb")
 	for _, c := range []struct {
 		name    string
@@ -412,7 +412,7 @@ func TestConsumeOnlyWithCopyRungs(t *testing.T) {
 		name: "no kprobes: the copy tracepoint",
 		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Kprobe: "kprobes not supported", tracer.RawTracepoint: ""},
 			Targets: map[tracer.Method]map[string]bool{tracer.RawTracepoint: allTP}},
-		s2: "raw_tracepoint:skb_copy_datagram_iovec", consume: true,
+		s2: "raw_tracepoint:skb_copy_datagram_iovec",
 	}, {
 		name: "no copy tracepoint: consume_skb as S2",
 		caps: tracer.Capabilities{Methods: map[tracer.Method]string{tracer.Kprobe: "kprobes not supported", tracer.RawTracepoint: ""},

@@ -106,6 +106,7 @@ volatile const __u32 vh_sys_write;   // syscall numbers of write/writev on this 
 volatile const __u32 vh_sys_writev;
 volatile const __u64 vh_arm_ns = 50000000; // how long a task stays armed after taking a packet
 volatile const __u8 vh_arm = 1;            // 0: no vhost on this path, nothing to arm
+volatile const __u8 vh_watching;           // watch_tasks has entries (kernel-thread workers)
 
 // skb pointers seen at S1, until the backend takes or frees them.
 struct {
@@ -149,9 +150,22 @@ struct {
 	__type(value, __u64);
 } armed SEC(".maps");
 
-// Tasks user space asked to watch (vhost workers of the VM): kernel-thread
-// workers (before 6.4) are not in QEMU's thread group, and without an S2
-// probe no task gets armed.
+// When a task was last armed (0: never). The signal chain's hooks run for
+// every signal, eventfd, irqfd and interrupt on the host; while no task
+// took a traced packet within vh_arm_ns (between pings, and always for
+// other VMs' traffic) they leave on this one compare instead of a lookup
+// in armed. Written without atomics: two arms racing on two CPUs leave the
+// older of two nearly equal times, which ends the window microseconds
+// early at worst.
+__u64 vh_last_arm = 0;
+
+// When the last S4 event was (0: none), so that an injection in another
+// task (irqfd_inject in a kworker) is reported only shortly after one.
+__u64 vh_last_irqfd = 0;
+
+// Tasks vhost-tx watches (vhost workers of the VM): kernel-thread workers
+// (before 6.4) are not in QEMU's thread group. Looked up only when
+// vh_watching says there are any.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
@@ -234,15 +248,6 @@ struct {
 	__type(value, __u8);
 } tun_fds SEC(".maps");
 
-// [0]: time of the last S4 event, so that an injection in another task
-// (irqfd_inject in a kworker) is reported only shortly after one.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} last_irqfd SEC(".maps");
-
 // vh_fill fills an event's common part (the caller fills the rest).
 static __always_inline void vh_fill(struct vh_event *e, __u8 kind, __u8 method, __u64 ts)
 {
@@ -311,19 +316,23 @@ static __always_inline void arm_task(__u64 ts)
 		return;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&armed, &tid, &ts, BPF_ANY);
+	if (ts > vh_last_arm)
+		vh_last_arm = ts;
 }
 
 // S2: the backend takes a tracked skb (kind VH_VHOST_RECV), or the skb is
-// consumed (VH_SKB_CONSUMED); the task doing it is armed. forget says
-// whether the skb's life ends here (tun_recvmsg consumes it; a copy to user
-// space is followed by a consume_skb that does the forgetting).
-static __always_inline int on_skb_taken(void *ctx, void *skb, __u8 kind, __u8 probe, int forget)
+// consumed (VH_SKB_CONSUMED); the task doing it is armed. Its tracking ends
+// here: tun_recvmsg hands the skb to vhost-net, which frees it; tun_put_user
+// copies it once (twice with a VLAN tag: the second copy is not a new S2)
+// and consumes it, or frees it with kfree_skb when the copy failed — after
+// S2, so no drop of ours. Forgetting at the copy spares vhost-rx a program
+// on consume_skb, which runs for every skb the host consumes.
+static __always_inline int on_skb_taken(void *ctx, void *skb, __u8 kind, __u8 probe)
 {
 	__u64 key = (__u64)skb;
 	if (!skb_tracked(key))
 		return 0;
-	if (forget)
-		untrack_skb(key);
+	untrack_skb(key);
 	__u64 ts = bpf_ktime_get_ns();
 	arm_task(ts);
 	VH_RESERVE(e, kind, probe, ts);
@@ -335,22 +344,22 @@ static __always_inline int on_skb_taken(void *ctx, void *skb, __u8 kind, __u8 pr
 }
 
 // vhost-net hands tun the skb it took from the tun ring in msg_control.
-VH_PROGS(s2, VH_VHOST_RECV, (struct socket *sock, struct msghdr *m), on_skb_taken(ctx, PP_RD(VH_TYPED(method), m, msg_control), VH_VHOST_RECV, method, 1))
+VH_PROGS(s2, VH_VHOST_RECV, (struct socket *sock, struct msghdr *m), on_skb_taken(ctx, PP_RD(VH_TYPED(method), m, msg_control), VH_VHOST_RECV, method))
 
 // tun_put_user copies the packet with skb_copy_datagram_iter, in the task of
 // whoever reads the tun queue (the vhost worker, or a user space backend).
 SEC("raw_tracepoint")
 int BPF_PROG(s2_tp, struct sk_buff *skb, int len)
 {
-	return PP_COSTED(VH_VHOST_RECV, on_skb_taken(ctx, skb, VH_VHOST_RECV, M_TRACEPOINT, 0));
+	return PP_COSTED(VH_VHOST_RECV, on_skb_taken(ctx, skb, VH_VHOST_RECV, M_TRACEPOINT));
 }
 
-// consume_skb(skb) (6.3+ adds the caller's location: not read, so that one
-// program attaches everywhere).
+// consume_skb(skb), S2 on kernels without the copy tracepoint (6.3+ adds
+// the caller's location: not read, so that one program attaches everywhere).
 SEC("raw_tracepoint")
 int BPF_PROG(skb_consumed, struct sk_buff *skb)
 {
-	return PP_COSTED(VH_SKB_CONSUMED, on_skb_taken(ctx, skb, VH_SKB_CONSUMED, M_TRACEPOINT, 1));
+	return PP_COSTED(VH_SKB_CONSUMED, on_skb_taken(ctx, skb, VH_SKB_CONSUMED, M_TRACEPOINT));
 }
 
 static __always_inline int on_skb_dropped(void *ctx, struct sk_buff *skb, void *location, __u32 reason)
@@ -384,15 +393,22 @@ int BPF_PROG(skb_dropped_noreason, struct sk_buff *skb, void *location)
 	return PP_COSTED(VH_SKB_DROPPED, on_skb_dropped(ctx, skb, location, 0));
 }
 
-// task_armed reports whether the current task took a traced packet recently
-// (or is a watched vhost worker).
+// within reports whether at is at most vh_arm_ns before now. Signed: a
+// time another CPU wrote after this one read the clock is within.
+static __always_inline int within(__u64 now, __u64 at)
+{
+	return (__s64)(now - at) <= (__s64)vh_arm_ns;
+}
+
+// task_armed reports whether the current task took a traced packet within
+// vh_arm_ns; while no task did, without a lookup.
 static __always_inline int task_armed(__u64 now)
 {
+	if (!within(now, vh_last_arm))
+		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 *at = bpf_map_lookup_elem(&armed, &tid);
-	if (at && now - *at <= vh_arm_ns)
-		return 1;
-	return bpf_map_lookup_elem(&watch_tasks, &tid) != 0;
+	return at && now - *at <= vh_arm_ns;
 }
 
 static __always_inline int on_armed_event(void *ctx, __u8 kind, __u8 probe, __u64 key, __u64 key2, __u32 aux)
@@ -400,10 +416,8 @@ static __always_inline int on_armed_event(void *ctx, __u8 kind, __u8 probe, __u6
 	__u64 ts = bpf_ktime_get_ns();
 	if (!task_armed(ts))
 		return 0;
-	if (kind == VH_IRQFD || kind == VH_EVENTFD) {
-		__u32 zero = 0;
-		bpf_map_update_elem(&last_irqfd, &zero, &ts, BPF_ANY);
-	}
+	if (kind == VH_IRQFD || kind == VH_EVENTFD)
+		vh_last_irqfd = ts;
 	VH_RESERVE(e, kind, probe, ts);
 	if (!e)
 		return 0;
@@ -456,12 +470,8 @@ enum vh_irq_src {
 static __always_inline int on_kvm_irq(void *ctx, __u8 method, __u8 src, __u64 key2, __u32 aux)
 {
 	__u64 ts = bpf_ktime_get_ns();
-	if (!task_armed(ts)) {
-		__u32 zero = 0;
-		__u64 *last = bpf_map_lookup_elem(&last_irqfd, &zero);
-		if (!last || !*last || ts - *last > vh_arm_ns)
-			return 0;
-	}
+	if (!task_armed(ts) && (!vh_last_irqfd || !within(ts, vh_last_irqfd)))
+		return 0;
 	VH_RESERVE(e, VH_KVM_IRQ, method, ts);
 	if (!e)
 		return 0;
@@ -541,11 +551,16 @@ VH_PROGS(kick, VH_KICK, (void *vcpu, void *this), on_kick(this, method))
 static __always_inline int on_poll_wakeup(void *wait, __u8 method)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	// Every vhost wake-up on the host runs this (other VMs' kicks, tun
+	// socket wake-ups in softirq): outside the owner, where on_kick stores
+	// no kick either, it ends on one compare.
+	if (vh_qemu_tgid && (pid_tgid >> 32) != vh_qemu_tgid)
+		return 0;
 	__u32 tid = (__u32)pid_tgid;
 	__u64 ts = bpf_ktime_get_ns();
 	struct vh_event *kick = bpf_map_lookup_elem(&tx_kicks, &tid);
 	int kvm_kick = kick && ts >= kick->pp.ts && ts - kick->pp.ts <= 1000000;
-	if (!kvm_kick && (!vh_qemu_tgid || (pid_tgid >> 32) != vh_qemu_tgid))
+	if (!kvm_kick && !vh_qemu_tgid)
 		return 0;
 	__u64 work = (__u64)wait + bpf_core_type_size(struct wait_queue_entry);
 	// Kicks while the work is queued merge into one handle_tx pass: keep
@@ -582,7 +597,7 @@ VH_PROGS(wakeup, VH_POLL_WAKEUP, (void *wait), on_poll_wakeup(wait, method))
 static __always_inline int tx_task_ok(__u64 pid_tgid)
 {
 	__u32 tid = (__u32)pid_tgid;
-	return !vh_qemu_tgid || (pid_tgid >> 32) == vh_qemu_tgid || bpf_map_lookup_elem(&watch_tasks, &tid);
+	return !vh_qemu_tgid || (pid_tgid >> 32) == vh_qemu_tgid || (vh_watching && bpf_map_lookup_elem(&watch_tasks, &tid));
 }
 
 // handle_tx_kick(work): a new pass of the worker, started by the wake-up

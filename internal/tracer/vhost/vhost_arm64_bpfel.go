@@ -80,7 +80,6 @@ type vhostVhEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	vhostMapArmed               = "armed"
-	vhostMapLastIrqfd           = "last_irqfd"
 	vhostMapPpCost              = "pp_cost"
 	vhostMapPpEvents            = "pp_events"
 	vhostMapPpLost              = "pp_lost"
@@ -151,10 +150,13 @@ const (
 	vhostVarUnusedVhEvent       = "unused_vh_event"
 	vhostVarVhArm               = "vh_arm"
 	vhostVarVhArmNs             = "vh_arm_ns"
+	vhostVarVhLastArm           = "vh_last_arm"
+	vhostVarVhLastIrqfd         = "vh_last_irqfd"
 	vhostVarVhN_tracked         = "vh_n_tracked"
 	vhostVarVhQemuTgid          = "vh_qemu_tgid"
 	vhostVarVhSysWrite          = "vh_sys_write"
 	vhostVarVhSysWritev         = "vh_sys_writev"
+	vhostVarVhWatching          = "vh_watching"
 )
 
 // loadVhost returns the embedded CollectionSpec for vhost.
@@ -245,7 +247,6 @@ type vhostProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type vhostMapSpecs struct {
 	Armed       *ebpf.MapSpec `ebpf:"armed"`
-	LastIrqfd   *ebpf.MapSpec `ebpf:"last_irqfd"`
 	PpCost      *ebpf.MapSpec `ebpf:"pp_cost"`
 	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
 	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
@@ -283,10 +284,13 @@ type vhostVariableSpecs struct {
 	UnusedVhEvent *ebpf.VariableSpec `ebpf:"unused_vh_event"`
 	VhArm         *ebpf.VariableSpec `ebpf:"vh_arm"`
 	VhArmNs       *ebpf.VariableSpec `ebpf:"vh_arm_ns"`
+	VhLastArm     *ebpf.VariableSpec `ebpf:"vh_last_arm"`
+	VhLastIrqfd   *ebpf.VariableSpec `ebpf:"vh_last_irqfd"`
 	VhN_tracked   *ebpf.VariableSpec `ebpf:"vh_n_tracked"`
 	VhQemuTgid    *ebpf.VariableSpec `ebpf:"vh_qemu_tgid"`
 	VhSysWrite    *ebpf.VariableSpec `ebpf:"vh_sys_write"`
 	VhSysWritev   *ebpf.VariableSpec `ebpf:"vh_sys_writev"`
+	VhWatching    *ebpf.VariableSpec `ebpf:"vh_watching"`
 }
 
 // vhostObjects contains all objects after they have been loaded into the kernel.
@@ -310,7 +314,6 @@ func (o *vhostObjects) Close() error {
 // It can be passed to loadVhostObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vhostMaps struct {
 	Armed       *ebpf.Map `ebpf:"armed"`
-	LastIrqfd   *ebpf.Map `ebpf:"last_irqfd"`
 	PpCost      *ebpf.Map `ebpf:"pp_cost"`
 	PpEvents    *ebpf.Map `ebpf:"pp_events"`
 	PpLost      *ebpf.Map `ebpf:"pp_lost"`
@@ -327,7 +330,6 @@ type vhostMaps struct {
 func (m *vhostMaps) Close() error {
 	return _VhostClose(
 		m.Armed,
-		m.LastIrqfd,
 		m.PpCost,
 		m.PpEvents,
 		m.PpLost,
@@ -366,10 +368,13 @@ type vhostVariables struct {
 	UnusedVhEvent *ebpf.Variable `ebpf:"unused_vh_event"`
 	VhArm         *ebpf.Variable `ebpf:"vh_arm"`
 	VhArmNs       *ebpf.Variable `ebpf:"vh_arm_ns"`
+	VhLastArm     *ebpf.Variable `ebpf:"vh_last_arm"`
+	VhLastIrqfd   *ebpf.Variable `ebpf:"vh_last_irqfd"`
 	VhN_tracked   *ebpf.Variable `ebpf:"vh_n_tracked"`
 	VhQemuTgid    *ebpf.Variable `ebpf:"vh_qemu_tgid"`
 	VhSysWrite    *ebpf.Variable `ebpf:"vh_sys_write"`
 	VhSysWritev   *ebpf.Variable `ebpf:"vh_sys_writev"`
+	VhWatching    *ebpf.Variable `ebpf:"vh_watching"`
 }
 
 // vhostPrograms contains all programs after they have been loaded into the kernel.
