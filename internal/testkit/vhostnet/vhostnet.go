@@ -199,9 +199,11 @@ func Open(tap *os.File, opt Options) (d *Device, err error) {
 		return nil, fmt.Errorf("opening /dev/vhost-net: %w", err)
 	}
 	d = &Device{fd: fd, tap: tap}
+	// A failing return sets d to nil: the cleanup keeps its own reference.
+	dev := d
 	defer func() {
 		if err != nil {
-			d.Close()
+			dev.Close()
 		}
 	}()
 	if err := ioctlPtr(fd, ioctlSetOwner, nil); err != nil {

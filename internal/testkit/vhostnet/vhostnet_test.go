@@ -16,6 +16,7 @@ import (
 
 	"github.com/pingpath/pingpath/internal/testkit/kvmirq"
 	"github.com/pingpath/pingpath/internal/testkit/testenv"
+	"github.com/pingpath/pingpath/internal/testkit/vhostnet"
 	"github.com/pingpath/pingpath/internal/testkit/vhostnet/vhosttest"
 )
 
@@ -172,4 +173,26 @@ func attachCounters(t *testing.T, candidates map[string][]string) map[string]*co
 		out[name] = &counter{symbol: sym, m: m}
 	}
 	return out
+}
+
+// TestGuestOpenFailsCleanly: when vhost-net refuses the backend (a pipe,
+// not a tap), Open returns the error and releases what it set up. That path
+// once called Close on the nil Device its failing return had set, and the
+// panic hid the error (a 6.12 matrix cell, 2026-12-06).
+func TestGuestOpenFailsCleanly(t *testing.T) {
+	testenv.GuestOnly(t, "needs /dev/vhost-net")
+	testenv.RequireRoot(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	d, err := vhostnet.Open(r, vhostnet.Options{})
+	if err == nil {
+		d.Close()
+		t.Fatal("Open took a pipe as its tap")
+	}
+	if !strings.Contains(err.Error(), "VHOST_NET_SET_BACKEND") {
+		t.Errorf("Open with a pipe: %v, want VHOST_NET_SET_BACKEND's refusal", err)
+	}
 }
