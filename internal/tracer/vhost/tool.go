@@ -313,29 +313,22 @@ func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
 	if err := spec.Assign(&obj); err != nil {
 		return nil, fmt.Errorf("reading the vhost BPF object: %w", err)
 	}
-	vars := []struct {
+	// vars are the constants to set, in order; set appends one.
+	type constant struct {
 		v   *ebpf.VariableSpec
 		val any
-	}{{obj.VhSysWrite, uint32(unix.SYS_WRITE)}, {obj.VhSysWritev, uint32(unix.SYS_WRITEV)}}
+	}
+	vars := []constant{{obj.VhSysWrite, uint32(unix.SYS_WRITE)}, {obj.VhSysWritev, uint32(unix.SYS_WRITEV)}}
 	if w := t.cfg.ArmWindow; w > 0 {
-		vars = append(vars, struct {
-			v   *ebpf.VariableSpec
-			val any
-		}{obj.VhArmNs, uint64(w.Nanoseconds())})
+		vars = append(vars, constant{obj.VhArmNs, uint64(w.Nanoseconds())})
 	}
 	if !t.vhostUsed {
 		// No vhost worker will signal: skip arming the reader's task (an
 		// LRU map update per packet).
-		vars = append(vars, struct {
-			v   *ebpf.VariableSpec
-			val any
-		}{obj.VhArm, uint8(0)})
+		vars = append(vars, constant{obj.VhArm, uint8(0)})
 	}
 	if t.ownerFDs() {
-		vars = append(vars, struct {
-			v   *ebpf.VariableSpec
-			val any
-		}{obj.VhQemuTgid, uint32(t.disc.OwnerPID)})
+		vars = append(vars, constant{obj.VhQemuTgid, uint32(t.disc.OwnerPID)})
 		var kvs []ebpf.MapKV
 		for _, f := range t.disc.TunFiles {
 			if f.PID == t.disc.OwnerPID {
@@ -354,10 +347,7 @@ func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
 			}
 			obj.WatchTasks.Contents = ws
 			if len(ws) > 0 {
-				vars = append(vars, struct {
-					v   *ebpf.VariableSpec
-					val any
-				}{obj.VhWatching, uint8(1)})
+				vars = append(vars, constant{obj.VhWatching, uint8(1)})
 			}
 		}
 	}

@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/pingpath/pingpath/internal/kernel"
 	"github.com/pingpath/pingpath/internal/kernel/btftest"
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/tracer"
+	"github.com/pingpath/pingpath/internal/vhostdiscover"
 )
 
 // TestDecodeEventMatchesBPF checks the hand-written decoder against the
@@ -378,17 +380,56 @@ func TestArmWindow(t *testing.T) {
 		want uint64
 	}{{0, uint64(DefaultArmWindow.Nanoseconds())}, {500 * time.Millisecond, 500_000_000}} {
 		tl := &Tool{cfg: Config{ArmWindow: c.set}, discErr: errors.New("no discovery in this test")}
-		spec, err := tl.Spec(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var got uint64
-		if err := spec.Variables["vh_arm_ns"].Get(&got); err != nil {
-			t.Fatal(err)
-		}
+		specConstant(t, tl, "vh_arm_ns", &got)
 		if got != c.want {
 			t.Errorf("ArmWindow %s: vh_arm_ns %d, want %d", c.set, got, c.want)
 		}
+	}
+}
+
+// specConstant reads the constant name of tl's BPF spec into v and returns
+// the spec.
+func specConstant(t *testing.T, tl *Tool, name string, v any) *ebpf.CollectionSpec {
+	t.Helper()
+	spec, err := tl.Spec(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Variables[name].Get(v); err != nil {
+		t.Fatalf("reading %s: %v", name, err)
+	}
+	return spec
+}
+
+// TestWatchedWorkers: vhost-tx follows kernel-thread workers (before 6.4)
+// by tid, and only then does the BPF side look up watch_tasks
+// (vh_watching); 6.4+ workers are the owner's threads, and vhost-rx never
+// watches.
+func TestWatchedWorkers(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		tool     string
+		workers  []vhostdiscover.Worker
+		watching uint8
+		watched  int
+	}{
+		{"vhost-tx, kernel-thread workers", record.ToolVhostTX, []vhostdiscover.Worker{{TID: 7, Kernel: true}, {TID: 8, Kernel: true}}, 1, 2},
+		{"vhost-tx, workers of the owner (6.4+)", record.ToolVhostTX, []vhostdiscover.Worker{{TID: 101}}, 0, 0},
+		{"vhost-rx, kernel-thread workers", record.ToolVhostRX, []vhostdiscover.Worker{{TID: 7, Kernel: true}}, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tl := &Tool{cfg: Config{Tool: c.tool}, disc: &vhostdiscover.Result{OwnerPID: 100,
+				TunFiles: []vhostdiscover.TunFile{{PID: 100, FD: 5}}, Workers: c.workers}}
+			var watching uint8
+			spec := specConstant(t, tl, "vh_watching", &watching)
+			if watching != c.watching {
+				t.Errorf("vh_watching %d, want %d", watching, c.watching)
+			}
+			if n := len(spec.Maps["watch_tasks"].Contents); n != c.watched {
+				t.Errorf("watch_tasks has %d entries, want %d", n, c.watched)
+			}
+		})
 	}
 }
 
