@@ -53,8 +53,9 @@ type Tracer struct {
 	err         error
 	where       string
 
-	mu  sync.Mutex
-	ids []ebpf.ProgramID
+	mu   sync.Mutex
+	ids  []ebpf.ProgramID
+	coll *ebpf.Collection // the loaded objects, while the tracer runs
 }
 
 // syncBuffer is a bytes.Buffer safe to read while the tracer writes.
@@ -125,6 +126,7 @@ func Start(t testing.TB, where string, do func(func() error) error, newTool func
 	opts.OnReady = func(l *tracer.Loaded) {
 		rt.mu.Lock()
 		rt.ids = append([]ebpf.ProgramID(nil), l.ProgramIDs...)
+		rt.coll = l.Coll
 		rt.mu.Unlock()
 		close(ready)
 	}
@@ -160,6 +162,28 @@ func (rt *Tracer) ProgramIDs() []ebpf.ProgramID {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.ids
+}
+
+// Map returns a handle of the tracer's map name, to read while the tracer
+// runs (the caller closes it).
+func (rt *Tracer) Map(t testing.TB, name string) *ebpf.Map {
+	t.Helper()
+	select {
+	case <-rt.exited:
+		t.Fatalf("tracer in %s: map %s asked for after it exited", rt.where, name)
+	default:
+	}
+	rt.mu.Lock()
+	m := rt.coll.Maps[name]
+	rt.mu.Unlock()
+	if m == nil {
+		t.Fatalf("tracer in %s has no map %s", rt.where, name)
+	}
+	c, err := m.Clone()
+	if err != nil {
+		t.Fatalf("tracer in %s: map %s: %v", rt.where, name, err)
+	}
+	return c
 }
 
 // Output is the record stream written so far.

@@ -3,8 +3,6 @@ package vhost
 import (
 	"testing"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/pingpath/pingpath/internal/record"
 	"github.com/pingpath/pingpath/internal/tracer/tracertest"
 )
@@ -47,42 +45,18 @@ func replay(t *testing.T, c *Correlator, evs []Event) {
 // (nothing relies on consume_skb or on the LRU forgetting).
 func assertNoTrackedSkbs(t *testing.T, rx *tracertest.Tracer) {
 	t.Helper()
-	seen := map[ebpf.MapID]bool{}
-	for _, pid := range rx.ProgramIDs() {
-		prog, err := ebpf.NewProgramFromID(pid)
-		if err != nil {
-			t.Fatalf("opening program %d: %v", pid, err)
-		}
-		info, err := prog.Info()
-		prog.Close()
-		if err != nil {
-			t.Fatalf("program %d info: %v", pid, err)
-		}
-		ids, _ := info.MapIDs()
-		for _, id := range ids {
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			m, err := ebpf.NewMapFromID(id)
-			if err != nil {
-				t.Fatalf("opening map %d: %v", id, err)
-			}
-			mi, err := m.Info()
-			if err == nil && mi.Name == "tracked_skbs" {
-				var k, v uint64
-				n := 0
-				for it := m.Iterate(); it.Next(&k, &v); {
-					n++
-				}
-				if n != 0 {
-					t.Errorf("vhost-rx still tracks %d skbs after its pings (S2 should have ended their tracking)", n)
-				}
-				m.Close()
-				return
-			}
-			m.Close()
-		}
+	m := rx.Map(t, "tracked_skbs")
+	defer m.Close()
+	var k, v uint64
+	n := 0
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		n++
 	}
-	t.Errorf("vhost-rx: no tracked_skbs map among its programs' maps")
+	if err := it.Err(); err != nil {
+		t.Fatalf("reading tracked_skbs: %v", err)
+	}
+	if n != 0 {
+		t.Errorf("vhost-rx still tracks %d skbs after its pings (S2 should have ended their tracking)", n)
+	}
 }

@@ -313,7 +313,7 @@ func (t *Tool) Spec(_ []tracer.Choice) (*ebpf.CollectionSpec, error) {
 	if err := spec.Assign(&obj); err != nil {
 		return nil, fmt.Errorf("reading the vhost BPF object: %w", err)
 	}
-	// vars are the constants to set, in order; set appends one.
+	// The constants to set, in order.
 	type constant struct {
 		v   *ebpf.VariableSpec
 		val any
