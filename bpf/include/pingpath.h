@@ -926,38 +926,46 @@ static __always_inline int pp_on_skb(void *ctx, struct sk_buff *skb, __u8 hook, 
  * fentry and tp_btf programs by setting AttachTo, kprobes by symbol, raw
  * tracepoints by name, so one wrapper serves every target with the same
  * argument layout. fentry and tp_btf read typed (PP_RD). Each run is
- * accounted in the cost slot of its hook.
+ * accounted in the cost slot of its hook. The _FN forms run body instead of
+ * pp_on_skb: a function with pp_on_skb's parameters, for a hook that does
+ * more than filter and emit.
  */
-#define PP_FENTRY_SKB1(name, hook, check_dev)                                                    \
+#define PP_FENTRY_SKB1_FN(name, hook, check_dev, body)                                           \
 	SEC("fentry") int BPF_PROG(name, struct sk_buff *skb)                                    \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev, 1));                      \
+		return PP_COSTED(hook, body(ctx, skb, hook, check_dev, 1));                           \
 	}
-#define PP_FENTRY_SKB3(name, hook, check_dev)                                                    \
+#define PP_FENTRY_SKB3_FN(name, hook, check_dev, body)                                           \
 	SEC("fentry") int BPF_PROG(name, void *a1, void *a2, struct sk_buff *skb)                \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev, 1));                      \
+		return PP_COSTED(hook, body(ctx, skb, hook, check_dev, 1));                           \
 	}
-#define PP_KPROBE_SKB1(name, hook, check_dev)                                                    \
+#define PP_KPROBE_SKB1_FN(name, hook, check_dev, body)                                           \
 	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)PT_REGS_PARM1(ctx), hook, check_dev, 0)); \
+		return PP_COSTED(hook, body(ctx, (struct sk_buff *)PT_REGS_PARM1(ctx), hook, check_dev, 0)); \
 	}
-#define PP_KPROBE_SKB3(name, hook, check_dev)                                                    \
+#define PP_KPROBE_SKB3_FN(name, hook, check_dev, body)                                           \
 	SEC("kprobe") int name(struct pt_regs *ctx)                                              \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)PT_REGS_PARM3(ctx), hook, check_dev, 0)); \
+		return PP_COSTED(hook, body(ctx, (struct sk_buff *)PT_REGS_PARM3(ctx), hook, check_dev, 0)); \
 	}
-#define PP_RAW_TP_SKB1(name, hook, check_dev)                                                    \
+#define PP_RAW_TP_SKB1_FN(name, hook, check_dev, body)                                           \
 	SEC("raw_tracepoint") int name(struct bpf_raw_tracepoint_args *ctx)                      \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, (struct sk_buff *)ctx->args[0], hook, check_dev, 0)); \
+		return PP_COSTED(hook, body(ctx, (struct sk_buff *)ctx->args[0], hook, check_dev, 0)); \
 	}
 /* The same tracepoints through BTF (tp_btf, 5.5+ with kernel BTF): typed. */
-#define PP_TP_BTF_SKB1(name, hook, check_dev)                                                    \
+#define PP_TP_BTF_SKB1_FN(name, hook, check_dev, body)                                           \
 	SEC("tp_btf") int BPF_PROG(name, struct sk_buff *skb)                                    \
 	{                                                                                        \
-		return PP_COSTED(hook, pp_on_skb(ctx, skb, hook, check_dev, 1));                      \
+		return PP_COSTED(hook, body(ctx, skb, hook, check_dev, 1));                           \
 	}
+#define PP_FENTRY_SKB1(name, hook, check_dev) PP_FENTRY_SKB1_FN(name, hook, check_dev, pp_on_skb)
+#define PP_FENTRY_SKB3(name, hook, check_dev) PP_FENTRY_SKB3_FN(name, hook, check_dev, pp_on_skb)
+#define PP_KPROBE_SKB1(name, hook, check_dev) PP_KPROBE_SKB1_FN(name, hook, check_dev, pp_on_skb)
+#define PP_KPROBE_SKB3(name, hook, check_dev) PP_KPROBE_SKB3_FN(name, hook, check_dev, pp_on_skb)
+#define PP_RAW_TP_SKB1(name, hook, check_dev) PP_RAW_TP_SKB1_FN(name, hook, check_dev, pp_on_skb)
+#define PP_TP_BTF_SKB1(name, hook, check_dev) PP_TP_BTF_SKB1_FN(name, hook, check_dev, pp_on_skb)
 
 #endif /* PINGPATH_H */

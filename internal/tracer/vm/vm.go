@@ -11,6 +11,7 @@
 package vm
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -320,13 +321,34 @@ func (t *Tracer) Event(raw []byte) error {
 		t.unmatched++
 		return nil
 	}
+	key := flowKey{id: ev.ID, seq: ev.Seq}
+	if sendTS := sendStart(ev, raw); sendTS != 0 {
+		if start, ok := t.stageOf[[2]uint8{hookSendto, ev.Kind}]; ok {
+			t.corr.Add(hit{key: key, stage: start, ts: sendTS, cpu: ev.CPU, pid: ev.PID, comm: ev.Comm})
+		}
+	}
 	dev := ev.Ifname
 	if dev == "" && ev.Ifindex != 0 {
 		dev = t.ifnames.Name(ev.Ifindex)
 	}
-	t.corr.Add(hit{key: flowKey{id: ev.ID, seq: ev.Seq}, stage: stage, ts: ev.TS,
+	t.corr.Add(hit{key: key, stage: stage, ts: ev.TS,
 		device: dev, cpu: ev.CPU, pid: ev.PID, comm: ev.Comm})
 	return t.out.Err()
+}
+
+// sendStartOffset is where dev_queue_xmit's event (vm.bpf.c struct
+// vm_event) carries the start of the send that built an echo request.
+const sendStartOffset = tracer.EventSize
+
+// sendStart returns the sendto(2)/sendmsg(2) start that ev, dev_queue_xmit's
+// event, carries for its packet, or 0. The syscall tracepoint only notes the
+// time; the packet's own id and seq are known once dev_queue_xmit sees it
+// (vm.bpf.c vm_take_send_start).
+func sendStart(ev tracer.Event, raw []byte) uint64 {
+	if ev.Hook != hookDevQueue || len(raw) < sendStartOffset+8 {
+		return 0
+	}
+	return binary.NativeEndian.Uint64(raw[sendStartOffset:])
 }
 
 // Tick implements tracer.Tool.

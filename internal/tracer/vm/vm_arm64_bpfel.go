@@ -55,6 +55,12 @@ type vmVmCur struct {
 	Pad uint32
 }
 
+type vmVmSend struct {
+	_       structs.HostLayout
+	Ts      uint64
+	PidTgid uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -64,6 +70,7 @@ const (
 	vmMapPpLost                     = "pp_lost"
 	vmMapPpPerf                     = "pp_perf"
 	vmMapVmCurReq                   = "vm_cur_req"
+	vmMapVmSendStart                = "vm_send_start"
 	vmProgVmFentryDevQueueXmit      = "vm_fentry_dev_queue_xmit"
 	vmProgVmFentryDevQueueXmitInner = "vm_fentry_dev_queue_xmit_inner"
 	vmProgVmFentryIcmpRcv           = "vm_fentry_icmp_rcv"
@@ -104,6 +111,7 @@ const (
 	vmVarVmConsumeHasLoc            = "vm_consume_has_loc"
 	vmVarVmFreeEnd                  = "vm_free_end"
 	vmVarVmFreeStart                = "vm_free_start"
+	vmVarVmUnusedEvent              = "vm_unused_event"
 )
 
 // loadVm returns the embedded CollectionSpec for vm.
@@ -174,11 +182,12 @@ type vmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vmMapSpecs struct {
-	PpCost   *ebpf.MapSpec `ebpf:"pp_cost"`
-	PpEvents *ebpf.MapSpec `ebpf:"pp_events"`
-	PpLost   *ebpf.MapSpec `ebpf:"pp_lost"`
-	PpPerf   *ebpf.MapSpec `ebpf:"pp_perf"`
-	VmCurReq *ebpf.MapSpec `ebpf:"vm_cur_req"`
+	PpCost      *ebpf.MapSpec `ebpf:"pp_cost"`
+	PpEvents    *ebpf.MapSpec `ebpf:"pp_events"`
+	PpLost      *ebpf.MapSpec `ebpf:"pp_lost"`
+	PpPerf      *ebpf.MapSpec `ebpf:"pp_perf"`
+	VmCurReq    *ebpf.MapSpec `ebpf:"vm_cur_req"`
+	VmSendStart *ebpf.MapSpec `ebpf:"vm_send_start"`
 }
 
 // vmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -205,6 +214,7 @@ type vmVariableSpecs struct {
 	VmConsumeHasLoc *ebpf.VariableSpec `ebpf:"vm_consume_has_loc"`
 	VmFreeEnd       *ebpf.VariableSpec `ebpf:"vm_free_end"`
 	VmFreeStart     *ebpf.VariableSpec `ebpf:"vm_free_start"`
+	VmUnusedEvent   *ebpf.VariableSpec `ebpf:"vm_unused_event"`
 }
 
 // vmObjects contains all objects after they have been loaded into the kernel.
@@ -227,11 +237,12 @@ func (o *vmObjects) Close() error {
 //
 // It can be passed to loadVmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vmMaps struct {
-	PpCost   *ebpf.Map `ebpf:"pp_cost"`
-	PpEvents *ebpf.Map `ebpf:"pp_events"`
-	PpLost   *ebpf.Map `ebpf:"pp_lost"`
-	PpPerf   *ebpf.Map `ebpf:"pp_perf"`
-	VmCurReq *ebpf.Map `ebpf:"vm_cur_req"`
+	PpCost      *ebpf.Map `ebpf:"pp_cost"`
+	PpEvents    *ebpf.Map `ebpf:"pp_events"`
+	PpLost      *ebpf.Map `ebpf:"pp_lost"`
+	PpPerf      *ebpf.Map `ebpf:"pp_perf"`
+	VmCurReq    *ebpf.Map `ebpf:"vm_cur_req"`
+	VmSendStart *ebpf.Map `ebpf:"vm_send_start"`
 }
 
 func (m *vmMaps) Close() error {
@@ -241,6 +252,7 @@ func (m *vmMaps) Close() error {
 		m.PpLost,
 		m.PpPerf,
 		m.VmCurReq,
+		m.VmSendStart,
 	)
 }
 
@@ -268,6 +280,7 @@ type vmVariables struct {
 	VmConsumeHasLoc *ebpf.Variable `ebpf:"vm_consume_has_loc"`
 	VmFreeEnd       *ebpf.Variable `ebpf:"vm_free_end"`
 	VmFreeStart     *ebpf.Variable `ebpf:"vm_free_start"`
+	VmUnusedEvent   *ebpf.Variable `ebpf:"vm_unused_event"`
 }
 
 // vmPrograms contains all programs after they have been loaded into the kernel.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/pingpath/pingpath/internal/kernel"
@@ -39,6 +40,26 @@ func TestHookNumbersMatchC(t *testing.T) {
 	}
 	if seen != len(goHooks) {
 		t.Errorf("C defines %d hooks, Go %d", seen, len(goHooks))
+	}
+}
+
+// dev_queue_xmit's event carries the send start where sendStart reads it.
+func TestEventLayoutMatchesC(t *testing.T) {
+	spec, err := loadVm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev *btf.Struct
+	if err := spec.Types.TypeByName("vm_event", &ev); err != nil {
+		t.Fatalf("struct vm_event in the object's BTF: %v", err)
+	}
+	if ev.Size != sendStartOffset+8 {
+		t.Errorf("struct vm_event is %d bytes, want %d", ev.Size, sendStartOffset+8)
+	}
+	for _, m := range ev.Members {
+		if m.Name == "send_ts" && m.Offset.Bytes() != sendStartOffset {
+			t.Errorf("vm_event.send_ts at byte %d, sendStartOffset %d", m.Offset.Bytes(), sendStartOffset)
+		}
 	}
 }
 

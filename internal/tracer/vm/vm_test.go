@@ -504,10 +504,11 @@ func testBufferLossCounted(t *testing.T, buffer string) {
 	if got := uint64(len(s.Pings)) + c["incomplete"]; got > uint64(res.Sent) || c["pings"] != uint64(len(s.Pings)) {
 		t.Errorf("pings %d + incomplete %d > sent %d", len(s.Pings), c["incomplete"], res.Sent)
 	}
-	// Every hook fired once per ping at least (tracepoint rung: exactly 4);
+	// Every hook fired once per ping at least (tracepoint rung: exactly 3,
+	// the send's start riding in dev_queue_xmit's event; 4 with ip_local_out);
 	// each firing is either an event or a loss.
-	if hits := c["events"] + c["ringbuf_lost"]; hits < 4*uint64(res.Sent) || hits > 6*uint64(res.Sent) {
-		t.Errorf("events %d + lost %d = %d, want 4..6 per ping (%d pings)", c["events"], c["ringbuf_lost"], hits, res.Sent)
+	if hits := c["events"] + c["ringbuf_lost"]; hits < 3*uint64(res.Sent) || hits > 6*uint64(res.Sent) {
+		t.Errorf("events %d + lost %d = %d, want 3..6 per ping (%d pings)", c["events"], c["ringbuf_lost"], hits, res.Sent)
 	}
 	checkPingRecords(t, "lossy", s, 7777, seqsOf(res, 0), false)
 	t.Logf("%s: sent %d: events %d, ringbuf_lost %d, pings %d, incomplete %d", buffer, res.Sent, c["events"], c["ringbuf_lost"], len(s.Pings), c["incomplete"])
