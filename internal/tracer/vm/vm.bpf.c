@@ -71,38 +71,58 @@ PP_KPROBE_SKB3(vm_kprobe_ip_local_out, VM_HOOK_IP_OUT, 0)
 
 /*
  * The sender's sendto(2)/sendmsg(2) entry, where neither fentry nor kprobe
- * reaches ip_local_out: the syscall tracepoint notes only when and in which
- * task a send began on this CPU, and dev_queue_xmit, which sees the echo
- * request that send built (same task, same CPU: the syscall builds and
+ * reaches ip_local_out: the syscall tracepoint notes only when a send began,
+ * in a slot of the sending thread's own, and dev_queue_xmit, which sees the
+ * echo request that send built (in the same thread: the syscall builds and
  * queues the packet itself), hands that time to user space with the
- * packet's own addresses, id and seq in its event (struct vm_event). Resolving the packet at the
- * syscall instead (destination and ICMP header from user memory, a ping
- * socket's id from the socket behind the fd: seven dependent reads from the
- * task) cost 8.3-9.6 µs a run with pings 10 ms apart, in the ping's own
- * send; noting costs a slot write. A send whose packet is queued later by
- * someone else (neighbour resolution of the first ping to a new address)
- * or that moved CPU in between has no start stamp: missing, never wrong.
+ * packet's own addresses, id and seq in its event (struct vm_event).
+ * Resolving the packet at the syscall instead (destination and ICMP header
+ * from user memory, a ping socket's id from the socket behind the fd: seven
+ * dependent reads from the task) cost 8.3-9.6 µs a run with pings 10 ms
+ * apart, in the ping's own send; noting costs a slot write. A send whose
+ * packet another task queues (the first ping to a neighbour not yet
+ * resolved, when the ARP reply is processed elsewhere) or whose slot another
+ * thread took meanwhile (thread ids equal modulo VM_SEND_SLOTS, sending at
+ * the same time) has no start stamp: missing, never wrong.
+ *
+ * Slots are per thread, not per CPU: a ping preempted inside its send (at
+ * the user copy's resched point) by a task that sends too, or moved to
+ * another CPU, keeps its slot. 64 bytes each, so that two CPUs' sends share
+ * no cache line. The writer clears the owner before it writes the time and
+ * the reader reads the owner on both sides of the time, so a slot another
+ * thread is rewriting is never taken for this one's.
  */
 #define VM_SEND_MAX_AGE_NS 50000000ULL
+#define VM_SEND_SLOTS 256
 struct vm_send {
-	__u64 ts;
 	__u64 pid_tgid;
+	__u64 ts;
+	__u64 pad[6];
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VM_SEND_SLOTS);
 	__type(key, __u32);
 	__type(value, struct vm_send);
 } vm_send_start SEC(".maps");
 
+#define VM_ONCE(x) (*(volatile __u64 *)&(x))
+
+static __always_inline struct vm_send *vm_send_slot(__u64 pid_tgid)
+{
+	__u32 i = (__u32)pid_tgid % VM_SEND_SLOTS; /* the thread id */
+	return bpf_map_lookup_elem(&vm_send_start, &i);
+}
+
 static __always_inline int vm_note_send(void)
 {
-	__u32 zero = 0;
-	struct vm_send *s = bpf_map_lookup_elem(&vm_send_start, &zero);
+	__u64 id = bpf_get_current_pid_tgid();
+	struct vm_send *s = vm_send_slot(id);
 	if (s) {
-		s->ts = bpf_ktime_get_ns();
-		s->pid_tgid = bpf_get_current_pid_tgid();
+		VM_ONCE(s->pid_tgid) = 0;
+		VM_ONCE(s->ts) = bpf_ktime_get_ns();
+		VM_ONCE(s->pid_tgid) = id;
 	}
 	return 0;
 }
@@ -134,16 +154,17 @@ struct vm_event {
 /* Keep struct vm_event in BTF (the Go side checks its layout). */
 const struct vm_event *vm_unused_event __attribute__((unused));
 
-/* vm_take_send_start returns, once, the send start this task noted on this
- * CPU, or 0. */
+/* vm_take_send_start returns, once, the send start this thread noted, or 0. */
 static __always_inline __u64 vm_take_send_start(__u64 now)
 {
-	__u32 zero = 0;
-	struct vm_send *s = bpf_map_lookup_elem(&vm_send_start, &zero);
-	if (!s || !s->ts || s->pid_tgid != bpf_get_current_pid_tgid())
+	__u64 id = bpf_get_current_pid_tgid();
+	struct vm_send *s = vm_send_slot(id);
+	if (!s || VM_ONCE(s->pid_tgid) != id)
 		return 0;
-	__u64 ts = s->ts;
-	s->ts = 0; /* one packet per send */
+	__u64 ts = VM_ONCE(s->ts);
+	if (!ts || VM_ONCE(s->pid_tgid) != id)
+		return 0;
+	VM_ONCE(s->ts) = 0; /* one packet per send */
 	return now - ts <= VM_SEND_MAX_AGE_NS ? ts : 0;
 }
 

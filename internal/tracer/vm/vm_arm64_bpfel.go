@@ -57,8 +57,9 @@ type vmVmCur struct {
 
 type vmVmSend struct {
 	_       structs.HostLayout
-	Ts      uint64
 	PidTgid uint64
+	Ts      uint64
+	Pad     [6]uint64
 }
 
 // Names of all BPF objects in the ELF.
