@@ -94,6 +94,9 @@ PP_KPROBE_SKB3(vm_kprobe_ip_local_out, VM_HOOK_IP_OUT, 0)
  */
 #define VM_SEND_MAX_AGE_NS 50000000ULL
 #define VM_SEND_SLOTS 256
+/* Set by the loader when the send's start is this tracer's p1_start (no
+ * ip_local_out rung): otherwise dev_queue_xmit looks for none. */
+const volatile __u8 vm_send_noted = 0;
 struct vm_send {
 	__u64 pid_tgid;
 	__u64 ts;
@@ -175,7 +178,7 @@ static __always_inline int vm_on_dev_queue(void *ctx, struct sk_buff *skb, __u8 
 	if (!skb || !pp_filter_skb(skb, &pkt, check_dev, &dev, typed))
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
-	__u64 send_ts = pkt.kind == PP_KIND_REQUEST ? vm_take_send_start(now) : 0;
+	__u64 send_ts = vm_send_noted && pkt.kind == PP_KIND_REQUEST ? vm_take_send_start(now) : 0;
 	PP_RESERVE(struct vm_event, e);
 	if (!e)
 		return 0;

@@ -243,6 +243,14 @@ func (t *Tracer) Spec(choices []tracer.Choice) (*ebpf.CollectionSpec, error) {
 		return nil, fmt.Errorf("reading the vm BPF object: %w", err)
 	}
 	for _, c := range choices {
+		if c.Available && c.Rung.Hooks[0].Program == vmProgVmTpSysEnterSendto {
+			// dev_queue_xmit's event carries the send's start (sendStart).
+			if err := obj.VmSendNoted.Set(uint8(1)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, c := range choices {
 		if !c.Available || c.Rung.Hooks[0].Program != vmProgVmRawTpConsumeSkb {
 			continue
 		}

@@ -112,6 +112,7 @@ const (
 	vmVarVmConsumeHasLoc            = "vm_consume_has_loc"
 	vmVarVmFreeEnd                  = "vm_free_end"
 	vmVarVmFreeStart                = "vm_free_start"
+	vmVarVmSendNoted                = "vm_send_noted"
 	vmVarVmUnusedEvent              = "vm_unused_event"
 )
 
@@ -215,6 +216,7 @@ type vmVariableSpecs struct {
 	VmConsumeHasLoc *ebpf.VariableSpec `ebpf:"vm_consume_has_loc"`
 	VmFreeEnd       *ebpf.VariableSpec `ebpf:"vm_free_end"`
 	VmFreeStart     *ebpf.VariableSpec `ebpf:"vm_free_start"`
+	VmSendNoted     *ebpf.VariableSpec `ebpf:"vm_send_noted"`
 	VmUnusedEvent   *ebpf.VariableSpec `ebpf:"vm_unused_event"`
 }
 
@@ -281,6 +283,7 @@ type vmVariables struct {
 	VmConsumeHasLoc *ebpf.Variable `ebpf:"vm_consume_has_loc"`
 	VmFreeEnd       *ebpf.Variable `ebpf:"vm_free_end"`
 	VmFreeStart     *ebpf.Variable `ebpf:"vm_free_start"`
+	VmSendNoted     *ebpf.Variable `ebpf:"vm_send_noted"`
 	VmUnusedEvent   *ebpf.Variable `ebpf:"vm_unused_event"`
 }
 
