@@ -615,7 +615,7 @@ func (m *Matrix) Markdown(full bool) string {
 			fmt.Fprintf(&b, "kernel %s runs the rungs %s here (\"–\": not run);\n", k.Series, strings.Join(m.rungsOf(k.Series), ", "))
 		}
 		b.WriteString("a VM whose kernel crashed is booted once more, and a test that failed gets one more boot of its own (under TCG on a loaded machine a guest's timing swings by orders of magnitude); such cells say \"retried\", with the first failure in the notes.\n\n")
-		b.WriteString("How to run: `make test-kernels` (as in `make test`), `make test-kernels-all-rungs` (the perf rung on every kernel too), or one package on one kernel and rung:\n\n")
+		b.WriteString("How to run: `make test-kernels` (as in `make test`), `make test-kernels-all-rungs` (every rung on every kernel), or one package on one kernel and rung:\n\n")
 		b.WriteString("```sh\nscripts/kernels.sh 6.12 && go build -o bin/vmexec ./tools/vmexec\n")
 		b.WriteString("PINGPATH_VM_KERNEL=6.12 PINGPATH_TEST_PROBE=kprobe CGO_ENABLED=0 \\\n")
 		b.WriteString("    go test -count=1 -v -exec \"$PWD/bin/vmexec\" -run 'TestTraceRealPackets|TestGuest' ./internal/tracer/vm\n")
