@@ -1,6 +1,7 @@
 package vm_test
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"testing"
@@ -22,6 +23,13 @@ func TestGuestLateReader(t *testing.T) {
 	testenv.GuestOnly(t, "consume_skb without a location needs a kernel before 6.3")
 	testenv.RequireRoot(t)
 	p := newPair(t)
+	// Resolve the neighbour first: a packet to an unresolved address waits
+	// for the ARP reply and leaves from whichever task handles it (ksoftirqd
+	// in a slow guest), and on the tracepoint rung such a send has no
+	// p1_start by design (docs/tracers.md).
+	if _, err := p.A.Ping(context.Background(), nettest.PingOptions{Dst: netip.MustParseAddr(dstIP), ID: 9999, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
 	tx := startTracer(t, p.A, vmArgs()...)
 
 	var fd int
