@@ -154,7 +154,8 @@ struct vm_event {
 	__u64 send_ts;
 };
 
-/* Keep struct vm_event in BTF (the Go side checks its layout). */
+/* Keep struct vm_event in BTF: bpf2go -type vm_event gives the Go side its
+ * layout, which a test holds sendStart to. */
 const struct vm_event *vm_unused_event __attribute__((unused));
 
 /* vm_take_send_start returns, once, the send start this thread noted, or 0. */

@@ -55,6 +55,12 @@ type vmVmCur struct {
 	Pad uint32
 }
 
+type vmVmEvent struct {
+	_      structs.HostLayout
+	E      vmPpEvent
+	SendTs uint64
+}
+
 type vmVmSend struct {
 	_       structs.HostLayout
 	PidTgid uint64
