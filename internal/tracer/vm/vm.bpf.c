@@ -178,13 +178,13 @@ static __always_inline int vm_on_dev_queue(void *ctx, struct sk_buff *skb, __u8 
 	struct net_device *dev;
 	if (!skb || !pp_filter_skb(skb, &pkt, check_dev, &dev, typed))
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	__u64 send_ts = vm_send_noted && pkt.kind == PP_KIND_REQUEST ? vm_take_send_start(now) : 0;
 	PP_RESERVE(struct vm_event, e);
 	if (!e)
 		return 0;
+	/* Stamped after the reserve, where pp_emit stamps every other hook. */
+	__u64 now = bpf_ktime_get_ns();
 	pp_fill_event(&e->e, &pkt, hook, dev, pp_netns, now, typed);
-	e->send_ts = send_ts;
+	e->send_ts = vm_send_noted && pkt.kind == PP_KIND_REQUEST ? vm_take_send_start(now) : 0;
 	pp_submit(ctx, e);
 	return 0;
 }
